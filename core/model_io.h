@@ -1,0 +1,57 @@
+// Model folders in the Hugging Face GPT-2 layout: config.json + model.safetensors
+// (+ vocab.txt, or vocab.json + merges.txt). Reading checks the header, dtypes,
+// shapes and sizes and names the file and tensor in every error.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/tokenizer.h"
+#include "core/weights.h"
+
+namespace kv {
+
+// config.json <-> ModelConfig (GPT-2 keys; n_kv_head optional, defaults to n_head).
+ModelConfig read_config_json(const std::string& path);
+void write_config_json(const std::string& path, const ModelConfig& cfg);
+
+// One tensor as found in a safetensors header.
+struct TensorInfo {
+    std::string dtype;            // "F32", "F16", "BF16", ...
+    std::vector<int64_t> shape;
+    uint64_t begin = 0, end = 0;  // byte offsets in the data section
+};
+
+// The parsed header of a safetensors file (names as stored).
+std::map<std::string, TensorInfo> read_safetensors_header(const std::string& path);
+
+// Reads model.safetensors into weights shaped by cfg (GPT-2 names, optional
+// "transformer." prefix, optional lm_head.weight; sets cfg.tied_head accordingly).
+Weights read_safetensors(const std::string& path, ModelConfig& cfg);
+// Writes GPT-2 names in F32 (lm_head.weight only when untied).
+void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w);
+
+// A loaded model: shape, weights, and a tokenizer when the folder has one.
+struct Model {
+    std::string name;   // folder name or "random:tiny:SEED"
+    std::string path;   // folder, empty for random models
+    ModelConfig config;
+    Weights weights;
+    std::unique_ptr<Tokenizer> tokenizer;  // null for random models
+};
+
+// SPEC: a model folder, or random:tiny / random:gpt2-124m with optional :SEED.
+std::unique_ptr<Model> load_model(const std::string& spec);
+std::unique_ptr<Model> load_model_folder(const std::string& dir);
+std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name);
+// Writes config.json and model.safetensors (and vocab.txt when tok is a WordTokenizer).
+void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w,
+                       const Tokenizer* tok);
+
+// The bundled tiny model's folder: next to the executable (../share/kvscope/... for
+// an install, or the build tree's copy), else the source tree. Empty if not found.
+std::string default_model_dir();
+
+}  // namespace kv

@@ -1,0 +1,78 @@
+// Session: one lesson's state. Keeps the prompt, the tokens chosen so far, the cache
+// mode, the history of StepTraces and totals. Step s = 0 is the prefill of the
+// prompt (p tokens); decode step s >= 1 feeds the token chosen at step s-1, at
+// position p+s-1. With the cache on, a step runs only its new tokens; with it off,
+// the cache is cleared and the whole sequence runs from position 0.
+// The UI reads a const Session& and changes it only through these commands.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/engine.h"
+#include "core/model_io.h"
+#include "core/trace.h"
+
+namespace kv {
+
+struct SamplingOptions {
+    float temperature = 0.f;  // 0 = greedy
+    int top_k = 0;            // 0 = whole vocabulary
+    uint64_t seed = 0;
+    int n_top = 10;           // how many candidates the trace keeps
+};
+
+// Picks the next token from logits. Deterministic in (logits, options, step):
+// the random stream for step s is derived from (seed, s), so going back and
+// stepping again picks the same token.
+int sample_token(const std::vector<float>& logits, const SamplingOptions& opt, int step);
+std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k);
+
+class Session {
+public:
+    // The model must outlive the session.
+    Session(const Model& model, std::unique_ptr<Engine> engine);
+
+    // Commands (each may throw kv::Error with a message for the user).
+    void set_prompt_ids(std::vector<int> ids);      // resets
+    Encoding set_prompt_text(const std::string& text);  // resets; needs a tokenizer
+    const StepTrace& step();
+    bool back();                 // false when there is nothing to undo
+    void reset();                // back to before the prefill (prompt kept)
+    void set_cache(bool on);     // applies from the next step
+    void set_sampling(const SamplingOptions& s) { sampling_ = s; }
+    void set_trace_options(const TraceOptions& t) { trace_opts_ = t; }
+
+    // State.
+    const Model& model() const { return model_; }
+    const Engine& engine() const { return *engine_; }
+    Engine& engine() { return *engine_; }
+    bool cache_on() const { return cache_on_; }
+    const SamplingOptions& sampling() const { return sampling_; }
+    const TraceOptions& trace_options() const { return trace_opts_; }
+    const std::vector<int>& prompt_ids() const { return prompt_; }
+    // Prompt + chosen tokens: tokens()[p+s] is the token chosen at step s.
+    const std::vector<int>& tokens() const { return tokens_; }
+    const std::vector<StepTrace>& history() const { return history_; }
+    int n_steps() const { return static_cast<int>(history_.size()); }
+    // Tokens that have entered the model (the cache length in cached mode).
+    int n_fed() const;
+    // Can another step run? (false at n_ctx or without a prompt)
+    bool can_step(std::string* why_not = nullptr) const;
+    // How many times each position's K/V have been computed over the history.
+    std::vector<int> compute_counts() const;
+    Counters totals() const;
+
+private:
+    const Model& model_;
+    std::unique_ptr<Engine> engine_;
+    std::vector<int> prompt_;
+    std::vector<int> tokens_;
+    std::vector<StepTrace> history_;
+    bool cache_on_ = true;
+    SamplingOptions sampling_;
+    TraceOptions trace_opts_;
+};
+
+}  // namespace kv

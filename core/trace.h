@@ -1,0 +1,69 @@
+// StepTrace: the plain data record of one prefill or decode step. The engine fills
+// it where the work happens; the UI and the CLI only read it. Names follow the
+// intermediates they hold (q, k, v, attn), per layer and head.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace kv {
+
+enum class Phase { prefill, decode };
+inline const char* phase_name(Phase p) { return p == Phase::prefill ? "prefill" : "decode"; }
+
+// The counters of DESIGN.md, per step. Counted in the engine's loops.
+struct Counters {
+    int64_t tokens_processed = 0;
+    int64_t kv_rows_computed = 0;    // per layer and kv head, one row per token
+    int64_t kv_rows_reused = 0;      // rows read from the cache, not computed this step
+    int64_t kv_rows_recomputed = 0;  // rows computed again though an earlier step had them
+    int64_t attn_scores = 0;         // q.k dot products
+    int64_t cache_rows = 0;          // after the step
+    int64_t cache_bytes = 0;         // after the step
+    int64_t flops = 0;               // 2 per multiply-add of every matrix product performed
+
+    Counters& operator+=(const Counters& o);
+    bool operator==(const Counters&) const = default;
+};
+
+// One (layer, head) of one step. Rows are the positions processed this step
+// (start_pos .. start_pos+n-1); keys run over positions 0 .. start_pos+n-1.
+struct HeadTrace {
+    int layer = 0, head = 0;  // head = query head; kv_head = head / (H / Hkv)
+    int kv_head = 0;
+    RowMat q;     // (n, hd)  queries of the processed positions
+    RowMat k;     // (n, hd)  keys computed this step
+    RowMat v;     // (n, hd)  values computed this step
+    RowMat attn;  // (n, start_pos+n) softmax weights, 0 above the causal diagonal
+    // Max |difference| between keys/values recomputed this step and the rows the
+    // cache held for the same positions before the step (-1 if nothing to compare).
+    float recompute_max_diff = -1.f;
+};
+
+struct TopToken {
+    int id = 0;
+    float prob = 0.f;
+    float logit = 0.f;
+};
+
+struct StepTrace {
+    int step = 0;             // 0 = prefill
+    Phase phase = Phase::prefill;
+    bool cache_on = true;
+    std::vector<int> input_ids;  // tokens that entered the model this step
+    int start_pos = 0;           // position of input_ids[0]
+    int n_known = 0;             // positions whose K/V earlier steps had computed
+    int cache_rows_read = 0;     // cache rows read (not computed) this step: [0, start_pos)
+    std::vector<HeadTrace> heads;  // all (layer, head) for small models, else the selected one
+    std::vector<float> logits;     // (V) logits of the last position
+    std::vector<TopToken> top;     // top-k of the softmax over logits
+    int next_id = -1;              // the chosen token
+    Counters counters;
+    double ms = 0.0;               // wall time of the forward pass
+
+    const HeadTrace* find_head(int layer, int head) const;
+};
+
+}  // namespace kv

@@ -1,0 +1,24 @@
+# Sourced by scripts/run and scripts/test: installs the Debian packages kvscope
+# needs when any is missing (apt-get, through sudo when not root).
+KVSCOPE_PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
+  libimgui-dev libstb-dev libglfw3-dev libgl-dev
+  xvfb xauth xdotool fonts-dejavu-core
+  python3 python3-numpy npm
+)
+
+kvscope_install_deps() {
+  local missing=()
+  for p in "${KVSCOPE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "kvscope: installing ${missing[*]}" >&2
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+}
