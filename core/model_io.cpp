@@ -1,0 +1,402 @@
+// Model folders in the Hugging Face GPT-2 layout: config.json <-> ModelConfig,
+// model.safetensors <-> Weights (GPT-2 tensor names, Conv1D (in, out) order, optional
+// "transformer." prefix, optional untied lm_head), tokenizer discovery, random models
+// and the bundled model's location. Notation: V vocab, T n_ctx, C n_embd, L n_layer,
+// Q = qkv_dim (= 3C for GPT-2).
+#include "core/model_io.h"
+
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "core/bpe_tokenizer.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+
+namespace kv {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using ordered_json = nlohmann::ordered_json;
+
+namespace {
+
+std::string read_text_file(const std::string& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) throw Error(path + ": is a directory, expected a file");
+    if (!fs::exists(path, ec)) throw Error(path + ": no such file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open (" + std::string(std::strerror(errno)) + ")");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw Error(path + ": read failed");
+    return ss.str();
+}
+
+// Single printable line (parser messages may quote file bytes).
+std::string one_line(const std::string& s, size_t max_len = 160) {
+    std::string out;
+    for (char c : s) {
+        if (out.size() >= max_len) return out + "...";
+        const unsigned char u = static_cast<unsigned char>(c);
+        out += (u >= 0x20 && u < 0x7f) ? c : '?';
+    }
+    return out;
+}
+
+std::string type_name_of(const json& v) {
+    if (v.is_number_float()) return "number " + v.dump();
+    if (v.is_number()) return "integer " + v.dump();
+    if (v.is_string()) return "string " + one_line(v.dump(), 40);
+    return v.type_name();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- config.json
+
+ModelConfig read_config_json(const std::string& path) {
+    const std::string text = read_text_file(path);
+    json j;
+    try {
+        j = json::parse(text);
+    } catch (const json::exception& e) {
+        throw Error(path + ": not valid JSON (" + one_line(e.what()) + ")");
+    }
+    if (!j.is_object()) throw Error(path + ": expected a JSON object, found " + std::string(j.type_name()));
+
+    auto get_int = [&](const char* key, int& out) {
+        const auto it = j.find(key);
+        if (it == j.end()) return false;
+        const json& v = *it;
+        if (!v.is_number_integer() ||
+            v.get<int64_t>() < std::numeric_limits<int>::min() || v.get<int64_t>() > std::numeric_limits<int>::max() ||
+            (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int>::max())))
+            throw Error(path + ": key \"" + key + "\" must be an integer, found " + type_name_of(v));
+        out = int(v.get<int64_t>());
+        return true;
+    };
+    auto need_int = [&](const char* key, int& out) {
+        if (!get_int(key, out)) throw Error(path + ": missing key \"" + key + "\"");
+    };
+
+    if (const auto it = j.find("model_type"); it != j.end()) {
+        if (!it->is_string()) throw Error(path + ": key \"model_type\" must be a string, found " + type_name_of(*it));
+        const auto mt = it->get<std::string>();
+        if (mt != "gpt2")
+            throw Error(path + ": model_type \"" + one_line(mt, 40) +
+                        "\" is not supported (kvscope reads GPT-2 family models, model_type \"gpt2\")");
+    }
+
+    ModelConfig c;
+    need_int("vocab_size", c.vocab_size);
+    if (!get_int("n_positions", c.n_ctx) && !get_int("n_ctx", c.n_ctx))
+        throw Error(path + ": missing key \"n_positions\" (or \"n_ctx\")");
+    need_int("n_embd", c.n_embd);
+    need_int("n_layer", c.n_layer);
+    need_int("n_head", c.n_head);
+    c.n_kv_head = c.n_head;
+    if (!get_int("n_kv_head", c.n_kv_head)) get_int("num_key_value_heads", c.n_kv_head);
+    if (const auto it = j.find("layer_norm_epsilon"); it != j.end()) {
+        if (!it->is_number()) throw Error(path + ": key \"layer_norm_epsilon\" must be a number, found " + type_name_of(*it));
+        c.layer_norm_epsilon = it->get<float>();
+    }
+    if (const auto it = j.find("tie_word_embeddings"); it != j.end()) {
+        if (!it->is_boolean())
+            throw Error(path + ": key \"tie_word_embeddings\" must be true or false, found " + type_name_of(*it));
+        c.tied_head = it->get<bool>();
+    }
+    c.validate(path);
+    return c;
+}
+
+void write_config_json(const std::string& path, const ModelConfig& cfg) {
+    cfg.validate(path);
+    ordered_json j;
+    j["model_type"] = "gpt2";
+    j["architectures"] = {"GPT2LMHeadModel"};
+    j["vocab_size"] = cfg.vocab_size;
+    j["n_positions"] = cfg.n_ctx;
+    j["n_ctx"] = cfg.n_ctx;
+    j["n_embd"] = cfg.n_embd;
+    j["n_layer"] = cfg.n_layer;
+    j["n_head"] = cfg.n_head;
+    if (cfg.n_kv_head != cfg.n_head) j["n_kv_head"] = cfg.n_kv_head;
+    j["n_inner"] = nullptr;  // 4 * n_embd
+    j["activation_function"] = "gelu_new";
+    j["layer_norm_epsilon"] = cfg.layer_norm_epsilon;
+    j["tie_word_embeddings"] = cfg.tied_head;
+    j["resid_pdrop"] = 0.0;
+    j["embd_pdrop"] = 0.0;
+    j["attn_pdrop"] = 0.0;
+    j["initializer_range"] = 0.02;
+    j["scale_attn_weights"] = true;
+    j["scale_attn_by_inverse_layer_idx"] = false;
+    j["reorder_and_upcast_attn"] = false;
+    j["use_cache"] = true;
+    j["bos_token_id"] = cfg.vocab_size - 1;  // 50256 for GPT-2's vocabulary
+    j["eos_token_id"] = cfg.vocab_size - 1;
+    j["torch_dtype"] = "float32";
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw Error(path + ": write failed");
+}
+
+// ---------------------------------------------------------------- safetensors <-> Weights
+
+namespace {
+
+// The tensors of one model in file order: name (no prefix), pointer into Weights,
+// expected shape. Vectors have shape [n], matrices [rows, cols].
+struct Slot {
+    std::string name;
+    float* data;
+    std::vector<int64_t> shape;
+};
+
+std::vector<Slot> slots_of(const ModelConfig& cfg, Weights& w) {
+    std::vector<Slot> s;
+    auto mat = [&](const std::string& n, RowMat& m) { s.push_back({n, m.data(), {m.rows(), m.cols()}}); };
+    auto vec = [&](const std::string& n, RowVec& v) { s.push_back({n, v.data(), {v.cols()}}); };
+    mat("wte.weight", w.wte);
+    mat("wpe.weight", w.wpe);
+    for (int i = 0; i < cfg.n_layer; ++i) {
+        auto& l = w.layers[i];
+        const std::string h = "h." + std::to_string(i) + ".";
+        vec(h + "ln_1.weight", l.ln_1_w);
+        vec(h + "ln_1.bias", l.ln_1_b);
+        mat(h + "attn.c_attn.weight", l.attn_w);
+        vec(h + "attn.c_attn.bias", l.attn_b);
+        mat(h + "attn.c_proj.weight", l.attn_proj_w);
+        vec(h + "attn.c_proj.bias", l.attn_proj_b);
+        vec(h + "ln_2.weight", l.ln_2_w);
+        vec(h + "ln_2.bias", l.ln_2_b);
+        mat(h + "mlp.c_fc.weight", l.fc_w);
+        vec(h + "mlp.c_fc.bias", l.fc_b);
+        mat(h + "mlp.c_proj.weight", l.mlp_proj_w);
+        vec(h + "mlp.c_proj.bias", l.mlp_proj_b);
+    }
+    vec("ln_f.weight", w.ln_f_w);
+    vec("ln_f.bias", w.ln_f_b);
+    if (!cfg.tied_head) mat("lm_head.weight", w.lm_head);
+    return s;
+}
+
+// Layer index of "h.N." / "transformer.h.N.", or -1.
+int layer_index(const std::string& name) {
+    std::string_view v = name;
+    if (v.starts_with("transformer.")) v.remove_prefix(12);
+    if (!v.starts_with("h.")) return -1;
+    v.remove_prefix(2);
+    int n = -1;
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p == v.data() || p == v.data() + v.size() || *p != '.' || p - v.data() > 6) return -1;
+    return n;
+}
+
+std::string shape_hint(const std::string& name, const ModelConfig& cfg) {
+    if (name == "wte.weight" || name == "lm_head.weight")
+        return " (vocab_size " + std::to_string(cfg.vocab_size) + ", n_embd " + std::to_string(cfg.n_embd) + ")";
+    if (name == "wpe.weight")
+        return " (n_positions " + std::to_string(cfg.n_ctx) + ", n_embd " + std::to_string(cfg.n_embd) + ")";
+    return "";
+}
+
+}  // namespace
+
+Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
+    cfg.validate("config.json");
+    SafetensorsFile f(path);
+
+    // The head: lm_head.weight present means untied.
+    const bool has_head = f.has("lm_head.weight");
+    if (!has_head && !cfg.tied_head)
+        throw Error(path + ": tensor lm_head.weight is missing (config.json says tie_word_embeddings: false)");
+    cfg.tied_head = !has_head;
+
+    // Layers in the file against n_layer, before any single-tensor message.
+    int max_layer = -1;
+    std::string max_name;
+    for (const auto& [name, info] : f.tensors()) {
+        const int i = layer_index(name);
+        if (i > max_layer) max_layer = i, max_name = name;
+    }
+    if (max_layer >= cfg.n_layer)
+        throw Error(path + ": tensor " + max_name + " belongs to layer " + std::to_string(max_layer) +
+                    " but config.json says n_layer " + std::to_string(cfg.n_layer));
+
+    Weights w = allocate_weights(cfg);
+    const auto slots = slots_of(cfg, w);
+    std::vector<std::string> stored(slots.size());
+    for (size_t k = 0; k < slots.size(); ++k) {
+        const Slot& s = slots[k];
+        std::string name = s.name;
+        if (!f.has(name) && s.name != "lm_head.weight" && f.has("transformer." + name)) name = "transformer." + name;
+        if (!f.has(name)) {
+            const int li = layer_index(s.name);
+            if (li >= 0 && li > max_layer)
+                throw Error(path + ": tensor " + s.name + " is missing: config.json says n_layer " +
+                            std::to_string(cfg.n_layer) + " but the file has " +
+                            (max_layer < 0 ? std::string("no layers") : "layers h.0..h." + std::to_string(max_layer)));
+            throw Error(path + ": tensor " + s.name + " is missing");
+        }
+        const TensorInfo& t = f.tensors().at(name);
+        if (t.shape != s.shape)
+            throw Error(path + ": tensor " + name + " has shape " + shape_str(t.shape) + ", config.json says " +
+                        shape_str(s.shape) + shape_hint(s.name, cfg));
+        stored[k] = name;
+    }
+    for (size_t k = 0; k < slots.size(); ++k) {
+        int64_t n = 1;
+        for (int64_t d : slots[k].shape) n *= d;
+        f.read_f32(stored[k], slots[k].data, n);
+    }
+    check_weights(cfg, w, path);
+    return w;
+}
+
+void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
+    check_weights(cfg, w, path);
+    auto& mw = const_cast<Weights&>(w);  // slots_of hands out float*; writing only reads them
+    std::vector<TensorOut> out;
+    for (const auto& s : slots_of(cfg, mw)) out.push_back({s.name, s.shape, s.data});
+    write_safetensors_f32(path, out);
+}
+
+// ---------------------------------------------------------------- models
+
+namespace {
+
+const char* kFolderHint =
+    "expected a folder with config.json and model.safetensors, or random:tiny / random:gpt2-124m";
+
+}  // namespace
+
+std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name) {
+    cfg.validate(name);
+    auto m = std::make_unique<Model>();
+    m->name = name;
+    m->config = cfg;
+    m->weights = random_weights(cfg, seed);
+    return m;
+}
+
+std::unique_ptr<Model> load_model(const std::string& spec) {
+    if (spec.empty()) {
+        const std::string dir = default_model_dir();
+        if (dir.empty())
+            throw Error("model: none given and the bundled model (assets/models/tiny-gpt) was not found; "
+                        "pass --model FOLDER or random:tiny");
+        return load_model_folder(dir);
+    }
+    if (spec.starts_with("random:")) {
+        std::string_view rest = std::string_view(spec).substr(7);
+        std::string shape(rest.substr(0, rest.find(':')));
+        uint64_t seed = 0;
+        if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
+            const std::string_view s = rest.substr(colon + 1);
+            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), seed);
+            if (s.empty() || ec != std::errc() || p != s.data() + s.size())
+                throw Error("model '" + spec + "': seed '" + std::string(s) +
+                            "' is not a non-negative integer (use random:tiny:SEED)");
+        }
+        ModelConfig cfg;
+        if (shape == "tiny") cfg = ModelConfig::tiny();
+        else if (shape == "gpt2-124m") cfg = ModelConfig::gpt2_124m();
+        else
+            throw Error("model '" + spec + "': unknown random shape '" + shape +
+                        "' (expected random:tiny or random:gpt2-124m, optionally followed by :SEED)");
+        return make_random_model(cfg, seed, "random:" + shape + ":" + std::to_string(seed));
+    }
+    std::error_code ec;
+    if (fs::is_directory(spec, ec)) return load_model_folder(spec);
+    if (fs::exists(spec, ec)) throw Error("model '" + spec + "': is a file, not a folder (" + kFolderHint + ")");
+    throw Error("model '" + spec + "': no such folder (" + kFolderHint + ")");
+}
+
+std::unique_ptr<Model> load_model_folder(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) throw Error("model '" + dir + "': no such folder (" + kFolderHint + ")");
+    const fs::path d(dir);
+    const std::string config_path = (d / "config.json").string();
+    const std::string st_path = (d / "model.safetensors").string();
+    if (!fs::exists(config_path, ec))
+        throw Error(config_path + ": no such file (a model folder needs config.json and model.safetensors)");
+    if (!fs::exists(st_path, ec)) {
+        if (fs::exists(d / "pytorch_model.bin", ec))
+            throw Error(st_path + ": no such file (the folder has only pytorch_model.bin; save it as safetensors)");
+        throw Error(st_path + ": no such file (a model folder needs config.json and model.safetensors)");
+    }
+
+    auto m = std::make_unique<Model>();
+    m->config = read_config_json(config_path);
+    m->weights = read_safetensors(st_path, m->config);
+
+    const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt";
+    std::string tok_file;
+    if (fs::exists(vocab_txt, ec)) {
+        m->tokenizer = WordTokenizer::load(vocab_txt.string());
+        tok_file = vocab_txt.string();
+    } else if (fs::exists(vocab_json, ec) && fs::exists(merges, ec)) {
+        m->tokenizer = load_gpt2_bpe(vocab_json.string(), merges.string());
+        tok_file = vocab_json.string();
+    } else if (fs::exists(vocab_json, ec)) {
+        throw Error(merges.string() + ": no such file (vocab.json needs merges.txt beside it)");
+    } else if (fs::exists(merges, ec)) {
+        throw Error(vocab_json.string() + ": no such file (merges.txt needs vocab.json beside it)");
+    }
+    if (m->tokenizer && m->tokenizer->vocab_size() > m->config.vocab_size)
+        throw Error(tok_file + ": has " + std::to_string(m->tokenizer->vocab_size()) +
+                    " tokens but config.json vocab_size is " + std::to_string(m->config.vocab_size));
+
+    fs::path norm = d.lexically_normal();
+    if (norm.filename().empty()) norm = norm.parent_path();
+    m->name = norm.filename().string();
+    if (m->name.empty() || m->name == ".") m->name = fs::absolute(d, ec).lexically_normal().filename().string();
+    m->path = dir;
+    return m;
+}
+
+void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w, const Tokenizer* tok) {
+    check_weights(cfg, w, dir);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error(dir + ": cannot create the folder (" + ec.message() + ")");
+    const fs::path d(dir);
+    write_config_json((d / "config.json").string(), cfg);
+    write_safetensors((d / "model.safetensors").string(), cfg, w);
+    if (const auto* wt = dynamic_cast<const WordTokenizer*>(tok)) wt->save((d / "vocab.txt").string());
+}
+
+std::string default_model_dir() {
+    std::error_code ec;
+    auto has_config = [&](const fs::path& p) { return !p.empty() && fs::is_regular_file(p / "config.json", ec); };
+    std::vector<fs::path> candidates;
+    if (const char* env = std::getenv("KVSCOPE_MODEL_DIR"); env && *env) candidates.emplace_back(env);
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    if (!ec && !exe.empty()) {
+        const fs::path bin = exe.parent_path();
+        candidates.push_back(bin / ".." / "share" / "kvscope" / "models" / "tiny-gpt");
+        candidates.push_back(bin / ".." / "assets" / "models" / "tiny-gpt");
+        candidates.push_back(bin / ".." / ".." / "assets" / "models" / "tiny-gpt");
+    }
+#ifdef KVSCOPE_SOURCE_ASSETS
+    candidates.emplace_back(KVSCOPE_SOURCE_ASSETS "/models/tiny-gpt");
+#endif
+#ifdef KVSCOPE_INSTALL_DATADIR
+    candidates.emplace_back(KVSCOPE_INSTALL_DATADIR "/models/tiny-gpt");
+#endif
+    for (const auto& c : candidates)
+        if (has_config(c)) return c.lexically_normal().string();
+    return "";
+}
+
+}  // namespace kv
