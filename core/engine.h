@@ -21,6 +21,7 @@ struct TraceOptions {
     bool all_heads = true;
     int layer = 0, head = 0;  // used when !all_heads
     bool record = true;       // false: counters and logits only (benchmarks)
+    int max_rows = 128;       // record at most the last max_rows processed positions
 };
 
 struct ForwardRequest {
@@ -51,6 +52,8 @@ public:
 };
 
 std::unique_ptr<Engine> make_cpu_engine(const Model& model);
+// Defined only in builds with the CUDA backend (KVSCOPE_HAVE_CUDA).
+std::unique_ptr<Engine> make_cuda_engine(const Model& model);
 // "cpu" or "cuda"; throws kv::Error with a clear line if the backend is not built
 // or no device is present.
 std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend);

@@ -28,15 +28,18 @@ struct Counters {
     bool operator==(const Counters&) const = default;
 };
 
-// One (layer, head) of one step. Rows are the positions processed this step
-// (start_pos .. start_pos+n-1); keys run over positions 0 .. start_pos+n-1.
+// One (layer, head) of one step. Rows are positions processed this step: all of
+// them (start_pos .. start_pos+n-1) unless more than TraceOptions::max_rows were
+// processed, then the last max_rows; first_pos is the position of row 0.
+// Keys run over positions 0 .. start_pos+n-1 (nk of them).
 struct HeadTrace {
     int layer = 0, head = 0;  // head = query head; kv_head = head / (H / Hkv)
     int kv_head = 0;
-    RowMat q;     // (n, hd)  queries of the processed positions
-    RowMat k;     // (n, hd)  keys computed this step
-    RowMat v;     // (n, hd)  values computed this step
-    RowMat attn;  // (n, start_pos+n) softmax weights, 0 above the causal diagonal
+    int first_pos = 0;  // position of row 0 of q, k, v, attn
+    RowMat q;     // (r, hd)  queries of the recorded positions
+    RowMat k;     // (r, hd)  keys computed this step
+    RowMat v;     // (r, hd)  values computed this step
+    RowMat attn;  // (r, nk)  softmax weights, 0 above the causal diagonal
     // Max |difference| between keys/values recomputed this step and the rows the
     // cache held for the same positions before the step (-1 if nothing to compare).
     float recompute_max_diff = -1.f;

@@ -1,0 +1,206 @@
+#include "core/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+
+namespace kv {
+
+std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k) {
+    const int V = int(logits.size());
+    k = std::clamp(k, 0, V);
+    if (V == 0) return {};
+    const float mx = *std::max_element(logits.begin(), logits.end());
+    double z = 0;
+    for (float x : logits) z += std::exp(double(x) - mx);
+    std::vector<int> idx(V);
+    std::iota(idx.begin(), idx.end(), 0);
+    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) {
+        return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+    });
+    std::vector<TopToken> out;
+    out.reserve(k);
+    for (int i = 0; i < k; ++i)
+        out.push_back({idx[i], float(std::exp(double(logits[idx[i]]) - mx) / z), logits[idx[i]]});
+    return out;
+}
+
+int sample_token(const std::vector<float>& logits, const SamplingOptions& opt, int step) {
+    if (logits.empty()) throw Error("sample_token: empty logits");
+    for (float x : logits)
+        if (std::isnan(x)) throw Error("sample_token: the model produced NaN logits (check the weights)");
+    if (opt.temperature <= 0.f) {
+        return int(std::max_element(logits.begin(), logits.end()) - logits.begin());  // first max wins
+    }
+    const int V = int(logits.size());
+    const int k = (opt.top_k > 0 && opt.top_k < V) ? opt.top_k : V;
+    std::vector<TopToken> cand = top_tokens(logits, k);
+    // Re-weight the candidates at the temperature.
+    std::vector<double> w(cand.size());
+    const double mx = cand[0].logit;
+    for (size_t i = 0; i < cand.size(); ++i) w[i] = std::exp((double(cand[i].logit) - mx) / opt.temperature);
+    // The stream for step s depends only on (seed, s): back() then step() picks the same.
+    std::seed_seq seq{uint32_t(opt.seed), uint32_t(opt.seed >> 32), uint32_t(step), 0x6b76u};
+    std::mt19937_64 rng(seq);
+    std::discrete_distribution<int> dist(w.begin(), w.end());
+    return cand[dist(rng)].id;
+}
+
+Session::Session(const Model& model, std::unique_ptr<Engine> engine)
+    : model_(model), engine_(std::move(engine)) {
+    if (!engine_) throw Error("Session: no engine");
+    // Large models record only the selected head so traces stay small.
+    const ModelConfig& c = model_.config;
+    trace_opts_.all_heads = int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
+}
+
+void Session::set_prompt_ids(std::vector<int> ids) {
+    const ModelConfig& c = model_.config;
+    if (ids.empty()) throw Error("prompt: empty (type at least one word)");
+    if (int(ids.size()) > c.n_ctx)
+        throw Error("prompt: " + std::to_string(ids.size()) + " tokens, but the model's context holds " +
+                    std::to_string(c.n_ctx));
+    for (int id : ids)
+        if (id < 0 || id >= c.vocab_size)
+            throw Error("prompt: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(c.vocab_size) + ")");
+    prompt_ = std::move(ids);
+    reset();
+}
+
+Encoding Session::set_prompt_text(const std::string& text) {
+    if (!model_.tokenizer)
+        throw Error("prompt: model '" + model_.name + "' has no tokenizer; give token ids instead");
+    Encoding enc = model_.tokenizer->encode(text);
+    set_prompt_ids(enc.ids);
+    return enc;
+}
+
+void Session::reset() {
+    history_.clear();
+    tokens_ = prompt_;
+    engine_->truncate_cache(0);
+}
+
+void Session::set_cache(bool on) { cache_on_ = on; }
+
+int Session::n_fed() const {
+    if (history_.empty()) return 0;
+    return int(prompt_.size()) + n_steps() - 1;
+}
+
+bool Session::can_step(std::string* why_not) const {
+    auto no = [&](const std::string& w) {
+        if (why_not) *why_not = w;
+        return false;
+    };
+    if (prompt_.empty()) return no("no prompt");
+    // The next step feeds tokens up to position len-1.
+    if (int(tokens_.size()) > model_.config.n_ctx)
+        return no("the context is full (" + std::to_string(model_.config.n_ctx) + " tokens)");
+    return true;
+}
+
+const StepTrace& Session::step() {
+    std::string why;
+    if (!can_step(&why)) throw Error("step: " + why);
+    const int s = n_steps();
+    const int p = int(prompt_.size());
+    const int n_known = s == 0 ? 0 : p + s - 1;  // positions earlier steps computed
+
+    ForwardRequest req;
+    req.trace_opts = trace_opts_;
+    if (s == 0 || !cache_on_) {
+        req.start_pos = 0;
+        req.ids = std::span<const int>(tokens_.data(), size_t(p + s));
+    } else {
+        req.start_pos = p + s - 1;
+        req.ids = std::span<const int>(tokens_.data() + p + s - 1, 1);
+    }
+    req.n_known = n_known;
+
+    // Without the cache, keep the rows about to be recomputed so the trace can show
+    // they come out identical (lesson point 2).
+    std::vector<std::pair<RowMat, RowMat>> before;
+    const int cached_before = std::min(engine_->cache_rows(), n_known);
+    const bool compare_rows = req.start_pos < cached_before && trace_opts_.record;
+    auto heads_recorded = [&](auto&& fn) {
+        const ModelConfig& c = model_.config;
+        const int group = c.n_head / c.n_kv_head;
+        for (int l = 0; l < c.n_layer; ++l)
+            for (int h = 0; h < c.n_head; ++h)
+                if (trace_opts_.all_heads || (l == trace_opts_.layer && h == trace_opts_.head))
+                    fn(l, h, h / group);
+    };
+    if (compare_rows) {
+        heads_recorded([&](int l, int, int g) {
+            RowMat k, v;
+            engine_->read_cache_head(l, g, k, v);
+            before.emplace_back(k.topRows(cached_before), v.topRows(cached_before));
+        });
+    }
+    engine_->truncate_cache(req.start_pos);
+
+    StepTrace tr;
+    tr.step = s;
+    tr.phase = s == 0 ? Phase::prefill : Phase::decode;
+    tr.cache_on = cache_on_;
+    engine_->forward(req, tr);
+
+    if (compare_rows) {
+        size_t i = 0;
+        heads_recorded([&](int l, int h, int) {
+            const auto& [k0, v0] = before[i++];
+            for (auto& ht : tr.heads) {
+                if (ht.layer != l || ht.head != h) continue;
+                float d = 0;
+                for (int r = 0; r < ht.k.rows(); ++r) {
+                    const int pos = ht.first_pos + r;
+                    if (pos >= k0.rows()) break;
+                    d = std::max(d, (ht.k.row(r) - k0.row(pos)).cwiseAbs().maxCoeff());
+                    d = std::max(d, (ht.v.row(r) - v0.row(pos)).cwiseAbs().maxCoeff());
+                }
+                ht.recompute_max_diff = d;
+            }
+        });
+    }
+
+    tr.top = top_tokens(tr.logits, sampling_.n_top);
+    tr.next_id = sample_token(tr.logits, sampling_, s);
+
+    // Bound memory for large vocabularies: only the newest step keeps its logits.
+    if (model_.config.vocab_size > 8192 && !history_.empty()) {
+        history_.back().logits.clear();
+        history_.back().logits.shrink_to_fit();
+    }
+    tokens_.push_back(tr.next_id);
+    history_.push_back(std::move(tr));
+    return history_.back();
+}
+
+bool Session::back() {
+    if (history_.empty()) return false;
+    history_.pop_back();
+    tokens_.pop_back();
+    engine_->truncate_cache(n_fed());
+    return true;
+}
+
+std::vector<int> Session::compute_counts() const {
+    std::vector<int> counts(tokens_.size(), 0);
+    for (const auto& t : history_)
+        for (int pos = t.start_pos; pos < t.start_pos + int(t.input_ids.size()); ++pos)
+            if (pos < int(counts.size())) ++counts[pos];
+    return counts;
+}
+
+Counters Session::totals() const {
+    Counters c;
+    for (const auto& t : history_) c += t.counters;
+    return c;
+}
+
+}  // namespace kv

@@ -1,0 +1,299 @@
+// Engine and Session: cached and uncached logits agree at every step, the counters
+// match DESIGN.md's formulas, back()/reset() leave nothing stale.
+#include <doctest/doctest.h>
+
+#include "core/error.h"
+#include "core/session.h"
+#include "test_helpers.h"
+
+using kvtest::expected_counters;
+using kvtest::max_abs_diff;
+using kvtest::random_model;
+
+namespace {
+
+void check_counters(const kv::Counters& got, const kv::Counters& want) {
+    CHECK(got.tokens_processed == want.tokens_processed);
+    CHECK(got.kv_rows_computed == want.kv_rows_computed);
+    CHECK(got.kv_rows_reused == want.kv_rows_reused);
+    CHECK(got.kv_rows_recomputed == want.kv_rows_recomputed);
+    CHECK(got.attn_scores == want.attn_scores);
+    CHECK(got.cache_rows == want.cache_rows);
+    CHECK(got.cache_bytes == want.cache_bytes);
+    CHECK(got.flops == want.flops);
+}
+
+}  // namespace
+
+TEST_CASE("cached and uncached logits agree at every step") {
+    struct Shape { int V, T, C, L, H, Hkv, p, n_new; };
+    // The last shape fills n_ctx exactly: p + n_new - 1 == T.
+    const Shape shapes[] = {
+        {50, 32, 32, 2, 4, 4, 4, 20},
+        {97, 24, 48, 3, 6, 6, 1, 23},
+        {64, 16, 16, 1, 2, 2, 7, 10},
+        {40, 20, 32, 2, 4, 2, 3, 18},  // grouped-query: 2 kv heads for 4 query heads
+    };
+    for (const auto& sh : shapes) {
+        CAPTURE(sh.V); CAPTURE(sh.T); CAPTURE(sh.C); CAPTURE(sh.L); CAPTURE(sh.H); CAPTURE(sh.Hkv);
+        auto m = random_model(sh.V, sh.T, sh.C, sh.L, sh.H, sh.Hkv, 42 + sh.V);
+        kv::Session on(*m, kv::make_cpu_engine(*m)), off(*m, kv::make_cpu_engine(*m));
+        off.set_cache(false);
+        const auto ids = kvtest::seq_ids(sh.p, sh.V);
+        on.set_prompt_ids(ids);
+        off.set_prompt_ids(ids);
+        for (int s = 0; s < sh.n_new; ++s) {
+            CAPTURE(s);
+            const auto& a = on.step();
+            const auto& b = off.step();
+            CHECK(max_abs_diff(a.logits, b.logits) <= 1e-4f);
+            REQUIRE(a.next_id == b.next_id);
+        }
+        if (sh.p + sh.n_new - 1 == sh.T) {
+            CHECK(on.n_fed() == sh.T);
+            std::string why;
+            CHECK_FALSE(on.can_step(&why));
+            CHECK(why.find("context is full") != std::string::npos);
+            CHECK_THROWS_AS(on.step(), kv::Error);
+        }
+    }
+}
+
+TEST_CASE("incremental logits equal a full forward at every position") {
+    auto m = random_model(30, 16, 32, 2, 4, 4, 3);
+    auto full = kv::make_cpu_engine(*m);
+    auto inc = kv::make_cpu_engine(*m);
+    const auto ids = kvtest::seq_ids(12, 30, 1);
+    kv::ForwardRequest req;
+    req.ids = ids;
+    req.all_logits = true;
+    kv::StepTrace tr;
+    std::vector<float> all;
+    full->forward(req, tr, &all);
+    REQUIRE(all.size() == ids.size() * 30);
+    for (int i = 0; i < int(ids.size()); ++i) {
+        CAPTURE(i);
+        kv::ForwardRequest r1;
+        r1.ids = std::span<const int>(ids.data() + i, 1);
+        r1.start_pos = i;
+        kv::StepTrace t1;
+        inc->forward(r1, t1);
+        std::vector<float> row(all.begin() + i * 30, all.begin() + (i + 1) * 30);
+        CHECK(max_abs_diff(t1.logits, row) <= 1e-5f);
+    }
+}
+
+TEST_CASE("counters equal the formulas per step and in total") {
+    auto m = random_model(48, 32, 32, 2, 4, 4, 11);
+    const auto& c = m->config;
+    for (int p : {1, 4, 7}) {
+        for (int N : {1, 5, 20}) {
+            for (bool cache : {true, false}) {
+                CAPTURE(p); CAPTURE(N); CAPTURE(cache);
+                kv::Session s(*m, kv::make_cpu_engine(*m));
+                s.set_cache(cache);
+                s.set_prompt_ids(kvtest::seq_ids(p, 48));
+                for (int i = 0; i < N; ++i) {
+                    CAPTURE(i);
+                    check_counters(s.step().counters, expected_counters(c, p, i, cache));
+                }
+                const int64_t L = c.n_layer, Hkv = c.n_kv_head;
+                const kv::Counters tot = s.totals();
+                if (cache)
+                    CHECK(tot.kv_rows_computed == L * Hkv * (p + N - 1));
+                else
+                    CHECK(tot.kv_rows_computed == L * Hkv * (int64_t(N) * p + int64_t(N) * (N - 1) / 2));
+                CHECK(tot.cache_rows == p + N - 1);
+                // Badges: with the cache every position is computed once; without, the
+                // first prompt token is computed at every step.
+                const auto counts = s.compute_counts();
+                CHECK(counts[0] == (cache ? 1 : N));
+            }
+        }
+    }
+}
+
+TEST_CASE("counters follow the mode of each step when the cache is toggled mid-run") {
+    auto m = random_model(48, 40, 32, 2, 4, 2, 5);
+    kv::Session s(*m, kv::make_cpu_engine(*m));
+    kv::Session ref(*m, kv::make_cpu_engine(*m));
+    const int p = 4;
+    s.set_prompt_ids(kvtest::seq_ids(p, 48));
+    ref.set_prompt_ids(kvtest::seq_ids(p, 48));
+    const bool modes[] = {true, true, false, false, true, false, true, true, false, true};
+    for (int i = 0; i < 10; ++i) {
+        CAPTURE(i);
+        s.set_cache(modes[i]);
+        const auto& t = s.step();
+        CHECK(t.cache_on == modes[i]);
+        check_counters(t.counters, expected_counters(m->config, p, i, modes[i]));
+        // The chosen tokens and logits do not depend on the mode.
+        const auto& r = ref.step();
+        CHECK(max_abs_diff(t.logits, r.logits) <= 1e-4f);
+        CHECK(t.next_id == r.next_id);
+    }
+}
+
+TEST_CASE("back() then step() reproduces the same logits and counters") {
+    auto m = random_model(40, 32, 32, 2, 4, 4, 8);
+    for (bool cache : {true, false}) {
+        CAPTURE(cache);
+        kv::Session s(*m, kv::make_cpu_engine(*m));
+        s.set_cache(cache);
+        s.set_sampling({0.9f, 8, 1234, 10});  // sampling, so the per-step random stream matters
+        s.set_prompt_ids(kvtest::seq_ids(5, 40));
+        std::vector<kv::StepTrace> first;
+        for (int i = 0; i < 8; ++i) first.push_back(s.step());
+        for (int k = 0; k < 3; ++k) REQUIRE(s.back());
+        CHECK(s.n_steps() == 5);
+        CHECK(s.engine().cache_rows() == s.n_fed());
+        for (int i = 5; i < 8; ++i) {
+            CAPTURE(i);
+            const auto& t = s.step();
+            CHECK(max_abs_diff(t.logits, first[i].logits) <= 1e-6f);
+            CHECK(t.next_id == first[i].next_id);
+            check_counters(t.counters, first[i].counters);
+        }
+        // Back past the prefill, then forward again.
+        while (s.back()) {}
+        CHECK(s.n_steps() == 0);
+        CHECK(s.engine().cache_rows() == 0);
+        CHECK_FALSE(s.back());
+        const auto& t0 = s.step();
+        CHECK(max_abs_diff(t0.logits, first[0].logits) <= 1e-6f);
+    }
+}
+
+TEST_CASE("reset() and a new prompt leave no stale cache rows") {
+    auto m = random_model(40, 32, 32, 2, 4, 4, 9);
+    kv::Session s(*m, kv::make_cpu_engine(*m));
+    s.set_prompt_ids(kvtest::seq_ids(9, 40, 1));
+    for (int i = 0; i < 10; ++i) s.step();
+    // A new, shorter prompt: its logits must equal those of a fresh session.
+    const auto ids = kvtest::seq_ids(3, 40, 2);
+    s.set_prompt_ids(ids);
+    CHECK(s.engine().cache_rows() == 0);
+    kv::Session fresh(*m, kv::make_cpu_engine(*m));
+    fresh.set_prompt_ids(ids);
+    for (int i = 0; i < 6; ++i) {
+        CAPTURE(i);
+        const auto& a = s.step();
+        const auto& b = fresh.step();
+        CHECK(max_abs_diff(a.logits, b.logits) == 0.0f);
+        CHECK(a.counters == b.counters);
+    }
+    s.reset();
+    CHECK(s.n_steps() == 0);
+    CHECK(s.tokens() == ids);
+    CHECK(s.engine().cache_rows() == 0);
+}
+
+TEST_CASE("the trace records q, k, v and attention where the work happens") {
+    auto m = random_model(40, 32, 32, 2, 4, 4, 12);
+    kv::Session s(*m, kv::make_cpu_engine(*m));
+    const int p = 4, hd = m->config.head_dim();
+    s.set_prompt_ids(kvtest::seq_ids(p, 40));
+    SUBCASE("prefill: a full causal matrix per head") {
+        const auto& t = s.step();
+        CHECK(t.phase == kv::Phase::prefill);
+        REQUIRE(t.heads.size() == size_t(m->config.n_layer * m->config.n_head));
+        for (const auto& h : t.heads) {
+            REQUIRE(h.q.rows() == p);
+            REQUIRE(h.q.cols() == hd);
+            REQUIRE(h.attn.rows() == p);
+            REQUIRE(h.attn.cols() == p);
+            for (int i = 0; i < p; ++i) {
+                CAPTURE(i);
+                CHECK(h.attn.row(i).sum() == doctest::Approx(1.0f).epsilon(1e-5));
+                for (int j = i + 1; j < p; ++j) CHECK(h.attn(i, j) == 0.0f);
+            }
+        }
+    }
+    SUBCASE("decode with cache: one query over every cached key; k/v equal the cache") {
+        s.step();
+        const auto& t = s.step();
+        CHECK(t.cache_rows_read == p);
+        for (const auto& h : t.heads) {
+            REQUIRE(h.q.rows() == 1);
+            REQUIRE(h.attn.cols() == p + 1);
+            CHECK(h.attn.row(0).sum() == doctest::Approx(1.0f).epsilon(1e-5));
+            kv::RowMat K, V;
+            s.engine().read_cache_head(h.layer, h.kv_head, K, V);
+            REQUIRE(K.rows() == p + 1);
+            CHECK((K.row(p) - h.k.row(0)).cwiseAbs().maxCoeff() == 0.0f);
+            CHECK((V.row(p) - h.v.row(0)).cwiseAbs().maxCoeff() == 0.0f);
+        }
+    }
+    SUBCASE("decode without cache: recomputed rows equal the cached ones") {
+        s.step();
+        s.step();
+        s.set_cache(false);
+        const auto& t = s.step();
+        for (const auto& h : t.heads) {
+            REQUIRE(h.q.rows() == p + 2);
+            CHECK(h.recompute_max_diff >= 0.0f);
+            CHECK(h.recompute_max_diff <= 1e-5f);
+        }
+    }
+    SUBCASE("large models record only the selected head") {
+        kv::TraceOptions o;
+        o.all_heads = false;
+        o.layer = 1;
+        o.head = 2;
+        s.set_trace_options(o);
+        const auto& t = s.step();
+        REQUIRE(t.heads.size() == 1);
+        CHECK(t.heads[0].layer == 1);
+        CHECK(t.heads[0].head == 2);
+        CHECK(t.find_head(1, 2) != nullptr);
+        CHECK(t.find_head(0, 0) == nullptr);
+    }
+}
+
+TEST_CASE("bad prompts give clear errors, not crashes") {
+    auto m = random_model(40, 8, 16, 1, 2, 2, 1);
+    kv::Session s(*m, kv::make_cpu_engine(*m));
+    SUBCASE("empty") { CHECK_THROWS_WITH_AS(s.set_prompt_ids({}), doctest::Contains("empty"), kv::Error); }
+    SUBCASE("longer than n_ctx") {
+        CHECK_THROWS_WITH_AS(s.set_prompt_ids(kvtest::seq_ids(9, 40)), doctest::Contains("context holds 8"),
+                             kv::Error);
+    }
+    SUBCASE("id out of range") {
+        CHECK_THROWS_WITH_AS(s.set_prompt_ids({1, 40}), doctest::Contains("outside the vocabulary"), kv::Error);
+    }
+    SUBCASE("text on a model without tokenizer") {
+        CHECK_THROWS_WITH_AS(s.set_prompt_text("hello"), doctest::Contains("no tokenizer"), kv::Error);
+    }
+    SUBCASE("no prompt yet") {
+        std::string why;
+        CHECK_FALSE(s.can_step(&why));
+        CHECK_THROWS_AS(s.step(), kv::Error);
+    }
+    SUBCASE("NaN logits are reported") {
+        m->weights.ln_f_w(0) = std::numeric_limits<float>::quiet_NaN();
+        kv::Session bad(*m, kv::make_cpu_engine(*m));
+        bad.set_prompt_ids({1, 2});
+        CHECK_THROWS_WITH_AS(bad.step(), doctest::Contains("NaN"), kv::Error);
+    }
+}
+
+TEST_CASE("sampling is deterministic per (seed, step) and respects top-k") {
+    std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
+    kv::SamplingOptions greedy;
+    CHECK(kv::sample_token(logits, greedy, 0) == 1);
+    kv::SamplingOptions o{1.0f, 2, 77, 5};
+    for (int step = 0; step < 50; ++step) {
+        CAPTURE(step);
+        const int a = kv::sample_token(logits, o, step);
+        CHECK(a == kv::sample_token(logits, o, step));
+        CHECK((a == 1 || a == 2));
+    }
+    const auto top = kv::top_tokens(logits, 3);
+    REQUIRE(top.size() == 3);
+    CHECK(top[0].id == 1);
+    CHECK(top[1].id == 2);
+    CHECK(top[2].id == 4);
+    float z = 0;
+    for (float x : logits) z += std::exp(x);
+    CHECK(top[0].prob == doctest::Approx(std::exp(2.0f) / z));
+}

@@ -1,0 +1,70 @@
+// Shared test helpers: small random models and the counter formulas of DESIGN.md.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/model_io.h"
+#include "core/session.h"
+#include "core/weights.h"
+
+namespace kvtest {
+
+inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H, int Hkv, uint64_t seed,
+                                               bool tied = true) {
+    auto m = std::make_unique<kv::Model>();
+    m->config.vocab_size = V;
+    m->config.n_ctx = T;
+    m->config.n_embd = C;
+    m->config.n_layer = L;
+    m->config.n_head = H;
+    m->config.n_kv_head = Hkv;
+    m->config.tied_head = tied;
+    m->config.validate("test config");
+    m->weights = kv::random_weights(m->config, seed);
+    m->name = "test-random";
+    return m;
+}
+
+// Counters of step s (DESIGN.md table) for a prompt of p tokens.
+inline kv::Counters expected_counters(const kv::ModelConfig& c, int p, int s, bool cache) {
+    const int64_t L = c.n_layer, H = c.n_head, Hkv = c.n_kv_head;
+    const int64_t hd = c.head_dim(), C = c.n_embd;
+    kv::Counters e;
+    const int64_t n = (s == 0) ? p : (cache ? 1 : p + s);
+    const int64_t start = (s == 0 || !cache) ? 0 : p + s - 1;
+    e.tokens_processed = n;
+    e.kv_rows_computed = L * Hkv * n;
+    e.kv_rows_reused = (cache && s >= 1) ? L * Hkv * (p + s - 1) : 0;
+    e.kv_rows_recomputed = (!cache && s >= 1) ? L * Hkv * (p + s - 1) : 0;
+    if (cache)
+        e.attn_scores = s >= 1 ? L * H * (p + s) : L * H * int64_t(p) * (p + 1) / 2;
+    else
+        e.attn_scores = L * H * int64_t(p + s) * (p + s + 1) / 2;
+    e.cache_rows = p + s;
+    e.cache_bytes = 2 * L * Hkv * hd * e.cache_rows * int64_t(sizeof(float));
+    // FLOPs: projections for n rows in every layer, q.k and w.v for every score, the head for one row.
+    const int64_t Q = c.qkv_dim();
+    int64_t keys = 0;
+    for (int64_t i = 0; i < n; ++i) keys += start + i + 1;
+    e.flops = L * (2 * n * C * (Q + C + 4 * C + 4 * C) + H * keys * hd * 4) + 2 * C * c.vocab_size;
+    return e;
+}
+
+inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    REQUIRE(a.size() == b.size());
+    float d = 0;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::abs(a[i] - b[i]));
+    return d;
+}
+
+inline std::vector<int> seq_ids(int n, int V, int salt = 0) {
+    std::vector<int> ids(n);
+    for (int i = 0; i < n; ++i) ids[i] = (7 * i + 3 + salt * 13) % V;
+    return ids;
+}
+
+}  // namespace kvtest
