@@ -1,12 +1,436 @@
-// GPT-2 byte-level BPE (stub; full implementation follows).
+// GPT-2 byte-level BPE, as OpenAI's gpt-2 src/encoder.py does it:
+//   text --pre-tokenizer regex--> words --UTF-8 bytes--> one token per byte
+//        --merge the adjacent pair of lowest rank, all its occurrences, repeat--> ids
+// Tokens are kept by id; a merge is (left id, right id) -> (rank, result id).
+// vocab.json spells bytes in the printable alphabet of bytes_to_unicode() (space is
+// 'Ġ', newline 'Ċ'); bytes_[id] holds the raw bytes each token stands for.
 #include "core/bpe_tokenizer.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 
+#if defined(KVSCOPE_HAVE_PCRE2)
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+#endif
+
+#if __has_include(<nlohmann/json.hpp>)
+#include <nlohmann/json.hpp>
+#define KVSCOPE_BPE_HAVE_JSON 1
+#endif
+
 namespace kv {
 
+namespace {
+
+// Words longer than this are not cached (a long run of letters is rarely repeated).
+constexpr std::size_t kMaxCachedWordBytes = 256;
+constexpr std::size_t kMaxCacheEntries = 1 << 16;
+
+std::string utf8_encode(char32_t cp) {
+    std::string s;
+    if (cp < 0x80) {
+        s += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        s += static_cast<char>(0xC0 | (cp >> 6));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        s += static_cast<char>(0xE0 | (cp >> 12));
+        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    } else {
+        s += static_cast<char>(0xF0 | (cp >> 18));
+        s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+        s += static_cast<char>(0x80 | (cp & 0x3F));
+    }
+    return s;
+}
+
+// Length of the valid UTF-8 character starting at s[i] (1..4), or 0 if the bytes
+// there are not one (stray continuation byte, truncated, overlong, surrogate, > U+10FFFF).
+std::size_t utf8_char_len(std::string_view s, std::size_t i, char32_t* out = nullptr) {
+    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
+    const unsigned c = b(i);
+    std::size_t n;
+    char32_t cp;
+    if (c < 0x80) {
+        n = 1, cp = c;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        n = 2, cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3, cp = c & 0x0F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4, cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (i + n > s.size()) return 0;
+    for (std::size_t k = 1; k < n; ++k) {
+        if ((b(i + k) & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (b(i + k) & 0x3F);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return 0;
+    if (out) *out = cp;
+    return n;
+}
+
+// Text safe to show: valid UTF-8 characters as they are, every other byte as "<0xE2>".
+std::string display_bytes(std::string_view s) {
+    std::string out;
+    for (std::size_t i = 0; i < s.size();) {
+        if (std::size_t n = utf8_char_len(s, i)) {
+            out.append(s.substr(i, n));
+            i += n;
+        } else {
+            static const char* hex = "0123456789ABCDEF";
+            const auto c = static_cast<unsigned char>(s[i]);
+            out += "<0x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+            out += '>';
+            ++i;
+        }
+    }
+    return out;
+}
+
+// A token or merge part quoted for an error message (kept to one short line).
+std::string quote_token(std::string_view s) {
+    std::string d = display_bytes(s);
+    std::string out;
+    for (char c : d) {
+        if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else if (c == '\t') out += "\\t";
+        else out += c;
+    }
+    if (out.size() > 80) out = out.substr(0, 77) + "...";
+    return "'" + out + "'";
+}
+
+// Inverse of bytes_to_unicode: code point -> byte, -1 for code points it never yields.
+struct UnicodeToByte {
+    int table[324];
+    UnicodeToByte() {
+        std::fill(std::begin(table), std::end(table), -1);
+        for (int b = 0; b < 256; ++b) table[Gpt2BpeTokenizer::byte_to_unicode(static_cast<std::uint8_t>(b))] = b;
+    }
+};
+
+// vocab.json key -> the raw bytes it spells. A key with a character outside the byte
+// alphabet (an added token of some other vocabulary) stands for its own UTF-8 text.
+std::string key_to_bytes(const std::string& key) {
+    static const UnicodeToByte u2b;
+    std::string bytes;
+    for (std::size_t i = 0; i < key.size();) {
+        char32_t cp = 0;
+        const std::size_t n = utf8_char_len(key, i, &cp);
+        if (n == 0 || cp >= 324 || u2b.table[cp] < 0) return key;
+        bytes += static_cast<char>(u2b.table[cp]);
+        i += n;
+    }
+    return bytes;
+}
+
+std::uint64_t pair_key(int a, int b) {
+    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(a)) << 32) | static_cast<std::uint32_t>(b);
+}
+
+std::string read_file(const std::string& path, const char* what) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        throw Error(path + ": no such file (GPT-2 BPE needs " + what + ")");
+    if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, expected " + what);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    if (in.bad()) throw Error(path + ": read error");
+    return ss.str();
+}
+
+// The GPT-2 pattern with \s spelled out as Unicode White_Space, which is what \s means
+// in Python's `regex` module (PCRE2's \s under UCP leaves out U+0085).
+#define KV_WS "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+constexpr const char* kGpt2Pattern =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" KV_WS "\\p{L}\\p{N}]+|[" KV_WS "]+(?![^" KV_WS
+    "])|[" KV_WS "]+";
+#undef KV_WS
+
+}  // namespace
+
+char32_t Gpt2BpeTokenizer::byte_to_unicode(std::uint8_t b) {
+    // Printable Latin-1 bytes stand for themselves; the other 68 bytes, in order, get
+    // 256, 257, ... (so ' ' = 0x20 -> U+0120 'Ġ', '\n' -> U+010A 'Ċ').
+    const auto printable = [](int c) { return (c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF); };
+    if (printable(b)) return b;
+    int n = 0;
+    for (int c = 0; c < b; ++c) n += printable(c) ? 0 : 1;
+    return static_cast<char32_t>(256 + n);
+}
+
+#if defined(KVSCOPE_HAVE_PCRE2)
+struct Gpt2BpeTokenizer::Regex {
+    pcre2_code* code = nullptr;
+    bool jit = false;
+    Regex() {
+        int err = 0;
+        PCRE2_SIZE off = 0;
+        code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
+                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &off, nullptr);
+        if (!code) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(err, msg, sizeof msg);
+            throw Error("GPT-2 pre-tokenizer pattern does not compile with this PCRE2 at offset " +
+                        std::to_string(off) + ": " + reinterpret_cast<const char*>(msg));
+        }
+        jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
+    }
+    ~Regex() { pcre2_code_free(code); }
+    Regex(const Regex&) = delete;
+    Regex& operator=(const Regex&) = delete;
+};
+#else
+struct Gpt2BpeTokenizer::Regex {
+    Regex() {
+        throw Error("GPT-2 BPE needs PCRE2 and this build has none (install libpcre2-dev and rebuild)");
+    }
+};
+#endif
+
+Gpt2BpeTokenizer::Gpt2BpeTokenizer(const std::unordered_map<std::string, int>& vocab,
+                                   const std::vector<BpeMerge>& merges, const std::string& vocab_name,
+                                   const std::string& merges_name)
+    : regex_(std::make_unique<Regex>()), vocab_(vocab) {
+    int max_id = -1;
+    for (const auto& [key, id] : vocab) {
+        if (id < 0 || id > (1 << 24))
+            throw Error(vocab_name + ": token " + quote_token(key) + " has id " + std::to_string(id) +
+                        ", expected 0 .. 16777216");
+        max_id = std::max(max_id, id);
+    }
+    std::vector<const std::string*> owner(static_cast<std::size_t>(max_id + 1), nullptr);
+    bytes_.resize(static_cast<std::size_t>(max_id + 1));
+    for (const auto& [key, id] : vocab) {
+        if (owner[id])
+            throw Error(vocab_name + ": id " + std::to_string(id) + " is given to both " + quote_token(*owner[id]) +
+                        " and " + quote_token(key));
+        owner[id] = &key;
+        bytes_[id] = key_to_bytes(key);
+    }
+    for (int b = 0; b < 256; ++b) {
+        const std::string key = utf8_encode(byte_to_unicode(static_cast<std::uint8_t>(b)));
+        const auto it = vocab.find(key);
+        if (it == vocab.end()) {
+            char hex[8];
+            std::snprintf(hex, sizeof hex, "0x%02X", b);
+            throw Error(vocab_name + ": missing the token " + quote_token(key) + " for byte " + hex +
+                        "; a GPT-2 byte-level vocabulary has one token for each of the 256 bytes");
+        }
+        byte_id_[b] = it->second;
+    }
+    const auto where = [&](const BpeMerge& m) {
+        return "merge '" + display_bytes(m.left) + " " + display_bytes(m.right) + "' at " + merges_name +
+               (m.line > 0 ? " line " + std::to_string(m.line) : "");
+    };
+    const std::string disagree = vocab_name + " and " + merges_name + " disagree: ";
+    for (std::size_t rank = 0; rank < merges.size(); ++rank) {
+        const BpeMerge& m = merges[rank];
+        const auto l = vocab.find(m.left);
+        if (l == vocab.end())
+            throw Error(disagree + where(m) + " uses " + quote_token(m.left) + ", which is not in " + vocab_name);
+        const auto r = vocab.find(m.right);
+        if (r == vocab.end())
+            throw Error(disagree + where(m) + " uses " + quote_token(m.right) + ", which is not in " + vocab_name);
+        const auto res = vocab.find(m.left + m.right);
+        if (res == vocab.end())
+            throw Error(disagree + where(m) + " produces " + quote_token(m.left + m.right) + ", which is not in " +
+                        vocab_name);
+        // A repeated merge takes its later rank, as dict(zip(merges, range(n))) does.
+        merges_.insert_or_assign(pair_key(l->second, r->second),
+                                 std::pair<int, int>{static_cast<int>(rank), res->second});
+    }
+}
+
+Gpt2BpeTokenizer::~Gpt2BpeTokenizer() = default;
+
+std::unique_ptr<Gpt2BpeTokenizer> Gpt2BpeTokenizer::load(const std::string& vocab_json,
+                                                         const std::string& merges_txt) {
+#if defined(KVSCOPE_BPE_HAVE_JSON)
+    std::unordered_map<std::string, int> vocab;
+    {
+        const std::string text = read_file(vocab_json, "vocab.json, the token -> id map");
+        nlohmann::json j;
+        try {
+            j = nlohmann::json::parse(text);
+        } catch (const nlohmann::json::exception& e) {
+            throw Error(vocab_json + ": not valid JSON (" + e.what() + ")");
+        }
+        if (!j.is_object())
+            throw Error(vocab_json + ": expected a JSON object mapping each token to its id, got a " +
+                        std::string(j.type_name()));
+        vocab.reserve(j.size());
+        for (const auto& [key, value] : j.items()) {
+            if (!value.is_number_integer())
+                throw Error(vocab_json + ": token " + quote_token(key) + " maps to " + value.dump() +
+                            ", expected an integer id");
+            const auto id = value.get<long long>();
+            if (id < 0 || id > (1 << 24))
+                throw Error(vocab_json + ": token " + quote_token(key) + " has id " + std::to_string(id) +
+                            ", expected 0 .. 16777216");
+            vocab.emplace(key, static_cast<int>(id));
+        }
+    }
+    std::vector<BpeMerge> merges;
+    {
+        const std::string text = read_file(merges_txt, "merges.txt, the ranked merges");
+        std::size_t pos = 0;
+        int line_no = 0;
+        while (pos < text.size()) {
+            std::size_t end = text.find('\n', pos);
+            if (end == std::string::npos) end = text.size();
+            std::string line = text.substr(pos, end - pos);
+            pos = end + 1;
+            ++line_no;
+            if (!line.empty() && line.back() == '\r') line.pop_back();
+            if (line_no == 1 && line.rfind("#version", 0) == 0) continue;
+            if (line.empty()) continue;
+            const std::size_t sp = line.find(' ');
+            if (sp == 0 || sp == std::string::npos || sp + 1 == line.size() ||
+                line.find(' ', sp + 1) != std::string::npos)
+                throw Error(merges_txt + " line " + std::to_string(line_no) +
+                            ": expected two tokens separated by one space, got " + quote_token(line));
+            merges.push_back({line.substr(0, sp), line.substr(sp + 1), line_no});
+        }
+    }
+    return std::make_unique<Gpt2BpeTokenizer>(vocab, merges, vocab_json, merges_txt);
+#else
+    throw Error(vocab_json + ": this build has no JSON reader (nlohmann-json), so it cannot load GPT-2 BPE (" +
+                merges_txt + ")");
+#endif
+}
+
 std::unique_ptr<Tokenizer> load_gpt2_bpe(const std::string& vocab_json, const std::string& merges_txt) {
-    throw Error("load_gpt2_bpe(" + vocab_json + ", " + merges_txt + "): not implemented yet");
+    return Gpt2BpeTokenizer::load(vocab_json, merges_txt);
+}
+
+std::vector<std::string> Gpt2BpeTokenizer::pre_tokenize(std::string_view text) const {
+    std::vector<std::string> words;
+#if defined(KVSCOPE_HAVE_PCRE2)
+    pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
+    if (!md) throw Error("GPT-2 pre-tokenizer: out of memory for PCRE2 match data");
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        // Invalid UTF-8 matches nothing (PCRE2_MATCH_INVALID_UTF): the bytes skipped
+        // between two matches become a word of their own.
+        const int rc = pcre2_match(regex_->code, subject, text.size(), pos, 0, md, nullptr);
+        if (rc < 0) {  // PCRE2_ERROR_NOMATCH, or any error: keep the rest as one word
+            words.emplace_back(text.substr(pos));
+            break;
+        }
+        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+        const std::size_t start = ov[0], end = std::max<std::size_t>(ov[1], start + 1);
+        if (start > pos) words.emplace_back(text.substr(pos, start - pos));
+        words.emplace_back(text.substr(start, end - start));
+        pos = end;
+    }
+    pcre2_match_data_free(md);
+#else
+    (void)text;
+    throw Error("GPT-2 BPE needs PCRE2 and this build has none");
+#endif
+    return words;
+}
+
+std::vector<int> Gpt2BpeTokenizer::bpe_word(std::string_view word) const {
+    const bool cacheable = word.size() <= kMaxCachedWordBytes;
+    if (cacheable) {
+        std::lock_guard lock(cache_mutex_);
+        const auto it = cache_.find(std::string(word));
+        if (it != cache_.end()) return it->second;
+    }
+    std::vector<int> w;
+    w.reserve(word.size());
+    for (char c : word) w.push_back(byte_id_[static_cast<unsigned char>(c)]);
+    std::vector<int> next;
+    next.reserve(w.size());
+    while (w.size() > 1) {
+        // The adjacent pair of lowest rank...
+        int best_rank = INT_MAX, left = -1, right = -1, merged = -1;
+        for (std::size_t i = 0; i + 1 < w.size(); ++i) {
+            const auto it = merges_.find(pair_key(w[i], w[i + 1]));
+            if (it != merges_.end() && it->second.first < best_rank) {
+                best_rank = it->second.first;
+                left = w[i], right = w[i + 1], merged = it->second.second;
+            }
+        }
+        if (merged < 0) break;
+        // ...merged at every occurrence, left to right, without overlap.
+        next.clear();
+        for (std::size_t i = 0; i < w.size();) {
+            if (i + 1 < w.size() && w[i] == left && w[i + 1] == right) {
+                next.push_back(merged);
+                i += 2;
+            } else {
+                next.push_back(w[i]);
+                i += 1;
+            }
+        }
+        w.swap(next);
+    }
+    if (cacheable) {
+        std::lock_guard lock(cache_mutex_);
+        if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+        cache_.emplace(std::string(word), w);
+    }
+    return w;
+}
+
+Encoding Gpt2BpeTokenizer::encode(std::string_view text) const {
+    Encoding enc;
+    for (const std::string& word : pre_tokenize(text)) {
+        for (int id : bpe_word(word)) {
+            enc.ids.push_back(id);
+            enc.pieces.push_back(token_text(id));
+        }
+    }
+    return enc;
+}
+
+const std::string& Gpt2BpeTokenizer::token_bytes(int id) const {
+    static const std::string empty;
+    if (id < 0 || id >= vocab_size()) return empty;
+    return bytes_[id];
+}
+
+std::string Gpt2BpeTokenizer::token_text(int id) const {
+    if (id < 0 || id >= vocab_size()) return "<id " + std::to_string(id) + ">";
+    return display_bytes(bytes_[id]);
+}
+
+std::string Gpt2BpeTokenizer::decode(std::span<const int> ids) const {
+    std::string out;
+    for (int id : ids) {
+        if (id < 0 || id >= vocab_size()) out += "<id " + std::to_string(id) + ">";
+        else out += bytes_[id];
+    }
+    return out;
+}
+
+int Gpt2BpeTokenizer::id_of(const std::string& vocab_key) const {
+    const auto it = vocab_.find(vocab_key);
+    return it == vocab_.end() ? -1 : it->second;
 }
 
 }  // namespace kv
