@@ -20,114 +20,13 @@
 #include "core/model_io.h"
 #include "core/session.h"
 #include "core/train.h"
+#include "app/cli_commands.h"
+#include "app/cli_common.h"
 
 using nlohmann::json;
+using namespace cli;
 
 namespace {
-
-struct UsageError : kv::Error {
-    using kv::Error::Error;
-};
-
-std::vector<int> parse_ids(const std::string& text) {
-    std::vector<int> ids;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        const auto b = item.find_first_not_of(" \t");
-        const auto e = item.find_last_not_of(" \t");
-        if (b == std::string::npos) throw UsageError("--ids: empty item in '" + text + "'");
-        item = item.substr(b, e - b + 1);
-        size_t used = 0;
-        long long v = 0;
-        try {
-            v = std::stoll(item, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != item.size() || v < 0 || v > 100'000'000)
-            throw UsageError("--ids: '" + item + "' is not a token id (a non-negative integer)");
-        ids.push_back(int(v));
-    }
-    if (ids.empty()) throw UsageError("--ids: no ids given (example: --ids 5,9,3,7)");
-    return ids;
-}
-
-std::unique_ptr<kv::Model> open_model(const std::string& spec) {
-    if (!spec.empty()) return kv::load_model(spec);
-    const std::string dir = kv::default_model_dir();
-    if (dir.empty())
-        throw kv::Error("--model: not given, and the bundled model (assets/models/tiny-gpt) was not found "
-                        "next to the executable or in the source tree; set KVSCOPE_MODEL_DIR or pass --model");
-    return kv::load_model_folder(dir);
-}
-
-// The prompt as ids, from --ids or --prompt (tokenized, unknown words reported).
-std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const std::string& ids, bool have_prompt,
-                            bool have_ids) {
-    if (have_prompt == have_ids) throw UsageError("give exactly one of --prompt TEXT or --ids 1,2,3");
-    std::vector<int> out;
-    if (have_ids) {
-        out = parse_ids(ids);
-    } else {
-        if (!m.tokenizer)
-            throw UsageError("--prompt: model '" + m.name + "' has no tokenizer (random models take --ids 1,2,3)");
-        const kv::Encoding enc = m.tokenizer->encode(prompt);
-        if (enc.ids.empty()) throw UsageError("--prompt: empty; type at least one word");
-        if (!enc.unknown.empty()) {
-            std::string list;
-            for (const auto& w : enc.unknown) list += (list.empty() ? "'" : ", '") + w + "'";
-            std::cerr << "note: not in the vocabulary of " << m.name << ", read as <unk>: " << list << "\n";
-        }
-        out = enc.ids;
-    }
-    for (int id : out)
-        if (id >= m.config.vocab_size)
-            throw UsageError("--ids: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                             std::to_string(m.config.vocab_size) + ") of " + m.name);
-    if (int(out.size()) > m.config.n_ctx)
-        throw UsageError("prompt: " + std::to_string(out.size()) + " tokens, but " + m.name + "'s context holds " +
-                         std::to_string(m.config.n_ctx));
-    return out;
-}
-
-void check_new(const kv::Model& m, int p, int n_new) {
-    if (n_new < 1) throw UsageError("--new: must be at least 1");
-    if (p + n_new - 1 > m.config.n_ctx)
-        throw UsageError("--new: " + std::to_string(n_new) + " new tokens after a " + std::to_string(p) +
-                         "-token prompt need " + std::to_string(p + n_new - 1) + " positions; " + m.name +
-                         "'s context holds " + std::to_string(m.config.n_ctx));
-}
-
-json model_json(const kv::Model& m) {
-    const auto& c = m.config;
-    return {{"name", m.name},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
-            {"n_kv_head", c.n_kv_head}, {"n_embd", c.n_embd},  {"n_ctx", c.n_ctx},
-            {"vocab_size", c.vocab_size}};
-}
-
-json counters_json(const kv::Counters& c) {
-    return {{"tokens_processed", c.tokens_processed},
-            {"kv_rows_computed", c.kv_rows_computed},
-            {"kv_rows_reused", c.kv_rows_reused},
-            {"kv_rows_recomputed", c.kv_rows_recomputed},
-            {"attn_scores", c.attn_scores},
-            {"cache_rows", c.cache_rows},
-            {"cache_bytes", c.cache_bytes},
-            {"flops", c.flops}};
-}
-
-std::string token_text(const kv::Model& m, int id) {
-    return m.tokenizer ? m.tokenizer->token_text(id) : "<" + std::to_string(id) + ">";
-}
-
-kv::Session make_session(const kv::Model& m, const std::string& backend) {
-    kv::Session s(m, kv::make_engine(m, backend));
-    kv::TraceOptions t = s.trace_options();
-    t.record = false;  // the CLI prints counters and tokens, not per-head detail
-    s.set_trace_options(t);
-    return s;
-}
 
 // ---- generate ----
 struct GenerateArgs {
@@ -304,50 +203,6 @@ int run_tokenize(const std::string& model, const std::string& text) {
     return 0;
 }
 
-// ---- bench ----
-struct BenchArgs {
-    std::string model, backend = "cpu";
-    int prompt_len = 4, n_new = 32, threads = 0, warmup = 2;
-    bool no_cache = false, as_json = false;
-    uint64_t seed = 0;
-};
-
-int run_bench(const BenchArgs& a) {
-    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
-    if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
-    check_new(*m, a.prompt_len, a.n_new);
-    kv::Session s = make_session(*m, a.backend);
-    if (a.threads > 0) s.engine().set_threads(a.threads);
-    s.set_cache(!a.no_cache);
-    std::vector<int> ids(a.prompt_len);
-    for (int i = 0; i < a.prompt_len; ++i) ids[i] = int((1000003LL * (i + 1) + a.seed) % m->config.vocab_size);
-    s.set_prompt_ids(ids);
-    // Warm-up: a prefill and a few decode steps, then start over.
-    for (int i = 0; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
-    s.reset();
-    const kv::StepTrace& pre = s.step();
-    const double prefill_ms = pre.ms;
-    double decode_ms = 0;
-    for (int i = 1; i < a.n_new; ++i) decode_ms += s.step().ms;
-    const int decoded = a.n_new - 1;
-    const double ms_per_token = decoded > 0 ? decode_ms / decoded : prefill_ms;
-    json out = {{"mode", a.no_cache ? "uncached" : "cached"},
-                {"model", model_json(*m)},
-                {"backend", s.engine().backend()},
-                {"threads", a.threads},
-                {"prompt_len", a.prompt_len},
-                {"new_tokens", a.n_new},
-                {"prefill_ms", prefill_ms},
-                {"decode_ms", decode_ms},
-                {"ms_per_token", ms_per_token},
-                {"tokens_per_s", 1000.0 / ms_per_token}};
-    std::fprintf(stderr, "%s, %s, prompt %d, %d new: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s\n",
-                 m->name.c_str(), a.no_cache ? "uncached" : "cached", a.prompt_len, a.n_new, prefill_ms,
-                 ms_per_token, 1000.0 / ms_per_token);
-    if (a.as_json) std::cout << out.dump(1) << "\n";
-    return 0;
-}
-
 void add_prompt_options(CLI::App* c, GenerateArgs& a) {
     c->add_option("--model", a.model, "model folder, or random:tiny / random:gpt2-124m[:SEED] (default: bundled)");
     c->add_option("--prompt", a.prompt, "prompt text (needs a model with a tokenizer)");
@@ -389,16 +244,7 @@ int main(int argc, char** argv) {
     c_tk->add_option("--model", tk_model, "model folder (default: bundled)");
     c_tk->add_option("--text", tk_text, "text to tokenize")->required();
 
-    BenchArgs bench;
-    auto* c_b = app.add_subcommand("bench", "time prefill and decode (default model: random:gpt2-124m)");
-    c_b->add_option("--model", bench.model, "model folder or random:SPEC");
-    c_b->add_option("--prompt-len", bench.prompt_len, "prompt tokens");
-    c_b->add_option("--new", bench.n_new, "new tokens");
-    c_b->add_flag("--no-cache", bench.no_cache, "recompute every token at every step");
-    c_b->add_option("--threads", bench.threads, "worker threads (0 = default)");
-    c_b->add_option("--backend", bench.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-    c_b->add_option("--warmup", bench.warmup, "warm-up decode steps");
-    c_b->add_flag("--json", bench.as_json, "print a JSON record to stdout");
+    auto run_bench = cli::add_bench_command(app);
 
     kv::TrainOptions topt;
     auto* c_tr = app.add_subcommand("train", "train a tiny word-level GPT on a corpus");
@@ -424,7 +270,7 @@ int main(int argc, char** argv) {
         if (*c_cmp) return run_compare(cmp, *c_cmp);
         if (*c_lg) return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend);
         if (*c_tk) return run_tokenize(tk_model, tk_text);
-        if (*c_b) return run_bench(bench);
+        if (int rc = run_bench(); rc >= 0) return rc;
         if (*c_tr) {
             const kv::TrainReport r = kv::train_model(topt);
             std::fprintf(stderr, "trained %d steps in %.1f s: train loss %.4f, held-out loss %.4f, %lld parameters, "
@@ -433,7 +279,7 @@ int main(int argc, char** argv) {
                          topt.out_dir.c_str());
             return 0;
         }
-    } catch (const UsageError& e) {
+    } catch (const cli::UsageError& e) {
         std::cerr << "kvscope-cli: " << e.what() << "\n";
         return 2;
     } catch (const kv::Error& e) {

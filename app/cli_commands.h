@@ -1,0 +1,15 @@
+// Subcommands of kvscope-cli that live in their own files. Each add_* registers its
+// options on the app and returns a runner: it returns the exit code when its
+// subcommand was chosen, -1 otherwise. Errors are thrown (cli::UsageError, kv::Error).
+#pragma once
+#include <functional>
+
+namespace CLI {
+class App;
+}
+
+namespace cli {
+
+std::function<int()> add_bench_command(CLI::App& app);
+
+}  // namespace cli

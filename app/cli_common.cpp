@@ -1,0 +1,110 @@
+#include "app/cli_common.h"
+
+#include <iostream>
+#include <sstream>
+
+namespace cli {
+
+using nlohmann::json;
+
+std::vector<int> parse_ids(const std::string& text) {
+    std::vector<int> ids;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        const auto b = item.find_first_not_of(" \t");
+        const auto e = item.find_last_not_of(" \t");
+        if (b == std::string::npos) throw UsageError("--ids: empty item in '" + text + "'");
+        item = item.substr(b, e - b + 1);
+        size_t used = 0;
+        long long v = 0;
+        try {
+            v = std::stoll(item, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        if (used != item.size() || v < 0 || v > 100'000'000)
+            throw UsageError("--ids: '" + item + "' is not a token id (a non-negative integer)");
+        ids.push_back(int(v));
+    }
+    if (ids.empty()) throw UsageError("--ids: no ids given (example: --ids 5,9,3,7)");
+    return ids;
+}
+
+std::unique_ptr<kv::Model> open_model(const std::string& spec) {
+    if (!spec.empty()) return kv::load_model(spec);
+    const std::string dir = kv::default_model_dir();
+    if (dir.empty())
+        throw kv::Error("--model: not given, and the bundled model (assets/models/tiny-gpt) was not found "
+                        "next to the executable or in the source tree; set KVSCOPE_MODEL_DIR or pass --model");
+    return kv::load_model_folder(dir);
+}
+
+// The prompt as ids, from --ids or --prompt (tokenized, unknown words reported).
+std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const std::string& ids, bool have_prompt,
+                            bool have_ids) {
+    if (have_prompt == have_ids) throw UsageError("give exactly one of --prompt TEXT or --ids 1,2,3");
+    std::vector<int> out;
+    if (have_ids) {
+        out = parse_ids(ids);
+    } else {
+        if (!m.tokenizer)
+            throw UsageError("--prompt: model '" + m.name + "' has no tokenizer (random models take --ids 1,2,3)");
+        const kv::Encoding enc = m.tokenizer->encode(prompt);
+        if (enc.ids.empty()) throw UsageError("--prompt: empty; type at least one word");
+        if (!enc.unknown.empty()) {
+            std::string list;
+            for (const auto& w : enc.unknown) list += (list.empty() ? "'" : ", '") + w + "'";
+            std::cerr << "note: not in the vocabulary of " << m.name << ", read as <unk>: " << list << "\n";
+        }
+        out = enc.ids;
+    }
+    for (int id : out)
+        if (id >= m.config.vocab_size)
+            throw UsageError("--ids: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                             std::to_string(m.config.vocab_size) + ") of " + m.name);
+    if (int(out.size()) > m.config.n_ctx)
+        throw UsageError("prompt: " + std::to_string(out.size()) + " tokens, but " + m.name + "'s context holds " +
+                         std::to_string(m.config.n_ctx));
+    return out;
+}
+
+void check_new(const kv::Model& m, int p, int n_new) {
+    if (n_new < 1) throw UsageError("--new: must be at least 1");
+    if (p + n_new - 1 > m.config.n_ctx)
+        throw UsageError("--new: " + std::to_string(n_new) + " new tokens after a " + std::to_string(p) +
+                         "-token prompt need " + std::to_string(p + n_new - 1) + " positions; " + m.name +
+                         "'s context holds " + std::to_string(m.config.n_ctx));
+}
+
+json model_json(const kv::Model& m) {
+    const auto& c = m.config;
+    return {{"name", m.name},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
+            {"n_kv_head", c.n_kv_head}, {"n_embd", c.n_embd},  {"n_ctx", c.n_ctx},
+            {"vocab_size", c.vocab_size}};
+}
+
+json counters_json(const kv::Counters& c) {
+    return {{"tokens_processed", c.tokens_processed},
+            {"kv_rows_computed", c.kv_rows_computed},
+            {"kv_rows_reused", c.kv_rows_reused},
+            {"kv_rows_recomputed", c.kv_rows_recomputed},
+            {"attn_scores", c.attn_scores},
+            {"cache_rows", c.cache_rows},
+            {"cache_bytes", c.cache_bytes},
+            {"flops", c.flops}};
+}
+
+std::string token_text(const kv::Model& m, int id) {
+    return m.tokenizer ? m.tokenizer->token_text(id) : "<" + std::to_string(id) + ">";
+}
+
+kv::Session make_session(const kv::Model& m, const std::string& backend) {
+    kv::Session s(m, kv::make_engine(m, backend));
+    kv::TraceOptions t = s.trace_options();
+    t.record = false;  // the CLI prints counters and tokens, not per-head detail
+    s.set_trace_options(t);
+    return s;
+}
+
+}  // namespace cli
