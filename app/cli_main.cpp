@@ -254,6 +254,16 @@ int main(int argc, char** argv) {
     c_tr->add_option("--seed", topt.seed, "seed");
     c_tr->add_option("--threads", topt.threads, "threads (0 = all cores)");
 
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || (argc >= 2 && sub->get_name() == argv[1]);
+    }
+    if (argc >= 2 && argv[1][0] != '-' && !known) {
+        std::cerr << "kvscope-cli: '" << argv[1] << "' is not a command (commands: " << names << ")\n";
+        return 2;
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,135 @@
+// kvscope-cli end to end: JSON schema of DESIGN.md, formulas in the totals, exit
+// codes and one-line errors.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+using nlohmann::json;
+
+namespace {
+
+struct Run {
+    int rc = -1;
+    std::string out;  // stdout
+    std::string err;  // stderr
+};
+
+Run run_cli(const std::string& args) {
+    const std::string err_file = std::string(KVSCOPE_BINARY_DIR) + "/cli_test_stderr_" + std::to_string(::getpid());
+    const std::string cmd = std::string("'") + KVSCOPE_CLI + "' " + args + " 2>'" + err_file + "'";
+    Run r;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::array<char, 4096> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
+    const int status = ::pclose(f);
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    if (FILE* e = std::fopen(err_file.c_str(), "r")) {
+        while ((n = std::fread(buf.data(), 1, buf.size(), e)) > 0) r.err.append(buf.data(), n);
+        std::fclose(e);
+    }
+    std::remove(err_file.c_str());
+    return r;
+}
+
+int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("compare --json on random:tiny: logits agree and totals equal the formulas") {
+    const Run r = run_cli("compare --model random:tiny --ids 5,9,3,7 --new 20 --json");
+    REQUIRE(r.rc == 0);
+    const json d = json::parse(r.out);
+    const int L = d["model"]["n_layer"], H = d["model"]["n_head"], Hkv = d["model"]["n_kv_head"];
+    const int p = 4, N = 20;
+    REQUIRE(d["steps"].size() == size_t(N));
+    for (int s = 0; s < N; ++s) {
+        CAPTURE(s);
+        const json& st = d["steps"][s];
+        CHECK(st["step"] == s);
+        CHECK(st["phase"] == (s == 0 ? "prefill" : "decode"));
+        CHECK(st["max_abs_logit_diff"].get<double>() <= 1e-4);
+        CHECK(st["cached"]["next_id"] == st["uncached"]["next_id"]);
+        CHECK(st["cached"]["counters"]["kv_rows_computed"] == L * Hkv * (s == 0 ? p : 1));
+        CHECK(st["uncached"]["counters"]["kv_rows_computed"] == L * Hkv * (p + s));
+        CHECK(st["uncached"]["counters"]["attn_scores"] == L * H * (p + s) * (p + s + 1) / 2);
+    }
+    const json& tc = d["totals"]["cached"];
+    const json& tu = d["totals"]["uncached"];
+    CHECK(tc["kv_rows_computed"] == L * Hkv * (p + N - 1));
+    CHECK(tu["kv_rows_computed"] == L * Hkv * (N * p + N * (N - 1) / 2));
+    CHECK(tc["kv_rows_recomputed"] == 0);
+    CHECK(tc["cache_rows"] == p + N - 1);
+}
+
+TEST_CASE("generate --json follows the schema of DESIGN.md") {
+    const Run r = run_cli("generate --model random:tiny:3 --ids 1,2,3 --new 4 --no-cache --json");
+    REQUIRE(r.rc == 0);
+    const json d = json::parse(r.out);
+    for (const char* k : {"n_layer", "n_head", "n_kv_head", "n_embd", "n_ctx", "vocab_size"}) {
+        CAPTURE(k);
+        CHECK(d["model"].contains(k));
+    }
+    CHECK(d["prompt_ids"] == json::array({1, 2, 3}));
+    REQUIRE(d["steps"].size() == 4);
+    const json& st = d["steps"][2];
+    for (const char* k : {"step", "phase", "input_ids", "start_pos", "next_id", "next_token", "counters", "ms"}) {
+        CAPTURE(k);
+        CHECK(st.contains(k));
+    }
+    CHECK(st["input_ids"].size() == 5);  // without the cache, the whole sequence enters the model
+    CHECK(st["start_pos"] == 0);
+    CHECK(d["totals"].contains("kv_rows_computed"));
+}
+
+TEST_CASE("logits: token by token through the cache equals one pass without it") {
+    const Run a = run_cli("logits --model random:tiny:1 --ids 4,8,15,16,23 --all-positions");
+    const Run b = run_cli("logits --model random:tiny:1 --ids 4,8,15,16,23 --all-positions --no-cache");
+    REQUIRE(a.rc == 0);
+    REQUIRE(b.rc == 0);
+    const json la = json::parse(a.out)["logits"], lb = json::parse(b.out)["logits"];
+    REQUIRE(la.size() == 5);
+    REQUIRE(lb.size() == 5);
+    double worst = 0;
+    for (size_t i = 0; i < 5; ++i)
+        for (size_t j = 0; j < la[i].size(); ++j)
+            worst = std::max(worst, std::abs(la[i][j].get<double>() - lb[i][j].get<double>()));
+    CHECK(worst <= 1e-4);
+    const Run last = run_cli("logits --model random:tiny:1 --ids 4,8,15,16,23");
+    REQUIRE(last.rc == 0);
+    CHECK(json::parse(last.out)["logits"].size() == 96);
+}
+
+TEST_CASE("errors: exit code and one line naming the argument") {
+    struct Case { const char* args; int rc; const char* needle; };
+    const Case cases[] = {
+        {"generate --model random:tiny --prompt hello --new 3", 2, "--prompt"},
+        {"generate --model random:tiny --ids 1,x --new 3", 2, "--ids"},
+        {"generate --model random:tiny --ids 1,2 --new 0", 2, "--new"},
+        {"generate --model random:tiny --ids 1,2 --new 64", 2, "--new"},
+        {"generate --model random:tiny --ids 1,2,999 --new 2", 2, "999"},
+        {"generate --model random:tiny --ids 1,2", 2, "--new"},
+        {"generate --model /nonexistent/model --ids 1 --new 1", 1, "/nonexistent/model"},
+        {"generate --model random:huge --ids 1 --new 1", 1, "random:huge"},
+        {"logits --model random:tiny --ids 1 --backend tpu", 2, "--backend"},
+        {"frobnicate", 2, "frobnicate"},
+    };
+    for (const auto& c : cases) {
+        const std::string args = c.args;
+        CAPTURE(args);
+        const Run r = run_cli(c.args);
+        CHECK(r.rc == c.rc);
+        CHECK(r.err.find(c.needle) != std::string::npos);
+        CHECK(count_lines(r.err) == 1);
+        CHECK(r.out.empty());
+    }
+}
