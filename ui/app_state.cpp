@@ -1,0 +1,46 @@
+// AppState helpers and the row-state rule shared by the cache and attention panels.
+#include "ui/app_state.h"
+
+#include <algorithm>
+
+#include "core/model_io.h"
+
+namespace kvui {
+
+const char* row_state_name(RowState s) {
+    switch (s) {
+    case RowState::read: return "read from cache";
+    case RowState::computed: return "computed now";
+    case RowState::recomputed: return "recomputed (cache off)";
+    case RowState::empty: break;
+    }
+    return "empty";
+}
+
+// Rows before start_pos were read; rows an earlier step had computed but this step
+// computed again are recomputed; the rest are new.
+RowState row_state(const kv::StepTrace& t, int row) {
+    const int n = static_cast<int>(t.input_ids.size());
+    if (row < 0 || row >= t.start_pos + n) return RowState::empty;
+    if (row < t.start_pos) return RowState::read;
+    if (row < t.n_known) return RowState::recomputed;
+    return RowState::computed;
+}
+
+int AppState::n_layer() const { return model ? model->config.n_layer : 1; }
+int AppState::n_head() const { return model ? model->config.n_head : 1; }
+int AppState::kv_head_of(int head) const {
+    if (!model) return 0;
+    const kv::ModelConfig& c = model->config;
+    return head / std::max(1, c.n_head / std::max(1, c.n_kv_head));
+}
+
+std::string AppState::token_text(int id) const {
+    if (model && model->tokenizer) {
+        std::string s = model->tokenizer->token_text(id);
+        if (!s.empty()) return s;
+    }
+    return "#" + std::to_string(id);
+}
+
+}  // namespace kvui

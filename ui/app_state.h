@@ -1,0 +1,119 @@
+// The visualizer's state: what the panels draw (SessionView, a copy of a Session
+// taken while no step runs), what the teacher selected (ViewState), and the commands
+// a panel may issue. Panels never touch a kv::Session: they read views and push
+// Commands; the Controller (ui/controller.h) runs them, on a worker thread for heavy
+// models, and publishes fresh views when done.
+// Notation: p prompt tokens, s step (0 = prefill), n tokens processed this step,
+// hd head_dim, L layers, H heads, Hkv kv heads.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/session.h"
+#include "core/trace.h"
+
+namespace kv {
+struct Model;
+}
+
+namespace kvui {
+
+// A snapshot of one Session, safe to read from the UI thread while a worker runs.
+struct SessionView {
+    bool valid = false;
+    bool cache_on = true;
+    std::vector<int> prompt_ids;
+    std::vector<int> tokens;                              // prompt + chosen tokens
+    std::vector<std::shared_ptr<const kv::StepTrace>> history;
+    std::vector<int> compute_counts;                      // per position
+    kv::Counters totals;
+    bool can_step = false;
+    std::string why_not;                                  // when !can_step
+    int cache_rows = 0;
+    int64_t cache_bytes = 0;
+    int cache_layer = 0, cache_kv_head = 0;               // what cache_k/v hold
+    kv::RowMat cache_k, cache_v;                          // (cache_rows, hd)
+
+    const kv::StepTrace* last() const { return history.empty() ? nullptr : history.back().get(); }
+    int n_steps() const { return static_cast<int>(history.size()); }
+};
+
+// How a cache row was obtained in the latest step.
+enum class RowState { empty, read, computed, recomputed };
+const char* row_state_name(RowState s);
+RowState row_state(const kv::StepTrace& t, int row);
+
+enum class CommandKind {
+    step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
+    set_sampling, set_selection, refresh_cache
+};
+
+struct Command {
+    Command() = default;
+    Command(CommandKind k) : kind(k) {}  // NOLINT: {CommandKind::step} reads well
+    CommandKind kind = CommandKind::step;
+    bool flag = false;       // set_cache, set_compare
+    int n = 0;               // back_to: steps to keep; set_selection: layer
+    int m = 0;               // set_selection: head
+    std::string text;        // set_prompt, load_model
+    kv::SamplingOptions sampling;
+};
+
+enum class WorkMetric { kv_rows, attn_scores, flops };
+
+struct Toast {
+    std::string text;
+    double until = 0.0;
+};
+
+// What the teacher has chosen; everything a panel needs besides the views.
+struct ViewState {
+    int layer = 0, head = 0;
+    bool dark = true;
+    float font_scale = 1.f;
+    float base_font_px = 18.f;
+    bool show_help = false;
+    bool playing = false;
+    float play_speed = 1.f;          // steps per second
+    double last_play_step = 0.0;
+    WorkMetric metric = WorkMetric::kv_rows;
+    int memory_ctx = 1024;           // memory panel's context length
+    std::string prompt_text;         // edit buffer
+    std::string model_text;          // "load model" edit buffer
+    kv::SamplingOptions sampling;
+    bool animate = true;             // false for screenshots and tests
+    double step_time = -100.0;       // ImGui time when the latest step arrived
+    std::string note;                // e.g. "bundled model not found: using random:tiny"
+    Toast toast;
+    bool font_changed = false;       // app must rebuild the font atlas
+    bool screenshot_requested = false;
+};
+
+// Everything draw_app() reads: the model, views and the teacher's choices.
+struct AppState {
+    const kv::Model* model = nullptr;
+    std::string model_name;
+    std::string backend = "cpu";
+    SessionView main;                // the session the controls drive
+    SessionView other;               // compare mode: cache in the other mode
+    bool compare = false;
+    bool busy = false;               // a worker runs: buttons disabled
+    double busy_since = 0.0;
+    std::string error;               // last command's error, shown in the window
+    std::vector<std::string> unknown_words;  // of the current prompt
+    std::vector<std::string> prompt_pieces;
+    ViewState vs;
+    std::vector<Command> pending;    // issued by panels this frame
+    bool quit = false;
+
+    void push(Command c) { pending.push_back(std::move(c)); }
+    int n_layer() const;
+    int n_head() const;
+    int kv_head_of(int head) const;  // head / (H / Hkv)
+    std::string token_text(int id) const;
+};
+
+}  // namespace kvui

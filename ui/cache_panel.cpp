@@ -1,0 +1,154 @@
+// KV cache: the selected layer/kv head's cache as a matrix (rows = positions; K block,
+// then V block), each row tagged by how the latest step got it: read from the cache
+// (blue, "cache"), computed now (orange, "new", slides in) or recomputed because the
+// cache is off (magenta, "recomp", flashes). Attention weights sit beside the rows.
+// In compare mode the two sessions' caches are drawn side by side.
+#include <imgui.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/heatmap.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+namespace {
+
+void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize();
+    ImGui::PushFont(big_font());
+    ImGui::TextColored(to_vec4(v.cache_on ? state_color(RowState::read, pal.dark) : state_color(RowState::recomputed, pal.dark)),
+                       "%s", caption);
+    ImGui::PopFont();
+    const kv::StepTrace* t = v.last();
+    const int rows = static_cast<int>(v.cache_k.rows());
+    if (!t || rows == 0) {
+        ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
+        return;
+    }
+    const int hd = static_cast<int>(v.cache_k.cols());
+    ImGui::TextColored(to_vec4(pal.text_dim), "%d rows x (K %d + V %d) | %s", rows, hd, hd, attention_caption(*t));
+
+    ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
+    const float avail_w = ImGui::GetContentRegionAvail().x;
+    const float avail_h = ImGui::GetContentRegionAvail().y;
+    const float row_h = std::clamp(std::floor(avail_h / rows), std::max(4.f, fs * 0.45f), fs * 1.3f);
+    const bool text_rows = row_h >= fs * 0.8f;
+    const float label_w = std::min(fs * 6.5f, avail_w * 0.18f);
+    const float tag_w = fs * 3.6f;
+    const float rest = std::max(avail_w - label_w - tag_w - fs * 1.5f, fs * 10);
+    const float attn_w = rest * 0.3f;
+    const float cw = std::clamp((rest - attn_w - fs) / (2 * hd), 1.f, fs * 1.2f);
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const float x_tag = o.x + label_w, x_k = x_tag + tag_w + fs * 0.3f;
+    const float x_v = x_k + cw * hd + fs * 0.4f;
+    const float x_attn = x_v + cw * hd + fs * 0.6f;
+    const float ks = abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size()));
+    const float vsc = abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size()));
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const float a_new = step_anim(app, 0.45f);
+    const float a_flash = step_anim(app, 1.0f);
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    const bool hover = ImGui::IsWindowHovered();
+    const int label_every = text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs / row_h)));
+    for (int r = 0; r < rows; ++r) {
+        const float y = o.y + r * row_h;
+        const RowState st = row_state(*t, r);
+        const ImU32 sc = state_color(st, pal.dark);
+        float dx = 0.f, alpha = 1.f;
+        if (st == RowState::computed) {
+            dx = (1.f - a_new) * fs * 4;
+            alpha = a_new;
+        }
+        if (r % label_every == 0) {
+            char lab[96];
+            std::string tok = r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "";
+            std::snprintf(lab, sizeof lab, "%d %s", r, tok.c_str());
+            dl->PushClipRect(ImVec2(o.x, y), ImVec2(x_tag - 2, y + std::max(row_h, fs)), true);
+            dl->AddText(ImVec2(o.x, y + (row_h - fs) * 0.5f), pal.text, lab);
+            dl->PopClipRect();
+        }
+        const float gap = row_h > 6 ? 1.f : 0.f;
+        dl->AddRectFilled(ImVec2(x_tag, y), ImVec2(x_tag + tag_w, y + row_h - gap), with_alpha(sc, alpha), 3.f);
+        if (text_rows || r % label_every == 0)
+            dl->AddText(big_font(), std::min(fs * 0.85f, std::max(row_h, fs * 0.6f)),
+                        ImVec2(x_tag + 4, y + (row_h - std::min(fs * 0.85f, row_h)) * 0.5f), IM_COL32(0, 0, 0, 255),
+                        state_label(st));
+        for (int c = 0; c < hd; ++c) {
+            dl->AddRectFilled(ImVec2(x_k + dx + c * cw, y), ImVec2(x_k + dx + (c + 1) * cw - (cw > 5 ? 1.f : 0.f), y + row_h - gap),
+                              with_alpha(diverging(v.cache_k(r, c) / ks, pal.dark), alpha));
+            dl->AddRectFilled(ImVec2(x_v + dx + c * cw, y), ImVec2(x_v + dx + (c + 1) * cw - (cw > 5 ? 1.f : 0.f), y + row_h - gap),
+                              with_alpha(diverging(v.cache_v(r, c) / vsc, pal.dark), alpha));
+        }
+        // Recomputed rows flash; read rows light up briefly in decode steps.
+        if (st == RowState::recomputed && a_flash < 1.f) {
+            float f = 0.5f + 0.5f * std::sin(a_flash * 18.f);
+            dl->AddRect(ImVec2(x_k - 2, y), ImVec2(x_v + cw * hd + 2, y + row_h), with_alpha(sc, f * (1 - a_flash)), 0.f, 0, 3.f);
+        } else if (st == RowState::read && a_flash < 1.f) {
+            dl->AddRectFilled(ImVec2(x_k - 2, y), ImVec2(x_v + cw * hd + 2, y + row_h), with_alpha(sc, 0.35f * (1 - a_flash)));
+        }
+        if (hover && mouse.y >= y && mouse.y < y + row_h) {
+            const bool in_k = mouse.x >= x_k && mouse.x < x_k + cw * hd;
+            const bool in_v = mouse.x >= x_v && mouse.x < x_v + cw * hd;
+            if (in_k || in_v) {
+                int c = std::clamp(static_cast<int>((mouse.x - (in_k ? x_k : x_v)) / cw), 0, hd - 1);
+                float val = in_k ? v.cache_k(r, c) : v.cache_v(r, c);
+                ImGui::SetTooltip("%s row %d, dim %d = %.4f\n%s at this step", in_k ? "K" : "V", r, c, val, row_state_name(st));
+            } else if (mouse.x >= x_tag && mouse.x < x_tag + tag_w) {
+                ImGui::SetTooltip("row %d: %s", r, row_state_name(st));
+            }
+        }
+    }
+    // column captions under the matrix
+    const float y_end = o.y + rows * row_h + 4;
+    dl->AddText(ImVec2(x_k, y_end), pal.text_dim, "K");
+    dl->AddText(ImVec2(x_v, y_end), pal.text_dim, "V");
+    AttnGeometry g{x_attn, o.y, row_h, std::max(avail_w - (x_attn - o.x) - fs * 0.5f, fs * 4)};
+    draw_attention_beside(app, *t, app.vs.layer, app.vs.head, g);
+    ImGui::Dummy(ImVec2(x_attn - o.x + g.width, rows * row_h + fs * 1.3f));
+    ImGui::EndChild();
+}
+
+}  // namespace
+
+void draw_cache_panel(AppState& app) {
+    const Palette& pal = palette();
+    const SessionView& v = app.main;
+    if (app.model) {
+        const kv::ModelConfig& c = app.model->config;
+        const int64_t at_ctx = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), c.n_ctx, 4);
+        ImGui::Text("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d", v.cache_layer,
+                    v.cache_kv_head, c.n_layer, c.n_kv_head, human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
+                    human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
+    }
+    color_key(state_color(RowState::read, pal.dark), "read from cache");
+    ImGui::SameLine();
+    color_key(state_color(RowState::computed, pal.dark), "computed now");
+    ImGui::SameLine();
+    color_key(state_color(RowState::recomputed, pal.dark), "recomputed (cache off)");
+    ImGui::SameLine();
+    const float fs = ImGui::GetFontSize();
+    draw_sequential_legend(fs * 4, "  weight");
+    if (app.compare && app.other.valid) {
+        const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
+        ImGui::BeginChild("main_cache", ImVec2(w, 0), true);
+        draw_cache_view(app, v, v.cache_on ? "WITH cache" : "WITHOUT cache");
+        ImGui::EndChild();
+        ImGui::SameLine();
+        ImGui::BeginChild("other_cache", ImVec2(0, 0), true);
+        draw_cache_view(app, app.other, app.other.cache_on ? "WITH cache (compare)" : "WITHOUT cache (compare)");
+        ImGui::EndChild();
+    } else {
+        ImGui::BeginChild("main_cache", ImVec2(0, 0), false);
+        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: every step recomputes all rows");
+        ImGui::EndChild();
+    }
+}
+
+}  // namespace kvui

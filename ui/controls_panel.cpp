@@ -1,0 +1,218 @@
+// Controls: step/back/reset/play, the big KV cache switch, compare mode, prompt and
+// model fields, layer/head selectors, sampling, theme and help. Items flow onto the
+// next line when the window is narrow. Buttons are disabled while a step runs.
+#include <imgui.h>
+#include <imgui_stdlib.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+namespace {
+
+// Puts the next item on the same line when `w` pixels still fit, else on a new one.
+void flow(float w) {
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    const float last = ImGui::GetItemRectMax().x;
+    const float sp = ImGui::GetStyle().ItemSpacing.x;
+    if (last + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
+}
+
+float text_w(const char* s) { return ImGui::CalcTextSize(s).x + ImGui::GetStyle().FramePadding.x * 2; }
+
+bool big_switch(const char* label, bool on, ImU32 on_col, ImU32 off_col) {
+    ImGui::PushFont(big_font());
+    ImVec4 c = to_vec4(on ? on_col : off_col);
+    ImGui::PushStyleColor(ImGuiCol_Button, c);
+    ImGui::PushStyleColor(ImGuiCol_ButtonHovered, ImVec4(c.x * 1.1f, c.y * 1.1f, c.z * 1.1f, 1.f));
+    ImGui::PushStyleColor(ImGuiCol_ButtonActive, ImVec4(c.x * 0.9f, c.y * 0.9f, c.z * 0.9f, 1.f));
+    ImGui::PushStyleColor(ImGuiCol_Text, IM_COL32(255, 255, 255, 255));
+    ImGui::PushStyleVar(ImGuiStyleVar_FramePadding, ImVec2(14, 1));
+    bool pressed = ImGui::Button(label);
+    ImGui::PopStyleVar();
+    ImGui::PopStyleColor(4);
+    ImGui::PopFont();
+    return pressed;
+}
+
+}  // namespace
+
+void draw_controls_panel(AppState& app) {
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
+    const bool no_model = app.model == nullptr;
+
+    ImGui::BeginDisabled(app.busy || no_model);
+    std::string why;
+    ImGui::BeginDisabled(!app.main.can_step);
+    if (ImGui::Button("Step >")) app.push({CommandKind::step});
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("%s", app.main.can_step ? "Run the next step (Space or Right)" : app.main.why_not.c_str());
+    ImGui::SameLine();
+    ImGui::BeginDisabled(app.main.n_steps() == 0);
+    if (ImGui::Button("< Back")) app.push({CommandKind::back});
+    ImGui::EndDisabled();
+    ImGui::SameLine();
+    if (ImGui::Button("Reset")) {
+        app.push({CommandKind::reset});
+        vs.playing = false;
+    }
+    ImGui::EndDisabled();
+    ImGui::SameLine();
+    if (ImGui::Button(vs.playing ? "Pause" : "Play")) vs.playing = !vs.playing;
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 6.5f);
+    ImGui::SliderFloat("##speed", &vs.play_speed, 0.25f, 10.f, "%.2g steps/s", ImGuiSliderFlags_Logarithmic);
+
+    flow(fs * 15);
+    ImGui::BeginDisabled(app.busy || no_model);
+    const Palette& pal = palette();
+    if (big_switch(app.main.cache_on ? "KV CACHE: ON" : "KV CACHE: OFF", app.main.cache_on,
+                   state_color(RowState::read, false), state_color(RowState::recomputed, false))) {
+        Command c{CommandKind::set_cache};
+        c.flag = !app.main.cache_on;
+        app.push(c);
+    }
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("C: turn the KV cache %s (applies from the next step)", app.main.cache_on ? "off" : "on");
+    flow(text_w("Compare side by side") + fs * 1.5f);
+    bool cmp = app.compare;
+    if (ImGui::Checkbox("Compare side by side", &cmp)) {
+        Command c{CommandKind::set_compare};
+        c.flag = cmp;
+        app.push(c);
+    }
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("Run a second session with the cache %s, in lockstep, and measure both",
+                          app.main.cache_on ? "off" : "on");
+    ImGui::EndDisabled();
+    if (app.busy) {
+        flow(fs * 9);
+        const char spin[] = "|/-\\";
+        double t = ImGui::GetTime();
+        ImGui::TextColored(to_vec4(pal.accent), "%c working... %.1f s", spin[static_cast<int>(t * 8) % 4],
+                           t - app.busy_since);
+    }
+
+    // Prompt and model.
+    flow(fs * 30);
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted(app.model && !app.model->tokenizer ? "Prompt ids:" : "Prompt:");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 20);
+    ImGui::BeginDisabled(app.busy);
+    bool enter = ImGui::InputText("##prompt", &vs.prompt_text, ImGuiInputTextFlags_EnterReturnsTrue);
+    ImGui::SameLine();
+    if (ImGui::Button("Set") || enter) {
+        Command c{CommandKind::set_prompt};
+        c.text = vs.prompt_text;
+        app.push(c);
+        vs.playing = false;
+    }
+    ImGui::EndDisabled();
+    flow(fs * 22);
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("Model:");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 13);
+    ImGui::BeginDisabled(app.busy);
+    bool enter_m = ImGui::InputText("##model", &vs.model_text, ImGuiInputTextFlags_EnterReturnsTrue);
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("A model folder (config.json, model.safetensors, vocab) or random:tiny / random:gpt2-124m");
+    ImGui::SameLine();
+    if (ImGui::Button("Load") || enter_m) {
+        Command c{CommandKind::load_model};
+        c.text = vs.model_text;
+        app.push(c);
+        vs.playing = false;
+    }
+    ImGui::EndDisabled();
+
+    // Selection and sampling.
+    const int L = app.n_layer(), H = app.n_head();
+    flow(fs * 7);
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("Layer");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 4.5f);
+    int layer = vs.layer, head = vs.head;
+    ImGui::BeginDisabled(app.busy);
+    if (ImGui::InputInt("##layer", &layer)) layer = std::clamp(layer, 0, L - 1);
+    ImGui::SameLine();
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("Head");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 4.5f);
+    if (ImGui::InputInt("##head", &head)) head = std::clamp(head, 0, H - 1);
+    ImGui::EndDisabled();
+    if (layer != vs.layer || head != vs.head) {
+        vs.layer = layer;
+        vs.head = head;
+        Command c{CommandKind::set_selection};
+        c.n = layer;
+        c.m = head;
+        app.push(c);
+    }
+
+    flow(fs * 26);
+    kv::SamplingOptions s = vs.sampling;
+    bool greedy = s.temperature <= 0.f;
+    ImGui::BeginDisabled(app.busy);
+    if (ImGui::Checkbox("Greedy", &greedy)) s.temperature = greedy ? 0.f : 0.8f;
+    ImGui::SameLine();
+    ImGui::BeginDisabled(greedy);
+    ImGui::SetNextItemWidth(fs * 5.5f);
+    ImGui::SliderFloat("##temp", &s.temperature, 0.05f, 2.f, "temp %.2f");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 4.5f);
+    ImGui::SliderInt("##topk", &s.top_k, 0, 50, s.top_k == 0 ? "top-k all" : "top-k %d");
+    ImGui::SameLine();
+    int seed = static_cast<int>(s.seed);
+    ImGui::SetNextItemWidth(fs * 5.f);
+    if (ImGui::InputInt("##seed", &seed)) s.seed = static_cast<uint64_t>(std::max(0, seed));
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("random seed");
+    ImGui::EndDisabled();
+    ImGui::EndDisabled();
+    if (s.temperature != vs.sampling.temperature || s.top_k != vs.sampling.top_k || s.seed != vs.sampling.seed) {
+        vs.sampling = s;
+        Command c{CommandKind::set_sampling};
+        c.sampling = s;
+        app.push(c);
+    }
+    flow(text_w("Light theme") + text_w("Help (F1)") + fs);
+    if (ImGui::Button(vs.dark ? "Light theme" : "Dark theme")) {
+        vs.dark = !vs.dark;
+        apply_theme(vs.dark);
+    }
+    ImGui::SameLine();
+    if (ImGui::Button("Help (F1)")) vs.show_help = !vs.show_help;
+
+    // Model name, notes and errors.
+    flow(fs * 14);
+    ImGui::AlignTextToFramePadding();
+    if (app.model) {
+        const kv::ModelConfig& c = app.model->config;
+        ImGui::TextColored(to_vec4(pal.text_dim), "%s: %d layers, %d heads (%d kv), hd %d, ctx %d", app.model_name.c_str(),
+                           c.n_layer, c.n_head, c.n_kv_head, c.head_dim(), c.n_ctx);
+    } else {
+        ImGui::TextColored(to_vec4(pal.bad), "no model loaded");
+    }
+    if (!vs.note.empty()) {
+        flow(ImGui::CalcTextSize(vs.note.c_str()).x);
+        ImGui::TextColored(to_vec4(pal.text_dim), "(%s)", vs.note.c_str());
+    }
+    if (!app.error.empty()) {
+        flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, fs * 40));
+        ImGui::TextColored(to_vec4(pal.bad), "Error: %s", app.error.c_str());
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", app.error.c_str());
+    }
+}
+
+}  // namespace kvui

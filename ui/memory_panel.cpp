@@ -1,0 +1,72 @@
+// Memory: the cache formula 2 x layers x kv_heads x head_dim x tokens x bytes, for
+// this model, GPT-2 124M and a grouped-query 8B model (Llama-3-8B) at a context
+// length the teacher picks; bars are scaled to the largest.
+#include <imgui.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes) {
+    return 2 * layers * kv_heads * head_dim * tokens * bytes;
+}
+
+std::string human_bytes(double b) {
+    char s[32];
+    if (b >= 1024.0 * 1024 * 1024) std::snprintf(s, sizeof s, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    else if (b >= 1024.0 * 1024) std::snprintf(s, sizeof s, "%.2f MiB", b / (1024.0 * 1024));
+    else if (b >= 1024.0) std::snprintf(s, sizeof s, "%.1f KiB", b / 1024.0);
+    else std::snprintf(s, sizeof s, "%.0f B", b);
+    return s;
+}
+
+void draw_memory_panel(AppState& app) {
+    const Palette& pal = palette();
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
+    ImGui::TextUnformatted("2 x layers x kv_heads x head_dim x tokens x bytes");
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("tokens:");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(std::max(fs * 6, ImGui::GetContentRegionAvail().x));
+    ImGui::SliderInt("##ctx", &vs.memory_ctx, 1, 131072, "%d", ImGuiSliderFlags_Logarithmic);
+    struct Row {
+        std::string name;
+        int64_t L, Hkv, hd, bytes;
+    };
+    std::vector<Row> rows;
+    if (app.model) {
+        const kv::ModelConfig& c = app.model->config;
+        rows.push_back({"this model (fp32)", c.n_layer, c.n_kv_head, c.head_dim(), 4});
+    }
+    rows.push_back({"GPT-2 124M (fp32)", 12, 12, 64, 4});
+    rows.push_back({"Llama-3-8B (GQA, fp16)", 32, 8, 128, 2});
+    double maxb = 1;
+    for (const Row& r : rows)
+        maxb = std::max(maxb, static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes)));
+    ImGui::BeginChild("mem", ImVec2(0, 0), false);
+    const float W = ImGui::GetContentRegionAvail().x;
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    for (const Row& r : rows) {
+        const double b = static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes));
+        ImGui::Text("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
+                    static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
+                    static_cast<long long>(r.bytes), human_bytes(b).c_str());
+        const ImVec2 o = ImGui::GetCursorScreenPos();
+        dl->AddRectFilled(o, ImVec2(o.x + std::max(2.f, static_cast<float>(W * b / maxb)), o.y + fs * 0.5f), pal.accent, 2.f);
+        ImGui::Dummy(ImVec2(W, fs * 0.6f));
+    }
+    if (app.model) {
+        ImGui::TextColored(to_vec4(pal.text_dim), "Now: %d rows = %s (grows by the same amount every token)",
+                           app.main.cache_rows, human_bytes(static_cast<double>(app.main.cache_bytes)).c_str());
+    }
+    ImGui::EndChild();
+}
+
+}  // namespace kvui

@@ -1,0 +1,97 @@
+// Narration: the latest step in plain words, with its own numbers (from the trace's
+// counters, not from formulas).
+#include <imgui.h>
+
+#include <cstdio>
+#include <string>
+
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+namespace {
+
+std::string quoted_run(const AppState& app, const std::vector<int>& ids, size_t max_n = 8) {
+    std::string s;
+    for (size_t i = 0; i < ids.size() && i < max_n; ++i) s += (i ? " " : "") + app.token_text(ids[i]);
+    if (ids.size() > max_n) s += " ...";
+    return "'" + s + "'";
+}
+
+std::string rows_range(int a, int b) {  // [a, b]
+    return a == b ? "row " + std::to_string(a) : "rows " + std::to_string(a) + "-" + std::to_string(b);
+}
+
+}  // namespace
+
+std::string narrate(const AppState& app) {
+    const SessionView& v = app.main;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const kv::StepTrace* t = v.last();
+    if (!app.model) return "No model is loaded.";
+    const kv::ModelConfig& c = app.model->config;
+    if (!t) {
+        if (p == 0) return "Type a prompt and press Set.";
+        return "Ready. Press Space (or Step) to run the prefill: all " + std::to_string(p) +
+               " prompt tokens enter the model together and their K and V fill the first " + std::to_string(p) +
+               " cache rows. The cache is " + (v.cache_on ? "ON." : "OFF.");
+    }
+    const int n = static_cast<int>(t->input_ids.size());
+    const kv::Counters& k = t->counters;
+    const std::string L = std::to_string(c.n_layer), Hkv = std::to_string(c.n_kv_head);
+    std::string s = "Step " + std::to_string(t->step) + ", " + kv::phase_name(t->phase);
+    s += t->cache_on ? " (cache on): " : " (cache OFF): ";
+    const std::string lh = " (x " + L + " layers x " + Hkv + " kv heads = " + std::to_string(k.kv_rows_computed) +
+                           " K/V rows computed)";
+    if (t->phase == kv::Phase::prefill) {
+        s += "all " + std::to_string(n) + " prompt tokens " + quoted_run(app, t->input_ids) +
+             " enter the model together. Their K and V become cache " + rows_range(t->start_pos, t->start_pos + n - 1) +
+             lh + ".";
+    } else if (t->cache_on) {
+        const int pos = t->start_pos;
+        s += "only " + quoted_run(app, t->input_ids) + " enters the model. Its K and V become row " +
+             std::to_string(pos) + lh + ". ";
+        if (pos > 0)
+            s += rows_range(0, pos - 1) + " are read from the cache: " + std::to_string(k.kv_rows_reused) +
+                 " K/V rows not recomputed.";
+    } else {
+        s += "all " + std::to_string(n) + " tokens enter the model again" + lh + ". ";
+        if (k.kv_rows_recomputed > 0) {
+            s += rows_range(0, t->n_known - 1) + " are recomputed (" + std::to_string(k.kv_rows_recomputed) +
+                 " K/V rows computed before";
+            const kv::HeadTrace* h = t->find_head(app.vs.layer, app.vs.head);
+            if (h && h->recompute_max_diff >= 0.f) {
+                char d[48];
+                std::snprintf(d, sizeof d, "; identical: max |diff| %.1e", h->recompute_max_diff);
+                s += d;
+            }
+            s += ")";
+            if (t->n_known < n) s += " and " + rows_range(t->n_known, n - 1) + " is new";
+            s += ".";
+        }
+    }
+    s += " Attention: " + std::to_string(k.attn_scores) + " q.k scores. The cache now holds " +
+         std::to_string(k.cache_rows) + " rows (" + human_bytes(static_cast<double>(k.cache_bytes)) + ").";
+    if (t->next_id >= 0) {
+        char pr[32] = "";
+        for (const kv::TopToken& tt : t->top)
+            if (tt.id == t->next_id) std::snprintf(pr, sizeof pr, " (p = %.0f%%)", tt.prob * 100.f);
+        s += " The model predicts '" + app.token_text(t->next_id) + "'" + pr + ".";
+    }
+    return s;
+}
+
+void draw_narration_panel(AppState& app) {
+    ImGui::PushFont(big_font());
+    ImGui::PushTextWrapPos(0.f);
+    ImGui::TextUnformatted(narrate(app).c_str());
+    ImGui::PopTextWrapPos();
+    ImGui::PopFont();
+    if (!app.main.can_step && !app.main.why_not.empty() && app.main.n_steps() > 0)
+        ImGui::TextColored(to_vec4(palette().bad), "%s", app.main.why_not.c_str());
+}
+
+}  // namespace kvui

@@ -1,0 +1,94 @@
+// The panels (one file each) and the pieces of view logic the tests check without a
+// window: the layout, the keyboard map, the narration text and the work formulas.
+// Each draw_*_panel draws the contents of the current ImGui window; draw_app makes
+// the windows from compute_layout and calls them.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "ui/app_state.h"
+
+struct ImFont;
+
+namespace kvui {
+
+// ---- layout ---------------------------------------------------------------
+struct Rect {
+    float x = 0, y = 0, w = 0, h = 0;
+    bool overlaps(const Rect& o) const {
+        return x < o.x + o.w && o.x < x + w && y < o.y + o.h && o.y < y + h;
+    }
+    bool inside(float W, float H) const { return x >= 0 && y >= 0 && x + w <= W + 0.5f && y + h <= H + 0.5f; }
+};
+
+struct Layout {
+    Rect controls, tokens, qkv, cache, work, next_token, memory, narration, timeline;
+    std::vector<Rect> all() const {
+        return {controls, tokens, qkv, cache, work, next_token, memory, narration, timeline};
+    }
+};
+
+// Non-overlapping panel rects filling a W x H viewport; font_px sets row heights.
+Layout compute_layout(float W, float H, float font_px);
+
+// ---- keyboard -------------------------------------------------------------
+enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close };
+// GLFW key code (GLFW_KEY_*) + Ctrl -> action. Plain keys only act without Ctrl.
+KeyAction key_action(int glfw_key, bool ctrl);
+// The keys key_action knows, for polling with ImGui::IsKeyPressed(index).
+const std::vector<int>& watched_keys();
+// Applies one action to the app (pushes Commands, flips view flags).
+void apply_key_action(AppState& app, KeyAction a);
+
+// ---- fonts ----------------------------------------------------------------
+// Rebuilds the atlas: DejaVu Sans at px (and a bold one 1.3x) when installed, else
+// ImGui's default font scaled. The GL backend must re-create its texture after.
+void build_fonts(float px);
+ImFont* big_font();
+
+// ---- narration --------------------------------------------------------------
+// The latest step explained in plain words with its own numbers.
+std::string narrate(const AppState& app);
+
+// ---- work formulas (DESIGN.md counters) ----------------------------------------
+struct Work {
+    double kv_rows = 0, attn_scores = 0, flops = 0;
+    double get(WorkMetric m) const { return m == WorkMetric::kv_rows ? kv_rows : m == WorkMetric::attn_scores ? attn_scores : flops; }
+};
+// One step s (0 = prefill) for a prompt of p tokens, cache on or off.
+Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache);
+// Sum over steps 0..n_steps-1.
+Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache);
+// 2 x layers x kv_heads x head_dim x tokens x bytes
+int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes);
+std::string human_bytes(double b);
+std::string human_count(double v);
+
+// ---- panels ---------------------------------------------------------------
+void draw_controls_panel(AppState& app);
+void draw_tokens_panel(AppState& app);
+void draw_qkv_panel(AppState& app);
+void draw_cache_panel(AppState& app);
+void draw_work_panel(AppState& app);
+void draw_next_token_panel(AppState& app);
+void draw_narration_panel(AppState& app);
+void draw_memory_panel(AppState& app);
+void draw_timeline_panel(AppState& app);
+void draw_help_overlay(AppState& app);
+// Attention weights drawn beside the cache rows (used by the cache panel): for the
+// query rows of trace t, one cell per key row at the same y as that cache row.
+struct AttnGeometry {
+    float x = 0, y0 = 0, row_h = 0, width = 0;
+};
+void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int layer, int head, const AttnGeometry& g);
+const char* attention_caption(const kv::StepTrace& t);
+
+// The whole window for one frame: layout, windows, keyboard, play timer, overlays.
+void draw_app(AppState& app);
+
+// Heads-up: the animation phase 0..1 of the latest step (1 when settled).
+float step_anim(const AppState& app, float seconds);
+
+}  // namespace kvui

@@ -1,0 +1,61 @@
+// Themes: start from ImGui's dark/light styles, then enlarge and recolour.
+#include "ui/theme.h"
+
+#include "ui/colormap.h"
+
+namespace kvui {
+
+namespace {
+Palette g_palette;
+}
+
+const Palette& palette() { return g_palette; }
+
+void apply_theme(bool dark) {
+    ImGuiStyle style;
+    if (dark) ImGui::StyleColorsDark(&style);
+    else ImGui::StyleColorsLight(&style);
+    style.WindowRounding = 4.f;
+    style.FrameRounding = 4.f;
+    style.GrabRounding = 4.f;
+    style.WindowPadding = ImVec2(8, 6);
+    style.FramePadding = ImVec2(7, 4);
+    style.ItemSpacing = ImVec2(8, 5);
+    style.WindowBorderSize = 1.f;
+    style.FrameBorderSize = dark ? 0.f : 1.f;
+    style.ScrollbarSize = 14.f;
+    ImVec4* c = style.Colors;
+    if (dark) {
+        c[ImGuiCol_WindowBg] = ImVec4(0.09f, 0.10f, 0.12f, 1.f);
+        c[ImGuiCol_ChildBg] = ImVec4(0.09f, 0.10f, 0.12f, 1.f);
+        c[ImGuiCol_TitleBg] = ImVec4(0.15f, 0.17f, 0.21f, 1.f);
+        c[ImGuiCol_TitleBgActive] = ImVec4(0.15f, 0.17f, 0.21f, 1.f);
+        c[ImGuiCol_Text] = ImVec4(0.94f, 0.94f, 0.95f, 1.f);
+    } else {
+        c[ImGuiCol_WindowBg] = ImVec4(0.98f, 0.98f, 0.97f, 1.f);
+        c[ImGuiCol_ChildBg] = ImVec4(0.98f, 0.98f, 0.97f, 1.f);
+        c[ImGuiCol_TitleBg] = ImVec4(0.86f, 0.88f, 0.91f, 1.f);
+        c[ImGuiCol_TitleBgActive] = ImVec4(0.86f, 0.88f, 0.91f, 1.f);
+        c[ImGuiCol_Text] = ImVec4(0.05f, 0.05f, 0.07f, 1.f);
+    }
+    c[ImGuiCol_TitleBgCollapsed] = c[ImGuiCol_TitleBg];
+    ImGui::GetStyle() = style;
+
+    Palette& p = g_palette;
+    p.dark = dark;
+    p.text = ImGui::ColorConvertFloat4ToU32(c[ImGuiCol_Text]);
+    p.text_dim = dark ? IM_COL32(165, 168, 178, 255) : IM_COL32(85, 88, 98, 255);
+    p.grid = dark ? IM_COL32(80, 84, 94, 255) : IM_COL32(190, 192, 200, 255);
+    p.panel_bg = ImGui::ColorConvertFloat4ToU32(c[ImGuiCol_WindowBg]);
+    p.accent = dark ? IM_COL32(120, 190, 255, 255) : IM_COL32(20, 90, 190, 255);
+    p.good = dark ? IM_COL32(90, 200, 140, 255) : IM_COL32(0, 130, 80, 255);
+    p.bad = dark ? IM_COL32(255, 110, 100, 255) : IM_COL32(200, 30, 30, 255);
+    p.chip = dark ? IM_COL32(48, 52, 62, 255) : IM_COL32(225, 228, 235, 255);
+    p.chip_current = dark ? IM_COL32(70, 95, 140, 255) : IM_COL32(175, 205, 245, 255);
+    p.prefill = dark ? IM_COL32(150, 130, 230, 255) : IM_COL32(100, 70, 200, 255);
+    p.decode = dark ? IM_COL32(90, 200, 140, 255) : IM_COL32(0, 130, 80, 255);
+    p.cached_line = state_color(RowState::read, dark);
+    p.uncached_line = state_color(RowState::recomputed, dark);
+}
+
+}  // namespace kvui

@@ -1,0 +1,17 @@
+// Dark and light themes sized for a classroom: large paddings, thick borders,
+// high-contrast text. palette() gives the colours panels use beyond ImGui's style.
+#pragma once
+#include <imgui.h>
+
+namespace kvui {
+
+struct Palette {
+    bool dark = true;
+    ImU32 text, text_dim, grid, panel_bg, accent, good, bad, chip, chip_current, prefill, decode;
+    ImU32 cached_line, uncached_line;  // work chart: with cache / without
+};
+
+void apply_theme(bool dark);
+const Palette& palette();
+
+}  // namespace kvui

@@ -1,0 +1,204 @@
+// Work with vs without cache: cumulative K/V rows computed, attention scores or FLOPs
+// per step on one chart. Solid lines are measured (the engine's counters; both
+// sessions in compare mode), dashed lines are DESIGN.md's formulas for each mode, so
+// the linear and quadratic curves both show even without compare. Below: this step's
+// numbers, the totals, "work saved" and measured ms per step.
+#include <imgui.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache) {
+    const double L = c.n_layer, H = c.n_head, Hkv = c.n_kv_head, C = c.n_embd, hd = c.head_dim();
+    const double n = cache ? (s == 0 ? p : 1) : p + s;
+    Work w;
+    w.kv_rows = L * Hkv * n;
+    if (cache) w.attn_scores = s == 0 ? L * H * p * (p + 1) / 2.0 : L * H * (p + s);
+    else w.attn_scores = L * H * (p + s) * (p + s + 1) / 2.0;
+    // 2 flops per multiply-add: qkv, attention out, MLP (2 x 4C), q.k and weights.v,
+    // and the head for the last position.
+    const double per_token = L * (2 * C * c.qkv_dim() + 2 * C * C + 2 * 2 * C * 4 * C);
+    w.flops = n * per_token + 4 * hd * w.attn_scores + 2 * C * c.vocab_size;
+    return w;
+}
+
+Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache) {
+    Work t;
+    for (int s = 0; s < n_steps; ++s) {
+        Work w = formula_step(c, p, s, cache);
+        t.kv_rows += w.kv_rows;
+        t.attn_scores += w.attn_scores;
+        t.flops += w.flops;
+    }
+    return t;
+}
+
+std::string human_count(double v) {
+    char b[32];
+    if (v >= 1e12) std::snprintf(b, sizeof b, "%.2fT", v / 1e12);
+    else if (v >= 1e9) std::snprintf(b, sizeof b, "%.2fG", v / 1e9);
+    else if (v >= 1e6) std::snprintf(b, sizeof b, "%.2fM", v / 1e6);
+    else if (v >= 1e4) std::snprintf(b, sizeof b, "%.1fk", v / 1e3);
+    else std::snprintf(b, sizeof b, "%.0f", v);
+    return b;
+}
+
+namespace {
+
+double measured(const kv::Counters& c, WorkMetric m) {
+    return m == WorkMetric::kv_rows ? c.kv_rows_computed : m == WorkMetric::attn_scores ? c.attn_scores : c.flops;
+}
+
+std::vector<double> cumulative(const SessionView& v, WorkMetric m) {
+    std::vector<double> out;
+    double acc = 0;
+    for (const auto& t : v.history) out.push_back(acc += measured(t->counters, m));
+    return out;
+}
+
+void dashed(ImDrawList* dl, ImVec2 a, ImVec2 b, ImU32 col, float th) {
+    const float len = std::hypot(b.x - a.x, b.y - a.y);
+    const float dash = 7.f;
+    for (float d = 0; d < len; d += dash * 2) {
+        float t0 = d / len, t1 = std::min(1.f, (d + dash) / len);
+        dl->AddLine(ImVec2(a.x + (b.x - a.x) * t0, a.y + (b.y - a.y) * t0),
+                    ImVec2(a.x + (b.x - a.x) * t1, a.y + (b.y - a.y) * t1), col, th);
+    }
+}
+
+}  // namespace
+
+void draw_work_panel(AppState& app) {
+    const Palette& pal = palette();
+    ViewState& vs = app.vs;
+    if (!app.model) return;
+    const kv::ModelConfig& c = app.model->config;
+    const SessionView& v = app.main;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int ns = v.n_steps();
+    const float fs = ImGui::GetFontSize();
+
+    int m = static_cast<int>(vs.metric);
+    ImGui::RadioButton("K/V rows", &m, 0);
+    ImGui::SameLine();
+    ImGui::RadioButton("attention scores", &m, 1);
+    ImGui::SameLine();
+    ImGui::RadioButton("FLOPs", &m, 2);
+    vs.metric = static_cast<WorkMetric>(m);
+    const WorkMetric metric = vs.metric;
+
+    // Numbers block height: 4 lines (+1 in compare).
+    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f);
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const float W = ImGui::GetContentRegionAvail().x;
+    const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+
+    const int horizon = std::max(2, std::min(std::max(ns + 3, 8), c.n_ctx - p + 1));
+    std::vector<double> fc(horizon), fu(horizon);
+    double acc_c = 0, acc_u = 0;
+    for (int s = 0; s < horizon; ++s) {
+        fc[s] = acc_c += formula_step(c, p, s, true).get(metric);
+        fu[s] = acc_u += formula_step(c, p, s, false).get(metric);
+    }
+    std::vector<double> mm = cumulative(v, metric);
+    std::vector<double> mo = app.compare ? cumulative(app.other, metric) : std::vector<double>{};
+    double ymax = std::max({fc.back(), fu.back(), 1.0});
+    for (double x : mm) ymax = std::max(ymax, x);
+    for (double x : mo) ymax = std::max(ymax, x);
+
+    const float left = fs * 3.2f, bottom = fs * 1.2f;
+    const ImVec2 a(o.x + left, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - bottom);
+    dl->AddRect(a, b, pal.grid);
+    auto px = [&](int s, double y) {
+        float fx = a.x + (b.x - a.x) * (horizon > 1 ? static_cast<float>(s) / (horizon - 1) : 0.f);
+        float fy = b.y - (b.y - a.y) * static_cast<float>(y / ymax);
+        return ImVec2(fx, fy);
+    };
+    for (int g = 1; g < 4; ++g) {
+        float y = b.y - (b.y - a.y) * g / 4.f;
+        dl->AddLine(ImVec2(a.x, y), ImVec2(b.x, y), with_alpha(pal.grid, 0.5f));
+    }
+    dl->AddText(ImVec2(o.x, a.y), pal.text_dim, human_count(ymax).c_str());
+    dl->AddText(ImVec2(o.x, b.y - fs), pal.text_dim, "0");
+    char xl[48];
+    std::snprintf(xl, sizeof xl, "step 0 .. %d", horizon - 1);
+    dl->AddText(ImVec2(a.x, b.y + 2), pal.text_dim, xl);
+    if (ns > 0) {  // "now" marker
+        ImVec2 n0 = px(ns - 1, 0);
+        dl->AddLine(ImVec2(n0.x, a.y), ImVec2(n0.x, b.y), with_alpha(pal.text_dim, 0.6f), 1.f);
+    }
+    for (int s = 1; s < horizon; ++s) {
+        dashed(dl, px(s - 1, fc[s - 1]), px(s, fc[s]), pal.cached_line, 2.f);
+        dashed(dl, px(s - 1, fu[s - 1]), px(s, fu[s]), pal.uncached_line, 2.f);
+    }
+    auto solid = [&](const std::vector<double>& ys, const SessionView& sv) {
+        for (size_t s = 0; s < ys.size(); ++s) {
+            ImU32 col = sv.history[s]->cache_on ? pal.cached_line : pal.uncached_line;
+            if (s > 0) dl->AddLine(px(static_cast<int>(s) - 1, ys[s - 1]), px(static_cast<int>(s), ys[s]), col, 4.f);
+            dl->AddCircleFilled(px(static_cast<int>(s), ys[s]), 5.f, col);
+        }
+    };
+    solid(mm, v);
+    if (app.compare) solid(mo, app.other);
+    // in-chart legend
+    ImVec2 lp(a.x + 8, a.y + 4);
+    dl->AddLine(ImVec2(lp.x, lp.y + fs * 0.5f), ImVec2(lp.x + fs * 1.5f, lp.y + fs * 0.5f), pal.text, 4.f);
+    dl->AddText(ImVec2(lp.x + fs * 1.8f, lp.y), pal.text, app.compare ? "measured (both sessions)" : "measured (this session)");
+    lp.y += fs * 1.2f;
+    dashed(dl, ImVec2(lp.x, lp.y + fs * 0.5f), ImVec2(lp.x + fs * 1.5f, lp.y + fs * 0.5f), pal.text_dim, 2.f);
+    dl->AddText(ImVec2(lp.x + fs * 1.8f, lp.y), pal.text_dim, "formula");
+    lp.y += fs * 1.2f;
+    dl->AddText(ImVec2(lp.x, lp.y), pal.cached_line, "blue: with cache");
+    lp.y += fs * 1.2f;
+    dl->AddText(ImVec2(lp.x, lp.y), pal.uncached_line, "magenta: without cache");
+    ImGui::Dummy(ImVec2(W, Hc));
+
+    // Numbers.
+    const char* unit = metric == WorkMetric::kv_rows ? "K/V rows" : metric == WorkMetric::attn_scores ? "scores" : "FLOPs";
+    if (ns == 0) {
+        ImGui::TextWrapped("Step to see the work. With cache: total K/V rows L*Hkv*(p+N-1); without: L*Hkv*(N*p + N(N-1)/2).");
+        return;
+    }
+    const int s = ns - 1;
+    Work wc = formula_step(c, p, s, true), wu = formula_step(c, p, s, false);
+    const double this_meas = measured(v.last()->counters, metric);
+    ImGui::Text("Step %d: %s %s measured (cache %s); formula: %s with, %s without", s, human_count(this_meas).c_str(), unit,
+                v.cache_on ? "on" : "off", human_count(wc.get(metric)).c_str(), human_count(wu.get(metric)).c_str());
+    Work tc = formula_total(c, p, ns, true), tu = formula_total(c, p, ns, false);
+    const double saved = tc.get(metric) > 0 ? tu.get(metric) / tc.get(metric) : 1.0;
+    ImGui::TextColored(to_vec4(pal.accent), "Total after %d steps: %s with cache vs %s without: work saved %.1fx", ns,
+                       human_count(tc.get(metric)).c_str(), human_count(tu.get(metric)).c_str(), saved);
+    if (metric == WorkMetric::kv_rows)
+        ImGui::TextColored(to_vec4(pal.text_dim), "with: L*Hkv*(p+N-1) = %d*%d*(%d+%d-1);  without: L*Hkv*(N*p+N(N-1)/2)",
+                           c.n_layer, c.n_kv_head, p, ns);
+    else if (metric == WorkMetric::attn_scores)
+        ImGui::TextColored(to_vec4(pal.text_dim), "with: L*H*(p+s) per decode step;  without: L*H*(p+s)(p+s+1)/2");
+    else
+        ImGui::TextColored(to_vec4(pal.text_dim), "FLOPs: 2 per multiply-add; the dashed lines are an estimate");
+    // Measured time.
+    double ms_sum = 0;
+    for (const auto& t : v.history) ms_sum += t->ms;
+    if (app.compare && app.other.n_steps() > 0) {
+        const SessionView& on = v.cache_on ? v : app.other;
+        const SessionView& off = v.cache_on ? app.other : v;
+        double a_ms = on.last()->ms, b_ms = off.last()->ms;
+        double sa = 0, sb = 0;
+        for (const auto& t : on.history) sa += t->ms;
+        for (const auto& t : off.history) sb += t->ms;
+        ImGui::Text("ms this step (measured): with cache %.3f, without %.3f", a_ms, b_ms);
+        ImGui::Text("ms total: %.2f vs %.2f: %.1fx faster (work saved %.1fx)", sa, sb, sa > 0 ? sb / sa : 0.0, saved);
+    } else {
+        ImGui::Text("ms this step (measured, cache %s): %.3f; total %.2f", v.cache_on ? "on" : "off", v.last()->ms, ms_sum);
+    }
+}
+
+}  // namespace kvui
