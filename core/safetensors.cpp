@@ -147,7 +147,9 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const j
         fail("header entry has no \"data_offsets\" pair of non-negative integers");
     t.begin = (*o)[0].get<uint64_t>();
     t.end = (*o)[1].get<uint64_t>();
-    if (t.begin > t.end || t.end > data_size)
+    if (t.begin > t.end)
+        fail("data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + "] end before they begin");
+    if (t.end > data_size)
         fail("data_offsets [" + std::to_string(t.begin) + ", " + std::to_string(t.end) +
              "] are outside the data section of " + std::to_string(data_size) + " bytes (file truncated?)");
     if (count > kMax / esize || t.end - t.begin != count * esize)

@@ -55,27 +55,28 @@ std::string quoted(const std::string& s) {
     return out + (s.size() > 60 ? "...'" : "'");
 }
 
-// Checks a vocabulary; `where(i)` names line i for messages.
-template <class Where>
-void check_vocab(const std::vector<std::string>& vocab, Where where, const std::string& file) {
-    if (vocab.empty()) throw Error(file + ": vocabulary is empty (line 1 must be <unk>)");
-    if (vocab[0] != "<unk>") throw Error(where(0) + ": first token must be <unk>, found " + quoted(vocab[0]));
+// Checks a vocabulary. Messages read "<prefix><unit> <n>: ...", n = index + first.
+void check_vocab(const std::vector<std::string>& vocab, const std::string& prefix, const std::string& unit,
+                 size_t first) {
+    auto at = [&](size_t i) { return unit + " " + std::to_string(i + first); };
+    if (vocab.empty()) throw Error(prefix + "vocabulary is empty (" + at(0) + " must be <unk>)");
+    if (vocab[0] != "<unk>") throw Error(prefix + at(0) + ": first token must be <unk>, found " + quoted(vocab[0]));
     std::unordered_map<std::string, size_t> seen;
     for (size_t i = 0; i < vocab.size(); ++i) {
         const std::string& t = vocab[i];
-        if (t.empty()) throw Error(where(i) + ": empty token");
+        if (t.empty()) throw Error(prefix + at(i) + ": empty token");
         for (char c : t)
             if (is_space(static_cast<unsigned char>(c)))
-                throw Error(where(i) + ": token " + quoted(t) + " contains whitespace");
+                throw Error(prefix + at(i) + ": token " + quoted(t) + " contains whitespace");
         const auto [it, fresh] = seen.emplace(t, i);
-        if (!fresh) throw Error(where(i) + ": token " + quoted(t) + " repeats " + where(it->second));
+        if (!fresh) throw Error(prefix + at(i) + ": token " + quoted(t) + " repeats " + at(it->second));
     }
 }
 
 }  // namespace
 
 WordTokenizer::WordTokenizer(std::vector<std::string> vocab) : vocab_(std::move(vocab)) {
-    check_vocab(vocab_, [](size_t i) { return "vocabulary entry " + std::to_string(i); }, "vocabulary");
+    check_vocab(vocab_, "vocabulary: ", "entry", 0);
     index_.reserve(vocab_.size());
     for (size_t i = 0; i < vocab_.size(); ++i) index_.emplace(vocab_[i], int(i));
 }
@@ -102,7 +103,7 @@ std::unique_ptr<WordTokenizer> WordTokenizer::load(const std::string& path) {
     }
     if (vocab.size() > 10'000'000) throw Error(path + ": has more than 10 million lines");
     // Line numbers are 1-based for people; ids are 0-based.
-    check_vocab(vocab, [&](size_t i) { return path + ": line " + std::to_string(i + 1); }, path);
+    check_vocab(vocab, path + ": ", "line", 1);
     return std::make_unique<WordTokenizer>(std::move(vocab));
 }
 

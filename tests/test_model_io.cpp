@@ -1,0 +1,713 @@
+// Model folders: config.json, safetensors (F32/F16/BF16, prefix, untied head),
+// random models, and the one-line errors for every kind of broken input.
+#include <doctest/doctest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/model_io.h"
+#include "core/safetensors.h"
+#include "core/weights.h"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using namespace kv;
+
+namespace {
+
+// A fresh folder under the system temp dir, removed afterwards.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        static std::atomic<int> counter{0};
+        path = fs::temp_directory_path() /
+               ("kvscope_test_model_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+        fs::remove_all(path);
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    std::string operator/(const std::string& name) const { return (path / name).string(); }
+};
+
+ModelConfig small_config(bool tied = true, int n_kv_head = 2) {
+    ModelConfig c;
+    c.vocab_size = 11;
+    c.n_ctx = 8;
+    c.n_embd = 8;
+    c.n_layer = 2;
+    c.n_head = 2;
+    c.n_kv_head = n_kv_head;
+    c.tied_head = tied;
+    return c;
+}
+
+template <class F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const kv::Error& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        return std::string("<not a kv::Error> ") + e.what();
+    }
+    return "<no exception>";
+}
+
+bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
+
+// Expects a kv::Error whose single-line message contains every one of `parts`.
+#define CHECK_ERROR(expr, ...)                                                  \
+    do {                                                                        \
+        const std::string msg_ = error_of([&] { (void)(expr); });               \
+        CAPTURE(msg_);                                                          \
+        if (std::getenv("KV_SHOW_ERRORS")) MESSAGE(msg_);                       \
+        CHECK(msg_.find('\n') == std::string::npos);                            \
+        CHECK_FALSE(contains(msg_, "<no exception>"));                          \
+        CHECK_FALSE(contains(msg_, "<not a kv::Error>"));                       \
+        for (const std::string& part_ : std::initializer_list<std::string>{__VA_ARGS__}) {                      \
+            CAPTURE(part_);                                                     \
+            CHECK(contains(msg_, part_));                                       \
+        }                                                                       \
+    } while (0)
+
+// The GPT-2 tensor list, written out independently of core/model_io.cpp.
+struct NamedTensor {
+    std::string name;
+    const float* data;
+    std::vector<int64_t> shape;
+};
+
+std::vector<NamedTensor> gpt2_tensors(const ModelConfig& c, const Weights& w) {
+    const int64_t C = c.n_embd, Q = c.qkv_dim();
+    std::vector<NamedTensor> t = {{"wte.weight", w.wte.data(), {c.vocab_size, C}},
+                                  {"wpe.weight", w.wpe.data(), {c.n_ctx, C}}};
+    for (int i = 0; i < c.n_layer; ++i) {
+        const auto& l = w.layers[i];
+        const std::string h = "h." + std::to_string(i) + ".";
+        t.push_back({h + "ln_1.weight", l.ln_1_w.data(), {C}});
+        t.push_back({h + "ln_1.bias", l.ln_1_b.data(), {C}});
+        t.push_back({h + "attn.c_attn.weight", l.attn_w.data(), {C, Q}});
+        t.push_back({h + "attn.c_attn.bias", l.attn_b.data(), {Q}});
+        t.push_back({h + "attn.c_proj.weight", l.attn_proj_w.data(), {C, C}});
+        t.push_back({h + "attn.c_proj.bias", l.attn_proj_b.data(), {C}});
+        t.push_back({h + "ln_2.weight", l.ln_2_w.data(), {C}});
+        t.push_back({h + "ln_2.bias", l.ln_2_b.data(), {C}});
+        t.push_back({h + "mlp.c_fc.weight", l.fc_w.data(), {C, 4 * C}});
+        t.push_back({h + "mlp.c_fc.bias", l.fc_b.data(), {4 * C}});
+        t.push_back({h + "mlp.c_proj.weight", l.mlp_proj_w.data(), {4 * C, C}});
+        t.push_back({h + "mlp.c_proj.bias", l.mlp_proj_b.data(), {C}});
+    }
+    t.push_back({"ln_f.weight", w.ln_f_w.data(), {C}});
+    t.push_back({"ln_f.bias", w.ln_f_b.data(), {C}});
+    if (!c.tied_head) t.push_back({"lm_head.weight", w.lm_head.data(), {c.vocab_size, C}});
+    return t;
+}
+
+int64_t numel(const std::vector<int64_t>& s) {
+    int64_t n = 1;
+    for (auto d : s) n *= d;
+    return n;
+}
+
+// A tensor as raw bytes, for hand-written files.
+struct RawTensor {
+    std::string name, dtype;
+    std::vector<int64_t> shape;
+    std::string bytes;
+};
+
+std::string f32_bytes(const float* p, int64_t n) { return std::string(reinterpret_cast<const char*>(p), size_t(4 * n)); }
+
+// [u64 header length][header][data], exactly as given.
+void write_bytes(const std::string& path, const std::string& header, const std::string& data,
+                 uint64_t header_len_override = 0) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    const uint64_t n = header_len_override ? header_len_override : header.size();
+    out.write(reinterpret_cast<const char*>(&n), 8);
+    out << header << data;
+}
+
+void write_raw(const std::string& path, const std::vector<RawTensor>& ts) {
+    json h = json::object();
+    std::string data;
+    for (const auto& t : ts) {
+        h[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {data.size(), data.size() + t.bytes.size()}}};
+        data += t.bytes;
+    }
+    write_bytes(path, h.dump(), data);
+}
+
+std::vector<RawTensor> f32_raw(const ModelConfig& c, const Weights& w, const std::string& prefix = "") {
+    std::vector<RawTensor> out;
+    for (const auto& t : gpt2_tensors(c, w)) {
+        const std::string name = t.name == "lm_head.weight" ? t.name : prefix + t.name;
+        out.push_back({name, "F32", t.shape, f32_bytes(t.data, numel(t.shape))});
+    }
+    return out;
+}
+
+// A folder with config.json and a model.safetensors made of `ts`.
+void write_folder(const TempDir& d, const ModelConfig& c, const std::vector<RawTensor>& ts) {
+    write_config_json(d / "config.json", c);
+    write_raw(d / "model.safetensors", ts);
+}
+
+RawTensor* find_tensor(std::vector<RawTensor>& ts, const std::string& name) {
+    for (auto& t : ts)
+        if (t.name == name) return &t;
+    FAIL("test bug: no tensor " << name);
+    return nullptr;
+}
+
+void erase_tensor(std::vector<RawTensor>& ts, const std::string& name) {
+    std::erase_if(ts, [&](const RawTensor& t) { return t.name == name; });
+}
+
+// Bit-exact comparison of every tensor of two models of the same config.
+void check_same_weights(const ModelConfig& c, const Weights& a, const Weights& b) {
+    const auto ta = gpt2_tensors(c, a), tb = gpt2_tensors(c, b);
+    REQUIRE(ta.size() == tb.size());
+    for (size_t k = 0; k < ta.size(); ++k) {
+        CAPTURE(ta[k].name);
+        REQUIRE(ta[k].shape == tb[k].shape);
+        CHECK(std::memcmp(ta[k].data, tb[k].data, size_t(4 * numel(ta[k].shape))) == 0);
+    }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- config.json
+
+TEST_CASE("config.json round trip keeps every field and writes the keys transformers needs") {
+    TempDir d;
+    ModelConfig c = small_config(false, 1);
+    c.layer_norm_epsilon = 1e-6f;
+    write_config_json(d / "config.json", c);
+    CHECK(read_config_json(d / "config.json") == c);
+
+    std::ifstream in(d / "config.json");
+    const json j = json::parse(in);
+    CHECK(j["model_type"] == "gpt2");
+    CHECK(j["architectures"] == json::array({"GPT2LMHeadModel"}));
+    CHECK(j["activation_function"] == "gelu_new");
+    CHECK(j["n_positions"] == 8);
+    CHECK(j["tie_word_embeddings"] == false);
+    CHECK(j["n_kv_head"] == 1);
+}
+
+TEST_CASE("config.json accepts n_ctx for n_positions and defaults n_kv_head to n_head") {
+    TempDir d;
+    std::ofstream(d / "config.json")
+        << R"({"vocab_size": 50, "n_ctx": 16, "n_embd": 12, "n_layer": 1, "n_head": 3, "layer_norm_epsilon": 1e-5})";
+    const ModelConfig c = read_config_json(d / "config.json");
+    CHECK(c.n_ctx == 16);
+    CHECK(c.n_kv_head == 3);
+    CHECK(c.tied_head);
+    CHECK(c.layer_norm_epsilon == doctest::Approx(1e-5));
+}
+
+TEST_CASE("config.json errors name the file and the key") {
+    TempDir d;
+    const std::string p = d / "config.json";
+    const std::string good = R"("vocab_size": 50, "n_positions": 16, "n_embd": 12, "n_layer": 1, "n_head": 3)";
+    SUBCASE("missing file") { CHECK_ERROR(read_config_json(p), p, "no such file"); }
+    SUBCASE("a directory") {
+        fs::create_directory(p);
+        CHECK_ERROR(read_config_json(p), p, "directory");
+    }
+    SUBCASE("bad JSON") {
+        std::ofstream(p) << "{\"vocab_size\": 50,\n oops";
+        CHECK_ERROR(read_config_json(p), p, "not valid JSON");
+    }
+    SUBCASE("not an object") {
+        std::ofstream(p) << "[1, 2]";
+        CHECK_ERROR(read_config_json(p), p, "object");
+    }
+    SUBCASE("missing key") {
+        std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_layer": 1, "n_head": 3})";
+        CHECK_ERROR(read_config_json(p), p, "n_embd", "missing");
+    }
+    SUBCASE("missing n_positions") {
+        std::ofstream(p) << R"({"vocab_size": 50, "n_embd": 12, "n_layer": 1, "n_head": 3})";
+        CHECK_ERROR(read_config_json(p), p, "n_positions");
+    }
+    SUBCASE("wrong type") {
+        std::ofstream(p) << "{" << good << R"(, "n_layer": "two"})";
+        // Duplicate keys: nlohmann keeps the last one.
+        CHECK_ERROR(read_config_json(p), p, "n_layer", "integer");
+    }
+    SUBCASE("float where an integer belongs") {
+        std::ofstream(p) << R"({"vocab_size": 50.5, "n_positions": 16, "n_embd": 12, "n_layer": 1, "n_head": 3})";
+        CHECK_ERROR(read_config_json(p), p, "vocab_size");
+    }
+    SUBCASE("integer out of range") {
+        std::ofstream(p) << R"({"vocab_size": 99999999999999, "n_positions": 16, "n_embd": 12, "n_layer": 1, "n_head": 3})";
+        CHECK_ERROR(read_config_json(p), p, "vocab_size");
+    }
+    SUBCASE("impossible shape") {
+        std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_embd": 10, "n_layer": 1, "n_head": 3})";
+        CHECK_ERROR(read_config_json(p), p, "n_head");
+    }
+    SUBCASE("not GPT-2") {
+        std::ofstream(p) << "{" << good << R"(, "model_type": "llama"})";
+        CHECK_ERROR(read_config_json(p), p, "llama");
+    }
+    SUBCASE("tie_word_embeddings not a bool") {
+        std::ofstream(p) << "{" << good << R"(, "tie_word_embeddings": 1})";
+        CHECK_ERROR(read_config_json(p), p, "tie_word_embeddings");
+    }
+}
+
+// ---------------------------------------------------------------- safetensors
+
+TEST_CASE("safetensors round trip is bit-exact") {
+    TempDir d;
+    ModelConfig c;
+    SUBCASE("tied head") { c = small_config(true); }
+    SUBCASE("untied head") { c = small_config(false); }
+    SUBCASE("grouped-query shape") { c = small_config(true, 1); }
+    CAPTURE(c.tied_head);
+    CAPTURE(c.n_kv_head);
+    const Weights w = random_weights(c, 42);
+    write_safetensors(d / "model.safetensors", c, w);
+
+    ModelConfig c2 = c;
+    c2.tied_head = true;  // the file decides: lm_head.weight present means untied
+    const Weights w2 = read_safetensors(d / "model.safetensors", c2);
+    CHECK(c2 == c);
+    check_same_weights(c, w, w2);
+
+    const auto header = read_safetensors_header(d / "model.safetensors");
+    CHECK(header.size() == gpt2_tensors(c, w).size());
+    CHECK(header.at("wte.weight").dtype == "F32");
+    CHECK(header.at("wte.weight").shape == std::vector<int64_t>{11, 8});
+    CHECK(header.count("lm_head.weight") == (c.tied_head ? 0u : 1u));
+}
+
+TEST_CASE("half and bfloat16 bit patterns widen exactly") {
+    CHECK(half_to_float(0x3c00) == 1.0f);
+    CHECK(half_to_float(0xc000) == -2.0f);
+    CHECK(half_to_float(0x3555) == 0.333251953125f);
+    CHECK(half_to_float(0x7bff) == 65504.0f);
+    CHECK(half_to_float(0x0400) == 6.103515625e-05f);         // smallest normal
+    CHECK(half_to_float(0x0001) == std::ldexp(1.0f, -24));    // smallest subnormal
+    CHECK(half_to_float(0x03ff) == std::ldexp(1023.0f, -24));  // largest subnormal
+    CHECK(std::signbit(half_to_float(0x8000)));
+    CHECK(half_to_float(0x7c00) == std::numeric_limits<float>::infinity());
+    CHECK(half_to_float(0xfc00) == -std::numeric_limits<float>::infinity());
+    CHECK(std::isnan(half_to_float(0x7e00)));
+    CHECK(bf16_to_float(0x3f80) == 1.0f);
+    CHECK(bf16_to_float(0x4049) == 3.140625f);
+    CHECK(bf16_to_float(0xbf00) == -0.5f);
+
+    // Narrowing (used by tools): round to nearest even, overflow to Inf.
+    CHECK(float_to_half(1.0f / 3.0f) == 0x3555);
+    CHECK(float_to_half(65504.0f) == 0x7bff);
+    CHECK(float_to_half(65520.0f) == 0x7c00);
+    CHECK(float_to_half(std::ldexp(1.0f, -25)) == 0x0000);  // tie rounds to even (0)
+    CHECK(float_to_half(std::ldexp(3.0f, -25)) == 0x0002);  // 1.5 ulp rounds to even (2)
+    CHECK(float_to_bf16(3.14159265f) == 0x4049);
+    for (uint32_t b = 0; b < 0x10000; ++b) {
+        const float f = half_to_float(uint16_t(b));
+        if (std::isnan(f)) continue;
+        CAPTURE(b);
+        REQUIRE(float_to_half(f) == b);
+    }
+}
+
+TEST_CASE("F16 and BF16 tensors load widened to f32") {
+    TempDir d;
+    const ModelConfig c = small_config(false);
+    Weights w = allocate_weights(c);
+    auto ts = f32_raw(c, w);
+    // Hand-encoded bit patterns and the floats they stand for.
+    const std::vector<std::pair<uint16_t, float>> f16 = {
+        {0x3c00, 1.0f},       {0xc000, -2.0f},         {0x3800, 0.5f},          {0x0000, 0.0f},
+        {0x3555, 0.333251953125f}, {0x7bff, 65504.0f}, {0x0001, 5.9604644775390625e-08f},
+        {0x0400, 6.103515625e-05f}, {0xbc00, -1.0f},  {0x4248, 3.140625f}};
+    const std::vector<std::pair<uint16_t, float>> bf16 = {
+        {0x3f80, 1.0f}, {0x4049, 3.140625f}, {0xbf00, -0.5f}, {0x0000, 0.0f}, {0x4780, 65536.0f},
+        {0x3c23, 0.00994873046875f}};
+    // Alternate tensors between F16 and BF16 (the rest stay F32 zeros).
+    std::map<std::string, std::vector<float>> expected;
+    for (size_t k = 0; k < ts.size(); ++k) {
+        if (k % 3 == 2) continue;
+        const auto& table = k % 3 == 0 ? f16 : bf16;
+        auto& t = ts[k];
+        t.dtype = k % 3 == 0 ? "F16" : "BF16";
+        t.bytes.clear();
+        auto& e = expected[t.name];
+        for (int64_t i = 0; i < numel(t.shape); ++i) {
+            const auto& [bits, value] = table[size_t(i + int64_t(k)) % table.size()];
+            t.bytes.append(reinterpret_cast<const char*>(&bits), 2);
+            e.push_back(value);
+        }
+    }
+    write_raw(d / "model.safetensors", ts);
+    ModelConfig c2 = c;
+    const Weights w2 = read_safetensors(d / "model.safetensors", c2);
+    CHECK_FALSE(c2.tied_head);
+    int checked = 0;
+    for (const auto& t : gpt2_tensors(c2, w2)) {
+        CAPTURE(t.name);
+        const auto it = expected.find(t.name);
+        if (it == expected.end()) continue;
+        REQUIRE(int64_t(it->second.size()) == numel(t.shape));
+        for (size_t i = 0; i < it->second.size(); ++i) {
+            CAPTURE(i);
+            REQUIRE(t.data[i] == it->second[i]);
+        }
+        ++checked;
+    }
+    CHECK(checked == int(expected.size()));
+}
+
+TEST_CASE("the transformer. prefix is accepted and old attention buffers are ignored") {
+    TempDir d;
+    const ModelConfig c = small_config(false);
+    const Weights w = random_weights(c, 3);
+    auto ts = f32_raw(c, w, "transformer.");
+    // Old checkpoints carry causal-mask buffers; they are not weights.
+    const std::string mask(size_t(c.n_ctx * c.n_ctx), '\1');
+    ts.push_back({"transformer.h.0.attn.bias", "BOOL", {1, 1, c.n_ctx, c.n_ctx}, mask});
+    const float mb = -1e4f;
+    ts.push_back({"transformer.h.1.attn.masked_bias", "F32", {}, f32_bytes(&mb, 1)});
+    ts.push_back({"h.0.attn.bias", "I64", {1}, std::string(8, '\0')});
+    CHECK(find_tensor(ts, "lm_head.weight") != nullptr);
+    write_raw(d / "model.safetensors", ts);
+    ModelConfig c2 = c;
+    const Weights w2 = read_safetensors(d / "model.safetensors", c2);
+    CHECK(c2 == c);
+    check_same_weights(c, w, w2);
+}
+
+TEST_CASE("broken safetensors files give one line naming the file") {
+    TempDir d;
+    const std::string p = d / "model.safetensors";
+    const ModelConfig c = small_config(true);
+    const Weights w = random_weights(c, 1);
+    ModelConfig cfg = c;
+    auto load = [&] { return read_safetensors(p, cfg); };
+
+    SUBCASE("missing file") { CHECK_ERROR(load(), p, "no such file"); }
+    SUBCASE("a directory instead of a file") {
+        fs::create_directory(p);
+        CHECK_ERROR(load(), p, "directory");
+    }
+    SUBCASE("unreadable file") {
+        write_safetensors(p, c, w);
+        ::chmod(p.c_str(), 0);
+        if (::access(p.c_str(), R_OK) == 0) {
+            MESSAGE("running with permission to read anything (root?): skipping");
+        } else {
+            CHECK_ERROR(load(), p, "cannot open");
+        }
+        ::chmod(p.c_str(), 0644);
+    }
+    SUBCASE("shorter than 8 bytes") {
+        std::ofstream(p, std::ios::binary) << "abc";
+        CHECK_ERROR(load(), p, "3 bytes");
+    }
+    SUBCASE("empty file") {
+        std::ofstream(p, std::ios::binary).flush();
+        CHECK_ERROR(load(), p, "0 bytes");
+    }
+    SUBCASE("truncated file: a tensor's data runs past the end") {
+        write_safetensors(p, c, w);
+        const auto size = fs::file_size(p);
+        fs::resize_file(p, size - 20);
+        // The last tensor in file order is ln_f.bias.
+        CHECK_ERROR(load(), p, "ln_f.bias", "data_offsets");
+    }
+    SUBCASE("header length beyond the file") {
+        write_bytes(p, "{}", "", 1000);
+        CHECK_ERROR(load(), p, "header length 1000", "beyond");
+    }
+    SUBCASE("huge header length does not allocate") {
+        write_bytes(p, "{}", "", uint64_t(1) << 63);
+        CHECK_ERROR(load(), p, std::to_string(uint64_t(1) << 63), "beyond");
+        write_bytes(p, "{}", "", ~uint64_t(0));
+        CHECK_ERROR(load(), p, "beyond");
+    }
+    SUBCASE("header not JSON") {
+        write_bytes(p, "{\"wte.weight\": {\"dtype\": \"F32\", oops", "");
+        CHECK_ERROR(load(), p, "not valid JSON");
+    }
+    SUBCASE("header with binary garbage") {
+        write_bytes(p, std::string("\x01\x02\n\xff\xfe", 5), "");
+        CHECK_ERROR(load(), p, "not valid JSON");
+    }
+    SUBCASE("deeply nested header") {
+        write_bytes(p, std::string(100000, '[') + std::string(100000, ']'), "");
+        CHECK_ERROR(load(), p, "deeper");
+    }
+    SUBCASE("header not an object") {
+        write_bytes(p, "[1, 2, 3]", "");
+        CHECK_ERROR(load(), p, "not a JSON object");
+    }
+    SUBCASE("entry without dtype") {
+        write_bytes(p, R"({"wte.weight": {"shape": [1], "data_offsets": [0, 4]}})", std::string(4, '\0'));
+        CHECK_ERROR(load(), p, "wte.weight", "dtype");
+    }
+    SUBCASE("negative dimension") {
+        write_bytes(p, R"({"wte.weight": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}})", std::string(4, '\0'));
+        CHECK_ERROR(load(), p, "wte.weight", "shape");
+    }
+    SUBCASE("overflowing shape") {
+        write_bytes(p, R"({"wte.weight": {"dtype": "F32", "shape": [4294967296, 4294967296, 4294967296], "data_offsets": [0, 4]}})",
+                    std::string(4, '\0'));
+        CHECK_ERROR(load(), p, "wte.weight", "too large");
+    }
+    SUBCASE("data_offsets size disagrees with the shape") {
+        auto ts = f32_raw(c, w);
+        find_tensor(ts, "wpe.weight")->shape = {c.n_ctx, c.n_embd - 1};
+        write_raw(p, ts);
+        CHECK_ERROR(load(), p, "wpe.weight", "bytes");
+    }
+    SUBCASE("data_offsets reversed") {
+        write_bytes(p, R"({"wte.weight": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}})", std::string(4, '\0'));
+        CHECK_ERROR(load(), p, "wte.weight", "data_offsets");
+    }
+    SUBCASE("unsupported dtype") {
+        auto ts = f32_raw(c, w);
+        auto* t = find_tensor(ts, "h.1.attn.c_proj.weight");
+        t->dtype = "I64";
+        t->bytes += t->bytes;  // 8 bytes per element
+        write_raw(p, ts);
+        CHECK_ERROR(load(), p, "h.1.attn.c_proj.weight", "I64");
+    }
+    SUBCASE("unknown dtype") {
+        auto ts = f32_raw(c, w);
+        find_tensor(ts, "ln_f.weight")->dtype = "F12";
+        write_raw(p, ts);
+        CHECK_ERROR(load(), p, "ln_f.weight", "F12");
+    }
+}
+
+TEST_CASE("tensors that disagree with config.json are named") {
+    TempDir d;
+    const std::string p = d / "model.safetensors";
+    const ModelConfig c = small_config(true);
+    const Weights w = random_weights(c, 1);
+    auto ts = f32_raw(c, w);
+    ModelConfig cfg = c;
+    auto load = [&] {
+        write_raw(p, ts);
+        return read_safetensors(p, cfg);
+    };
+
+    SUBCASE("missing tensor") {
+        erase_tensor(ts, "h.0.mlp.c_fc.bias");
+        CHECK_ERROR(load(), p, "h.0.mlp.c_fc.bias", "missing");
+    }
+    SUBCASE("wrong shape") {
+        // c_attn of a narrower model: [C, 3C'] with C' = C/2.
+        auto* t = find_tensor(ts, "h.0.attn.c_attn.weight");
+        t->shape = {8, 12};
+        t->bytes.resize(size_t(4 * 8 * 12));
+        CHECK_ERROR(load(), p, "h.0.attn.c_attn.weight has shape [8, 12], config.json says [8, 24]");
+    }
+    SUBCASE("config says more layers than the file has") {
+        cfg.n_layer = 4;
+        CHECK_ERROR(load(), p, "h.2.", "n_layer 4", "h.0..h.1");
+    }
+    SUBCASE("the file has more layers than the config") {
+        cfg.n_layer = 1;
+        CHECK_ERROR(load(), p, "h.1.", "n_layer 1");
+    }
+    SUBCASE("vocabulary size mismatch") {
+        cfg.vocab_size = 12;
+        CHECK_ERROR(load(), p, "wte.weight", "[11, 8]", "[12, 8]", "vocab_size 12");
+    }
+    SUBCASE("n_positions mismatch") {
+        cfg.n_ctx = 16;
+        CHECK_ERROR(load(), p, "wpe.weight", "n_positions 16");
+    }
+    SUBCASE("untied config without lm_head.weight") {
+        cfg.tied_head = false;
+        CHECK_ERROR(load(), p, "lm_head.weight", "tie_word_embeddings");
+    }
+    SUBCASE("lm_head with the wrong vocabulary") {
+        RowMat head = RowMat::Ones(10, 8);
+        ts.push_back({"lm_head.weight", "F32", {10, 8}, f32_bytes(head.data(), head.size())});
+        CHECK_ERROR(load(), p, "lm_head.weight", "[10, 8]", "[11, 8]");
+    }
+}
+
+TEST_CASE("non-finite weights are rejected naming the tensor") {
+    TempDir d;
+    const std::string p = d / "model.safetensors";
+    const ModelConfig c = small_config(true);
+    const Weights w = random_weights(c, 1);
+    auto ts = f32_raw(c, w);
+    auto* t = find_tensor(ts, "h.1.mlp.c_fc.weight");
+    float bad = 0;
+    SUBCASE("NaN") { bad = std::numeric_limits<float>::quiet_NaN(); }
+    SUBCASE("Inf") { bad = -std::numeric_limits<float>::infinity(); }
+    std::memcpy(t->bytes.data() + 4 * 5, &bad, 4);
+    write_raw(p, ts);
+    ModelConfig cfg = c;
+    CHECK_ERROR(read_safetensors(p, cfg), p, "h.1.mlp.c_fc.weight", "non-finite");
+}
+
+TEST_CASE("write_safetensors refuses weights that do not match the config") {
+    TempDir d;
+    const ModelConfig c = small_config(true);
+    Weights w = random_weights(c, 1);
+    w.layers[1].fc_b.resize(3);
+    CHECK_ERROR(write_safetensors(d / "model.safetensors", c, w), "h.1.mlp.c_fc.bias");
+}
+
+// ---------------------------------------------------------------- model folders
+
+TEST_CASE("save_model_folder then load_model reads the same model and vocabulary") {
+    TempDir d;
+    const std::string dir = d / "tiny";
+    const ModelConfig c = small_config(false);
+    const Weights w = random_weights(c, 9);
+    std::vector<std::string> vocab = {"<unk>", "Python", "is", "a", "programming", "language", "."};
+    const WordTokenizer tok(vocab);
+    save_model_folder(dir, c, w, &tok);
+    CHECK(fs::exists(dir + "/config.json"));
+    CHECK(fs::exists(dir + "/model.safetensors"));
+    CHECK(fs::exists(dir + "/vocab.txt"));
+
+    for (const std::string& spec : {dir, dir + "/"}) {
+        CAPTURE(spec);
+        const auto m = load_model(spec);
+        CHECK(m->name == "tiny");
+        CHECK(m->path == spec);
+        CHECK(m->config == c);
+        check_same_weights(c, w, m->weights);
+        REQUIRE(m->tokenizer);
+        CHECK(m->tokenizer->kind() == "word");
+        CHECK(m->tokenizer->encode("Python is a programming language.").ids == std::vector<int>{1, 2, 3, 4, 5, 6});
+    }
+}
+
+TEST_CASE("a folder without tokenizer files loads with no tokenizer") {
+    TempDir d;
+    const ModelConfig c = small_config(true);
+    save_model_folder(d.path.string(), c, random_weights(c, 2), nullptr);
+    const auto m = load_model_folder(d.path.string());
+    CHECK(m->tokenizer == nullptr);
+    CHECK(m->config == c);
+}
+
+TEST_CASE("model folder errors name the file or the spec") {
+    TempDir d;
+    const ModelConfig c = small_config(true);
+    const Weights w = random_weights(c, 2);
+    SUBCASE("no such folder") {
+        const std::string spec = d / "nope";
+        CHECK_ERROR(load_model(spec), "model '" + spec + "': no such folder", "random:tiny");
+    }
+    SUBCASE("a file instead of a folder") {
+        std::ofstream(d / "file.txt") << "x";
+        CHECK_ERROR(load_model(d / "file.txt"), "file.txt", "not a folder");
+    }
+    SUBCASE("missing config.json") {
+        write_safetensors(d / "model.safetensors", c, w);
+        CHECK_ERROR(load_model(d.path.string()), d / "config.json", "no such file");
+    }
+    SUBCASE("missing model.safetensors") {
+        write_config_json(d / "config.json", c);
+        CHECK_ERROR(load_model(d.path.string()), d / "model.safetensors", "no such file");
+    }
+    SUBCASE("model.safetensors is a directory") {
+        write_config_json(d / "config.json", c);
+        fs::create_directory(d / "model.safetensors");
+        CHECK_ERROR(load_model(d.path.string()), d / "model.safetensors", "directory");
+    }
+    SUBCASE("tokenizer larger than the model's vocabulary") {
+        save_model_folder(d.path.string(), c, w, nullptr);
+        std::ofstream out(d / "vocab.txt");
+        for (int i = 0; i < c.vocab_size + 1; ++i) out << (i == 0 ? std::string("<unk>") : "w" + std::to_string(i)) << "\n";
+        out.close();
+        CHECK_ERROR(load_model(d.path.string()), d / "vocab.txt", "12 tokens", "vocab_size is 11");
+    }
+    SUBCASE("malformed vocab.txt") {
+        save_model_folder(d.path.string(), c, w, nullptr);
+        std::ofstream(d / "vocab.txt") << "<unk>\nfoo\nfoo\n";
+        CHECK_ERROR(load_model(d.path.string()), d / "vocab.txt", "line 3", "foo");
+    }
+    SUBCASE("vocab.json without merges.txt") {
+        save_model_folder(d.path.string(), c, w, nullptr);
+        std::ofstream(d / "vocab.json") << "{}";
+        CHECK_ERROR(load_model(d.path.string()), d / "merges.txt", "no such file");
+    }
+    SUBCASE("config contradicting the tensors") {
+        save_model_folder(d.path.string(), c, w, nullptr);
+        ModelConfig more = c;
+        more.n_layer = 3;
+        write_config_json(d / "config.json", more);
+        CHECK_ERROR(load_model(d.path.string()), d / "model.safetensors", "h.2.", "n_layer 3");
+    }
+}
+
+// ---------------------------------------------------------------- random models
+
+TEST_CASE("random models are deterministic for a seed") {
+    const auto a = load_model("random:tiny:7");
+    const auto b = load_model("random:tiny:7");
+    const auto other = load_model("random:tiny:8");
+    const auto zero = load_model("random:tiny");
+    CHECK(a->name == "random:tiny:7");
+    CHECK(zero->name == "random:tiny:0");
+    CHECK(a->path.empty());
+    CHECK(a->tokenizer == nullptr);
+    CHECK(a->config == ModelConfig::tiny());
+    check_same_weights(a->config, a->weights, b->weights);
+    CHECK(a->weights.wte != other->weights.wte);
+    CHECK(a->weights.layers[1].attn_w != other->weights.layers[1].attn_w);
+    check_same_weights(zero->config, zero->weights, load_model("random:tiny:0")->weights);
+}
+
+TEST_CASE("random:gpt2-124m has the GPT-2 small shape") {
+    const auto m = load_model("random:gpt2-124m:1");
+    CHECK(m->config == ModelConfig::gpt2_124m());
+    CHECK(m->config.vocab_size == 50257);
+    CHECK(m->config.n_ctx == 1024);
+    CHECK(m->config.n_embd == 768);
+    CHECK(m->config.n_layer == 12);
+    CHECK(m->config.n_head == 12);
+    CHECK(m->weights.wte.rows() == 50257);
+    CHECK(m->weights.layers.size() == 12u);
+    CHECK(m->weights.layers[11].attn_w.cols() == 3 * 768);
+    CHECK(m->config.n_params() == 124439808);  // GPT-2 small, tied head
+}
+
+TEST_CASE("bad random specs are clear errors") {
+    CHECK_ERROR(load_model("random:huge"), "random:huge", "unknown random shape 'huge'", "random:gpt2-124m");
+    CHECK_ERROR(load_model("random:tiny:abc"), "random:tiny:abc", "seed 'abc'");
+    CHECK_ERROR(load_model("random:tiny:"), "random:tiny:", "seed");
+    CHECK_ERROR(load_model("random:tiny:-3"), "seed '-3'");
+}
+
+TEST_CASE("default_model_dir honours KVSCOPE_MODEL_DIR") {
+    TempDir d;
+    const ModelConfig c = small_config(true);
+    save_model_folder(d.path.string(), c, random_weights(c, 1), nullptr);
+    const char* old = std::getenv("KVSCOPE_MODEL_DIR");
+    const std::string saved = old ? old : "";
+    ::setenv("KVSCOPE_MODEL_DIR", d.path.c_str(), 1);
+    CHECK(fs::equivalent(default_model_dir(), d.path));
+    // A folder without config.json is skipped.
+    ::setenv("KVSCOPE_MODEL_DIR", (d / "nothing-here").c_str(), 1);
+    const std::string fallback = default_model_dir();
+    CHECK((fallback.empty() || fs::exists(fs::path(fallback) / "config.json")));
+    if (old) ::setenv("KVSCOPE_MODEL_DIR", saved.c_str(), 1);
+    else ::unsetenv("KVSCOPE_MODEL_DIR");
+}
