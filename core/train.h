@@ -5,9 +5,15 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <span>
 #include <string>
+#include <vector>
+
+#include <Eigen/Core>
 
 #include "core/config.h"
+#include "core/weights.h"
 
 namespace kv {
 
@@ -31,5 +37,86 @@ struct TrainReport {
 
 // Throws kv::Error for an unreadable or empty corpus or an unwritable out_dir.
 TrainReport train_model(const TrainOptions& opt);
+
+// ---- Trainer internals, exposed for tests/test_train.cpp ------------------------
+// Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
+// hd head size, Q = C + 2*kv_dim (c_attn width), N = B*T.
+
+// One parameter tensor inside the flat parameter buffer, in GPT-2 names. The order
+// is wte, wpe, then per layer ln_1.{weight,bias}, attn.c_attn.{weight,bias},
+// attn.c_proj.{weight,bias}, ln_2.{weight,bias}, mlp.c_fc.{weight,bias},
+// mlp.c_proj.{weight,bias}, then ln_f.{weight,bias}. Only tied heads are trained.
+struct ParamTensor {
+    std::string name;     // e.g. "h.1.attn.c_attn.weight"
+    int64_t offset = 0;   // into the flat buffer
+    int rows = 0, cols = 0;  // row-major; vectors are (1, n)
+    bool decay = false;   // weight decay applies (matrices only)
+    int64_t size() const { return int64_t(rows) * cols; }
+};
+std::vector<ParamTensor> param_layout(const ModelConfig& cfg);
+
+// The word-level vocabulary the trainer builds from corpus lines: "<unk>", "<eos>",
+// then every word of WordTokenizer::split_words by descending count, ties
+// alphabetical.
+std::vector<std::string> build_vocab(const std::vector<std::string>& lines);
+
+// Buffers of the trainer. Aligned so that Eigen's vectorised loops split their work
+// the same way on every run (an unaligned start changes the summation order).
+template <class R>
+using TrainBuf = std::vector<R, Eigen::aligned_allocator<R>>;
+
+// A GPT-2 model with its gradients and saved activations, for B x T batches.
+// R is float for training and double for the gradient check. forward() may run a
+// smaller (b <= B, t <= T) batch; backward() differentiates the last forward.
+template <class R>
+class GptTrainer {
+public:
+    GptTrainer(const ModelConfig& cfg, int B, int T);  // throws kv::Error (untied head, T > n_ctx)
+    ~GptTrainer();
+    GptTrainer(GptTrainer&&) noexcept;
+    GptTrainer& operator=(GptTrainer&&) noexcept;
+
+    void set_weights(const Weights& w);   // shapes must match cfg
+    Weights weights() const;              // a float copy in the engine's layout
+
+    const ModelConfig& config() const { return cfg_; }
+    const std::vector<ParamTensor>& layout() const { return layout_; }
+    TrainBuf<R>& params() { return params_; }
+    const TrainBuf<R>& params() const { return params_; }
+    const TrainBuf<R>& grads() const { return grads_; }
+
+    // inputs and targets are (b, t) row-major token ids; targets may be empty (no
+    // loss, logits only). Returns the mean cross-entropy over the b*t targets.
+    R forward(std::span<const int> inputs, std::span<const int> targets, int b, int t);
+    // Sets grads() to d(mean loss)/d(params) of the last forward with targets.
+    void backward();
+    // (b, t, V) logits of the last forward.
+    std::span<const R> logits() const;
+
+private:
+    struct Acts;
+    ModelConfig cfg_;
+    int B_ = 0, T_ = 0;
+    std::vector<ParamTensor> layout_;
+    TrainBuf<R> params_, grads_;
+    std::unique_ptr<Acts> acts_;
+};
+
+extern template class GptTrainer<float>;
+extern template class GptTrainer<double>;
+
+// The learning rate at `step` (0-based) of `steps`: linear warmup then cosine decay
+// to min_frac * lr_max.
+float lr_schedule(int step, int steps, float lr_max, int warmup, float min_frac);
+
+// AdamW (decoupled weight decay on ParamTensor::decay tensors) after clipping the
+// global gradient norm to max_norm. Returns the norm before clipping.
+struct AdamW {
+    float beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.1f, max_norm = 1.0f;
+    std::vector<float> m, v;
+    int t = 0;
+    float update(std::span<float> params, std::span<const float> grads,
+                 const std::vector<ParamTensor>& layout, float lr);
+};
 
 }  // namespace kv
