@@ -12,4 +12,8 @@ namespace cli {
 
 std::function<int()> add_bench_command(CLI::App& app);
 
+// The whole of kvscope-cli: parses argv and runs the chosen command, returning the
+// exit code. With parse_only, stops after parsing (the argument fuzzer uses this).
+int main(int argc, char** argv, bool parse_only = false);
+
 }  // namespace cli

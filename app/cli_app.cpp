@@ -1,0 +1,307 @@
+// kvscope-cli: headless tools over the same core the window uses (DESIGN.md,
+// "Command-line contract"). JSON goes to stdout, human text to stderr. Exit codes:
+// 0 ok, 2 usage (bad or missing arguments), 1 anything else, always with one line
+// that names the file or argument and what is wrong.
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/engine.h"
+#include "core/error.h"
+#include "core/model_io.h"
+#include "core/session.h"
+#include "core/train.h"
+#include "app/cli_commands.h"
+#include "app/cli_common.h"
+
+using nlohmann::json;
+using namespace cli;
+
+namespace {
+
+// ---- generate ----
+struct GenerateArgs {
+    std::string model, prompt, ids, backend = "cpu";
+    int n_new = 0;
+    bool no_cache = false, as_json = false;
+    float temperature = 0.f;
+    int top_k = 0;
+    uint64_t seed = 0;
+};
+
+int run_generate(const GenerateArgs& a, CLI::App& cmd) {
+    auto m = open_model(a.model);
+    const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
+    check_new(*m, int(ids.size()), a.n_new);
+    if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
+    if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
+
+    kv::Session s = make_session(*m, a.backend);
+    s.set_cache(!a.no_cache);
+    s.set_sampling({a.temperature, a.top_k, a.seed, 5});
+    s.set_prompt_ids(ids);
+    json steps = json::array();
+    double ms_total = 0;
+    if (m->tokenizer) std::cerr << m->tokenizer->decode(ids);
+    for (int i = 0; i < a.n_new; ++i) {
+        const kv::StepTrace& t = s.step();
+        ms_total += t.ms;
+        steps.push_back({{"step", t.step},
+                         {"phase", kv::phase_name(t.phase)},
+                         {"input_ids", t.input_ids},
+                         {"start_pos", t.start_pos},
+                         {"next_id", t.next_id},
+                         {"next_token", token_text(*m, t.next_id)},
+                         {"counters", counters_json(t.counters)},
+                         {"ms", t.ms}});
+        std::cerr << (m->tokenizer ? " " + token_text(*m, t.next_id) : " " + std::to_string(t.next_id));
+    }
+    std::cerr << "\n";
+    const kv::Counters tot = s.totals();
+    std::cerr << a.n_new << " new tokens, cache " << (a.no_cache ? "off" : "on") << ": " << tot.kv_rows_computed
+              << " K/V rows computed (" << tot.kv_rows_recomputed << " recomputed), " << tot.attn_scores
+              << " attention scores, cache " << tot.cache_bytes << " bytes, " << ms_total << " ms\n";
+    if (a.as_json) {
+        json totals = counters_json(tot);
+        totals["ms"] = ms_total;
+        json out = {{"model", model_json(*m)}, {"prompt_ids", ids}, {"cache", !a.no_cache},
+                    {"steps", steps},          {"totals", totals}};
+        std::vector<int> gen(s.tokens().begin() + ids.size(), s.tokens().end());
+        out["new_ids"] = gen;
+        if (m->tokenizer) out["text"] = m->tokenizer->decode(s.tokens());
+        std::cout << out.dump(1) << "\n";
+    }
+    return 0;
+}
+
+// ---- compare ----
+int run_compare(const GenerateArgs& a, CLI::App& cmd) {
+    auto m = open_model(a.model);
+    const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
+    check_new(*m, int(ids.size()), a.n_new);
+    kv::Session cached = make_session(*m, a.backend);
+    kv::Session uncached = make_session(*m, a.backend);
+    uncached.set_cache(false);
+    cached.set_prompt_ids(ids);
+    uncached.set_prompt_ids(ids);
+    json steps = json::array();
+    float worst = 0;
+    bool same_tokens = true;
+    double ms_c = 0, ms_u = 0;
+    std::fprintf(stderr, "%4s %-8s %-14s %12s %12s %12s %12s %10s\n", "step", "phase", "token", "rows cached",
+                 "rows uncache", "scores cach", "scores uncac", "max|diff|");
+    for (int i = 0; i < a.n_new; ++i) {
+        const kv::StepTrace& tc = cached.step();
+        const kv::StepTrace& tu = uncached.step();
+        float d = 0;
+        for (size_t j = 0; j < tc.logits.size(); ++j) d = std::max(d, std::abs(tc.logits[j] - tu.logits[j]));
+        if (tc.logits.size() != tu.logits.size() || std::isnan(d)) d = INFINITY;
+        worst = std::max(worst, d);
+        same_tokens = same_tokens && tc.next_id == tu.next_id;
+        ms_c += tc.ms;
+        ms_u += tu.ms;
+        steps.push_back({{"step", tc.step},
+                         {"phase", kv::phase_name(tc.phase)},
+                         {"max_abs_logit_diff", d},
+                         {"cached", {{"next_id", tc.next_id}, {"counters", counters_json(tc.counters)}, {"ms", tc.ms}}},
+                         {"uncached",
+                          {{"next_id", tu.next_id}, {"counters", counters_json(tu.counters)}, {"ms", tu.ms}}}});
+        std::fprintf(stderr, "%4d %-8s %-14s %12lld %12lld %12lld %12lld %10.2e\n", tc.step, kv::phase_name(tc.phase),
+                     token_text(*m, tc.next_id).substr(0, 14).c_str(), (long long)tc.counters.kv_rows_computed,
+                     (long long)tu.counters.kv_rows_computed, (long long)tc.counters.attn_scores,
+                     (long long)tu.counters.attn_scores, d);
+    }
+    const kv::Counters c = cached.totals(), u = uncached.totals();
+    std::fprintf(stderr,
+                 "totals: K/V rows computed %lld cached vs %lld uncached (%.1fx less work); attention scores %lld vs "
+                 "%lld; %.2f ms vs %.2f ms; worst logit difference %.2e%s\n",
+                 (long long)c.kv_rows_computed, (long long)u.kv_rows_computed,
+                 double(u.kv_rows_computed) / double(std::max<int64_t>(1, c.kv_rows_computed)),
+                 (long long)c.attn_scores, (long long)u.attn_scores, ms_c, ms_u, worst,
+                 same_tokens ? "" : " (the modes chose different tokens)");
+    if (a.as_json) {
+        json tc = counters_json(c), tu = counters_json(u);
+        tc["ms"] = ms_c;
+        tu["ms"] = ms_u;
+        json out = {{"model", model_json(*m)},
+                    {"prompt_ids", ids},
+                    {"steps", steps},
+                    {"max_abs_logit_diff", worst},
+                    {"same_tokens", same_tokens},
+                    {"totals", {{"cached", tc}, {"uncached", tu}}}};
+        std::cout << out.dump(1) << "\n";
+    }
+    return 0;
+}
+
+// ---- logits ----
+int run_logits(const std::string& model, const std::string& ids_text, bool no_cache, bool all_positions,
+               const std::string& backend) {
+    auto m = open_model(model);
+    const auto ids = parse_ids(ids_text);
+    for (int id : ids)
+        if (id >= m->config.vocab_size)
+            throw UsageError("--ids: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                             std::to_string(m->config.vocab_size) + ")");
+    if (int(ids.size()) > m->config.n_ctx)
+        throw UsageError("--ids: " + std::to_string(ids.size()) + " tokens exceed the context of " +
+                         std::to_string(m->config.n_ctx));
+    auto engine = kv::make_engine(*m, backend);
+    const int V = m->config.vocab_size, n = int(ids.size());
+    std::vector<std::vector<float>> rows;
+    kv::ForwardRequest req;
+    req.trace_opts.record = false;
+    kv::StepTrace tr;
+    if (no_cache) {
+        // One pass over the whole sequence.
+        std::vector<float> all;
+        req.ids = ids;
+        req.all_logits = true;
+        engine->forward(req, tr, &all);
+        for (int i = 0; i < n; ++i) rows.emplace_back(all.begin() + size_t(i) * V, all.begin() + size_t(i + 1) * V);
+    } else {
+        // Token by token through the cache: each position sees earlier ones only via cached K/V.
+        for (int i = 0; i < n; ++i) {
+            req.ids = std::span<const int>(ids.data() + i, 1);
+            req.start_pos = i;
+            req.n_known = i;
+            engine->forward(req, tr);
+            rows.push_back(tr.logits);
+        }
+    }
+    json out;
+    if (all_positions)
+        out["logits"] = rows;
+    else
+        out["logits"] = rows.back();
+    std::cout << out.dump() << "\n";
+    return 0;
+}
+
+// ---- tokenize ----
+int run_tokenize(const std::string& model, const std::string& text) {
+    auto m = open_model(model);
+    if (!m->tokenizer) throw UsageError("--model: '" + m->name + "' has no tokenizer");
+    const kv::Encoding enc = m->tokenizer->encode(text);
+    if (!enc.unknown.empty()) {
+        std::string list;
+        for (const auto& w : enc.unknown) list += (list.empty() ? "'" : ", '") + w + "'";
+        std::cerr << "note: not in the vocabulary, read as <unk>: " << list << "\n";
+    }
+    json out = {{"ids", enc.ids}, {"tokens", enc.pieces}};
+    if (!enc.unknown.empty()) out["unknown"] = enc.unknown;
+    std::cout << out.dump() << "\n";
+    return 0;
+}
+
+void add_prompt_options(CLI::App* c, GenerateArgs& a) {
+    c->add_option("--model", a.model, "model folder, or random:tiny / random:gpt2-124m[:SEED] (default: bundled)");
+    c->add_option("--prompt", a.prompt, "prompt text (needs a model with a tokenizer)");
+    c->add_option("--ids", a.ids, "prompt as token ids, e.g. 5,9,3,7");
+    c->add_option("--new", a.n_new, "number of new tokens (steps)")->required();
+    c->add_option("--backend", a.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+    c->add_flag("--json", a.as_json, "print a JSON record to stdout");
+}
+
+}  // namespace
+
+int cli::main(int argc, char** argv, bool parse_only) {
+    CLI::App app{"kvscope-cli: headless tools for kvscope, the KV cache visualizer"};
+    app.require_subcommand(1);
+
+    GenerateArgs gen;
+    auto* c_gen = app.add_subcommand("generate", "generate tokens, one record per step");
+    add_prompt_options(c_gen, gen);
+    c_gen->add_flag("--no-cache", gen.no_cache, "recompute every token at every step");
+    c_gen->add_option("--temperature", gen.temperature, "0 = greedy (default)");
+    c_gen->add_option("--top-k", gen.top_k, "sample among the k most likely (0 = all)");
+    c_gen->add_option("--seed", gen.seed, "sampling seed");
+
+    GenerateArgs cmp;
+    auto* c_cmp = app.add_subcommand("compare", "run cached and uncached in lockstep and compare");
+    add_prompt_options(c_cmp, cmp);
+
+    std::string lg_model, lg_ids, lg_backend = "cpu";
+    bool lg_no_cache = false, lg_all = false;
+    auto* c_lg = app.add_subcommand("logits", "print the logits for a sequence of ids");
+    c_lg->add_option("--model", lg_model, "model folder or random:SPEC");
+    c_lg->add_option("--ids", lg_ids, "token ids, e.g. 1,2,3")->required();
+    c_lg->add_flag("--no-cache", lg_no_cache, "one pass over the whole sequence (default: token by token via the cache)");
+    c_lg->add_flag("--all-positions", lg_all, "print logits for every position");
+    c_lg->add_option("--backend", lg_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+
+    std::string tk_model, tk_text;
+    auto* c_tk = app.add_subcommand("tokenize", "split text into tokens");
+    c_tk->add_option("--model", tk_model, "model folder (default: bundled)");
+    c_tk->add_option("--text", tk_text, "text to tokenize")->required();
+
+    auto run_bench = cli::add_bench_command(app);
+
+    kv::TrainOptions topt;
+    auto* c_tr = app.add_subcommand("train", "train a tiny word-level GPT on a corpus");
+    c_tr->add_option("--corpus", topt.corpus, "text file, one sentence per line")->required();
+    c_tr->add_option("--out", topt.out_dir, "model folder to write")->required();
+    c_tr->add_option("--steps", topt.steps, "optimizer steps");
+    c_tr->add_option("--seed", topt.seed, "seed");
+    c_tr->add_option("--threads", topt.threads, "threads (0 = all cores)");
+
+    std::string names;
+    bool known = false;
+    for (const auto* sub : app.get_subcommands({})) {
+        names += (names.empty() ? "" : ", ") + sub->get_name();
+        known = known || (argc >= 2 && sub->get_name() == argv[1]);
+    }
+    if (argc >= 2 && argv[1][0] != '-' && !known) {
+        std::cerr << "kvscope-cli: '" << argv[1] << "' is not a command (commands: " << names << ")\n";
+        return 2;
+    }
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::cerr << "kvscope-cli: " << e.what() << " (see --help)\n";
+        return 2;
+    }
+
+    if (parse_only) return 0;
+    try {
+        if (*c_gen) return run_generate(gen, *c_gen);
+        if (*c_cmp) return run_compare(cmp, *c_cmp);
+        if (*c_lg) return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend);
+        if (*c_tk) return run_tokenize(tk_model, tk_text);
+        if (int rc = run_bench(); rc >= 0) return rc;
+        if (*c_tr) {
+            const kv::TrainReport r = kv::train_model(topt);
+            std::fprintf(stderr, "trained %d steps in %.1f s: train loss %.4f, held-out loss %.4f, %lld parameters, "
+                                 "vocabulary %d; wrote %s\n",
+                         r.steps, r.seconds, r.train_loss, r.val_loss, (long long)r.n_params, r.vocab_size,
+                         topt.out_dir.c_str());
+            return 0;
+        }
+    } catch (const cli::UsageError& e) {
+        std::cerr << "kvscope-cli: " << e.what() << "\n";
+        return 2;
+    } catch (const kv::Error& e) {
+        std::cerr << "kvscope-cli: " << e.what() << "\n";
+        return 1;
+    } catch (const std::bad_alloc&) {
+        std::cerr << "kvscope-cli: out of memory\n";
+        return 1;
+    } catch (const std::exception& e) {
+        std::cerr << "kvscope-cli: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}
