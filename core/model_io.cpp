@@ -130,7 +130,10 @@ void write_config_json(const std::string& path, const ModelConfig& cfg) {
     if (cfg.n_kv_head != cfg.n_head) j["n_kv_head"] = cfg.n_kv_head;
     j["n_inner"] = nullptr;  // 4 * n_embd
     j["activation_function"] = "gelu_new";
-    j["layer_norm_epsilon"] = cfg.layer_norm_epsilon;
+    // The shortest decimal that reads back as the same float (1e-05, not 9.99999974e-06).
+    char eps[32];
+    const auto r = std::to_chars(eps, eps + sizeof eps, cfg.layer_norm_epsilon);
+    j["layer_norm_epsilon"] = std::strtod(std::string(eps, r.ptr).c_str(), nullptr);
     j["tie_word_embeddings"] = cfg.tied_head;
     j["resid_pdrop"] = 0.0;
     j["embd_pdrop"] = 0.0;
@@ -263,11 +266,16 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
     return w;
 }
 
+// Tied models use the plain names of the Hub's gpt2 checkpoint. Untied models use
+// GPT2LMHeadModel's own state-dict names ("transformer." + name, and lm_head.weight):
+// transformers rejects plain names next to lm_head.weight as a corrupted state dict.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
     check_weights(cfg, w, path);
     auto& mw = const_cast<Weights&>(w);  // slots_of hands out float*; writing only reads them
+    const std::string prefix = cfg.tied_head ? "" : "transformer.";
     std::vector<TensorOut> out;
-    for (const auto& s : slots_of(cfg, mw)) out.push_back({s.name, s.shape, s.data});
+    for (const auto& s : slots_of(cfg, mw))
+        out.push_back({s.name == "lm_head.weight" ? s.name : prefix + s.name, s.shape, s.data});
     write_safetensors_f32(path, out);
 }
 

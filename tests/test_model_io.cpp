@@ -204,6 +204,7 @@ TEST_CASE("config.json round trip keeps every field and writes the keys transfor
     CHECK(j["activation_function"] == "gelu_new");
     CHECK(j["n_positions"] == 8);
     CHECK(j["tie_word_embeddings"] == false);
+    CHECK(j["layer_norm_epsilon"].get<double>() == 1e-6);  // not 9.99999997e-07
     CHECK(j["n_kv_head"] == 1);
 }
 
@@ -289,10 +290,15 @@ TEST_CASE("safetensors round trip is bit-exact") {
     CHECK(c2 == c);
     check_same_weights(c, w, w2);
 
+    // Tied: the Hub gpt2 names. Untied: GPT2LMHeadModel's state-dict names, which
+    // transformers needs to pick up lm_head.weight.
     const auto header = read_safetensors_header(d / "model.safetensors");
+    const std::string prefix = c.tied_head ? "" : "transformer.";
     CHECK(header.size() == gpt2_tensors(c, w).size());
-    CHECK(header.at("wte.weight").dtype == "F32");
-    CHECK(header.at("wte.weight").shape == std::vector<int64_t>{11, 8});
+    REQUIRE(header.count(prefix + "wte.weight") == 1);
+    CHECK(header.at(prefix + "wte.weight").dtype == "F32");
+    CHECK(header.at(prefix + "wte.weight").shape == std::vector<int64_t>{11, 8});
+    CHECK(header.count(prefix + "h.1.mlp.c_proj.bias") == 1);
     CHECK(header.count("lm_head.weight") == (c.tied_head ? 0u : 1u));
 }
 
