@@ -157,39 +157,44 @@ void write_config_json(const std::string& path, const ModelConfig& cfg) {
 
 namespace {
 
-// The tensors of one model in file order: name (no prefix), pointer into Weights,
-// expected shape. Vectors have shape [n], matrices [rows, cols].
+// The tensors of one model in file order: name (no prefix), expected shape (from
+// cfg alone, so a file can be checked before anything is allocated), and where the
+// values live in `w` (null when no Weights are given). Vectors have shape [n].
 struct Slot {
     std::string name;
-    float* data;
     std::vector<int64_t> shape;
+    float* data;
 };
 
-std::vector<Slot> slots_of(const ModelConfig& cfg, Weights& w) {
+std::vector<Slot> slots_of(const ModelConfig& cfg, Weights* w) {
+    const int64_t V = cfg.vocab_size, T = cfg.n_ctx, C = cfg.n_embd, Q = cfg.qkv_dim();
     std::vector<Slot> s;
-    auto mat = [&](const std::string& n, RowMat& m) { s.push_back({n, m.data(), {m.rows(), m.cols()}}); };
-    auto vec = [&](const std::string& n, RowVec& v) { s.push_back({n, v.data(), {v.cols()}}); };
-    mat("wte.weight", w.wte);
-    mat("wpe.weight", w.wpe);
+    auto add = [&](const std::string& n, std::vector<int64_t> shape, auto* t) {
+        s.push_back({n, std::move(shape), w ? t->data() : nullptr});
+    };
+    add("wte.weight", {V, C}, w ? &w->wte : nullptr);
+    add("wpe.weight", {T, C}, w ? &w->wpe : nullptr);
     for (int i = 0; i < cfg.n_layer; ++i) {
-        auto& l = w.layers[i];
+        LayerWeights* l = w ? &w->layers[size_t(i)] : nullptr;
+        auto m = [&](RowMat LayerWeights::*f) { return l ? &(l->*f) : nullptr; };
+        auto v = [&](RowVec LayerWeights::*f) { return l ? &(l->*f) : nullptr; };
         const std::string h = "h." + std::to_string(i) + ".";
-        vec(h + "ln_1.weight", l.ln_1_w);
-        vec(h + "ln_1.bias", l.ln_1_b);
-        mat(h + "attn.c_attn.weight", l.attn_w);
-        vec(h + "attn.c_attn.bias", l.attn_b);
-        mat(h + "attn.c_proj.weight", l.attn_proj_w);
-        vec(h + "attn.c_proj.bias", l.attn_proj_b);
-        vec(h + "ln_2.weight", l.ln_2_w);
-        vec(h + "ln_2.bias", l.ln_2_b);
-        mat(h + "mlp.c_fc.weight", l.fc_w);
-        vec(h + "mlp.c_fc.bias", l.fc_b);
-        mat(h + "mlp.c_proj.weight", l.mlp_proj_w);
-        vec(h + "mlp.c_proj.bias", l.mlp_proj_b);
+        add(h + "ln_1.weight", {C}, v(&LayerWeights::ln_1_w));
+        add(h + "ln_1.bias", {C}, v(&LayerWeights::ln_1_b));
+        add(h + "attn.c_attn.weight", {C, Q}, m(&LayerWeights::attn_w));
+        add(h + "attn.c_attn.bias", {Q}, v(&LayerWeights::attn_b));
+        add(h + "attn.c_proj.weight", {C, C}, m(&LayerWeights::attn_proj_w));
+        add(h + "attn.c_proj.bias", {C}, v(&LayerWeights::attn_proj_b));
+        add(h + "ln_2.weight", {C}, v(&LayerWeights::ln_2_w));
+        add(h + "ln_2.bias", {C}, v(&LayerWeights::ln_2_b));
+        add(h + "mlp.c_fc.weight", {C, 4 * C}, m(&LayerWeights::fc_w));
+        add(h + "mlp.c_fc.bias", {4 * C}, v(&LayerWeights::fc_b));
+        add(h + "mlp.c_proj.weight", {4 * C, C}, m(&LayerWeights::mlp_proj_w));
+        add(h + "mlp.c_proj.bias", {C}, v(&LayerWeights::mlp_proj_b));
     }
-    vec("ln_f.weight", w.ln_f_w);
-    vec("ln_f.bias", w.ln_f_b);
-    if (!cfg.tied_head) mat("lm_head.weight", w.lm_head);
+    add("ln_f.weight", {C}, w ? &w->ln_f_w : nullptr);
+    add("ln_f.bias", {C}, w ? &w->ln_f_b : nullptr);
+    if (!cfg.tied_head) add("lm_head.weight", {V, C}, w ? &w->lm_head : nullptr);
     return s;
 }
 
@@ -236,11 +241,12 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
         throw Error(path + ": tensor " + max_name + " belongs to layer " + std::to_string(max_layer) +
                     " but config.json says n_layer " + std::to_string(cfg.n_layer));
 
-    Weights w = allocate_weights(cfg);
-    const auto slots = slots_of(cfg, w);
-    std::vector<std::string> stored(slots.size());
-    for (size_t k = 0; k < slots.size(); ++k) {
-        const Slot& s = slots[k];
+    // Names and shapes first: the shapes are bounded by the file's size, so nothing
+    // is allocated for a config.json that asks for more than the file holds.
+    const auto expected = slots_of(cfg, nullptr);
+    std::vector<std::string> stored(expected.size());
+    for (size_t k = 0; k < expected.size(); ++k) {
+        const Slot& s = expected[k];
         std::string name = s.name;
         if (!f.has(name) && s.name != "lm_head.weight" && f.has("transformer." + name)) name = "transformer." + name;
         if (!f.has(name)) {
@@ -255,8 +261,13 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
         if (t.shape != s.shape)
             throw Error(path + ": tensor " + name + " has shape " + shape_str(t.shape) + ", config.json says " +
                         shape_str(s.shape) + shape_hint(s.name, cfg));
+        if (t.dtype != "F32" && t.dtype != "F16" && t.dtype != "BF16")
+            throw Error(path + ": tensor " + name + " has dtype " + t.dtype +
+                        ", which kvscope does not read (supported: F32, F16, BF16)");
         stored[k] = name;
     }
+    Weights w = allocate_weights(cfg);
+    const auto slots = slots_of(cfg, &w);
     for (size_t k = 0; k < slots.size(); ++k) {
         int64_t n = 1;
         for (int64_t d : slots[k].shape) n *= d;
@@ -274,7 +285,7 @@ void write_safetensors(const std::string& path, const ModelConfig& cfg, const We
     auto& mw = const_cast<Weights&>(w);  // slots_of hands out float*; writing only reads them
     const std::string prefix = cfg.tied_head ? "" : "transformer.";
     std::vector<TensorOut> out;
-    for (const auto& s : slots_of(cfg, mw))
+    for (const auto& s : slots_of(cfg, &mw))
         out.push_back({s.name == "lm_head.weight" ? s.name : prefix + s.name, s.shape, s.data});
     write_safetensors_f32(path, out);
 }

@@ -541,6 +541,15 @@ TEST_CASE("tensors that disagree with config.json are named") {
         cfg.n_ctx = 16;
         CHECK_ERROR(load(), p, "wpe.weight", "n_positions 16");
     }
+    SUBCASE("a config far larger than the file fails before allocating") {
+        // 1M x 65536 floats would be 256 GB: the shapes are checked against the file first.
+        cfg.vocab_size = 1'000'000;
+        cfg.n_embd = 65536;
+        cfg.n_head = 1;
+        cfg.n_kv_head = 1;
+        cfg.n_layer = 2;
+        CHECK_ERROR(load(), p, "wte.weight", "[1000000, 65536]");
+    }
     SUBCASE("untied config without lm_head.weight") {
         cfg.tied_head = false;
         CHECK_ERROR(load(), p, "lm_head.weight", "tie_word_embeddings");
