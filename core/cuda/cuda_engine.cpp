@@ -1,0 +1,642 @@
+// CudaEngine: the GPT-2 forward pass on an NVIDIA GPU behind the Engine interface,
+// with the CPU engine's semantics (core/engine_cpu.cpp is the reference). Weights
+// and the KV cache live on the device, uploaded once at construction; cuBLAS does
+// the matrix products, kernels.cu the rest. Notation: n tokens this step at
+// positions p0.., nk = p0 + n keys, C n_embd, Q = C + 2*kv_dim (c_attn width),
+// hd head_dim, H heads, Hkv kv heads, T n_ctx, V vocab.
+//
+// Row-major products on column-major cuBLAS: the row-major (n, in) x (in, out)
+// product Y = X W is the column-major Y^T = W^T X^T, i.e.
+// cublasSgemm(N, N, out, n, in, 1, W, out, X, in, beta, Y, out), no transposes.
+// The head (V, C) row-major is used transposed: Sgemm(T, N, V, n, C, E, C, X, C, Y, V).
+//
+// The bias of each projection into the residual stream (attn c_proj, mlp c_proj) is
+// added by the LayerNorm kernel that follows it, one launch fewer per projection.
+//
+// The one-token decode step is captured once in a CUDA graph (per trace layout) and
+// replayed: kernels read start_pos and the ids from device memory (step_), so one
+// graph serves every position. Counters are counted on the host in encode(), the
+// loop that issues the work; a replayed step runs the same loop without launching.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cassert>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/cuda/cuda_check.h"
+#include "core/cuda/cuda_engine.h"
+#include "core/cuda/kernels.cuh"
+#include "core/error.h"
+#include "core/model_io.h"
+
+#define KV_CUBLAS(call)                                                                          \
+    do {                                                                                         \
+        const cublasStatus_t kv_st_ = (call);                                                    \
+        if (kv_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+            throw ::kv::Error(std::string("cuBLAS: ") + #call + " failed at " +                  \
+                              ::kv::cuda::short_file(__FILE__) + ":" + std::to_string(__LINE__) + \
+                              ": " + cublasGetStatusString(kv_st_));                            \
+    } while (0)
+
+namespace kv {
+
+namespace {
+
+// A device allocation (cudaMalloc), freed on destruction.
+template <class T>
+class DevArray {
+public:
+    DevArray() = default;
+    DevArray(const DevArray&) = delete;
+    DevArray& operator=(const DevArray&) = delete;
+    ~DevArray() { release(); }
+
+    void alloc(size_t n) {
+        release();
+        if (n) KV_CUDA(cudaMalloc(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+        n_ = n;
+    }
+    void upload(const T* host, size_t n) {
+        alloc(n);
+        if (n) KV_CUDA(cudaMemcpy(p_, host, n * sizeof(T), cudaMemcpyHostToDevice));
+    }
+    // Grows to at least n elements (contents are lost when it grows).
+    void reserve(size_t n) {
+        if (n > n_) alloc(n);
+    }
+    T* get() const { return p_; }
+    size_t size() const { return n_; }
+
+private:
+    void release() {
+        if (p_) cudaFree(p_);
+        p_ = nullptr;
+        n_ = 0;
+    }
+    T* p_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Page-locked host memory (cudaMallocHost), for the per-step transfers.
+template <class T>
+class PinnedArray {
+public:
+    PinnedArray() = default;
+    PinnedArray(const PinnedArray&) = delete;
+    PinnedArray& operator=(const PinnedArray&) = delete;
+    ~PinnedArray() {
+        if (p_) cudaFreeHost(p_);
+    }
+    void alloc(size_t n) {
+        KV_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)));
+    }
+    T* get() const { return p_; }
+
+private:
+    T* p_ = nullptr;
+};
+
+struct DevLayer {
+    DevArray<float> ln_1_w, ln_1_b;    // (C)
+    DevArray<float> attn_w, attn_b;    // (C, Q), (Q)
+    DevArray<float> attn_proj_w, attn_proj_b;  // (C, C), (C)
+    DevArray<float> ln_2_w, ln_2_b;    // (C)
+    DevArray<float> fc_w, fc_b;        // (C, 4C), (4C)
+    DevArray<float> mlp_proj_w, mlp_proj_b;  // (4C, C), (C)
+};
+
+template <class M>
+void upload(DevArray<float>& d, const M& m) {
+    d.upload(m.data(), size_t(m.size()));
+}
+
+// Which heads and rows of a step the trace records (TraceOptions, as the CPU engine).
+struct RecordPlan {
+    std::vector<int> layers;  // recorded layers, ascending; slot = index here
+    int h0 = 0, h1 = 0;       // query heads recorded in each of them
+    int g0 = 0, g1 = 0;       // their kv heads
+    int r0 = 0, rows = 0;     // recorded rows: r0 .. r0 + rows - 1 of the step
+
+    int slot(int layer) const {
+        for (size_t i = 0; i < layers.size(); ++i)
+            if (layers[i] == layer) return int(i);
+        return -1;
+    }
+    bool any() const { return !layers.empty() && rows > 0; }
+    int n_heads() const { return h1 - h0; }
+    int n_kv() const { return g1 - g0; }
+    bool operator==(const RecordPlan&) const = default;
+};
+
+// What a captured decode graph depends on besides the step's device scalars.
+struct GraphKey {
+    RecordPlan plan;
+    const float* rec_w = nullptr;
+    const float* rec_q = nullptr;
+    bool operator==(const GraphKey&) const = default;
+};
+
+bool graphs_from_env() {
+    const char* e = std::getenv("KVSCOPE_CUDA_GRAPHS");
+    return !(e && std::strcmp(e, "0") == 0);
+}
+
+class CudaEngine final : public Engine {
+public:
+    CudaEngine(const Model& model, const CudaEngineOptions& opt);
+    ~CudaEngine() override;
+    CudaEngine(const CudaEngine&) = delete;
+    CudaEngine& operator=(const CudaEngine&) = delete;
+
+    std::string backend() const override { return "cuda"; }
+    const ModelConfig& config() const override { return cfg_; }
+    int cache_rows() const override { return rows_; }
+    void truncate_cache(int n) override {
+        assert(n >= 0);
+        if (n >= 0 && n < rows_) rows_ = n;
+    }
+    int64_t cache_bytes() const override {
+        return 2LL * cfg_.n_layer * cfg_.kv_dim() * rows_ * int64_t(sizeof(float));
+    }
+    void read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const override;
+    void forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) override;
+
+    int64_t graph_replays() const { return replays_; }
+
+private:
+    float* k_cache(int l) const { return kv_.get() + size_t(2 * l) * cfg_.n_ctx * cfg_.kv_dim(); }
+    float* v_cache(int l) const { return kv_.get() + size_t(2 * l + 1) * cfg_.n_ctx * cfg_.kv_dim(); }
+    const float* head_w() const { return cfg_.tied_head ? wte_.get() : lm_head_.get(); }
+
+    RecordPlan plan_for(const TraceOptions& topt, int n) const;
+    void reserve_records(const RecordPlan& plan);
+    // Y (n, out) = X (n, in) W (in, out) + beta Y, row-major.
+    void gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta);
+    // Issues the forward pass of n tokens at start_pos p0 (when `launch`), counting the
+    // work in the same loops. all_rows: logits for every row into logits_all_.
+    void encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt, bool launch);
+    void capture_decode(const RecordPlan& plan);
+    void drop_graph();
+
+    const ModelConfig cfg_;
+    const CudaEngineOptions opt_;
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    cublasHandle_t blas_ = nullptr;
+    DevArray<char> blas_ws_;  // cuBLAS workspace (set explicitly so graph capture never allocates)
+
+    // Weights, in the host's layout (Conv1D (in, out), row-major).
+    DevArray<float> wte_;      // (V, C)
+    DevArray<float> wpe_;      // (T, C)
+    std::vector<DevLayer> layers_;  // L
+    DevArray<float> ln_f_w_, ln_f_b_;  // (C)
+    DevArray<float> lm_head_;  // (V, C), only when untied
+
+    // KV cache: per layer K then V, each (T, kv_dim) row-major; rows [0, rows_) valid.
+    DevArray<float> kv_;
+    int rows_ = 0;
+
+    // Activations, T rows; a step uses the top n.
+    DevArray<float> x_;    // (T, C) residual stream
+    DevArray<float> h_;    // (T, C) LayerNorm output
+    DevArray<float> qkv_;  // (T, Q)
+    DevArray<float> att_;  // (T, C) attention output, heads side by side
+    DevArray<float> fc_;   // (T, 4C) MLP hidden
+    DevArray<float> logits_;      // (V) last row
+    DevArray<float> logits_all_;  // (n, V) when every row's logits are asked for (grown)
+    DevArray<int> step_;          // (1 + T): start_pos, then the step's ids
+    PinnedArray<int> step_host_;       // (1 + T)
+    PinnedArray<float> logits_host_;   // (V)
+
+    // Trace records of the recorded heads (grown): softmax weights (slots, heads,
+    // rows, T) and q rows (slots, rows, heads * hd).
+    DevArray<float> rec_w_, rec_q_;
+
+    // The captured one-token decode step.
+    cudaGraphExec_t graph_ = nullptr;
+    GraphKey graph_key_;
+    bool graphs_on_ = true;
+    bool decode_warm_ = false;  // an eager one-token step has run (kernels loaded) before capture
+    int64_t replays_ = 0;
+};
+
+CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
+    : cfg_(model.config), opt_(opt), graphs_on_(opt.graphs) {
+    std::string why;
+    if (!cuda_available(&why)) throw Error("CUDA engine: " + why);
+    cfg_.validate("CUDA engine");
+    const Weights& w = model.weights;
+    const int T = cfg_.n_ctx, C = cfg_.n_embd, Q = cfg_.qkv_dim(), V = cfg_.vocab_size, L = cfg_.n_layer;
+    if (int(w.layers.size()) != L || w.wte.rows() != V || w.wte.cols() != C || w.wpe.rows() != T)
+        throw Error("CUDA engine: the weights do not match the model's config");
+
+    KV_CUDA(cudaGetDevice(&device_));
+    KV_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    KV_CUBLAS(cublasCreate(&blas_));
+    KV_CUBLAS(cublasSetStream(blas_, stream_));
+    KV_CUBLAS(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // full f32, no TF32
+    blas_ws_.alloc(size_t(32) << 20);
+    KV_CUBLAS(cublasSetWorkspace(blas_, blas_ws_.get(), blas_ws_.size()));
+    cuda::attention_prepare(T, cfg_.head_dim());
+
+    upload(wte_, w.wte);
+    upload(wpe_, w.wpe);
+    layers_ = std::vector<DevLayer>(size_t(L));
+    for (int l = 0; l < L; ++l) {
+        const LayerWeights& s = w.layers[l];
+        DevLayer& d = layers_[l];
+        upload(d.ln_1_w, s.ln_1_w);
+        upload(d.ln_1_b, s.ln_1_b);
+        upload(d.attn_w, s.attn_w);
+        upload(d.attn_b, s.attn_b);
+        upload(d.attn_proj_w, s.attn_proj_w);
+        upload(d.attn_proj_b, s.attn_proj_b);
+        upload(d.ln_2_w, s.ln_2_w);
+        upload(d.ln_2_b, s.ln_2_b);
+        upload(d.fc_w, s.fc_w);
+        upload(d.fc_b, s.fc_b);
+        upload(d.mlp_proj_w, s.mlp_proj_w);
+        upload(d.mlp_proj_b, s.mlp_proj_b);
+        if (s.attn_w.rows() != C || s.attn_w.cols() != Q || s.fc_w.cols() != 4 * C)
+            throw Error("CUDA engine: layer " + std::to_string(l) + " weights do not match the config");
+    }
+    upload(ln_f_w_, w.ln_f_w);
+    upload(ln_f_b_, w.ln_f_b);
+    if (!cfg_.tied_head) {
+        if (w.lm_head.rows() != V || w.lm_head.cols() != C)
+            throw Error("CUDA engine: lm_head does not match the config");
+        upload(lm_head_, w.lm_head);
+    }
+
+    kv_.alloc(size_t(2) * L * T * cfg_.kv_dim());
+    KV_CUDA(cudaMemset(kv_.get(), 0, kv_.size() * sizeof(float)));
+    x_.alloc(size_t(T) * C);
+    h_.alloc(size_t(T) * C);
+    qkv_.alloc(size_t(T) * Q);
+    att_.alloc(size_t(T) * C);
+    fc_.alloc(size_t(T) * 4 * C);
+    logits_.alloc(size_t(V));
+    step_.alloc(size_t(T) + 1);
+    step_host_.alloc(size_t(T) + 1);
+    logits_host_.alloc(size_t(V));
+    KV_CUDA(cudaDeviceSynchronize());
+}
+
+CudaEngine::~CudaEngine() {
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    drop_graph();
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaEngine::drop_graph() {
+    if (graph_) cudaGraphExecDestroy(graph_);
+    graph_ = nullptr;
+}
+
+void CudaEngine::read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const {
+    const int hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), rows = rows_;
+    if (layer < 0 || layer >= cfg_.n_layer || kv_head < 0 || kv_head >= cfg_.n_kv_head)
+        throw Error("read_cache_head: layer " + std::to_string(layer) + " / kv head " + std::to_string(kv_head) +
+                    " out of range");
+    KV_CUDA(cudaSetDevice(device_));
+    k.resize(rows, hd);
+    v.resize(rows, hd);
+    if (rows == 0) return;
+    const size_t w = size_t(hd) * sizeof(float), pitch = size_t(kvd) * sizeof(float);
+    KV_CUDA(cudaMemcpy2DAsync(k.data(), w, k_cache(layer) + size_t(kv_head) * hd, pitch, w, size_t(rows),
+                              cudaMemcpyDeviceToHost, stream_));
+    KV_CUDA(cudaMemcpy2DAsync(v.data(), w, v_cache(layer) + size_t(kv_head) * hd, pitch, w, size_t(rows),
+                              cudaMemcpyDeviceToHost, stream_));
+    KV_CUDA(cudaStreamSynchronize(stream_));
+}
+
+RecordPlan CudaEngine::plan_for(const TraceOptions& topt, int n) const {
+    RecordPlan p;
+    if (!topt.record) return p;
+    const int H = cfg_.n_head, group = H / cfg_.n_kv_head;
+    p.r0 = std::max(0, n - std::max(1, topt.max_rows));
+    p.rows = n - p.r0;
+    if (topt.all_heads) {
+        for (int l = 0; l < cfg_.n_layer; ++l) p.layers.push_back(l);
+        p.h0 = 0;
+        p.h1 = H;
+    } else if (topt.layer >= 0 && topt.layer < cfg_.n_layer && topt.head >= 0 && topt.head < H) {
+        p.layers.push_back(topt.layer);
+        p.h0 = topt.head;
+        p.h1 = topt.head + 1;
+    }
+    if (p.layers.empty()) return RecordPlan{};
+    p.g0 = p.h0 / group;
+    p.g1 = (p.h1 - 1) / group + 1;
+    return p;
+}
+
+void CudaEngine::reserve_records(const RecordPlan& p) {
+    if (!p.any()) return;
+    const size_t slots = p.layers.size();
+    rec_w_.reserve(slots * p.n_heads() * p.rows * size_t(cfg_.n_ctx));
+    rec_q_.reserve(slots * p.rows * size_t(p.n_heads()) * cfg_.head_dim());
+}
+
+void CudaEngine::gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta) {
+    const float one = 1.f;
+    KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, out, n, in, &one, W, out, X, in, &beta, Y, out));
+}
+
+void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt,
+                        bool launch) {
+    const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
+    const int kvd = cfg_.kv_dim(), Q = cfg_.qkv_dim(), group = H / Hkv, V = cfg_.vocab_size, T = cfg_.n_ctx;
+    const float eps = cfg_.layer_norm_epsilon;
+    const int* step = step_.get();
+    cudaStream_t st = stream_;
+    float *x = x_.get(), *h = h_.get(), *qkv = qkv_.get(), *att = att_.get(), *fc = fc_.get();
+    const cuda::AttnShape shape{n, T, C, H, Hkv, hd};
+
+    if (launch) cuda::embed(x, step, wte_.get(), wpe_.get(), n, C, st);
+
+    for (int l = 0; l < cfg_.n_layer; ++l) {
+        const DevLayer& w = layers_[l];
+        // The previous layer's mlp c_proj bias is still to be added to x.
+        const float* pending = l == 0 ? nullptr : layers_[l - 1].mlp_proj_b.get();
+
+        // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b; K, V rows into the cache.
+        if (launch) {
+            cuda::bias_layernorm(h, x, pending, w.ln_1_w.get(), w.ln_1_b.get(), n, C, eps, st);
+            gemm(qkv, h, w.attn_w.get(), n, C, Q, 0.f);
+            cuda::qkv_bias_to_cache(qkv, w.attn_b.get(), k_cache(l), v_cache(l), step, n, C, kvd, st);
+        }
+        cnt.flops += 2LL * n * C * Q;
+        for (int i = 0; i < n; ++i) {
+            cnt.kv_rows_computed += Hkv;
+            if (p0 + i < n_known) cnt.kv_rows_recomputed += Hkv;
+        }
+
+        if (launch) {
+            cuda::AttnRecord rec;
+            const int slot = plan.any() ? plan.slot(l) : -1;
+            if (slot >= 0) {
+                const int nh = plan.n_heads();
+                rec.w = rec_w_.get() + size_t(slot) * nh * plan.rows * T;
+                rec.h0 = plan.h0;
+                rec.h1 = plan.h1;
+                rec.r0 = plan.r0;
+                // q rows of the recorded heads, before the next layer overwrites qkv.
+                const size_t qw = size_t(nh) * hd * sizeof(float);
+                KV_CUDA(cudaMemcpy2DAsync(rec_q_.get() + size_t(slot) * plan.rows * nh * hd, qw,
+                                          qkv + size_t(plan.r0) * Q + size_t(plan.h0) * hd, size_t(Q) * sizeof(float),
+                                          qw, size_t(plan.rows), cudaMemcpyDeviceToDevice, st));
+            }
+            cuda::attention(att, qkv, k_cache(l), v_cache(l), step, shape, rec, st);
+        }
+        for (int g = 0; g < Hkv; ++g) {
+            cnt.kv_rows_reused += p0;  // rows [0, p0) of this kv head come from the cache
+            for (int hh = g * group; hh < (g + 1) * group; ++hh)
+                for (int i = 0; i < n; ++i) {
+                    const int64_t nkeys = p0 + i + 1;
+                    cnt.attn_scores += nkeys;
+                    cnt.flops += 2LL * nkeys * hd * 2;  // q.k and weights.v
+                }
+        }
+
+        // x += att * c_proj (its bias joins x in the next LayerNorm).
+        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj (+ bias, pending).
+        if (launch) {
+            gemm(x, att, w.attn_proj_w.get(), n, C, C, 1.f);
+            cuda::bias_layernorm(h, x, w.attn_proj_b.get(), w.ln_2_w.get(), w.ln_2_b.get(), n, C, eps, st);
+            gemm(fc, h, w.fc_w.get(), n, C, 4 * C, 0.f);
+            cuda::bias_gelu(fc, w.fc_b.get(), n, 4 * C, st);
+            gemm(x, fc, w.mlp_proj_w.get(), n, 4 * C, C, 1.f);
+        }
+        cnt.flops += 2LL * n * C * C;
+        cnt.flops += 2LL * n * C * 4 * C;
+        cnt.flops += 2LL * n * 4 * C * C;
+    }
+
+    // Head: final LayerNorm (adding the last pending bias) and logits of every row or the last.
+    const float* pending = layers_.back().mlp_proj_b.get();
+    const float one = 1.f, zero = 0.f;
+    if (all_rows) {
+        if (launch) {
+            cuda::bias_layernorm(h, x, pending, ln_f_w_.get(), ln_f_b_.get(), n, C, eps, st);
+            KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, head_w(), C, h, C, &zero,
+                                  logits_all_.get(), V));
+        }
+        cnt.flops += 2LL * n * C * V;
+    } else {
+        if (launch) {
+            float* hl = h + size_t(n - 1) * C;
+            cuda::bias_layernorm(hl, x + size_t(n - 1) * C, pending, ln_f_w_.get(), ln_f_b_.get(), 1, C, eps, st);
+            KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, 1, C, &one, head_w(), C, hl, C, &zero,
+                                  logits_.get(), V));
+        }
+        cnt.flops += 2LL * C * V;
+    }
+}
+
+void CudaEngine::capture_decode(const RecordPlan& plan) {
+    drop_graph();
+    cudaGraph_t g = nullptr;
+    KV_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+        Counters unused;
+        encode(1, 0, 0, false, plan, unused, true);
+    } catch (...) {
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();  // capture errors are not sticky; clear them
+        throw;
+    }
+    KV_CUDA(cudaStreamEndCapture(stream_, &g));
+    const cudaError_t e = cudaGraphInstantiateWithFlags(&graph_, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) {
+        graph_ = nullptr;
+        KV_CUDA(e);
+    }
+    graph_key_ = GraphKey{plan, rec_w_.get(), rec_q_.get()};
+}
+
+void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const int n = int(req.ids.size());
+    const int p0 = req.start_pos;
+    const int H = cfg_.n_head, hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), group = H / cfg_.n_kv_head;
+    const int V = cfg_.vocab_size, T = cfg_.n_ctx;
+    if (n == 0) throw Error("forward: no tokens to process");
+    if (p0 < 0 || p0 > rows_)
+        throw Error("forward: start_pos " + std::to_string(p0) + " but the cache holds " + std::to_string(rows_) +
+                    " rows");
+    if (p0 + n > T)
+        throw Error("forward: " + std::to_string(p0 + n) + " tokens exceed the model's context of " +
+                    std::to_string(T));
+    for (int id : req.ids)
+        if (id < 0 || id >= V)
+            throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                        std::to_string(V) + ")");
+    KV_CUDA(cudaSetDevice(device_));
+    tr.heads.clear();
+    rows_ = p0;  // rows at and after start_pos are rewritten
+    const int nk = p0 + n;
+    const bool want_all = req.all_logits && logits_all;
+    const bool all_rows = want_all && n > 1;  // one row: the last-row path is the same product
+    if (all_rows) logits_all_.reserve(size_t(n) * V);
+
+    const RecordPlan plan = plan_for(req.trace_opts, n);
+    reserve_records(plan);
+
+    // The one-token step replays its graph (captured after one eager run has loaded
+    // every kernel); anything else launches directly.
+    bool replay = false;
+    if (n == 1 && graphs_on_ && decode_warm_) {
+        try {
+            const GraphKey key{plan, rec_w_.get(), rec_q_.get()};
+            if (!graph_ || !(key == graph_key_)) capture_decode(plan);
+            replay = true;
+        } catch (const Error& e) {
+            graphs_on_ = false;
+            drop_graph();
+            std::fprintf(stderr, "kvscope: CUDA graph capture failed, launching kernels directly: %s\n", e.what());
+        }
+    }
+
+    step_host_.get()[0] = p0;
+    std::copy(req.ids.begin(), req.ids.end(), step_host_.get() + 1);
+    KV_CUDA(cudaMemcpyAsync(step_.get(), step_host_.get(), sizeof(int) * size_t(n + 1), cudaMemcpyHostToDevice,
+                            stream_));
+    Counters cnt;
+    cnt.tokens_processed = n;
+    if (replay) {
+        KV_CUDA(cudaGraphLaunch(graph_, stream_));
+        ++replays_;
+        encode(n, p0, req.n_known, all_rows, plan, cnt, false);
+    } else {
+        encode(n, p0, req.n_known, all_rows, plan, cnt, true);
+        if (n == 1) decode_warm_ = true;
+    }
+
+    // Copy back what the trace shows: logits, and the recorded heads' q, k, v, weights.
+    if (all_rows) {
+        logits_all->resize(size_t(n) * V);
+        KV_CUDA(cudaMemcpyAsync(logits_all->data(), logits_all_.get(), sizeof(float) * size_t(n) * V,
+                                cudaMemcpyDeviceToHost, stream_));
+    } else {
+        KV_CUDA(cudaMemcpyAsync(logits_host_.get(), logits_.get(), sizeof(float) * size_t(V), cudaMemcpyDeviceToHost,
+                                stream_));
+    }
+    const int nh = plan.n_heads(), ng = plan.n_kv(), rows = plan.rows;
+    const size_t slots = plan.layers.size();
+    std::vector<float> rw, rq, rk, rv;
+    if (plan.any()) {
+        rw.resize(slots * nh * rows * size_t(nk));
+        KV_CUDA(cudaMemcpy2DAsync(rw.data(), sizeof(float) * nk, rec_w_.get(), sizeof(float) * T, sizeof(float) * nk,
+                                  slots * nh * rows, cudaMemcpyDeviceToHost, stream_));
+        rq.resize(slots * rows * size_t(nh) * hd);
+        KV_CUDA(cudaMemcpyAsync(rq.data(), rec_q_.get(), sizeof(float) * rq.size(), cudaMemcpyDeviceToHost, stream_));
+        // K and V of the recorded rows are in the cache, rows p0 + r0 ...
+        const size_t kw = size_t(ng) * hd;
+        rk.resize(slots * rows * kw);
+        rv.resize(slots * rows * kw);
+        for (size_t s = 0; s < slots; ++s) {
+            const int l = plan.layers[s];
+            const size_t off = size_t(p0 + plan.r0) * kvd + size_t(plan.g0) * hd;
+            KV_CUDA(cudaMemcpy2DAsync(rk.data() + s * rows * kw, sizeof(float) * kw, k_cache(l) + off,
+                                      sizeof(float) * kvd, sizeof(float) * kw, size_t(rows), cudaMemcpyDeviceToHost,
+                                      stream_));
+            KV_CUDA(cudaMemcpy2DAsync(rv.data() + s * rows * kw, sizeof(float) * kw, v_cache(l) + off,
+                                      sizeof(float) * kvd, sizeof(float) * kw, size_t(rows), cudaMemcpyDeviceToHost,
+                                      stream_));
+        }
+    }
+    KV_CUDA(cudaStreamSynchronize(stream_));
+    rows_ = nk;
+
+    for (size_t s = 0; s < slots && rows > 0; ++s)
+        for (int h = plan.h0; h < plan.h1; ++h) {
+            const int hi = h - plan.h0, g = h / group, gi = g - plan.g0;
+            HeadTrace ht;
+            ht.layer = plan.layers[s];
+            ht.head = h;
+            ht.kv_head = g;
+            ht.first_pos = p0 + plan.r0;
+            ht.q.resize(rows, hd);
+            ht.k.resize(rows, hd);
+            ht.v.resize(rows, hd);
+            ht.attn.resize(rows, nk);
+            for (int r = 0; r < rows; ++r) {
+                const size_t qrow = (s * rows + r) * size_t(nh) * hd + size_t(hi) * hd;
+                const size_t krow = (s * rows + r) * size_t(ng) * hd + size_t(gi) * hd;
+                std::copy_n(rq.data() + qrow, hd, ht.q.row(r).data());
+                std::copy_n(rk.data() + krow, hd, ht.k.row(r).data());
+                std::copy_n(rv.data() + krow, hd, ht.v.row(r).data());
+                std::copy_n(rw.data() + ((s * nh + hi) * rows + r) * size_t(nk), nk, ht.attn.row(r).data());
+            }
+            tr.heads.push_back(std::move(ht));
+        }
+
+    if (all_rows) {
+        tr.logits.assign(logits_all->end() - V, logits_all->end());
+    } else {
+        tr.logits.assign(logits_host_.get(), logits_host_.get() + V);
+        if (want_all) *logits_all = tr.logits;
+    }
+    cnt.cache_rows = rows_;
+    cnt.cache_bytes = cache_bytes();
+    tr.input_ids.assign(req.ids.begin(), req.ids.end());
+    tr.start_pos = p0;
+    tr.n_known = req.n_known;
+    tr.cache_rows_read = p0;
+    tr.counters = cnt;
+    tr.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+
+bool cuda_available(std::string* why_not) {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        if (why_not) {
+            std::string hint;
+            if (e == cudaErrorInsufficientDriver) {
+                int rt = 0;
+                cudaRuntimeGetVersion(&rt);
+                hint = "; no NVIDIA driver, or one older than this build's CUDA " + std::to_string(rt / 1000) + "." +
+                       std::to_string(rt % 1000 / 10) + " runtime";
+            }
+            *why_not = std::string("no CUDA device found (cudaGetDeviceCount: ") + cudaGetErrorString(e) + hint + ")";
+        }
+        return false;
+    }
+    if (n == 0) {
+        if (why_not) *why_not = "no CUDA device found (cudaGetDeviceCount: 0 devices)";
+        return false;
+    }
+    return true;
+}
+
+std::unique_ptr<Engine> make_cuda_engine(const Model& model, const CudaEngineOptions& opt) {
+    return std::make_unique<CudaEngine>(model, opt);
+}
+
+std::unique_ptr<Engine> make_cuda_engine(const Model& model) {
+    CudaEngineOptions opt;
+    opt.graphs = graphs_from_env();
+    return make_cuda_engine(model, opt);
+}
+
+int64_t cuda_graph_replays(const Engine& engine) {
+    const auto* e = dynamic_cast<const CudaEngine*>(&engine);
+    return e ? e->graph_replays() : 0;
+}
+
+}  // namespace kv

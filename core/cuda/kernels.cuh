@@ -1,0 +1,58 @@
+// Launchers for the CUDA engine's kernels (kernels.cu). Plain pointers, row-major,
+// no Eigen, so this header is included by host code compiled with the C++ compiler.
+// Notation as in core/config.h: n rows processed this step, C n_embd, Q = C + 2*kv_dim
+// (c_attn width), T n_ctx, hd head_dim, H heads, Hkv kv heads.
+//
+// The step's start position and token ids are read from device memory (`step`:
+// step[0] = start_pos, step[1..n] = ids) rather than passed by value, so one
+// captured CUDA graph of the one-token decode step serves every position.
+// Every launcher enqueues on `stream` and checks the launch (kv::Error on failure).
+#pragma once
+#include <cuda_runtime_api.h>
+
+namespace kv::cuda {
+
+// x[i] = wte[ids[i]] + wpe[start_pos + i]                       x: (n, C)
+void embed(float* x, const int* step, const float* wte, const float* wpe, int n, int C,
+           cudaStream_t stream);
+
+// Per row: if `bias` is not null, first x += bias (written back to x: the pending
+// bias of the previous projection); then out = LayerNorm(x) * gamma + beta
+// (biased variance, as GPT-2).                                  out, x: (n, C)
+void bias_layernorm(float* out, float* x, const float* bias, const float* gamma, const float* beta,
+                    int n, int C, float eps, cudaStream_t stream);
+
+// qkv += b, and the K and V parts of row i are written to cache row start_pos + i
+// (the cache's only write).     qkv: (n, Q); k_cache, v_cache: (T, kv_dim)
+void qkv_bias_to_cache(float* qkv, const float* b, float* k_cache, float* v_cache, const int* step,
+                       int n, int C, int kv_dim, cudaStream_t stream);
+
+// y = gelu(y + b), tanh approximation ("gelu_new").             y: (n, W)
+void bias_gelu(float* y, const float* b, int n, int W, cudaStream_t stream);
+
+// Shape of one attention launch.
+struct AttnShape {
+    int n = 0;       // query rows
+    int T = 0;       // n_ctx: capacity of the cache, and the row pitch of `rec`
+    int C = 0, H = 0, Hkv = 0, hd = 0;
+};
+
+// Optional record of softmax weights: query heads [h0, h1), rows i >= r0, laid out
+// (h1 - h0, n - r0, T): row (h - h0, i - r0) holds the weights over keys
+// 0 .. start_pos+i, then zeros up to start_pos + n - 1.
+struct AttnRecord {
+    float* w = nullptr;  // null: record nothing
+    int h0 = 0, h1 = 0, r0 = 0;
+};
+
+// Causal attention over the cache, one block per (query row, head):
+// out[i, h] = softmax(q[i, h] . K[0..pos]^T / sqrt(hd)) V[0..pos], pos = start_pos + i.
+// q from qkv (n, Q); K, V from the cache (T, kv_dim); out: (n, C).
+void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache,
+               const int* step, const AttnShape& s, const AttnRecord& rec, cudaStream_t stream);
+
+// Dynamic shared memory the attention kernel needs for n_ctx T (and raises the
+// kernel's limit when above 48 KiB). Throws kv::Error if the device cannot hold it.
+void attention_prepare(int T, int hd);
+
+}  // namespace kv::cuda
