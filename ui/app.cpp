@@ -191,7 +191,7 @@ void draw_app(AppState& app) {
     panel("KV cache  (rows = positions)  +  attention weights###cache", L.cache, true, [&] { draw_cache_panel(app); });
     panel("Work: with vs without cache###work", L.work, true, [&] { draw_work_panel(app); });
     panel("Next token###next", L.next_token, true, [&] { draw_next_token_panel(app); });
-    panel("Cache memory###memory", L.memory, true, [&] { draw_memory_panel(app); });
+    panel("Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory", L.memory, true, [&] { draw_memory_panel(app); });
     panel("What just happened###narration", L.narration, true, [&] { draw_narration_panel(app); });
     panel("Timeline  (click a step to go back to it)###timeline", L.timeline, true, [&] { draw_timeline_panel(app); });
     if (app.vs.show_help) draw_help_overlay(app);

@@ -154,6 +154,7 @@ void Controller::apply(const Command& c, Result& r) {
         std::unique_ptr<kv::Model> m = kv::load_model(c.text);
         auto s = std::make_unique<kv::Session>(*m, kv::make_engine(*m, backend_));
         r.model_name = m->name.empty() ? c.text : m->name;
+        r.spec = c.text;
         r.model = std::move(m);
         r.main_s = std::move(s);
         r.model_changed = true;
@@ -187,6 +188,8 @@ void Controller::apply(const Command& c, Result& r) {
     case CommandKind::back:
         main_->back();
         if (other_) other_->back();
+        main_prefix_ = std::min(main_prefix_, main_->n_steps());
+        if (other_) other_prefix_ = std::min(other_prefix_, other_->n_steps());
         break;
     case CommandKind::back_to:
         while (main_->n_steps() > std::max(0, c.n) && main_->back()) {
@@ -194,6 +197,8 @@ void Controller::apply(const Command& c, Result& r) {
         if (other_)
             while (other_->n_steps() > std::max(0, c.n) && other_->back()) {
             }
+        main_prefix_ = std::min(main_prefix_, main_->n_steps());
+        if (other_) other_prefix_ = std::min(other_prefix_, other_->n_steps());
         break;
     case CommandKind::reset:
         main_->reset();
@@ -316,10 +321,10 @@ void Controller::publish(AppState& app, Result& r) {
         app.vs.layer = layer_;
         app.vs.head = head_;
         app.vs.prompt_text = prompt_;
-        if (!r.note.empty()) app.vs.note = r.note;
+        if (!r.note.empty()) app.vs.note = app.vs.note.empty() ? r.note : app.vs.note + "; " + r.note;
         const kv::ModelConfig& c = model_->config;
         app.vs.memory_ctx = c.n_ctx;
-        if (app.vs.model_text.empty()) app.vs.model_text = app.model_name;
+        app.vs.model_text = r.spec;
     }
     if (r.main.valid) {
         int before = app.main.n_steps();

@@ -53,7 +53,7 @@ private:
         bool model_changed = false;
         std::unique_ptr<kv::Model> model;             // loaded by load_model
         std::unique_ptr<kv::Session> main_s, other_s;  // sessions on that model
-        std::string model_name, note;
+        std::string model_name, spec, note;
         bool stepped = false;
     };
     void run(const std::vector<Command>& cmds, Result& r);

@@ -49,7 +49,6 @@ void draw_controls_panel(AppState& app) {
     const bool no_model = app.model == nullptr;
 
     ImGui::BeginDisabled(app.busy || no_model);
-    std::string why;
     ImGui::BeginDisabled(!app.main.can_step);
     if (ImGui::Button("Step >")) app.push({CommandKind::step});
     ImGui::EndDisabled();
@@ -194,8 +193,7 @@ void draw_controls_panel(AppState& app) {
     ImGui::SameLine();
     if (ImGui::Button("Help (F1)")) vs.show_help = !vs.show_help;
 
-    // Model name, notes and errors.
-    flow(fs * 14);
+    // Model name, notes and errors: always on a line of their own.
     ImGui::AlignTextToFramePadding();
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;

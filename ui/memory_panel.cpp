@@ -30,12 +30,12 @@ void draw_memory_panel(AppState& app) {
     const Palette& pal = palette();
     ViewState& vs = app.vs;
     const float fs = ImGui::GetFontSize();
-    ImGui::TextUnformatted("2 x layers x kv_heads x head_dim x tokens x bytes");
     ImGui::AlignTextToFramePadding();
-    ImGui::TextUnformatted("tokens:");
+    ImGui::TextUnformatted("tokens");
     ImGui::SameLine();
     ImGui::SetNextItemWidth(std::max(fs * 6, ImGui::GetContentRegionAvail().x));
     ImGui::SliderInt("##ctx", &vs.memory_ctx, 1, 131072, "%d", ImGuiSliderFlags_Logarithmic);
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("context length: Ctrl+click to type a number");
     struct Row {
         std::string name;
         int64_t L, Hkv, hd, bytes;
@@ -43,9 +43,9 @@ void draw_memory_panel(AppState& app) {
     std::vector<Row> rows;
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
-        rows.push_back({"this model (fp32)", c.n_layer, c.n_kv_head, c.head_dim(), 4});
+        rows.push_back({"this model", c.n_layer, c.n_kv_head, c.head_dim(), 4});
     }
-    rows.push_back({"GPT-2 124M (fp32)", 12, 12, 64, 4});
+    rows.push_back({"GPT-2 124M", 12, 12, 64, 4});
     rows.push_back({"Llama-3-8B (GQA, fp16)", 32, 8, 128, 2});
     double maxb = 1;
     for (const Row& r : rows)
@@ -55,17 +55,20 @@ void draw_memory_panel(AppState& app) {
     ImDrawList* dl = ImGui::GetWindowDrawList();
     for (const Row& r : rows) {
         const double b = static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes));
+        // the bar sits behind the line, scaled to the largest
+        const ImVec2 o = ImGui::GetCursorScreenPos();
+        dl->AddRectFilled(o, ImVec2(o.x + std::max(3.f, static_cast<float>(W * b / maxb)), o.y + fs * 1.2f),
+                          with_alpha(pal.accent, 0.28f), 3.f);
         ImGui::Text("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
                     static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
                     static_cast<long long>(r.bytes), human_bytes(b).c_str());
-        const ImVec2 o = ImGui::GetCursorScreenPos();
-        dl->AddRectFilled(o, ImVec2(o.x + std::max(2.f, static_cast<float>(W * b / maxb)), o.y + fs * 0.5f), pal.accent, 2.f);
-        ImGui::Dummy(ImVec2(W, fs * 0.6f));
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("%lld layers, %lld kv heads, head_dim %lld, %lld bytes per value", static_cast<long long>(r.L),
+                              static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), static_cast<long long>(r.bytes));
     }
-    if (app.model) {
-        ImGui::TextColored(to_vec4(pal.text_dim), "Now: %d rows = %s (grows by the same amount every token)",
-                           app.main.cache_rows, human_bytes(static_cast<double>(app.main.cache_bytes)).c_str());
-    }
+    if (app.model)
+        ImGui::TextColored(to_vec4(pal.text_dim), "Now: %d rows = %s; linear: 2x tokens = 2x bytes", app.main.cache_rows,
+                           human_bytes(static_cast<double>(app.main.cache_bytes)).c_str());
     ImGui::EndChild();
 }
 

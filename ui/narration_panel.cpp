@@ -25,6 +25,11 @@ std::string rows_range(int a, int b) {  // [a, b]
     return a == b ? "row " + std::to_string(a) : "rows " + std::to_string(a) + "-" + std::to_string(b);
 }
 
+std::string cap(std::string s) {
+    if (!s.empty() && s[0] >= 'a' && s[0] <= 'z') s[0] = static_cast<char>(s[0] - 'a' + 'A');
+    return s;
+}
+
 }  // namespace
 
 std::string narrate(const AppState& app) {
@@ -55,12 +60,12 @@ std::string narrate(const AppState& app) {
         s += "only " + quoted_run(app, t->input_ids) + " enters the model. Its K and V become row " +
              std::to_string(pos) + lh + ". ";
         if (pos > 0)
-            s += rows_range(0, pos - 1) + " are read from the cache: " + std::to_string(k.kv_rows_reused) +
+            s += cap(rows_range(0, pos - 1)) + " are read from the cache: " + std::to_string(k.kv_rows_reused) +
                  " K/V rows not recomputed.";
     } else {
         s += "all " + std::to_string(n) + " tokens enter the model again" + lh + ". ";
         if (k.kv_rows_recomputed > 0) {
-            s += rows_range(0, t->n_known - 1) + " are recomputed (" + std::to_string(k.kv_rows_recomputed) +
+            s += cap(rows_range(0, t->n_known - 1)) + " are recomputed (" + std::to_string(k.kv_rows_recomputed) +
                  " K/V rows computed before";
             const kv::HeadTrace* h = t->find_head(app.vs.layer, app.vs.head);
             if (h && h->recompute_max_diff >= 0.f) {

@@ -96,7 +96,7 @@ void draw_work_panel(AppState& app) {
     const WorkMetric metric = vs.metric;
 
     // Numbers block height: 4 lines (+1 in compare).
-    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f);
+    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f) + 4.f;
     const ImVec2 o = ImGui::GetCursorScreenPos();
     const float W = ImGui::GetContentRegionAvail().x;
     const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
@@ -149,17 +149,20 @@ void draw_work_panel(AppState& app) {
     };
     solid(mm, v);
     if (app.compare) solid(mo, app.other);
-    // in-chart legend
+    // in-chart legend (top left, where the curves are lowest)
     ImVec2 lp(a.x + 8, a.y + 4);
-    dl->AddLine(ImVec2(lp.x, lp.y + fs * 0.5f), ImVec2(lp.x + fs * 1.5f, lp.y + fs * 0.5f), pal.text, 4.f);
-    dl->AddText(ImVec2(lp.x + fs * 1.8f, lp.y), pal.text, app.compare ? "measured (both sessions)" : "measured (this session)");
-    lp.y += fs * 1.2f;
-    dashed(dl, ImVec2(lp.x, lp.y + fs * 0.5f), ImVec2(lp.x + fs * 1.5f, lp.y + fs * 0.5f), pal.text_dim, 2.f);
-    dl->AddText(ImVec2(lp.x + fs * 1.8f, lp.y), pal.text_dim, "formula");
-    lp.y += fs * 1.2f;
-    dl->AddText(ImVec2(lp.x, lp.y), pal.cached_line, "blue: with cache");
-    lp.y += fs * 1.2f;
-    dl->AddText(ImVec2(lp.x, lp.y), pal.uncached_line, "magenta: without cache");
+    const float lw = fs * 1.5f, sp = fs * 0.6f;
+    auto key = [&](const char* txt, ImU32 col, bool solid_line) {
+        if (solid_line) dl->AddLine(ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 4.f);
+        else dashed(dl, ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 2.f);
+        dl->AddText(ImVec2(lp.x + lw + 4, lp.y), col, txt);
+        lp.x += lw + 4 + ImGui::CalcTextSize(txt).x + sp;
+    };
+    key(app.compare ? "measured (both)" : "measured", pal.text, true);
+    key("formula", pal.text_dim, false);
+    lp = ImVec2(a.x + 8, a.y + 4 + fs * 1.25f);
+    key("with cache", pal.cached_line, true);
+    key("without cache", pal.uncached_line, true);
     ImGui::Dummy(ImVec2(W, Hc));
 
     // Numbers.

@@ -1,0 +1,367 @@
+// The visualizer's panels and view logic under a headless ImGui context (no GL, no
+// backend): every panel draws for every step of a run, cache on, off, toggled and in
+// compare mode, with ImGui's stacks balanced (libimgui.a keeps its asserts, so a
+// Begin/End mistake aborts the test); the layout, keyboard map, narration, row
+// states and work formulas are checked directly.
+#include <doctest/doctest.h>
+#include <imgui.h>
+#include <imgui_internal.h>
+
+#include <set>
+#include <string>
+
+#include "core/error.h"
+#include "core/model_io.h"
+#include "core/session.h"
+#include "ui/app_state.h"
+#include "ui/controller.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+using namespace kvui;
+
+namespace {
+
+constexpr int KEY_SPACE = 32, KEY_LEFT = 263, KEY_C = 67, KEY_EQUAL = 61, KEY_MINUS = 45, KEY_F1 = 290;
+
+struct Headless {
+    explicit Headless(float w = 1600, float h = 1000, float font_px = 18) {
+        ImGui::CreateContext();
+        ImGuiIO& io = ImGui::GetIO();
+        io.IniFilename = nullptr;
+        io.DisplaySize = ImVec2(w, h);
+        io.DeltaTime = 1.f / 60.f;
+        for (int i = 0; i < ImGuiKey_COUNT; ++i) io.KeyMap[i] = -1;
+        io.KeyMap[ImGuiKey_Space] = KEY_SPACE;
+        build_fonts(font_px);
+        unsigned char* px = nullptr;
+        int tw = 0, th = 0;
+        io.Fonts->GetTexDataAsRGBA32(&px, &tw, &th);
+        apply_theme(true);
+    }
+    ~Headless() { ImGui::DestroyContext(); }
+
+    // One frame of the whole window; checks that every stack is back where it was.
+    void frame(AppState& app) {
+        ImGui::NewFrame();
+        ImGuiContext& g = *GImGui;
+        const int windows = g.CurrentWindowStack.Size, flags = g.ItemFlagsStack.Size;
+        draw_app(app);
+        CHECK(g.CurrentWindowStack.Size == windows);
+        CHECK(g.ColorStack.Size == 0);
+        CHECK(g.StyleVarStack.Size == 0);
+        CHECK(g.FontStack.Size == 0);
+        CHECK(g.GroupStack.Size == 0);
+        CHECK(g.DisabledStackSize == 0);
+        CHECK(g.ItemFlagsStack.Size == flags);
+        ImGui::Render();
+        CHECK(ImGui::GetDrawData() != nullptr);
+    }
+};
+
+// Loads random:tiny into app through a controller without a worker.
+void open_tiny(Controller& ctl, AppState& app, const std::string& prompt = "5,9,3,7") {
+    ctl.open(app, "random:tiny", "cpu", prompt);
+    REQUIRE(app.model != nullptr);
+    REQUIRE(app.error.empty());
+    app.vs.animate = false;
+}
+
+void run(Controller& ctl, AppState& app, Command c) {
+    app.push(std::move(c));
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+}
+
+Command cache_cmd(bool on) {
+    Command c{CommandKind::set_cache};
+    c.flag = on;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("layout: panels fit the viewport and never overlap") {
+    struct Size {
+        float w, h, font;
+    };
+    for (Size s : {Size{1024, 640, 13}, Size{1280, 720, 15}, Size{1600, 1000, 20}, Size{1920, 1080, 22},
+                   Size{3840, 2160, 43}, Size{1024, 640, 24}}) {
+        CAPTURE(s.w);
+        CAPTURE(s.h);
+        CAPTURE(s.font);
+        const Layout L = compute_layout(s.w, s.h, s.font);
+        const auto r = L.all();
+        for (size_t i = 0; i < r.size(); ++i) {
+            CAPTURE(i);
+            CHECK(r[i].inside(s.w, s.h));
+            CHECK(r[i].w > 50);
+            CHECK(r[i].h > s.font);
+            for (size_t j = i + 1; j < r.size(); ++j) {
+                CAPTURE(j);
+                CHECK_FALSE(r[i].overlaps(r[j]));
+            }
+        }
+        // The cache matrix gets the biggest share.
+        CHECK(L.cache.w * L.cache.h >= L.memory.w * L.memory.h);
+    }
+}
+
+TEST_CASE("keyboard: keys map to the classroom commands") {
+    CHECK(key_action(KEY_SPACE, false) == KeyAction::step);
+    CHECK(key_action(262, false) == KeyAction::step);  // Right
+    CHECK(key_action(KEY_LEFT, false) == KeyAction::back);
+    CHECK(key_action(KEY_C, false) == KeyAction::toggle_cache);
+    CHECK(key_action(80, false) == KeyAction::play);
+    CHECK(key_action(82, false) == KeyAction::reset);
+    CHECK(key_action(83, false) == KeyAction::screenshot);
+    CHECK(key_action(KEY_F1, false) == KeyAction::help);
+    CHECK(key_action(KEY_EQUAL, true) == KeyAction::font_up);
+    CHECK(key_action(KEY_MINUS, true) == KeyAction::font_down);
+    CHECK(key_action(KEY_C, true) == KeyAction::none);  // Ctrl+C is not "cache"
+    CHECK(key_action(65, false) == KeyAction::none);
+    for (int k : watched_keys()) CHECK(k < 512);
+
+    AppState app;
+    kv::Model* fake = reinterpret_cast<kv::Model*>(&app);  // only compared with null here
+    app.model = fake;
+    app.main.cache_on = true;
+    apply_key_action(app, KeyAction::step);
+    apply_key_action(app, KeyAction::toggle_cache);
+    REQUIRE(app.pending.size() == 2);
+    CHECK(app.pending[0].kind == CommandKind::step);
+    CHECK(app.pending[1].kind == CommandKind::set_cache);
+    CHECK(app.pending[1].flag == false);
+    const float before = app.vs.font_scale;
+    apply_key_action(app, KeyAction::font_up);
+    CHECK(app.vs.font_scale > before);
+    CHECK(app.vs.font_changed);
+    apply_key_action(app, KeyAction::help);
+    CHECK(app.vs.show_help);
+    app.busy = true;  // a worker runs: no commands
+    app.pending.clear();
+    apply_key_action(app, KeyAction::step);
+    CHECK(app.pending.empty());
+    app.model = nullptr;
+}
+
+TEST_CASE("keyboard: Space pressed in a frame queues a step (1.86 key index path)") {
+    Headless h;
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);
+    h.frame(app);
+    ImGui::GetIO().KeysDown[KEY_SPACE] = true;
+    h.frame(app);
+    ImGui::GetIO().KeysDown[KEY_SPACE] = false;
+    REQUIRE(app.pending.size() == 1);
+    CHECK(app.pending[0].kind == CommandKind::step);
+    ctl.submit(app);
+    CHECK(app.main.n_steps() == 1);
+}
+
+TEST_CASE("row states: read, computed, recomputed") {
+    kv::StepTrace t;
+    t.start_pos = 4;
+    t.n_known = 4;
+    t.input_ids = {7};
+    CHECK(row_state(t, 0) == RowState::read);
+    CHECK(row_state(t, 3) == RowState::read);
+    CHECK(row_state(t, 4) == RowState::computed);
+    CHECK(row_state(t, 5) == RowState::empty);
+    t.start_pos = 0;  // cache off: everything ran again
+    t.input_ids = {1, 2, 3, 4, 7};
+    CHECK(row_state(t, 0) == RowState::recomputed);
+    CHECK(row_state(t, 3) == RowState::recomputed);
+    CHECK(row_state(t, 4) == RowState::computed);
+}
+
+TEST_CASE("parse_ids reads ids and names bad pieces") {
+    CHECK(parse_ids("5,9,3,7", 96) == std::vector<int>{5, 9, 3, 7});
+    CHECK(parse_ids(" 5 9, 3 ", 96) == std::vector<int>{5, 9, 3});
+    CHECK_THROWS_WITH_AS(parse_ids("5,x", 96), doctest::Contains("'x'"), kv::Error);
+    CHECK_THROWS_WITH_AS(parse_ids("500", 96), doctest::Contains("500"), kv::Error);
+    CHECK_THROWS_AS(parse_ids("", 96), kv::Error);
+}
+
+TEST_CASE("panels draw every step of a run") {
+    Controller ctl("never");
+    AppState app;
+    Headless h;
+    open_tiny(ctl, app);
+    h.frame(app);  // before the prefill
+
+    SUBCASE("cache on") {}
+    SUBCASE("cache off") { run(ctl, app, cache_cmd(false)); }
+    SUBCASE("compare mode") {
+        Command c{CommandKind::set_compare};
+        c.flag = true;
+        run(ctl, app, c);
+        REQUIRE(app.compare);
+        REQUIRE(app.other.valid);
+        CHECK(app.other.cache_on == !app.main.cache_on);
+    }
+    SUBCASE("help overlay and light theme") {
+        app.vs.show_help = true;
+        app.vs.dark = false;
+        apply_theme(false);
+    }
+    SUBCASE("small window, big font") { ImGui::GetIO().DisplaySize = ImVec2(1024, 640); }
+    int steps = 0;
+    while (app.main.can_step) {
+        CAPTURE(steps);
+        run(ctl, app, Command{CommandKind::step});
+        REQUIRE(app.error.empty());
+        ++steps;
+        h.frame(app);
+        REQUIRE(app.main.n_steps() == steps);
+        if (app.compare) CHECK(app.other.n_steps() == steps);
+        CHECK(app.main.cache_rows == static_cast<int>(app.main.cache_k.rows()));
+    }
+    const kv::ModelConfig& c = app.model->config;
+    CHECK(steps == c.n_ctx - 4 + 1);
+    CHECK(app.main.cache_rows == c.n_ctx);
+    h.frame(app);
+    apply_theme(true);
+}
+
+TEST_CASE("panels draw after toggles, back, timeline jumps, reset and selection changes") {
+    Controller ctl("never");
+    AppState app;
+    Headless h(1280, 720, 16);
+    open_tiny(ctl, app);
+    for (int i = 0; i < 12; ++i) {
+        CAPTURE(i);
+        if (i % 3 == 2) run(ctl, app, cache_cmd(!app.main.cache_on));
+        run(ctl, app, Command{CommandKind::step});
+        h.frame(app);
+        Command sel{CommandKind::set_selection};
+        sel.n = i % app.n_layer();
+        sel.m = i % app.n_head();
+        app.vs.layer = sel.n;
+        app.vs.head = sel.m;
+        run(ctl, app, sel);
+        h.frame(app);
+    }
+    REQUIRE(app.main.n_steps() == 12);
+    run(ctl, app, Command{CommandKind::back});
+    h.frame(app);
+    CHECK(app.main.n_steps() == 11);
+    Command jump{CommandKind::back_to};
+    jump.n = 3;
+    run(ctl, app, jump);
+    h.frame(app);
+    CHECK(app.main.n_steps() == 3);
+    CHECK(app.main.cache_rows == 4 + 2);
+    run(ctl, app, Command{CommandKind::reset});
+    h.frame(app);
+    CHECK(app.main.n_steps() == 0);
+    CHECK(app.main.cache_rows == 0);
+    Command prompt{CommandKind::set_prompt};
+    prompt.text = "1,2,3";
+    run(ctl, app, prompt);
+    h.frame(app);
+    CHECK(app.main.prompt_ids == std::vector<int>{1, 2, 3});
+    prompt.text = "1,oops";
+    run(ctl, app, prompt);
+    h.frame(app);  // the error is drawn in the window
+    CHECK(app.error.find("oops") != std::string::npos);
+    Command load{CommandKind::load_model};
+    load.text = "/nonexistent/model-folder";
+    run(ctl, app, load);
+    h.frame(app);
+    CHECK(app.error.find("nonexistent") != std::string::npos);
+    CHECK(app.model != nullptr);  // the old model stays
+}
+
+TEST_CASE("narration tells the step's own numbers") {
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);
+    const kv::ModelConfig& c = app.model->config;
+    CHECK(narrate(app).find("prefill") != std::string::npos);
+    run(ctl, app, Command{CommandKind::step});
+    std::string s = narrate(app);
+    CAPTURE(s);
+    CHECK(s.find("Step 0, prefill") != std::string::npos);
+    CHECK(s.find("all 4 prompt tokens") != std::string::npos);
+    CHECK(s.find("rows 0-3") != std::string::npos);
+    CHECK(s.find(std::to_string(4 * c.n_layer * c.n_kv_head) + " K/V rows computed") != std::string::npos);
+    CHECK(s.find("predicts '" + app.token_text(app.main.last()->next_id) + "'") != std::string::npos);
+
+    run(ctl, app, Command{CommandKind::step});
+    s = narrate(app);
+    CAPTURE(s);
+    CHECK(s.find("Step 1, decode (cache on)") != std::string::npos);
+    CHECK(s.find("become row 4") != std::string::npos);
+    CHECK(s.find("Rows 0-3 are read from the cache: " + std::to_string(4 * c.n_layer * c.n_kv_head)) !=
+          std::string::npos);
+    CHECK(s.find(std::to_string(app.main.last()->counters.attn_scores) + " q.k scores") != std::string::npos);
+
+    run(ctl, app, cache_cmd(false));
+    run(ctl, app, Command{CommandKind::step});
+    s = narrate(app);
+    CAPTURE(s);
+    CHECK(s.find("Step 2, decode (cache OFF)") != std::string::npos);
+    CHECK(s.find("all 6 tokens enter the model again") != std::string::npos);
+    CHECK(s.find("Rows 0-4 are recomputed (" + std::to_string(5 * c.n_layer * c.n_kv_head)) != std::string::npos);
+    CHECK(s.find("row 5 is new") != std::string::npos);
+}
+
+TEST_CASE("work formulas agree with the engine's counters") {
+    for (bool cache : {true, false}) {
+        CAPTURE(cache);
+        Controller ctl("never");
+        AppState app;
+        open_tiny(ctl, app);
+        run(ctl, app, cache_cmd(cache));
+        const kv::ModelConfig& c = app.model->config;
+        for (int s = 0; s < 8; ++s) {
+            CAPTURE(s);
+            run(ctl, app, Command{CommandKind::step});
+            const kv::Counters& k = app.main.last()->counters;
+            const Work w = formula_step(c, 4, s, cache);
+            CHECK(k.kv_rows_computed == static_cast<int64_t>(w.kv_rows));
+            CHECK(k.attn_scores == static_cast<int64_t>(w.attn_scores));
+            CHECK(static_cast<double>(k.flops) == doctest::Approx(w.flops).epsilon(0.05));
+        }
+        const Work t = formula_total(c, 4, 8, cache);
+        CHECK(app.main.totals.kv_rows_computed == static_cast<int64_t>(t.kv_rows));
+    }
+    // DESIGN.md: totals after N tokens, with and without.
+    const kv::ModelConfig c = kv::ModelConfig::tiny();
+    const int p = 4, N = 6;
+    CHECK(formula_total(c, p, N, true).kv_rows == c.n_layer * c.n_kv_head * (p + N - 1));
+    CHECK(formula_total(c, p, N, false).kv_rows == c.n_layer * c.n_kv_head * (N * p + N * (N - 1) / 2));
+    CHECK(cache_bytes_formula(32, 8, 128, 8192, 2) == 1073741824LL);  // Llama-3-8B at 8k: 1 GiB
+    CHECK(human_bytes(1073741824.0) == "1.00 GiB");
+}
+
+TEST_CASE("the worker thread runs steps while the UI reads only published views") {
+    Controller ctl("always");
+    AppState app;
+    Headless h;
+    open_tiny(ctl, app);
+    app.push(Command{CommandKind::step});
+    ctl.submit(app);
+    // While it may still run, drawing reads only the last published views.
+    h.frame(app);
+    ctl.wait();
+    CHECK(ctl.poll(app));
+    CHECK_FALSE(app.busy);
+    CHECK(app.main.n_steps() == 1);
+    h.frame(app);
+    // A second submit while busy keeps the commands queued.
+    app.push(Command{CommandKind::step});
+    ctl.submit(app);
+    app.push(Command{CommandKind::step});
+    ctl.submit(app);
+    CHECK(app.pending.size() <= 1);
+    ctl.wait();
+    ctl.poll(app);
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    CHECK(app.main.n_steps() == 3);
+}
