@@ -102,6 +102,21 @@ private:
     T* p_ = nullptr;
 };
 
+// Owners of the stream and the cuBLAS handle, so a constructor that throws half-way
+// releases them.
+struct Stream {
+    cudaStream_t s = nullptr;
+    ~Stream() {
+        if (s) cudaStreamDestroy(s);
+    }
+};
+struct Blas {
+    cublasHandle_t h = nullptr;
+    ~Blas() {
+        if (h) cublasDestroy(h);
+    }
+};
+
 struct DevLayer {
     DevArray<float> ln_1_w, ln_1_b;    // (C)
     DevArray<float> attn_w, attn_b;    // (C, Q), (Q)
@@ -178,6 +193,8 @@ private:
     void reserve_records(const RecordPlan& plan);
     // Y (n, out) = X (n, in) W (in, out) + beta Y, row-major.
     void gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta);
+    // Y (n, V) = X (n, C) head^T: the logits.
+    void head_gemm(float* Y, const float* X, int n);
     // Issues the forward pass of n tokens at start_pos p0 (when `launch`), counting the
     // work in the same loops. all_rows: logits for every row into logits_all_.
     void encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt, bool launch);
@@ -187,9 +204,11 @@ private:
     const ModelConfig cfg_;
     const CudaEngineOptions opt_;
     int device_ = 0;
+    Stream stream_owner_;
+    DevArray<char> blas_ws_;  // cuBLAS workspace (set explicitly so graph capture never allocates)
+    Blas blas_owner_;         // destroyed before the workspace and the stream
     cudaStream_t stream_ = nullptr;
     cublasHandle_t blas_ = nullptr;
-    DevArray<char> blas_ws_;  // cuBLAS workspace (set explicitly so graph capture never allocates)
 
     // Weights, in the host's layout (Conv1D (in, out), row-major).
     DevArray<float> wte_;      // (V, C)
@@ -237,8 +256,10 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
         throw Error("CUDA engine: the weights do not match the model's config");
 
     KV_CUDA(cudaGetDevice(&device_));
-    KV_CUDA(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
-    KV_CUBLAS(cublasCreate(&blas_));
+    KV_CUDA(cudaStreamCreateWithFlags(&stream_owner_.s, cudaStreamNonBlocking));
+    stream_ = stream_owner_.s;
+    KV_CUBLAS(cublasCreate(&blas_owner_.h));
+    blas_ = blas_owner_.h;
     KV_CUBLAS(cublasSetStream(blas_, stream_));
     KV_CUBLAS(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // full f32, no TF32
     blas_ws_.alloc(size_t(32) << 20);
@@ -290,10 +311,8 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
 
 CudaEngine::~CudaEngine() {
     cudaSetDevice(device_);
-    if (stream_) cudaStreamSynchronize(stream_);
+    cudaStreamSynchronize(stream_);
     drop_graph();
-    if (blas_) cublasDestroy(blas_);
-    if (stream_) cudaStreamDestroy(stream_);
 }
 
 void CudaEngine::drop_graph() {
@@ -348,7 +367,20 @@ void CudaEngine::reserve_records(const RecordPlan& p) {
 
 void CudaEngine::gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta) {
     const float one = 1.f;
-    KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, out, n, in, &one, W, out, X, in, &beta, Y, out));
+    if (n == 1)  // decode: y (out) = W^T x, W^T being the column-major (out, in) view of W
+        KV_CUBLAS(cublasSgemv(blas_, CUBLAS_OP_N, out, in, &one, W, out, X, 1, &beta, Y, 1));
+    else
+        KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, out, n, in, &one, W, out, X, in, &beta, Y, out));
+}
+
+void CudaEngine::head_gemm(float* Y, const float* X, int n) {
+    const float one = 1.f, zero = 0.f;
+    const int C = cfg_.n_embd, V = cfg_.vocab_size;
+    // The head E (V, C) row-major is the column-major (C, V) matrix E^T: Y^T = (E^T)^T X^T.
+    if (n == 1)
+        KV_CUBLAS(cublasSgemv(blas_, CUBLAS_OP_T, C, V, &one, head_w(), C, X, 1, &zero, Y, 1));
+    else
+        KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, head_w(), C, X, C, &zero, Y, V));
 }
 
 void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt,
@@ -423,20 +455,17 @@ void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordP
 
     // Head: final LayerNorm (adding the last pending bias) and logits of every row or the last.
     const float* pending = layers_.back().mlp_proj_b.get();
-    const float one = 1.f, zero = 0.f;
     if (all_rows) {
         if (launch) {
             cuda::bias_layernorm(h, x, pending, ln_f_w_.get(), ln_f_b_.get(), n, C, eps, st);
-            KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, head_w(), C, h, C, &zero,
-                                  logits_all_.get(), V));
+            head_gemm(logits_all_.get(), h, n);
         }
         cnt.flops += 2LL * n * C * V;
     } else {
         if (launch) {
             float* hl = h + size_t(n - 1) * C;
             cuda::bias_layernorm(hl, x + size_t(n - 1) * C, pending, ln_f_w_.get(), ln_f_b_.get(), 1, C, eps, st);
-            KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, 1, C, &one, head_w(), C, hl, C, &zero,
-                                  logits_.get(), V));
+            head_gemm(logits_.get(), hl, 1);
         }
         cnt.flops += 2LL * C * V;
     }

@@ -16,7 +16,7 @@ namespace kv::cuda {
 namespace {
 
 constexpr int kRowThreads = 256;   // one block per row: embed, LayerNorm, bias+cache
-constexpr int kAttnThreads = 128;  // one block per (query row, head)
+constexpr int kAttnThreads = 256;  // one block per (query row, head)
 constexpr unsigned kFull = 0xffffffffu;
 
 __device__ __forceinline__ float warp_sum(float v) {
