@@ -1,14 +1,22 @@
 // kvscope-cli bench: timed prefill and decode (DESIGN.md: --model SPEC --prompt-len P
-// --new N [--no-cache] [--threads T] [--backend cpu|cuda] [--json]).
+// --new N [--no-cache] [--threads T] [--backend cpu|cuda] [--json]), plus --runs R
+// (report the median run) and --sweep (ms per step at every position, both modes,
+// as CSV with --csv FILE or as JSON). Timings are the engine's own forward times
+// (StepTrace::ms); the session records counters and logits only.
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <ctime>
+#include <fstream>
 #include <iostream>
+#include <thread>
 
 #include "app/cli_commands.h"
 #include "app/cli_common.h"
+#include "core/bench.h"
 
 namespace cli {
 
@@ -16,47 +24,162 @@ using nlohmann::json;
 
 namespace {
 
-// ---- bench ----
 struct BenchArgs {
     std::string model, backend = "cpu";
-    int prompt_len = 4, n_new = 32, threads = 0, warmup = 2;
+    int prompt_len = 4, n_new = 32, threads = 0, warmup = 2, runs = 1;
     bool no_cache = false, as_json = false;
     uint64_t seed = 0;
+    // --sweep
+    bool sweep = false;
+    int max_pos = 0, stride = 1, repeats = 1;
+    std::string sweep_mode = "both", csv;
 };
+
+struct RunResult {
+    double prefill_ms = 0, decode_ms = 0, ms_per_token = 0, tokens_per_s = 0, cpu_ms = 0;
+};
+
+double process_cpu_ms() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+int effective_threads(int t) { return t > 0 ? t : std::max(1, int(std::thread::hardware_concurrency())); }
 
 int run_bench(const BenchArgs& a) {
     auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
     if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
+    if (a.runs < 1) throw UsageError("--runs: must be at least 1");
+    if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
     check_new(*m, a.prompt_len, a.n_new);
     kv::Session s = make_session(*m, a.backend);
     if (a.threads > 0) s.engine().set_threads(a.threads);
     s.set_cache(!a.no_cache);
-    std::vector<int> ids(a.prompt_len);
-    for (int i = 0; i < a.prompt_len; ++i) ids[i] = int((1000003LL * (i + 1) + a.seed) % m->config.vocab_size);
-    s.set_prompt_ids(ids);
+    s.set_prompt_ids(kv::bench_ids(m->config, a.prompt_len, a.seed));
     // Warm-up: a prefill and a few decode steps, then start over.
     for (int i = 0; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
-    s.reset();
-    const kv::StepTrace& pre = s.step();
-    const double prefill_ms = pre.ms;
-    double decode_ms = 0;
-    for (int i = 1; i < a.n_new; ++i) decode_ms += s.step().ms;
-    const int decoded = a.n_new - 1;
-    const double ms_per_token = decoded > 0 ? decode_ms / decoded : prefill_ms;
+
+    std::vector<RunResult> runs;
+    for (int r = 0; r < a.runs; ++r) {
+        s.reset();
+        RunResult rr;
+        rr.prefill_ms = s.step().ms;
+        const double cpu0 = process_cpu_ms();
+        for (int i = 1; i < a.n_new; ++i) rr.decode_ms += s.step().ms;
+        rr.cpu_ms = process_cpu_ms() - cpu0;
+        const int decoded = a.n_new - 1;
+        rr.ms_per_token = decoded > 0 ? rr.decode_ms / decoded : rr.prefill_ms;
+        rr.tokens_per_s = 1000.0 / rr.ms_per_token;
+        runs.push_back(rr);
+    }
+    auto med = [&](double RunResult::*f) {
+        std::vector<double> v;
+        for (const auto& r : runs) v.push_back(r.*f);
+        return median(v);
+    };
+    const double ms_per_token = med(&RunResult::ms_per_token), prefill_ms = med(&RunResult::prefill_ms);
+    const double tokens_per_s = 1000.0 / ms_per_token;
+    const int threads = effective_threads(a.threads);
+    // A cached decode step streams every weight once: the bandwidth it reached.
+    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
+
+    json jruns = json::array();
+    for (const auto& r : runs)
+        jruns.push_back({{"prefill_ms", r.prefill_ms},
+                         {"decode_ms", r.decode_ms},
+                         {"ms_per_token", r.ms_per_token},
+                         {"tokens_per_s", r.tokens_per_s},
+                         {"decode_cpu_ms", r.cpu_ms}});
     json out = {{"mode", a.no_cache ? "uncached" : "cached"},
                 {"model", model_json(*m)},
                 {"backend", s.engine().backend()},
-                {"threads", a.threads},
+                {"threads", threads},
                 {"prompt_len", a.prompt_len},
                 {"new_tokens", a.n_new},
                 {"prefill_ms", prefill_ms},
-                {"decode_ms", decode_ms},
+                {"decode_ms", med(&RunResult::decode_ms)},
                 {"ms_per_token", ms_per_token},
-                {"tokens_per_s", 1000.0 / ms_per_token}};
-    std::fprintf(stderr, "%s, %s, prompt %d, %d new: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s\n",
-                 m->name.c_str(), a.no_cache ? "uncached" : "cached", a.prompt_len, a.n_new, prefill_ms,
-                 ms_per_token, 1000.0 / ms_per_token);
+                {"tokens_per_s", tokens_per_s},
+                {"weight_gb_per_token", weight_gb},
+                {"runs", jruns}};
+    if (!a.no_cache) out["weight_gb_per_s"] = weight_gb / (ms_per_token / 1000.0);
+    for (const auto& r : runs)
+        std::fprintf(stderr, "  run: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)\n",
+                     r.prefill_ms, r.ms_per_token, r.tokens_per_s,
+                     r.decode_ms > 0 ? 100.0 * r.cpu_ms / (r.decode_ms * threads) : 0.0, threads);
+    std::fprintf(stderr,
+                 "%s, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = %.1f "
+                 "tokens/s\n",
+                 m->name.c_str(), s.engine().backend().c_str(), a.no_cache ? "uncached" : "cached", threads,
+                 a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
+                 prefill_ms, ms_per_token, tokens_per_s);
     if (a.as_json) std::cout << out.dump(1) << "\n";
+    return 0;
+}
+
+int run_sweep(const BenchArgs& a) {
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
+    kv::SweepOptions o;
+    o.backend = a.backend;
+    o.threads = a.threads;
+    o.max_pos = a.max_pos;
+    o.stride = a.stride;
+    o.repeats = a.repeats;
+    o.warmup = a.warmup;
+    o.seed = a.seed;
+    o.cached = a.sweep_mode != "uncached";
+    o.uncached = a.sweep_mode != "cached";
+    if (a.max_pos < 0 || a.max_pos > m->config.n_ctx)
+        throw UsageError("--max-pos: " + std::to_string(a.max_pos) + " is outside [1, " +
+                         std::to_string(m->config.n_ctx) + "] (0 = the model's context)");
+    if (a.stride < 1) throw UsageError("--stride: must be at least 1");
+    if (a.repeats < 1) throw UsageError("--repeats: must be at least 1");
+    std::ofstream csv;
+    if (!a.csv.empty()) {
+        csv.open(a.csv);
+        if (!csv) throw kv::Error("--csv " + a.csv + ": cannot open for writing");
+    }
+    int shown = -1;
+    const auto pts = kv::run_sweep(*m, o, [&](float p) {
+        const int pct = int(p * 100);
+        if (pct / 5 != shown / 5) {
+            shown = pct;
+            std::fprintf(stderr, "\rsweep %3d%%", pct);
+        }
+        return true;
+    });
+    std::fprintf(stderr, "\n");
+    auto cell = [](double ms) { return ms < 0 ? std::string() : std::to_string(ms); };
+    if (csv) {
+        csv << "pos,ms_cached,ms_uncached\n";
+        for (const auto& p : pts) csv << p.pos << "," << cell(p.ms_cached) << "," << cell(p.ms_uncached) << "\n";
+        if (!csv) throw kv::Error("--csv " + a.csv + ": write failed");
+    }
+    // A short table on stderr: about ten rows.
+    std::fprintf(stderr, "%8s %12s %14s\n", "pos", "cached ms", "uncached ms");
+    const size_t every = std::max<size_t>(1, pts.size() / 10);
+    for (size_t i = 0; i < pts.size(); ++i)
+        if (i % every == 0 || i + 1 == pts.size())
+            std::fprintf(stderr, "%8d %12.3f %14.3f\n", pts[i].pos, pts[i].ms_cached, pts[i].ms_uncached);
+    if (a.as_json || a.csv.empty()) {
+        json jp = json::array();
+        for (const auto& p : pts) {
+            json j = {{"pos", p.pos}};
+            j["ms_cached"] = p.ms_cached < 0 ? json(nullptr) : json(p.ms_cached);
+            j["ms_uncached"] = p.ms_uncached < 0 ? json(nullptr) : json(p.ms_uncached);
+            jp.push_back(j);
+        }
+        json out = {{"model", model_json(*m)},   {"backend", a.backend}, {"threads", effective_threads(a.threads)},
+                    {"stride", a.stride},        {"repeats", a.repeats}, {"points", jp}};
+        std::cout << out.dump(1) << "\n";
+    }
     return 0;
 }
 
@@ -69,11 +192,23 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--prompt-len", a->prompt_len, "prompt tokens");
     c->add_option("--new", a->n_new, "new tokens");
     c->add_flag("--no-cache", a->no_cache, "recompute every token at every step");
-    c->add_option("--threads", a->threads, "worker threads (0 = default)");
+    c->add_option("--threads", a->threads, "worker threads (0 = one per hardware thread)");
     c->add_option("--backend", a->backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_option("--warmup", a->warmup, "warm-up decode steps");
+    c->add_option("--runs", a->runs, "timed runs; the median is reported");
+    c->add_option("--seed", a->seed, "seed of the prompt's token ids");
     c->add_flag("--json", a->as_json, "print a JSON record to stdout");
-    return [a, c]() { return *c ? run_bench(*a) : -1; };
+    c->add_flag("--sweep", a->sweep, "ms per step at every position, cached and uncached");
+    c->add_option("--max-pos", a->max_pos, "sweep positions [0, MAX) (default: the model's context)");
+    c->add_option("--stride", a->stride, "sweep every STRIDE-th position");
+    c->add_option("--repeats", a->repeats, "sweep: time each point this often, keep the fastest");
+    c->add_option("--mode", a->sweep_mode, "sweep: both, cached or uncached")
+        ->check(CLI::IsMember({"both", "cached", "uncached"}));
+    c->add_option("--csv", a->csv, "sweep: write pos,ms_cached,ms_uncached to FILE");
+    return [a, c]() {
+        if (!*c) return -1;
+        return a->sweep ? run_sweep(*a) : run_bench(*a);
+    };
 }
 
 }  // namespace cli

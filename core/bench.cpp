@@ -1,0 +1,111 @@
+#include "core/bench.h"
+
+#include <algorithm>
+
+#include "core/engine.h"
+#include "core/error.h"
+
+namespace kv {
+
+std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed) {
+    std::vector<int> ids(std::max(0, n));
+    for (int i = 0; i < n; ++i)
+        ids[i] = int((1000003ULL * uint64_t(i + 1) + seed * 7919ULL) % uint64_t(cfg.vocab_size));
+    return ids;
+}
+
+int64_t decode_weight_bytes(const ModelConfig& cfg) {
+    return (cfg.n_params_nonembedding() + int64_t(cfg.vocab_size) * cfg.n_embd) * int64_t(sizeof(float));
+}
+
+std::vector<int> sweep_positions(const ModelConfig& cfg, const SweepOptions& opt) {
+    const int max_pos = opt.max_pos == 0 ? cfg.n_ctx : opt.max_pos;
+    if (max_pos < 1 || max_pos > cfg.n_ctx)
+        throw Error("sweep: --max-pos " + std::to_string(opt.max_pos) + " is outside [1, n_ctx = " +
+                    std::to_string(cfg.n_ctx) + "]");
+    if (opt.stride < 1) throw Error("sweep: --stride " + std::to_string(opt.stride) + " must be at least 1");
+    std::vector<int> pos;
+    for (int p = 0; p < max_pos; p += opt.stride) pos.push_back(p);
+    if (pos.back() != max_pos - 1) pos.push_back(max_pos - 1);
+    return pos;
+}
+
+std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
+                                  const std::function<bool(float)>& on_progress) {
+    const ModelConfig& cfg = model.config;
+    const std::vector<int> positions = sweep_positions(cfg, opt);
+    if (opt.repeats < 1) throw Error("sweep: repeats " + std::to_string(opt.repeats) + " must be at least 1");
+    if (opt.warmup < 0) throw Error("sweep: warmup " + std::to_string(opt.warmup) + " must not be negative");
+    if (!opt.cached && !opt.uncached) throw Error("sweep: neither mode selected (cached, uncached)");
+
+    std::unique_ptr<Engine> engine = make_engine(model, opt.backend);
+    if (opt.threads > 0) engine->set_threads(opt.threads);
+    const std::vector<int> ids = bench_ids(cfg, positions.back() + 1, opt.seed);
+
+    // Work per point, for progress: a cached step ~ 1 token, an uncached one ~ pos+1.
+    double total = 0, done = 0;
+    for (int p : positions) total += (opt.cached ? 1.0 : 0.0) + (opt.uncached ? p + 1.0 : 0.0);
+    total *= opt.repeats;
+    bool cancelled = false;
+    auto report = [&](double work) {
+        done += work;
+        if (on_progress && !on_progress(float(std::min(1.0, done / total)))) cancelled = true;
+        return !cancelled;
+    };
+
+    StepTrace tr;
+    ForwardRequest req;
+    req.trace_opts.record = false;
+    auto run = [&](int start, int n) {
+        engine->truncate_cache(start);
+        req.ids = std::span<const int>(ids.data() + start, size_t(n));
+        req.start_pos = start;
+        req.n_known = start;
+        engine->forward(req, tr);
+        return tr.ms;
+    };
+    for (int i = 0; i < opt.warmup; ++i) run(0, std::min(int(ids.size()), 4));
+
+    std::vector<SweepPoint> pts(positions.size());
+    for (size_t i = 0; i < positions.size(); ++i) pts[i].pos = positions[i];
+
+    size_t n_cached = opt.cached ? 0 : positions.size();
+    if (opt.cached) {
+        // Decode one token at a time; the cache always holds rows [0, pos).
+        engine->truncate_cache(0);
+        size_t next = 0;
+        for (int pos = 0; pos <= positions.back() && !cancelled; ++pos) {
+            if (int(next) < int(positions.size()) && positions[next] == pos) {
+                double best = 1e300;
+                for (int r = 0; r < opt.repeats && !cancelled; ++r) {
+                    best = std::min(best, run(pos, 1));
+                    report(1.0);
+                }
+                if (cancelled) break;
+                pts[next++].ms_cached = best;
+                n_cached = next;
+            } else {
+                run(pos, 1);
+            }
+        }
+    }
+    size_t n_uncached = opt.uncached ? 0 : positions.size();
+    if (opt.uncached && !cancelled) {
+        for (size_t i = 0; i < positions.size() && !cancelled; ++i) {
+            const int pos = positions[i];
+            double best = 1e300;
+            for (int r = 0; r < opt.repeats && !cancelled; ++r) {
+                best = std::min(best, run(0, pos + 1));
+                report(pos + 1.0);
+            }
+            if (cancelled) break;
+            pts[i].ms_uncached = best;
+            n_uncached = i + 1;
+        }
+    }
+    pts.resize(std::min(n_cached, n_uncached));
+    if (!cancelled && on_progress) on_progress(1.0f);
+    return pts;
+}
+
+}  // namespace kv

@@ -1,0 +1,53 @@
+// Benchmarks of the engine that the CLI (`kvscope-cli bench --sweep`) and the
+// window's Scaling panel share. A sweep measures the wall time of one step at each
+// position: with the cache, the decode step of the token at `pos` (pos cache rows
+// read, one row computed); without it, the forward of all pos+1 tokens from 0.
+// Token ids are fixed pseudo-random ids, so random models (no tokenizer) work.
+// Run it on a worker thread: it creates its own engine and only reads the model.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "core/model_io.h"
+
+namespace kv {
+
+struct SweepOptions {
+    std::string backend = "cpu";
+    int threads = 0;      // engine threads (0 = one per hardware thread)
+    int max_pos = 0;      // measure positions [0, max_pos); 0 = the model's n_ctx
+    int stride = 1;       // measure every stride-th position (the last one always)
+    bool cached = true;   // measure the cached decode step
+    bool uncached = true; // measure the full recompute
+    int repeats = 1;      // time each point this many times, keep the fastest
+    int warmup = 2;       // untimed forwards before measuring
+    uint64_t seed = 0;    // of the token ids
+};
+
+struct SweepPoint {
+    int pos = 0;
+    double ms_cached = -1.0;    // -1: not measured
+    double ms_uncached = -1.0;  // -1: not measured
+};
+
+// The positions a sweep measures, in order.
+std::vector<int> sweep_positions(const ModelConfig& cfg, const SweepOptions& opt);
+
+// Measures every position of sweep_positions(). on_progress (may be empty) is called
+// with the fraction done (work-weighted: an uncached step at pos counts pos+1) after
+// every measured point and finally with 1; when it returns false the sweep stops and
+// returns the points finished so far (a point missing a mode it was asked for is
+// dropped). Throws kv::Error naming the option when an option is out of range.
+std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
+                                  const std::function<bool(float progress)>& on_progress = {});
+
+// The fixed pseudo-random token ids benchmarks feed: n ids in [0, vocab).
+std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed);
+
+// Bytes one decode step must stream from weights: every layer, ln_f and the head
+// (wte when tied). Excludes wpe/wte embedding rows, which are read one row a token.
+int64_t decode_weight_bytes(const ModelConfig& cfg);
+
+}  // namespace kv
