@@ -7,7 +7,8 @@
 // x += gelu(LN2(x)*fc_w + fc_b)*mlp_proj_w + mlp_proj_b; LN_f; logits = x * wte^T.
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
 // Hkv kv heads, hd head size, Q = C + 2*kv_dim, N = b*t rows of a batch.
-// Single-threaded, so a seed gives bit-identical weights on every run.
+// Batches are rows of randomly drawn training sentences, each closed by <eos>.
+// Single-threaded, buffers aligned: a seed gives bit-identical weights on every run.
 #include "core/train.h"
 
 #include <algorithm>
@@ -647,14 +648,8 @@ TrainReport train_model(const TrainOptions& opt) {
         if (ids.empty()) continue;
         ((i % 10 == 9 && lines.size() >= 10) ? val_sents : train_sents).push_back(std::move(ids));
     }
-    // One token stream, <eos> after every sentence; batches start at sentence starts.
-    std::vector<int> stream, starts;
-    for (auto& s : train_sents) {
-        starts.push_back(int(stream.size()));
-        stream.insert(stream.end(), s.begin(), s.end());
-        stream.push_back(eos);
-    }
-
+    int n_train_tokens = 0;
+    for (auto& s : train_sents) n_train_tokens += int(s.size()) + 1;
     ModelConfig cfg;
     cfg.vocab_size = int(vocab.size());
     cfg.n_ctx = 64;
@@ -679,23 +674,26 @@ TrainReport train_model(const TrainOptions& opt) {
     AdamW adam;
     SplitMix rng{opt.seed * 0x9E3779B97F4A7C15ULL + 0xB47C0FFEEULL};
 
-    std::vector<int> inputs(B * T), targets(B * T);
-    const int S = int(stream.size());
+    std::vector<int> inputs(B * T), targets(B * T), row;
     const int every = std::max(1, opt.steps / 20);
     const int tail = std::max(1, std::min(50, opt.steps / 10));
     double tail_sum = 0;
     const auto t_train = clock::now();
     if (!opt.quiet)
-        std::fprintf(stderr, "train: %zu sentences (%zu held out), %d tokens, vocab %d, %lld parameters\n",
-                     train_sents.size() + val_sents.size(), val_sents.size(), S, cfg.vocab_size,
+        std::fprintf(stderr, "train: %zu sentences (%zu held out), %d training tokens, vocab %d, %lld parameters\n",
+                     train_sents.size() + val_sents.size(), val_sents.size(), n_train_tokens, cfg.vocab_size,
                      (long long)cfg.n_params());
     for (int step = 0; step < opt.steps; ++step) {
+        // Each row: sentences drawn at random, each closed by <eos>, cut to T+1 tokens.
         for (int i = 0; i < B; ++i) {
-            const int start = starts[rng.next() % starts.size()];
-            for (int j = 0; j < T; ++j) {
-                inputs[i * T + j] = stream[(start + j) % S];
-                targets[i * T + j] = stream[(start + j + 1) % S];
+            row.clear();
+            while (int(row.size()) < T + 1) {
+                const auto& s = train_sents[rng.next() % train_sents.size()];
+                row.insert(row.end(), s.begin(), s.end());
+                row.push_back(eos);
             }
+            std::copy(row.begin(), row.begin() + T, inputs.begin() + i * T);
+            std::copy(row.begin() + 1, row.begin() + T + 1, targets.begin() + i * T);
         }
         const float loss = model.forward(inputs, targets, B, T);
         model.backward();

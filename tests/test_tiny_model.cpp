@@ -1,0 +1,111 @@
+// Behaviour of the bundled model (assets/models/tiny-gpt), run through the product
+// path: load_model_folder -> Session on the CPU engine, greedy decoding. The model
+// was trained by scripts/train-tiny on assets/corpus.txt.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/engine.h"
+#include "core/model_io.h"
+#include "core/session.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kDir = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
+
+const kv::Model& tiny() {
+    static std::unique_ptr<kv::Model> m = kv::load_model_folder(kDir);
+    return *m;
+}
+
+// Greedy continuation of `prompt`: the text of the first n new tokens.
+std::vector<std::string> greedy(const std::string& prompt, int n, bool cache = true) {
+    const kv::Model& m = tiny();
+    kv::Session s(m, kv::make_cpu_engine(m));
+    s.set_cache(cache);
+    const kv::Encoding enc = s.set_prompt_text(prompt);
+    REQUIRE(enc.unknown.empty());
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i) out.push_back(m.tokenizer->token_text(s.step().next_id));
+    return out;
+}
+
+std::string join(const std::vector<std::string>& words) {
+    std::string s;
+    for (const auto& w : words) s += (s.empty() ? "" : " ") + w;
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("bundled tiny model: a small word-level GPT-2 folder") {
+    const kv::Model& m = tiny();
+    REQUIRE(m.tokenizer);
+    CHECK(m.tokenizer->kind() == "word");
+    CHECK(m.config.n_layer == 2);
+    CHECK(m.config.n_head == 4);
+    CHECK(m.config.n_embd == 64);
+    CHECK(m.config.n_ctx >= 64);
+    CHECK(m.config.tied_head);
+    CHECK(m.tokenizer->vocab_size() == m.config.vocab_size);
+    std::uintmax_t bytes = 0;
+    for (const auto& e : fs::directory_iterator(kDir)) bytes += e.file_size();
+    CAPTURE(bytes);
+    CHECK(bytes < 2u * 1024 * 1024);
+}
+
+TEST_CASE("bundled tiny model: \"Python is a programming\" continues with \"language\"") {
+    CHECK(greedy("Python is a programming", 1) == std::vector<std::string>{"language"});
+}
+
+TEST_CASE("bundled tiny model: \"Python\" continues with \"is a programming language\"") {
+    CHECK(join(greedy("Python", 4)) == "is a programming language");
+}
+
+TEST_CASE("bundled tiny model: prompts from the corpus continue as the corpus does") {
+    struct Case {
+        const char* prompt;
+        const char* continuation;
+    };
+    const Case cases[] = {
+        {"The cat sat on the", "mat ."},
+        {"A compiler turns source code", "into machine code ."},
+        {"Rust is a", "systems programming language"},
+        {"The keyboard is used to", "type"},
+        {"An interpreter runs source code", "one line at a time ."},
+        {"A byte is made of", "eight bits ."},
+    };
+    for (const auto& c : cases) {
+        CAPTURE(c.prompt);
+        const std::string expect = c.continuation;
+        const int n = int(std::count(expect.begin(), expect.end(), ' ')) + 1;
+        CHECK(join(greedy(c.prompt, n)) == expect);
+    }
+}
+
+TEST_CASE("bundled tiny model: cached and uncached runs agree at every step") {
+    const kv::Model& m = tiny();
+    kv::Session cached(m, kv::make_cpu_engine(m)), uncached(m, kv::make_cpu_engine(m));
+    cached.set_cache(true);
+    uncached.set_cache(false);
+    cached.set_prompt_text("Python is a programming");
+    uncached.set_prompt_text("Python is a programming");
+    for (int step = 0; step < 20; ++step) {
+        CAPTURE(step);
+        const kv::StepTrace& a = cached.step();
+        const kv::StepTrace& b = uncached.step();
+        REQUIRE(a.logits.size() == b.logits.size());
+        float worst = 0;
+        for (size_t i = 0; i < a.logits.size(); ++i) worst = std::max(worst, std::abs(a.logits[i] - b.logits[i]));
+        CHECK(worst <= 1e-4f);
+        CHECK(a.next_id == b.next_id);
+    }
+    CHECK(cached.tokens() == uncached.tokens());
+}
