@@ -252,7 +252,6 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_tr->add_option("--out", topt.out_dir, "model folder to write")->required();
     c_tr->add_option("--steps", topt.steps, "optimizer steps");
     c_tr->add_option("--seed", topt.seed, "seed");
-    c_tr->add_option("--threads", topt.threads, "threads (0 = all cores)");
 
     std::string names;
     bool known = false;

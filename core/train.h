@@ -1,6 +1,6 @@
 // Trainer for the GPT-2 family: forward with saved activations, a backward pass
-// written out by hand (llm.c style), AdamW with gradient clipping. Deterministic
-// for a given seed and thread count. Used by `kvscope-cli train` to build the
+// written out by hand (llm.c style), AdamW with gradient clipping. Single-threaded,
+// so a seed gives bit-identical weights on every run. Used by `kvscope-cli train` to build the
 // bundled tiny model from assets/corpus.txt.
 #pragma once
 #include <cstdint>
@@ -22,7 +22,6 @@ struct TrainOptions {
     std::string out_dir;     // model folder to write (config.json, model.safetensors, vocab.txt)
     int steps = 3000;
     uint64_t seed = 1;
-    int threads = 0;         // 0 = hardware concurrency
     bool quiet = false;      // no progress on stderr
 };
 
