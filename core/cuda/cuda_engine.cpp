@@ -629,28 +629,34 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
 
 }  // namespace
 
-bool cuda_available(std::string* why_not) {
+namespace {
+
+// Empty when a device is present, else why not (one line).
+std::string probe_cuda() {
     int n = 0;
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess) {
         cudaGetLastError();
-        if (why_not) {
-            std::string hint;
-            if (e == cudaErrorInsufficientDriver) {
-                int rt = 0;
-                cudaRuntimeGetVersion(&rt);
-                hint = "; no NVIDIA driver, or one older than this build's CUDA " + std::to_string(rt / 1000) + "." +
-                       std::to_string(rt % 1000 / 10) + " runtime";
-            }
-            *why_not = std::string("no CUDA device found (cudaGetDeviceCount: ") + cudaGetErrorString(e) + hint + ")";
+        std::string hint;
+        if (e == cudaErrorInsufficientDriver) {
+            int rt = 0;
+            cudaRuntimeGetVersion(&rt);
+            hint = "; no NVIDIA driver, or one older than this build's CUDA " + std::to_string(rt / 1000) + "." +
+                   std::to_string(rt % 1000 / 10) + " runtime";
         }
-        return false;
+        return std::string("no CUDA device found (cudaGetDeviceCount: ") + cudaGetErrorString(e) + hint + ")";
     }
-    if (n == 0) {
-        if (why_not) *why_not = "no CUDA device found (cudaGetDeviceCount: 0 devices)";
-        return false;
-    }
-    return true;
+    if (n == 0) return "no CUDA device found (cudaGetDeviceCount: 0 devices)";
+    return {};
+}
+
+}  // namespace
+
+bool cuda_available(std::string* why_not) {
+    // Probed once: the UI asks every frame, and devices do not come and go.
+    static const std::string why = probe_cuda();
+    if (why_not) *why_not = why;
+    return why.empty();
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Model& model, const CudaEngineOptions& opt) {
