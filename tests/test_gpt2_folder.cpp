@@ -1,0 +1,133 @@
+// A folder in the layout of a Hugging Face GPT-2 download (config.json,
+// model.safetensors, vocab.json, merges.txt; GPT-2's real vocabulary, random small
+// weights) opens unchanged: kvscope-cli tokenize, logits and generate work on it,
+// and its logits match the NumPy reference.
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <sys/wait.h>
+
+#include "core/model_io.h"
+#include "test_helpers.h"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string sh(const std::string& cmd, int* rc) {
+    std::string out;
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::array<char, 65536> buf{};
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
+    const int st = ::pclose(f);
+    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return out;
+}
+
+// Builds the folder once: GPT-2's vocabulary and a 2-layer, 64-wide random model.
+std::string gpt2_folder(std::string* why) {
+    static std::string reason;
+    static const std::string dir = [] {
+        const std::string vocab = kvtest::gpt2_vocab_dir(&reason);
+        if (vocab.empty()) return std::string();
+        const fs::path d = fs::path(KVSCOPE_BINARY_DIR) / "gpt2-layout-test";
+        fs::create_directories(d);
+        auto m = kvtest::random_model(50257, 64, 64, 2, 4, 4, 77);
+        m->weights.wte *= 20.0f;  // logits of a useful size
+        kv::save_model_folder(d.string(), m->config, m->weights, nullptr);
+        fs::copy_file(vocab + "/vocab.json", d / "vocab.json", fs::copy_options::overwrite_existing);
+        fs::copy_file(vocab + "/merges.txt", d / "merges.txt", fs::copy_options::overwrite_existing);
+        return d.string();
+    }();
+    *why = reason;
+    return dir;
+}
+
+#define REQUIRE_FOLDER(dir)                                                                 \
+    std::string why;                                                                        \
+    const std::string dir = gpt2_folder(&why);                                              \
+    if (dir.empty()) {                                                                      \
+        if (std::getenv("CI")) FAIL("GPT-2 vocabulary unavailable under CI: " << why);      \
+        MESSAGE("SKIPPED (GPT-2 vocabulary unavailable): " << why);                         \
+        return;                                                                             \
+    }
+
+const std::string cli = std::string("'") + KVSCOPE_CLI + "' ";
+
+}  // namespace
+
+TEST_CASE("tokenize on a GPT-2-layout folder gives GPT-2's ids") {
+    REQUIRE_FOLDER(dir);
+    int rc = 0;
+    const json out = json::parse(sh(cli + "tokenize --model '" + dir + "' --text 'Hello world'", &rc));
+    REQUIRE(rc == 0);
+    CHECK(out["ids"] == json::array({15496, 995}));
+    CHECK(out["tokens"] == json::array({"Hello", " world"}));
+}
+
+TEST_CASE("the loader picks the BPE tokenizer and the GPT-2 shape") {
+    REQUIRE_FOLDER(dir);
+    auto m = kv::load_model_folder(dir);
+    REQUIRE(m->tokenizer);
+    CHECK(m->tokenizer->kind() == "gpt2-bpe");
+    CHECK(m->tokenizer->vocab_size() == 50257);
+    CHECK(m->config.vocab_size == 50257);
+}
+
+TEST_CASE("logits on a GPT-2-layout folder: cache and no cache agree with the NumPy reference") {
+    REQUIRE_FOLDER(dir);
+    const std::string ids = "15496,995,11,314,716,257";
+    int rc = 0;
+    const json a = json::parse(sh(cli + "logits --model '" + dir + "' --ids " + ids + " --all-positions", &rc))["logits"];
+    REQUIRE(rc == 0);
+    const json b =
+        json::parse(sh(cli + "logits --model '" + dir + "' --ids " + ids + " --all-positions --no-cache", &rc))["logits"];
+    REQUIRE(rc == 0);
+    REQUIRE(a.size() == 6);
+    REQUIRE(a[5].size() == 50257);
+    double worst_ab = 0;
+    for (size_t i = 0; i < 6; ++i)
+        for (size_t j = 0; j < 50257; ++j)
+            worst_ab = std::max(worst_ab, std::abs(a[i][j].get<double>() - b[i][j].get<double>()));
+    CHECK(worst_ab <= 1e-4);
+
+    if (std::system("/usr/bin/python3 -c 'import numpy' 2>/dev/null") != 0) {
+        MESSAGE("NumPy comparison skipped: /usr/bin/python3 with numpy not found");
+        return;
+    }
+    const json ref = json::parse(sh("/usr/bin/python3 '" KVSCOPE_SOURCE_DIR "/tests/reference/gpt2_numpy.py' '" + dir +
+                                        "' " + ids,
+                                    &rc))["logits"];
+    REQUIRE(rc == 0);
+    double worst = 0, largest = 0;
+    for (size_t i = 0; i < 6; ++i)
+        for (size_t j = 0; j < 50257; ++j) {
+            const double r = ref[i][j].get<double>();
+            largest = std::max(largest, std::abs(r));
+            worst = std::max(worst, std::abs(r - b[i][j].get<double>()));
+        }
+    MESSAGE("GPT-2 layout: worst |engine - numpy| = " << worst << " (largest |logit| " << largest << ")");
+    CHECK(largest > 1.0);
+    CHECK(worst <= 1e-4);
+}
+
+TEST_CASE("generate with a text prompt on a GPT-2-layout folder") {
+    REQUIRE_FOLDER(dir);
+    int rc = 0;
+    const json out =
+        json::parse(sh(cli + "generate --model '" + dir + "' --prompt 'The KV cache' --new 3 --json 2>/dev/null", &rc));
+    REQUIRE(rc == 0);
+    const json tok = json::parse(sh(cli + "tokenize --model '" + dir + "' --text 'The KV cache'", &rc));
+    REQUIRE(rc == 0);
+    CHECK(out["prompt_ids"] == tok["ids"]);
+    CHECK(tok["tokens"] == json::array({"The", " K", "V", " cache"}));
+    REQUIRE(out["steps"].size() == 3);
+    CHECK(out["steps"][0]["next_token"].is_string());
+}
