@@ -287,7 +287,7 @@ TEST_CASE("narration tells the step's own numbers") {
     CHECK(s.find("Step 0, prefill") != std::string::npos);
     CHECK(s.find("all 4 prompt tokens") != std::string::npos);
     CHECK(s.find("rows 0-3") != std::string::npos);
-    CHECK(s.find(std::to_string(4 * c.n_layer * c.n_kv_head) + " K/V rows computed") != std::string::npos);
+    CHECK(s.find("(" + std::to_string(4 * c.n_layer * c.n_kv_head) + " K/V rows: ") != std::string::npos);
     CHECK(s.find("predicts '" + app.token_text(app.main.last()->next_id) + "'") != std::string::npos);
 
     run(ctl, app, Command{CommandKind::step});

@@ -167,13 +167,16 @@ void draw_toast(AppState& app) {
     if (app.vs.toast.text.empty() || ImGui::GetTime() > app.vs.toast.until) return;
     ImGuiIO& io = ImGui::GetIO();
     ImGui::SetNextWindowPos(ImVec2(io.DisplaySize.x - 16, io.DisplaySize.y - 16), ImGuiCond_Always, ImVec2(1, 1));
-    ImGui::SetNextWindowBgAlpha(0.92f);
+    ImVec4 bg = palette().clear;
+    bg.w = 0.95f;
+    ImGui::PushStyleColor(ImGuiCol_WindowBg, bg);  // panels are transparent; overlays are not
     if (ImGui::Begin("##toast", nullptr,
                      ImGuiWindowFlags_NoDecoration | ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoInputs |
                          ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoFocusOnAppearing |
                          ImGuiWindowFlags_NoNav))
         ImGui::TextUnformatted(app.vs.toast.text.c_str());
     ImGui::End();
+    ImGui::PopStyleColor();
 }
 
 }  // namespace
@@ -202,7 +205,9 @@ void draw_help_overlay(AppState& app) {
     const ImGuiIO& io = ImGui::GetIO();
     ImGui::SetNextWindowPos(ImVec2(io.DisplaySize.x * 0.5f, io.DisplaySize.y * 0.5f), ImGuiCond_Always,
                             ImVec2(0.5f, 0.5f));
-    ImGui::SetNextWindowBgAlpha(0.97f);
+    ImVec4 bg = palette().clear;
+    bg.w = 0.97f;
+    ImGui::PushStyleColor(ImGuiCol_WindowBg, bg);
     bool open = true;
     if (ImGui::Begin("Keyboard (F1 closes)###help", &open,
                      ImGuiWindowFlags_AlwaysAutoResize | ImGuiWindowFlags_NoCollapse | ImGuiWindowFlags_NoSavedSettings |
@@ -232,6 +237,7 @@ void draw_help_overlay(AppState& app) {
         ImGui::TextUnformatted("Hover any coloured cell to read its value.");
     }
     ImGui::End();
+    ImGui::PopStyleColor();
     if (!open) app.vs.show_help = false;
 }
 

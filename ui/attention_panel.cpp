@@ -15,9 +15,8 @@
 namespace kvui {
 
 const char* attention_caption(const kv::StepTrace& t) {
-    if (t.input_ids.size() == 1) return "attention: 1 query over every key";
-    return t.phase == kv::Phase::prefill ? "attention: causal matrix (query x key)"
-                                         : "attention: all queries again (only the last is needed)";
+    if (t.input_ids.size() == 1) return "attention: 1 query";
+    return t.phase == kv::Phase::prefill ? "attention: causal matrix" : "attention: all queries (last needed)";
 }
 
 void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int layer, int head, const AttnGeometry& g) {

@@ -33,12 +33,12 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
         return;
     }
     const int hd = static_cast<int>(v.cache_k.cols());
-    ImGui::TextColored(to_vec4(pal.text_dim), "%d rows x (K %d + V %d) | %s", rows, hd, hd, attention_caption(*t));
+    ImGui::TextColored(to_vec4(pal.text_dim), "%d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
 
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
     const float avail_w = ImGui::GetContentRegionAvail().x;
     const float avail_h = ImGui::GetContentRegionAvail().y;
-    const float row_h = std::clamp(std::floor(avail_h / rows), std::max(4.f, fs * 0.45f), fs * 1.3f);
+    const float row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / rows), 3.f, fs * 1.3f);  // all rows fit if they can
     const bool text_rows = row_h >= fs * 0.8f;
     const float label_w = std::min(fs * 6.5f, avail_w * 0.18f);
     const float tag_w = fs * 3.6f;
@@ -56,7 +56,7 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     const float a_flash = step_anim(app, 1.0f);
     const ImVec2 mouse = ImGui::GetIO().MousePos;
     const bool hover = ImGui::IsWindowHovered();
-    const int label_every = text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs / row_h)));
+    const int label_every = text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / row_h)));
     for (int r = 0; r < rows; ++r) {
         const float y = o.y + r * row_h;
         const RowState st = row_state(*t, r);
@@ -70,16 +70,19 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
             char lab[96];
             std::string tok = r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "";
             std::snprintf(lab, sizeof lab, "%d %s", r, tok.c_str());
-            dl->PushClipRect(ImVec2(o.x, y), ImVec2(x_tag - 2, y + std::max(row_h, fs)), true);
-            dl->AddText(ImVec2(o.x, y + (row_h - fs) * 0.5f), pal.text, lab);
+            const float ls = text_rows ? fs : fs * 0.8f;
+            dl->PushClipRect(ImVec2(o.x, y - fs), ImVec2(x_tag - 2, y + fs), true);
+            dl->AddText(ImGui::GetFont(), ls, ImVec2(o.x, y + (row_h - ls) * 0.5f), pal.text, lab);
             dl->PopClipRect();
         }
         const float gap = row_h > 6 ? 1.f : 0.f;
         dl->AddRectFilled(ImVec2(x_tag, y), ImVec2(x_tag + tag_w, y + row_h - gap), with_alpha(sc, alpha), 3.f);
-        if (text_rows || r % label_every == 0)
-            dl->AddText(big_font(), std::min(fs * 0.85f, std::max(row_h, fs * 0.6f)),
-                        ImVec2(x_tag + 4, y + (row_h - std::min(fs * 0.85f, row_h)) * 0.5f), IM_COL32(0, 0, 0, 255),
-                        state_label(st));
+        if (text_rows || r % label_every == 0) {
+            const float ts = text_rows ? fs * 0.85f : fs * 0.7f;
+            dl->PushClipRect(ImVec2(x_tag, y - fs), ImVec2(x_tag + tag_w, y + fs), true);
+            dl->AddText(big_font(), ts, ImVec2(x_tag + 4, y + (row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), state_label(st));
+            dl->PopClipRect();
+        }
         for (int c = 0; c < hd; ++c) {
             dl->AddRectFilled(ImVec2(x_k + dx + c * cw, y), ImVec2(x_k + dx + (c + 1) * cw - (cw > 5 ? 1.f : 0.f), y + row_h - gap),
                               with_alpha(diverging(v.cache_k(r, c) / ks, pal.dark), alpha));
@@ -112,6 +115,11 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     AttnGeometry g{x_attn, o.y, row_h, std::max(avail_w - (x_attn - o.x) - fs * 0.5f, fs * 4)};
     draw_attention_beside(app, *t, app.vs.layer, app.vs.head, g);
     ImGui::Dummy(ImVec2(x_attn - o.x + g.width, rows * row_h + fs * 1.3f));
+    // Keep the newest row in view right after a step.
+    if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) {
+        const float want = rows * row_h + fs * 1.3f - ImGui::GetWindowHeight();
+        if (want > 0) ImGui::SetScrollY(want);
+    }
     ImGui::EndChild();
 }
 

@@ -13,35 +13,49 @@ Layout compute_layout(float W, float H, float font_px) {
     W = std::max(W, 200.f);
     H = std::max(H, 200.f);
     const float gap = 4.f;
-    const float line = font_px + 10.f;          // a framed widget plus spacing
+    const float line = font_px + 10.f;  // a framed widget plus spacing
     const float title = font_px + 8.f;
     const int control_rows = W < 80.f * font_px ? 4 : 3;  // the last row: model, notes, errors
-    float y = gap;
-    L.controls = {gap, y, W - 2 * gap, control_rows * line + 12.f};
-    y += L.controls.h + gap;
-    L.tokens = {gap, y, W - 2 * gap, title + 3.6f * font_px + 22.f};
-    y += L.tokens.h + gap;
-    float bottom_h = std::clamp(title + 4.3f * line, H * 0.14f, H * 0.24f);
-    float mid_h = H - y - bottom_h - 2 * gap;
-    if (mid_h < 6 * line) {  // tiny windows: give the middle what is left
-        bottom_h = std::max(title + 2.f * line, H - y - 6 * line - 2 * gap);
-        mid_h = std::max(line, H - y - bottom_h - 2 * gap);
-    }
+    L.controls = {gap, gap, W - 2 * gap, control_rows * line + 12.f};
+    const float top = L.controls.y + L.controls.h + gap;
+    const float avail = H - top - gap;  // both columns share this height
     const float left_w = std::floor((W - 3 * gap) * 0.61f);
     const float right_w = W - 3 * gap - left_w;
     const float right_x = gap + left_w + gap;
-    const float qkv_h = std::min(title + 5.0f * line, mid_h * 0.4f);
+
+    // Left: tokens, q/k/v, the cache matrix (whatever is left), narration.
+    float tokens_h = title + 4.9f * font_px + 24.f;  // a chip row and its key
+    float qkv_h = title + 5.0f * line;
+    float narr_h = title + 4.f * (font_px * 1.3f + 4.f) + 12.f;  // 4 lines of the big font
+    const float min_cache = std::max(10 * line, avail * 0.36f);
+    const float fixed = tokens_h + qkv_h + narr_h + 3 * gap;
+    if (avail - fixed < min_cache) {  // small windows: shrink the fixed panels evenly
+        const float k = std::max(0.3f, (avail - min_cache - 3 * gap) / (fixed - 3 * gap));
+        tokens_h *= k;
+        qkv_h *= k;
+        narr_h *= k;
+    }
+    float y = top;
+    L.tokens = {gap, y, left_w, tokens_h};
+    y += tokens_h + gap;
     L.qkv = {gap, y, left_w, qkv_h};
-    L.cache = {gap, y + qkv_h + gap, left_w, mid_h - qkv_h - gap};
-    const float work_h = std::floor(mid_h * 0.52f);
-    const float next_h = std::floor(mid_h * 0.2f);
+    y += qkv_h + gap;
+    const float cache_h = std::max(line, H - gap - narr_h - gap - y);
+    L.cache = {gap, y, left_w, cache_h};
+    L.narration = {gap, y + cache_h + gap, left_w, H - gap - (y + cache_h + gap)};
+
+    // Right: work chart, next token, memory, timeline.
+    const float work_h = std::floor(avail * 0.47f);
+    const float next_h = std::floor(avail * 0.18f);
+    const float mem_h = std::floor(avail * 0.2f);
+    y = top;
     L.work = {right_x, y, right_w, work_h};
-    L.next_token = {right_x, y + work_h + gap, right_w, next_h};
-    L.memory = {right_x, y + work_h + next_h + 2 * gap, right_w, mid_h - work_h - next_h - 2 * gap};
-    y += mid_h + gap;
-    const float narr_w = std::floor((W - 3 * gap) * 0.61f);
-    L.narration = {gap, y, narr_w, bottom_h};
-    L.timeline = {gap + narr_w + gap, y, W - 3 * gap - narr_w, bottom_h};
+    y += work_h + gap;
+    L.next_token = {right_x, y, right_w, next_h};
+    y += next_h + gap;
+    L.memory = {right_x, y, right_w, mem_h};
+    y += mem_h + gap;
+    L.timeline = {right_x, y, right_w, H - gap - y};
     return L;
 }
 

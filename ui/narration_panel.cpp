@@ -49,8 +49,8 @@ std::string narrate(const AppState& app) {
     const std::string L = std::to_string(c.n_layer), Hkv = std::to_string(c.n_kv_head);
     std::string s = "Step " + std::to_string(t->step) + ", " + kv::phase_name(t->phase);
     s += t->cache_on ? " (cache on): " : " (cache OFF): ";
-    const std::string lh = " (x " + L + " layers x " + Hkv + " kv heads = " + std::to_string(k.kv_rows_computed) +
-                           " K/V rows computed)";
+    const std::string lh = " (" + std::to_string(k.kv_rows_computed) + " K/V rows: " + L + " layers x " + Hkv +
+                           " kv heads)";
     if (t->phase == kv::Phase::prefill) {
         s += "all " + std::to_string(n) + " prompt tokens " + quoted_run(app, t->input_ids) +
              " enter the model together. Their K and V become cache " + rows_range(t->start_pos, t->start_pos + n - 1) +
@@ -78,8 +78,8 @@ std::string narrate(const AppState& app) {
             s += ".";
         }
     }
-    s += " Attention: " + std::to_string(k.attn_scores) + " q.k scores. The cache now holds " +
-         std::to_string(k.cache_rows) + " rows (" + human_bytes(static_cast<double>(k.cache_bytes)) + ").";
+    s += " Attention: " + std::to_string(k.attn_scores) + " q.k scores. Cache: " + std::to_string(k.cache_rows) +
+         " rows, " + human_bytes(static_cast<double>(k.cache_bytes)) + ".";
     if (t->next_id >= 0) {
         char pr[32] = "";
         for (const kv::TopToken& tt : t->top)

@@ -37,8 +37,8 @@ void draw_qkv_panel(AppState& app) {
     if (n_in > 1) {
         ImGui::SameLine();
         ImGui::TextColored(to_vec4(pal.text_dim), t->phase == kv::Phase::prefill
-                                                      ? "(prefill: %d tokens computed together; the last is shown)"
-                                                      : "(cache off: %d tokens computed again; the last is shown)",
+                                                      ? "(prefill: %d tokens at once; last shown)"
+                                                      : "(cache off: %d tokens again; last shown)",
                            n_in);
     }
     float scale = std::max({abs_max(h->q.row(r).data(), hd), abs_max(h->k.row(r).data(), hd),

@@ -27,18 +27,22 @@ void apply_theme(bool dark) {
     ImVec4* c = style.Colors;
     if (dark) {
         c[ImGuiCol_WindowBg] = ImVec4(0.09f, 0.10f, 0.12f, 1.f);
-        c[ImGuiCol_ChildBg] = ImVec4(0.09f, 0.10f, 0.12f, 1.f);
+        c[ImGuiCol_ChildBg] = ImVec4(0.f, 0.f, 0.f, 0.f);  // children show the window (less fill for software GL)
         c[ImGuiCol_TitleBg] = ImVec4(0.15f, 0.17f, 0.21f, 1.f);
         c[ImGuiCol_TitleBgActive] = ImVec4(0.15f, 0.17f, 0.21f, 1.f);
         c[ImGuiCol_Text] = ImVec4(0.94f, 0.94f, 0.95f, 1.f);
     } else {
         c[ImGuiCol_WindowBg] = ImVec4(0.98f, 0.98f, 0.97f, 1.f);
-        c[ImGuiCol_ChildBg] = ImVec4(0.98f, 0.98f, 0.97f, 1.f);
+        c[ImGuiCol_ChildBg] = ImVec4(0.f, 0.f, 0.f, 0.f);
         c[ImGuiCol_TitleBg] = ImVec4(0.86f, 0.88f, 0.91f, 1.f);
         c[ImGuiCol_TitleBgActive] = ImVec4(0.86f, 0.88f, 0.91f, 1.f);
         c[ImGuiCol_Text] = ImVec4(0.05f, 0.05f, 0.07f, 1.f);
     }
     c[ImGuiCol_TitleBgCollapsed] = c[ImGuiCol_TitleBg];
+    // Panels tile the window, so the app clears to the panel colour and the panels
+    // draw no background: half the fill work for software OpenGL (Xvfb, llvmpipe).
+    const ImVec4 clear = c[ImGuiCol_WindowBg];
+    c[ImGuiCol_WindowBg] = ImVec4(0.f, 0.f, 0.f, 0.f);
     ImGui::GetStyle() = style;
 
     Palette& p = g_palette;
@@ -46,7 +50,8 @@ void apply_theme(bool dark) {
     p.text = ImGui::ColorConvertFloat4ToU32(c[ImGuiCol_Text]);
     p.text_dim = dark ? IM_COL32(165, 168, 178, 255) : IM_COL32(85, 88, 98, 255);
     p.grid = dark ? IM_COL32(80, 84, 94, 255) : IM_COL32(190, 192, 200, 255);
-    p.panel_bg = ImGui::ColorConvertFloat4ToU32(c[ImGuiCol_WindowBg]);
+    p.panel_bg = ImGui::ColorConvertFloat4ToU32(clear);
+    p.clear = clear;
     p.accent = dark ? IM_COL32(120, 190, 255, 255) : IM_COL32(20, 90, 190, 255);
     p.good = dark ? IM_COL32(90, 200, 140, 255) : IM_COL32(0, 130, 80, 255);
     p.bad = dark ? IM_COL32(255, 110, 100, 255) : IM_COL32(200, 30, 30, 255);

@@ -9,6 +9,7 @@ struct Palette {
     bool dark = true;
     ImU32 text, text_dim, grid, panel_bg, accent, good, bad, chip, chip_current, prefill, decode;
     ImU32 cached_line, uncached_line;  // work chart: with cache / without
+    ImVec4 clear;                      // the app clears to this; panels are transparent over it
 };
 
 void apply_theme(bool dark);

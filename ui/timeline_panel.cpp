@@ -37,6 +37,7 @@ void draw_timeline_panel(AppState& app) {
             cmd.n = i + 1;
             app.push(cmd);
         }
+        if (last && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)) ImGui::SetScrollHereY(1.f);
         if (last) ImGui::PopStyleVar();
         ImGui::PopStyleColor(2);
         if (ImGui::IsItemHovered())

@@ -48,7 +48,14 @@ void draw_tokens_panel(AppState& app) {
         if (unknown_at(i) && i < static_cast<int>(app.prompt_pieces.size())) text = app.prompt_pieces[i] + "?";
         const char* label = pending ? "next:" : nullptr;
         const float lw = label ? ImGui::CalcTextSize(label).x + pad : 0.f;
-        const float w = std::max(ImGui::CalcTextSize(text.c_str()).x + pad * 2 + lw, fs * 1.6f);
+        // badges: "xN" (and "|xM" for the compare session)
+        std::string b1, b2;
+        if (!pending && i < static_cast<int>(v.compute_counts.size())) b1 = "x" + std::to_string(v.compute_counts[i]);
+        if (!pending && app.compare && i < static_cast<int>(app.other.compute_counts.size()))
+            b2 = "|x" + std::to_string(app.other.compute_counts[i]);
+        const float small = fs * 0.85f / ImGui::GetFontSize();
+        const float b1w = ImGui::CalcTextSize(b1.c_str()).x * small, b2w = ImGui::CalcTextSize(b2.c_str()).x * small;
+        const float w = std::max({ImGui::CalcTextSize(text.c_str()).x + pad * 2 + lw, fs * 1.6f, b1w + b2w + 4});
         if (cur.x + w > right && cur.x > x0) {
             cur.x = x0;
             cur.y += row_h;
@@ -77,23 +84,16 @@ void draw_tokens_panel(AppState& app) {
         char pos[16];
         std::snprintf(pos, sizeof pos, "%d", i);
         dl->AddText(ImGui::GetFont(), fs * 0.8f, ImVec2(a.x + 2, cur.y), pal.text_dim, pos);
-        if (!pending && i < static_cast<int>(v.compute_counts.size())) {
-            char badge[32];
-            int cnt = v.compute_counts[i];
-            std::snprintf(badge, sizeof badge, "x%d", cnt);
-            ImU32 col = cnt > 1 ? state_color(RowState::recomputed, pal.dark) : pal.text_dim;
-            float bx = a.x + 2;
-            dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(bx, b.y + 2), col, badge);
-            if (app.compare && i < static_cast<int>(app.other.compute_counts.size())) {
-                int oc = app.other.compute_counts[i];
-                std::snprintf(badge, sizeof badge, "|x%d", oc);
-                float off = ImGui::CalcTextSize("x000").x * 0.85f;
-                dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(bx + off, b.y + 2),
-                            oc > 1 ? state_color(RowState::recomputed, pal.dark) : pal.text_dim, badge);
-            }
-        }
+        auto badge_col = [&](const std::string& b) {  // computed more than once: magenta
+            const bool once = b == "x1" || b == "|x1";
+            return once ? pal.text_dim : state_color(RowState::recomputed, pal.dark);
+        };
+        if (!b1.empty()) dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2, b.y + 2), badge_col(b1), b1.c_str());
+        if (!b2.empty())
+            dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2 + b1w, b.y + 2), badge_col(b2), b2.c_str());
         ImGui::SetCursorScreenPos(a);
         ImGui::InvisibleButton(("##tok" + std::to_string(i)).c_str(), ImVec2(w, chip_h));
+        if (newest && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)) ImGui::SetScrollHereY(0.5f);
         if (ImGui::IsItemHovered()) {
             int cnt = i < static_cast<int>(v.compute_counts.size()) ? v.compute_counts[i] : 0;
             if (unk)
