@@ -5,6 +5,7 @@
 // Notation: n rows this step, C n_embd, Q c_attn width, T n_ctx, hd head_dim.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -218,11 +219,18 @@ void attention_prepare(int T, int hd) {
     KV_CUDA(cudaGetDevice(&dev));
     KV_CUDA(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     // The kernel's static part (33 floats) comes on top of the dynamic part.
-    if (need + 33 * sizeof(float) > size_t(max_optin))
+    cudaFuncAttributes fa{};
+    KV_CUDA(cudaFuncGetAttributes(&fa, attention_kernel));
+    if (need + fa.sharedSizeBytes > size_t(max_optin))
         throw Error("CUDA attention: n_ctx " + std::to_string(T) + " needs " + std::to_string(need) +
                     " bytes of shared memory per block, the device allows " + std::to_string(max_optin));
-    if (need > 48 * 1024)
-        KV_CUDA(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(need)));
+    // The limit is per kernel and process-wide: only ever raise it (another engine with
+    // a longer context may rely on the current value). Without the opt-in, static plus
+    // dynamic shared memory must fit in 48 KiB, so compare against the current limit.
+    if (need > size_t(fa.maxDynamicSharedSizeBytes) || need + fa.sharedSizeBytes > 48 * 1024) {
+        const int limit = std::max(int(need), fa.maxDynamicSharedSizeBytes);
+        KV_CUDA(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, limit));
+    }
 }
 
 }  // namespace kv::cuda
