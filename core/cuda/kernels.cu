@@ -218,7 +218,7 @@ void attention_prepare(int T, int hd) {
     int dev = 0, max_optin = 0;
     KV_CUDA(cudaGetDevice(&dev));
     KV_CUDA(cudaDeviceGetAttribute(&max_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    // The kernel's static part (33 floats) comes on top of the dynamic part.
+    // The kernel's static part (red[33], 144 bytes as compiled) comes on top of the dynamic part.
     cudaFuncAttributes fa{};
     KV_CUDA(cudaFuncGetAttributes(&fa, attention_kernel));
     if (need + fa.sharedSizeBytes > size_t(max_optin))
