@@ -56,13 +56,13 @@ bool parse_size(const std::string& s, int& w, int& h) {
 }
 
 bool write_png(const std::string& path, int w, int h) {
-    std::vector<unsigned char> px(static_cast<size_t>(w) * h * 4);
+    std::vector<unsigned char> px(static_cast<size_t>(w) * h * 3);  // RGB: smaller files
     glPixelStorei(GL_PACK_ALIGNMENT, 1);
     glReadBuffer(GL_BACK);
-    glReadPixels(0, 0, w, h, GL_RGBA, GL_UNSIGNED_BYTE, px.data());
-    for (size_t i = 3; i < px.size(); i += 4) px[i] = 255;
-    stbi_flip_vertically_on_write(1);
-    return stbi_write_png(path.c_str(), w, h, 4, px.data(), w * 4) != 0;
+    glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, px.data());
+    stbi_flip_vertically_on_write(1);  // GL rows run bottom-up
+    stbi_write_png_compression_level = 9;
+    return stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3) != 0;
 }
 
 std::string timestamped_name() {

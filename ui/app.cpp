@@ -186,8 +186,11 @@ void draw_app(AppState& app) {
     handle_keyboard(app);
     play_timer(app);
     const ImGuiIO& io = ImGui::GetIO();
-    const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize());
-    panel("##controls", L.controls, false, [&] { draw_controls_panel(app); });
+    const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h);
+    panel("##controls", L.controls, false, [&] {
+        draw_controls_panel(app);
+        app.vs.controls_h = ImGui::GetCursorPosY();  // the layout of the next frame fits it
+    });
     panel("Tokens  (position, text, how many times its K/V were computed)###tokens", L.tokens, true,
           [&] { draw_tokens_panel(app); });
     panel("Q, K, V of the newest token###qkv", L.qkv, true, [&] { draw_qkv_panel(app); });

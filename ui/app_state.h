@@ -90,6 +90,7 @@ struct ViewState {
     Toast toast;
     bool font_changed = false;       // app must rebuild the font atlas
     bool screenshot_requested = false;
+    float controls_h = 0.f;          // content height of the controls, measured each frame
 };
 
 // Everything draw_app() reads: the model, views and the teacher's choices.

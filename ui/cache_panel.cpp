@@ -29,11 +29,13 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     const kv::StepTrace* t = v.last();
     const int rows = static_cast<int>(v.cache_k.rows());
     if (!t || rows == 0) {
+        ImGui::SameLine();
         ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
         return;
     }
     const int hd = static_cast<int>(v.cache_k.cols());
-    ImGui::TextColored(to_vec4(pal.text_dim), "%d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+    ImGui::SameLine();
+    ImGui::TextColored(to_vec4(pal.text_dim), " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
 
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
     const float avail_w = ImGui::GetContentRegionAvail().x;
@@ -80,7 +82,10 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
         if (text_rows || r % label_every == 0) {
             const float ts = text_rows ? fs * 0.85f : fs * 0.7f;
             dl->PushClipRect(ImVec2(x_tag, y - fs), ImVec2(x_tag + tag_w, y + fs), true);
-            dl->AddText(big_font(), ts, ImVec2(x_tag + 4, y + (row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), state_label(st));
+            const ImVec4 cv = to_vec4(sc);
+            const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
+            dl->AddText(big_font(), ts, ImVec2(x_tag + 4, y + (row_h - ts) * 0.5f),
+                        light_bg ? IM_COL32(0, 0, 0, 255) : IM_COL32(255, 255, 255, 255), state_label(st));
             dl->PopClipRect();
         }
         for (int c = 0; c < hd; ++c) {
@@ -150,11 +155,11 @@ void draw_cache_panel(AppState& app) {
         ImGui::EndChild();
         ImGui::SameLine();
         ImGui::BeginChild("other_cache", ImVec2(0, 0), true);
-        draw_cache_view(app, app.other, app.other.cache_on ? "WITH cache (compare)" : "WITHOUT cache (compare)");
+        draw_cache_view(app, app.other, app.other.cache_on ? "WITH cache" : "WITHOUT cache");
         ImGui::EndChild();
     } else {
         ImGui::BeginChild("main_cache", ImVec2(0, 0), false);
-        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: every step recomputes all rows");
+        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: all rows recomputed");
         ImGui::EndChild();
     }
 }

@@ -140,7 +140,7 @@ void draw_controls_panel(AppState& app) {
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted("Layer");
     ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 4.5f);
+    ImGui::SetNextItemWidth(fs * 6.f);
     int layer = vs.layer, head = vs.head;
     ImGui::BeginDisabled(app.busy);
     if (ImGui::InputInt("##layer", &layer)) layer = std::clamp(layer, 0, L - 1);
@@ -148,7 +148,7 @@ void draw_controls_panel(AppState& app) {
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted("Head");
     ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 4.5f);
+    ImGui::SetNextItemWidth(fs * 6.f);
     if (ImGui::InputInt("##head", &head)) head = std::clamp(head, 0, H - 1);
     ImGui::EndDisabled();
     if (layer != vs.layer || head != vs.head) {

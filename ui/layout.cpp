@@ -8,7 +8,7 @@
 
 namespace kvui {
 
-Layout compute_layout(float W, float H, float font_px) {
+Layout compute_layout(float W, float H, float font_px, float controls_h) {
     Layout L;
     W = std::max(W, 200.f);
     H = std::max(H, 200.f);
@@ -16,7 +16,9 @@ Layout compute_layout(float W, float H, float font_px) {
     const float line = font_px + 10.f;  // a framed widget plus spacing
     const float title = font_px + 8.f;
     const int control_rows = W < 80.f * font_px ? 4 : 3;  // the last row: model, notes, errors
-    L.controls = {gap, gap, W - 2 * gap, control_rows * line + 12.f};
+    float ch = controls_h > 0 ? controls_h + 2.f : control_rows * line + 12.f;
+    ch = std::clamp(ch, 2 * line, std::max(2 * line, H * 0.3f));
+    L.controls = {gap, gap, W - 2 * gap, ch};
     const float top = L.controls.y + L.controls.h + gap;
     const float avail = H - top - gap;  // both columns share this height
     const float left_w = std::floor((W - 3 * gap) * 0.61f);
@@ -45,9 +47,9 @@ Layout compute_layout(float W, float H, float font_px) {
     L.narration = {gap, y + cache_h + gap, left_w, H - gap - (y + cache_h + gap)};
 
     // Right: work chart, next token, memory, timeline.
-    const float work_h = std::floor(avail * 0.47f);
-    const float next_h = std::floor(avail * 0.18f);
-    const float mem_h = std::floor(avail * 0.2f);
+    const float work_h = std::floor(avail * 0.45f);
+    const float next_h = std::floor(avail * 0.17f);
+    const float mem_h = std::floor(avail * 0.22f);
     y = top;
     L.work = {right_x, y, right_w, work_h};
     y += work_h + gap;

@@ -31,7 +31,8 @@ struct Layout {
 };
 
 // Non-overlapping panel rects filling a W x H viewport; font_px sets row heights.
-Layout compute_layout(float W, float H, float font_px);
+// controls_h: the controls' content height measured last frame (0: estimate).
+Layout compute_layout(float W, float H, float font_px, float controls_h = 0.f);
 
 // ---- keyboard -------------------------------------------------------------
 enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close };
