@@ -58,7 +58,8 @@ void check_close(const float* got, const float* want, size_t n, float atol, floa
     float worst_excess = -1e30f;
     for (size_t i = 0; i < n; ++i) {
         const float excess = std::abs(got[i] - want[i]) - (atol + rtol * std::abs(want[i]));
-        if (!(excess <= worst_excess)) {  // NaN counts as worst
+        if (std::isnan(worst_excess)) break;  // a NaN is the worst there is
+        if (std::isnan(excess) || excess > worst_excess) {
             worst_excess = excess;
             worst = i;
         }

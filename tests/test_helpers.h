@@ -26,6 +26,22 @@ inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H
     m->config.tied_head = tied;
     m->config.validate("test config");
     m->weights = kv::random_weights(m->config, seed);
+    // GPT-2 init leaves biases at 0 and LayerNorm at (1, 0); tests randomise them so
+    // every bias and gamma/beta index is exercised.
+    uint64_t st = seed * 0x9E3779B97F4A7C15ULL + 1;
+    auto jitter = [&](auto& t, float scale, float base) {
+        for (Eigen::Index i = 0; i < t.size(); ++i) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            t.data()[i] = base + scale * (float(st % 20001) / 10000.0f - 1.0f);
+        }
+    };
+    for (auto& l : m->weights.layers) {
+        jitter(l.ln_1_w, 0.2f, 1.0f), jitter(l.ln_1_b, 0.1f, 0.0f);
+        jitter(l.ln_2_w, 0.2f, 1.0f), jitter(l.ln_2_b, 0.1f, 0.0f);
+        jitter(l.attn_b, 0.05f, 0.0f), jitter(l.attn_proj_b, 0.05f, 0.0f);
+        jitter(l.fc_b, 0.05f, 0.0f), jitter(l.mlp_proj_b, 0.05f, 0.0f);
+    }
+    jitter(m->weights.ln_f_w, 0.2f, 1.0f), jitter(m->weights.ln_f_b, 0.1f, 0.0f);
     m->name = "test-random";
     return m;
 }
