@@ -30,7 +30,7 @@ struct BenchArgs {
     bool no_cache = false, as_json = false;
     uint64_t seed = 0;
     // --sweep
-    bool sweep = false;
+    bool sweep = false, stream = false;
     int max_pos = 0, stride = 1, repeats = 1;
     std::string sweep_mode = "both", csv;
 };
@@ -124,6 +124,24 @@ int run_bench(const BenchArgs& a) {
     return 0;
 }
 
+// Read bandwidth of the machine and the decode ceiling it implies for the model.
+int run_stream(const BenchArgs& a) {
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
+    const int threads = effective_threads(a.threads);
+    const double gbs = kv::measure_read_bandwidth(threads);
+    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
+    std::fprintf(stderr, "read bandwidth %.1f GB/s with %d threads: %s streams %.1f MB of weights a decode step, "
+                 "ceiling %.1f tokens/s\n", gbs, threads, m->name.c_str(), weight_gb * 1e3, gbs / weight_gb);
+    if (a.as_json)
+        std::cout << json{{"read_gb_per_s", gbs},
+                          {"threads", threads},
+                          {"weight_gb_per_token", weight_gb},
+                          {"ceiling_tokens_per_s", gbs / weight_gb}}
+                         .dump(1)
+                  << "\n";
+    return 0;
+}
+
 int run_sweep(const BenchArgs& a) {
     auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
     kv::SweepOptions o;
@@ -198,6 +216,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--runs", a->runs, "timed runs; the median is reported");
     c->add_option("--seed", a->seed, "seed of the prompt's token ids");
     c->add_flag("--json", a->as_json, "print a JSON record to stdout");
+    c->add_flag("--stream", a->stream, "measure the machine's read bandwidth and the decode ceiling it implies");
     c->add_flag("--sweep", a->sweep, "ms per step at every position, cached and uncached");
     c->add_option("--max-pos", a->max_pos, "sweep positions [0, MAX) (default: the model's context)");
     c->add_option("--stride", a->stride, "sweep every STRIDE-th position");
@@ -207,6 +226,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--csv", a->csv, "sweep: write pos,ms_cached,ms_uncached to FILE");
     return [a, c]() {
         if (!*c) return -1;
+        if (a->stream) return run_stream(*a);
         return a->sweep ? run_sweep(*a) : run_bench(*a);
     };
 }

@@ -1,9 +1,12 @@
 #include "core/bench.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "core/engine.h"
 #include "core/error.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
 
 namespace kv {
 
@@ -16,6 +19,28 @@ std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed) {
 
 int64_t decode_weight_bytes(const ModelConfig& cfg) {
     return (cfg.n_params_nonembedding() + int64_t(cfg.vocab_size) * cfg.n_embd) * int64_t(sizeof(float));
+}
+
+double measure_read_bandwidth(int threads, int64_t bytes, int repeats) {
+    if (bytes < (1 << 20)) throw Error("bandwidth: buffer of " + std::to_string(bytes) + " bytes is too small");
+    ThreadPool pool(threads);
+    const int64_t n = bytes / int64_t(sizeof(float));
+    Vec buf = Vec::Constant(n, 1.0f);
+    const int parts = pool.size() * 8;
+    std::vector<float> sums(parts);
+    double best = 0;
+    for (int r = 0; r < std::max(1, repeats); ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        pool.parallel_for(parts, [&](int i) {
+            const int64_t a = n * i / parts, b = n * (i + 1) / parts;
+            sums[i] = buf.segment(a, b - a).sum();
+        });
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, double(n) * sizeof(float) / s / 1e9);
+    }
+    volatile float keep = sums[0];  // the sums are used
+    (void)keep;
+    return best;
 }
 
 std::vector<int> sweep_positions(const ModelConfig& cfg, const SweepOptions& opt) {

@@ -50,4 +50,9 @@ std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed);
 // (wte when tied). Excludes wpe/wte embedding rows, which are read one row a token.
 int64_t decode_weight_bytes(const ModelConfig& cfg);
 
+// Read bandwidth of this machine in GB/s: `threads` threads sum a buffer of `bytes`
+// (allocated and touched first), the fastest of `repeats` passes. The ceiling a
+// cached decode step can reach is about this / decode_weight_bytes() steps per second.
+double measure_read_bandwidth(int threads, int64_t bytes = int64_t(512) << 20, int repeats = 5);
+
 }  // namespace kv

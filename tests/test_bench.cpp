@@ -182,3 +182,8 @@ TEST_CASE("engine results agree across thread counts") {
         }
     }
 }
+
+TEST_CASE("measure_read_bandwidth returns a positive rate and rejects tiny buffers") {
+    CHECK(kv::measure_read_bandwidth(2, int64_t(4) << 20, 2) > 0.0);
+    CHECK_THROWS_AS(kv::measure_read_bandwidth(1, 1000, 1), kv::Error);
+}
