@@ -79,7 +79,7 @@ void check_new(const kv::Model& m, int p, int n_new) {
 
 json model_json(const kv::Model& m) {
     const auto& c = m.config;
-    return {{"name", m.name},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
+    return {{"name", m.name},         {"path", m.path},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
             {"n_kv_head", c.n_kv_head}, {"n_embd", c.n_embd},  {"n_ctx", c.n_ctx},
             {"vocab_size", c.vocab_size}};
 }
