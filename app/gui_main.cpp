@@ -177,7 +177,7 @@ int main(int argc, char** argv) {
     app.vs.font_scale = o.font_scale;
     app.vs.base_font_px = font_px(Options{}, win_h);
     app.vs.dark = !o.light;
-    kvui::apply_theme(app.vs.dark);
+    kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
     kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale);
 
     // Initial commands (run synchronously so screenshots show them).
@@ -227,6 +227,7 @@ int main(int argc, char** argv) {
         if (app.vs.font_changed) {
             app.vs.font_changed = false;
             kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale);
+            kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
             ImGui_ImplOpenGL3_DestroyFontsTexture();
             ImGui_ImplOpenGL3_CreateFontsTexture();
         }

@@ -188,7 +188,7 @@ void draw_controls_panel(AppState& app) {
     flow(text_w("Light theme") + text_w("Help (F1)") + fs);
     if (ImGui::Button(vs.dark ? "Light theme" : "Dark theme")) {
         vs.dark = !vs.dark;
-        apply_theme(vs.dark);
+        apply_theme(vs.dark, vs.base_font_px * vs.font_scale / 18.f);
     }
     ImGui::SameLine();
     if (ImGui::Button("Help (F1)")) vs.show_help = !vs.show_help;

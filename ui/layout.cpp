@@ -13,8 +13,8 @@ Layout compute_layout(float W, float H, float font_px, float controls_h) {
     W = std::max(W, 200.f);
     H = std::max(H, 200.f);
     const float gap = 4.f;
-    const float line = font_px + 10.f;  // a framed widget plus spacing
-    const float title = font_px + 8.f;
+    const float line = font_px * 1.55f;  // a framed widget plus spacing (style scales with the font)
+    const float title = font_px * 1.45f;
     const int control_rows = W < 80.f * font_px ? 4 : 3;  // the last row: model, notes, errors
     float ch = controls_h > 0 ? controls_h + 2.f : control_rows * line + 12.f;
     ch = std::clamp(ch, 2 * line, std::max(2 * line, H * 0.3f));

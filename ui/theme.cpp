@@ -11,7 +11,7 @@ Palette g_palette;
 
 const Palette& palette() { return g_palette; }
 
-void apply_theme(bool dark) {
+void apply_theme(bool dark, float ui_scale) {
     ImGuiStyle style;
     if (dark) ImGui::StyleColorsDark(&style);
     else ImGui::StyleColorsLight(&style);
@@ -43,6 +43,7 @@ void apply_theme(bool dark) {
     // draw no background: half the fill work for software OpenGL (Xvfb, llvmpipe).
     const ImVec4 clear = c[ImGuiCol_WindowBg];
     c[ImGuiCol_WindowBg] = ImVec4(0.f, 0.f, 0.f, 0.f);
+    if (ui_scale > 0.f && ui_scale != 1.f) style.ScaleAllSizes(ui_scale);
     ImGui::GetStyle() = style;
 
     Palette& p = g_palette;

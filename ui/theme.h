@@ -12,7 +12,8 @@ struct Palette {
     ImVec4 clear;                      // the app clears to this; panels are transparent over it
 };
 
-void apply_theme(bool dark);
+// ui_scale multiplies paddings, spacings and roundings (font px / 18).
+void apply_theme(bool dark, float ui_scale = 1.f);
 const Palette& palette();
 
 }  // namespace kvui

@@ -140,6 +140,7 @@ void draw_work_panel(AppState& app) {
     for (double x : mo) ymax = std::max(ymax, x);
 
     const float left = fs * 3.2f, bottom = fs * 1.2f;
+    const float thick = std::max(3.f, fs * 0.2f), thin = std::max(2.f, fs * 0.1f);
     const ImVec2 a(o.x + left, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - bottom);
     dl->AddRect(a, b, pal.grid);
     auto px = [&](int s, double y) {
@@ -161,14 +162,14 @@ void draw_work_panel(AppState& app) {
         dl->AddLine(ImVec2(n0.x, a.y), ImVec2(n0.x, b.y), with_alpha(pal.text_dim, 0.6f), 1.f);
     }
     for (int s = 1; s < horizon; ++s) {
-        dashed(dl, px(s - 1, fc[s - 1]), px(s, fc[s]), pal.cached_line, 2.f);
-        dashed(dl, px(s - 1, fu[s - 1]), px(s, fu[s]), pal.uncached_line, 2.f);
+        dashed(dl, px(s - 1, fc[s - 1]), px(s, fc[s]), pal.cached_line, thin);
+        dashed(dl, px(s - 1, fu[s - 1]), px(s, fu[s]), pal.uncached_line, thin);
     }
     auto solid = [&](const std::vector<double>& ys, const SessionView& sv) {
         for (size_t s = 0; s < ys.size(); ++s) {
             ImU32 col = sv.history[s]->cache_on ? pal.cached_line : pal.uncached_line;
-            if (s > 0) dl->AddLine(px(static_cast<int>(s) - 1, ys[s - 1]), px(static_cast<int>(s), ys[s]), col, 4.f);
-            dl->AddCircleFilled(px(static_cast<int>(s), ys[s]), 5.f, col);
+            if (s > 0) dl->AddLine(px(static_cast<int>(s) - 1, ys[s - 1]), px(static_cast<int>(s), ys[s]), col, thick);
+            dl->AddCircleFilled(px(static_cast<int>(s), ys[s]), thick * 1.3f, col);
         }
     };
     solid(mm, v);
