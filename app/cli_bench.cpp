@@ -30,13 +30,14 @@ struct BenchArgs {
     bool no_cache = false, as_json = false;
     uint64_t seed = 0;
     // --sweep
-    bool sweep = false, stream = false;
+    bool sweep = false, stream = false, ceiling = false;
     int max_pos = 0, stride = 1, repeats = 1;
     std::string sweep_mode = "both", csv;
 };
 
 struct RunResult {
     double prefill_ms = 0, decode_ms = 0, ms_per_token = 0, tokens_per_s = 0, cpu_ms = 0;
+    double read_gb_per_s = 0;  // --ceiling: measured just before the run
 };
 
 double process_cpu_ms() {
@@ -67,9 +68,13 @@ int run_bench(const BenchArgs& a) {
     for (int i = 0; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
 
     std::vector<RunResult> runs;
+    const int threads = effective_threads(a.threads);
+    // A cached decode step streams every weight once: the bandwidth it reached.
+    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
     for (int r = 0; r < a.runs; ++r) {
         s.reset();
         RunResult rr;
+        if (a.ceiling) rr.read_gb_per_s = kv::measure_read_bandwidth(threads, int64_t(256) << 20, 3);
         rr.prefill_ms = s.step().ms;
         const double cpu0 = process_cpu_ms();
         for (int i = 1; i < a.n_new; ++i) rr.decode_ms += s.step().ms;
@@ -86,10 +91,6 @@ int run_bench(const BenchArgs& a) {
     };
     const double ms_per_token = med(&RunResult::ms_per_token), prefill_ms = med(&RunResult::prefill_ms);
     const double tokens_per_s = 1000.0 / ms_per_token;
-    const int threads = effective_threads(a.threads);
-    // A cached decode step streams every weight once: the bandwidth it reached.
-    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
-
     json jruns = json::array();
     for (const auto& r : runs)
         jruns.push_back({{"prefill_ms", r.prefill_ms},
@@ -97,6 +98,12 @@ int run_bench(const BenchArgs& a) {
                          {"ms_per_token", r.ms_per_token},
                          {"tokens_per_s", r.tokens_per_s},
                          {"decode_cpu_ms", r.cpu_ms}});
+    if (a.ceiling)
+        for (size_t i = 0; i < runs.size(); ++i) {
+            jruns[i]["read_gb_per_s"] = runs[i].read_gb_per_s;
+            jruns[i]["ceiling_tokens_per_s"] = runs[i].read_gb_per_s / weight_gb;
+            jruns[i]["fraction_of_ceiling"] = runs[i].tokens_per_s / (runs[i].read_gb_per_s / weight_gb);
+        }
     json out = {{"mode", a.no_cache ? "uncached" : "cached"},
                 {"model", model_json(*m)},
                 {"backend", s.engine().backend()},
@@ -110,10 +117,16 @@ int run_bench(const BenchArgs& a) {
                 {"weight_gb_per_token", weight_gb},
                 {"runs", jruns}};
     if (!a.no_cache) out["weight_gb_per_s"] = weight_gb / (ms_per_token / 1000.0);
-    for (const auto& r : runs)
-        std::fprintf(stderr, "  run: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)\n",
+    for (const auto& r : runs) {
+        std::fprintf(stderr, "  run: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)",
                      r.prefill_ms, r.ms_per_token, r.tokens_per_s,
                      r.decode_ms > 0 ? 100.0 * r.cpu_ms / (r.decode_ms * threads) : 0.0, threads);
+        if (a.ceiling)
+            std::fprintf(stderr, "; read bandwidth %.1f GB/s -> ceiling %.1f tokens/s, reached %.0f%%",
+                         r.read_gb_per_s, r.read_gb_per_s / weight_gb,
+                         100.0 * r.tokens_per_s / (r.read_gb_per_s / weight_gb));
+        std::fprintf(stderr, "\n");
+    }
     std::fprintf(stderr,
                  "%s, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = %.1f "
                  "tokens/s\n",
@@ -217,6 +230,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--seed", a->seed, "seed of the prompt's token ids");
     c->add_flag("--json", a->as_json, "print a JSON record to stdout");
     c->add_flag("--stream", a->stream, "measure the machine's read bandwidth and the decode ceiling it implies");
+    c->add_flag("--ceiling", a->ceiling, "measure read bandwidth before each run and report the share of the ceiling");
     c->add_flag("--sweep", a->sweep, "ms per step at every position, cached and uncached");
     c->add_option("--max-pos", a->max_pos, "sweep positions [0, MAX) (default: the model's context)");
     c->add_option("--stride", a->stride, "sweep every STRIDE-th position");
