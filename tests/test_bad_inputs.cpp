@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -66,8 +67,11 @@ bool has(const std::string& hay, const std::string& needle) { return hay.find(ne
 
 // An error as the user sees it: exit code rc, nothing on stdout, exactly one line on
 // stderr starting "kvscope-cli: " and containing every needle.
+// KVSCOPE_BAD_INPUTS_PRINT=1 prints each case's exit code and stderr (to refresh the
+// table in docs/bad-inputs.md).
 void check_error(const Run& r, int rc, std::initializer_list<std::string> needles) {
     CAPTURE(r.err);
+    if (std::getenv("KVSCOPE_BAD_INPUTS_PRINT")) std::printf("[exit %d] %s", r.rc, r.err.c_str());
     CHECK(r.rc == rc);
     CHECK(r.out.empty());
     CHECK(count_lines(r.err) == 1);
