@@ -72,6 +72,16 @@ std::string timestamped_name() {
     return b;
 }
 
+// Key presses for the app's shortcuts, queued so a press and release within one
+// frame still count (ImGui 1.86 only sees key state at frame start).
+kvui::AppState* g_app = nullptr;
+void key_callback(GLFWwindow* w, int key, int scancode, int action, int mods) {
+    ImGui_ImplGlfw_KeyCallback(w, key, scancode, action, mods);
+    const bool arrow = key == GLFW_KEY_LEFT || key == GLFW_KEY_RIGHT;  // only arrows auto-repeat
+    if (g_app && (action == GLFW_PRESS || (action == GLFW_REPEAT && arrow)))
+        g_app->vs.key_queue.emplace_back(key, (mods & GLFW_MOD_CONTROL) != 0);
+}
+
 float font_px(const Options& o, int win_h) {
     const float base = std::clamp(win_h / 50.f, 13.f, 44.f);
     return std::round(base * o.font_scale);
@@ -172,6 +182,9 @@ int main(int argc, char** argv) {
     ImGuiIO& io = ImGui::GetIO();
     io.IniFilename = nullptr;
     ImGui_ImplGlfw_InitForOpenGL(win, true);
+    g_app = &app;
+    app.vs.queued_keys = true;
+    glfwSetKeyCallback(win, key_callback);  // chains to ImGui's
     ImGui_ImplOpenGL3_Init("#version 150");
 
     app.vs.font_scale = o.font_scale;
@@ -287,6 +300,7 @@ int main(int argc, char** argv) {
                      reinterpret_cast<const char*>(glGetString(GL_RENDERER)), ImGui::GetDrawData()->TotalVtxCount);
     }
     ctl.wait();
+    g_app = nullptr;
     ImGui_ImplOpenGL3_Shutdown();
     ImGui_ImplGlfw_Shutdown();
     ImGui::DestroyContext();

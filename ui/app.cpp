@@ -140,7 +140,14 @@ void panel(const char* title, const Rect& r, bool title_bar, F&& draw) {
 
 void handle_keyboard(AppState& app) {
     ImGuiIO& io = ImGui::GetIO();
-    if (io.WantTextInput) return;  // typing in a text field
+    if (app.vs.queued_keys) {
+        std::vector<std::pair<int, bool>> keys;
+        keys.swap(app.vs.key_queue);
+        if (io.WantTextInput) return;  // typing in a text field
+        for (auto [key, ctrl] : keys) apply_key_action(app, key_action(key, ctrl));
+        return;
+    }
+    if (io.WantTextInput) return;
     for (int key : watched_keys()) {
         if (key < 0 || key >= IM_ARRAYSIZE(io.KeysDown)) continue;
         const bool repeat = key == KEY_RIGHT || key == KEY_LEFT;

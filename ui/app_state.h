@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/config.h"
@@ -91,6 +92,11 @@ struct ViewState {
     bool font_changed = false;       // app must rebuild the font atlas
     bool screenshot_requested = false;
     float controls_h = 0.f;          // content height of the controls, measured each frame
+    // Key presses queued by the app's GLFW key callback (GLFW key, ctrl held). In 1.86
+    // a press and release within one frame never shows in io.KeysDown, so the window
+    // queues presses; headless tests leave this off and ImGui's key state is polled.
+    bool queued_keys = false;
+    std::vector<std::pair<int, bool>> key_queue;
 };
 
 // Everything draw_app() reads: the model, views and the teacher's choices.
