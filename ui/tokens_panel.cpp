@@ -85,7 +85,7 @@ void draw_tokens_panel(AppState& app) {
         std::snprintf(pos, sizeof pos, "%d", i);
         dl->AddText(ImGui::GetFont(), fs * 0.8f, ImVec2(a.x + 2, cur.y), pal.text_dim, pos);
         auto badge_col = [&](const std::string& b) {  // computed more than once: magenta
-            const bool once = b == "x1" || b == "|x1";
+            const bool once = b == "x1" || b == "|x1" || b == "x0" || b == "|x0";
             return once ? pal.text_dim : state_color(RowState::recomputed, pal.dark);
         };
         if (!b1.empty()) dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2, b.y + 2), badge_col(b1), b1.c_str());
