@@ -188,7 +188,7 @@ int run_sweep(const BenchArgs& a) {
     });
     std::fprintf(stderr, "\n");
     auto cell = [](double ms) { return ms < 0 ? std::string() : std::to_string(ms); };
-    if (csv) {
+    if (csv.is_open()) {
         csv << "pos,ms_cached,ms_uncached\n";
         for (const auto& p : pts) csv << p.pos << "," << cell(p.ms_cached) << "," << cell(p.ms_uncached) << "\n";
         if (!csv) throw kv::Error("--csv " + a.csv + ": write failed");

@@ -3,8 +3,16 @@
 // argument errors. Behaviour only: no timing thresholds.
 #include <doctest/doctest.h>
 
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "core/bench.h"
 #include "core/engine.h"
@@ -12,6 +20,19 @@
 #include "test_helpers.h"
 
 namespace {
+
+// kvscope-cli with `args`: exit code and stdout (stderr discarded).
+std::pair<int, std::string> cli(const std::string& args) {
+    const std::string cmd = std::string("'") + KVSCOPE_CLI + "' " + args + " 2>/dev/null";
+    FILE* f = ::popen(cmd.c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::string out;
+    std::array<char, 4096> buf{};
+    size_t k;
+    while ((k = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), k);
+    const int status = ::pclose(f);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
 
 std::unique_ptr<kv::Model> small_model() { return kvtest::random_model(40, 24, 16, 2, 2, 2, 7); }
 
@@ -186,4 +207,57 @@ TEST_CASE("engine results agree across thread counts") {
 TEST_CASE("measure_read_bandwidth returns a positive rate and rejects tiny buffers") {
     CHECK(kv::measure_read_bandwidth(2, int64_t(4) << 20, 2) > 0.0);
     CHECK_THROWS_AS(kv::measure_read_bandwidth(1, 1000, 1), kv::Error);
+}
+
+TEST_CASE("kvscope-cli bench prints the DESIGN.md record, and --sweep one row per position") {
+    SUBCASE("bench --json, median of runs") {
+        const auto [rc, out] = cli("bench --model random:tiny --prompt-len 3 --new 4 --runs 3 --threads 2 --json");
+        REQUIRE(rc == 0);
+        const auto j = nlohmann::json::parse(out);
+        for (const char* key : {"mode", "tokens_per_s", "ms_per_token", "prefill_ms", "new_tokens", "threads", "backend"}) {
+            CAPTURE(key);
+            CHECK(j.contains(key));
+        }
+        CHECK(j["mode"] == "cached");
+        CHECK(j["threads"] == 2);
+        CHECK(j["new_tokens"] == 4);
+        CHECK(j["runs"].size() == 3);
+    }
+    SUBCASE("bench --no-cache") {
+        const auto [rc, out] = cli("bench --model random:tiny --prompt-len 3 --new 4 --no-cache --json");
+        REQUIRE(rc == 0);
+        CHECK(nlohmann::json::parse(out)["mode"] == "uncached");
+    }
+    SUBCASE("sweep as JSON") {
+        const auto [rc, out] = cli("bench --model random:tiny --sweep --max-pos 5 --json");
+        REQUIRE(rc == 0);
+        const auto pts = nlohmann::json::parse(out)["points"];
+        REQUIRE(pts.size() == 5);
+        for (int i = 0; i < 5; ++i) {
+            CAPTURE(i);
+            CHECK(pts[i]["pos"] == i);
+            CHECK(pts[i]["ms_cached"].is_number());
+            CHECK(pts[i]["ms_uncached"].is_number());
+        }
+    }
+    SUBCASE("sweep as CSV, cached only") {
+        const std::string path = std::string(KVSCOPE_BINARY_DIR) + "/test_bench_sweep_" + std::to_string(::getpid()) + ".csv";
+        const auto [rc, out] = cli("bench --model random:tiny --sweep --max-pos 4 --mode cached --csv '" + path + "'");
+        REQUIRE(rc == 0);
+        CHECK(out.empty());
+        std::ifstream f(path);
+        std::string line;
+        std::vector<std::string> lines;
+        while (std::getline(f, line)) lines.push_back(line);
+        std::remove(path.c_str());
+        REQUIRE(lines.size() == 5);
+        CHECK(lines[0] == "pos,ms_cached,ms_uncached");
+        CHECK(lines[4].rfind("3,", 0) == 0);
+        CHECK(lines[4].back() == ',');  // no uncached figure
+    }
+    SUBCASE("bad sweep arguments are usage errors") {
+        CHECK(cli("bench --model random:tiny --sweep --max-pos 65").first == 2);
+        CHECK(cli("bench --model random:tiny --sweep --stride 0").first == 2);
+        CHECK(cli("bench --model random:tiny --sweep --mode sideways").first == 2);
+    }
 }
