@@ -347,9 +347,15 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir) {
     const fs::path d(dir);
     const std::string config_path = (d / "config.json").string();
     const std::string st_path = (d / "model.safetensors").string();
-    if (!fs::exists(config_path, ec))
+    // exists() is false with ec set when the folder cannot be searched (chmod 000): say so.
+    if (!fs::exists(config_path, ec)) {
+        if (ec && ec != std::errc::no_such_file_or_directory)
+            throw Error(config_path + ": cannot open (" + ec.message() + ")");
         throw Error(config_path + ": no such file (a model folder needs config.json and model.safetensors)");
+    }
     if (!fs::exists(st_path, ec)) {
+        if (ec && ec != std::errc::no_such_file_or_directory)
+            throw Error(st_path + ": cannot open (" + ec.message() + ")");
         if (fs::exists(d / "pytorch_model.bin", ec))
             throw Error(st_path + ": no such file (the folder has only pytorch_model.bin; save it as safetensors)");
         throw Error(st_path + ": no such file (a model folder needs config.json and model.safetensors)");
