@@ -51,6 +51,15 @@ public:
     virtual void set_threads(int n) { (void)n; }
 };
 
+// Checks every backend makes before a forward pass (throws kv::Error): tokens
+// present, start_pos within the cache, the context not exceeded, ids in range.
+void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, int cache_rows);
+// Checks a read_cache_head() argument pair (throws kv::Error).
+void check_cache_head(const ModelConfig& cfg, int layer, int kv_head);
+// Fills the fields every backend sets the same way once the work is done: the
+// request's ids and positions, the counters and the wall time since t0.
+void finish_trace(StepTrace& tr, const ForwardRequest& req, const Counters& cnt, double ms);
+
 std::unique_ptr<Engine> make_cpu_engine(const Model& model);
 // Defined only in builds with the CUDA backend (KVSCOPE_HAVE_CUDA).
 std::unique_ptr<Engine> make_cuda_engine(const Model& model);

@@ -79,9 +79,7 @@ public:
 
     void read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const override {
         const int hd = cfg_.head_dim(), rows = cache_.n_rows();
-        if (layer < 0 || layer >= cfg_.n_layer || kv_head < 0 || kv_head >= cfg_.n_kv_head)
-            throw Error("read_cache_head: layer " + std::to_string(layer) + " / kv head " +
-                        std::to_string(kv_head) + " out of range");
+        check_cache_head(cfg_, layer, kv_head);
         k = cache_.k(layer).block(0, kv_head * hd, rows, hd);
         v = cache_.v(layer).block(0, kv_head * hd, rows, hd);
     }
@@ -211,17 +209,7 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
     const int p0 = req.start_pos;
     const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
     const int kvd = cfg_.kv_dim(), group = H / Hkv, V = cfg_.vocab_size;
-    if (n == 0) throw Error("forward: no tokens to process");
-    if (p0 < 0 || p0 > cache_.n_rows())
-        throw Error("forward: start_pos " + std::to_string(p0) + " but the cache holds " +
-                    std::to_string(cache_.n_rows()) + " rows");
-    if (p0 + n > cfg_.n_ctx)
-        throw Error("forward: " + std::to_string(p0 + n) + " tokens exceed the model's context of " +
-                    std::to_string(cfg_.n_ctx));
-    for (int id : req.ids)
-        if (id < 0 || id >= V)
-            throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                        std::to_string(V) + ")");
+    check_forward_request(cfg_, req, cache_.n_rows());
     cache_.truncate(p0);  // rows at and after start_pos are rewritten
     const int nk = p0 + n;
 
@@ -311,12 +299,7 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
 
     cnt.cache_rows = cache_.n_rows();
     cnt.cache_bytes = cache_.bytes_used();
-    tr.input_ids.assign(req.ids.begin(), req.ids.end());
-    tr.start_pos = p0;
-    tr.n_known = req.n_known;
-    tr.cache_rows_read = p0;
-    tr.counters = cnt;
-    tr.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    finish_trace(tr, req, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 }
 
 }  // namespace

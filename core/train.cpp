@@ -24,6 +24,7 @@
 #include <Eigen/Core>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "core/model_io.h"
 #include "core/tokenizer.h"
 
@@ -584,16 +585,6 @@ float AdamW::update(std::span<float> params, std::span<const float> grads,
 
 namespace {
 
-struct SplitMix {
-    uint64_t s;
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-};
-
 std::vector<std::string> read_corpus(const std::string& path) {
     std::ifstream f(path);
     if (!f) throw Error("train: cannot open corpus " + path);
@@ -672,7 +663,7 @@ TrainReport train_model(const TrainOptions& opt) {
     GptTrainer<float> model(cfg, B, T);
     model.set_weights(random_weights(cfg, opt.seed));
     AdamW adam;
-    SplitMix rng{opt.seed * 0x9E3779B97F4A7C15ULL + 0xB47C0FFEEULL};
+    SplitMix64 rng{opt.seed * 0x9E3779B97F4A7C15ULL + 0xB47C0FFEEULL};
 
     std::vector<int> inputs(B * T), targets(B * T), row;
     const int every = std::max(1, opt.steps / 20);

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 namespace kv {
 
@@ -35,15 +36,7 @@ Weights allocate_weights(const ModelConfig& cfg) {
 
 namespace {
 
-// splitmix64: small, fast and seedable; random:gpt2-124m draws 124M numbers.
-struct Rng {
-    uint64_t s;
-    uint64_t next() {
-        uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
+struct Rng : SplitMix64 {
     float uniform() { return float((next() >> 40) * (1.0 / 16777216.0)); }  // [0, 1)
     // Irwin-Hall approximation of N(0,1): sum of 4 uniforms, rescaled (cheap, smooth).
     float normal() {

@@ -322,9 +322,7 @@ void CudaEngine::drop_graph() {
 
 void CudaEngine::read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const {
     const int hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), rows = rows_;
-    if (layer < 0 || layer >= cfg_.n_layer || kv_head < 0 || kv_head >= cfg_.n_kv_head)
-        throw Error("read_cache_head: layer " + std::to_string(layer) + " / kv head " + std::to_string(kv_head) +
-                    " out of range");
+    check_cache_head(cfg_, layer, kv_head);
     KV_CUDA(cudaSetDevice(device_));
     k.resize(rows, hd);
     v.resize(rows, hd);
@@ -500,17 +498,7 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
     const int p0 = req.start_pos;
     const int H = cfg_.n_head, hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), group = H / cfg_.n_kv_head;
     const int V = cfg_.vocab_size, T = cfg_.n_ctx;
-    if (n == 0) throw Error("forward: no tokens to process");
-    if (p0 < 0 || p0 > rows_)
-        throw Error("forward: start_pos " + std::to_string(p0) + " but the cache holds " + std::to_string(rows_) +
-                    " rows");
-    if (p0 + n > T)
-        throw Error("forward: " + std::to_string(p0 + n) + " tokens exceed the model's context of " +
-                    std::to_string(T));
-    for (int id : req.ids)
-        if (id < 0 || id >= V)
-            throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                        std::to_string(V) + ")");
+    check_forward_request(cfg_, req, rows_);
     KV_CUDA(cudaSetDevice(device_));
     tr.heads.clear();
     rows_ = p0;  // rows at and after start_pos are rewritten
@@ -619,12 +607,7 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
     }
     cnt.cache_rows = rows_;
     cnt.cache_bytes = cache_bytes();
-    tr.input_ids.assign(req.ids.begin(), req.ids.end());
-    tr.start_pos = p0;
-    tr.n_known = req.n_known;
-    tr.cache_rows_read = p0;
-    tr.counters = cnt;
-    tr.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    finish_trace(tr, req, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 }
 
 }  // namespace
