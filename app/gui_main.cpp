@@ -1,7 +1,8 @@
 // kvscope: the window. GLFW + OpenGL 3 + Dear ImGui 1.86; the panels live in ui/.
 //   kvscope [--model SPEC] [--prompt TEXT] [--no-cache] [--backend cpu|cuda]
 //           [--font-scale F] [--screenshot FILE.png --steps N] [--frame-stats N]
-//           [--size WxH] [--compare] [--light]
+//           [--size WxH] [--compare] [--light] [--scaling]
+// --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
 // file. Once the window is up, model and prompt errors are shown in it instead.
 #include <GLFW/glfw3.h>
@@ -42,6 +43,7 @@ struct Options {
     std::string size = "1600x1000";
     bool compare = false;
     bool light = false;
+    bool scaling = false;
     int layer = 0, head = 0;
 };
 
@@ -93,7 +95,8 @@ int main(int argc, char** argv) {
     Options o;
     CLI::App cli{"kvscope: see the KV cache of a transformer, step by step"};
     cli.add_option("--model", o.model, "model folder, or random:tiny / random:gpt2-124m[:SEED]");
-    cli.add_option("--prompt", o.prompt, "prompt text (token ids like 5,9,3,7 for random models)");
+    CLI::Option* prompt_opt =
+        cli.add_option("--prompt", o.prompt, "prompt text (token ids like 5,9,3,7 for random models)");
     cli.add_flag("--no-cache", o.no_cache, "start with the KV cache off");
     cli.add_option("--backend", o.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     cli.add_option("--font-scale", o.font_scale, "font size multiplier")->check(CLI::Range(0.25f, 8.f));
@@ -104,6 +107,8 @@ int main(int argc, char** argv) {
     cli.add_option("--size", o.size, "window size WxH (default 1600x1000)");
     cli.add_flag("--compare", o.compare, "start in side-by-side compare mode");
     cli.add_flag("--light", o.light, "light theme");
+    cli.add_flag("--scaling", o.scaling,
+                 "open the Scaling tab (ms per step vs position); with --screenshot, run the sweep first");
     cli.add_option("--layer", o.layer, "selected layer")->check(CLI::NonNegativeNumber);
     cli.add_option("--head", o.head, "selected head")->check(CLI::NonNegativeNumber);
     try {
@@ -142,14 +147,16 @@ int main(int argc, char** argv) {
             app.vs.note = "bundled model not found: using random:tiny";
         }
     }
-    ctl.open(app, spec, o.backend, o.prompt);
+    // The default prompt is text; a random model (no tokenizer) takes 5,9,3,7 instead, quietly.
+    const bool typed_prompt = prompt_opt->count() > 0;
+    ctl.open(app, spec, o.backend, o.prompt, typed_prompt);
     if (!app.model) {
         if (!o.model.empty()) {
             std::fprintf(stderr, "kvscope: --model %s: %s\n", o.model.c_str(), app.error.c_str());
             return 1;
         }
         std::string first_error = app.error;
-        ctl.open(app, "random:tiny", o.backend, o.prompt);
+        ctl.open(app, "random:tiny", o.backend, o.prompt, typed_prompt);
         app.vs.note = "bundled model failed to load (" + first_error + "): using random:tiny";
         if (!app.model) {
             std::fprintf(stderr, "kvscope: %s\n", app.error.c_str());
@@ -230,6 +237,21 @@ int main(int argc, char** argv) {
     }
     if (app.error.empty()) app.error = load_error;
     if (batch) app.vs.animate = false;
+    if (o.scaling) {
+        app.vs.show_scaling = true;
+        app.vs.select_tab = true;
+        if (!o.screenshot.empty()) {  // the whole sweep, measured before the capture
+            ctl.start_sweep(app);
+            ctl.wait_sweep();
+            ctl.poll(app);
+            if (app.scaling.state == kvui::SweepState::done)
+                std::fprintf(stderr, "kvscope: sweep of %zu points in %.1f s\n", app.scaling.points.size(),
+                             app.scaling.seconds);
+            else
+                std::fprintf(stderr, "kvscope: sweep %s: %s\n", kvui::sweep_state_name(app.scaling.state),
+                             app.scaling.error.c_str());
+        }
+    }
 
     std::vector<double> frame_ms, ui_ms;  // whole frame; building the UI (CPU, before GL)
     int frames = 0;

@@ -16,6 +16,7 @@
 #include "ui/app_state.h"
 #include "ui/controller.h"
 #include "ui/panels.h"
+#include "ui/sweep_runner.h"
 #include "ui/theme.h"
 
 using namespace kvui;
@@ -91,7 +92,9 @@ TEST_CASE("layout: panels fit the viewport and never overlap") {
         CAPTURE(s.w);
         CAPTURE(s.h);
         CAPTURE(s.font);
-        const Layout L = compute_layout(s.w, s.h, s.font);
+        for (bool tall : {false, true}) {
+        CAPTURE(tall);
+        const Layout L = compute_layout(s.w, s.h, s.font, 0.f, tall);
         const auto r = L.all();
         for (size_t i = 0; i < r.size(); ++i) {
             CAPTURE(i);
@@ -105,6 +108,9 @@ TEST_CASE("layout: panels fit the viewport and never overlap") {
         }
         // The cache matrix gets the biggest share.
         CHECK(L.cache.w * L.cache.h >= L.memory.w * L.memory.h);
+        }
+        // The Scaling tab's plot gets a taller Work area than the counted-work chart.
+        CHECK(compute_layout(s.w, s.h, s.font, 0.f, true).work.h > compute_layout(s.w, s.h, s.font).work.h);
     }
 }
 
@@ -120,6 +126,7 @@ TEST_CASE("keyboard: keys map to the classroom commands") {
     CHECK(key_action(KEY_EQUAL, true) == KeyAction::font_up);
     CHECK(key_action(KEY_MINUS, true) == KeyAction::font_down);
     CHECK(key_action(KEY_C, true) == KeyAction::none);  // Ctrl+C is not "cache"
+    CHECK(key_action(71, false) == KeyAction::scaling);  // G
     CHECK(key_action(65, false) == KeyAction::none);
     for (int k : watched_keys()) CHECK(k < 512);
 
@@ -364,4 +371,157 @@ TEST_CASE("the worker thread runs steps while the UI reads only published views"
     ctl.wait();
     ctl.poll(app);
     CHECK(app.main.n_steps() == 3);
+}
+
+TEST_CASE("keyboard: G opens and closes the Scaling tab, and the tab bar follows") {
+    Headless h(1280, 800, 16);
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);
+    h.frame(app);
+    CHECK_FALSE(app.vs.show_scaling);
+    apply_key_action(app, key_action(71, false));
+    CHECK(app.vs.show_scaling);
+    for (int i = 0; i < 3; ++i) h.frame(app);  // the selected tab stays Scaling
+    CHECK(app.vs.show_scaling);
+    apply_key_action(app, KeyAction::scaling);
+    for (int i = 0; i < 3; ++i) h.frame(app);
+    CHECK_FALSE(app.vs.show_scaling);
+}
+
+TEST_CASE("scaling panel draws in every sweep state") {
+    Controller ctl("never");
+    AppState app;
+    Headless h(1280, 800, 16);
+    open_tiny(ctl, app);
+    app.vs.show_scaling = true;
+    app.vs.select_tab = true;
+    const int n_ctx = app.model->config.n_ctx;
+    kv::SweepOptions long_opt;  // a few seconds: cannot finish before it is cancelled
+    long_opt.repeats = 300;
+    long_opt.threads = 1;
+
+    SUBCASE("idle") {
+        h.frame(app);
+        CHECK(app.scaling.state == SweepState::idle);
+        CHECK(app.scaling.points.empty());
+    }
+    SUBCASE("running (a real sweep on its thread), then cancelled") {
+        SweepRunner runner;
+        runner.start(*app.model, long_opt);
+        app.scaling = runner.snapshot();
+        CHECK(app.scaling.state == SweepState::running);
+        h.frame(app);
+        h.frame(app);
+        runner.cancel();
+        runner.join();
+        app.scaling = runner.snapshot();
+        CHECK(app.scaling.state == SweepState::cancelled);
+        CHECK(app.scaling.progress < 1.f);
+        h.frame(app);
+    }
+    SUBCASE("done, through the controller") {
+        app.sweep_request = SweepRequest::start;
+        ctl.submit(app);
+        CHECK(app.sweep_request == SweepRequest::none);
+        ctl.wait_sweep();
+        ctl.poll(app);
+        REQUIRE(app.scaling.state == SweepState::done);
+        CHECK(app.scaling.progress == doctest::Approx(1.0));
+        REQUIRE(app.scaling.points.size() == kv::sweep_positions(app.model->config, sweep_options(app.model->config, 0, 0)).size());
+        CHECK(app.scaling.points.back().pos == n_ctx - 1);
+        for (const kv::SweepPoint& p : app.scaling.points) {
+            CAPTURE(p.pos);
+            CHECK(p.ms_cached > 0);
+            CHECK(p.ms_uncached > 0);
+        }
+        h.frame(app);
+    }
+    SUBCASE("partly measured, failed, small window") {
+        ImGui::GetIO().DisplaySize = ImVec2(1024, 640);
+        app.scaling.state = SweepState::running;
+        app.scaling.max_pos = n_ctx;
+        app.scaling.progress = 0.4f;
+        for (int p = 0; p < n_ctx; p += 8) app.scaling.points.push_back({p, 0.01, p < 32 ? 0.002 * p : -1.0});
+        h.frame(app);
+        app.scaling.state = SweepState::failed;
+        app.scaling.error = "sweep: --stride 0 must be at least 1";
+        h.frame(app);
+    }
+    CHECK(app.vs.show_scaling);
+}
+
+TEST_CASE("sweep runner: cancel keeps the points measured so far, all with both modes") {
+    std::unique_ptr<kv::Model> m = kv::load_model("random:tiny");
+    kv::SweepOptions opt;
+    opt.repeats = 300;
+    opt.threads = 1;
+    SweepRunner runner;
+    runner.start(*m, opt);
+    CHECK(runner.running());
+    runner.cancel();
+    runner.join();
+    CHECK_FALSE(runner.running());
+    const ScalingView v = runner.snapshot();
+    CHECK(v.state == SweepState::cancelled);
+    for (const kv::SweepPoint& p : v.points) {
+        CAPTURE(p.pos);
+        if (p.ms_uncached >= 0) CHECK(p.ms_cached >= 0);  // uncached points come after the cached pass
+    }
+    // Options out of range fail on the thread and say so.
+    kv::SweepOptions bad;
+    bad.stride = 0;
+    runner.start(*m, bad);
+    runner.join();
+    CHECK(runner.snapshot().state == SweepState::failed);
+    CHECK(runner.snapshot().error.find("stride") != std::string::npos);
+}
+
+TEST_CASE("sweep options: defaults fit the model") {
+    const kv::ModelConfig tiny = kv::ModelConfig::tiny();
+    const kv::SweepOptions t = sweep_options(tiny, 0, 0);
+    CHECK(t.max_pos == tiny.n_ctx);
+    CHECK(t.stride == 1);  // every position of a small context
+    kv::ModelConfig big = tiny;
+    big.n_ctx = 1024;
+    big.n_embd = 768;
+    const size_t n = kv::sweep_positions(big, sweep_options(big, 0, 0)).size();
+    CHECK(n >= 32);
+    CHECK(n <= 64);
+    CHECK(sweep_options(big, 5000, 0).max_pos == 1024);  // clamped to n_ctx
+    CHECK(sweep_options(big, 100, 500).stride == 99);
+}
+
+TEST_CASE("a model change stops the sweep that reads the old model") {
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);
+    app.vs.sweep_stride = 1;
+    ctl.start_sweep(app);
+    CHECK(app.scaling.state == SweepState::running);
+    ctl.open(app, "random:tiny:7", "cpu", "1,2,3");  // joins the sweep before freeing the model
+    CHECK_FALSE(ctl.sweep_running());
+    CHECK(app.scaling.state == SweepState::idle);
+    CHECK(app.scaling.points.empty());
+    ctl.start_sweep(app);  // and the destructor stops a running one
+}
+
+TEST_CASE("the default prompt suits a random model quietly, a typed text prompt is an error") {
+    SUBCASE("default (not typed): ids 5,9,3,7, no error") {
+        Controller ctl("never");
+        AppState app;
+        ctl.open(app, "random:tiny", "cpu", "Python is a programming", false);
+        REQUIRE(app.model != nullptr);
+        CHECK(app.error.empty());
+        CHECK(app.main.prompt_ids == std::vector<int>{5, 9, 3, 7});
+        CHECK(app.vs.note.find("token ids") != std::string::npos);
+    }
+    SUBCASE("typed: the error names the word") {
+        Controller ctl("never");
+        AppState app;
+        ctl.open(app, "random:tiny", "cpu", "Python is a programming", true);
+        REQUIRE(app.model != nullptr);
+        CHECK(app.error.find("'Python'") != std::string::npos);
+        CHECK(app.main.prompt_ids == std::vector<int>{5, 9, 3, 7});
+    }
 }

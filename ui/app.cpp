@@ -16,7 +16,7 @@ namespace kvui {
 
 namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
-constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_P = 80, KEY_R = 82,
+constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_G = 71, KEY_P = 80, KEY_R = 82,
               KEY_S = 83, KEY_ESCAPE = 256, KEY_RIGHT = 262, KEY_LEFT = 263, KEY_F1 = 290,
               KEY_KP_SUBTRACT = 333, KEY_KP_ADD = 334;
 }  // namespace
@@ -32,6 +32,7 @@ KeyAction key_action(int key, bool ctrl) {
     case KEY_RIGHT: return KeyAction::step;
     case KEY_LEFT: return KeyAction::back;
     case KEY_C: return KeyAction::toggle_cache;
+    case KEY_G: return KeyAction::scaling;
     case KEY_P: return KeyAction::play;
     case KEY_R: return KeyAction::reset;
     case KEY_S: return KeyAction::screenshot;
@@ -46,7 +47,7 @@ KeyAction key_action(int key, bool ctrl) {
 const std::vector<int>& watched_keys() {
     static const std::vector<int> keys = {KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_C,      KEY_P,           KEY_R,
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
-                                          KEY_ESCAPE};
+                                          KEY_ESCAPE, KEY_G};
     return keys;
 }
 
@@ -84,6 +85,10 @@ void apply_key_action(AppState& app, KeyAction a) {
     case KeyAction::help: vs.show_help = !vs.show_help; break;
     case KeyAction::screenshot: vs.screenshot_requested = true; break;
     case KeyAction::close: vs.show_help = false; break;
+    case KeyAction::scaling:
+        vs.show_scaling = !vs.show_scaling;
+        vs.select_tab = true;
+        break;
     case KeyAction::none: break;
     }
 }
@@ -170,6 +175,31 @@ void play_timer(AppState& app) {
     }
 }
 
+// The Work area holds two tabs: counted work per step, and the measured sweep. The
+// layout follows vs.show_scaling (a frame late when a tab is clicked); G and
+// --scaling set it and select_tab makes the tab bar follow.
+void draw_work_tabs(AppState& app) {
+    ViewState& vs = app.vs;
+    if (!ImGui::BeginTabBar("##work_tabs")) return;
+    const bool force = vs.select_tab;
+    vs.select_tab = false;
+    ImGuiTabItemFlags fw = force && !vs.show_scaling ? ImGuiTabItemFlags_SetSelected : 0;
+    ImGuiTabItemFlags fs = force && vs.show_scaling ? ImGuiTabItemFlags_SetSelected : 0;
+    bool work = false, scaling = false;
+    if (ImGui::BeginTabItem("Work (counted)", nullptr, fw)) {
+        work = true;
+        ImGui::EndTabItem();
+    }
+    if (ImGui::BeginTabItem("Scaling (measured, G)", nullptr, fs)) {
+        scaling = true;
+        ImGui::EndTabItem();
+    }
+    ImGui::EndTabBar();
+    if (!force) vs.show_scaling = scaling && !work;
+    if (vs.show_scaling) draw_scaling_panel(app);
+    else draw_work_panel(app);
+}
+
 void draw_toast(AppState& app) {
     if (app.vs.toast.text.empty() || ImGui::GetTime() > app.vs.toast.until) return;
     ImGuiIO& io = ImGui::GetIO();
@@ -193,7 +223,8 @@ void draw_app(AppState& app) {
     handle_keyboard(app);
     play_timer(app);
     const ImGuiIO& io = ImGui::GetIO();
-    const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h);
+    const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h,
+                                    app.vs.show_scaling);
     panel("##controls", L.controls, false, [&] {
         draw_controls_panel(app);
         app.vs.controls_h = ImGui::GetCursorPosY();  // the layout of the next frame fits it
@@ -202,7 +233,8 @@ void draw_app(AppState& app) {
           [&] { draw_tokens_panel(app); });
     panel("Q, K, V of the newest token###qkv", L.qkv, true, [&] { draw_qkv_panel(app); });
     panel("KV cache  (rows = positions)  +  attention weights###cache", L.cache, true, [&] { draw_cache_panel(app); });
-    panel("Work: with vs without cache###work", L.work, true, [&] { draw_work_panel(app); });
+    panel(app.vs.show_scaling ? "Scaling: measured ms per step vs position###work" : "Work: with vs without cache###work",
+          L.work, true, [&] { draw_work_tabs(app); });
     panel("Next token###next", L.next_token, true, [&] { draw_next_token_panel(app); });
     panel("Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory", L.memory, true, [&] { draw_memory_panel(app); });
     panel("What just happened###narration", L.narration, true, [&] { draw_narration_panel(app); });
@@ -227,6 +259,7 @@ void draw_help_overlay(AppState& app) {
             {"Left", "go back one step (the cache is truncated)"},
             {"C", "KV cache on / off (applies from the next step)"},
             {"P", "play / pause"},
+            {"G", "Scaling tab: measured ms per step vs position"},
             {"R", "reset to before the prefill"},
             {"Ctrl +  /  Ctrl -", "font size"},
             {"S", "screenshot (PNG in the current folder)"},

@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/bench.h"
 #include "core/config.h"
 #include "core/session.h"
 #include "core/trace.h"
@@ -65,6 +66,23 @@ struct Command {
 
 enum class WorkMetric { kv_rows, attn_scores, flops };
 
+// The Scaling panel's sweep (kv::run_sweep on its own thread, see ui/sweep_runner.h):
+// a snapshot the UI reads, copied from the runner by Controller::poll.
+enum class SweepState { idle, running, done, cancelled, failed };
+const char* sweep_state_name(SweepState s);
+
+struct ScalingView {
+    SweepState state = SweepState::idle;
+    float progress = 0.f;                 // 0..1, work-weighted
+    std::vector<kv::SweepPoint> points;   // measured so far, by position (ms_* -1: not yet)
+    int max_pos = 0, stride = 1;          // of the sweep these points belong to
+    double seconds = 0.0;                 // wall time so far
+    std::string error;                    // when failed
+};
+
+// What the Scaling panel asks the controller to do this frame.
+enum class SweepRequest { none, start, cancel };
+
 struct Toast {
     std::string text;
     double until = 0.0;
@@ -82,6 +100,10 @@ struct ViewState {
     double last_play_step = 0.0;
     WorkMetric metric = WorkMetric::kv_rows;
     int memory_ctx = 1024;           // memory panel's context length
+    bool show_scaling = false;       // the Work panel's area shows the Scaling tab
+    bool select_tab = false;         // make the tab bar follow show_scaling next frame
+    int sweep_max_pos = 0;           // Scaling panel choices (0: the model's n_ctx)
+    int sweep_stride = 0;            // 0: default_sweep_stride()
     std::string prompt_text;         // edit buffer
     std::string model_text;          // "load model" edit buffer
     kv::SamplingOptions sampling;
@@ -114,6 +136,8 @@ struct AppState {
     std::vector<std::string> prompt_pieces;
     ViewState vs;
     std::vector<Command> pending;    // issued by panels this frame
+    ScalingView scaling;             // the latest sweep
+    SweepRequest sweep_request = SweepRequest::none;
     bool quit = false;
 
     void push(Command c) { pending.push_back(std::move(c)); }

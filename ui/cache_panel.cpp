@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include "core/model_io.h"
 #include "ui/colormap.h"
@@ -42,7 +44,16 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     const float avail_h = ImGui::GetContentRegionAvail().y;
     const float row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / rows), 3.f, fs * 1.3f);  // all rows fit if they can
     const bool text_rows = row_h >= fs * 0.8f;
-    const float label_w = std::min(fs * 6.5f, avail_w * 0.18f);
+    // Row labels "3 programming": the label column is as wide as the longest one
+    // (up to 30% of the width); longer ones end in "..." and hover shows them whole.
+    const float label_scale = text_rows ? 1.f : 0.8f;
+    std::vector<std::string> labels(rows);
+    float longest = 0.f;
+    for (int r = 0; r < rows; ++r) {
+        labels[r] = std::to_string(r) + " " + (r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "");
+        longest = std::max(longest, ImGui::CalcTextSize(labels[r].c_str()).x * label_scale);
+    }
+    const float label_w = std::min(longest + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
     const float tag_w = fs * 3.6f;
     const float rest = std::max(avail_w - label_w - tag_w - fs * 1.5f, fs * 10);
     const float attn_w = rest * 0.3f;
@@ -69,13 +80,22 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
             alpha = a_new;
         }
         if (r % label_every == 0) {
-            char lab[96];
-            std::string tok = r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "";
-            std::snprintf(lab, sizeof lab, "%d %s", r, tok.c_str());
-            const float ls = text_rows ? fs : fs * 0.8f;
+            const float ls = fs * label_scale;
+            std::string lab = labels[r];
+            const float room = label_w - fs * 0.3f;
+            const bool cut = ImGui::CalcTextSize(lab.c_str()).x * label_scale > room;
+            if (cut) {  // drop characters (whole UTF-8 sequences) until "..." fits
+                while (!lab.empty() && ImGui::CalcTextSize((lab + "...").c_str()).x * label_scale > room) {
+                    while (!lab.empty() && (static_cast<unsigned char>(lab.back()) & 0xC0) == 0x80) lab.pop_back();
+                    if (!lab.empty()) lab.pop_back();
+                }
+                lab += "...";
+            }
             dl->PushClipRect(ImVec2(o.x, y - fs), ImVec2(x_tag - 2, y + fs), true);
-            dl->AddText(ImGui::GetFont(), ls, ImVec2(o.x, y + (row_h - ls) * 0.5f), pal.text, lab);
+            dl->AddText(ImGui::GetFont(), ls, ImVec2(o.x, y + (row_h - ls) * 0.5f), pal.text, lab.c_str());
             dl->PopClipRect();
+            if (cut && hover && mouse.y >= y && mouse.y < y + row_h && mouse.x >= o.x && mouse.x < x_tag)
+                ImGui::SetTooltip("row %s", labels[r].c_str());
         }
         const float gap = row_h > 6 ? 1.f : 0.f;
         dl->AddRectFilled(ImVec2(x_tag, y), ImVec2(x_tag + tag_w, y + row_h - gap), with_alpha(sc, alpha), 3.f);

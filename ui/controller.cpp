@@ -37,7 +37,10 @@ std::vector<int> parse_ids(const std::string& text, int vocab_size) {
 
 Controller::Controller(std::string worker) : worker_mode_(std::move(worker)) {}
 
-Controller::~Controller() { wait(); }
+Controller::~Controller() {
+    sweep_.stop();
+    wait();
+}
 
 void Controller::wait() {
     if (thread_.joinable()) thread_.join();
@@ -83,8 +86,10 @@ void Controller::set_prompt(kv::Session& s, const std::string& text, Result& r, 
 }
 
 void Controller::open(AppState& app, const std::string& spec, const std::string& backend,
-                      const std::string& prompt) {
+                      const std::string& prompt, bool typed_prompt) {
     wait();
+    prompt_typed_ = typed_prompt;
+    if (!typed_prompt) default_prompt_ = prompt;
     if (done_) {  // an unpublished batch: drop it
         done_ = false;
         running_ = false;
@@ -99,7 +104,26 @@ void Controller::open(AppState& app, const std::string& spec, const std::string&
     publish(app, r);
 }
 
+void Controller::start_sweep(AppState& app) {
+    if (!model_) {
+        app.error = "no model loaded: nothing to measure";
+        return;
+    }
+    try {
+        const kv::SweepOptions opt = sweep_options(model_->config, app.vs.sweep_max_pos, app.vs.sweep_stride);
+        kv::sweep_positions(model_->config, opt);  // option errors show in the window, not on the thread
+        sweep_.start(*model_, opt);
+    } catch (const std::exception& e) {
+        app.error = e.what();
+    }
+    app.scaling = sweep_.snapshot();
+}
+
 void Controller::submit(AppState& app) {
+    const SweepRequest req = app.sweep_request;
+    app.sweep_request = SweepRequest::none;
+    if (req == SweepRequest::start) start_sweep(app);
+    if (req == SweepRequest::cancel) sweep_.cancel();
     if (app.pending.empty() || running_) return;
     std::vector<Command> cmds = std::move(app.pending);
     app.pending.clear();
@@ -123,6 +147,7 @@ void Controller::submit(AppState& app) {
 }
 
 bool Controller::poll(AppState& app) {
+    app.scaling = sweep_.snapshot();
     if (!running_ || !done_) return false;
     wait();
     running_ = false;
@@ -159,11 +184,13 @@ void Controller::apply(const Command& c, Result& r) {
         r.main_s = std::move(s);
         r.model_changed = true;
         // The prompt may not suit the new model (text vs ids): say so, keep going.
+        // The app's default prompt, never typed, suits any model without a word.
+        if (!prompt_typed_ && r.model->tokenizer) prompt_ = default_prompt_;
         try {
             set_prompt(*r.main_s, prompt_, r, true);
         } catch (const kv::Error& e) {
             if (r.model->tokenizer) throw;
-            r.error = std::string(e.what()) + " (using 5,9,3,7)";
+            if (prompt_typed_) r.error = std::string(e.what()) + " (using 5,9,3,7)";
             set_prompt(*r.main_s, "5,9,3,7", r, true);
             prompt_ = "5,9,3,7";
             r.note = "random model, no tokenizer: the prompt is token ids";
@@ -229,6 +256,7 @@ void Controller::apply(const Command& c, Result& r) {
         break;
     case CommandKind::set_prompt:
         prompt_ = c.text;
+        prompt_typed_ = true;
         set_prompt(*main_, c.text, r, true);
         if (other_) other_->set_prompt_ids(main_->prompt_ids());
         main_prefix_ = other_prefix_ = 0;
@@ -306,6 +334,8 @@ void Controller::build_views(Result& r) {
 
 void Controller::publish(AppState& app, Result& r) {
     if (r.model_changed) {
+        sweep_.stop();  // it reads the model about to be freed; its points belong to it
+        app.scaling = ScalingView{};
         other_.reset();
         main_.reset();
         model_ = std::move(r.model);

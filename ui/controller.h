@@ -14,6 +14,7 @@
 #include "core/model_io.h"
 #include "core/session.h"
 #include "ui/app_state.h"
+#include "ui/sweep_runner.h"
 
 namespace kvui {
 
@@ -29,15 +30,26 @@ public:
     Controller& operator=(const Controller&) = delete;
 
     // Loads a model synchronously and sets the prompt; errors go to app.error
-    // (a model that fails to load leaves the previous one, or none).
+    // (a model that fails to load leaves the previous one, or none). A default
+    // prompt (typed_prompt false) that a random model cannot read becomes 5,9,3,7
+    // quietly; a typed one that does not suit is an error in the window. Stops a
+    // running sweep (it reads the old model).
     void open(AppState& app, const std::string& spec, const std::string& backend,
-              const std::string& prompt);
+              const std::string& prompt, bool typed_prompt = true);
     // Runs app.pending (and clears it): inline, or on the worker when it is heavy.
     void submit(AppState& app);
-    // Publishes a finished worker batch into app; true when views changed.
+    // Publishes a finished worker batch into app (true when views changed) and
+    // copies the sweep's progress into app.scaling.
     bool poll(AppState& app);
     bool busy() const { return running_; }
     void wait();  // blocks until the worker batch (if any) is done
+
+    // The Scaling panel's sweep on its own thread (reads only the model). submit()
+    // also runs app.sweep_request; these are for the app's batch mode and tests.
+    void start_sweep(AppState& app);
+    void cancel_sweep() { sweep_.cancel(); }
+    void wait_sweep() { sweep_.join(); }  // then poll() to publish
+    bool sweep_running() const { return sweep_.running(); }
 
     // For tests: the sessions themselves (only while !busy()).
     const kv::Session* main_session() const { return main_.get(); }
@@ -69,6 +81,8 @@ private:
     std::unique_ptr<kv::Session> main_, other_;
     std::string backend_ = "cpu";
     std::string prompt_;          // as typed
+    bool prompt_typed_ = true;    // false: the app's default prompt, never edited
+    std::string default_prompt_;  // that default, for models with a tokenizer
     int layer_ = 0, head_ = 0;    // selection (trace options and cache view)
     bool compare_ = false;
     SessionView main_view_, other_view_;
@@ -78,6 +92,7 @@ private:
     std::atomic<bool> running_{false};
     std::atomic<bool> done_{false};
     Result result_;
+    SweepRunner sweep_;  // declared last: stopped first, while model_ is alive
 };
 
 }  // namespace kvui

@@ -1,6 +1,7 @@
 // compute_layout: panel rectangles from the viewport size, every frame. Controls on
 // top, tokens under them; centre: q/k/v above the cache matrix (attention beside its
-// rows); right column: work chart, next token, memory; bottom: narration, timeline.
+// rows); right column: work chart (or the Scaling plot, taller), next token, memory,
+// timeline; bottom left: narration.
 #include <algorithm>
 #include <cmath>
 
@@ -8,7 +9,7 @@
 
 namespace kvui {
 
-Layout compute_layout(float W, float H, float font_px, float controls_h) {
+Layout compute_layout(float W, float H, float font_px, float controls_h, bool tall_work) {
     Layout L;
     W = std::max(W, 200.f);
     H = std::max(H, 200.f);
@@ -47,9 +48,10 @@ Layout compute_layout(float W, float H, float font_px, float controls_h) {
     L.narration = {gap, y + cache_h + gap, left_w, H - gap - (y + cache_h + gap)};
 
     // Right: work chart, next token, memory, timeline.
-    const float work_h = std::floor(avail * 0.45f);
-    const float next_h = std::floor(avail * 0.17f);
-    const float mem_h = std::floor(avail * 0.22f);
+    // The Scaling plot takes room from next token and memory (still drawn, shorter).
+    const float work_h = std::floor(avail * (tall_work ? 0.58f : 0.45f));
+    const float next_h = std::floor(avail * (tall_work ? 0.13f : 0.17f));
+    const float mem_h = std::floor(avail * (tall_work ? 0.15f : 0.22f));
     y = top;
     L.work = {right_x, y, right_w, work_h};
     y += work_h + gap;

@@ -32,10 +32,11 @@ struct Layout {
 
 // Non-overlapping panel rects filling a W x H viewport; font_px sets row heights.
 // controls_h: the controls' content height measured last frame (0: estimate).
-Layout compute_layout(float W, float H, float font_px, float controls_h = 0.f);
+// tall_work: the Work area shows the Scaling plot and takes more of its column.
+Layout compute_layout(float W, float H, float font_px, float controls_h = 0.f, bool tall_work = false);
 
 // ---- keyboard -------------------------------------------------------------
-enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close };
+enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling };
 // GLFW key code (GLFW_KEY_*) + Ctrl -> action. Plain keys only act without Ctrl.
 KeyAction key_action(int glfw_key, bool ctrl);
 // The keys key_action knows, for polling with ImGui::IsKeyPressed(index).
@@ -73,6 +74,7 @@ void draw_tokens_panel(AppState& app);
 void draw_qkv_panel(AppState& app);
 void draw_cache_panel(AppState& app);
 void draw_work_panel(AppState& app);
+void draw_scaling_panel(AppState& app);  // shares the Work area (a tab)
 void draw_next_token_panel(AppState& app);
 void draw_narration_panel(AppState& app);
 void draw_memory_panel(AppState& app);

@@ -1,0 +1,193 @@
+// Scaling: measured ms per step against position, with and without the cache, from
+// kv::run_sweep on its own thread (ui/sweep_runner.h). The panel only reads
+// app.scaling (a snapshot the controller copies every frame) and asks for a start
+// or cancel through app.sweep_request. The cached line stays flat (one new row per
+// step), the uncached one grows (the whole sequence every step).
+// Notation: pos the position of the step's newest token; ms wall time of one step.
+#include <imgui.h>
+
+#include <algorithm>
+#include <cfloat>
+#include <cmath>
+#include <cstdio>
+
+#include "core/bench.h"
+#include "core/model_io.h"
+#include "ui/colormap.h"
+#include "ui/heatmap.h"
+#include "ui/panels.h"
+#include "ui/sweep_runner.h"
+#include "ui/theme.h"
+
+namespace kvui {
+
+namespace {
+
+std::string fmt_ms(double ms) {
+    char b[32];
+    if (ms >= 100) std::snprintf(b, sizeof b, "%.0f ms", ms);
+    else if (ms >= 10) std::snprintf(b, sizeof b, "%.1f ms", ms);
+    else if (ms >= 0.1) std::snprintf(b, sizeof b, "%.2f ms", ms);
+    else std::snprintf(b, sizeof b, "%.3f ms", ms);
+    return b;
+}
+
+// SameLine when w more pixels fit on this line, else a new line.
+void same_line_if(float w) {
+    ImGui::SameLine();
+    if (ImGui::GetContentRegionAvail().x < w) ImGui::NewLine();
+}
+
+void draw_plot(const ScalingView& sv, ImVec2 size) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    ImGui::InvisibleButton("##sweep_plot", ImVec2(std::max(size.x, 1.f), std::max(size.y, 1.f)));
+    const bool hovered = ImGui::IsItemHovered();
+
+    double ymax = 0;
+    for (const kv::SweepPoint& p : sv.points) ymax = std::max({ymax, p.ms_cached, p.ms_uncached});
+    const bool any = ymax > 0;
+    if (!any) ymax = 1;
+    ymax *= 1.08;
+    const std::string top = any ? fmt_ms(ymax) : "ms";
+    const float left = ImGui::CalcTextSize(top.c_str()).x + fs * 0.4f, bottom = fs * 1.3f;
+    const ImVec2 a(o.x + left, o.y + fs * 0.4f), b(o.x + size.x - fs * 0.5f, o.y + size.y - bottom);
+    if (b.x - a.x < fs * 3 || b.y - a.y < fs) return;
+    const int xmax = std::max(1, sv.max_pos - 1);
+    auto px = [&](int pos, double ms) {
+        return ImVec2(a.x + (b.x - a.x) * static_cast<float>(pos) / xmax,
+                      b.y - (b.y - a.y) * static_cast<float>(ms / ymax));
+    };
+    dl->AddRect(a, b, pal.grid);
+    for (int g = 1; g < 4; ++g) {
+        const float y = b.y - (b.y - a.y) * g / 4.f;
+        dl->AddLine(ImVec2(a.x, y), ImVec2(b.x, y), with_alpha(pal.grid, 0.5f));
+    }
+    dl->AddText(ImVec2(o.x, a.y - fs * 0.4f), pal.text_dim, top.c_str());
+    dl->AddText(ImVec2(a.x - ImGui::CalcTextSize("0").x - fs * 0.3f, b.y - fs), pal.text_dim, "0");
+    char xl[64];
+    std::snprintf(xl, sizeof xl, "%d", xmax);
+    dl->AddText(ImVec2(a.x, b.y + 2), pal.text_dim, "position 0");
+    dl->AddText(ImVec2(b.x - ImGui::CalcTextSize(xl).x, b.y + 2), pal.text_dim, xl);
+
+    const float thick = std::max(3.f, fs * 0.18f);
+    const bool dots = sv.points.size() <= 80;
+    auto line = [&](bool cached, ImU32 col) {
+        bool have_prev = false;
+        ImVec2 prev;
+        for (const kv::SweepPoint& p : sv.points) {
+            const double ms = cached ? p.ms_cached : p.ms_uncached;
+            if (ms < 0) {
+                have_prev = false;
+                continue;
+            }
+            const ImVec2 q = px(p.pos, ms);
+            if (have_prev) dl->AddLine(prev, q, col, thick);
+            if (dots) dl->AddCircleFilled(q, thick * 1.1f, col);
+            prev = q;
+            have_prev = true;
+        }
+    };
+    line(false, pal.uncached_line);
+    line(true, pal.cached_line);
+
+    if (hovered && any && !sv.points.empty()) {
+        const float mx = ImGui::GetIO().MousePos.x;
+        const kv::SweepPoint* best = &sv.points.front();
+        for (const kv::SweepPoint& p : sv.points)
+            if (std::fabs(px(p.pos, 0).x - mx) < std::fabs(px(best->pos, 0).x - mx)) best = &p;
+        const float x = px(best->pos, 0).x;
+        dl->AddLine(ImVec2(x, a.y), ImVec2(x, b.y), with_alpha(pal.text, 0.5f), 1.f);
+        const std::string c = best->ms_cached >= 0 ? fmt_ms(best->ms_cached) : "not measured yet";
+        const std::string u = best->ms_uncached >= 0 ? fmt_ms(best->ms_uncached) : "not measured yet";
+        ImGui::SetTooltip("position %d\nwith cache: %s (one new row)\nwithout cache: %s (%d tokens again)", best->pos,
+                          c.c_str(), u.c_str(), best->pos + 1);
+    }
+}
+
+}  // namespace
+
+void draw_scaling_panel(AppState& app) {
+    const Palette& pal = palette();
+    ViewState& vs = app.vs;
+    const ScalingView& sv = app.scaling;
+    const float fs = ImGui::GetFontSize();
+    if (!app.model) {
+        ImGui::TextUnformatted("No model loaded: nothing to measure.");
+        return;
+    }
+    const kv::ModelConfig& c = app.model->config;
+    const bool running = sv.state == SweepState::running;
+
+    // Controls: run / cancel, how far, how often.
+    if (running) {
+        if (ImGui::Button("Cancel")) app.sweep_request = SweepRequest::cancel;
+    } else {
+        if (ImGui::Button(sv.state == SweepState::idle ? "Run sweep" : "Run again"))
+            app.sweep_request = SweepRequest::start;
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("Times one step at each position, with the cache and without,\n"
+                              "on a separate engine (your steps are not touched).");
+    }
+    ImGui::BeginDisabled(running);
+    int last_pos = (vs.sweep_max_pos > 0 ? std::min(vs.sweep_max_pos, c.n_ctx) : c.n_ctx) - 1;
+    same_line_if(fs * 10);
+    ImGui::TextUnformatted("positions 0 to");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 4.5f);
+    if (ImGui::SliderInt("##sweep_last", &last_pos, 1, c.n_ctx - 1, "%d")) vs.sweep_max_pos = last_pos + 1;
+    int stride = vs.sweep_stride > 0 ? vs.sweep_stride : default_sweep_stride(c);
+    same_line_if(fs * 7);
+    ImGui::TextUnformatted("every");
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(fs * 3.5f);
+    if (ImGui::SliderInt("##sweep_stride", &stride, 1, std::max(2, c.n_ctx / 8), "%d")) vs.sweep_stride = stride;
+    ImGui::EndDisabled();
+    const kv::SweepOptions opt = sweep_options(c, last_pos + 1, stride);
+    const size_t n_points = kv::sweep_positions(c, opt).size();
+    same_line_if(fs * 5);
+    ImGui::TextColored(to_vec4(pal.text_dim), "(%zu points)", n_points);
+
+    // Progress.
+    char overlay[96];
+    switch (sv.state) {
+    case SweepState::idle: std::snprintf(overlay, sizeof overlay, "not run yet"); break;
+    case SweepState::running:
+        std::snprintf(overlay, sizeof overlay, "measuring... %.0f%%  (%.1f s)", sv.progress * 100, sv.seconds);
+        break;
+    case SweepState::done: std::snprintf(overlay, sizeof overlay, "done in %.1f s", sv.seconds); break;
+    case SweepState::cancelled:
+        std::snprintf(overlay, sizeof overlay, "cancelled at %.0f%%", sv.progress * 100);
+        break;
+    case SweepState::failed: std::snprintf(overlay, sizeof overlay, "failed"); break;
+    }
+    ImGui::ProgressBar(sv.progress, ImVec2(-FLT_MIN, 0), overlay);
+    if (sv.state == SweepState::failed) ImGui::TextColored(to_vec4(pal.bad), "Error: %s", sv.error.c_str());
+
+    // Legend, the one-line reason, the plot, the numbers at the last position.
+    color_key(pal.cached_line, "with cache");
+    ImGui::SameLine();
+    color_key(pal.uncached_line, "without cache");
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
+    ImGui::TextWrapped("cached: one new row per step, cost flat; uncached: the whole sequence every step, "
+                       "cost grows with position");
+    ImGui::PopStyleColor();
+    const float summary_h = ImGui::GetTextLineHeightWithSpacing();
+    const ImVec2 avail = ImGui::GetContentRegionAvail();
+    draw_plot(sv, ImVec2(avail.x, std::max(fs * 3, avail.y - summary_h)));
+
+    const kv::SweepPoint* last = nullptr;
+    for (const kv::SweepPoint& p : sv.points)
+        if (p.ms_cached >= 0 && p.ms_uncached >= 0) last = &p;
+    if (last && last->ms_cached > 0) {
+        ImGui::TextColored(to_vec4(pal.accent), "At position %d: %s with cache, %s without (%.1fx)", last->pos,
+                           fmt_ms(last->ms_cached).c_str(), fmt_ms(last->ms_uncached).c_str(),
+                           last->ms_uncached / last->ms_cached);
+    } else if (sv.state == SweepState::idle) {
+        ImGui::TextColored(to_vec4(pal.text_dim), "Run the sweep to measure this machine (%s).", app.model_name.c_str());
+    }
+}
+
+}  // namespace kvui

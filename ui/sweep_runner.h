@@ -1,0 +1,54 @@
+// SweepRunner: the Scaling panel's measurement. Runs kv::run_sweep on its own
+// std::thread so frames keep drawing: first the cached decode step at every chosen
+// position (one call; it decodes its way up), then the full uncached forward at each
+// position, one run_sweep call per point, so the growing line appears point by point.
+// The thread only reads the const Model (run_sweep makes its own engine) and never
+// touches a Session; the owner must keep the Model alive until join() returns, which
+// the Controller does by calling stop() before it replaces or frees the model.
+#pragma once
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "core/bench.h"
+#include "core/model_io.h"
+#include "ui/app_state.h"
+
+namespace kvui {
+
+// The default stride: every position up to 128, else about 32 points.
+int default_sweep_stride(const kv::ModelConfig& c);
+// The options the panel's choices give (max_pos 0: n_ctx; stride 0: default),
+// clamped to the model; repeats more for small (noisy, microsecond) models.
+kv::SweepOptions sweep_options(const kv::ModelConfig& c, int max_pos, int stride);
+
+class SweepRunner {
+public:
+    SweepRunner() = default;
+    ~SweepRunner() { stop(); }
+    SweepRunner(const SweepRunner&) = delete;
+    SweepRunner& operator=(const SweepRunner&) = delete;
+
+    // Starts a sweep (stopping any running one). model must outlive the thread.
+    void start(const kv::Model& model, const kv::SweepOptions& opt);
+    // Asks the thread to stop after the point it is measuring; keeps what it has.
+    void cancel() { cancel_ = true; }
+    // Blocks until the thread has finished (done, cancelled or failed).
+    void join();
+    // cancel() + join(), and the view goes back to idle (the model is going away).
+    void stop();
+    bool running() const { return running_; }
+    // The state so far (safe from any thread).
+    ScalingView snapshot() const;
+
+private:
+    void work(const kv::Model& model, kv::SweepOptions opt);
+
+    std::thread thread_;
+    std::atomic<bool> cancel_{false};
+    std::atomic<bool> running_{false};
+    mutable std::mutex mu_;
+    ScalingView view_;  // guarded by mu_
+};
+
+}  // namespace kvui
