@@ -19,6 +19,7 @@
 #include "core/cuda/cuda_engine.h"
 #endif
 
+using kvtest::check_counters;
 using kvtest::random_model;
 
 namespace {
@@ -79,17 +80,6 @@ void check_close(const kv::RowMat& got, const kv::RowMat& want, const char* what
     REQUIRE(got.rows() == want.rows());
     REQUIRE(got.cols() == want.cols());
     check_close(got.data(), want.data(), size_t(got.size()), 1e-4f, 1e-3f, what);
-}
-
-void check_counters(const kv::Counters& got, const kv::Counters& want) {
-    CHECK(got.tokens_processed == want.tokens_processed);
-    CHECK(got.kv_rows_computed == want.kv_rows_computed);
-    CHECK(got.kv_rows_reused == want.kv_rows_reused);
-    CHECK(got.kv_rows_recomputed == want.kv_rows_recomputed);
-    CHECK(got.attn_scores == want.attn_scores);
-    CHECK(got.cache_rows == want.cache_rows);
-    CHECK(got.cache_bytes == want.cache_bytes);
-    CHECK(got.flops == want.flops);
 }
 
 void check_traces(const kv::StepTrace& got, const kv::StepTrace& want) {

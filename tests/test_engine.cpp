@@ -8,22 +8,8 @@
 
 using kvtest::expected_counters;
 using kvtest::max_abs_diff;
+using kvtest::check_counters;
 using kvtest::random_model;
-
-namespace {
-
-void check_counters(const kv::Counters& got, const kv::Counters& want) {
-    CHECK(got.tokens_processed == want.tokens_processed);
-    CHECK(got.kv_rows_computed == want.kv_rows_computed);
-    CHECK(got.kv_rows_reused == want.kv_rows_reused);
-    CHECK(got.kv_rows_recomputed == want.kv_rows_recomputed);
-    CHECK(got.attn_scores == want.attn_scores);
-    CHECK(got.cache_rows == want.cache_rows);
-    CHECK(got.cache_bytes == want.cache_bytes);
-    CHECK(got.flops == want.flops);
-}
-
-}  // namespace
 
 TEST_CASE("cached and uncached logits agree at every step") {
     struct Shape { int V, T, C, L, H, Hkv, p, n_new; };

@@ -2,8 +2,12 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <unistd.h>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +17,43 @@
 #include "core/weights.h"
 
 namespace kvtest {
+
+// A fresh folder under the system temp dir, removed afterwards.
+struct TempDir {
+    std::filesystem::path path;
+    explicit TempDir(const std::string& tag = "kvscope_test") {
+        static std::atomic<int> counter{0};
+        path = std::filesystem::temp_directory_path() /
+               (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+        std::filesystem::remove_all(path);
+        std::filesystem::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    std::string operator/(const std::string& name) const { return (path / name).string(); }
+    // Writes `content` to a file in the folder and returns its path.
+    std::string file(const std::string& name, const std::string& content) const {
+        const std::string p = (path / name).string();
+        std::ofstream(p, std::ios::binary) << content;
+        return p;
+    }
+};
+
+// Every counter equal, each checked on its own so a failure names the counter.
+inline void check_counters(const kv::Counters& got, const kv::Counters& want) {
+    CHECK(got.tokens_processed == want.tokens_processed);
+    CHECK(got.kv_rows_computed == want.kv_rows_computed);
+    CHECK(got.kv_rows_reused == want.kv_rows_reused);
+    CHECK(got.kv_rows_recomputed == want.kv_rows_recomputed);
+    CHECK(got.attn_scores == want.attn_scores);
+    CHECK(got.cache_rows == want.cache_rows);
+    CHECK(got.cache_bytes == want.cache_bytes);
+    CHECK(got.flops == want.flops);
+}
 
 inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H, int Hkv, uint64_t seed,
                                                bool tied = true) {

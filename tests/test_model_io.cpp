@@ -1,6 +1,8 @@
 // Model folders: config.json, safetensors (F32/F16/BF16, prefix, untied head),
 // random models, and the one-line errors for every kind of broken input.
 #include <doctest/doctest.h>
+
+#include "test_helpers.h"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,21 +26,8 @@ using namespace kv;
 
 namespace {
 
-// A fresh folder under the system temp dir, removed afterwards.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("kvscope_test_model_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : kvtest::TempDir {
+    TempDir() : kvtest::TempDir("kvscope_test_model_io") {}
 };
 
 ModelConfig small_config(bool tied = true, int n_kv_head = 2) {

@@ -1,6 +1,8 @@
 // WordTokenizer: splitting, lookup with case fallback, unknown words reported by
 // name, decode spacing, and the errors for malformed vocab.txt files.
 #include <doctest/doctest.h>
+
+#include "test_helpers.h"
 #include <unistd.h>
 
 #include <atomic>
@@ -16,24 +18,8 @@ using Words = std::vector<std::string>;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        static std::atomic<int> counter{0};
-        path = fs::temp_directory_path() /
-               ("kvscope_test_tokenizer_word_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::remove_all(path);
-        fs::create_directories(path);
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name, const std::string& content) const {
-        const std::string p = (path / name).string();
-        std::ofstream(p, std::ios::binary) << content;
-        return p;
-    }
+struct TempDir : kvtest::TempDir {
+    TempDir() : kvtest::TempDir("kvscope_test_tokenizer_word") {}
 };
 
 WordTokenizer lesson_vocab() {
