@@ -488,6 +488,7 @@ TEST_CASE("sweep options: defaults fit the model") {
     const size_t n = kv::sweep_positions(big, sweep_options(big, 0, 0)).size();
     CHECK(n >= 32);
     CHECK(n <= 64);
+    CHECK(sweep_options(big, 0, 0).max_pos == 512);       // a big context: the first half, by default
     CHECK(sweep_options(big, 5000, 0).max_pos == 1024);  // clamped to n_ctx
     CHECK(sweep_options(big, 100, 500).stride == 99);
 }

@@ -102,8 +102,8 @@ struct ViewState {
     int memory_ctx = 1024;           // memory panel's context length
     bool show_scaling = false;       // the Work panel's area shows the Scaling tab
     bool select_tab = false;         // make the tab bar follow show_scaling next frame
-    int sweep_max_pos = 0;           // Scaling panel choices (0: the model's n_ctx)
-    int sweep_stride = 0;            // 0: default_sweep_stride()
+    int sweep_max_pos = 0;           // Scaling panel choices (0: default_sweep_max_pos)
+    int sweep_stride = 0;            // 0: default_sweep_stride
     std::string prompt_text;         // edit buffer
     std::string model_text;          // "load model" edit buffer
     kv::SamplingOptions sampling;

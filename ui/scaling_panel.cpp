@@ -132,13 +132,13 @@ void draw_scaling_panel(AppState& app) {
                               "on a separate engine (your steps are not touched).");
     }
     ImGui::BeginDisabled(running);
-    int last_pos = (vs.sweep_max_pos > 0 ? std::min(vs.sweep_max_pos, c.n_ctx) : c.n_ctx) - 1;
+    int last_pos = (vs.sweep_max_pos > 0 ? std::min(vs.sweep_max_pos, c.n_ctx) : default_sweep_max_pos(c)) - 1;
     same_line_if(fs * 10);
     ImGui::TextUnformatted("positions 0 to");
     ImGui::SameLine();
     ImGui::SetNextItemWidth(fs * 4.5f);
     if (ImGui::SliderInt("##sweep_last", &last_pos, 1, c.n_ctx - 1, "%d")) vs.sweep_max_pos = last_pos + 1;
-    int stride = vs.sweep_stride > 0 ? vs.sweep_stride : default_sweep_stride(c);
+    int stride = vs.sweep_stride > 0 ? vs.sweep_stride : default_sweep_stride(last_pos + 1);
     same_line_if(fs * 7);
     ImGui::TextUnformatted("every");
     ImGui::SameLine();
