@@ -49,7 +49,10 @@ std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const
         out = parse_ids(ids);
     } else {
         if (!m.tokenizer)
-            throw UsageError("--prompt: model '" + m.name + "' has no tokenizer (random models take --ids 1,2,3)");
+            throw UsageError("--prompt: model '" + m.name + "' has no tokenizer (" +
+                             (m.path.empty() ? std::string("random models take --ids 1,2,3")
+                                             : "its folder has no vocab.txt, or vocab.json + merges.txt; use --ids 1,2,3") +
+                             ")");
         const kv::Encoding enc = m.tokenizer->encode(prompt);
         if (enc.ids.empty()) throw UsageError("--prompt: empty; type at least one word");
         if (!enc.unknown.empty()) {

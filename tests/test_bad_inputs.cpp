@@ -261,7 +261,8 @@ TEST_CASE("bad input: missing tokenizer") {
     SUBCASE("no tokenizer file: --ids works, --prompt is refused") {
         ModelDir m(false);
         check_error(run_cli("generate " + m.model_arg() + " --prompt 'the cat' --new 1"), 2,
-                    {"--prompt: model 'm' has no tokenizer"});
+                    {"--prompt: model 'm' has no tokenizer (its folder has no vocab.txt, or vocab.json + merges.txt; "
+                     "use --ids 1,2,3)"});
         CHECK(run_cli("generate " + m.model_arg() + " --ids 1,2 --new 1").rc == 0);
         check_error(run_cli("tokenize " + m.model_arg() + " --text hi"), 2, {"--model: 'm' has no tokenizer"});
     }
@@ -561,7 +562,7 @@ TEST_CASE("bad input: other model specs and argument mistakes") {
     check_error(run_cli("generate --model random:tiny:abc --ids 1 --new 1"), 1,
                 {"model 'random:tiny:abc': seed 'abc' is not a non-negative integer"});
     check_error(run_cli("generate --model random:tiny --prompt hello --new 1"), 2,
-                {"--prompt: model 'random:tiny:0' has no tokenizer"});
+                {"--prompt: model 'random:tiny:0' has no tokenizer (random models take --ids 1,2,3)"});
     check_error(run_cli("generate --model random:tiny --prompt hello --ids 1 --new 1"), 2,
                 {"give exactly one of --prompt TEXT or --ids 1,2,3"});
     check_error(run_cli("generate --model random:tiny --new 1"), 2, {"give exactly one of --prompt TEXT or --ids 1,2,3"});
