@@ -37,8 +37,9 @@ std::string gpt2_folder(std::string* why) {
     static const std::string dir = [] {
         const std::string vocab = kvtest::gpt2_vocab_dir(&reason);
         if (vocab.empty()) return std::string();
-        const fs::path d = fs::path(KVSCOPE_BINARY_DIR) / "gpt2-layout-test";
-        fs::create_directories(d);
+        // One folder per process: ctest runs these cases as parallel processes.
+        static const kvtest::TempDir tmp("kvscope_gpt2_layout");
+        const fs::path d = tmp.path;
         auto m = kvtest::random_model(50257, 64, 64, 2, 4, 4, 77);
         m->weights.wte *= 20.0f;  // logits of a useful size
         kv::save_model_folder(d.string(), m->config, m->weights, nullptr);

@@ -99,5 +99,11 @@ TEST_CASE("soak: 10,000 random operations stay correct, deterministic and flat i
     CHECK(a.backs > 1000);
     CHECK(a.digest == b.digest);
     CHECK(a.final_tokens == b.final_tokens);
+#if defined(__SANITIZE_ADDRESS__)
+    // AddressSanitizer quarantines freed memory, so RSS grows without a leak; its
+    // leak checker covers this build instead.
+    MESSAGE("RSS check not applied under AddressSanitizer");
+#else
     CHECK(rss_end - rss_warm < 2048);  // KiB: no growth beyond noise
+#endif
 }

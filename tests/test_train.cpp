@@ -3,6 +3,8 @@
 // determinism for a seed, that loss falls, and the corpus/vocabulary plumbing.
 #include <doctest/doctest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -40,7 +42,8 @@ std::string read_bytes(const fs::path& p) {
 }
 
 fs::path temp_dir(const std::string& name) {
-    fs::path d = fs::temp_directory_path() / ("kvscope_test_train_" + name);
+    // The process id keeps concurrent runs (parallel ctest, other build folders) apart.
+    fs::path d = fs::temp_directory_path() / ("kvscope_test_train_" + name + "_" + std::to_string(::getpid()));
     fs::remove_all(d);
     fs::create_directories(d);
     return d;
