@@ -26,36 +26,15 @@
 #include "core/model_io.h"
 #include "core/tokenizer.h"
 #include "core/weights.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-    int rc = -1;
-    std::string out, err;
-};
-
-// kvscope-cli with `args` (a shell word list); stdout and stderr kept apart.
-Run run_cli(const std::string& args) {
-    static std::atomic<int> n{0};
-    const std::string err_file = std::string(KVSCOPE_BINARY_DIR) + "/bad_inputs_stderr_" + std::to_string(::getpid()) +
-                                 "_" + std::to_string(n++);
-    const std::string cmd = std::string("'") + KVSCOPE_CLI + "' " + args + " 2>'" + err_file + "'";
-    Run r;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::array<char, 4096> buf{};
-    size_t k;
-    while ((k = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), k);
-    const int status = ::pclose(f);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream e(err_file, std::ios::binary);
-    r.err.assign(std::istreambuf_iterator<char>(e), {});
-    std::remove(err_file.c_str());
-    return r;
-}
+using kvtest::Run;
+using kvtest::run_cli;
 
 int count_lines(const std::string& s) {
     int c = 0;
@@ -354,24 +333,7 @@ std::string as_unprivileged_prefix() {
 
 Run run_cli_unprivileged(const std::string& args) {
     const std::string p = as_unprivileged_prefix();
-    if (p.empty()) return run_cli(args);
-    // run_cli quotes the binary; put setpriv in front of it through the shell.
-    static std::atomic<int> n{0};
-    const std::string err_file = std::string(KVSCOPE_BINARY_DIR) + "/bad_inputs_np_stderr_" +
-                                 std::to_string(::getpid()) + "_" + std::to_string(n++);
-    const std::string cmd = p + "'" + KVSCOPE_CLI + "' " + args + " 2>'" + err_file + "'";
-    Run r;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::array<char, 4096> buf{};
-    size_t k;
-    while ((k = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), k);
-    const int status = ::pclose(f);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    std::ifstream e(err_file, std::ios::binary);
-    r.err.assign(std::istreambuf_iterator<char>(e), {});
-    std::remove(err_file.c_str());
-    return r;
+    return run_cli(args, p == "none" ? "" : p);
 }
 
 TEST_CASE("bad input: unreadable file (chmod 000)") {

@@ -8,34 +8,14 @@
 #include <string>
 #include <sys/wait.h>
 
+#include "test_helpers.h"
+
 using nlohmann::json;
 
 namespace {
 
-struct Run {
-    int rc = -1;
-    std::string out;  // stdout
-    std::string err;  // stderr
-};
-
-Run run_cli(const std::string& args) {
-    const std::string err_file = std::string(KVSCOPE_BINARY_DIR) + "/cli_test_stderr_" + std::to_string(::getpid());
-    const std::string cmd = std::string("'") + KVSCOPE_CLI + "' " + args + " 2>'" + err_file + "'";
-    Run r;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::array<char, 4096> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), n);
-    const int status = ::pclose(f);
-    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    if (FILE* e = std::fopen(err_file.c_str(), "r")) {
-        while ((n = std::fread(buf.data(), 1, buf.size(), e)) > 0) r.err.append(buf.data(), n);
-        std::fclose(e);
-    }
-    std::remove(err_file.c_str());
-    return r;
-}
+using kvtest::Run;
+using kvtest::run_cli;
 
 int count_lines(const std::string& s) {
     int n = 0;

@@ -20,15 +20,9 @@ using nlohmann::json;
 namespace {
 
 std::string sh(const std::string& cmd, int* rc) {
-    std::string out;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::array<char, 65536> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-    const int st = ::pclose(f);
-    *rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    return out;
+    const kvtest::Run r = kvtest::run_shell(cmd);
+    *rc = r.rc;
+    return r.out;
 }
 
 // Builds the folder once: GPT-2's vocabulary and a 2-layer, 64-wide random model.

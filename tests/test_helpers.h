@@ -2,11 +2,14 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <array>
 #include <atomic>
+#include <cstdio>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <memory>
 #include <string>
@@ -42,6 +45,37 @@ struct TempDir {
         return p;
     }
 };
+
+// The result of a shell command: exit code, stdout and stderr kept apart.
+struct Run {
+    int rc = -1;
+    std::string out;  // stdout
+    std::string err;  // stderr
+};
+
+// Runs `cmd` through /bin/sh; stderr goes through a per-call file in the build tree.
+inline Run run_shell(const std::string& cmd) {
+    static std::atomic<int> n{0};
+    const std::string err_file = std::string(KVSCOPE_BINARY_DIR) + "/test_stderr_" + std::to_string(::getpid()) +
+                                 "_" + std::to_string(n++);
+    Run r;
+    FILE* f = ::popen((cmd + " 2>'" + err_file + "'").c_str(), "r");
+    REQUIRE(f != nullptr);
+    std::array<char, 65536> buf{};
+    size_t k;
+    while ((k = std::fread(buf.data(), 1, buf.size(), f)) > 0) r.out.append(buf.data(), k);
+    const int status = ::pclose(f);
+    r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream e(err_file, std::ios::binary);
+    r.err.assign(std::istreambuf_iterator<char>(e), {});
+    std::remove(err_file.c_str());
+    return r;
+}
+
+// kvscope-cli with `args` (a shell word list), optionally behind a prefix such as setpriv.
+inline Run run_cli(const std::string& args, const std::string& prefix = "") {
+    return run_shell(prefix + "'" + KVSCOPE_CLI + "' " + args);
+}
 
 // Every counter equal, each checked on its own so a failure names the counter.
 inline void check_counters(const kv::Counters& got, const kv::Counters& want) {

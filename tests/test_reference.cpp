@@ -30,14 +30,10 @@ bool have_numpy() {
 }
 
 std::string run(const std::string& cmd) {
-    std::string out;
-    FILE* f = ::popen(cmd.c_str(), "r");
-    REQUIRE(f != nullptr);
-    std::array<char, 65536> buf{};
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) out.append(buf.data(), n);
-    REQUIRE(::pclose(f) == 0);
-    return out;
+    const kvtest::Run r = kvtest::run_shell(cmd);
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    return r.out;
 }
 
 }  // namespace
