@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <string>
 #include <vector>
@@ -197,6 +198,8 @@ int main(int argc, char** argv) {
     app.vs.font_scale = o.font_scale;
     app.vs.base_font_px = font_px(Options{}, win_h);
     app.vs.dark = !o.light;
+    if (const auto* r = reinterpret_cast<const char*>(glGetString(GL_RENDERER)))
+        kvui::set_software_renderer(std::strstr(r, "llvmpipe") || std::strstr(r, "softpipe") || std::strstr(r, "swrast"));
     kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
     kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale);
 

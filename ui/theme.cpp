@@ -7,7 +7,10 @@ namespace kvui {
 
 namespace {
 Palette g_palette;
-}
+bool g_software_gl = false;
+}  // namespace
+
+void set_software_renderer(bool software) { g_software_gl = software; }
 
 const Palette& palette() { return g_palette; }
 
@@ -24,6 +27,7 @@ void apply_theme(bool dark, float ui_scale) {
     style.WindowBorderSize = 1.f;
     style.FrameBorderSize = dark ? 0.f : 1.f;
     style.ScrollbarSize = 14.f;
+    style.AntiAliasedLines = style.AntiAliasedLinesUseTex = style.AntiAliasedFill = !g_software_gl;
     ImVec4* c = style.Colors;
     if (dark) {
         c[ImGuiCol_WindowBg] = ImVec4(0.09f, 0.10f, 0.12f, 1.f);

@@ -13,6 +13,9 @@ struct Palette {
 };
 
 // ui_scale multiplies paddings, spacings and roundings (font px / 18).
+// Software OpenGL (llvmpipe under Xvfb, remote desktops) pays per pixel: with it,
+// apply_theme turns off anti-aliased lines and fills (about 15% of a frame there).
+void set_software_renderer(bool software);
 void apply_theme(bool dark, float ui_scale = 1.f);
 const Palette& palette();
 
