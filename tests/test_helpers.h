@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/model_io.h"
 #include "core/session.h"
 #include "core/weights.h"
@@ -75,6 +76,20 @@ inline Run run_shell(const std::string& cmd) {
 // kvscope-cli with `args` (a shell word list), optionally behind a prefix such as setpriv.
 inline Run run_cli(const std::string& args, const std::string& prefix = "") {
     return run_shell(prefix + "'" + KVSCOPE_CLI + "' " + args);
+}
+
+// The message of the kv::Error that f() throws; "<no exception>" when it throws
+// nothing, "<not a kv::Error> ..." for any other exception.
+template <class F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const kv::Error& e) {
+        return e.what();
+    } catch (const std::exception& e) {
+        return std::string("<not a kv::Error> ") + e.what();
+    }
+    return "<no exception>";
 }
 
 // Every counter equal, each checked on its own so a failure names the counter.

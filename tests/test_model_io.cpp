@@ -24,6 +24,8 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 using namespace kv;
 
+using kvtest::error_of;
+
 namespace {
 
 struct TempDir : kvtest::TempDir {
@@ -40,18 +42,6 @@ ModelConfig small_config(bool tied = true, int n_kv_head = 2) {
     c.n_kv_head = n_kv_head;
     c.tied_head = tied;
     return c;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const kv::Error& e) {
-        return e.what();
-    } catch (const std::exception& e) {
-        return std::string("<not a kv::Error> ") + e.what();
-    }
-    return "<no exception>";
 }
 
 bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }

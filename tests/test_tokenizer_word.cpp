@@ -16,6 +16,8 @@ namespace fs = std::filesystem;
 using kv::WordTokenizer;
 using Words = std::vector<std::string>;
 
+using kvtest::error_of;
+
 namespace {
 
 struct TempDir : kvtest::TempDir {
@@ -25,16 +27,6 @@ struct TempDir : kvtest::TempDir {
 WordTokenizer lesson_vocab() {
     return WordTokenizer({"<unk>", "Python", "is", "a", "programming", "language", ".", ",", "(", ")", "it",
                           "don't", "well-known", "!", "<eos>", "café", "?"});
-}
-
-template <class F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const kv::Error& e) {
-        return e.what();
-    }
-    return "<no kv::Error>";
 }
 
 }  // namespace
