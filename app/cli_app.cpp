@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/session.h"
-#include "core/train.h"
+#include "core/model/model_io.h"
+#include "core/session/session.h"
+#include "core/train/train.h"
 #include "app/cli_commands.h"
 #include "app/cli_common.h"
 

@@ -16,7 +16,7 @@
 
 #include "app/cli_commands.h"
 #include "app/cli_common.h"
-#include "core/bench.h"
+#include "core/session/bench.h"
 
 namespace cli {
 

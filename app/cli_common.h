@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/session.h"
+#include "core/model/model_io.h"
+#include "core/session/session.h"
 
 namespace cli {
 

@@ -22,9 +22,9 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "ui/app_state.h"
 #include "ui/controller.h"
 #include "ui/panels.h"

@@ -7,8 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 
-#include "core/bench.h"
-#include "core/engine.h"
+#include "core/session/bench.h"
+#include "core/engine/engine.h"
 #include "test_helpers.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)

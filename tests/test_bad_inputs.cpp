@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/tokenizer.h"
-#include "core/weights.h"
+#include "core/model/model_io.h"
+#include "core/text/tokenizer.h"
+#include "core/model/weights.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;

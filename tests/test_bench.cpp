@@ -14,8 +14,8 @@
 #include <fstream>
 #include <sstream>
 
-#include "core/bench.h"
-#include "core/engine.h"
+#include "core/session/bench.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
 #include "test_helpers.h"
 

@@ -1,4 +1,4 @@
-// GPT-2 byte-level BPE (core/bpe_tokenizer.cpp).
+// GPT-2 byte-level BPE (core/text/bpe_tokenizer.cpp).
 // Offline cases use a tiny vocabulary written here (256 byte tokens + a few merges).
 // GPT-2 cases use the real vocab.json + merges.txt, fetched at test time by
 // tests/fetch_gpt2_vocab.sh into <build>/gpt2-vocab (or taken from
@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <vector>
 
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 #include "core/error.h"
 
 namespace fs = std::filesystem;

@@ -11,12 +11,12 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "test_helpers.h"
 #ifdef KVSCOPE_HAVE_CUDA
-#include "core/cuda/cuda_engine.h"
+#include "core/engine/cuda/cuda_engine.h"
 #endif
 
 using kvtest::check_counters;

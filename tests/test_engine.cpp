@@ -3,7 +3,7 @@
 #include <doctest/doctest.h>
 
 #include "core/error.h"
-#include "core/session.h"
+#include "core/session/session.h"
 #include "test_helpers.h"
 
 using kvtest::expected_counters;

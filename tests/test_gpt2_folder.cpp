@@ -11,7 +11,7 @@
 #include <string>
 #include <sys/wait.h>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;

@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/session.h"
-#include "core/weights.h"
+#include "core/model/model_io.h"
+#include "core/session/session.h"
+#include "core/model/weights.h"
 
 namespace kvtest {
 

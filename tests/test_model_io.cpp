@@ -16,9 +16,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/safetensors.h"
-#include "core/weights.h"
+#include "core/model/model_io.h"
+#include "core/model/safetensors.h"
+#include "core/model/weights.h"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -61,7 +61,7 @@ bool contains(const std::string& s, const std::string& sub) { return s.find(sub)
         }                                                                       \
     } while (0)
 
-// The GPT-2 tensor list, written out independently of core/model_io.cpp.
+// The GPT-2 tensor list, written out independently of core/model/model_io.cpp.
 struct NamedTensor {
     std::string name;
     const float* data;

@@ -9,8 +9,8 @@
 #include <filesystem>
 #include <string>
 
-#include "core/engine.h"
-#include "core/model_io.h"
+#include "core/engine/engine.h"
+#include "core/model/model_io.h"
 #include "test_helpers.h"
 
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 #include <random>
 #include <unistd.h>
 
-#include "core/engine.h"
-#include "core/session.h"
+#include "core/engine/engine.h"
+#include "core/session/session.h"
 #include "test_helpers.h"
 
 namespace {

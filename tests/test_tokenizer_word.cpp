@@ -10,7 +10,7 @@
 #include <fstream>
 
 #include "core/error.h"
-#include "core/tokenizer.h"
+#include "core/text/tokenizer.h"
 
 namespace fs = std::filesystem;
 using kv::WordTokenizer;

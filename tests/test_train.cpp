@@ -15,11 +15,11 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/train.h"
-#include "core/weights.h"
+#include "core/model/model_io.h"
+#include "core/train/train.h"
+#include "core/model/weights.h"
 
 namespace fs = std::filesystem;
 

@@ -11,8 +11,8 @@
 #include <string>
 
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/session.h"
+#include "core/model/model_io.h"
+#include "core/session/session.h"
 #include "ui/app_state.h"
 #include "ui/controller.h"
 #include "ui/panels.h"

@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"

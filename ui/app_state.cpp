@@ -3,7 +3,7 @@
 
 #include <algorithm>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 
 namespace kvui {
 

@@ -12,10 +12,10 @@
 #include <utility>
 #include <vector>
 
-#include "core/bench.h"
-#include "core/config.h"
-#include "core/session.h"
-#include "core/trace.h"
+#include "core/session/bench.h"
+#include "core/model/config.h"
+#include "core/session/session.h"
+#include "core/engine/trace.h"
 
 namespace kv {
 struct Model;

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/heatmap.h"
 #include "ui/panels.h"

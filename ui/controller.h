@@ -11,8 +11,8 @@
 #include <thread>
 #include <vector>
 
-#include "core/model_io.h"
-#include "core/session.h"
+#include "core/model/model_io.h"
+#include "core/session/session.h"
 #include "ui/app_state.h"
 #include "ui/sweep_runner.h"
 

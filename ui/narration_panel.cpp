@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <string>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"

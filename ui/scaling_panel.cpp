@@ -11,8 +11,8 @@
 #include <cmath>
 #include <cstdio>
 
-#include "core/bench.h"
-#include "core/model_io.h"
+#include "core/session/bench.h"
+#include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/heatmap.h"
 #include "ui/panels.h"

@@ -10,8 +10,8 @@
 #include <mutex>
 #include <thread>
 
-#include "core/bench.h"
-#include "core/model_io.h"
+#include "core/session/bench.h"
+#include "core/model/model_io.h"
 #include "ui/app_state.h"
 
 namespace kvui {

@@ -8,7 +8,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"

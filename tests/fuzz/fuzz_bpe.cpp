@@ -1,4 +1,4 @@
-// Fuzzes the GPT-2 byte-level BPE tokenizer (core/bpe_tokenizer.h).
+// Fuzzes the GPT-2 byte-level BPE tokenizer (core/text/bpe_tokenizer.h).
 // Tokenizers: a tiny vocabulary built here (256 byte tokens + merges, as in
 // tests/test_bpe.cpp) and, when present, the real GPT-2 vocab.json + merges.txt
 // ($KVSCOPE_GPT2_VOCAB_DIR, else <build-fuzz>/gpt2-vocab, fetched by scripts/fuzz).
@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 #include "core/error.h"
 #include "tests/fuzz/fuzz_util.h"
 

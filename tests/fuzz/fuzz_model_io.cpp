@@ -1,4 +1,4 @@
-// Fuzzes model loading (core/model_io.h): config.json, the safetensors header and
+// Fuzzes model loading (core/model/model_io.h): config.json, the safetensors header and
 // data, and whole model folders. Input layout (see make_seeds.py):
 //   u16 little-endian L, then L bytes of config.json, then model.safetensors to the end.
 // Every failure must be a kv::Error; a model that loads must pass its own checks.
@@ -8,9 +8,9 @@
 #include <string_view>
 
 #include "core/error.h"
-#include "core/model_io.h"
-#include "core/safetensors.h"
-#include "core/weights.h"
+#include "core/model/model_io.h"
+#include "core/model/safetensors.h"
+#include "core/model/weights.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace kvfuzz;

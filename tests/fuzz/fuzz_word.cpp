@@ -1,4 +1,4 @@
-// Fuzzes the word-level tokenizer (core/tokenizer.h): encode/decode with the bundled
+// Fuzzes the word-level tokenizer (core/text/tokenizer.h): encode/decode with the bundled
 // vocabulary (assets/models/tiny-gpt/vocab.txt, else a small inline one), and
 // WordTokenizer::load on the input itself as a vocab.txt.
 // Checks: one piece per id, ids in range, the pieces are the input's non-space bytes
@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "core/tokenizer.h"
+#include "core/text/tokenizer.h"
 #include "tests/fuzz/fuzz_util.h"
 
 using namespace kvfuzz;

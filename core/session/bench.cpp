@@ -1,12 +1,12 @@
-#include "core/bench.h"
+#include "core/session/bench.h"
 
 #include <algorithm>
 #include <chrono>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/tensor.h"
-#include "core/threadpool.h"
+#include "core/engine/threadpool.h"
 
 namespace kv {
 

@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "core/engine.h"
-#include "core/model_io.h"
-#include "core/trace.h"
+#include "core/engine/engine.h"
+#include "core/model/model_io.h"
+#include "core/engine/trace.h"
 
 namespace kv {
 

@@ -3,7 +3,7 @@
 // "transformer." prefix, optional untied lm_head), tokenizer discovery, random models
 // and the bundled model's location. Notation: V vocab, T n_ctx, C n_embd, L n_layer,
 // Q = qkv_dim (= 3C for GPT-2).
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 
 #include <cerrno>
 #include <charconv>
@@ -15,9 +15,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 #include "core/error.h"
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 
 namespace kv {
 

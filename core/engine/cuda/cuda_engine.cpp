@@ -29,11 +29,11 @@
 #include <string>
 #include <vector>
 
-#include "core/cuda/cuda_check.h"
-#include "core/cuda/cuda_engine.h"
-#include "core/cuda/kernels.cuh"
+#include "core/engine/cuda/cuda_check.h"
+#include "core/engine/cuda/cuda_engine.h"
+#include "core/engine/cuda/kernels.cuh"
 #include "core/error.h"
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 
 #define KV_CUBLAS(call)                                                                          \
     do {                                                                                         \

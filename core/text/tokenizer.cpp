@@ -2,7 +2,7 @@
 // one token per line (id = line index, line 0 is "<unk>"). Text splits into words
 // (ASCII letters, digits, '_', any non-ASCII UTF-8 sequence, with inner apostrophes
 // and hyphens) and single punctuation characters; whitespace only separates.
-#include "core/tokenizer.h"
+#include "core/text/tokenizer.h"
 
 #include <cerrno>
 #include <cstring>

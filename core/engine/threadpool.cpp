@@ -1,4 +1,4 @@
-#include "core/threadpool.h"
+#include "core/engine/threadpool.h"
 
 #include <algorithm>
 

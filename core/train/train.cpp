@@ -9,7 +9,7 @@
 // Hkv kv heads, hd head size, Q = C + 2*kv_dim, N = b*t rows of a batch.
 // Batches are rows of randomly drawn training sentences, each closed by <eos>.
 // Single-threaded, buffers aligned: a seed gives bit-identical weights on every run.
-#include "core/train.h"
+#include "core/train/train.h"
 
 #include <algorithm>
 #include <chrono>
@@ -25,8 +25,8 @@
 
 #include "core/error.h"
 #include "core/rng.h"
-#include "core/model_io.h"
-#include "core/tokenizer.h"
+#include "core/model/model_io.h"
+#include "core/text/tokenizer.h"
 
 namespace kv {
 

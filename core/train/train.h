@@ -12,8 +12,8 @@
 
 #include <Eigen/Core>
 
-#include "core/config.h"
-#include "core/weights.h"
+#include "core/model/config.h"
+#include "core/model/weights.h"
 
 namespace kv {
 

@@ -9,11 +9,11 @@
 #include <memory>
 #include <string>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
-#include "core/kv_cache.h"
-#include "core/model_io.h"
-#include "core/threadpool.h"
+#include "core/engine/kv_cache.h"
+#include "core/model/model_io.h"
+#include "core/engine/threadpool.h"
 
 namespace kv {
 
@@ -305,24 +305,5 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
 }  // namespace
 
 std::unique_ptr<Engine> make_cpu_engine(const Model& model) { return std::make_unique<CpuEngine>(model); }
-
-#ifndef KVSCOPE_HAVE_CUDA
-bool cuda_available(std::string* why_not) {
-    if (why_not) *why_not = "this build has no CUDA backend (nvcc was not found when it was configured)";
-    return false;
-}
-#endif
-
-std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend) {
-    if (backend == "cpu") return make_cpu_engine(model);
-    if (backend == "cuda") {
-        std::string why;
-        if (!cuda_available(&why)) throw Error("--backend cuda: " + why);
-#ifdef KVSCOPE_HAVE_CUDA
-        return make_cuda_engine(model);
-#endif
-    }
-    throw Error("--backend '" + backend + "': unknown backend (use cpu or cuda)");
-}
 
 }  // namespace kv

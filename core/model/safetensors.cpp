@@ -1,7 +1,7 @@
 // safetensors: memory-mapped reading with a checked header, f16/bf16 widening, and
 // F32 writing. Notation: N header length in bytes, S file size, D = S - 8 - N the
 // size of the data section; data_offsets are relative to the data section.
-#include "core/safetensors.h"
+#include "core/model/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>

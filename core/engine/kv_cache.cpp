@@ -1,4 +1,4 @@
-#include "core/kv_cache.h"
+#include "core/engine/kv_cache.h"
 
 #include <cassert>
 #include <cstring>

@@ -4,7 +4,7 @@
 // Tokens are kept by id; a merge is (left id, right id) -> (rank, result id).
 // vocab.json spells bytes in the printable alphabet of bytes_to_unicode() (space is
 // 'Ġ', newline 'Ċ'); bytes_[id] holds the raw bytes each token stands for.
-#include "core/bpe_tokenizer.h"
+#include "core/text/bpe_tokenizer.h"
 
 #include <algorithm>
 #include <cerrno>

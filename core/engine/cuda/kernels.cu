@@ -9,8 +9,8 @@
 #include <cmath>
 #include <string>
 
-#include "core/cuda/cuda_check.h"
-#include "core/cuda/kernels.cuh"
+#include "core/engine/cuda/cuda_check.h"
+#include "core/engine/cuda/kernels.cuh"
 
 namespace kv::cuda {
 

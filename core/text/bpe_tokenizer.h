@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/tokenizer.h"
+#include "core/text/tokenizer.h"
 
 namespace kv {
 

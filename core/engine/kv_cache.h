@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "core/config.h"
+#include "core/model/config.h"
 #include "core/tensor.h"
 
 namespace kv {

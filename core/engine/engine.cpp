@@ -1,29 +1,12 @@
-#include "core/trace.h"
-
+// The engine interface's shared parts: the checks every backend makes before a
+// forward pass, the trace fields every backend fills the same way, and the factory
+// that picks a backend by name.
 #include <string>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "core/error.h"
 
 namespace kv {
-
-Counters& Counters::operator+=(const Counters& o) {
-    tokens_processed += o.tokens_processed;
-    kv_rows_computed += o.kv_rows_computed;
-    kv_rows_reused += o.kv_rows_reused;
-    kv_rows_recomputed += o.kv_rows_recomputed;
-    attn_scores += o.attn_scores;
-    cache_rows = o.cache_rows;    // a level, not a flow: the latest value
-    cache_bytes = o.cache_bytes;
-    flops += o.flops;
-    return *this;
-}
-
-const HeadTrace* StepTrace::find_head(int layer, int head) const {
-    for (const auto& h : heads)
-        if (h.layer == layer && h.head == head) return &h;
-    return nullptr;
-}
 
 void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, int cache_rows) {
     const int n = int(req.ids.size()), p0 = req.start_pos;
@@ -53,6 +36,25 @@ void finish_trace(StepTrace& tr, const ForwardRequest& req, const Counters& cnt,
     tr.cache_rows_read = req.start_pos;
     tr.counters = cnt;
     tr.ms = ms;
+}
+
+#ifndef KVSCOPE_HAVE_CUDA
+bool cuda_available(std::string* why_not) {
+    if (why_not) *why_not = "this build has no CUDA backend (nvcc was not found when it was configured)";
+    return false;
+}
+#endif
+
+std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend) {
+    if (backend == "cpu") return make_cpu_engine(model);
+    if (backend == "cuda") {
+        std::string why;
+        if (!cuda_available(&why)) throw Error("--backend cuda: " + why);
+#ifdef KVSCOPE_HAVE_CUDA
+        return make_cuda_engine(model);
+#endif
+    }
+    throw Error("--backend '" + backend + "': unknown backend (use cpu or cuda)");
 }
 
 }  // namespace kv

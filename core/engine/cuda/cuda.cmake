@@ -1,7 +1,7 @@
 # CUDA backend (issue 7): included from the end of core/CMakeLists.txt.
 # KVSCOPE_CUDA: AUTO builds it wherever nvcc is found, ON requires it (configure
 # fails with a clear message otherwise), OFF skips it. The sources live in
-# core/cuda/, outside kvcore's *.cpp glob, and are compiled into an object library
+# core/engine/cuda/, outside kvcore's engine/*.cpp glob, and are compiled into an object library
 # whose objects join kvcore; kvcore then links cudart and cuBLAS and carries
 # KVSCOPE_HAVE_CUDA=1 to everything that uses it. Kernels are built for Ampere
 # (sm_80 machine code, which also runs on sm_86/sm_89) and Hopper (sm_90 machine code
@@ -54,8 +54,8 @@ if(KVSCOPE_CUDA_BUILT)
   message(STATUS "kvscope: CUDA backend ON (nvcc ${CMAKE_CUDA_COMPILER_VERSION}, "
                  "architectures ${CMAKE_CUDA_ARCHITECTURES})")
   add_library(kvcuda OBJECT
-    ${CMAKE_CURRENT_SOURCE_DIR}/cuda/cuda_engine.cpp
-    ${CMAKE_CURRENT_SOURCE_DIR}/cuda/kernels.cu)
+    ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/cuda_engine.cpp
+    ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/kernels.cu)
   target_include_directories(kvcuda PRIVATE ${CMAKE_SOURCE_DIR})
   target_link_libraries(kvcuda PRIVATE Eigen3::Eigen CUDA::cudart CUDA::cublas)
   target_compile_definitions(kvcuda PRIVATE KVSCOPE_HAVE_CUDA=1)

@@ -9,10 +9,10 @@
 
 namespace kv::cuda {
 
-// "core/cuda/x.cpp" rather than the absolute path the build passes in __FILE__.
+// "core/engine/cuda/x.cpp" rather than the absolute path the build passes in __FILE__.
 inline const char* short_file(const char* file) {
     const std::string f(file);
-    const auto at = f.rfind("core/cuda/");
+    const auto at = f.rfind("core/engine/cuda/");
     return at == std::string::npos ? file : file + at;
 }
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "core/model_io.h"
+#include "core/model/model_io.h"
 
 namespace kv {
 

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
-#include "core/tokenizer.h"
-#include "core/weights.h"
+#include "core/model/config.h"
+#include "core/text/tokenizer.h"
+#include "core/model/weights.h"
 
 namespace kv {
 
