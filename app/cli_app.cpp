@@ -36,6 +36,7 @@ struct GenerateArgs {
     float temperature = 0.f;
     int top_k = 0;
     uint64_t seed = 0;
+    PolicyArgs policy;
 };
 
 int run_generate(const GenerateArgs& a, CLI::App& cmd) {
@@ -44,8 +45,10 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
     check_new(*m, int(ids.size()), a.n_new);
     if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
     if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
+    PolicyArgs pa = a.policy;
+    const kv::CachePolicy policy = policy_of(pa, cmd);
 
-    kv::Session s = make_session(*m, a.backend);
+    kv::Session s = make_session(*m, a.backend, policy);
     s.set_cache(!a.no_cache);
     s.set_sampling({a.temperature, a.top_k, a.seed, 5});
     s.set_prompt_ids(ids);
@@ -61,7 +64,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
                          {"start_pos", t.start_pos},
                          {"next_id", t.next_id},
                          {"next_token", token_text(*m, t.next_id)},
-                         {"counters", counters_json(t.counters)},
+                         {"counters", counters_json(t.counters, pa.given)},
                          {"ms", t.ms}});
         std::cerr << (m->tokenizer ? " " + token_text(*m, t.next_id) : " " + std::to_string(t.next_id));
     }
@@ -71,10 +74,11 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
               << " K/V rows computed (" << tot.kv_rows_recomputed << " recomputed), " << tot.attn_scores
               << " attention scores, cache " << tot.cache_bytes << " bytes, " << ms_total << " ms\n";
     if (a.as_json) {
-        json totals = counters_json(tot);
+        json totals = counters_json(tot, pa.given);
         totals["ms"] = ms_total;
         json out = {{"model", model_json(*m)}, {"prompt_ids", ids}, {"cache", !a.no_cache},
                     {"steps", steps},          {"totals", totals}};
+        if (pa.given) out["cache_policy"] = policy_json(policy);
         std::vector<int> gen(s.tokens().begin() + ids.size(), s.tokens().end());
         out["new_ids"] = gen;
         if (m->tokenizer) out["text"] = m->tokenizer->decode(s.tokens());
@@ -84,13 +88,45 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
 }
 
 // ---- compare ----
+// The cost of a policy: a full-attention f32 cache on the same engine runs the same
+// inputs as the policy session's cached step; its logits against the step's.
+struct FullReference {
+    kv::Engine& engine;
+    std::unique_ptr<kv::KVCache> cache;
+    float worst = 0;
+    int same_top1 = 0;
+    explicit FullReference(kv::Engine& e) : engine(e), cache(e.make_cache({})) {}
+    json compare(const kv::StepTrace& t) {
+        kv::ForwardRequest req;
+        req.ids = t.input_ids;
+        req.start_pos = t.start_pos;
+        req.n_known = t.n_known;
+        req.trace_opts.record = false;
+        kv::StepTrace ref;
+        engine.forward(req, *cache, ref);
+        float d = 0;
+        for (size_t j = 0; j < ref.logits.size(); ++j) d = std::max(d, std::abs(ref.logits[j] - t.logits[j]));
+        if (std::isnan(d)) d = INFINITY;
+        const bool same = kv::sample_token(ref.logits, {}, 0) == kv::sample_token(t.logits, {}, 0);
+        worst = std::max(worst, d);
+        same_top1 += same;
+        return {{"max_abs_logit_diff", d}, {"same_top1", same}};
+    }
+};
+
 int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     auto m = open_model(a.model);
     const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
     check_new(*m, int(ids.size()), a.n_new);
-    kv::Session cached = make_session(*m, a.backend);
-    kv::Session uncached = make_session(*m, a.backend);
+    PolicyArgs pa = a.policy;
+    const kv::CachePolicy policy = policy_of(pa, cmd);
+    // One engine (the weights, once) serves every cache of the comparison.
+    const std::shared_ptr<kv::Engine> engine = kv::make_engine(*m, a.backend);
+    kv::Session cached = make_session(*m, engine, policy);
+    kv::Session uncached = make_session(*m, engine, policy);
     uncached.set_cache(false);
+    // With a policy: a full-attention f32 cache fed the policy session's tokens.
+    FullReference full(*engine);
     cached.set_prompt_ids(ids);
     uncached.set_prompt_ids(ids);
     json steps = json::array();
@@ -112,9 +148,11 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
         steps.push_back({{"step", tc.step},
                          {"phase", kv::phase_name(tc.phase)},
                          {"max_abs_logit_diff", d},
-                         {"cached", {{"next_id", tc.next_id}, {"counters", counters_json(tc.counters)}, {"ms", tc.ms}}},
+                         {"cached",
+                          {{"next_id", tc.next_id}, {"counters", counters_json(tc.counters, pa.given)}, {"ms", tc.ms}}},
                          {"uncached",
-                          {{"next_id", tu.next_id}, {"counters", counters_json(tu.counters)}, {"ms", tu.ms}}}});
+                          {{"next_id", tu.next_id}, {"counters", counters_json(tu.counters, pa.given)}, {"ms", tu.ms}}}});
+        if (pa.given) steps.back()["vs_full"] = full.compare(tc);
         std::fprintf(stderr, "%4d %-8s %-14s %12lld %12lld %12lld %12lld %10.2e\n", tc.step, kv::phase_name(tc.phase),
                      token_text(*m, tc.next_id).substr(0, 14).c_str(), (long long)tc.counters.kv_rows_computed,
                      (long long)tu.counters.kv_rows_computed, (long long)tc.counters.attn_scores,
@@ -129,7 +167,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                  (long long)c.attn_scores, (long long)u.attn_scores, ms_c, ms_u, worst,
                  same_tokens ? "" : " (the modes chose different tokens)");
     if (a.as_json) {
-        json tc = counters_json(c), tu = counters_json(u);
+        json tc = counters_json(c, pa.given), tu = counters_json(u, pa.given);
         tc["ms"] = ms_c;
         tu["ms"] = ms_u;
         json out = {{"model", model_json(*m)},
@@ -138,6 +176,10 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                     {"max_abs_logit_diff", worst},
                     {"same_tokens", same_tokens},
                     {"totals", {{"cached", tc}, {"uncached", tu}}}};
+        if (pa.given) {
+            out["cache"] = policy_json(policy);
+            out["vs_full"] = {{"max_abs_logit_diff", full.worst}, {"same_top1_steps", full.same_top1}};
+        }
         std::cout << out.dump(1) << "\n";
     }
     return 0;
@@ -145,7 +187,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
 
 // ---- logits ----
 int run_logits(const std::string& model, const std::string& ids_text, bool no_cache, bool all_positions,
-               const std::string& backend) {
+               const std::string& backend, const kv::CachePolicy& policy) {
     auto m = open_model(model);
     const auto ids = parse_ids(ids_text);
     for (int id : ids)
@@ -156,6 +198,7 @@ int run_logits(const std::string& model, const std::string& ids_text, bool no_ca
         throw UsageError("--ids: " + std::to_string(ids.size()) + " tokens exceed the context of " +
                          std::to_string(m->config.n_ctx));
     auto engine = kv::make_engine(*m, backend);
+    auto cache = engine->make_cache(policy);
     const int V = m->config.vocab_size, n = int(ids.size());
     std::vector<std::vector<float>> rows;
     kv::ForwardRequest req;
@@ -166,7 +209,7 @@ int run_logits(const std::string& model, const std::string& ids_text, bool no_ca
         std::vector<float> all;
         req.ids = ids;
         req.all_logits = true;
-        engine->forward(req, tr, &all);
+        engine->forward(req, *cache, tr, &all);
         for (int i = 0; i < n; ++i) rows.emplace_back(all.begin() + size_t(i) * V, all.begin() + size_t(i + 1) * V);
     } else {
         // Token by token through the cache: each position sees earlier ones only via cached K/V.
@@ -174,7 +217,7 @@ int run_logits(const std::string& model, const std::string& ids_text, bool no_ca
             req.ids = std::span<const int>(ids.data() + i, 1);
             req.start_pos = i;
             req.n_known = i;
-            engine->forward(req, tr);
+            engine->forward(req, *cache, tr);
             rows.push_back(tr.logits);
         }
     }
@@ -221,6 +264,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     GenerateArgs gen;
     auto* c_gen = app.add_subcommand("generate", "generate tokens, one record per step");
     add_prompt_options(c_gen, gen);
+    add_policy_options(c_gen, gen.policy);
     c_gen->add_flag("--no-cache", gen.no_cache, "recompute every token at every step");
     c_gen->add_option("--temperature", gen.temperature, "0 = greedy (default)");
     c_gen->add_option("--top-k", gen.top_k, "sample among the k most likely (0 = all)");
@@ -229,6 +273,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     GenerateArgs cmp;
     auto* c_cmp = app.add_subcommand("compare", "run cached and uncached in lockstep and compare");
     add_prompt_options(c_cmp, cmp);
+    add_policy_options(c_cmp, cmp.policy);
 
     std::string lg_model, lg_ids, lg_backend = "cpu";
     bool lg_no_cache = false, lg_all = false;
@@ -238,6 +283,8 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_lg->add_flag("--no-cache", lg_no_cache, "one pass over the whole sequence (default: token by token via the cache)");
     c_lg->add_flag("--all-positions", lg_all, "print logits for every position");
     c_lg->add_option("--backend", lg_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+    PolicyArgs lg_policy;
+    add_policy_options(c_lg, lg_policy);
 
     std::string tk_model, tk_text;
     auto* c_tk = app.add_subcommand("tokenize", "split text into tokens");
@@ -278,7 +325,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     try {
         if (*c_gen) return run_generate(gen, *c_gen);
         if (*c_cmp) return run_compare(cmp, *c_cmp);
-        if (*c_lg) return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend);
+        if (*c_lg) return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend, policy_of(lg_policy, *c_lg));
         if (*c_tk) return run_tokenize(tk_model, tk_text);
         if (int rc = run_bench(); rc >= 0) return rc;
         if (*c_tr) {

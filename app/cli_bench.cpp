@@ -33,6 +33,8 @@ struct BenchArgs {
     bool sweep = false, stream = false, ceiling = false;
     int max_pos = 0, stride = 1, repeats = 1;
     std::string sweep_mode = "both", csv;
+    PolicyArgs policy_args;
+    kv::CachePolicy policy;  // from policy_args once parsed
 };
 
 struct RunResult {
@@ -60,7 +62,7 @@ int run_bench(const BenchArgs& a) {
     if (a.runs < 1) throw UsageError("--runs: must be at least 1");
     if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
     check_new(*m, a.prompt_len, a.n_new);
-    kv::Session s = make_session(*m, a.backend);
+    kv::Session s = make_session(*m, a.backend, a.policy);
     if (a.threads > 0) s.engine().set_threads(a.threads);
     s.set_cache(!a.no_cache);
     s.set_prompt_ids(kv::bench_ids(m->config, a.prompt_len, a.seed));
@@ -116,6 +118,7 @@ int run_bench(const BenchArgs& a) {
                 {"tokens_per_s", tokens_per_s},
                 {"weight_gb_per_token", weight_gb},
                 {"runs", jruns}};
+    if (a.policy_args.given) out["cache"] = policy_json(a.policy);
     if (!a.no_cache) out["weight_gb_per_s"] = weight_gb / (ms_per_token / 1000.0);
     for (const auto& r : runs) {
         std::fprintf(stderr, "  run: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)",
@@ -127,10 +130,12 @@ int run_bench(const BenchArgs& a) {
                          100.0 * r.tokens_per_s / (r.read_gb_per_s / weight_gb));
         std::fprintf(stderr, "\n");
     }
+    const std::string mode = std::string(a.no_cache ? "uncached" : "cached") +
+                             (a.policy_args.given ? ", cache " + kv::policy_text(a.policy) : "");
     std::fprintf(stderr,
                  "%s, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = %.1f "
                  "tokens/s\n",
-                 m->name.c_str(), s.engine().backend().c_str(), a.no_cache ? "uncached" : "cached", threads,
+                 m->name.c_str(), s.engine().backend().c_str(), mode.c_str(), threads,
                  a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
                  prefill_ms, ms_per_token, tokens_per_s);
     if (a.as_json) std::cout << out.dump(1) << "\n";
@@ -167,6 +172,7 @@ int run_sweep(const BenchArgs& a) {
     o.seed = a.seed;
     o.cached = a.sweep_mode != "uncached";
     o.uncached = a.sweep_mode != "cached";
+    o.policy = a.policy;
     if (a.max_pos < 0 || a.max_pos > m->config.n_ctx)
         throw UsageError("--max-pos: " + std::to_string(a.max_pos) + " is outside [1, " +
                          std::to_string(m->config.n_ctx) + "] (0 = the model's context)");
@@ -209,6 +215,7 @@ int run_sweep(const BenchArgs& a) {
         }
         json out = {{"model", model_json(*m)},   {"backend", a.backend}, {"threads", effective_threads(a.threads)},
                     {"stride", a.stride},        {"repeats", a.repeats}, {"points", jp}};
+        if (a.policy_args.given) out["cache"] = policy_json(a.policy);
         std::cout << out.dump(1) << "\n";
     }
     return 0;
@@ -238,8 +245,10 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--mode", a->sweep_mode, "sweep: both, cached or uncached")
         ->check(CLI::IsMember({"both", "cached", "uncached"}));
     c->add_option("--csv", a->csv, "sweep: write pos,ms_cached,ms_uncached to FILE");
+    add_policy_options(c, a->policy_args);
     return [a, c]() {
         if (!*c) return -1;
+        a->policy = policy_of(a->policy_args, *c);
         if (a->stream) return run_stream(*a);
         return a->sweep ? run_sweep(*a) : run_bench(*a);
     };

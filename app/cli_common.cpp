@@ -87,23 +87,56 @@ json model_json(const kv::Model& m) {
             {"vocab_size", c.vocab_size}};
 }
 
-json counters_json(const kv::Counters& c) {
-    return {{"tokens_processed", c.tokens_processed},
-            {"kv_rows_computed", c.kv_rows_computed},
-            {"kv_rows_reused", c.kv_rows_reused},
-            {"kv_rows_recomputed", c.kv_rows_recomputed},
-            {"attn_scores", c.attn_scores},
-            {"cache_rows", c.cache_rows},
-            {"cache_bytes", c.cache_bytes},
-            {"flops", c.flops}};
+json counters_json(const kv::Counters& c, bool with_evicted) {
+    json j = {{"tokens_processed", c.tokens_processed},
+              {"kv_rows_computed", c.kv_rows_computed},
+              {"kv_rows_reused", c.kv_rows_reused},
+              {"kv_rows_recomputed", c.kv_rows_recomputed},
+              {"attn_scores", c.attn_scores},
+              {"cache_rows", c.cache_rows},
+              {"cache_bytes", c.cache_bytes},
+              {"flops", c.flops}};
+    if (with_evicted) j["kv_rows_evicted"] = c.kv_rows_evicted;
+    return j;
+}
+
+void add_policy_options(CLI::App* c, PolicyArgs& a) {
+    c->add_option("--window", a.window, "attend to the last W positions only (0 = unlimited)");
+    c->add_option("--sinks", a.sinks, "with --window: the first S positions are always attended to");
+    c->add_option("--kv-dtype", a.dtype, "how the cache stores K/V: f32, f16 or int8");
+}
+
+kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd) {
+    a.given = cmd.count("--window") + cmd.count("--sinks") + cmd.count("--kv-dtype") > 0;
+    if (a.window < 0) throw UsageError("--window: " + std::to_string(a.window) + " is negative (0 = unlimited)");
+    if (a.sinks < 0) throw UsageError("--sinks: " + std::to_string(a.sinks) + " is negative");
+    if (a.window > 0 && a.sinks > a.window)
+        throw UsageError("--sinks: " + std::to_string(a.sinks) + " exceeds --window " + std::to_string(a.window));
+    kv::CachePolicy p;
+    p.window = a.window;
+    p.sinks = a.sinks;
+    try {
+        p.dtype = kv::parse_dtype(a.dtype, "--kv-dtype");
+    } catch (const kv::Error& e) {
+        throw UsageError(e.what());
+    }
+    return p;
+}
+
+json policy_json(const kv::CachePolicy& p) {
+    return {{"window", p.window}, {"sinks", p.sinks}, {"kv_dtype", kv::dtype_name(p.dtype)}};
 }
 
 std::string token_text(const kv::Model& m, int id) {
     return m.tokenizer ? m.tokenizer->token_text(id) : "<" + std::to_string(id) + ">";
 }
 
-kv::Session make_session(const kv::Model& m, const std::string& backend) {
-    kv::Session s(m, kv::make_engine(m, backend));
+kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy) {
+    return make_session(m, std::shared_ptr<kv::Engine>(kv::make_engine(m, backend)), policy);
+}
+
+kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy) {
+    kv::Session s(m, std::move(engine), policy);
     kv::TraceOptions t = s.trace_options();
     t.record = false;  // the CLI prints counters and tokens, not per-head detail
     s.set_trace_options(t);

@@ -1,6 +1,7 @@
 // Helpers shared by kvscope-cli's subcommands: argument checks with messages that
 // name the argument, model opening, JSON for models and counters.
 #pragma once
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <memory>
@@ -27,9 +28,24 @@ std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const
 // N new tokens after p prompt tokens must fit the context.
 void check_new(const kv::Model& m, int p, int n_new);
 nlohmann::json model_json(const kv::Model& m);
-nlohmann::json counters_json(const kv::Counters& c);
+// with_evicted: add kv_rows_evicted (runs with a cache policy flag; without one the
+// output stays as it was before policies existed).
+nlohmann::json counters_json(const kv::Counters& c, bool with_evicted = false);
 std::string token_text(const kv::Model& m, int id);
 // A session that records counters and logits only (no per-head detail).
-kv::Session make_session(const kv::Model& m, const std::string& backend);
+kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy = {});
+kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy = {});
+
+// --window W --sinks S --kv-dtype f32|f16|int8 (DESIGN.md, cache policy flags).
+struct PolicyArgs {
+    int window = 0, sinks = 0;
+    std::string dtype = "f32";
+    bool given = false;  // any of the three flags was on the command line
+};
+void add_policy_options(CLI::App* c, PolicyArgs& a);
+// The policy, or a UsageError naming the flag; sets a.given from the parsed command.
+kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd);
+// {"window","sinks","kv_dtype"}
+nlohmann::json policy_json(const kv::CachePolicy& p);
 
 }  // namespace cli

@@ -46,6 +46,8 @@ struct Options {
     bool light = false;
     bool scaling = false;
     int layer = 0, head = 0;
+    int window = 0, sinks = 0;  // the cache policy (DESIGN.md, cache policy flags)
+    std::string kv_dtype = "f32";
 };
 
 bool parse_size(const std::string& s, int& w, int& h) {
@@ -112,6 +114,9 @@ int main(int argc, char** argv) {
                  "open the Scaling tab (ms per step vs position); with --screenshot, run the sweep first");
     cli.add_option("--layer", o.layer, "selected layer")->check(CLI::NonNegativeNumber);
     cli.add_option("--head", o.head, "selected head")->check(CLI::NonNegativeNumber);
+    cli.add_option("--window", o.window, "attend to the last W positions only (0 = unlimited)");
+    cli.add_option("--sinks", o.sinks, "with --window: the first S positions are always attended to");
+    cli.add_option("--kv-dtype", o.kv_dtype, "how the cache stores K/V: f32, f16 or int8");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -123,6 +128,16 @@ int main(int argc, char** argv) {
     int win_w = 1600, win_h = 1000;
     if (!parse_size(o.size, win_w, win_h)) {
         std::fprintf(stderr, "kvscope: --size: '%s' is not WxH between 320x240 and 8192x8192\n", o.size.c_str());
+        return 2;
+    }
+    kv::CachePolicy policy;
+    try {
+        policy.window = o.window;
+        policy.sinks = o.sinks;
+        policy.dtype = kv::parse_dtype(o.kv_dtype, "--kv-dtype");
+        kv::check_policy(policy, o.window < 0 ? "--window" : "--sinks");
+    } catch (const kv::Error& e) {
+        std::fprintf(stderr, "kvscope: %s\n", e.what());
         return 2;
     }
     if (o.steps >= 0 && o.screenshot.empty() && o.frame_stats == 0) {
@@ -140,6 +155,7 @@ int main(int argc, char** argv) {
     const bool batch = !o.screenshot.empty() || o.frame_stats > 0;
     kvui::AppState app;
     kvui::Controller ctl(batch ? "never" : "auto");
+    ctl.set_policy(policy);
     std::string spec = o.model;
     if (spec.empty()) {
         spec = kv::default_model_dir();

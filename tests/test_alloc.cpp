@@ -73,16 +73,17 @@ TEST_CASE("a cached decode step allocates nothing") {
     for (int threads : {1, 2, 4}) {
         CAPTURE(threads);
         auto e = kv::make_cpu_engine(*m);
+        auto cache = e->make_cache({});
         e->set_threads(threads);
         const auto ids = kv::bench_ids(m->config, 40, 1);
         kv::ForwardRequest req;
         req.trace_opts.record = false;
         req.ids = std::span<const int>(ids.data(), 8);
         kv::StepTrace tr;
-        e->forward(req, tr);  // prefill: may allocate (products of many rows, the trace's vectors)
+        e->forward(req, *cache, tr);  // prefill: may allocate (products of many rows, the trace's vectors)
         req.ids = std::span<const int>(ids.data() + 8, 1);
         req.start_pos = 8;
-        e->forward(req, tr);  // the trace's vectors now have their capacity
+        e->forward(req, *cache, tr);  // the trace's vectors now have their capacity
         for (int pos = 9; pos < 40; ++pos) {
             CAPTURE(pos);
             req.ids = std::span<const int>(ids.data() + pos, 1);
@@ -90,7 +91,7 @@ TEST_CASE("a cached decode step allocates nothing") {
             req.n_known = pos;
             g_allocs = 0;
             g_armed = true;
-            e->forward(req, tr);
+            e->forward(req, *cache, tr);
             g_armed = false;
             CHECK(g_allocs.load() == 0);
             CHECK(tr.counters.cache_rows == pos + 1);

@@ -533,3 +533,25 @@ TEST_CASE("bad input: other model specs and argument mistakes") {
                 {"--temperature: must be >= 0"});
     check_error(run_cli("generate --model random:tiny --ids 1 --new 1 --bogus"), 2, {"--bogus"});
 }
+
+TEST_CASE("bad input: cache policy flags on every command that takes them") {
+    const std::string cmds[] = {"generate --model random:tiny --ids 1,2 --new 2", "compare --model random:tiny --ids 1,2 --new 2",
+                                "logits --model random:tiny --ids 1,2", "bench --model random:tiny --prompt-len 2 --new 2"};
+    for (const std::string& cmd : cmds) {
+        CAPTURE(cmd);
+        check_error(run_cli(cmd + " --window -1"), 2, {"kvscope-cli: --window: -1 is negative (0 = unlimited)"});
+        check_error(run_cli(cmd + " --sinks -2"), 2, {"kvscope-cli: --sinks: -2 is negative"});
+        check_error(run_cli(cmd + " --window 2 --sinks 3"), 2, {"kvscope-cli: --sinks: 3 exceeds --window 2"});
+        check_error(run_cli(cmd + " --kv-dtype f8"), 2,
+                    {"kvscope-cli: --kv-dtype: 'f8' is not a cache dtype (use f32, f16 or int8)"});
+        check_error(run_cli(cmd + " --window abc"), 2, {"--window", "abc"});
+    }
+}
+
+TEST_CASE("bad input: a cache policy the cuda backend does not implement") {
+    const Run r = run_cli("generate --model random:tiny --ids 1,2 --new 2 --backend cuda --window 4");
+    if (r.err.find("cuda backend: cache policy") != std::string::npos)
+        check_error(r, 1, {"kvscope-cli: cuda backend: cache policy 'window 4, f32' is not implemented"});
+    else
+        check_error(r, 1, {"kvscope-cli: --backend cuda: "});  // no CUDA here: refused before the policy
+}

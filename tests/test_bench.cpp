@@ -178,6 +178,7 @@ TEST_CASE("engine results agree across thread counts") {
     for (int threads : {1, 2, 3, 8}) {
         CAPTURE(threads);
         auto e = kv::make_cpu_engine(*m);
+        auto cache = e->make_cache({});
         e->set_threads(threads);
         kv::ForwardRequest req;
         req.trace_opts.record = false;
@@ -185,12 +186,12 @@ TEST_CASE("engine results agree across thread counts") {
         std::vector<float> all;
         req.all_logits = true;
         kv::StepTrace tr;
-        e->forward(req, tr, &all);
+        e->forward(req, *cache, tr, &all);
         // and one cached decode step on top
         req.all_logits = false;
         req.start_pos = int(ids.size()) - 1;
         req.ids = std::span<const int>(ids.data() + ids.size() - 1, 1);
-        e->forward(req, tr);
+        e->forward(req, *cache, tr);
         all.insert(all.end(), tr.logits.begin(), tr.logits.end());
         if (ref.empty())
             ref = all;

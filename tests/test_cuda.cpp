@@ -105,6 +105,7 @@ void check_traces(const kv::StepTrace& got, const kv::StepTrace& want) {
 void run_lockstep(const kv::Model& m, int p, int n_new, bool cache, bool graphs, const kv::TraceOptions& topt) {
     auto cpu = kv::make_cpu_engine(m);
     auto gpu = cuda_engine(m, graphs);
+    auto cc = cpu->make_cache({}), gc = gpu->make_cache({});
     REQUIRE(gpu->backend() == "cuda");
     const auto ids = kvtest::seq_ids(p + n_new, m.config.vocab_size, 5);
     for (int s = 0; s < n_new; ++s) {
@@ -119,16 +120,14 @@ void run_lockstep(const kv::Model& m, int p, int n_new, bool cache, bool graphs,
             req.start_pos = p + s - 1;
             req.ids = std::span<const int>(ids.data() + p + s - 1, 1);
         }
-        cpu->truncate_cache(req.start_pos);
-        gpu->truncate_cache(req.start_pos);
         kv::StepTrace a, b;
-        gpu->forward(req, a);
-        cpu->forward(req, b);
+        gpu->forward(req, *gc, a);
+        cpu->forward(req, *cc, b);
         check_close(a.logits, b.logits, "logits");
         check_counters(a.counters, b.counters);
         check_counters(a.counters, kvtest::expected_counters(m.config, p, s, cache));
-        CHECK(gpu->cache_rows() == cpu->cache_rows());
-        CHECK(gpu->cache_bytes() == cpu->cache_bytes());
+        CHECK(gc->n_used() == cc->n_used());
+        CHECK(gc->bytes() == cc->bytes());
         CHECK(a.start_pos == b.start_pos);
         CHECK(a.cache_rows_read == b.cache_rows_read);
         CHECK(a.ms > 0.0);
@@ -218,6 +217,7 @@ TEST_CASE("cuda traces of recorded heads match the cpu" * doctest::skip(no_devic
     SUBCASE("trace options change between graph replays") {
         auto cpu = kv::make_cpu_engine(*m);
         auto gpu = cuda_engine(*m, true);
+        auto cc = cpu->make_cache({}), gc = gpu->make_cache({});
         const auto ids = kvtest::seq_ids(16, m->config.vocab_size, 2);
         kv::TraceOptions opts[3];
         opts[0].record = false;
@@ -231,8 +231,8 @@ TEST_CASE("cuda traces of recorded heads match the cpu" * doctest::skip(no_devic
             req.start_pos = s == 0 ? 0 : 3 + s;
             req.ids = s == 0 ? std::span<const int>(ids.data(), 4) : std::span<const int>(ids.data() + 3 + s, 1);
             kv::StepTrace a, b;
-            gpu->forward(req, a);
-            cpu->forward(req, b);
+            gpu->forward(req, *gc, a);
+            cpu->forward(req, *cc, b);
             check_close(a.logits, b.logits, "logits");
             check_traces(a, b);
         }
@@ -244,6 +244,7 @@ TEST_CASE("cuda all-position logits match the cpu" * doctest::skip(no_device()))
     auto m = kv::load_model("random:tiny");
     auto cpu = kv::make_cpu_engine(*m);
     auto gpu = cuda_engine(*m, true);
+    auto cc = cpu->make_cache({}), gc = gpu->make_cache({});
     const auto ids = kvtest::seq_ids(9, m->config.vocab_size, 3);
     for (int split : {9, 1}) {  // all at once, then one token more after 8 cached
         CAPTURE(split);
@@ -255,13 +256,13 @@ TEST_CASE("cuda all-position logits match the cpu" * doctest::skip(no_device()))
             kv::ForwardRequest pre;
             pre.ids = std::span<const int>(ids.data(), 8);
             kv::StepTrace t0, t1;
-            gpu->forward(pre, t0);
-            cpu->forward(pre, t1);
+            gpu->forward(pre, *gc, t0);
+            cpu->forward(pre, *cc, t1);
         }
         kv::StepTrace a, b;
         std::vector<float> la, lb;
-        gpu->forward(req, a, &la);
-        cpu->forward(req, b, &lb);
+        gpu->forward(req, *gc, a, &la);
+        cpu->forward(req, *cc, b, &lb);
         REQUIRE(la.size() == size_t(split) * m->config.vocab_size);
         check_close(la, lb, "all logits");
         check_close(a.logits, b.logits, "last logits");
@@ -273,6 +274,7 @@ TEST_CASE("cuda cache rows match the cpu, and going back rewrites them" * doctes
     auto m = random_model(40, 20, 32, 2, 4, 2, 11);
     auto cpu = kv::make_cpu_engine(*m);
     auto gpu = cuda_engine(*m, true);
+    auto cc = cpu->make_cache({}), gc = gpu->make_cache({});
     const auto ids = kvtest::seq_ids(12, 40, 4);
     auto feed = [&](int start, int n, int salt) {
         std::vector<int> x(ids.begin() + start, ids.begin() + start + n);
@@ -281,58 +283,71 @@ TEST_CASE("cuda cache rows match the cpu, and going back rewrites them" * doctes
         req.start_pos = start;
         req.ids = x;
         kv::StepTrace a, b;
-        cpu->truncate_cache(start);
-        gpu->truncate_cache(start);
-        gpu->forward(req, a);
-        cpu->forward(req, b);
+        gpu->forward(req, *gc, a);
+        cpu->forward(req, *cc, b);
         check_close(a.logits, b.logits, "logits");
     };
     feed(0, 5, 0);
     for (int pos = 5; pos < 10; ++pos) feed(pos, 1, 0);
     feed(7, 1, 3);  // back three steps, then a different token
     feed(8, 2, 0);
-    REQUIRE(gpu->cache_rows() == 10);
-    REQUIRE(cpu->cache_rows() == 10);
+    REQUIRE(gc->n_used() == 10);
+    REQUIRE(cc->n_used() == 10);
     for (int l = 0; l < 2; ++l)
         for (int g = 0; g < 2; ++g) {
             CAPTURE(l);
             CAPTURE(g);
             kv::RowMat ka, va, kb, vb;
-            gpu->read_cache_head(l, g, ka, va);
-            cpu->read_cache_head(l, g, kb, vb);
+            gc->read_positions(l, g, ka, va);
+            cc->read_positions(l, g, kb, vb);
             check_close(ka, kb, "cached k");
             check_close(va, vb, "cached v");
         }
-    gpu->truncate_cache(4);
-    CHECK(gpu->cache_rows() == 4);
-    CHECK(gpu->cache_bytes() == 2LL * 2 * 16 * 4 * 4);
+    gc->truncate(4);
+    CHECK(gc->n_used() == 4);
+    CHECK(gc->bytes() == 2LL * 2 * 16 * 4 * 4);
     kv::RowMat k, v;
-    gpu->read_cache_head(1, 1, k, v);
+    gc->read_positions(1, 1, k, v);
     CHECK(k.rows() == 4);
-    CHECK_THROWS_AS(gpu->read_cache_head(2, 0, k, v), kv::Error);
-    CHECK_THROWS_AS(gpu->read_cache_head(0, 2, k, v), kv::Error);
+    CHECK_THROWS_AS(gc->read_positions(2, 0, k, v), kv::Error);
+    CHECK_THROWS_AS(gc->read_positions(0, 2, k, v), kv::Error);
 }
 
 TEST_CASE("cuda forward rejects bad requests like the cpu" * doctest::skip(no_device())) {
     auto m = kv::load_model("random:tiny");
     auto gpu = cuda_engine(*m, true);
+    auto gc = gpu->make_cache({});
     const std::vector<int> bad_id{1, 96};
     const std::vector<int> ok{1, 2};
     const std::vector<int> empty;
     kv::StepTrace tr;
     kv::ForwardRequest req;
     req.ids = bad_id;
-    CHECK_THROWS_AS(gpu->forward(req, tr), kv::Error);
+    CHECK_THROWS_AS(gpu->forward(req, *gc, tr), kv::Error);
     req.ids = empty;
-    CHECK_THROWS_AS(gpu->forward(req, tr), kv::Error);
+    CHECK_THROWS_AS(gpu->forward(req, *gc, tr), kv::Error);
     req.ids = ok;
     req.start_pos = 1;  // the cache is empty
-    CHECK_THROWS_AS(gpu->forward(req, tr), kv::Error);
+    CHECK_THROWS_AS(gpu->forward(req, *gc, tr), kv::Error);
     req.start_pos = 0;
-    gpu->forward(req, tr);  // still usable
-    CHECK(gpu->cache_rows() == 2);
+    gpu->forward(req, *gc, tr);  // still usable
+    CHECK(gc->n_used() == 2);
     std::vector<int> many(63, 1);
     req.ids = many;
     req.start_pos = 2;
-    CHECK_THROWS_AS(gpu->forward(req, tr), kv::Error);  // 65 > n_ctx 64
+    CHECK_THROWS_AS(gpu->forward(req, *gc, tr), kv::Error);  // 65 > n_ctx 64
+}
+
+TEST_CASE("the cuda backend refuses a cache policy it does not implement, naming both" *
+          doctest::skip(no_device())) {
+    auto m = kv::load_model("random:tiny");
+    auto gpu = cuda_engine(*m, true);
+    for (const kv::CachePolicy p : {kv::CachePolicy{6, 2, kv::KvDtype::f32}, kv::CachePolicy{0, 0, kv::KvDtype::int8},
+                                    kv::CachePolicy{0, 0, kv::KvDtype::f16}}) {
+        const std::string e = kvtest::error_of([&] { (void)gpu->make_cache(p); });
+        CAPTURE(e);
+        CHECK(e.find("cuda backend") != std::string::npos);
+        CHECK(e.find(kv::policy_text(p)) != std::string::npos);
+    }
+    CHECK(gpu->make_cache({})->n_slots() == m->config.n_ctx);
 }

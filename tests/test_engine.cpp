@@ -49,13 +49,14 @@ TEST_CASE("incremental logits equal a full forward at every position") {
     auto m = random_model(30, 16, 32, 2, 4, 4, 3);
     auto full = kv::make_cpu_engine(*m);
     auto inc = kv::make_cpu_engine(*m);
+    auto full_cache = full->make_cache({}), inc_cache = inc->make_cache({});
     const auto ids = kvtest::seq_ids(12, 30, 1);
     kv::ForwardRequest req;
     req.ids = ids;
     req.all_logits = true;
     kv::StepTrace tr;
     std::vector<float> all;
-    full->forward(req, tr, &all);
+    full->forward(req, *full_cache, tr, &all);
     REQUIRE(all.size() == ids.size() * 30);
     for (int i = 0; i < int(ids.size()); ++i) {
         CAPTURE(i);
@@ -63,7 +64,7 @@ TEST_CASE("incremental logits equal a full forward at every position") {
         r1.ids = std::span<const int>(ids.data() + i, 1);
         r1.start_pos = i;
         kv::StepTrace t1;
-        inc->forward(r1, t1);
+        inc->forward(r1, *inc_cache, t1);
         std::vector<float> row(all.begin() + i * 30, all.begin() + (i + 1) * 30);
         CHECK(max_abs_diff(t1.logits, row) <= 1e-5f);
     }
@@ -132,7 +133,7 @@ TEST_CASE("back() then step() reproduces the same logits and counters") {
         for (int i = 0; i < 8; ++i) first.push_back(s.step());
         for (int k = 0; k < 3; ++k) REQUIRE(s.back());
         CHECK(s.n_steps() == 5);
-        CHECK(s.engine().cache_rows() == s.n_fed());
+        CHECK(s.cache().n_used() == s.n_fed());
         for (int i = 5; i < 8; ++i) {
             CAPTURE(i);
             const auto& t = s.step();
@@ -143,7 +144,7 @@ TEST_CASE("back() then step() reproduces the same logits and counters") {
         // Back past the prefill, then forward again.
         while (s.back()) {}
         CHECK(s.n_steps() == 0);
-        CHECK(s.engine().cache_rows() == 0);
+        CHECK(s.cache().n_used() == 0);
         CHECK_FALSE(s.back());
         const auto& t0 = s.step();
         CHECK(max_abs_diff(t0.logits, first[0].logits) <= 1e-6f);
@@ -158,7 +159,7 @@ TEST_CASE("reset() and a new prompt leave no stale cache rows") {
     // A new, shorter prompt: its logits must equal those of a fresh session.
     const auto ids = kvtest::seq_ids(3, 40, 2);
     s.set_prompt_ids(ids);
-    CHECK(s.engine().cache_rows() == 0);
+    CHECK(s.cache().n_used() == 0);
     kv::Session fresh(*m, kv::make_cpu_engine(*m));
     fresh.set_prompt_ids(ids);
     for (int i = 0; i < 6; ++i) {
@@ -171,7 +172,7 @@ TEST_CASE("reset() and a new prompt leave no stale cache rows") {
     s.reset();
     CHECK(s.n_steps() == 0);
     CHECK(s.tokens() == ids);
-    CHECK(s.engine().cache_rows() == 0);
+    CHECK(s.cache().n_used() == 0);
 }
 
 TEST_CASE("the trace records q, k, v and attention where the work happens") {
@@ -204,7 +205,7 @@ TEST_CASE("the trace records q, k, v and attention where the work happens") {
             REQUIRE(h.attn.cols() == p + 1);
             CHECK(h.attn.row(0).sum() == doctest::Approx(1.0f).epsilon(1e-5));
             kv::RowMat K, V;
-            s.engine().read_cache_head(h.layer, h.kv_head, K, V);
+            s.cache().read_positions(h.layer, h.kv_head, K, V);
             REQUIRE(K.rows() == p + 1);
             CHECK((K.row(p) - h.k.row(0)).cwiseAbs().maxCoeff() == 0.0f);
             CHECK((V.row(p) - h.v.row(0)).cwiseAbs().maxCoeff() == 0.0f);

@@ -1,4 +1,5 @@
-// Shared test helpers: small random models and the counter formulas of DESIGN.md.
+// Shared test helpers: small random models, processes, and the counter formulas
+// (core/engine/formulas.h).
 #pragma once
 #include <doctest/doctest.h>
 
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/formulas.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
 #include "core/session/session.h"
@@ -98,6 +100,7 @@ inline void check_counters(const kv::Counters& got, const kv::Counters& want) {
     CHECK(got.kv_rows_computed == want.kv_rows_computed);
     CHECK(got.kv_rows_reused == want.kv_rows_reused);
     CHECK(got.kv_rows_recomputed == want.kv_rows_recomputed);
+    CHECK(got.kv_rows_evicted == want.kv_rows_evicted);
     CHECK(got.attn_scores == want.attn_scores);
     CHECK(got.cache_rows == want.cache_rows);
     CHECK(got.cache_bytes == want.cache_bytes);
@@ -136,29 +139,10 @@ inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H
     return m;
 }
 
-// Counters of step s (DESIGN.md table) for a prompt of p tokens.
-inline kv::Counters expected_counters(const kv::ModelConfig& c, int p, int s, bool cache) {
-    const int64_t L = c.n_layer, H = c.n_head, Hkv = c.n_kv_head;
-    const int64_t hd = c.head_dim(), C = c.n_embd;
-    kv::Counters e;
-    const int64_t n = (s == 0) ? p : (cache ? 1 : p + s);
-    const int64_t start = (s == 0 || !cache) ? 0 : p + s - 1;
-    e.tokens_processed = n;
-    e.kv_rows_computed = L * Hkv * n;
-    e.kv_rows_reused = (cache && s >= 1) ? L * Hkv * (p + s - 1) : 0;
-    e.kv_rows_recomputed = (!cache && s >= 1) ? L * Hkv * (p + s - 1) : 0;
-    if (cache)
-        e.attn_scores = s >= 1 ? L * H * (p + s) : L * H * int64_t(p) * (p + 1) / 2;
-    else
-        e.attn_scores = L * H * int64_t(p + s) * (p + s + 1) / 2;
-    e.cache_rows = p + s;
-    e.cache_bytes = 2 * L * Hkv * hd * e.cache_rows * int64_t(sizeof(float));
-    // FLOPs: projections for n rows in every layer, q.k and w.v for every score, the head for one row.
-    const int64_t Q = c.qkv_dim();
-    int64_t keys = 0;
-    for (int64_t i = 0; i < n; ++i) keys += start + i + 1;
-    e.flops = L * (2 * n * C * (Q + C + 4 * C + 4 * C) + H * keys * hd * 4) + 2 * C * c.vocab_size;
-    return e;
+// Counters of step s (DESIGN.md table) for a prompt of p tokens: core's formulas.
+inline kv::Counters expected_counters(const kv::ModelConfig& c, int p, int s, bool cache,
+                                      const kv::CachePolicy& pol = {}) {
+    return kv::formula_step(c, pol, p, s, cache);
 }
 
 inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {

@@ -67,7 +67,7 @@ TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
         req.trace_opts.record = false;
         kv::StepTrace tr;
         std::vector<float> mine;
-        engine->forward(req, tr, &mine);
+        engine->forward(req, *engine->make_cache({}), tr, &mine);
 
         std::string id_list;
         for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);

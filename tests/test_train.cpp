@@ -127,7 +127,7 @@ TEST_CASE("trainer forward gives the CPU engine's logits") {
     req.trace_opts.record = false;
     kv::StepTrace trace;
     std::vector<float> theirs;
-    engine->forward(req, trace, &theirs);
+    engine->forward(req, *engine->make_cache({}), trace, &theirs);
     REQUIRE(theirs.size() == ours.size());
     float worst = 0;
     size_t worst_i = 0;

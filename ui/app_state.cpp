@@ -31,8 +31,7 @@ int AppState::n_layer() const { return model ? model->config.n_layer : 1; }
 int AppState::n_head() const { return model ? model->config.n_head : 1; }
 int AppState::kv_head_of(int head) const {
     if (!model) return 0;
-    const kv::ModelConfig& c = model->config;
-    return head / std::max(1, c.n_head / std::max(1, c.n_kv_head));
+    return model->config.kv_head_of(head);
 }
 
 std::string AppState::token_text(int id) const {

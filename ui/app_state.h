@@ -34,10 +34,15 @@ struct SessionView {
     kv::Counters totals;
     bool can_step = false;
     std::string why_not;                                  // when !can_step
-    int cache_rows = 0;
+    int cache_rows = 0;                                   // rows the cache holds (its used cells)
     int64_t cache_bytes = 0;
+    kv::CachePolicy policy;
+    int cache_positions = 0;                              // positions that entered: [0, cache_positions)
+    std::vector<int> slot_pos;                            // the cache's cells: slot -> position (-1 free)
+    std::vector<bool> held;                               // (cache_positions) position held by the cache
     int cache_layer = 0, cache_kv_head = 0;               // what cache_k/v hold
-    kv::RowMat cache_k, cache_v;                          // (cache_rows, hd)
+    kv::RowMat cache_k, cache_v;                          // (cache_positions, hd) stored, as f32; 0 if not held
+    kv::RowMat cache_k_f32, cache_v_f32;                  // same, the f32 rows f16/int8 rounded (empty: f32)
 
     const kv::StepTrace* last() const { return history.empty() ? nullptr : history.back().get(); }
     int n_steps() const { return static_cast<int>(history.size()); }
@@ -50,7 +55,7 @@ RowState row_state(const kv::StepTrace& t, int row);
 
 enum class CommandKind {
     step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
-    set_sampling, set_selection, refresh_cache
+    set_sampling, set_selection, refresh_cache, set_policy
 };
 
 struct Command {
@@ -62,6 +67,7 @@ struct Command {
     int m = 0;               // set_selection: head
     std::string text;        // set_prompt, load_model
     kv::SamplingOptions sampling;
+    kv::CachePolicy policy;  // set_policy
 };
 
 enum class WorkMetric { kv_rows, attn_scores, flops };
@@ -143,7 +149,7 @@ struct AppState {
     void push(Command c) { pending.push_back(std::move(c)); }
     int n_layer() const;
     int n_head() const;
-    int kv_head_of(int head) const;  // head / (H / Hkv)
+    int kv_head_of(int head) const;  // ModelConfig::kv_head_of
     std::string token_text(int id) const;
 };
 

@@ -177,7 +177,7 @@ void Controller::run(const std::vector<Command>& cmds, Result& r) {
 void Controller::apply(const Command& c, Result& r) {
     if (c.kind == CommandKind::load_model) {
         std::unique_ptr<kv::Model> m = kv::load_model(c.text);
-        auto s = std::make_unique<kv::Session>(*m, kv::make_engine(*m, backend_));
+        auto s = std::make_unique<kv::Session>(*m, kv::make_engine(*m, backend_), policy_);
         r.model_name = m->name.empty() ? c.text : m->name;
         r.spec = c.text;
         r.model = std::move(m);
@@ -196,7 +196,7 @@ void Controller::apply(const Command& c, Result& r) {
             r.note = "random model, no tokenizer: the prompt is token ids";
         }
         if (compare_) {
-            r.other_s = std::make_unique<kv::Session>(*r.model, kv::make_engine(*r.model, backend_));
+            r.other_s = std::make_unique<kv::Session>(*r.model, r.main_s->shared_engine(), policy_);
             r.other_s->set_prompt_ids(r.main_s->prompt_ids());
             r.other_s->set_cache(!r.main_s->cache_on());
         }
@@ -240,7 +240,7 @@ void Controller::apply(const Command& c, Result& r) {
         compare_ = c.flag;
         r.compare = c.flag;
         if (c.flag && !other_) {
-            other_ = std::make_unique<kv::Session>(*model_, kv::make_engine(*model_, backend_));
+            other_ = std::make_unique<kv::Session>(*model_, main_->shared_engine(), policy_);
             update_trace_options();
             other_->set_sampling(main_->sampling());
             other_->set_prompt_ids(main_->prompt_ids());
@@ -270,6 +270,12 @@ void Controller::apply(const Command& c, Result& r) {
         head_ = c.m;
         update_trace_options();
         break;
+    case CommandKind::set_policy:
+        policy_ = c.policy;
+        main_->set_policy(policy_);
+        if (other_) other_->set_policy(policy_);
+        main_prefix_ = other_prefix_ = 0;
+        break;
     case CommandKind::refresh_cache:
     case CommandKind::load_model:
         break;
@@ -294,17 +300,22 @@ void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int
     v.totals = s.totals();
     v.why_not.clear();
     v.can_step = s.can_step(&v.why_not);
-    const kv::Engine& e = s.engine();
-    v.cache_rows = e.cache_rows();
-    v.cache_bytes = e.cache_bytes();
+    const kv::KVCache& cache = s.cache();
+    v.cache_rows = cache.n_used();
+    v.cache_bytes = cache.bytes();
+    v.policy = cache.policy();
+    v.cache_positions = cache.n_pos();
+    v.slot_pos.clear();
+    for (const kv::KVCell& cell : cache.cells()) v.slot_pos.push_back(cell.pos);
+    v.held.assign(size_t(cache.n_pos()), false);
+    for (int p = 0; p < cache.n_pos(); ++p) v.held[size_t(p)] = cache.slot_of(p) >= 0;
     const kv::ModelConfig& c = s.model().config;
     v.cache_layer = std::clamp(layer, 0, c.n_layer - 1);
     v.cache_kv_head = std::clamp(kv_head, 0, c.n_kv_head - 1);
-    if (v.cache_rows > 0) {
-        e.read_cache_head(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
-    } else {
-        v.cache_k.resize(0, c.head_dim());
-        v.cache_v.resize(0, c.head_dim());
+    cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
+    if (!cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k_f32, v.cache_v_f32, true)) {
+        v.cache_k_f32.resize(0, c.head_dim());
+        v.cache_v_f32.resize(0, c.head_dim());
     }
 }
 
@@ -316,14 +327,13 @@ void Controller::build_views(Result& r) {
         const kv::ModelConfig& c = r.model->config;
         layer_ = std::min(layer_, c.n_layer - 1);
         head_ = std::min(head_, c.n_head - 1);
-        int kvh = head_ / std::max(1, c.n_head / c.n_kv_head);
+        int kvh = c.kv_head_of(head_);
         fill_view(*r.main_s, r.main, p0, layer_, kvh);
         if (r.other_s) fill_view(*r.other_s, r.other, p1, layer_, kvh);
         return;
     }
     if (!main_) return;
-    const kv::ModelConfig& c = model_->config;
-    int kvh = head_ / std::max(1, c.n_head / c.n_kv_head);
+    int kvh = model_->config.kv_head_of(head_);
     fill_view(*main_, main_view_, main_prefix_, layer_, kvh);
     r.main = main_view_;
     if (other_) {

@@ -36,6 +36,8 @@ public:
     // running sweep (it reads the old model).
     void open(AppState& app, const std::string& spec, const std::string& backend,
               const std::string& prompt, bool typed_prompt = true);
+    // The cache policy of the sessions open() makes (window, sinks, dtype).
+    void set_policy(const kv::CachePolicy& p) { policy_ = p; }
     // Runs app.pending (and clears it): inline, or on the worker when it is heavy.
     void submit(AppState& app);
     // Publishes a finished worker batch into app (true when views changed) and
@@ -80,6 +82,7 @@ private:
     std::unique_ptr<kv::Model> model_;
     std::unique_ptr<kv::Session> main_, other_;
     std::string backend_ = "cpu";
+    kv::CachePolicy policy_;
     std::string prompt_;          // as typed
     bool prompt_typed_ = true;    // false: the app's default prompt, never edited
     std::string default_prompt_;  // that default, for models with a tokenizer

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
@@ -14,7 +15,12 @@
 namespace kvui {
 
 int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes) {
-    return 2 * layers * kv_heads * head_dim * tokens * bytes;
+    kv::ModelConfig shape;  // only the cache's dimensions matter
+    shape.n_layer = static_cast<int>(layers);
+    shape.n_head = shape.n_kv_head = static_cast<int>(kv_heads);
+    shape.n_embd = static_cast<int>(kv_heads * head_dim);
+    const kv::KvDtype t = bytes == 1 ? kv::KvDtype::int8 : bytes == 2 ? kv::KvDtype::f16 : kv::KvDtype::f32;
+    return kv::cache_bytes_for(shape, t, tokens);
 }
 
 std::string human_bytes(double b) {

@@ -59,11 +59,13 @@ struct Work {
     double kv_rows = 0, attn_scores = 0, flops = 0;
     double get(WorkMetric m) const { return m == WorkMetric::kv_rows ? kv_rows : m == WorkMetric::attn_scores ? attn_scores : flops; }
 };
-// One step s (0 = prefill) for a prompt of p tokens, cache on or off.
-Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache);
+// One step s (0 = prefill) for a prompt of p tokens, cache on or off, under a cache
+// policy (core's kv::formula_step).
+Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache, const kv::CachePolicy& pol = {});
 // Sum over steps 0..n_steps-1.
-Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache);
-// 2 x layers x kv_heads x head_dim x tokens x bytes
+Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache, const kv::CachePolicy& pol = {});
+// 2 x layers x kv_heads x head_dim x tokens x bytes (core's kv::cache_bytes_for; bytes
+// 4, 2 or 1 picks f32, f16 or int8, whose scales it adds).
 int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes);
 std::string human_bytes(double b);
 std::string human_count(double v);

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/engine/formulas.h"
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
@@ -16,24 +17,20 @@
 
 namespace kvui {
 
-Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache) {
-    const double L = c.n_layer, H = c.n_head, Hkv = c.n_kv_head, C = c.n_embd, hd = c.head_dim();
-    const double n = cache ? (s == 0 ? p : 1) : p + s;
+// The formulas are core's (core/engine/formulas.h); the chart wants doubles.
+Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache, const kv::CachePolicy& pol) {
+    const kv::Counters f = kv::formula_step(c, pol, p, s, cache);
     Work w;
-    w.kv_rows = L * Hkv * n;
-    if (cache) w.attn_scores = s == 0 ? L * H * p * (p + 1) / 2.0 : L * H * (p + s);
-    else w.attn_scores = L * H * (p + s) * (p + s + 1) / 2.0;
-    // 2 flops per multiply-add: qkv, attention out, MLP (2 x 4C), q.k and weights.v,
-    // and the head for the last position.
-    const double per_token = L * (2 * C * c.qkv_dim() + 2 * C * C + 2 * 2 * C * 4 * C);
-    w.flops = n * per_token + 4 * hd * w.attn_scores + 2 * C * c.vocab_size;
+    w.kv_rows = static_cast<double>(f.kv_rows_computed);
+    w.attn_scores = static_cast<double>(f.attn_scores);
+    w.flops = static_cast<double>(f.flops);
     return w;
 }
 
-Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache) {
+Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache, const kv::CachePolicy& pol) {
     Work t;
     for (int s = 0; s < n_steps; ++s) {
-        Work w = formula_step(c, p, s, cache);
+        Work w = formula_step(c, p, s, cache, pol);
         t.kv_rows += w.kv_rows;
         t.attn_scores += w.attn_scores;
         t.flops += w.flops;

@@ -8,12 +8,13 @@
 
 namespace kv {
 
-void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, int cache_rows) {
+void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, const KVCache& cache) {
     const int n = int(req.ids.size()), p0 = req.start_pos;
+    if (!(cache.config() == cfg)) throw Error("forward: the cache was made for another model");
     if (n == 0) throw Error("forward: no tokens to process");
-    if (p0 < 0 || p0 > cache_rows)
-        throw Error("forward: start_pos " + std::to_string(p0) + " but the cache holds " + std::to_string(cache_rows) +
-                    " rows");
+    if (p0 < 0 || p0 > cache.n_pos())
+        throw Error("forward: start_pos " + std::to_string(p0) + " but the cache has seen " +
+                    std::to_string(cache.n_pos()) + " positions");
     if (p0 + n > cfg.n_ctx)
         throw Error("forward: " + std::to_string(p0 + n) + " tokens exceed the model's context of " +
                     std::to_string(cfg.n_ctx));
@@ -25,15 +26,21 @@ void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, in
 
 void check_cache_head(const ModelConfig& cfg, int layer, int kv_head) {
     if (layer < 0 || layer >= cfg.n_layer || kv_head < 0 || kv_head >= cfg.n_kv_head)
-        throw Error("read_cache_head: layer " + std::to_string(layer) + " / kv head " + std::to_string(kv_head) +
+        throw Error("cache: layer " + std::to_string(layer) + " / kv head " + std::to_string(kv_head) +
                     " out of range");
 }
 
-void finish_trace(StepTrace& tr, const ForwardRequest& req, const Counters& cnt, double ms) {
+void finish_trace(StepTrace& tr, const ForwardRequest& req, const KVCache& cache, Counters cnt, double ms) {
     tr.input_ids.assign(req.ids.begin(), req.ids.end());
     tr.start_pos = req.start_pos;
     tr.n_known = req.n_known;
-    tr.cache_rows_read = req.start_pos;
+    tr.cache_rows_read = 0;
+    for (int k : tr.keys_read) tr.cache_rows_read += k < req.start_pos;
+    tr.evicted = cache.last_evicted();
+    tr.slot_pos.resize(cache.cells().size());
+    for (size_t s = 0; s < tr.slot_pos.size(); ++s) tr.slot_pos[s] = cache.cells()[s].pos;
+    cnt.cache_rows = cache.n_used();
+    cnt.cache_bytes = cache.bytes();
     tr.counters = cnt;
     tr.ms = ms;
 }

@@ -1,7 +1,10 @@
-// Engine: the narrow backend interface (as ggml-backend). An engine owns the
-// model's weights in its own memory and its KV cache; forward() runs new tokens at
-// start_pos against the cache rows [0, start_pos) and appends their K/V rows.
-// The CPU engine is the reference; a CUDA engine implements the same calls.
+// Engine: the narrow backend interface (as ggml-backend). An engine holds one
+// model's weights in its own memory and the scratch of a forward pass; caches live
+// apart (make_cache), one per sequence, so one engine serves several caches (the
+// compare mode's two sessions load the weights once). forward() runs new tokens at
+// positions start_pos.. against a cache: the cache places their K/V rows and says
+// which of its slots each query reads. The CPU engine is the reference; a CUDA
+// engine implements the same calls. An engine runs one forward at a time.
 #pragma once
 #include <memory>
 #include <span>
@@ -9,6 +12,7 @@
 #include <vector>
 
 #include "core/model/config.h"
+#include "core/engine/kv_cache.h"
 #include "core/engine/trace.h"
 
 namespace kv {
@@ -26,7 +30,7 @@ struct TraceOptions {
 
 struct ForwardRequest {
     std::span<const int> ids;  // tokens to process, at positions start_pos..
-    int start_pos = 0;         // cache rows [0, start_pos) are read, the rest written
+    int start_pos = 0;         // the cache goes back to positions [0, start_pos) first
     int n_known = 0;           // positions an earlier step had computed (for kv_rows_recomputed)
     bool all_logits = false;   // logits for every processed position, else last only
     TraceOptions trace_opts;
@@ -38,27 +42,29 @@ public:
     virtual std::string backend() const = 0;  // "cpu" or "cuda"
     virtual const ModelConfig& config() const = 0;
 
-    // Runs the tokens and fills `trace` (counters, heads, logits of the last
-    // position, ms). When all_logits, `logits_all` receives (n, V) row-major.
-    virtual void forward(const ForwardRequest& req, StepTrace& trace,
+    // A cache for one sequence in this backend's memory. Throws kv::Error with one
+    // line naming the backend and the policy when the backend does not implement it.
+    virtual std::unique_ptr<KVCache> make_cache(const CachePolicy& policy) const = 0;
+
+    // Runs the tokens against `cache` (one this engine made) and fills `trace`
+    // (counters, heads, logits of the last position, ms). When all_logits,
+    // `logits_all` receives (n, V) row-major.
+    virtual void forward(const ForwardRequest& req, KVCache& cache, StepTrace& trace,
                          std::vector<float>* logits_all = nullptr) = 0;
 
-    virtual int cache_rows() const = 0;
-    virtual void truncate_cache(int n) = 0;  // keep rows [0, n)
-    virtual int64_t cache_bytes() const = 0;
-    // Copies rows [0, cache_rows()) of one kv head: k and v are (rows, hd).
-    virtual void read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const = 0;
     virtual void set_threads(int n) { (void)n; }
 };
 
 // Checks every backend makes before a forward pass (throws kv::Error): tokens
-// present, start_pos within the cache, the context not exceeded, ids in range.
-void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, int cache_rows);
-// Checks a read_cache_head() argument pair (throws kv::Error).
+// present, start_pos within the positions the cache has seen, the context not
+// exceeded, ids in range, the cache made for this model.
+void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, const KVCache& cache);
+// Checks a (layer, kv head) pair for reading a cache (throws kv::Error).
 void check_cache_head(const ModelConfig& cfg, int layer, int kv_head);
 // Fills the fields every backend sets the same way once the work is done: the
-// request's ids and positions, the counters and the wall time since t0.
-void finish_trace(StepTrace& tr, const ForwardRequest& req, const Counters& cnt, double ms);
+// request's ids and positions, the cache's cells and evictions, the counters (and
+// cache_rows, cache_bytes, kv_rows_evicted from the cache) and the wall time.
+void finish_trace(StepTrace& tr, const ForwardRequest& req, const KVCache& cache, Counters cnt, double ms);
 
 std::unique_ptr<Engine> make_cpu_engine(const Model& model);
 // Defined only in builds with the CUDA backend (KVSCOPE_HAVE_CUDA).

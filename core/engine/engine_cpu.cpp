@@ -1,12 +1,14 @@
 // CpuEngine: the reference GPT-2 forward pass on the CPU with Eigen, reading and
-// appending to a KVCache, filling a StepTrace. Notation: n tokens processed this
-// step at positions start_pos..start_pos+n-1, nk = start_pos+n keys, C n_embd,
-// Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv heads.
+// writing a HostKVCache, filling a StepTrace. Notation: n tokens processed this
+// step at positions p0..p0+n-1; the keys are the cache slots some query of the step
+// reads (KVCache::keys_for), nk of them in ascending position, key j at key_pos_[j];
+// C n_embd, Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv heads.
 // Counters are incremented in the loops that do the work, never from formulas.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/engine/engine.h"
@@ -57,8 +59,7 @@ struct Split {
 
 class CpuEngine final : public Engine {
 public:
-    explicit CpuEngine(const Model& model)
-        : cfg_(model.config), w_(model.weights), cache_(model.config) {
+    explicit CpuEngine(const Model& model) : cfg_(model.config), w_(model.weights) {
         const int T = cfg_.n_ctx, C = cfg_.n_embd;
         x_ = RowMat::Zero(T, C);
         h_ = RowMat::Zero(T, C);
@@ -66,6 +67,11 @@ public:
         att_ = RowMat::Zero(T, C);
         fc_ = RowMat::Zero(T, 4 * C);
         scores_ = RowMat::Zero(int64_t(cfg_.n_head) * kTile, T);
+        k_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
+        v_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
+        key_slots_.reserve(size_t(T));
+        key_pos_.reserve(size_t(T));
+        new_slots_.reserve(size_t(T));
         logits_ = RowVec::Zero(cfg_.vocab_size);
         head_cnt_.assign(cfg_.n_head, Counters{});
         set_threads(0);
@@ -73,15 +79,8 @@ public:
 
     std::string backend() const override { return "cpu"; }
     const ModelConfig& config() const override { return cfg_; }
-    int cache_rows() const override { return cache_.n_rows(); }
-    void truncate_cache(int n) override { cache_.truncate(n); }
-    int64_t cache_bytes() const override { return cache_.bytes_used(); }
-
-    void read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const override {
-        const int hd = cfg_.head_dim(), rows = cache_.n_rows();
-        check_cache_head(cfg_, layer, kv_head);
-        k = cache_.k(layer).block(0, kv_head * hd, rows, hd);
-        v = cache_.v(layer).block(0, kv_head * hd, rows, hd);
+    std::unique_ptr<KVCache> make_cache(const CachePolicy& policy) const override {
+        return std::make_unique<HostKVCache>(cfg_, policy);
     }
 
     // n <= 0: one thread per hardware thread.
@@ -92,7 +91,7 @@ public:
         pool_ = std::make_unique<ThreadPool>(want);
     }
 
-    void forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) override;
+    void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
 
 private:
     static constexpr int kTile = 32;  // query rows per attention tile
@@ -101,15 +100,19 @@ private:
     // Split by output columns, so each thread streams its own slice of W.
     void linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const RowVec& b, bool accumulate, bool gelu,
                 Counters& cnt);
-    // Causal attention of the n new rows of qkv_ over cache rows [0, p0+n), one task
-    // per query head; fills att_ and the trace of recorded heads.
-    void attention(int l, int p0, int n, int r0, StepTrace& tr, Counters& cnt);
+    // The key rows of layer l as f32 (a view of the cache, or decoded into k_tmp_/v_tmp_).
+    HostKVCache::Rows key_rows(const HostKVCache& cache, int l);
+    // Attention of the n new rows of qkv_ over the keys (the cache's slots for this
+    // step, under its mask), one task per query head; fills att_ and the trace of
+    // recorded heads.
+    void attention(int l, int p0, int n, int r0, const HostKVCache::Rows& kv, const CachePolicy& pol,
+                   StepTrace& tr, Counters& cnt);
 
     int n_parts() const { return pool_->size() == 1 ? 1 : pool_->size() * 4; }
 
     const ModelConfig cfg_;
     const Weights& w_;
-    KVCache cache_;
+    std::mutex busy_;  // one forward at a time: the scratch below is shared
     std::unique_ptr<ThreadPool> pool_;
     // Activations, preallocated to n_ctx rows; a step uses the top n rows.
     RowMat x_;       // (T, C) residual stream
@@ -119,6 +122,9 @@ private:
     RowMat fc_;      // (T, 4C) MLP hidden
     RowMat scores_;  // (H * kTile, T) each head's scores for one tile of query rows
     RowVec logits_;  // (V)
+    RowMat k_tmp_, v_tmp_;             // (T, kv_dim) keys/values decoded from f16/int8 or gathered
+    std::vector<int> key_slots_, key_pos_;  // (nk) the step's keys: cache slot, position
+    std::vector<int> new_slots_;       // (n) the slots of this step's positions
     std::vector<Counters> head_cnt_;  // (H) per-head counts of one attention call
 };
 
@@ -142,57 +148,117 @@ void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const
     cnt.flops += 2LL * n * in * out;
 }
 
-void CpuEngine::attention(int l, int p0, int n, int r0, StepTrace& tr, Counters& cnt) {
-    const int C = cfg_.n_embd, H = cfg_.n_head, hd = cfg_.head_dim(), kvd = cfg_.kv_dim();
-    const int group = H / cfg_.n_kv_head, Qd = cfg_.qkv_dim(), T = cfg_.n_ctx;
+HostKVCache::Rows CpuEngine::key_rows(const HostKVCache& cache, int l) {
+    HostKVCache::Rows rows;
+    if (cache.direct_rows(l, key_slots_, rows)) return rows;
+    const int nk = int(key_slots_.size());
+    const Split sp{nk, std::min(n_parts(), std::max(1, nk / 32))};
+    pool_->parallel_for(sp.parts, [&](int i) {
+        cache.decode_rows(l, key_slots_, std::min(nk, i * nk / sp.parts), std::min(nk, (i + 1) * nk / sp.parts),
+                          k_tmp_.data(), v_tmp_.data());
+    });
+    return {k_tmp_.data(), v_tmp_.data(), cfg_.kv_dim()};
+}
+
+namespace {
+
+// Which keys (indices into the step's key list, ascending position) the query at
+// position q reads under the policy: [0, s) (the sinks, or everything without a
+// window) and [lo, hi) (the window, up to the query itself). lo >= s.
+struct KeyRange {
+    int s = 0, lo = 0, hi = 0;
+    int count() const { return s + hi - lo; }
+};
+KeyRange key_range(const std::vector<int>& key_pos, const CachePolicy& pol, int q) {
+    auto first_above = [&](int p) {  // index of the first key at a position > p
+        return int(std::upper_bound(key_pos.begin(), key_pos.end(), p) - key_pos.begin());
+    };
+    KeyRange r;
+    r.hi = first_above(q);
+    if (!pol.windowed()) return {r.hi, r.hi, r.hi};
+    r.s = std::min(r.hi, first_above(std::min(q, pol.sinks - 1)));
+    r.lo = std::max(r.s, first_above(q - pol.window));
+    // One run [0, hi) when the window starts right after the sinks: then the query
+    // is computed exactly as without a window (so a window >= the sequence is full).
+    if (r.lo == r.s) return {r.hi, r.hi, r.hi};
+    return r;
+}
+
+}  // namespace
+
+// Per tile of query rows: the keys every row reads are two products, [0, a) (sinks;
+// all keys so far without a window) and [c0, c1) (the window all rows share); each
+// row then adds its own keys one dot product at a time. Without a window this is
+// "shared keys as one product, then the tile's triangle".
+void CpuEngine::attention(int l, int p0, int n, int r0, const HostKVCache::Rows& kv, const CachePolicy& pol,
+                          StepTrace& tr, Counters& cnt) {
+    const int C = cfg_.n_embd, H = cfg_.n_head, hd = cfg_.head_dim(), Qd = cfg_.qkv_dim(), T = cfg_.n_ctx;
+    const int kvd = cfg_.kv_dim(), nk = int(key_pos_.size());
     const float scale = 1.0f / std::sqrt(float(hd));
-    const RowMat& Kc = cache_.k(l);
-    const RowMat& Vc = cache_.v(l);
     for (auto& hc : head_cnt_) hc = Counters{};
     pool_->parallel_for(H, [&](int h) {
-        const int g = h / group;
+        const int g = cfg_.kv_head_of(h);
         Counters& hc = head_cnt_[h];
         HeadTrace* ht = nullptr;
         for (auto& t : tr.heads)
             if (t.layer == l && t.head == h) ht = &t;
-        ConstBlockMap K(Kc.data() + g * hd, p0 + n, hd, Stride(kvd));
-        ConstBlockMap V(Vc.data() + g * hd, p0 + n, hd, Stride(kvd));
+        ConstBlockMap K(kv.k + g * hd, nk, hd, Stride(kv.row_stride));
+        ConstBlockMap V(kv.v + g * hd, nk, hd, Stride(kv.row_stride));
         for (int i0 = 0; i0 < n; i0 += kTile) {
             const int rows = std::min(kTile, n - i0);
-            const int k0 = p0 + i0;  // keys [0, k0) are seen by every row of the tile
+            const KeyRange first = key_range(key_pos_, pol, p0 + i0), last = key_range(key_pos_, pol, p0 + i0 + rows - 1);
+            // Keys from own0 on are the tile's own positions: a per-row triangle.
+            const int own0 = first.hi - 1;
+            const int a = std::min(first.s, own0), c0 = last.lo, c1 = std::max(c0, std::min(first.hi, own0));
             ConstBlockMap Qt(qkv_.data() + int64_t(i0) * Qd + h * hd, rows, hd, Stride(Qd));
             BlockMap S(scores_.data() + int64_t(h) * kTile * T, rows, T, Stride(T));
             BlockMap O(att_.data() + int64_t(i0) * C + h * hd, rows, hd, Stride(C));
-            // Scores: a product over the keys the whole tile sees, then per row the
-            // keys of the tile's own triangle [k0, pos].
-            if (k0 > 0) S.leftCols(k0).noalias() = Qt * K.topRows(k0).transpose();
+            // The row's own keys: [a, s) and [lo, hi) without the shared [c0, c1).
+            auto for_own = [&](const KeyRange& kr, auto&& f) {
+                for (int j = a; j < kr.s; ++j) f(j);
+                for (int j = kr.lo; j < std::min(kr.hi, c0); ++j) f(j);
+                for (int j = std::max(kr.lo, c1); j < kr.hi; ++j) f(j);
+            };
+            if (a > 0) S.leftCols(a).noalias() = Qt * K.topRows(a).transpose();
+            if (c1 > c0) S.middleCols(c0, c1 - c0).noalias() = Qt * K.middleRows(c0, c1 - c0).transpose();
             for (int r = 0; r < rows; ++r) {
-                const int pos = k0 + r, nkeys = pos + 1;
-                for (int j = k0; j <= pos; ++j) S(r, j) = Qt.row(r).dot(K.row(j));
-                hc.attn_scores += nkeys;
-                auto s = S.row(r).head(nkeys);
-                s *= scale;
-                const float mx = s.maxCoeff();
-                s = (s.array() - mx).exp().matrix();
-                s /= s.sum();
+                const KeyRange kr = key_range(key_pos_, pol, p0 + i0 + r);
+                for_own(kr, [&](int j) { S(r, j) = Qt.row(r).dot(K.row(j)); });
+                hc.attn_scores += kr.count();
+                // Softmax over the keys read: [0, s) and [lo, hi).
+                auto s1 = S.row(r).head(kr.s);
+                auto s2 = S.row(r).segment(kr.lo, kr.hi - kr.lo);
+                s1 *= scale;
+                s2 *= scale;
+                float mx = -INFINITY;
+                if (kr.s > 0) mx = s1.maxCoeff();
+                if (kr.hi > kr.lo) mx = std::max(mx, s2.maxCoeff());
+                s1 = (s1.array() - mx).exp().matrix();
+                s2 = (s2.array() - mx).exp().matrix();
+                const float sum = s1.sum() + s2.sum();
+                s1 /= sum;
+                s2 /= sum;
             }
-            // Weighted values, the same split: shared keys as one product, then the triangle.
-            if (k0 > 0)
-                O.noalias() = S.leftCols(k0) * V.topRows(k0);
+            // Weighted values, the same split.
+            if (a > 0)
+                O.noalias() = S.leftCols(a) * V.topRows(a);
             else
                 O.setZero();
+            if (c1 > c0) O.noalias() += S.middleCols(c0, c1 - c0) * V.middleRows(c0, c1 - c0);
             for (int r = 0; r < rows; ++r) {
-                const int pos = k0 + r, nkeys = pos + 1;
-                for (int j = k0; j <= pos; ++j) O.row(r) += S(r, j) * V.row(j);
-                hc.flops += 2LL * nkeys * hd * 2;  // q.k and weights.v
+                const KeyRange kr = key_range(key_pos_, pol, p0 + i0 + r);
+                for_own(kr, [&](int j) { O.row(r) += S(r, j) * V.row(j); });
+                hc.flops += 2LL * kr.count() * hd * 2;  // q.k and weights.v
             }
             if (ht) {
                 for (int r = std::max(0, r0 - i0); r < rows; ++r) {
-                    const int i = i0 + r, pos = p0 + i, row = i - r0;
+                    const int i = i0 + r, row = i - r0;
+                    const KeyRange kr = key_range(key_pos_, pol, p0 + i);
                     ht->q.row(row) = Qt.row(r);
                     ht->k.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + C + g * hd, hd);
                     ht->v.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + C + kvd + g * hd, hd);
-                    ht->attn.row(row).head(pos + 1) = S.row(r).head(pos + 1);
+                    for (int j = 0; j < kr.s; ++j) ht->attn(row, key_pos_[size_t(j)]) = S(r, j);
+                    for (int j = kr.lo; j < kr.hi; ++j) ht->attn(row, key_pos_[size_t(j)]) = S(r, j);
                 }
             }
         }
@@ -203,15 +269,24 @@ void CpuEngine::attention(int l, int p0, int n, int r0, StepTrace& tr, Counters&
     }
 }
 
-void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) {
+void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace& tr, std::vector<float>* logits_all) {
     const auto t0 = std::chrono::steady_clock::now();
+    auto* host = dynamic_cast<HostKVCache*>(&any_cache);
+    if (!host) throw Error("cpu backend: the cache was made by another backend");
+    HostKVCache& cache = *host;
+    std::lock_guard<std::mutex> lock(busy_);
     const int n = int(req.ids.size());
     const int p0 = req.start_pos;
     const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
-    const int kvd = cfg_.kv_dim(), group = H / Hkv, V = cfg_.vocab_size;
-    check_forward_request(cfg_, req, cache_.n_rows());
-    cache_.truncate(p0);  // rows at and after start_pos are rewritten
-    const int nk = p0 + n;
+    const int kvd = cfg_.kv_dim(), V = cfg_.vocab_size;
+    check_forward_request(cfg_, req, cache);
+    cache.truncate(p0);  // positions at and after start_pos are computed again
+    const std::vector<int>& placed = cache.place(n);
+    new_slots_.assign(placed.begin(), placed.end());
+    cache.keys_for(p0, p0 + n - 1, key_slots_, key_pos_);
+    const int nk = p0 + n;  // positions the trace's attention rows span
+    int keys_cached = 0;    // keys read from the cache, not computed this step
+    for (int k : key_pos_) keys_cached += k < p0;
 
     Counters cnt;
     cnt.tokens_processed = n;
@@ -227,7 +302,7 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
                 HeadTrace ht;
                 ht.layer = l;
                 ht.head = h;
-                ht.kv_head = h / group;
+                ht.kv_head = cfg_.kv_head_of(h);
                 ht.first_pos = p0 + r0;
                 ht.q.resize(n - r0, hd);
                 ht.k.resize(n - r0, hd);
@@ -250,17 +325,16 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
         layernorm(Hs, X, lw.ln_1_w, lw.ln_1_b, cfg_.layer_norm_epsilon);
         linear(qkv_, h_, n, lw.attn_w, lw.attn_b, false, false, cnt);
 
-        // K and V of the new positions enter the cache (the only write).
+        // K and V of the new positions enter the cache, in the slots it placed them.
         for (int i = 0; i < n; ++i) {
-            const int pos = p0 + i;
-            cache_.write(l, pos, qkv_.row(i).data() + C, qkv_.row(i).data() + C + kvd);
+            cache.write(l, new_slots_[size_t(i)], qkv_.row(i).data() + C, qkv_.row(i).data() + C + kvd);
             cnt.kv_rows_computed += Hkv;
-            if (pos < req.n_known) cnt.kv_rows_recomputed += Hkv;
+            if (p0 + i < req.n_known) cnt.kv_rows_recomputed += Hkv;
         }
-        // Rows [0, p0) of every kv head come from the cache, not from this step.
-        for (int g = 0; g < Hkv; ++g) cnt.kv_rows_reused += p0;
+        // The keys read from the cache, of every kv head.
+        for (int g = 0; g < Hkv; ++g) cnt.kv_rows_reused += keys_cached;
 
-        attention(l, p0, n, r0, tr, cnt);
+        attention(l, p0, n, r0, key_rows(cache, l), cache.policy(), tr, cnt);
 
         // x += att * c_proj + b
         linear(x_, att_, n, lw.attn_proj_w, lw.attn_proj_b, true, false, cnt);
@@ -270,7 +344,11 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
         linear(fc_, h_, n, lw.fc_w, lw.fc_b, false, true, cnt);
         linear(x_, fc_, n, lw.mlp_proj_w, lw.mlp_proj_b, true, false, cnt);
     }
-    cache_.commit(nk);
+    // Rows no later query can read leave the cache.
+    const std::vector<int>& evicted = cache.evict();
+    cnt.kv_rows_evicted += int64_t(cfg_.n_layer) * Hkv * int64_t(evicted.size());
+    if (tr.keys_read.capacity() < size_t(cfg_.n_ctx)) tr.keys_read.reserve(size_t(cfg_.n_ctx));
+    tr.keys_read.assign(key_pos_.begin(), key_pos_.end());
 
     // Head: final LayerNorm and logits, for the last position (or all). Split by
     // vocabulary rows: each thread takes contiguous rows of the (V, C) head.
@@ -297,9 +375,7 @@ void CpuEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<fl
         tr.logits.assign(logits_.data(), logits_.data() + V);
     }
 
-    cnt.cache_rows = cache_.n_rows();
-    cnt.cache_bytes = cache_.bytes_used();
-    finish_trace(tr, req, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    finish_trace(tr, req, cache, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 }
 
 }  // namespace

@@ -1,51 +1,160 @@
 // KVCache: storage plus bookkeeping, kept apart (as llama.cpp's kv-cache/kv-cells).
-// Storage: per layer K and V, (n_ctx, kv_dim) row-major, preallocated, so a row is
-// one position's keys (or values) for every kv head. Bookkeeping: which position
-// each row holds and how many rows are used. Rows are written in exactly one
-// function, write(); sliding windows, quantised or paged caches become policies
-// over the bookkeeping later without touching the engine's loops.
+//
+// Bookkeeping (this class, the same for every backend): one cell per storage slot
+// holds the position whose K/V rows the slot keeps (and, later, a set of sequence
+// ids). The cache alone decides where each new position's rows go (place), which
+// slots the queries of a step read (keys_for, by the policy's mask) and what is
+// evicted (evict). Engines never assume slot == position.
+//
+// Storage (a subclass per backend: HostKVCache here, the CUDA engine's own): per
+// layer, K and V rows of kv_dim values per slot, in the policy's dtype, written in
+// exactly one function, write(). Rows are (slot, kv_dim): a slot's keys for every
+// kv head side by side.
+//
+// Going back (truncate) across an eviction is exact: evict() first copies the rows it
+// drops into an undo log (host memory, not read by attention, not in cache_bytes), and
+// truncate(n) puts back every row a cache that had seen positions [0, n) would hold,
+// bit for bit as stored. So back() then step() equals a fresh run of the same tokens.
+// docs/design.md, "Cache bookkeeping", has the picture.
 #pragma once
 #include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
 #include <vector>
 
+#include "core/engine/cache_policy.h"
 #include "core/model/config.h"
 #include "core/tensor.h"
 
 namespace kv {
 
+// cache_bytes of `rows` positions under dtype t: 2 * L * kv_dim * rows * bytes(t),
+// plus 2 * L * Hkv * rows * 4 for int8's scales. The one formula; tests, the UI and
+// the engines' counters all call it.
+int64_t cache_bytes_for(const ModelConfig& cfg, KvDtype t, int64_t rows);
+
+struct KVCell {
+    int pos = -1;  // position whose rows the slot holds, -1 when free
+    bool used() const { return pos >= 0; }
+};
+
 class KVCache {
 public:
-    KVCache() = default;
-    explicit KVCache(const ModelConfig& cfg);
+    KVCache(const ModelConfig& cfg, const CachePolicy& policy);
+    virtual ~KVCache() = default;
+    KVCache(const KVCache&) = delete;
+    KVCache& operator=(const KVCache&) = delete;
 
-    // Writes K and V rows for `pos` in `layer`. Rows are appended in order: pos must
-    // be the next free row (n_rows(), or an existing row during the same step).
-    void write(int layer, int pos, const float* k_row, const float* v_row);
-    // Marks rows [0, n) as holding positions 0..n-1 once all layers are written.
-    void commit(int n);
-    // Forget everything at and after row n (going back one step).
+    const ModelConfig& config() const { return cfg_; }
+    const CachePolicy& policy() const { return policy_; }
+
+    // ---- bookkeeping ----------------------------------------------------------
+    int n_pos() const { return n_pos_; }    // positions [0, n_pos) have entered
+    int n_used() const { return n_used_; }  // cells holding a position: the cache's rows
+    int n_slots() const { return int(cells_.size()); }
+    const std::vector<KVCell>& cells() const { return cells_; }
+    int slot_of(int pos) const;             // -1 when the position is not held
+    // Positions evicted by the latest step (ascending); cleared by truncate().
+    const std::vector<int>& last_evicted() const { return evicted_; }
+    int64_t bytes() const { return cache_bytes_for(cfg_, policy_.dtype, n_used_); }
+
+    // A step of n new positions [n_pos, n_pos + n): gives each a free cell (storage
+    // grows when none is free) and returns their slots, in position order.
+    const std::vector<int>& place(int n);
+    // The held keys some query at a position in [q0, q1] reads, in ascending
+    // position: their slots and positions. Clears and fills both vectors.
+    void keys_for(int q0, int q1, std::vector<int>& slots, std::vector<int>& pos) const;
+    // Frees every cell no query at position n_pos or later can read (undo-logging
+    // its rows); returns the evicted positions.
+    const std::vector<int>& evict();
+    // Back to positions [0, n) (n <= n_pos), exactly: see the top of this file.
     void truncate(int n);
     void clear() { truncate(0); }
+    // Evicted rows kept for truncate() (a count of positions).
+    int n_logged() const { return int(log_.size()); }
 
-    int n_rows() const { return n_rows_; }
-    int capacity() const { return n_ctx_; }
-    int n_layer() const { return static_cast<int>(k_.size()); }
-    int kv_dim() const { return kv_dim_; }
-    int position_of_row(int row) const;
+    // ---- storage --------------------------------------------------------------
+    // Writes one slot's K and V rows (kv_dim values each) of `layer`, rounded to the
+    // policy's dtype. The only write.
+    virtual void write(int layer, int slot, const float* k_row, const float* v_row) = 0;
+    // Stored rows of one kv head as f32, one row per slot of `slots`: (n, hd). With
+    // unrounded, the f32 rows they were rounded from; false when the cache does not
+    // keep those (keep_unrounded off, or a backend that never does).
+    virtual bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v,
+                           bool unrounded = false) const = 0;
+    // Keep the f32 rows that f16/int8 rounded, for the window's "stored vs f32" view
+    // (host memory, not in cache_bytes). Off by default.
+    virtual void set_keep_unrounded(bool on) { (void)on; }
 
-    // Views for the attention loop: rows [0, n) of layer l.
-    const RowMat& k(int layer) const { return k_[layer]; }  // (n_ctx, kv_dim)
-    const RowMat& v(int layer) const { return v_[layer]; }  // (n_ctx, kv_dim)
+    // Rows of positions [0, n_pos) of one kv head in position order, zero for a
+    // position not held: (n_pos, hd). False as read_rows.
+    bool read_positions(int layer, int kv_head, RowMat& k, RowMat& v, bool unrounded = false) const;
 
-    // 2 * L * kv_dim * rows * sizeof(float)
-    int64_t bytes_for_rows(int rows) const;
-    int64_t bytes_used() const { return bytes_for_rows(n_rows_); }
+protected:
+    // Grows storage to n slots, keeping the rows of the existing ones.
+    virtual void grow(int n) = 0;
+    // The undo log's two ends: a slot's rows (every layer) as bytes, and back.
+    virtual std::vector<char> save_slot(int slot) const = 0;
+    virtual void load_slot(int slot, const std::vector<char>& bytes) = 0;
+
+    int initial_slots() const;
 
 private:
-    int n_ctx_ = 0, kv_dim_ = 0;
-    std::vector<RowMat> k_, v_;   // L x (n_ctx, kv_dim)
-    std::vector<int> pos_;        // (n_ctx) position held by each row, -1 if free
-    int n_rows_ = 0;
+    int take_free_cell();
+
+    const ModelConfig cfg_;
+    const CachePolicy policy_;
+    std::vector<KVCell> cells_;      // (n_slots)
+    std::vector<int> slot_of_pos_;   // (n_ctx) slot holding each position, -1 if none
+    int n_pos_ = 0, n_used_ = 0;
+    std::vector<int> placed_, evicted_;
+    std::map<int, std::vector<char>> log_;  // evicted position -> its rows (save_slot)
+};
+
+// The CPU's cache: host memory, f32, f16 or int8.
+class HostKVCache final : public KVCache {
+public:
+    HostKVCache(const ModelConfig& cfg, const CachePolicy& policy);
+
+    void write(int layer, int slot, const float* k_row, const float* v_row) override;
+    bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v,
+                   bool unrounded = false) const override;
+    void set_keep_unrounded(bool on) override;
+
+    // K and V of `slots` in `layer` as f32 rows for the attention loop, without a
+    // copy: true when the rows are f32 and the slots consecutive (then `rows` points
+    // into the storage, row_stride floats apart); false otherwise (decode_rows then).
+    struct Rows {
+        const float* k = nullptr;
+        const float* v = nullptr;
+        int row_stride = 0;
+    };
+    bool direct_rows(int layer, std::span<const int> slots, Rows& rows) const;
+    // Decodes the rows of slots[i0, i1) of `layer` into k_out and v_out (row i of the
+    // list at row i, kv_dim floats a row). Safe to call from several threads at once.
+    void decode_rows(int layer, std::span<const int> slots, int i0, int i1, float* k_out, float* v_out) const;
+
+protected:
+    void grow(int n) override;
+    std::vector<char> save_slot(int slot) const override;
+    void load_slot(int slot, const std::vector<char>& bytes) override;
+
+private:
+    // One layer's storage; only the arrays of the policy's dtype are used.
+    struct Layer {
+        RowMat k32, v32;                       // (slots, kv_dim) f32
+        std::vector<uint16_t> k16, v16;        // (slots * kv_dim) f16 bits
+        std::vector<int8_t> k8, v8;            // (slots * kv_dim) int8
+        std::vector<float> ks, vs;             // (slots * Hkv) int8 scales
+        RowMat k_raw, v_raw;                   // (slots, kv_dim) unrounded rows (keep_unrounded)
+    };
+    void decode_row(const Layer& st, bool is_k, int slot, int g, float* out) const;  // one kv head, hd values
+    size_t slot_bytes() const;
+
+    int slots_ = 0;
+    bool keep_unrounded_ = false;
+    std::vector<Layer> layers_;  // L
 };
 
 }  // namespace kv

@@ -9,6 +9,7 @@ Counters& Counters::operator+=(const Counters& o) {
     kv_rows_computed += o.kv_rows_computed;
     kv_rows_reused += o.kv_rows_reused;
     kv_rows_recomputed += o.kv_rows_recomputed;
+    kv_rows_evicted += o.kv_rows_evicted;
     attn_scores += o.attn_scores;
     cache_rows = o.cache_rows;    // a level, not a flow: the latest value
     cache_bytes = o.cache_bytes;

@@ -17,9 +17,10 @@ inline const char* phase_name(Phase p) { return p == Phase::prefill ? "prefill" 
 struct Counters {
     int64_t tokens_processed = 0;
     int64_t kv_rows_computed = 0;    // per layer and kv head, one row per token
-    int64_t kv_rows_reused = 0;      // rows read from the cache, not computed this step
+    int64_t kv_rows_reused = 0;      // rows read from the cache (and not computed this step)
     int64_t kv_rows_recomputed = 0;  // rows computed again though an earlier step had them
-    int64_t attn_scores = 0;         // q.k dot products
+    int64_t kv_rows_evicted = 0;     // rows the cache's policy dropped after the step
+    int64_t attn_scores = 0;         // q.k dot products (keys actually read)
     int64_t cache_rows = 0;          // after the step
     int64_t cache_bytes = 0;         // after the step
     int64_t flops = 0;               // 2 per multiply-add of every matrix product performed
@@ -31,9 +32,10 @@ struct Counters {
 // One (layer, head) of one step. Rows are positions processed this step: all of
 // them (start_pos .. start_pos+n-1) unless more than TraceOptions::max_rows were
 // processed, then the last max_rows; first_pos is the position of row 0.
-// Keys run over positions 0 .. start_pos+n-1 (nk of them).
+// Keys run over positions 0 .. start_pos+n-1 (nk of them); a key the cache's policy
+// masks (or has evicted) has weight 0.
 struct HeadTrace {
-    int layer = 0, head = 0;  // head = query head; kv_head = head / (H / Hkv)
+    int layer = 0, head = 0;  // head = query head; kv_head = ModelConfig::kv_head_of(head)
     int kv_head = 0;
     int first_pos = 0;  // position of row 0 of q, k, v, attn
     RowMat q;     // (r, hd)  queries of the recorded positions
@@ -58,7 +60,10 @@ struct StepTrace {
     std::vector<int> input_ids;  // tokens that entered the model this step
     int start_pos = 0;           // position of input_ids[0]
     int n_known = 0;             // positions whose K/V earlier steps had computed
-    int cache_rows_read = 0;     // cache rows read (not computed) this step: [0, start_pos)
+    int cache_rows_read = 0;     // cache rows read (not computed) this step, per layer and kv head
+    std::vector<int> keys_read;  // positions some query of this step read, ascending
+    std::vector<int> evicted;    // positions the cache evicted after this step, ascending
+    std::vector<int> slot_pos;   // the cache's cells after the step: slot -> position (-1 free)
     std::vector<HeadTrace> heads;  // all (layer, head) for small models, else the selected one
     std::vector<float> logits;     // (V) logits of the last position
     std::vector<TopToken> top;     // top-k of the softmax over logits

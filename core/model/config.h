@@ -8,6 +8,9 @@
 
 namespace kv {
 
+// The kv head query head h reads: H / Hkv query heads share each kv head.
+inline int kv_head_of(int h, int n_head, int n_kv_head) { return h / (n_head / n_kv_head); }
+
 struct ModelConfig {
     int vocab_size = 0;
     int n_ctx = 0;        // T: positions the model knows (wpe rows)
@@ -21,6 +24,7 @@ struct ModelConfig {
     int head_dim() const { return n_embd / n_head; }
     int kv_dim() const { return n_kv_head * head_dim(); }
     int qkv_dim() const { return n_embd + 2 * kv_dim(); }  // c_attn output width
+    int kv_head_of(int h) const { return kv::kv_head_of(h, n_head, n_kv_head); }
     // Number of floats in all weights (wte counted once when tied).
     int64_t n_params() const;
     // Non-embedding parameters (what a decode step must stream): layers + ln_f.

@@ -65,6 +65,7 @@ std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
 
     std::unique_ptr<Engine> engine = make_engine(model, opt.backend);
     if (opt.threads > 0) engine->set_threads(opt.threads);
+    std::unique_ptr<KVCache> cache = engine->make_cache(opt.policy);
     const std::vector<int> ids = bench_ids(cfg, positions.back() + 1, opt.seed);
 
     // Work per point, for progress: a cached step ~ 1 token, an uncached one ~ pos+1.
@@ -82,11 +83,10 @@ std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
     ForwardRequest req;
     req.trace_opts.record = false;
     auto run = [&](int start, int n) {
-        engine->truncate_cache(start);
         req.ids = std::span<const int>(ids.data() + start, size_t(n));
         req.start_pos = start;
         req.n_known = start;
-        engine->forward(req, tr);
+        engine->forward(req, *cache, tr);  // goes back to [0, start) first
         return tr.ms;
     };
     for (int i = 0; i < opt.warmup; ++i) run(0, std::min(int(ids.size()), 4));
@@ -96,8 +96,8 @@ std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
 
     size_t n_cached = opt.cached ? 0 : positions.size();
     if (opt.cached) {
-        // Decode one token at a time; the cache always holds rows [0, pos).
-        engine->truncate_cache(0);
+        // Decode one token at a time; the cache has always seen positions [0, pos).
+        cache->clear();
         size_t next = 0;
         for (int pos = 0; pos <= positions.back() && !cancelled; ++pos) {
             if (int(next) < int(positions.size()) && positions[next] == pos) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/cache_policy.h"
 #include "core/model/model_io.h"
 
 namespace kv {
@@ -24,6 +25,7 @@ struct SweepOptions {
     int repeats = 1;      // time each point this many times, keep the fastest
     int warmup = 2;       // untimed forwards before measuring
     uint64_t seed = 0;    // of the token ids
+    CachePolicy policy;   // the cache's window, sinks and dtype
 };
 
 struct SweepPoint {

@@ -49,12 +49,30 @@ int sample_token(const std::vector<float>& logits, const SamplingOptions& opt, i
     return cand[dist(rng)].id;
 }
 
-Session::Session(const Model& model, std::unique_ptr<Engine> engine)
+Session::Session(const Model& model, std::shared_ptr<Engine> engine, const CachePolicy& policy)
     : model_(model), engine_(std::move(engine)) {
     if (!engine_) throw Error("Session: no engine");
     // Large models record only the selected head so traces stay small.
     const ModelConfig& c = model_.config;
     trace_opts_.all_heads = int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
+    new_cache(policy);
+}
+
+void Session::new_cache(const CachePolicy& p) {
+    check_policy(p, "cache policy");
+    cache_ = engine_->make_cache(p);
+    cache_->set_keep_unrounded(trace_opts_.record);
+}
+
+void Session::set_policy(const CachePolicy& p) {
+    new_cache(p);
+    reset();
+}
+
+void Session::set_trace_options(const TraceOptions& t) {
+    trace_opts_ = t;
+    // The unrounded rows are kept from the first step on, or not at all.
+    if (cache_->n_pos() == 0) cache_->set_keep_unrounded(t.record);
 }
 
 void Session::set_prompt_ids(std::vector<int> ids) {
@@ -82,7 +100,7 @@ Encoding Session::set_prompt_text(const std::string& text) {
 void Session::reset() {
     history_.clear();
     tokens_ = prompt_;
-    engine_->truncate_cache(0);
+    cache_->clear();
 }
 
 void Session::set_cache(bool on) { cache_on_ = on; }
@@ -124,49 +142,17 @@ const StepTrace& Session::step() {
 
     // Without the cache, keep the rows about to be recomputed so the trace can show
     // they come out identical (lesson point 2).
-    std::vector<std::pair<RowMat, RowMat>> before;
-    const int cached_before = std::min(engine_->cache_rows(), n_known);
+    RowsBefore before;
+    const int cached_before = std::min(cache_->n_pos(), n_known);
     const bool compare_rows = req.start_pos < cached_before && trace_opts_.record;
-    auto heads_recorded = [&](auto&& fn) {
-        const ModelConfig& c = model_.config;
-        const int group = c.n_head / c.n_kv_head;
-        for (int l = 0; l < c.n_layer; ++l)
-            for (int h = 0; h < c.n_head; ++h)
-                if (trace_opts_.all_heads || (l == trace_opts_.layer && h == trace_opts_.head))
-                    fn(l, h, h / group);
-    };
-    if (compare_rows) {
-        heads_recorded([&](int l, int, int g) {
-            RowMat k, v;
-            engine_->read_cache_head(l, g, k, v);
-            before.emplace_back(k.topRows(cached_before), v.topRows(cached_before));
-        });
-    }
-    engine_->truncate_cache(req.start_pos);
+    if (compare_rows) keep_rows_before(cached_before, before);
 
     StepTrace tr;
     tr.step = s;
     tr.phase = s == 0 ? Phase::prefill : Phase::decode;
     tr.cache_on = cache_on_;
-    engine_->forward(req, tr);
-
-    if (compare_rows) {
-        size_t i = 0;
-        heads_recorded([&](int l, int h, int) {
-            const auto& [k0, v0] = before[i++];
-            for (auto& ht : tr.heads) {
-                if (ht.layer != l || ht.head != h) continue;
-                float d = 0;
-                for (int r = 0; r < ht.k.rows(); ++r) {
-                    const int pos = ht.first_pos + r;
-                    if (pos >= k0.rows()) break;
-                    d = std::max(d, (ht.k.row(r) - k0.row(pos)).cwiseAbs().maxCoeff());
-                    d = std::max(d, (ht.v.row(r) - v0.row(pos)).cwiseAbs().maxCoeff());
-                }
-                ht.recompute_max_diff = d;
-            }
-        });
-    }
+    engine_->forward(req, *cache_, tr);
+    if (compare_rows) compare_recomputed(before, tr);
 
     tr.top = top_tokens(tr.logits, sampling_.n_top);
     tr.next_id = sample_token(tr.logits, sampling_, s);
@@ -185,8 +171,51 @@ bool Session::back() {
     if (history_.empty()) return false;
     history_.pop_back();
     tokens_.pop_back();
-    engine_->truncate_cache(n_fed());
+    cache_->truncate(n_fed());
     return true;
+}
+
+template <class F>
+void Session::for_recorded_heads(F&& fn) const {
+    const ModelConfig& c = model_.config;
+    for (int l = 0; l < c.n_layer; ++l)
+        for (int h = 0; h < c.n_head; ++h)
+            if (trace_opts_.all_heads || (l == trace_opts_.layer && h == trace_opts_.head)) fn(l, h, c.kv_head_of(h));
+}
+
+// Rows of positions [0, upto) per recorded head, as computed (the unrounded rows
+// of an f16/int8 cache when it keeps them, else as stored); held[pos] says whether
+// the cache held the position.
+void Session::keep_rows_before(int upto, RowsBefore& before) const {
+    before.held.assign(size_t(upto), false);
+    for (int p = 0; p < upto; ++p) before.held[size_t(p)] = cache_->slot_of(p) >= 0;
+    for_recorded_heads([&](int l, int, int g) {
+        RowMat k, v;
+        if (!cache_->read_positions(l, g, k, v, true)) cache_->read_positions(l, g, k, v);
+        before.rows.emplace_back(k.topRows(upto), v.topRows(upto));
+    });
+}
+
+// The largest difference between a recomputed row and the row the cache held for
+// the same position before the step.
+void Session::compare_recomputed(const RowsBefore& before, StepTrace& tr) const {
+    const int upto = int(before.held.size());
+    size_t i = 0;
+    for_recorded_heads([&](int l, int h, int) {
+        const auto& [k0, v0] = before.rows[i++];
+        for (auto& ht : tr.heads) {
+            if (ht.layer != l || ht.head != h) continue;
+            float d = 0;
+            for (int r = 0; r < ht.k.rows(); ++r) {
+                const int pos = ht.first_pos + r;
+                if (pos >= upto) break;
+                if (!before.held[size_t(pos)]) continue;
+                d = std::max(d, (ht.k.row(r) - k0.row(pos)).cwiseAbs().maxCoeff());
+                d = std::max(d, (ht.v.row(r) - v0.row(pos)).cwiseAbs().maxCoeff());
+            }
+            ht.recompute_max_diff = d;
+        }
+    });
 }
 
 std::vector<int> Session::compute_counts() const {

@@ -2,7 +2,10 @@
 // mode, the history of StepTraces and totals. Step s = 0 is the prefill of the
 // prompt (p tokens); decode step s >= 1 feeds the token chosen at step s-1, at
 // position p+s-1. With the cache on, a step runs only its new tokens; with it off,
-// the cache is cleared and the whole sequence runs from position 0.
+// the cache is cleared and the whole sequence runs from position 0 (under the same
+// policy: the same mask, the same storage type).
+// The session owns its KVCache; the engine (weights and scratch) may be shared by
+// several sessions on the same model, as compare mode's two do.
 // The UI reads a const Session& and changes it only through these commands.
 #pragma once
 #include <cstdint>
@@ -31,8 +34,9 @@ std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k);
 
 class Session {
 public:
-    // The model must outlive the session.
-    Session(const Model& model, std::unique_ptr<Engine> engine);
+    // The model must outlive the session. Throws kv::Error when the policy is bad or
+    // the engine's backend does not implement it.
+    Session(const Model& model, std::shared_ptr<Engine> engine, const CachePolicy& policy = {});
 
     // Commands (each may throw kv::Error with a message for the user).
     void set_prompt_ids(std::vector<int> ids);      // resets
@@ -41,13 +45,19 @@ public:
     bool back();                 // false when there is nothing to undo
     void reset();                // back to before the prefill (prompt kept)
     void set_cache(bool on);     // applies from the next step
+    void set_policy(const CachePolicy& p);  // a new cache under p; resets (prompt kept)
     void set_sampling(const SamplingOptions& s) { sampling_ = s; }
-    void set_trace_options(const TraceOptions& t) { trace_opts_ = t; }
+    void set_trace_options(const TraceOptions& t);
 
     // State.
     const Model& model() const { return model_; }
     const Engine& engine() const { return *engine_; }
     Engine& engine() { return *engine_; }
+    const std::shared_ptr<Engine>& shared_engine() const { return engine_; }
+    // The cache: cells (slot -> position), last_evicted(), stored and (f16/int8,
+    // while the trace records) unrounded rows per slot, bytes().
+    const KVCache& cache() const { return *cache_; }
+    const CachePolicy& policy() const { return cache_->policy(); }
     bool cache_on() const { return cache_on_; }
     const SamplingOptions& sampling() const { return sampling_; }
     const TraceOptions& trace_options() const { return trace_opts_; }
@@ -65,8 +75,19 @@ public:
     Counters totals() const;
 
 private:
+    void new_cache(const CachePolicy& p);
+    // Rows the cache holds before a step recomputes them (lesson point 2).
+    struct RowsBefore {
+        std::vector<bool> held;                       // (upto) position held by the cache
+        std::vector<std::pair<RowMat, RowMat>> rows;  // per recorded head: K, V (upto, hd)
+    };
+    void keep_rows_before(int upto, RowsBefore& before) const;
+    void compare_recomputed(const RowsBefore& before, StepTrace& tr) const;
+    template <class F> void for_recorded_heads(F&& fn) const;
+
     const Model& model_;
-    std::unique_ptr<Engine> engine_;
+    std::shared_ptr<Engine> engine_;
+    std::unique_ptr<KVCache> cache_;
     std::vector<int> prompt_;
     std::vector<int> tokens_;
     std::vector<StepTrace> history_;

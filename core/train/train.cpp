@@ -204,15 +204,15 @@ void matmul_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R
 }
 
 // Causal multi-head attention. qkv (b, t, Q) holds [q | k | v]; query head h reads
-// kv head h / (H / Hkv). att (b, H, t, t) keeps the softmax weights (0 above the
+// kv head kv_head_of(h, H, Hkv). att (b, H, t, t) keeps the softmax weights (0 above the
 // diagonal); out (b, t, C).
 template <class R>
 void attention_forward(R* out, R* att, const R* qkv, int b, int t, int C, int H, int Hkv) {
-    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd, group = H / Hkv;
+    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd;
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
-            const int g = h / group;
+            const int g = kv_head_of(h, H, Hkv);
             for (int j = 0; j < t; ++j) {
                 const R* q = qkv + (int64_t(i) * t + j) * Q + h * hd;
                 R* a = att + ((int64_t(i) * H + h) * t + j) * t;
@@ -246,11 +246,11 @@ void attention_forward(R* out, R* att, const R* qkv, int b, int t, int C, int H,
 template <class R>
 void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* qkv, const R* att, int b, int t,
                         int C, int H, int Hkv) {
-    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd, group = H / Hkv;
+    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd;
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
-            const int g = h / group;
+            const int g = kv_head_of(h, H, Hkv);
             for (int j = 0; j < t; ++j) {
                 const int64_t row = int64_t(i) * t + j;
                 const R* a = att + ((int64_t(i) * H + h) * t + j) * t;

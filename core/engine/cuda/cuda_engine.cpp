@@ -1,7 +1,10 @@
 // CudaEngine: the GPT-2 forward pass on an NVIDIA GPU behind the Engine interface,
 // with the CPU engine's semantics (core/engine_cpu.cpp is the reference). Weights
-// and the KV cache live on the device, uploaded once at construction; cuBLAS does
-// the matrix products, kernels.cu the rest. Notation: n tokens this step at
+// live on the device, uploaded once at construction, and serve every cache the
+// engine makes (DeviceKVCache: device storage under KVCache's bookkeeping, which
+// decides the slot of each new row and the slots each query reads; full f32 caches
+// only, any other policy is refused). cuBLAS does the matrix products, kernels.cu
+// the rest. Notation: n tokens this step at
 // positions p0.., nk = p0 + n keys, C n_embd, Q = C + 2*kv_dim (c_attn width),
 // hd head_dim, H heads, Hkv kv heads, T n_ctx, V vocab.
 //
@@ -13,9 +16,9 @@
 // The bias of each projection into the residual stream (attn c_proj, mlp c_proj) is
 // added by the LayerNorm kernel that follows it, one launch fewer per projection.
 //
-// The one-token decode step is captured once in a CUDA graph (per trace layout) and
-// replayed: kernels read start_pos and the ids from device memory (step_), so one
-// graph serves every position. Counters are counted on the host in encode(), the
+// The one-token decode step is captured once in a CUDA graph (per trace layout and
+// cache) and replayed: kernels read start_pos, the ids and the cache slots from
+// device memory (step_), so one graph serves every position. Counters are counted on the host in encode(), the
 // loop that issues the work; a replayed step runs the same loop without launching.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -152,6 +155,7 @@ struct RecordPlan {
 // What a captured decode graph depends on besides the step's device scalars.
 struct GraphKey {
     RecordPlan plan;
+    const float* kv = nullptr;  // the cache's storage the graph writes and reads
     const float* rec_w = nullptr;
     const float* rec_q = nullptr;
     bool operator==(const GraphKey&) const = default;
@@ -162,6 +166,67 @@ bool graphs_from_env() {
     return !(e && std::strcmp(e, "0") == 0);
 }
 
+// A full f32 cache in device memory: per layer K then V, each (n_slots, kv_dim)
+// row-major. The engine's kernels write it (qkv_bias_to_cache, in the slots
+// place() chose); write() and read_rows() copy rows to and from the host. It must
+// not outlive the engine that made it (it uses the engine's stream).
+class DeviceKVCache final : public KVCache {
+public:
+    DeviceKVCache(const ModelConfig& cfg, const CachePolicy& policy, int device, cudaStream_t stream)
+        : KVCache(cfg, policy), device_(device), stream_(stream) {
+        KV_CUDA(cudaSetDevice(device_));
+        kv_.alloc(size_t(2) * cfg.n_layer * n_slots() * cfg.kv_dim());
+        KV_CUDA(cudaMemset(kv_.get(), 0, kv_.size() * sizeof(float)));
+    }
+    float* k(int l) const { return kv_.get() + size_t(2 * l) * n_slots() * config().kv_dim(); }
+    float* v(int l) const { return kv_.get() + size_t(2 * l + 1) * n_slots() * config().kv_dim(); }
+    const float* storage() const { return kv_.get(); }
+
+    void write(int layer, int slot, const float* k_row, const float* v_row) override {
+        const size_t kvd = size_t(config().kv_dim());
+        KV_CUDA(cudaSetDevice(device_));
+        KV_CUDA(cudaMemcpyAsync(k(layer) + size_t(slot) * kvd, k_row, kvd * sizeof(float), cudaMemcpyHostToDevice,
+                                stream_));
+        KV_CUDA(cudaMemcpyAsync(v(layer) + size_t(slot) * kvd, v_row, kvd * sizeof(float), cudaMemcpyHostToDevice,
+                                stream_));
+        KV_CUDA(cudaStreamSynchronize(stream_));
+    }
+    bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k_out, RowMat& v_out,
+                   bool unrounded) const override {
+        (void)unrounded;  // f32 only: stored rows are the unrounded ones
+        check_cache_head(config(), layer, kv_head);
+        const int hd = config().head_dim(), kvd = config().kv_dim(), ns = n_slots();
+        RowMat ka(ns, hd), va(ns, hd);
+        KV_CUDA(cudaSetDevice(device_));
+        const size_t w = size_t(hd) * sizeof(float), pitch = size_t(kvd) * sizeof(float);
+        KV_CUDA(cudaMemcpy2DAsync(ka.data(), w, k(layer) + size_t(kv_head) * hd, pitch, w, size_t(ns),
+                                  cudaMemcpyDeviceToHost, stream_));
+        KV_CUDA(cudaMemcpy2DAsync(va.data(), w, v(layer) + size_t(kv_head) * hd, pitch, w, size_t(ns),
+                                  cudaMemcpyDeviceToHost, stream_));
+        KV_CUDA(cudaStreamSynchronize(stream_));
+        k_out.resize(Eigen::Index(slots.size()), hd);
+        v_out.resize(Eigen::Index(slots.size()), hd);
+        for (size_t i = 0; i < slots.size(); ++i) {
+            k_out.row(Eigen::Index(i)) = ka.row(slots[i]);
+            v_out.row(Eigen::Index(i)) = va.row(slots[i]);
+        }
+        return true;
+    }
+
+protected:
+    // A full cache starts with n_ctx slots and never grows or evicts.
+    void grow(int) override { throw Error("cuda backend: the device cache cannot grow"); }
+    std::vector<char> save_slot(int) const override { throw Error("cuda backend: the device cache never evicts"); }
+    void load_slot(int, const std::vector<char>&) override {
+        throw Error("cuda backend: the device cache never evicts");
+    }
+
+private:
+    int device_ = 0;
+    cudaStream_t stream_ = nullptr;
+    DevArray<float> kv_;
+};
+
 class CudaEngine final : public Engine {
 public:
     CudaEngine(const Model& model, const CudaEngineOptions& opt);
@@ -171,22 +236,18 @@ public:
 
     std::string backend() const override { return "cuda"; }
     const ModelConfig& config() const override { return cfg_; }
-    int cache_rows() const override { return rows_; }
-    void truncate_cache(int n) override {
-        assert(n >= 0);
-        if (n >= 0 && n < rows_) rows_ = n;
+    std::unique_ptr<KVCache> make_cache(const CachePolicy& policy) const override {
+        check_policy(policy, "cuda backend");
+        if (!policy.is_default())
+            throw Error("cuda backend: cache policy '" + policy_text(policy) +
+                        "' is not implemented (only full f32; use --backend cpu)");
+        return std::make_unique<DeviceKVCache>(cfg_, policy, device_, stream_);
     }
-    int64_t cache_bytes() const override {
-        return 2LL * cfg_.n_layer * cfg_.kv_dim() * rows_ * int64_t(sizeof(float));
-    }
-    void read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const override;
-    void forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) override;
+    void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
 
     int64_t graph_replays() const { return replays_; }
 
 private:
-    float* k_cache(int l) const { return kv_.get() + size_t(2 * l) * cfg_.n_ctx * cfg_.kv_dim(); }
-    float* v_cache(int l) const { return kv_.get() + size_t(2 * l + 1) * cfg_.n_ctx * cfg_.kv_dim(); }
     const float* head_w() const { return cfg_.tied_head ? wte_.get() : lm_head_.get(); }
 
     RecordPlan plan_for(const TraceOptions& topt, int n) const;
@@ -195,10 +256,15 @@ private:
     void gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta);
     // Y (n, V) = X (n, C) head^T: the logits.
     void head_gemm(float* Y, const float* X, int n);
-    // Issues the forward pass of n tokens at start_pos p0 (when `launch`), counting the
-    // work in the same loops. all_rows: logits for every row into logits_all_.
-    void encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt, bool launch);
-    void capture_decode(const RecordPlan& plan);
+    // Issues the forward pass of n tokens at start_pos p0 against `cache` (when
+    // `launch`), counting the work in the same loops. all_rows: logits for every row
+    // into logits_all_. key_pos: the positions of the step's keys (KVCache::keys_for).
+    void encode(DeviceKVCache& cache, int n, int p0, int n_known, const std::vector<int>& key_pos, bool all_rows,
+                const RecordPlan& plan, Counters& cnt, bool launch);
+    void capture_decode(DeviceKVCache& cache, const std::vector<int>& key_pos, const RecordPlan& plan);
+    // Copies rows of a recorded kv-head range from the device cache to the host.
+    void copy_rows(float* dst, const float* src_layer, const std::vector<int>& slots, int r0, int rows, int g0,
+                   int ng);
     void drop_graph();
 
     const ModelConfig cfg_;
@@ -217,9 +283,6 @@ private:
     DevArray<float> ln_f_w_, ln_f_b_;  // (C)
     DevArray<float> lm_head_;  // (V, C), only when untied
 
-    // KV cache: per layer K then V, each (T, kv_dim) row-major; rows [0, rows_) valid.
-    DevArray<float> kv_;
-    int rows_ = 0;
 
     // Activations, T rows; a step uses the top n.
     DevArray<float> x_;    // (T, C) residual stream
@@ -229,8 +292,10 @@ private:
     DevArray<float> fc_;   // (T, 4C) MLP hidden
     DevArray<float> logits_;      // (V) last row
     DevArray<float> logits_all_;  // (n, V) when every row's logits are asked for (grown)
-    DevArray<int> step_;          // (1 + T): start_pos, then the step's ids
-    PinnedArray<int> step_host_;       // (1 + T)
+    // (1 + 3T): start_pos | the step's ids (T) | their cache slots (T) | the key slots (T)
+    DevArray<int> step_;
+    PinnedArray<int> step_host_;       // (1 + 3T), the same layout
+    std::vector<int> new_slots_, key_slots_, key_pos_;  // this step's, from the cache
     PinnedArray<float> logits_host_;   // (V)
 
     // Trace records of the recorded heads (grown): softmax weights (slots, heads,
@@ -295,16 +360,14 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
         upload(lm_head_, w.lm_head);
     }
 
-    kv_.alloc(size_t(2) * L * T * cfg_.kv_dim());
-    KV_CUDA(cudaMemset(kv_.get(), 0, kv_.size() * sizeof(float)));
     x_.alloc(size_t(T) * C);
     h_.alloc(size_t(T) * C);
     qkv_.alloc(size_t(T) * Q);
     att_.alloc(size_t(T) * C);
     fc_.alloc(size_t(T) * 4 * C);
     logits_.alloc(size_t(V));
-    step_.alloc(size_t(T) + 1);
-    step_host_.alloc(size_t(T) + 1);
+    step_.alloc(3 * size_t(T) + 1);
+    step_host_.alloc(3 * size_t(T) + 1);
     logits_host_.alloc(size_t(V));
     KV_CUDA(cudaDeviceSynchronize());
 }
@@ -320,25 +383,10 @@ void CudaEngine::drop_graph() {
     graph_ = nullptr;
 }
 
-void CudaEngine::read_cache_head(int layer, int kv_head, RowMat& k, RowMat& v) const {
-    const int hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), rows = rows_;
-    check_cache_head(cfg_, layer, kv_head);
-    KV_CUDA(cudaSetDevice(device_));
-    k.resize(rows, hd);
-    v.resize(rows, hd);
-    if (rows == 0) return;
-    const size_t w = size_t(hd) * sizeof(float), pitch = size_t(kvd) * sizeof(float);
-    KV_CUDA(cudaMemcpy2DAsync(k.data(), w, k_cache(layer) + size_t(kv_head) * hd, pitch, w, size_t(rows),
-                              cudaMemcpyDeviceToHost, stream_));
-    KV_CUDA(cudaMemcpy2DAsync(v.data(), w, v_cache(layer) + size_t(kv_head) * hd, pitch, w, size_t(rows),
-                              cudaMemcpyDeviceToHost, stream_));
-    KV_CUDA(cudaStreamSynchronize(stream_));
-}
-
 RecordPlan CudaEngine::plan_for(const TraceOptions& topt, int n) const {
     RecordPlan p;
     if (!topt.record) return p;
-    const int H = cfg_.n_head, group = H / cfg_.n_kv_head;
+    const int H = cfg_.n_head;
     p.r0 = std::max(0, n - std::max(1, topt.max_rows));
     p.rows = n - p.r0;
     if (topt.all_heads) {
@@ -351,8 +399,8 @@ RecordPlan CudaEngine::plan_for(const TraceOptions& topt, int n) const {
         p.h1 = topt.head + 1;
     }
     if (p.layers.empty()) return RecordPlan{};
-    p.g0 = p.h0 / group;
-    p.g1 = (p.h1 - 1) / group + 1;
+    p.g0 = cfg_.kv_head_of(p.h0);
+    p.g1 = cfg_.kv_head_of(p.h1 - 1) + 1;
     return p;
 }
 
@@ -381,12 +429,16 @@ void CudaEngine::head_gemm(float* Y, const float* X, int n) {
         KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, head_w(), C, X, C, &zero, Y, V));
 }
 
-void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordPlan& plan, Counters& cnt,
-                        bool launch) {
+void CudaEngine::encode(DeviceKVCache& cache, int n, int p0, int n_known, const std::vector<int>& key_pos,
+                        bool all_rows, const RecordPlan& plan, Counters& cnt, bool launch) {
     const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
-    const int kvd = cfg_.kv_dim(), Q = cfg_.qkv_dim(), group = H / Hkv, V = cfg_.vocab_size, T = cfg_.n_ctx;
+    const int kvd = cfg_.kv_dim(), Q = cfg_.qkv_dim(), V = cfg_.vocab_size, T = cfg_.n_ctx;
     const float eps = cfg_.layer_norm_epsilon;
     const int* step = step_.get();
+    const int* new_slots = step + 1 + T;
+    const int* key_slots = step + 1 + 2 * T;
+    int keys_cached = 0;  // keys read from the cache, not computed this step
+    for (int k : key_pos) keys_cached += k < p0;
     cudaStream_t st = stream_;
     float *x = x_.get(), *h = h_.get(), *qkv = qkv_.get(), *att = att_.get(), *fc = fc_.get();
     const cuda::AttnShape shape{n, T, C, H, Hkv, hd};
@@ -402,7 +454,7 @@ void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordP
         if (launch) {
             cuda::bias_layernorm(h, x, pending, w.ln_1_w.get(), w.ln_1_b.get(), n, C, eps, st);
             gemm(qkv, h, w.attn_w.get(), n, C, Q, 0.f);
-            cuda::qkv_bias_to_cache(qkv, w.attn_b.get(), k_cache(l), v_cache(l), step, n, C, kvd, st);
+            cuda::qkv_bias_to_cache(qkv, w.attn_b.get(), cache.k(l), cache.v(l), new_slots, n, C, kvd, st);
         }
         cnt.flops += 2LL * n * C * Q;
         for (int i = 0; i < n; ++i) {
@@ -425,17 +477,16 @@ void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordP
                                           qkv + size_t(plan.r0) * Q + size_t(plan.h0) * hd, size_t(Q) * sizeof(float),
                                           qw, size_t(plan.rows), cudaMemcpyDeviceToDevice, st));
             }
-            cuda::attention(att, qkv, k_cache(l), v_cache(l), step, shape, rec, st);
+            cuda::attention(att, qkv, cache.k(l), cache.v(l), step, key_slots, shape, rec, st);
         }
-        for (int g = 0; g < Hkv; ++g) {
-            cnt.kv_rows_reused += p0;  // rows [0, p0) of this kv head come from the cache
-            for (int hh = g * group; hh < (g + 1) * group; ++hh)
-                for (int i = 0; i < n; ++i) {
-                    const int64_t nkeys = p0 + i + 1;
-                    cnt.attn_scores += nkeys;
-                    cnt.flops += 2LL * nkeys * hd * 2;  // q.k and weights.v
-                }
-        }
+        for (int g = 0; g < Hkv; ++g) cnt.kv_rows_reused += keys_cached;  // read from the cache
+        for (int h = 0; h < H; ++h)
+            for (int i = 0; i < n; ++i) {
+                // A full cache: the query at p0 + i reads every key up to itself.
+                const int64_t nkeys = std::upper_bound(key_pos.begin(), key_pos.end(), p0 + i) - key_pos.begin();
+                cnt.attn_scores += nkeys;
+                cnt.flops += 2LL * nkeys * hd * 2;  // q.k and weights.v
+            }
 
         // x += att * c_proj (its bias joins x in the next LayerNorm).
         // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj (+ bias, pending).
@@ -469,13 +520,13 @@ void CudaEngine::encode(int n, int p0, int n_known, bool all_rows, const RecordP
     }
 }
 
-void CudaEngine::capture_decode(const RecordPlan& plan) {
+void CudaEngine::capture_decode(DeviceKVCache& cache, const std::vector<int>& key_pos, const RecordPlan& plan) {
     drop_graph();
     cudaGraph_t g = nullptr;
     KV_CUDA(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     try {
         Counters unused;
-        encode(1, 0, 0, false, plan, unused, true);
+        encode(cache, 1, 0, 0, key_pos, false, plan, unused, true);
     } catch (...) {
         cudaStreamEndCapture(stream_, &g);
         if (g) cudaGraphDestroy(g);
@@ -489,20 +540,43 @@ void CudaEngine::capture_decode(const RecordPlan& plan) {
         graph_ = nullptr;
         KV_CUDA(e);
     }
-    graph_key_ = GraphKey{plan, rec_w_.get(), rec_q_.get()};
+    graph_key_ = GraphKey{plan, cache.storage(), rec_w_.get(), rec_q_.get()};
 }
 
-void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<float>* logits_all) {
+void CudaEngine::copy_rows(float* dst, const float* src_layer, const std::vector<int>& slots, int r0, int rows,
+                           int g0, int ng) {
+    const int hd = cfg_.head_dim(), kvd = cfg_.kv_dim();
+    const size_t kw = size_t(ng) * hd;
+    // One 2D copy per run of consecutive slots (a full cache: one run).
+    for (int r = 0; r < rows;) {
+        int e = r + 1;
+        while (e < rows && slots[size_t(r0 + e)] == slots[size_t(r0 + r)] + (e - r)) ++e;
+        const float* src = src_layer + size_t(slots[size_t(r0 + r)]) * kvd + size_t(g0) * hd;
+        KV_CUDA(cudaMemcpy2DAsync(dst + size_t(r) * kw, sizeof(float) * kw, src, sizeof(float) * kvd,
+                                  sizeof(float) * kw, size_t(e - r), cudaMemcpyDeviceToHost, stream_));
+        r = e;
+    }
+}
+
+void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace& tr,
+                         std::vector<float>* logits_all) {
     const auto t0 = std::chrono::steady_clock::now();
+    auto* dev_cache = dynamic_cast<DeviceKVCache*>(&any_cache);
+    if (!dev_cache) throw Error("cuda backend: the cache was made by another backend");
+    DeviceKVCache& cache = *dev_cache;
     const int n = int(req.ids.size());
     const int p0 = req.start_pos;
-    const int H = cfg_.n_head, hd = cfg_.head_dim(), kvd = cfg_.kv_dim(), group = H / cfg_.n_kv_head;
-    const int V = cfg_.vocab_size, T = cfg_.n_ctx;
-    check_forward_request(cfg_, req, rows_);
+    const int hd = cfg_.head_dim(), V = cfg_.vocab_size, T = cfg_.n_ctx;
+    check_forward_request(cfg_, req, cache);
     KV_CUDA(cudaSetDevice(device_));
     tr.heads.clear();
-    rows_ = p0;  // rows at and after start_pos are rewritten
-    const int nk = p0 + n;
+    // The cache's bookkeeping: back to [0, p0), slots for the new positions, the keys.
+    cache.truncate(p0);
+    const std::vector<int>& placed = cache.place(n);
+    new_slots_.assign(placed.begin(), placed.end());
+    cache.keys_for(p0, p0 + n - 1, key_slots_, key_pos_);
+    const int nk = p0 + n;  // positions the trace's attention rows span
+    const int n_keys = int(key_slots_.size());
     const bool want_all = req.all_logits && logits_all;
     const bool all_rows = want_all && n > 1;  // one row: the last-row path is the same product
     if (all_rows) logits_all_.reserve(size_t(n) * V);
@@ -515,8 +589,8 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
     bool replay = false;
     if (n == 1 && graphs_on_ && decode_warm_) {
         try {
-            const GraphKey key{plan, rec_w_.get(), rec_q_.get()};
-            if (!graph_ || !(key == graph_key_)) capture_decode(plan);
+            const GraphKey key{plan, cache.storage(), rec_w_.get(), rec_q_.get()};
+            if (!graph_ || !(key == graph_key_)) capture_decode(cache, key_pos_, plan);
             replay = true;
         } catch (const Error& e) {
             graphs_on_ = false;
@@ -525,18 +599,24 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
         }
     }
 
-    step_host_.get()[0] = p0;
-    std::copy(req.ids.begin(), req.ids.end(), step_host_.get() + 1);
-    KV_CUDA(cudaMemcpyAsync(step_.get(), step_host_.get(), sizeof(int) * size_t(n + 1), cudaMemcpyHostToDevice,
+    int* host = step_host_.get();
+    host[0] = p0;
+    std::copy(req.ids.begin(), req.ids.end(), host + 1);
+    std::copy(new_slots_.begin(), new_slots_.end(), host + 1 + T);
+    std::copy(key_slots_.begin(), key_slots_.end(), host + 1 + 2 * T);
+    KV_CUDA(cudaMemcpyAsync(step_.get(), host, sizeof(int) * size_t(n + 1), cudaMemcpyHostToDevice, stream_));
+    KV_CUDA(cudaMemcpyAsync(step_.get() + 1 + T, host + 1 + T, sizeof(int) * size_t(n), cudaMemcpyHostToDevice,
                             stream_));
+    KV_CUDA(cudaMemcpyAsync(step_.get() + 1 + 2 * T, host + 1 + 2 * T, sizeof(int) * size_t(n_keys),
+                            cudaMemcpyHostToDevice, stream_));
     Counters cnt;
     cnt.tokens_processed = n;
     if (replay) {
         KV_CUDA(cudaGraphLaunch(graph_, stream_));
         ++replays_;
-        encode(n, p0, req.n_known, all_rows, plan, cnt, false);
+        encode(cache, n, p0, req.n_known, key_pos_, all_rows, plan, cnt, false);
     } else {
-        encode(n, p0, req.n_known, all_rows, plan, cnt, true);
+        encode(cache, n, p0, req.n_known, key_pos_, all_rows, plan, cnt, true);
         if (n == 1) decode_warm_ = true;
     }
 
@@ -553,32 +633,30 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
     const size_t slots = plan.layers.size();
     std::vector<float> rw, rq, rk, rv;
     if (plan.any()) {
-        rw.resize(slots * nh * rows * size_t(nk));
-        KV_CUDA(cudaMemcpy2DAsync(rw.data(), sizeof(float) * nk, rec_w_.get(), sizeof(float) * T, sizeof(float) * nk,
-                                  slots * nh * rows, cudaMemcpyDeviceToHost, stream_));
+        // Weights by key index j (key j at position key_pos_[j]).
+        rw.resize(slots * nh * rows * size_t(n_keys));
+        KV_CUDA(cudaMemcpy2DAsync(rw.data(), sizeof(float) * n_keys, rec_w_.get(), sizeof(float) * T,
+                                  sizeof(float) * n_keys, slots * nh * rows, cudaMemcpyDeviceToHost, stream_));
         rq.resize(slots * rows * size_t(nh) * hd);
         KV_CUDA(cudaMemcpyAsync(rq.data(), rec_q_.get(), sizeof(float) * rq.size(), cudaMemcpyDeviceToHost, stream_));
-        // K and V of the recorded rows are in the cache, rows p0 + r0 ...
+        // K and V of the recorded rows are in the cache, in the slots of rows r0 ...
         const size_t kw = size_t(ng) * hd;
         rk.resize(slots * rows * kw);
         rv.resize(slots * rows * kw);
         for (size_t s = 0; s < slots; ++s) {
             const int l = plan.layers[s];
-            const size_t off = size_t(p0 + plan.r0) * kvd + size_t(plan.g0) * hd;
-            KV_CUDA(cudaMemcpy2DAsync(rk.data() + s * rows * kw, sizeof(float) * kw, k_cache(l) + off,
-                                      sizeof(float) * kvd, sizeof(float) * kw, size_t(rows), cudaMemcpyDeviceToHost,
-                                      stream_));
-            KV_CUDA(cudaMemcpy2DAsync(rv.data() + s * rows * kw, sizeof(float) * kw, v_cache(l) + off,
-                                      sizeof(float) * kvd, sizeof(float) * kw, size_t(rows), cudaMemcpyDeviceToHost,
-                                      stream_));
+            copy_rows(rk.data() + s * rows * kw, cache.k(l), new_slots_, plan.r0, rows, plan.g0, ng);
+            copy_rows(rv.data() + s * rows * kw, cache.v(l), new_slots_, plan.r0, rows, plan.g0, ng);
         }
     }
     KV_CUDA(cudaStreamSynchronize(stream_));
-    rows_ = nk;
+    const std::vector<int>& evicted = cache.evict();  // none for a full cache; the same call as on the CPU
+    cnt.kv_rows_evicted += int64_t(cfg_.n_layer) * cfg_.n_kv_head * int64_t(evicted.size());
+    tr.keys_read.assign(key_pos_.begin(), key_pos_.end());
 
     for (size_t s = 0; s < slots && rows > 0; ++s)
         for (int h = plan.h0; h < plan.h1; ++h) {
-            const int hi = h - plan.h0, g = h / group, gi = g - plan.g0;
+            const int hi = h - plan.h0, g = cfg_.kv_head_of(h), gi = g - plan.g0;
             HeadTrace ht;
             ht.layer = plan.layers[s];
             ht.head = h;
@@ -587,14 +665,15 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
             ht.q.resize(rows, hd);
             ht.k.resize(rows, hd);
             ht.v.resize(rows, hd);
-            ht.attn.resize(rows, nk);
+            ht.attn = RowMat::Zero(rows, nk);
             for (int r = 0; r < rows; ++r) {
                 const size_t qrow = (s * rows + r) * size_t(nh) * hd + size_t(hi) * hd;
                 const size_t krow = (s * rows + r) * size_t(ng) * hd + size_t(gi) * hd;
                 std::copy_n(rq.data() + qrow, hd, ht.q.row(r).data());
                 std::copy_n(rk.data() + krow, hd, ht.k.row(r).data());
                 std::copy_n(rv.data() + krow, hd, ht.v.row(r).data());
-                std::copy_n(rw.data() + ((s * nh + hi) * rows + r) * size_t(nk), nk, ht.attn.row(r).data());
+                const float* w = rw.data() + ((s * nh + hi) * rows + r) * size_t(n_keys);
+                for (int j = 0; j < n_keys; ++j) ht.attn(r, key_pos_[size_t(j)]) = w[j];
             }
             tr.heads.push_back(std::move(ht));
         }
@@ -605,9 +684,7 @@ void CudaEngine::forward(const ForwardRequest& req, StepTrace& tr, std::vector<f
         tr.logits.assign(logits_host_.get(), logits_host_.get() + V);
         if (want_all) *logits_all = tr.logits;
     }
-    cnt.cache_rows = rows_;
-    cnt.cache_bytes = cache_bytes();
-    finish_trace(tr, req, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    finish_trace(tr, req, cache, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
 }
 
 }  // namespace

@@ -82,10 +82,10 @@ __global__ void bias_layernorm_kernel(float* out, float* x, const float* bias, c
 }
 
 __global__ void qkv_bias_to_cache_kernel(float* qkv, const float* b, float* k_cache, float* v_cache,
-                                         const int* step, int C, int kv_dim) {
+                                         const int* slots, int C, int kv_dim) {
     const int i = blockIdx.x;
     const int Q = C + 2 * kv_dim;
-    const size_t row = size_t(step[0] + i) * kv_dim;  // cache row of position start_pos + i
+    const size_t row = size_t(slots[i]) * kv_dim;  // the cache slot of position start_pos + i
     float* qi = qkv + size_t(i) * Q;
     for (int c = threadIdx.x; c < Q; c += blockDim.x) {
         const float v = qi[c] + b[c];
@@ -113,7 +113,8 @@ inline size_t attn_smem_bytes(int T, int hd) {
 }
 
 __global__ void attention_kernel(float* out, const float* qkv, const float* k_cache, const float* v_cache,
-                                 const int* step, int n, int T, int C, int H, int Hkv, int hd, float scale,
+                                 const int* step, const int* key_slots, int n, int T, int C, int H, int Hkv,
+                                 int hd, float scale,
                                  float* rec, int rec_h0, int rec_h1, int rec_r0) {
     extern __shared__ float sm[];
     __shared__ float red[33];
@@ -134,7 +135,7 @@ __global__ void attention_kernel(float* out, const float* qkv, const float* k_ca
     const float* K = k_cache + size_t(g) * hd;
     float mx = -INFINITY;
     for (int j = tid; j < nk; j += nt) {
-        const float* kr = K + size_t(j) * kv_dim;
+        const float* kr = K + size_t(key_slots[j]) * kv_dim;
         float dot = 0.f;
         for (int d = 0; d < hd; ++d) dot += q[d] * kr[d];
         dot *= scale;
@@ -167,7 +168,7 @@ __global__ void attention_kernel(float* out, const float* qkv, const float* k_ca
     for (int t = tid; t < G * hd; t += nt) {
         const int d = t % hd, grp = t / hd;
         float acc = 0.f;
-        for (int j = grp; j < nk; j += G) acc += s[j] * V[size_t(j) * kv_dim + d];
+        for (int j = grp; j < nk; j += G) acc += s[j] * V[size_t(key_slots[j]) * kv_dim + d];
         part[grp * hd + d] = acc;
     }
     __syncthreads();
@@ -191,9 +192,9 @@ void bias_layernorm(float* out, float* x, const float* bias, const float* gamma,
     KV_CUDA_LAUNCHED();
 }
 
-void qkv_bias_to_cache(float* qkv, const float* b, float* k_cache, float* v_cache, const int* step, int n,
+void qkv_bias_to_cache(float* qkv, const float* b, float* k_cache, float* v_cache, const int* slots, int n,
                        int C, int kv_dim, cudaStream_t stream) {
-    qkv_bias_to_cache_kernel<<<n, kRowThreads, 0, stream>>>(qkv, b, k_cache, v_cache, step, C, kv_dim);
+    qkv_bias_to_cache_kernel<<<n, kRowThreads, 0, stream>>>(qkv, b, k_cache, v_cache, slots, C, kv_dim);
     KV_CUDA_LAUNCHED();
 }
 
@@ -205,11 +206,12 @@ void bias_gelu(float* y, const float* b, int n, int W, cudaStream_t stream) {
 }
 
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache, const int* step,
-               const AttnShape& s, const AttnRecord& rec, cudaStream_t stream) {
+               const int* key_slots, const AttnShape& s, const AttnRecord& rec, cudaStream_t stream) {
     const dim3 grid(unsigned(s.n), unsigned(s.H));
     const float scale = 1.0f / std::sqrt(float(s.hd));
     attention_kernel<<<grid, kAttnThreads, attn_smem_bytes(s.T, s.hd), stream>>>(
-        out, qkv, k_cache, v_cache, step, s.n, s.T, s.C, s.H, s.Hkv, s.hd, scale, rec.w, rec.h0, rec.h1, rec.r0);
+        out, qkv, k_cache, v_cache, step, key_slots, s.n, s.T, s.C, s.H, s.Hkv, s.hd, scale, rec.w, rec.h0, rec.h1,
+        rec.r0);
     KV_CUDA_LAUNCHED();
 }
 

@@ -22,9 +22,10 @@ void embed(float* x, const int* step, const float* wte, const float* wpe, int n,
 void bias_layernorm(float* out, float* x, const float* bias, const float* gamma, const float* beta,
                     int n, int C, float eps, cudaStream_t stream);
 
-// qkv += b, and the K and V parts of row i are written to cache row start_pos + i
-// (the cache's only write).     qkv: (n, Q); k_cache, v_cache: (T, kv_dim)
-void qkv_bias_to_cache(float* qkv, const float* b, float* k_cache, float* v_cache, const int* step,
+// qkv += b, and the K and V parts of row i are written to cache slot slots[i], the
+// slot the cache placed position start_pos + i in (the cache's only write).
+// qkv: (n, Q); k_cache, v_cache: (slots, kv_dim); slots: (n)
+void qkv_bias_to_cache(float* qkv, const float* b, float* k_cache, float* v_cache, const int* slots,
                        int n, int C, int kv_dim, cudaStream_t stream);
 
 // y = gelu(y + b), tanh approximation ("gelu_new").             y: (n, W)
@@ -45,11 +46,15 @@ struct AttnRecord {
     int h0 = 0, h1 = 0, r0 = 0;
 };
 
-// Causal attention over the cache, one block per (query row, head):
-// out[i, h] = softmax(q[i, h] . K[0..pos]^T / sqrt(hd)) V[0..pos], pos = start_pos + i.
-// q from qkv (n, Q); K, V from the cache (T, kv_dim); out: (n, C).
+// Causal attention over the cache, one block per (query row, head), for a full
+// cache: the query at pos = start_pos + i reads keys 0..pos, key j in cache slot
+// key_slots[j] (the cache's bookkeeping, KVCache::keys_for):
+// out[i, h] = softmax(q[i, h] . K[key_slots[0..pos]]^T / sqrt(hd)) V[key_slots[0..pos]].
+// q from qkv (n, Q); K, V from the cache (slots, kv_dim); key_slots (start_pos + n);
+// out: (n, C). The record's row is indexed by key j.
 void attention(float* out, const float* qkv, const float* k_cache, const float* v_cache,
-               const int* step, const AttnShape& s, const AttnRecord& rec, cudaStream_t stream);
+               const int* step, const int* key_slots, const AttnShape& s, const AttnRecord& rec,
+               cudaStream_t stream);
 
 // Dynamic shared memory the attention kernel needs for n_ctx T (and raises the
 // kernel's limit when above 48 KiB). Throws kv::Error if the device cannot hold it.
