@@ -63,7 +63,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
                          {"input_ids", t.input_ids},
                          {"start_pos", t.start_pos},
                          {"next_id", t.next_id},
-                         {"next_token", token_text(*m, t.next_id)},
+                         {"next_token", token_bytes(*m, t.next_id)},
                          {"counters", counters_json(t.counters, pa.given)},
                          {"ms", t.ms}});
         std::cerr << (m->tokenizer ? " " + token_text(*m, t.next_id) : " " + std::to_string(t.next_id));
@@ -82,7 +82,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
         std::vector<int> gen(s.tokens().begin() + ids.size(), s.tokens().end());
         out["new_ids"] = gen;
         if (m->tokenizer) out["text"] = m->tokenizer->decode(s.tokens());
-        std::cout << out.dump(1) << "\n";
+        print_json(out, 1);
     }
     return 0;
 }
@@ -180,7 +180,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
             out["cache"] = policy_json(policy);
             out["vs_full"] = {{"max_abs_logit_diff", full.worst}, {"same_top1_steps", full.same_top1}};
         }
-        std::cout << out.dump(1) << "\n";
+        print_json(out, 1);
     }
     return 0;
 }
@@ -226,7 +226,7 @@ int run_logits(const std::string& model, const std::string& ids_text, bool no_ca
         out["logits"] = rows;
     else
         out["logits"] = rows.back();
-    std::cout << out.dump() << "\n";
+    print_json(out);
     return 0;
 }
 
@@ -242,7 +242,7 @@ int run_tokenize(const std::string& model, const std::string& text) {
     }
     json out = {{"ids", enc.ids}, {"tokens", enc.pieces}};
     if (!enc.unknown.empty()) out["unknown"] = enc.unknown;
-    std::cout << out.dump() << "\n";
+    print_json(out);
     return 0;
 }
 

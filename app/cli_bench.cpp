@@ -138,7 +138,7 @@ int run_bench(const BenchArgs& a) {
                  m->name.c_str(), s.engine().backend().c_str(), mode.c_str(), threads,
                  a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
                  prefill_ms, ms_per_token, tokens_per_s);
-    if (a.as_json) std::cout << out.dump(1) << "\n";
+    if (a.as_json) print_json(out, 1);
     return 0;
 }
 
@@ -151,12 +151,11 @@ int run_stream(const BenchArgs& a) {
     std::fprintf(stderr, "read bandwidth %.1f GB/s with %d threads: %s streams %.1f MB of weights a decode step, "
                  "ceiling %.1f tokens/s\n", gbs, threads, m->name.c_str(), weight_gb * 1e3, gbs / weight_gb);
     if (a.as_json)
-        std::cout << json{{"read_gb_per_s", gbs},
-                          {"threads", threads},
-                          {"weight_gb_per_token", weight_gb},
-                          {"ceiling_tokens_per_s", gbs / weight_gb}}
-                         .dump(1)
-                  << "\n";
+        print_json({{"read_gb_per_s", gbs},
+                    {"threads", threads},
+                    {"weight_gb_per_token", weight_gb},
+                    {"ceiling_tokens_per_s", gbs / weight_gb}},
+                   1);
     return 0;
 }
 
@@ -216,7 +215,7 @@ int run_sweep(const BenchArgs& a) {
         json out = {{"model", model_json(*m)},   {"backend", a.backend}, {"threads", effective_threads(a.threads)},
                     {"stride", a.stride},        {"repeats", a.repeats}, {"points", jp}};
         if (a.policy_args.given) out["cache"] = policy_json(a.policy);
-        std::cout << out.dump(1) << "\n";
+        print_json(out, 1);
     }
     return 0;
 }

@@ -3,6 +3,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "core/text/utf8.h"
+
 namespace cli {
 
 using nlohmann::json;
@@ -129,6 +131,55 @@ json policy_json(const kv::CachePolicy& p) {
 
 std::string token_text(const kv::Model& m, int id) {
     return m.tokenizer ? m.tokenizer->token_text(id) : "<" + std::to_string(id) + ">";
+}
+
+std::string token_bytes(const kv::Model& m, int id) {
+    return m.tokenizer ? m.tokenizer->token_bytes(id) : "<" + std::to_string(id) + ">";
+}
+
+namespace {
+
+// Fixes the text in v in place; returns what goes under "KEY_bytes" for it (null when
+// v holds no invalid text, or when v is an object, which takes its own "_bytes" keys).
+json fix_text(json& v) {
+    if (v.is_string()) {
+        const std::string s = v.get<std::string>();
+        if (kv::is_valid_utf8(s)) return nullptr;
+        json bytes = json::array();
+        for (unsigned char c : s) bytes.push_back(int(c));
+        v = kv::display_bytes(s);
+        return bytes;
+    }
+    if (v.is_array()) {
+        json shadow = json::array();
+        bool any = false;
+        for (json& e : v) {
+            json b = fix_text(e);
+            any = any || !b.is_null();
+            shadow.push_back(std::move(b));
+        }
+        return any ? shadow : json();
+    }
+    if (v.is_object()) {
+        std::vector<std::pair<std::string, json>> added;
+        for (auto it = v.begin(); it != v.end(); ++it)
+            if (json b = fix_text(it.value()); !b.is_null()) added.emplace_back(it.key() + "_bytes", std::move(b));
+        for (auto& [k, b] : added) v[k] = std::move(b);
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+void make_text_json_safe(json& j) {
+    if (json b = fix_text(j); !b.is_null()) j = {{"value", j}, {"value_bytes", b}};  // a bare string or list
+}
+
+void print_json(const json& j, int indent) {
+    json safe = j;
+    make_text_json_safe(safe);
+    // Keys are ours (ASCII); the replace handler only guards against a future mistake.
+    std::cout << safe.dump(indent, ' ', false, json::error_handler_t::replace) << "\n";
 }
 
 kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy) {

@@ -31,7 +31,23 @@ nlohmann::json model_json(const kv::Model& m);
 // with_evicted: add kv_rows_evicted (runs with a cache policy flag; without one the
 // output stays as it was before policies existed).
 nlohmann::json counters_json(const kv::Counters& c, bool with_evicted = false);
+// A token as shown on stderr ("<0xE6>" for a partial character; "<5>" without a tokenizer).
 std::string token_text(const kv::Model& m, int id);
+// A token's exact bytes for JSON (print_json makes them safe); "<5>" without a tokenizer.
+std::string token_bytes(const kv::Model& m, int id);
+
+// Text in JSON (README "JSON output", docs/design.md "Text in JSON"): every JSON writer
+// prints through print_json, which never throws on text. A string that is valid UTF-8
+// is written unchanged. One that is not (a GPT-2 token holding part of a character, a
+// prompt with stray bytes) is written as kv::display_bytes ("<0xE6>" for each byte that
+// is not part of a valid character), and its exact bytes go next to it: under
+// "KEY_bytes" for the string at KEY of an object, and for an array at KEY whose
+// elements include such strings, "KEY_bytes" is an array of the same length holding
+// null for valid elements and the byte list for the others. Example:
+//   {"tokens":["日","<0xE6><0x9C>","<0xAC>"],"tokens_bytes":[null,[230,156],[172]]}
+void make_text_json_safe(nlohmann::json& j);
+// make_text_json_safe on a copy, then one dump to stdout (indent as json::dump).
+void print_json(const nlohmann::json& j, int indent = -1);
 // A session that records counters and logits only (no per-head detail).
 kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy = {});
 kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy = {});

@@ -13,6 +13,7 @@
 
 #include "core/model/model_io.h"
 #include "test_helpers.h"
+#include "text_cases.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -125,4 +126,68 @@ TEST_CASE("generate with a text prompt on a GPT-2-layout folder") {
     CHECK(tok["tokens"] == json::array({"The", " K", "V", " cache"}));
     REQUIRE(out["steps"].size() == 3);
     CHECK(out["steps"][0]["next_token"].is_string());
+}
+
+// Issue 17: GPT-2's byte-level tokens often hold part of a UTF-8 character. Every
+// command's JSON must parse, and the exact bytes of the pieces must give back the text.
+namespace {
+
+json tokenize_json(const std::string& dir, const std::string& text) {
+    const kvtest::Run tk = kvtest::run_cli("tokenize --model '" + dir + "' --text '" + text + "'");
+    REQUIRE(tk.rc == 0);
+    return json::parse(tk.out);
+}
+
+}  // namespace
+
+TEST_CASE("GPT-2 folder: tokenize JSON in many scripts and invalid UTF-8 gives back the text's bytes") {
+    REQUIRE_FOLDER(dir);
+    for (const kvtest::TextCase& c : kvtest::text_cases()) {
+        CAPTURE(c.name);
+        const json t = tokenize_json(dir, c.text);
+        REQUIRE(t["tokens"].size() == t["ids"].size());
+        std::string joined;
+        for (int i = 0; i < int(t["tokens"].size()); ++i) joined += kvtest::json_text_bytes(t, "tokens", i);
+        CHECK(joined == c.text);
+    }
+    // logits take ids, not text: one run over the ids of a prompt of partial characters
+    const json t = tokenize_json(dir, "日本語");
+    std::string ids;
+    for (const json& id : t["ids"]) ids += (ids.empty() ? "" : ",") + std::to_string(id.get<int>());
+    const kvtest::Run lg = kvtest::run_cli("logits --model '" + dir + "' --ids " + ids);
+    REQUIRE(lg.rc == 0);
+    CHECK(json::parse(lg.out)["logits"].size() == 50257);
+}
+
+TEST_CASE("GPT-2 folder: generate --json in many scripts; prompt and tokens' bytes give back its text") {
+    REQUIRE_FOLDER(dir);
+    for (const kvtest::TextCase& c : kvtest::text_cases()) {
+        CAPTURE(c.name);
+        const kvtest::Run g =
+            kvtest::run_cli("generate --model '" + dir + "' --prompt '" + c.text + "' --new 4 --json");
+        REQUIRE(g.rc == 0);
+        const json gj = json::parse(g.out);
+        REQUIRE(gj["steps"].size() == 4);
+        REQUIRE(gj["new_ids"].size() == 4);
+        std::string text = c.text;  // the prompt, then each step's token
+        for (int k = 0; k < 4; ++k) {
+            CHECK(gj["steps"][k]["next_id"] == gj["new_ids"][k]);
+            text += kvtest::json_text_bytes(gj["steps"][k], "next_token");
+        }
+        CHECK(kvtest::json_text_bytes(gj, "text") == text);
+    }
+}
+
+TEST_CASE("GPT-2 folder: compare --json in many scripts") {
+    REQUIRE_FOLDER(dir);
+    for (const kvtest::TextCase& c : kvtest::text_cases()) {
+        CAPTURE(c.name);
+        const kvtest::Run cmp =
+            kvtest::run_cli("compare --model '" + dir + "' --prompt '" + c.text + "' --new 2 --json");
+        REQUIRE(cmp.rc == 0);
+        const json cj = json::parse(cmp.out);
+        CHECK(cj["prompt_ids"] == tokenize_json(dir, c.text)["ids"]);
+        CHECK(cj["steps"].size() == 2);
+        CHECK(cj["same_tokens"] == true);
+    }
 }

@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "core/text/utf8.h"
 
 #if defined(KVSCOPE_HAVE_PCRE2)
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -33,76 +34,6 @@ namespace {
 // Words longer than this are not cached (a long run of letters is rarely repeated).
 constexpr std::size_t kMaxCachedWordBytes = 256;
 constexpr std::size_t kMaxCacheEntries = 1 << 16;
-
-std::string utf8_encode(char32_t cp) {
-    std::string s;
-    if (cp < 0x80) {
-        s += static_cast<char>(cp);
-    } else if (cp < 0x800) {
-        s += static_cast<char>(0xC0 | (cp >> 6));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        s += static_cast<char>(0xE0 | (cp >> 12));
-        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    } else {
-        s += static_cast<char>(0xF0 | (cp >> 18));
-        s += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-        s += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-        s += static_cast<char>(0x80 | (cp & 0x3F));
-    }
-    return s;
-}
-
-// Length of the valid UTF-8 character starting at s[i] (1..4), or 0 if the bytes
-// there are not one (stray continuation byte, truncated, overlong, surrogate, > U+10FFFF).
-std::size_t utf8_char_len(std::string_view s, std::size_t i, char32_t* out = nullptr) {
-    const auto b = [&](std::size_t k) { return static_cast<unsigned char>(s[k]); };
-    const unsigned c = b(i);
-    std::size_t n;
-    char32_t cp;
-    if (c < 0x80) {
-        n = 1, cp = c;
-    } else if (c >= 0xC2 && c <= 0xDF) {
-        n = 2, cp = c & 0x1F;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3, cp = c & 0x0F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4, cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (i + n > s.size()) return 0;
-    for (std::size_t k = 1; k < n; ++k) {
-        if ((b(i + k) & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (b(i + k) & 0x3F);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    if (out) *out = cp;
-    return n;
-}
-
-// Text safe to show: valid UTF-8 characters as they are, every other byte as "<0xE2>".
-std::string display_bytes(std::string_view s) {
-    std::string out;
-    for (std::size_t i = 0; i < s.size();) {
-        if (std::size_t n = utf8_char_len(s, i)) {
-            out.append(s.substr(i, n));
-            i += n;
-        } else {
-            static const char* hex = "0123456789ABCDEF";
-            const auto c = static_cast<unsigned char>(s[i]);
-            out += "<0x";
-            out += hex[c >> 4];
-            out += hex[c & 15];
-            out += '>';
-            ++i;
-        }
-    }
-    return out;
-}
 
 // A token or merge part quoted for an error message (kept to one short line).
 std::string quote_token(std::string_view s) {
@@ -402,15 +333,14 @@ Encoding Gpt2BpeTokenizer::encode(std::string_view text) const {
     for (const std::string& word : pre_tokenize(text)) {
         for (int id : bpe_word(word)) {
             enc.ids.push_back(id);
-            enc.pieces.push_back(token_text(id));
+            enc.pieces.push_back(bytes_[id]);
         }
     }
     return enc;
 }
 
-const std::string& Gpt2BpeTokenizer::token_bytes(int id) const {
-    static const std::string empty;
-    if (id < 0 || id >= vocab_size()) return empty;
+std::string Gpt2BpeTokenizer::token_bytes(int id) const {
+    if (id < 0 || id >= vocab_size()) return {};
     return bytes_[id];
 }
 

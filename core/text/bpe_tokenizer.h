@@ -58,7 +58,7 @@ public:
     std::string kind() const override { return "gpt2-bpe"; }
 
     // The raw bytes of a token ("" for an id outside the vocabulary).
-    const std::string& token_bytes(int id) const;
+    std::string token_bytes(int id) const override;
     // Id of a vocab.json key (byte-to-unicode alphabet, e.g. "Ġworld"), -1 if absent.
     int id_of(const std::string& vocab_key) const;
     // The words the pre-tokenizer splits text into (their concatenation is text).

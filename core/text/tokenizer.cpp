@@ -170,6 +170,11 @@ std::string WordTokenizer::token_text(int id) const {
     return vocab_[size_t(id)];
 }
 
+std::string WordTokenizer::token_bytes(int id) const {
+    if (id < 0 || id >= vocab_size()) return {};
+    return vocab_[size_t(id)];
+}
+
 std::string WordTokenizer::decode(std::span<const int> ids) const {
     auto no_space_before = [](const std::string& t) {
         return t.size() == 1 && std::strchr(".,!?;:)", t[0]) != nullptr;

@@ -13,7 +13,8 @@ namespace kv {
 
 struct Encoding {
     std::vector<int> ids;
-    std::vector<std::string> pieces;   // text of each token, as in the input
+    std::vector<std::string> pieces;   // exact input bytes of each token (for GPT-2 BPE
+                                       // often part of a UTF-8 character; see text/utf8.h)
     std::vector<std::string> unknown;  // input words mapped to <unk> (word-level only)
 };
 
@@ -24,6 +25,9 @@ public:
     // Text of one token, as it should be shown on a token chip (for BPE: with its
     // leading space; for words: the word).
     virtual std::string token_text(int id) const = 0;
+    // Exact bytes of one token ("" for an id outside the vocabulary): for BPE possibly
+    // part of a UTF-8 character, for words the word.
+    virtual std::string token_bytes(int id) const = 0;
     // Text of a run of ids, spaced as the tokenizer would write it.
     virtual std::string decode(std::span<const int> ids) const = 0;
     virtual int vocab_size() const = 0;
@@ -42,6 +46,7 @@ public:
 
     Encoding encode(std::string_view text) const override;
     std::string token_text(int id) const override;
+    std::string token_bytes(int id) const override;
     std::string decode(std::span<const int> ids) const override;
     int vocab_size() const override { return static_cast<int>(vocab_.size()); }
     std::string kind() const override { return "word"; }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/text/bpe_tokenizer.h"
+#include "core/text/utf8.h"
 #include "core/error.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -94,7 +95,8 @@ void check_round_trip(const kv::Gpt2BpeTokenizer& tok, std::string_view text) {
     for (size_t i = 0; i < e.ids.size(); ++i) {
         KVFUZZ_CHECK(e.ids[i] >= 0 && e.ids[i] < tok.vocab_size());
         KVFUZZ_CHECK(!tok.token_bytes(e.ids[i]).empty());
-        KVFUZZ_CHECK(tok.token_text(e.ids[i]) == e.pieces[i]);
+        KVFUZZ_CHECK(tok.token_bytes(e.ids[i]) == e.pieces[i]);
+        KVFUZZ_CHECK(tok.token_text(e.ids[i]) == kv::display_bytes(e.pieces[i]));
     }
     KVFUZZ_CHECK(tok.decode(e.ids) == text);
 }
