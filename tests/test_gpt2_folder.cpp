@@ -159,7 +159,7 @@ TEST_CASE("GPT-2 folder: tokenize JSON in many scripts and invalid UTF-8 gives b
     CHECK(json::parse(lg.out)["logits"].size() == 50257);
 }
 
-TEST_CASE("GPT-2 folder: generate --json in many scripts; prompt and tokens' bytes give back its text") {
+TEST_CASE("GPT-2 folder: generate --json in many scripts: prompt and tokens' bytes give back its text") {
     REQUIRE_FOLDER(dir);
     for (const kvtest::TextCase& c : kvtest::text_cases()) {
         CAPTURE(c.name);

@@ -105,7 +105,7 @@ TEST_CASE("JSON text: valid strings unchanged, others as <0xHH> text plus exact 
     CHECK(json_text_bytes(j["steps"][0], "next_token") == "a\xFF");
 }
 
-TEST_CASE("JSON text: a literal \"<0xE6>\" token stays distinguishable from the byte") {
+TEST_CASE("JSON text: a literal <0xE6> token stays distinguishable from the byte") {
     json j = {{"a", "<0xE6>"}, {"b", "\xE6"}};
     cli::make_text_json_safe(j);
     CHECK(j["a"] == j["b"]);  // the same text on screen ...
