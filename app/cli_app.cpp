@@ -299,6 +299,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_tr->add_option("--out", topt.out_dir, "model folder to write")->required();
     c_tr->add_option("--steps", topt.steps, "optimizer steps");
     c_tr->add_option("--seed", topt.seed, "seed");
+    c_tr->add_option("--n-kv-head", topt.n_kv_head, "K/V heads shared by the 4 query heads: 4, 2 (grouped-query) or 1 (multi-query)");
 
     std::string names;
     bool known = false;

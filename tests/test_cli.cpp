@@ -113,3 +113,39 @@ TEST_CASE("errors: exit code and one line naming the argument") {
         CHECK(r.out.empty());
     }
 }
+
+TEST_CASE("compare --json under a window with sinks: a bounded cache, evictions, vs_full at every step") {
+    const Run r = run_cli("compare --prompt 'Python is a programming' --new 20 --window 6 --sinks 2 --json");
+    REQUIRE(r.rc == 0);
+    const json d = json::parse(r.out);
+    CHECK(d["cache"] == json{{"window", 6}, {"sinks", 2}, {"kv_dtype", "f32"}});
+    REQUIRE(d["steps"].size() == 20);
+    int64_t evicted = 0;
+    for (const json& s : d["steps"]) {
+        CAPTURE(s["step"].get<int>());
+        CHECK(s["cached"]["counters"]["cache_rows"].get<int>() <= 8);
+        CHECK(s["uncached"]["counters"]["cache_rows"] == s["cached"]["counters"]["cache_rows"]);
+        CHECK(s["max_abs_logit_diff"].get<double>() <= 1e-4);
+        REQUIRE(s.contains("vs_full"));
+        CHECK(s["vs_full"].contains("max_abs_logit_diff"));
+        CHECK(s["vs_full"]["same_top1"].is_boolean());
+        evicted += s["cached"]["counters"]["kv_rows_evicted"].get<int64_t>();
+    }
+    CHECK(evicted > 0);
+    CHECK(d["totals"]["cached"]["kv_rows_evicted"].get<int64_t>() == evicted);
+}
+
+TEST_CASE("compare --kv-dtype int8 on the bundled model: the f32 run's tokens at about a quarter of its bytes") {
+    const Run f = run_cli("compare --prompt 'Python is a programming' --new 20 --json");
+    const Run q = run_cli("compare --prompt 'Python is a programming' --new 20 --kv-dtype int8 --json");
+    REQUIRE(f.rc == 0);
+    REQUIRE(q.rc == 0);
+    const json a = json::parse(f.out), b = json::parse(q.out);
+    CHECK_FALSE(a.contains("cache"));  // no policy flag: the output has no policy fields
+    CHECK_FALSE(a["steps"][0].contains("vs_full"));
+    CHECK_FALSE(a["steps"][0]["cached"]["counters"].contains("kv_rows_evicted"));
+    for (size_t i = 0; i < 20; ++i) CHECK(a["steps"][i]["cached"]["next_id"] == b["steps"][i]["cached"]["next_id"]);
+    const double ratio = b["totals"]["cached"]["cache_bytes"].get<double>() / a["totals"]["cached"]["cache_bytes"].get<double>();
+    CHECK(ratio == doctest::Approx(0.25 + 1.0 / 16));  // head_dim 16: the scales add 1/16
+    CHECK(b["vs_full"]["same_top1_steps"] == 20);
+}

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/engine/engine.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "core/session/session.h"
 
@@ -108,4 +109,34 @@ TEST_CASE("bundled tiny model: cached and uncached runs agree at every step") {
         CHECK(a.next_id == b.next_id);
     }
     CHECK(cached.tokens() == uncached.tokens());
+}
+
+// assets/models/tiny-gqa: the same trainer, corpus, steps and seed, with 4 query heads
+// sharing 2 K/V heads (grouped-query): scripts/train-tiny --n-kv-head 2.
+TEST_CASE("bundled tiny-gqa model: 2 kv heads for 4 query heads, says \"language\", half the cache") {
+    static std::unique_ptr<kv::Model> gqa = kv::load_model_folder(KVSCOPE_SOURCE_DIR "/assets/models/tiny-gqa");
+    const kv::Model& m = *gqa;
+    REQUIRE(m.tokenizer);
+    CHECK(m.config.n_head == 4);
+    CHECK(m.config.n_kv_head == 2);
+    CHECK(m.config.n_embd == tiny().config.n_embd);
+    kv::Session s(m, kv::make_cpu_engine(m)), full(tiny(), kv::make_cpu_engine(tiny()));
+    s.set_prompt_text("Python is a programming");
+    full.set_prompt_text("Python is a programming");
+    CHECK(m.tokenizer->token_text(s.step().next_id) == "language");
+    full.step();
+    // Its own counters: the cache holds half the bytes of tiny-gpt's at the same length.
+    CHECK(s.totals().cache_bytes * 2 == full.totals().cache_bytes);
+    CHECK(s.cache().bytes() == kv::cache_bytes_for(m.config, kv::KvDtype::f32, 4));
+}
+
+TEST_CASE("bundled tiny model: an int8 cache keeps the greedy tokens at under a third of the f32 bytes") {
+    const kv::Model& m = tiny();
+    kv::Session f32(m, kv::make_cpu_engine(m)), q8(m, kv::make_cpu_engine(m), {0, 0, kv::KvDtype::int8});
+    f32.set_prompt_text("Python is a programming");
+    q8.set_prompt_text("Python is a programming");
+    for (int i = 0; i < 20; ++i) CHECK(f32.step().next_id == q8.step().next_id);
+    // int8 is 1/4 of f32 plus one f32 scale per row and kv head: 1/4 + 1/head_dim.
+    const double ratio = double(q8.cache().bytes()) / double(f32.cache().bytes());
+    CHECK(ratio == doctest::Approx(0.25 + 1.0 / m.config.head_dim()));
 }

@@ -647,8 +647,10 @@ TrainReport train_model(const TrainOptions& opt) {
     cfg.n_embd = 64;
     cfg.n_layer = 2;
     cfg.n_head = 4;
-    cfg.n_kv_head = 4;
+    cfg.n_kv_head = opt.n_kv_head == 0 ? cfg.n_head : opt.n_kv_head;
     cfg.tied_head = true;
+    if (cfg.n_kv_head < 0 || cfg.n_kv_head > cfg.n_head || cfg.n_head % cfg.n_kv_head != 0)
+        throw Error("train: --n-kv-head " + std::to_string(opt.n_kv_head) + " must divide the 4 query heads (1, 2 or 4)");
     cfg.validate("train config");
 
     // Fail before training, not after, when the output folder cannot be written.

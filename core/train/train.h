@@ -22,6 +22,7 @@ struct TrainOptions {
     std::string out_dir;     // model folder to write (config.json, model.safetensors, vocab.txt)
     int steps = 3000;
     uint64_t seed = 1;
+    int n_kv_head = 0;       // kv heads of the 4 query heads: 4, 2 or 1 (0 = 4, plain multi-head)
     bool quiet = false;      // no progress on stderr
 };
 
