@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
     if (const auto* r = reinterpret_cast<const char*>(glGetString(GL_RENDERER)))
         kvui::set_software_renderer(std::strstr(r, "llvmpipe") || std::strstr(r, "softpipe") || std::strstr(r, "swrast"));
     kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
-    kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale);
+    kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale, app.vs.glyphs.loaded);
 
     // Initial commands (run synchronously so screenshots show them).
     if (o.no_cache) {
@@ -280,7 +280,7 @@ int main(int argc, char** argv) {
         glfwPollEvents();
         if (app.vs.font_changed) {
             app.vs.font_changed = false;
-            kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale);
+            kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale, app.vs.glyphs.loaded);
             kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
             ImGui_ImplOpenGL3_DestroyFontsTexture();
             ImGui_ImplOpenGL3_CreateFontsTexture();

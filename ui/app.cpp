@@ -93,34 +93,6 @@ void apply_key_action(AppState& app, KeyAction a) {
     }
 }
 
-void build_fonts(float px) {
-    ImGuiIO& io = ImGui::GetIO();
-    io.Fonts->Clear();
-    const char* regular = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-    const char* bold = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
-    std::error_code ec;
-    ImFont* f = nullptr;
-    if (std::filesystem::exists(regular, ec)) f = io.Fonts->AddFontFromFileTTF(regular, px);
-    if (!f) {
-        ImFontConfig cfg;
-        cfg.SizePixels = std::max(8.f, px);
-        io.Fonts->AddFontDefault(&cfg);
-    }
-    ImFont* b = nullptr;
-    if (std::filesystem::exists(bold, ec)) b = io.Fonts->AddFontFromFileTTF(bold, px * 1.3f);
-    if (!b) {
-        ImFontConfig cfg;
-        cfg.SizePixels = std::max(8.f, px * 1.3f);
-        io.Fonts->AddFontDefault(&cfg);
-    }
-    io.Fonts->Build();
-}
-
-ImFont* big_font() {
-    ImGuiIO& io = ImGui::GetIO();
-    return io.Fonts->Fonts.Size > 1 ? io.Fonts->Fonts[1] : io.Fonts->Fonts[0];
-}
-
 float step_anim(const AppState& app, float seconds) {
     if (!app.vs.animate) return 1.f;
     double t = ImGui::GetTime() - app.vs.step_time;
@@ -222,6 +194,7 @@ void draw_app(AppState& app) {
     if (app.vs.step_time == -1.0) app.vs.step_time = ImGui::GetTime();
     handle_keyboard(app);
     play_timer(app);
+    note_glyphs_needed(app);  // a new prompt's CJK characters: the atlas grows before the next frame
     const ImGuiIO& io = ImGui::GetIO();
     const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h,
                                     app.vs.show_scaling);

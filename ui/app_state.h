@@ -94,6 +94,17 @@ struct Toast {
     double until = 0.0;
 };
 
+// Characters beyond the fonts' fixed ranges that the atlas holds (ui/fonts.cpp): the
+// window loads only those its text needs, and what it scanned last, to rescan only on
+// a change.
+struct GlyphNeeds {
+    static constexpr size_t kMax = 8192;     // bounds the atlas for very long texts
+    std::vector<char32_t> loaded;            // sorted
+    std::string scanned_prompt;
+    const void* scanned_model = nullptr;
+    std::vector<int> scanned_main, scanned_other;
+};
+
 // What the teacher has chosen; everything a panel needs besides the views.
 struct ViewState {
     int layer = 0, head = 0;
@@ -118,6 +129,7 @@ struct ViewState {
     std::string note;                // e.g. "bundled model not found: using random:tiny"
     Toast toast;
     bool font_changed = false;       // app must rebuild the font atlas
+    GlyphNeeds glyphs;               // characters the atlas holds beyond the fixed ranges
     bool screenshot_requested = false;
     float controls_h = 0.f;          // content height of the controls, measured each frame
     // Key presses queued by the app's GLFW key callback (GLFW key, ctrl held). In 1.86

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/model/config.h"
+#include "core/text/utf8.h"
 #include "ui/app_state.h"
 
 struct ImFont;
@@ -44,11 +45,25 @@ const std::vector<int>& watched_keys();
 // Applies one action to the app (pushes Commands, flips view flags).
 void apply_key_action(AppState& app, KeyAction a);
 
-// ---- fonts ----------------------------------------------------------------
-// Rebuilds the atlas: DejaVu Sans at px (and a bold one 1.3x) when installed, else
-// ImGui's default font scaled. The GL backend must re-create its texture after.
-void build_fonts(float px);
+// ---- fonts (ui/fonts.cpp) ---------------------------------------------------
+// Rebuilds the atlas: DejaVu Sans at px (and a bold one 1.3x) for the fixed ranges
+// (Latin and its extensions, Greek, Cyrillic, punctuation, U+FFFD), Lohit Devanagari
+// merged in, and for `extra` code points (those the text needs beyond the fixed
+// ranges: CJK, kana, Hangul ...) Droid Sans Fallback too. Falls back to ImGui's
+// default font when DejaVu is missing. The GL backend must re-create its texture after.
+void build_fonts(float px, const std::vector<char32_t>& extra = {});
 ImFont* big_font();
+bool in_fixed_glyph_ranges(char32_t c);
+// Adds to app.vs.glyphs the characters of the prompt, the tokens and the unknown
+// words that are beyond the fixed ranges and not loaded yet; when there are any, sets
+// app.vs.font_changed so the app rebuilds the atlas before the next frame. Cheap when
+// nothing changed (it compares with what it scanned last).
+bool note_glyphs_needed(AppState& app);
+
+// ---- tokens panel -------------------------------------------------------------
+// The main session's tokens grouped by the characters their bytes form (kv::group_pieces):
+// GPT-2's "日" is one group of the two pieces <0xE6><0x97> and <0xA5>.
+std::vector<kv::PieceGroup> token_groups(const AppState& app, const SessionView& v);
 
 // ---- narration --------------------------------------------------------------
 // The latest step explained in plain words with its own numbers.

@@ -2,129 +2,227 @@
 // how many times its K/V have been computed). Prefill (prompt) tokens are underlined
 // in purple, decoded tokens in green; the tokens that entered the model in the
 // latest step are highlighted; the chosen next token is a dashed chip; unknown words
-// are flagged in red.
+// are flagged in red. Byte pieces that form one character together (GPT-2 writes
+// "日" as <0xE6><0x97> and <0xA5>) stand under a bracket with that character, so a
+// class sees that one character can cost several tokens (kv::group_pieces).
 #include <imgui.h>
 
 #include <algorithm>
 #include <cstdio>
 
 #include "core/model/model_io.h"
+#include "core/text/utf8.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
 
 namespace kvui {
 
-void draw_tokens_panel(AppState& app) {
+std::vector<kv::PieceGroup> token_groups(const AppState& app, const SessionView& v) {
+    if (!app.model || !app.model->tokenizer) return {};
+    std::vector<std::string> pieces;
+    pieces.reserve(v.tokens.size());
+    for (int id : v.tokens) pieces.push_back(app.model->tokenizer->token_bytes(id));
+    return kv::group_pieces(pieces);
+}
+
+namespace {
+
+// What one chip shows and how wide it is.
+struct Chip {
+    std::string text, label, b1, b2;  // label: "next:" on the pending chip; badges
+    float w = 0, lw = 0, b1w = 0;
+    bool pending = false, unknown = false, current = false, newest = false;
+};
+
+struct Row {
+    float fs, pad, chip_h, group_h, row_h;  // group_h: the line of character brackets (0: none)
+};
+
+// The non-ASCII code points of some bytes, for a tooltip ("U+65E5"); emoji above
+// U+FFFF are drawn as U+FFFD by ImGui 1.86, so this is where a class reads them.
+std::string code_points(const std::string& bytes) {
+    std::string s;
+    for (char32_t c : kv::utf8_code_points(bytes)) {
+        if (c < 0x80) continue;
+        char buf[16];
+        std::snprintf(buf, sizeof buf, "%sU+%04X", s.empty() ? "" : " ", unsigned(c));
+        s += buf;
+    }
+    return s;
+}
+
+// One chip: background (or dashed outline), text, position above, badges below.
+void draw_chip(const Chip& c, const Row& r, ImVec2 cur, int i, int p) {
     const Palette& pal = palette();
-    const SessionView& v = app.main;
-    const float fs = ImGui::GetFontSize();
-    const int p = static_cast<int>(v.prompt_ids.size());
-    const kv::StepTrace* t = v.last();
-    const int fed = t ? t->start_pos + static_cast<int>(t->input_ids.size()) : 0;  // positions in the model
-    const int cur_lo = t ? t->start_pos : -1, cur_hi = fed;
-
-    if (!app.unknown_words.empty()) {
-        std::string u;
-        for (const std::string& w : app.unknown_words) u += (u.empty() ? "'" : ", '") + w + "'";
-        ImGui::TextColored(to_vec4(pal.bad), "Not in the vocabulary (became <unk>): %s", u.c_str());
-    }
-
     ImDrawList* dl = ImGui::GetWindowDrawList();
-    const float pad = fs * 0.35f;
-    const float chip_h = fs + pad * 2;
-    const float row_h = fs * 0.8f + chip_h + fs * 0.85f + 6.f;  // position, chip, badge
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    ImVec2 cur = ImGui::GetCursorScreenPos();
-    const float x0 = cur.x;
-    const int n_tok = static_cast<int>(v.tokens.size());
-    auto unknown_at = [&](int i) {
-        return i < p && app.model && app.model->tokenizer && app.model->tokenizer->kind() == "word" &&
-               v.prompt_ids[i] == 0;
+    const float fs = r.fs, pad = r.pad;
+    ImVec2 a(cur.x, cur.y + r.group_h + fs * 0.8f), b(cur.x + c.w, a.y + r.chip_h);
+    if (c.pending) {  // dashed outline: the model's prediction, not yet in the cache
+        for (float x = a.x; x < b.x; x += 8.f) {
+            dl->AddLine(ImVec2(x, a.y), ImVec2(std::min(x + 4.f, b.x), a.y), pal.accent, 2.f);
+            dl->AddLine(ImVec2(x, b.y), ImVec2(std::min(x + 4.f, b.x), b.y), pal.accent, 2.f);
+        }
+        dl->AddLine(a, ImVec2(a.x, b.y), pal.accent, 2.f);
+        dl->AddLine(ImVec2(b.x, a.y), b, pal.accent, 2.f);
+        dl->AddText(ImVec2(a.x + pad, a.y + pad), pal.text_dim, c.label.c_str());
+    } else {
+        dl->AddRectFilled(a, b, c.current ? pal.chip_current : pal.chip, 5.f);
+        if (c.newest) dl->AddRect(a, b, pal.accent, 5.f, 0, 3.f);
+        dl->AddLine(ImVec2(a.x + 3, b.y - 2), ImVec2(b.x - 3, b.y - 2), i < p ? pal.prefill : pal.decode, 3.f);
+    }
+    dl->AddText(ImVec2(a.x + pad + c.lw, a.y + pad), c.unknown ? pal.bad : pal.text, c.text.c_str());
+    char pos[16];
+    std::snprintf(pos, sizeof pos, "%d", i);
+    dl->AddText(ImGui::GetFont(), fs * 0.8f, ImVec2(a.x + 2, cur.y + r.group_h), pal.text_dim, pos);
+    auto badge_col = [&](const std::string& s) {  // computed more than once: magenta
+        const bool once = s == "x1" || s == "|x1" || s == "x0" || s == "|x0";
+        return once ? pal.text_dim : state_color(RowState::recomputed, pal.dark);
     };
-    for (int i = 0; i < n_tok; ++i) {
-        const bool pending = i >= fed && t;  // chosen but not fed yet
-        std::string text = app.token_text(v.tokens[i]);
-        if (unknown_at(i) && i < static_cast<int>(app.prompt_pieces.size())) text = app.prompt_pieces[i] + "?";
-        const char* label = pending ? "next:" : nullptr;
-        const float lw = label ? ImGui::CalcTextSize(label).x + pad : 0.f;
-        // badges: "xN" (and "|xM" for the compare session)
-        std::string b1, b2;
-        if (!pending && i < static_cast<int>(v.compute_counts.size())) b1 = "x" + std::to_string(v.compute_counts[i]);
-        if (!pending && app.compare && i < static_cast<int>(app.other.compute_counts.size()))
-            b2 = "|x" + std::to_string(app.other.compute_counts[i]);
-        const float small = fs * 0.85f / ImGui::GetFontSize();
-        const float b1w = ImGui::CalcTextSize(b1.c_str()).x * small, b2w = ImGui::CalcTextSize(b2.c_str()).x * small;
-        const float w = std::max({ImGui::CalcTextSize(text.c_str()).x + pad * 2 + lw, fs * 1.6f, b1w + b2w + 4});
-        if (cur.x + w > right && cur.x > x0) {
-            cur.x = x0;
-            cur.y += row_h;
-        }
-        ImVec2 a(cur.x, cur.y + fs * 0.8f), b(cur.x + w, cur.y + fs * 0.8f + chip_h);
-        const bool current = i >= cur_lo && i < cur_hi;
-        const bool newest = t && i == cur_hi - 1;
-        ImU32 bg = current ? pal.chip_current : pal.chip;
-        if (pending) {
-            // dashed outline: the model's prediction, not yet in the cache
-            for (float x = a.x; x < b.x; x += 8.f) {
-                dl->AddLine(ImVec2(x, a.y), ImVec2(std::min(x + 4.f, b.x), a.y), pal.accent, 2.f);
-                dl->AddLine(ImVec2(x, b.y), ImVec2(std::min(x + 4.f, b.x), b.y), pal.accent, 2.f);
-            }
-            dl->AddLine(a, ImVec2(a.x, b.y), pal.accent, 2.f);
-            dl->AddLine(ImVec2(b.x, a.y), b, pal.accent, 2.f);
-            dl->AddText(ImVec2(a.x + pad, a.y + pad), pal.text_dim, label);
-        } else {
-            dl->AddRectFilled(a, b, bg, 5.f);
-            if (newest) dl->AddRect(a, b, pal.accent, 5.f, 0, 3.f);
-            // prefill vs decode marker
-            dl->AddLine(ImVec2(a.x + 3, b.y - 2), ImVec2(b.x - 3, b.y - 2), i < p ? pal.prefill : pal.decode, 3.f);
-        }
-        const bool unk = unknown_at(i);
-        dl->AddText(ImVec2(a.x + pad + lw, a.y + pad), unk ? pal.bad : pal.text, text.c_str());
-        char pos[16];
-        std::snprintf(pos, sizeof pos, "%d", i);
-        dl->AddText(ImGui::GetFont(), fs * 0.8f, ImVec2(a.x + 2, cur.y), pal.text_dim, pos);
-        auto badge_col = [&](const std::string& b) {  // computed more than once: magenta
-            const bool once = b == "x1" || b == "|x1" || b == "x0" || b == "|x0";
-            return once ? pal.text_dim : state_color(RowState::recomputed, pal.dark);
-        };
-        if (!b1.empty()) dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2, b.y + 2), badge_col(b1), b1.c_str());
-        if (!b2.empty())
-            dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2 + b1w, b.y + 2), badge_col(b2), b2.c_str());
-        ImGui::SetCursorScreenPos(a);
-        ImGui::InvisibleButton(("##tok" + std::to_string(i)).c_str(), ImVec2(w, chip_h));
-        if (newest && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)) ImGui::SetScrollHereY(0.5f);
-        if (ImGui::IsItemHovered()) {
-            int cnt = i < static_cast<int>(v.compute_counts.size()) ? v.compute_counts[i] : 0;
-            if (unk)
-                ImGui::SetTooltip("'%s' is not in the vocabulary: the model sees <unk> (id 0)",
-                                  app.prompt_pieces[i].c_str());
-            else if (pending)
-                ImGui::SetTooltip("Chosen at the last step; it enters the model at the next step (position %d)", i);
-            else
-                ImGui::SetTooltip("position %d, id %d, %s token\nits K/V have been computed %d time%s", i,
-                                  v.tokens[i], i < p ? "prompt (prefill)" : "generated (decode)", cnt,
-                                  cnt == 1 ? "" : "s");
-        }
-        cur.x += w + fs * 0.4f;
+    if (!c.b1.empty()) dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2, b.y + 2), badge_col(c.b1), c.b1.c_str());
+    if (!c.b2.empty())
+        dl->AddText(ImGui::GetFont(), fs * 0.85f, ImVec2(a.x + 2 + c.b1w, b.y + 2), badge_col(c.b2), c.b2.c_str());
+}
+
+// The bracket over the chips [x0, x1) of one character group, the character above it.
+void draw_group(const kv::PieceGroup& g, float x0, float x1, float y, const Row& r) {
+    const Palette& pal = palette();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const float yb = y + r.group_h - r.fs * 0.15f;
+    dl->AddLine(ImVec2(x0 + 2, yb), ImVec2(x1 - 2, yb), pal.accent, 2.f);
+    dl->AddLine(ImVec2(x0 + 2, yb), ImVec2(x0 + 2, yb + r.fs * 0.25f), pal.accent, 2.f);
+    dl->AddLine(ImVec2(x1 - 2, yb), ImVec2(x1 - 2, yb + r.fs * 0.25f), pal.accent, 2.f);
+    const float tw = ImGui::CalcTextSize(g.text.c_str()).x;
+    dl->AddText(ImVec2((x0 + x1 - tw) * 0.5f, y), pal.text, g.text.c_str());
+}
+
+// The tooltip of chip i; `group` is the character group it belongs to (may be null).
+void chip_tooltip(const AppState& app, const Chip& c, int i, int p, const kv::PieceGroup* group) {
+    const SessionView& v = app.main;
+    const int cnt = i < static_cast<int>(v.compute_counts.size()) ? v.compute_counts[i] : 0;
+    std::string extra;
+    if (group && app.model && app.model->tokenizer) {
+        std::string bytes;  // the exact bytes of the group's tokens
+        for (int k = group->first; k < group->first + group->count; ++k)
+            bytes += app.model->tokenizer->token_bytes(v.tokens[size_t(k)]);
+        const std::string cps = code_points(bytes);
+        if (group->joined())
+            extra = "\nthe bytes of tokens " + std::to_string(group->first) + "-" +
+                    std::to_string(group->first + group->count - 1) + " together form '" + group->text + "' (" +
+                    cps + "): " + std::to_string(group->count) + " tokens for it";
+        else if (!cps.empty())
+            extra = "\ncharacters: " + cps;
     }
-    if (n_tok == 0) {
-        ImGui::TextColored(to_vec4(pal.text_dim), "No prompt yet: type one above and press Set.");
-        return;
-    }
-    // key: after the last chip when it fits on that row, else on the next row
+    if (c.unknown)
+        ImGui::SetTooltip("'%s' is not in the vocabulary: the model sees <unk> (id 0)", app.prompt_pieces[i].c_str());
+    else if (c.pending)
+        ImGui::SetTooltip("Chosen at the last step; it enters the model at the next step (position %d)%s", i,
+                          extra.c_str());
+    else
+        ImGui::SetTooltip("position %d, id %d, %s token\nits K/V have been computed %d time%s%s", i, v.tokens[i],
+                          i < p ? "prompt (prefill)" : "generated (decode)", cnt, cnt == 1 ? "" : "s", extra.c_str());
+}
+
+Chip make_chip(const AppState& app, int i, float fs, float pad) {
+    const SessionView& v = app.main;
+    const kv::StepTrace* t = v.last();
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int fed = t ? t->start_pos + static_cast<int>(t->input_ids.size()) : 0;  // positions in the model
+    Chip c;
+    c.pending = i >= fed && t;  // chosen but not fed yet
+    c.current = t && i >= t->start_pos && i < fed;
+    c.newest = t && i == fed - 1;
+    c.unknown = i < p && app.model && app.model->tokenizer && app.model->tokenizer->kind() == "word" &&
+                v.prompt_ids[i] == 0 && i < static_cast<int>(app.prompt_pieces.size());
+    c.text = c.unknown ? app.prompt_pieces[i] + "?" : app.token_text(v.tokens[i]);
+    if (c.pending) c.label = "next:";
+    c.lw = c.pending ? ImGui::CalcTextSize(c.label.c_str()).x + pad : 0.f;
+    if (!c.pending && i < static_cast<int>(v.compute_counts.size())) c.b1 = "x" + std::to_string(v.compute_counts[i]);
+    if (!c.pending && app.compare && i < static_cast<int>(app.other.compute_counts.size()))
+        c.b2 = "|x" + std::to_string(app.other.compute_counts[i]);
+    const float small = fs * 0.85f / ImGui::GetFontSize();
+    c.b1w = ImGui::CalcTextSize(c.b1.c_str()).x * small;
+    const float b2w = ImGui::CalcTextSize(c.b2.c_str()).x * small;
+    c.w = std::max({ImGui::CalcTextSize(c.text.c_str()).x + pad * 2 + c.lw, fs * 1.6f, c.b1w + b2w + 4});
+    return c;
+}
+
+// The key: after the last chip when it fits on that row, else on the next row.
+void draw_key(ImVec2 cur, float x0, float right, const Row& r) {
+    const Palette& pal = palette();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const float fs = r.fs;
     const char* k1 = "prompt (prefill)";
     const char* k2 = "generated (decode)";
     const float kw = ImGui::CalcTextSize(k1).x + ImGui::CalcTextSize(k2).x + fs * 4;
-    ImVec2 kp(cur.x + fs, cur.y + fs * 0.8f + pad);
-    if (kp.x + kw > right) kp = ImVec2(x0, cur.y + row_h);
+    ImVec2 kp(cur.x + fs, cur.y + r.group_h + fs * 0.8f + r.pad);
+    if (kp.x + kw > right) kp = ImVec2(x0, cur.y + r.row_h);
     dl->AddLine(ImVec2(kp.x, kp.y + fs), ImVec2(kp.x + fs, kp.y + fs), pal.prefill, 3.f);
     dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, k1);
     kp.x += fs * 2 + ImGui::CalcTextSize(k1).x;
     dl->AddLine(ImVec2(kp.x, kp.y + fs), ImVec2(kp.x + fs, kp.y + fs), pal.decode, 3.f);
     dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, k2);
-    ImGui::SetCursorScreenPos(ImVec2(x0, std::max(cur.y + row_h, kp.y + fs * 1.5f)));
+    ImGui::SetCursorScreenPos(ImVec2(x0, std::max(cur.y + r.row_h, kp.y + fs * 1.5f)));
     ImGui::Dummy(ImVec2(1, 1));
+}
+
+}  // namespace
+
+void draw_tokens_panel(AppState& app) {
+    const Palette& pal = palette();
+    const SessionView& v = app.main;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int n_tok = static_cast<int>(v.tokens.size());
+    if (!app.unknown_words.empty()) {
+        std::string u;
+        for (const std::string& w : app.unknown_words) u += (u.empty() ? "'" : ", '") + w + "'";
+        ImGui::TextColored(to_vec4(pal.bad), "Not in the vocabulary (became <unk>): %s", u.c_str());
+    }
+    if (n_tok == 0) {
+        ImGui::TextColored(to_vec4(pal.text_dim), "No prompt yet: type one above and press Set.");
+        return;
+    }
+    const std::vector<kv::PieceGroup> groups = token_groups(app, v);
+    const bool any_joined = std::any_of(groups.begin(), groups.end(), [](const auto& g) { return g.joined(); });
+    Row r;
+    r.fs = ImGui::GetFontSize();
+    r.pad = r.fs * 0.35f;
+    r.chip_h = r.fs + r.pad * 2;
+    r.group_h = any_joined ? r.fs * 1.2f : 0.f;
+    r.row_h = r.group_h + r.fs * 0.8f + r.chip_h + r.fs * 0.85f + 6.f;  // characters, position, chip, badge
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    ImVec2 cur = ImGui::GetCursorScreenPos();
+    const float x0 = cur.x, gap = r.fs * 0.4f;
+    std::vector<Chip> chips;
+    for (int i = 0; i < n_tok; ++i) chips.push_back(make_chip(app, i, r.fs, r.pad));
+    size_t gi = 0;
+    for (int i = 0; i < n_tok; ++i) {
+        while (gi + 1 < groups.size() && groups[gi].first + groups[gi].count <= i) ++gi;
+        const kv::PieceGroup* g = gi < groups.size() ? &groups[gi] : nullptr;
+        float need = chips[size_t(i)].w;  // a joined group starts on a row it fits on
+        if (g && g->joined() && g->first == i)
+            for (int k = i + 1; k < g->first + g->count; ++k) need += gap + chips[size_t(k)].w;
+        if (cur.x + need > right && cur.x > x0) {
+            cur.x = x0;
+            cur.y += r.row_h;
+        }
+        const Chip& c = chips[size_t(i)];
+        draw_chip(c, r, cur, i, p);
+        if (g && g->joined() && g->first == i) draw_group(*g, cur.x, std::min(right, cur.x + need), cur.y, r);
+        ImGui::SetCursorScreenPos(ImVec2(cur.x, cur.y + r.group_h + r.fs * 0.8f));
+        ImGui::InvisibleButton(("##tok" + std::to_string(i)).c_str(), ImVec2(c.w, r.chip_h));
+        if (c.newest && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)) {
+            // the row from its top, so the characters over the chips stay in view, when the
+            // panel holds a whole row (title bar included); else the chip in the middle
+            if (r.group_h > 0 && ImGui::GetWindowHeight() >= r.row_h + r.fs * 2.f)
+                ImGui::SetScrollFromPosY(cur.y - ImGui::GetWindowPos().y, 0.f);
+            else
+                ImGui::SetScrollHereY(0.5f);
+        }
+        if (ImGui::IsItemHovered()) chip_tooltip(app, c, i, p, g);
+        cur.x += c.w + gap;
+    }
+    draw_key(cur, x0, right, r);
 }
 
 }  // namespace kvui
