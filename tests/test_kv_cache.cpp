@@ -253,3 +253,31 @@ TEST_CASE("bad policies are refused with a line naming the field") {
     CHECK(kvtest::error_of([] { kv::parse_dtype("f8", "--kv-dtype"); }) ==
           "--kv-dtype: 'f8' is not a cache dtype (use f32, f16 or int8)");
 }
+
+TEST_CASE("f16 storage reads every finite half back exactly (vector and scalar paths)") {
+    kv::ModelConfig c = cache_config();
+    c.n_ctx = 2048;
+    c.n_embd = 64;
+    c.n_head = 4;
+    c.n_kv_head = 2;  // hd 16: 8-wide vector conversions and no scalar tail
+    const int kvd = c.kv_dim();
+    std::vector<float> vals;
+    for (uint32_t h = 0; h < 0x10000; ++h)
+        if ((h & 0x7c00u) != 0x7c00u) vals.push_back(kv::f16_to_f32(uint16_t(h)));
+    const int rows = int(vals.size() + kvd - 1) / kvd;
+    vals.resize(size_t(rows) * kvd, 0.f);
+    kv::HostKVCache cache(c, policy(0, 0, kv::KvDtype::f16));
+    const std::vector<int> slots = cache.place(rows);
+    for (int r = 0; r < rows; ++r) cache.write(0, slots[r], vals.data() + size_t(r) * kvd, vals.data() + size_t(r) * kvd);
+    for (int g = 0; g < c.n_kv_head; ++g) {
+        kv::RowMat k, v;
+        cache.read_rows(0, g, slots, k, v);
+        int bad = 0;
+        for (int r = 0; r < rows; ++r)
+            for (int d = 0; d < c.head_dim(); ++d) {
+                const float want = vals[size_t(r) * kvd + g * c.head_dim() + d];
+                bad += !(k(r, d) == want && std::signbit(k(r, d)) == std::signbit(want));
+            }
+        CHECK(bad == 0);
+    }
+}

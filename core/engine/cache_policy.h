@@ -8,7 +8,7 @@
 //   f16   rounded to IEEE half, round to nearest even;
 //   int8  per (position, kv head) K row and V row: s = max|x| / 127 (s = 1 for an all-zero
 //         row), q = round-half-away-from-zero(x / s) clamped to [-127, 127], read as q * s.
-// docs/design.md ("Cache bookkeeping") explains how the cache applies them.
+// docs/cache.md explains how the cache applies them.
 #pragma once
 #include <cstdint>
 #include <string>

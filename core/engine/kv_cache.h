@@ -15,7 +15,7 @@
 // drops into an undo log (host memory, not read by attention, not in cache_bytes), and
 // truncate(n) puts back every row a cache that had seen positions [0, n) would hold,
 // bit for bit as stored. So back() then step() equals a fresh run of the same tokens.
-// docs/design.md, "Cache bookkeeping", has the picture.
+// docs/cache.md has the picture.
 #pragma once
 #include <cstdint>
 #include <map>
