@@ -240,6 +240,14 @@ TEST_CASE("config.json errors name the file and the key") {
         std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_embd": 10, "n_layer": 1, "n_head": 3})";
         CHECK_ERROR(read_config_json(p), p, "n_head");
     }
+    SUBCASE("more heads than a CUDA grid dimension holds") {
+        // heads go on gridDim.y (at most 65535) in the CUDA attention kernel; the
+        // limit is checked for every backend, so a model never loads on one and not the other
+        std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_embd": 65536, "n_layer": 1, "n_head": 65536})";
+        CHECK_ERROR(read_config_json(p), p, "n_head 65536", "65535");
+        std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_embd": 65535, "n_layer": 1, "n_head": 65535})";
+        CHECK(read_config_json(p).n_head == 65535);
+    }
     SUBCASE("not GPT-2") {
         std::ofstream(p) << "{" << good << R"(, "model_type": "llama"})";
         CHECK_ERROR(read_config_json(p), p, "llama");

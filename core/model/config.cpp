@@ -37,6 +37,8 @@ void ModelConfig::validate(const std::string& where) const {
     if (n_ctx > 1'000'000) fail("n_positions " + std::to_string(n_ctx) + " is too large");
     if (n_embd > 65536) fail("n_embd " + std::to_string(n_embd) + " is too large");
     if (n_layer > 1000) fail("n_layer " + std::to_string(n_layer) + " is too large");
+    // The CUDA attention kernel puts heads on gridDim.y, whose limit is 65535.
+    if (n_head > 65535) fail("n_head " + std::to_string(n_head) + " is too large (at most 65535)");
     if (!(layer_norm_epsilon > 0.f && layer_norm_epsilon < 1.f))
         fail("layer_norm_epsilon must be in (0, 1)");
 }

@@ -16,7 +16,13 @@ inline const char* short_file(const char* file) {
     return at == std::string::npos ? file : file + at;
 }
 
+// Also clears the runtime's last-error state: cudaGetLastError() (KV_CUDA_LAUNCHED)
+// returns the most recent error of *any* runtime call, so an error that was thrown and
+// handled (a graph capture that fell back to direct launches, a cudaMalloc for an
+// engine that did not fit) would otherwise be thrown again by the next launch check.
+// Sticky errors (a kernel fault) stay: the context is unusable and every call says so.
 [[noreturn]] inline void throw_cuda_error(const char* call, const char* file, int line, cudaError_t e) {
+    (void)cudaGetLastError();
     throw Error(std::string("CUDA: ") + call + " failed at " + short_file(file) + ":" + std::to_string(line) +
                 ": " + cudaGetErrorString(e));
 }

@@ -29,6 +29,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -156,10 +158,48 @@ struct RecordPlan {
 struct GraphKey {
     RecordPlan plan;
     const float* kv = nullptr;  // the cache's storage the graph writes and reads
-    const float* rec_w = nullptr;
-    const float* rec_q = nullptr;
+    const float* rec_w = nullptr;  // the trace buffers, only when the plan records
+    const float* rec_q = nullptr;  // (a prefill that grows them forces no recapture)
     bool operator==(const GraphKey&) const = default;
 };
+
+GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q) {
+    return plan.any() ? GraphKey{plan, kv, rec_w, rec_q} : GraphKey{plan, kv, nullptr, nullptr};
+}
+
+// The device from options or $KVSCOPE_CUDA_DEVICE (default 0), checked against the count.
+int choose_device(int requested) {
+    int n = 0;
+    KV_CUDA(cudaGetDeviceCount(&n));
+    int d = requested;
+    std::string from = "CudaEngineOptions::device";
+    if (d < 0) {
+        d = 0;
+        if (const char* e = std::getenv("KVSCOPE_CUDA_DEVICE"); e && *e) {
+            char* end = nullptr;
+            const long v = std::strtol(e, &end, 10);
+            from = "KVSCOPE_CUDA_DEVICE";
+            d = (*end || v < 0 || v > 1024) ? -1 : int(v);
+            if (d < 0) throw Error(std::string("CUDA engine: KVSCOPE_CUDA_DEVICE='") + e + "' is not a device number");
+        }
+    }
+    if (d >= n)
+        throw Error("CUDA engine: " + from + " asks for device " + std::to_string(d) + ", but there " +
+                    (n == 1 ? "is 1 device (0)" : "are " + std::to_string(n) + " devices (0.." + std::to_string(n - 1) + ")"));
+    return d;
+}
+
+// Names the device on stderr, once per device and process.
+void announce_device(int d) {
+    static std::mutex mu;
+    static std::set<int> told;
+    std::lock_guard lock(mu);
+    if (!told.insert(d).second) return;
+    cudaDeviceProp prop{};
+    KV_CUDA(cudaGetDeviceProperties(&prop, d));
+    std::fprintf(stderr, "kvscope: CUDA engine on device %d: %s (compute %d.%d, %.1f GiB)\n", d, prop.name,
+                 prop.major, prop.minor, double(prop.totalGlobalMem) / double(1ull << 30));
+}
 
 bool graphs_from_env() {
     const char* e = std::getenv("KVSCOPE_CUDA_GRAPHS");
@@ -320,7 +360,9 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
     if (int(w.layers.size()) != L || w.wte.rows() != V || w.wte.cols() != C || w.wpe.rows() != T)
         throw Error("CUDA engine: the weights do not match the model's config");
 
-    KV_CUDA(cudaGetDevice(&device_));
+    device_ = choose_device(opt.device);
+    KV_CUDA(cudaSetDevice(device_));
+    announce_device(device_);
     KV_CUDA(cudaStreamCreateWithFlags(&stream_owner_.s, cudaStreamNonBlocking));
     stream_ = stream_owner_.s;
     KV_CUBLAS(cublasCreate(&blas_owner_.h));
@@ -540,7 +582,7 @@ void CudaEngine::capture_decode(DeviceKVCache& cache, const std::vector<int>& ke
         graph_ = nullptr;
         KV_CUDA(e);
     }
-    graph_key_ = GraphKey{plan, cache.storage(), rec_w_.get(), rec_q_.get()};
+    graph_key_ = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get());
 }
 
 void CudaEngine::copy_rows(float* dst, const float* src_layer, const std::vector<int>& slots, int r0, int rows,
@@ -589,7 +631,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     bool replay = false;
     if (n == 1 && graphs_on_ && decode_warm_) {
         try {
-            const GraphKey key{plan, cache.storage(), rec_w_.get(), rec_q_.get()};
+            const GraphKey key = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get());
             if (!graph_ || !(key == graph_key_)) capture_decode(cache, key_pos_, plan);
             replay = true;
         } catch (const Error& e) {
@@ -612,7 +654,18 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     Counters cnt;
     cnt.tokens_processed = n;
     if (replay) {
-        KV_CUDA(cudaGraphLaunch(graph_, stream_));
+        // A launch that fails falls back to direct launches for good (like a failed
+        // capture), rather than replaying the same graph at every later step.
+        if (const cudaError_t e = cudaGraphLaunch(graph_, stream_); e != cudaSuccess) {
+            (void)cudaGetLastError();
+            graphs_on_ = false;
+            drop_graph();
+            replay = false;
+            std::fprintf(stderr, "kvscope: cudaGraphLaunch failed (%s), launching kernels directly\n",
+                         cudaGetErrorString(e));
+        }
+    }
+    if (replay) {
         ++replays_;
         encode(cache, n, p0, req.n_known, key_pos_, all_rows, plan, cnt, false);
     } else {

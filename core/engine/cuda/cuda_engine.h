@@ -14,6 +14,10 @@ struct CudaEngineOptions {
     // kernel each step. make_cuda_engine(model) turns it off when the environment
     // has KVSCOPE_CUDA_GRAPHS=0.
     bool graphs = true;
+    // The device to run on; -1: $KVSCOPE_CUDA_DEVICE when set, else device 0. The engine
+    // sets it explicitly (never whichever device happens to be current) and names it
+    // on stderr once per device and process.
+    int device = -1;
 };
 
 std::unique_ptr<Engine> make_cuda_engine(const Model& model, const CudaEngineOptions& opt);
