@@ -4,6 +4,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -145,4 +148,22 @@ TEST_CASE("bundled model: tokenize, generate and compare JSON in many scripts, a
             CHECK(j["steps"].size() == 2);
         }
     }
+}
+
+// One place writes JSON: a command added later that printed its own dump() would
+// throw on the first byte piece again. Everything the CLI prints to stdout goes
+// through cli::print_json (app/cli_common.cpp).
+TEST_CASE("every CLI JSON writer goes through print_json") {
+    int files = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::string(KVSCOPE_SOURCE_DIR) + "/app")) {
+        const std::string name = e.path().filename().string();
+        if (e.path().extension() != ".cpp" || name == "cli_common.cpp" || name == "gui_main.cpp") continue;
+        CAPTURE(name);
+        std::ifstream f(e.path());
+        const std::string src((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        CHECK(src.find(".dump(") == std::string::npos);
+        CHECK(src.find("std::cout") == std::string::npos);
+        ++files;
+    }
+    CHECK(files >= 3);  // cli_app, cli_bench, cli_main at least
 }
