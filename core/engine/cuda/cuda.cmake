@@ -68,6 +68,15 @@ if(KVSCOPE_CUDA_BUILT)
     $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wno-maybe-uninitialized>
     $<$<COMPILE_LANGUAGE:CUDA>:-Xcompiler=-Wall>)
   target_sources(kvcore PRIVATE $<TARGET_OBJECTS:kvcuda>)
+  # kvcore now holds CUDA objects, so generators that compute CUDA settings for it
+  # (Unix Makefiles does, Ninja does not) need its CUDA properties too. kvcore was
+  # created before CMAKE_CUDA_ARCHITECTURES was set above, and its C++20 would
+  # otherwise ask nvcc for a CUDA20 dialect: give it kvcuda's.
+  set_target_properties(kvcore PROPERTIES
+    CUDA_ARCHITECTURES "${CMAKE_CUDA_ARCHITECTURES}"
+    CUDA_STANDARD 17
+    CUDA_STANDARD_REQUIRED ON
+    CUDA_RUNTIME_LIBRARY Shared)
   target_link_libraries(kvcore PUBLIC CUDA::cudart CUDA::cublas)
   target_compile_definitions(kvcore PUBLIC KVSCOPE_HAVE_CUDA=1)
 endif()
