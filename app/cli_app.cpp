@@ -37,9 +37,32 @@ struct GenerateArgs {
     int top_k = 0;
     uint64_t seed = 0;
     PolicyArgs policy;
+    std::string draft;  // generate --draft SPEC --draft-k K: speculative decoding
+    int draft_k = 4;
 };
 
 int run_generate(const GenerateArgs& a, CLI::App& cmd) {
+    if (cmd.count("--draft-k") && !cmd.count("--draft")) throw UsageError("--draft-k: needs --draft SPEC");
+    if (cmd.count("--draft")) {
+        if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
+        cli::SpecArgs sa;
+        sa.model = a.model;
+        sa.draft = a.draft;
+        sa.prompt = a.prompt;
+        sa.ids = a.ids;
+        sa.backend = a.backend;
+        sa.have_prompt = cmd.count("--prompt") > 0;
+        sa.have_ids = cmd.count("--ids") > 0;
+        sa.as_json = a.as_json;
+        sa.n_new = a.n_new;
+        sa.draft_k = a.draft_k;
+        sa.top_k = a.top_k;
+        sa.temperature = a.temperature;
+        sa.seed = a.seed;
+        if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
+        if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
+        return cli::run_generate_speculative(sa);
+    }
     auto m = open_model(a.model);
     const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
     check_new(*m, int(ids.size()), a.n_new);
@@ -269,6 +292,8 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_gen->add_option("--temperature", gen.temperature, "0 = greedy (default)");
     c_gen->add_option("--top-k", gen.top_k, "sample among the k most likely (0 = all)");
     c_gen->add_option("--seed", gen.seed, "sampling seed");
+    c_gen->add_option("--draft", gen.draft, "speculative decoding: the draft model (folder or random:SPEC)");
+    c_gen->add_option("--draft-k", gen.draft_k, "tokens the draft proposes per round, 1..16 (default 4)");
 
     GenerateArgs cmp;
     auto* c_cmp = app.add_subcommand("compare", "run cached and uncached in lockstep and compare");
@@ -300,6 +325,9 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_tr->add_option("--steps", topt.steps, "optimizer steps");
     c_tr->add_option("--seed", topt.seed, "seed");
     c_tr->add_option("--n-kv-head", topt.n_kv_head, "K/V heads shared by the 4 query heads: 4, 2 (grouped-query) or 1 (multi-query)");
+    c_tr->add_option("--layers", topt.n_layer, "transformer blocks (default 2)");
+    c_tr->add_option("--heads", topt.n_head, "attention heads (default 4)");
+    c_tr->add_option("--embd", topt.n_embd, "embedding width, a multiple of --heads (default 64)");
 
     std::string names;
     bool known = false;

@@ -35,7 +35,28 @@ struct BenchArgs {
     std::string sweep_mode = "both", csv;
     PolicyArgs policy_args;
     kv::CachePolicy policy;  // from policy_args once parsed
+    // --draft: speculative decoding next to plain decoding
+    std::string draft, prompt;
+    int draft_k = 4;
 };
+
+int run_bench_draft(const BenchArgs& a, const CLI::App& c) {
+    if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
+    SpecBenchArgs s;
+    s.model = a.model;
+    s.draft = a.draft;
+    s.prompt = a.prompt;
+    s.backend = a.backend;
+    s.have_prompt = c.count("--prompt") > 0;
+    s.as_json = a.as_json;
+    s.prompt_len = a.prompt_len;
+    s.n_new = a.n_new;
+    s.draft_k = a.draft_k;
+    s.threads = a.threads;
+    s.runs = a.runs;
+    s.seed = a.seed;
+    return run_bench_speculative(s);
+}
 
 struct RunResult {
     double prefill_ms = 0, decode_ms = 0, ms_per_token = 0, tokens_per_s = 0, cpu_ms = 0;
@@ -244,10 +265,16 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--mode", a->sweep_mode, "sweep: both, cached or uncached")
         ->check(CLI::IsMember({"both", "cached", "uncached"}));
     c->add_option("--csv", a->csv, "sweep: write pos,ms_cached,ms_uncached to FILE");
+    c->add_option("--draft", a->draft, "speculative decoding with this draft model, next to plain decoding");
+    c->add_option("--draft-k", a->draft_k, "with --draft: tokens proposed per round, 1..16 (default 4)");
+    c->add_option("--prompt", a->prompt, "with --draft: prompt text (else --prompt-len pseudo-random ids)");
     add_policy_options(c, a->policy_args);
     return [a, c]() {
         if (!*c) return -1;
         a->policy = policy_of(a->policy_args, *c);
+        if (c->count("--draft-k") && !c->count("--draft")) throw UsageError("--draft-k: needs --draft SPEC");
+        if (c->count("--prompt") && !c->count("--draft")) throw UsageError("--prompt: only with --draft");
+        if (c->count("--draft")) return run_bench_draft(*a, *c);
         if (a->stream) return run_stream(*a);
         return a->sweep ? run_sweep(*a) : run_bench(*a);
     };

@@ -9,10 +9,15 @@ prefix="$(mktemp -d "${TMPDIR:-/tmp}/kvscope-install.XXXXXX")"
 trap 'rm -rf "$prefix"' EXIT
 cmake --install "$build" --prefix "$prefix" >/dev/null
 test -f "$prefix/share/kvscope/models/tiny-gpt/model.safetensors" || { echo "model not installed under $prefix/share/kvscope" >&2; exit 1; }
+test -f "$prefix/share/kvscope/models/tiny-draft/model.safetensors" || { echo "draft model not installed under $prefix/share/kvscope" >&2; exit 1; }
+spec="$(cd / && env -u KVSCOPE_MODEL_DIR "$prefix/bin/kvscope-cli" generate --prompt "Python is a programming" --new 6 \
+        --draft "$prefix/share/kvscope/models/tiny-draft" --draft-k 4 --json 2>/dev/null)"
 out="$(cd / && env -u KVSCOPE_MODEL_DIR "$prefix/bin/kvscope-cli" generate --prompt "Python is a programming" --new 6 --json 2>/dev/null)"
-python3 - "$prefix" "$out" <<'PY'
+python3 - "$prefix" "$out" "$spec" <<'PY'
 import json, os, sys
-prefix, out = sys.argv[1], json.loads(sys.argv[2])
+prefix, out, spec = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+assert spec["tokens"] == out["new_ids"], f"speculative {spec['tokens']} != plain {out['new_ids']}"
+assert os.path.realpath(spec["draft"]["path"]).startswith(os.path.realpath(prefix))
 path = os.path.realpath(out["model"]["path"])
 assert path.startswith(os.path.realpath(prefix)), f"installed kvscope-cli used {path}, not the installed model"
 first = out["steps"][0]["next_token"]

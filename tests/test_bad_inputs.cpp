@@ -555,3 +555,48 @@ TEST_CASE("bad input: a cache policy the cuda backend does not implement") {
     else
         check_error(r, 1, {"kvscope-cli: --backend cuda: "});  // no CUDA here: refused before the policy
 }
+
+TEST_CASE("bad input: speculative decoding (--draft)") {
+    ModelDir m;
+    SUBCASE("vocabularies differ") {
+        ModelDir d;
+        // Same size, two words swapped: the ids would mean different words.
+        std::string v = read_bytes(d.file("vocab.txt"));
+        const auto cat = v.find("\ncat\n");
+        REQUIRE(cat != std::string::npos);
+        v.replace(cat, 9, "\nsat\ncat\n");
+        write_bytes(d.file("vocab.txt"), v);
+        check_error(run_cli("generate " + m.model_arg() + " --draft '" + d.dir.string() + "' --ids 1,2 --new 2"), 1,
+                    {"--draft: vocabularies differ: draft " + d.dir.string() + " and target " + m.dir.string(),
+                     "token 2 'sat' and 'cat'"});
+        check_error(run_cli("generate " + m.model_arg() + " --draft random:tiny --ids 1,2 --new 2"), 1,
+                    {"--draft: vocabularies differ: draft random:tiny:0 and target " + m.dir.string(),
+                     "96 and 16 tokens"});
+    }
+    SUBCASE("--draft-k out of range") {
+        for (const std::string k : {"0", "17", "-1"}) {
+            CAPTURE(k);
+            check_error(run_cli("generate " + m.model_arg() + " --draft '" + m.dir.string() + "' --draft-k " + k +
+                                " --ids 1,2 --new 2"),
+                        2, {"--draft-k: " + k + " is out of range (1..16)"});
+        }
+        check_error(run_cli("generate " + m.model_arg() + " --draft-k 2 --ids 1,2 --new 2"), 2,
+                    {"--draft-k: needs --draft SPEC"});
+    }
+    SUBCASE("a random draft without --ids") {
+        check_error(run_cli("generate " + m.model_arg() + " --draft random:tiny --prompt 'the cat' --new 2"), 2,
+                    {"--draft: model 'random:tiny:0' has no tokenizer", "a random draft takes --ids 1,2,3"});
+    }
+    SUBCASE("a draft with a smaller context than the run needs") {
+        ModelDir d;
+        d.cfg.n_ctx = 4;
+        kv::WordTokenizer tok(kWords);
+        kv::save_model_folder(d.dir.string(), d.cfg, kv::random_weights(d.cfg, 7), &tok);
+        check_error(run_cli("generate " + m.model_arg() + " --draft '" + d.dir.string() + "' --ids 1,2,3 --new 4"), 2,
+                    {"--draft: " + d.dir.string() + "'s context holds 4 positions, but the prompt and --new need 6"});
+    }
+    SUBCASE("--draft with --no-cache") {
+        check_error(run_cli("generate " + m.model_arg() + " --draft '" + m.dir.string() + "' --no-cache --ids 1 --new 2"),
+                    2, {"--draft: speculative decoding needs the cache (drop --no-cache)"});
+    }
+}

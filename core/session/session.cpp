@@ -43,10 +43,31 @@ int sample_token(const std::vector<float>& logits, const SamplingOptions& opt, i
     const double mx = cand[0].logit;
     for (size_t i = 0; i < cand.size(); ++i) w[i] = std::exp((double(cand[i].logit) - mx) / opt.temperature);
     // The stream for step s depends only on (seed, s): back() then step() picks the same.
-    std::seed_seq seq{uint32_t(opt.seed), uint32_t(opt.seed >> 32), uint32_t(step), 0x6b76u};
-    std::mt19937_64 rng(seq);
+    std::mt19937_64 rng = step_stream(opt.seed, step, kSaltSample);
     std::discrete_distribution<int> dist(w.begin(), w.end());
     return cand[dist(rng)].id;
+}
+
+std::mt19937_64 step_stream(uint64_t seed, int step, uint32_t salt) {
+    std::seed_seq seq{uint32_t(seed), uint32_t(seed >> 32), uint32_t(step), salt};
+    return std::mt19937_64(seq);
+}
+
+std::vector<double> token_probs(const std::vector<float>& logits, const SamplingOptions& opt) {
+    if (logits.empty()) throw Error("token_probs: empty logits");
+    const int V = int(logits.size());
+    std::vector<double> p(V, 0.0);
+    if (opt.temperature <= 0.f) {
+        p[std::max_element(logits.begin(), logits.end()) - logits.begin()] = 1.0;
+        return p;
+    }
+    const int k = (opt.top_k > 0 && opt.top_k < V) ? opt.top_k : V;
+    const std::vector<TopToken> cand = top_tokens(logits, k);
+    const double mx = cand[0].logit;
+    double z = 0;
+    for (const TopToken& c : cand) z += p[c.id] = std::exp((double(c.logit) - mx) / opt.temperature);
+    for (const TopToken& c : cand) p[c.id] /= z;
+    return p;
 }
 
 Session::Session(const Model& model, std::shared_ptr<Engine> engine, const CachePolicy& policy)

@@ -10,6 +10,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,14 @@ struct SamplingOptions {
 // the random stream for step s is derived from (seed, s), so going back and
 // stepping again picks the same token.
 int sample_token(const std::vector<float>& logits, const SamplingOptions& opt, int step);
+// The random stream of (seed, step), one per purpose: `salt` tells streams of the
+// same step apart (sample_token uses kSaltSample; speculative decoding adds its own).
+inline constexpr uint32_t kSaltSample = 0x6b76u;
+std::mt19937_64 step_stream(uint64_t seed, int step, uint32_t salt);
+// The distribution sample_token draws from, over the whole vocabulary: softmax of
+// logits / temperature over the top_k candidates, 0 elsewhere. Greedy (temperature
+// 0): all mass on the first maximum.
+std::vector<double> token_probs(const std::vector<float>& logits, const SamplingOptions& opt);
 std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k);
 
 class Session {

@@ -624,6 +624,10 @@ TrainReport train_model(const TrainOptions& opt) {
     const auto t0 = clock::now();
     if (opt.steps <= 0) throw Error("train: --steps must be positive (got " + std::to_string(opt.steps) + ")");
     if (opt.out_dir.empty()) throw Error("train: --out must name a folder");
+    if (opt.n_layer < 1 || opt.n_head < 1 || opt.n_embd < 1 || opt.n_embd % opt.n_head != 0)
+        throw Error("train: --layers, --heads and --embd must be positive, and --embd a multiple of --heads (got " +
+                    std::to_string(opt.n_layer) + ", " + std::to_string(opt.n_head) + ", " +
+                    std::to_string(opt.n_embd) + ")");
 
     const auto lines = read_corpus(opt.corpus);
     const auto vocab = build_vocab(lines);
@@ -644,9 +648,9 @@ TrainReport train_model(const TrainOptions& opt) {
     ModelConfig cfg;
     cfg.vocab_size = int(vocab.size());
     cfg.n_ctx = 64;
-    cfg.n_embd = 64;
-    cfg.n_layer = 2;
-    cfg.n_head = 4;
+    cfg.n_embd = opt.n_embd;
+    cfg.n_layer = opt.n_layer;
+    cfg.n_head = opt.n_head;
     cfg.n_kv_head = opt.n_kv_head == 0 ? cfg.n_head : opt.n_kv_head;
     cfg.tied_head = true;
     if (cfg.n_kv_head < 0 || cfg.n_kv_head > cfg.n_head || cfg.n_head % cfg.n_kv_head != 0)

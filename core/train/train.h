@@ -23,6 +23,10 @@ struct TrainOptions {
     int steps = 3000;
     uint64_t seed = 1;
     int n_kv_head = 0;       // kv heads of the 4 query heads: 4, 2 or 1 (0 = 4, plain multi-head)
+    // The model's shape (the bundled tiny-gpt: 2 x 4 x 64; tiny-draft: 1 x 2 x 32).
+    // The vocabulary always comes from the corpus (build_vocab), so two models
+    // trained on one corpus share token ids.
+    int n_layer = 2, n_head = 4, n_embd = 64;
     bool quiet = false;      // no progress on stderr
 };
 
