@@ -30,7 +30,7 @@ namespace {
 
 // ---- generate ----
 struct GenerateArgs {
-    std::string model, prompt, ids, backend = "cpu";
+    std::string model, prompt, ids, backend = "cpu", weights;
     int n_new = 0;
     bool no_cache = false, as_json = false;
     float temperature = 0.f;
@@ -63,7 +63,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
         if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
         return cli::run_generate_speculative(sa);
     }
-    auto m = open_model(a.model);
+    auto m = open_model(a.model, a.weights);
     const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
     check_new(*m, int(ids.size()), a.n_new);
     if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
@@ -210,8 +210,8 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
 
 // ---- logits ----
 int run_logits(const std::string& model, const std::string& ids_text, bool no_cache, bool all_positions,
-               const std::string& backend, const kv::CachePolicy& policy) {
-    auto m = open_model(model);
+               const std::string& backend, const kv::CachePolicy& policy, const std::string& weights) {
+    auto m = open_model(model, weights);
     const auto ids = parse_ids(ids_text);
     for (int id : ids)
         if (id >= m->config.vocab_size)
@@ -276,6 +276,7 @@ void add_prompt_options(CLI::App* c, GenerateArgs& a) {
     c->add_option("--new", a.n_new, "number of new tokens (steps)")->required();
     c->add_option("--backend", a.backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     c->add_flag("--json", a.as_json, "print a JSON record to stdout");
+    add_weights_option(c, a.weights);
 }
 
 }  // namespace
@@ -300,7 +301,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     add_prompt_options(c_cmp, cmp);
     add_policy_options(c_cmp, cmp.policy);
 
-    std::string lg_model, lg_ids, lg_backend = "cpu";
+    std::string lg_model, lg_ids, lg_backend = "cpu", lg_weights;
     bool lg_no_cache = false, lg_all = false;
     auto* c_lg = app.add_subcommand("logits", "print the logits for a sequence of ids");
     c_lg->add_option("--model", lg_model, "model folder or random:SPEC");
@@ -310,6 +311,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_lg->add_option("--backend", lg_backend, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     PolicyArgs lg_policy;
     add_policy_options(c_lg, lg_policy);
+    add_weights_option(c_lg, lg_weights);
 
     std::string tk_model, tk_text;
     auto* c_tk = app.add_subcommand("tokenize", "split text into tokens");
@@ -354,7 +356,8 @@ int cli::main(int argc, char** argv, bool parse_only) {
     try {
         if (*c_gen) return run_generate(gen, *c_gen);
         if (*c_cmp) return run_compare(cmp, *c_cmp);
-        if (*c_lg) return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend, policy_of(lg_policy, *c_lg));
+        if (*c_lg)
+            return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend, policy_of(lg_policy, *c_lg), lg_weights);
         if (*c_tk) return run_tokenize(tk_model, tk_text);
         if (int rc = run_bench(); rc >= 0) return rc;
         if (*c_tr) {

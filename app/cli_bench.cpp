@@ -16,6 +16,7 @@
 
 #include "app/cli_commands.h"
 #include "app/cli_common.h"
+#include "core/engine/matmul.h"
 #include "core/session/bench.h"
 
 namespace cli {
@@ -25,7 +26,7 @@ using nlohmann::json;
 namespace {
 
 struct BenchArgs {
-    std::string model, backend = "cpu";
+    std::string model, backend = "cpu", weights;
     int prompt_len = 4, n_new = 32, threads = 0, warmup = 2, runs = 1;
     bool no_cache = false, as_json = false;
     uint64_t seed = 0;
@@ -78,7 +79,7 @@ double median(std::vector<double> v) {
 int effective_threads(int t) { return t > 0 ? t : std::max(1, int(std::thread::hardware_concurrency())); }
 
 int run_bench(const BenchArgs& a) {
-    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
     if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
     if (a.runs < 1) throw UsageError("--runs: must be at least 1");
     if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
@@ -93,7 +94,7 @@ int run_bench(const BenchArgs& a) {
     std::vector<RunResult> runs;
     const int threads = effective_threads(a.threads);
     // A cached decode step streams every weight once: the bandwidth it reached.
-    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
+    const double weight_gb = double(kv::decode_weight_bytes(m->config, m->weights.type)) / 1e9;
     for (int r = 0; r < a.runs; ++r) {
         s.reset();
         RunResult rr;
@@ -129,6 +130,8 @@ int run_bench(const BenchArgs& a) {
         }
     json out = {{"mode", a.no_cache ? "uncached" : "cached"},
                 {"model", model_json(*m)},
+                {"weights", kv::weight_type_name(m->weights.type)},
+                {"matmul_kernel", kv::matmul::kernel_name(kv::matmul::kernel())},
                 {"backend", s.engine().backend()},
                 {"threads", threads},
                 {"prompt_len", a.prompt_len},
@@ -154,9 +157,10 @@ int run_bench(const BenchArgs& a) {
     const std::string mode = std::string(a.no_cache ? "uncached" : "cached") +
                              (a.policy_args.given ? ", cache " + kv::policy_text(a.policy) : "");
     std::fprintf(stderr,
-                 "%s, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = %.1f "
-                 "tokens/s\n",
-                 m->name.c_str(), s.engine().backend().c_str(), mode.c_str(), threads,
+                 "%s, %s weights, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = "
+                 "%.1f tokens/s\n",
+                 m->name.c_str(), kv::weight_type_name(m->weights.type), s.engine().backend().c_str(), mode.c_str(),
+                 threads,
                  a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
                  prefill_ms, ms_per_token, tokens_per_s);
     if (a.as_json) print_json(out, 1);
@@ -165,10 +169,10 @@ int run_bench(const BenchArgs& a) {
 
 // Read bandwidth of the machine and the decode ceiling it implies for the model.
 int run_stream(const BenchArgs& a) {
-    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
     const int threads = effective_threads(a.threads);
     const double gbs = kv::measure_read_bandwidth(threads);
-    const double weight_gb = double(kv::decode_weight_bytes(m->config)) / 1e9;
+    const double weight_gb = double(kv::decode_weight_bytes(m->config, m->weights.type)) / 1e9;
     std::fprintf(stderr, "read bandwidth %.1f GB/s with %d threads: %s streams %.1f MB of weights a decode step, "
                  "ceiling %.1f tokens/s\n", gbs, threads, m->name.c_str(), weight_gb * 1e3, gbs / weight_gb);
     if (a.as_json)
@@ -181,7 +185,7 @@ int run_stream(const BenchArgs& a) {
 }
 
 int run_sweep(const BenchArgs& a) {
-    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
     kv::SweepOptions o;
     o.backend = a.backend;
     o.threads = a.threads;
@@ -248,6 +252,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
     auto* c = app.add_subcommand("bench", "time prefill and decode (default model: random:gpt2-124m)");
     c->add_option("--model", a->model, "model folder or random:SPEC");
     c->add_option("--prompt-len", a->prompt_len, "prompt tokens");
+    add_weights_option(c, a->weights);
     c->add_option("--new", a->n_new, "new tokens");
     c->add_flag("--no-cache", a->no_cache, "recompute every token at every step");
     c->add_option("--threads", a->threads, "worker threads (0 = one per hardware thread)");

@@ -1,5 +1,7 @@
 #include "app/cli_common.h"
 
+#include <CLI/CLI.hpp>
+
 #include <iostream>
 #include <sstream>
 
@@ -33,13 +35,23 @@ std::vector<int> parse_ids(const std::string& text) {
     return ids;
 }
 
-std::unique_ptr<kv::Model> open_model(const std::string& spec) {
-    if (!spec.empty()) return kv::load_model(spec);
+std::unique_ptr<kv::Model> open_model(const std::string& spec, const std::string& weights) {
+    std::optional<kv::WeightType> wt;
+    if (!weights.empty()) {
+        wt = kv::parse_weight_type(weights);
+        if (!wt) throw UsageError("--weights: '" + weights + "' is not a weight type (use f32, f16 or bf16)");
+    }
+    if (!spec.empty()) return kv::load_model(spec, wt);
     const std::string dir = kv::default_model_dir();
     if (dir.empty())
         throw kv::Error("--model: not given, and the bundled model (assets/models/tiny-gpt) was not found "
                         "next to the executable or in the source tree; set KVSCOPE_MODEL_DIR or pass --model");
-    return kv::load_model_folder(dir);
+    return kv::load_model_folder(dir, wt);
+}
+
+void add_weights_option(CLI::App* c, std::string& weights) {
+    c->add_option("--weights", weights, "hold the weight matrices in f32, f16 or bf16 (default: as stored)")
+        ->check(CLI::IsMember({"f32", "f16", "bf16"}));
 }
 
 // The prompt as ids, from --ids or --prompt (tokenized, unknown words reported).
@@ -86,7 +98,8 @@ json model_json(const kv::Model& m) {
     const auto& c = m.config;
     return {{"name", m.name},         {"path", m.path},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
             {"n_kv_head", c.n_kv_head}, {"n_embd", c.n_embd},  {"n_ctx", c.n_ctx},
-            {"vocab_size", c.vocab_size}};
+            {"vocab_size", c.vocab_size}, {"weights", kv::weight_type_name(m.weights.type)},
+            {"weight_bytes", m.weights.bytes()}};
 }
 
 json counters_json(const kv::Counters& c, bool with_evicted) {

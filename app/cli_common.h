@@ -12,6 +12,10 @@
 #include "core/model/model_io.h"
 #include "core/session/session.h"
 
+namespace CLI {
+class App;
+}
+
 namespace cli {
 
 // A usage error: exit code 2.
@@ -20,8 +24,11 @@ struct UsageError : kv::Error {
 };
 
 std::vector<int> parse_ids(const std::string& text);
-// SPEC, or the bundled model when spec is empty.
-std::unique_ptr<kv::Model> open_model(const std::string& spec);
+// SPEC, or the bundled model when spec is empty; weights: "f32", "f16", "bf16" or
+// "" (as stored; f32 for random models).
+std::unique_ptr<kv::Model> open_model(const std::string& spec, const std::string& weights = "");
+// Adds --weights f32|f16|bf16 to a command.
+void add_weights_option(CLI::App* c, std::string& weights);
 // The prompt as ids from exactly one of --prompt / --ids; unknown words reported on stderr.
 std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const std::string& ids, bool have_prompt,
                             bool have_ids);

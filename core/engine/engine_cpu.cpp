@@ -14,6 +14,7 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/engine/kv_cache.h"
+#include "core/engine/matmul.h"
 #include "core/model/model_io.h"
 #include "core/engine/threadpool.h"
 
@@ -89,6 +90,7 @@ public:
         if (pool_ && pool_->size() == want) return;
         pool_.reset();
         pool_ = std::make_unique<ThreadPool>(want);
+        parts_.assign(size_t(n_parts()) * kFewRows * std::max(cfg_.qkv_dim(), 4 * cfg_.n_embd), 0.0f);
     }
 
     void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
@@ -96,10 +98,6 @@ public:
 private:
     static constexpr int kTile = 32;  // query rows per attention tile
 
-    // Y = X * W + b (or Y += X * W + b), then GELU when asked; X (n, in), W (in, out).
-    // Split by output columns, so each thread streams its own slice of W.
-    void linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const RowVec& b, bool accumulate, bool gelu,
-                Counters& cnt);
     // The key rows of layer l as f32 (a view of the cache, or decoded into k_tmp_/v_tmp_).
     HostKVCache::Rows key_rows(const HostKVCache& cache, int l);
     // Attention of the n new rows of qkv_ over the keys (the cache's slots for this
@@ -107,6 +105,16 @@ private:
     // recorded heads.
     void attention(int l, int p0, int n, int r0, const HostKVCache::Rows& kv, const CachePolicy& pol,
                    StepTrace& tr, Counters& cnt);
+    // Y = X * W + b (or Y += X * W + b), then GELU when asked; X (n, in), W (in, out)
+    // held in f32 (W) or f16/bf16 (W16, when w_.type says so).
+    void linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
+                bool accumulate, bool gelu, Counters& cnt);
+    // Few rows (decode): split by W's rows, each task streams a contiguous block of W
+    // into its own partial sums (parts_), which are then added into Y.
+    void linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int in, int out, const RowVec& b,
+                    bool accumulate, bool gelu);
+    // The logits of one row h against the head's rows, split by vocabulary rows.
+    void head_row(const float* h, float* logits);
 
     int n_parts() const { return pool_->size() == 1 ? 1 : pool_->size() * 4; }
 
@@ -125,27 +133,71 @@ private:
     RowMat k_tmp_, v_tmp_;             // (T, kv_dim) keys/values decoded from f16/int8 or gathered
     std::vector<int> key_slots_, key_pos_;  // (nk) the step's keys: cache slot, position
     std::vector<int> new_slots_;       // (n) the slots of this step's positions
+    std::vector<float> parts_;  // (tasks, kFewRows, max(Q, 4C)) partial sums of linear_few
+    static constexpr int kFewRows = 4;  // up to this many rows take linear_few
     std::vector<Counters> head_cnt_;  // (H) per-head counts of one attention call
 };
 
-void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const RowVec& b, bool accumulate,
-                       bool gelu, Counters& cnt) {
-    const int in = int(W.rows()), out = int(W.cols());
+void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
+                       bool accumulate, bool gelu, Counters& cnt) {
+    const bool h16 = w_.type != WeightType::f32;
+    const int in = h16 ? int(W16.rows) : int(W.rows()), out = h16 ? int(W16.cols) : int(W.cols());
+    cnt.flops += 2LL * n * in * out;
+    if (n <= kFewRows) {
+        linear_few(Y, X, n, h16 ? static_cast<const void*>(W16.data) : W.data(), in, out, b, accumulate, gelu);
+        return;
+    }
     const Split sp{out, std::min(n_parts(), std::max(1, out / 64))};
     pool_->parallel_for(sp.parts, [&](int i) {
         const int c0 = sp.begin(i), w = sp.end(i) - c0;
         if (w <= 0) return;
         auto y = Y.block(0, c0, n, w);
         const auto x = X.topRows(n);
-        const auto wb = W.middleCols(c0, w);
-        if (accumulate)
-            y.noalias() += x * wb;
-        else
-            y.noalias() = x * wb;
+        if (h16) {
+            matmul::many_rows_times(W16, c0, w, n, X.data(), X.cols(), Y.data() + c0, Y.cols(), accumulate);
+        } else {
+            const auto wb = W.middleCols(c0, w);
+            if (accumulate)
+                y.noalias() += x * wb;
+            else
+                y.noalias() = x * wb;
+        }
         y.rowwise() += b.segment(c0, w);
         if (gelu) gelu_inplace(y);
     });
-    cnt.flops += 2LL * n * in * out;
+}
+
+void CpuEngine::linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int in, int out, const RowVec& b,
+                           bool accumulate, bool gelu) {
+    const WeightType t = w_.type;
+    const int esize = weight_type_bytes(t);
+    const int parts = std::min(n_parts(), std::max(1, in / 16));
+    const int64_t stride = int64_t(kFewRows) * out;  // floats per task's partial sums
+    pool_->parallel_for(parts, [&](int p) {
+        const int k0 = int(int64_t(in) * p / parts), k1 = int(int64_t(in) * (p + 1) / parts);
+        matmul::rows_times(t, n, k1 - k0, out, X.data() + k0, X.cols(),
+                           static_cast<const char*>(W) + int64_t(k0) * out * esize, out, parts_.data() + p * stride, out);
+    });
+    for (int r = 0; r < n; ++r) {
+        auto y = Y.row(r).head(out);
+        if (!accumulate) y = b;
+        else y += b;
+        for (int p = 0; p < parts; ++p) y += Eigen::Map<const RowVec>(parts_.data() + p * stride + int64_t(r) * out, out);
+        if (gelu) gelu_inplace(y);
+    }
+}
+
+void CpuEngine::head_row(const float* h, float* logits) {
+    const int V = cfg_.vocab_size, C = cfg_.n_embd;
+    const Split sp{V, n_parts()};
+    const bool h16 = w_.type != WeightType::f32;
+    const void* H = h16 ? static_cast<const void*>(w_.head16(cfg_).data) : w_.head(cfg_).data();
+    const int esize = weight_type_bytes(w_.type);
+    pool_->parallel_for(sp.parts, [&](int i) {
+        const int a = sp.begin(i), len = sp.end(i) - a;
+        if (len > 0)
+            matmul::dot_rows(w_.type, len, C, h, static_cast<const char*>(H) + int64_t(a) * C * esize, logits + a);
+    });
 }
 
 HostKVCache::Rows CpuEngine::key_rows(const HostKVCache& cache, int l) {
@@ -313,7 +365,10 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     }
 
     // Embeddings: x = wte[id] + wpe[pos].
-    for (int i = 0; i < n; ++i) x_.row(i) = w_.wte.row(req.ids[i]) + w_.wpe.row(p0 + i);
+    for (int i = 0; i < n; ++i) {
+        w_.token_row(req.ids[i], x_.row(i).data());
+        x_.row(i) += w_.wpe.row(p0 + i);
+    }
 
     auto X = x_.topRows(n);
     auto Hs = h_.topRows(n);
@@ -323,7 +378,7 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
 
         // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b.
         layernorm(Hs, X, lw.ln_1_w, lw.ln_1_b, cfg_.layer_norm_epsilon);
-        linear(qkv_, h_, n, lw.attn_w, lw.attn_b, false, false, cnt);
+        linear(qkv_, h_, n, lw.attn_w, lw.attn_w16, lw.attn_b, false, false, cnt);
 
         // K and V of the new positions enter the cache, in the slots it placed them.
         for (int i = 0; i < n; ++i) {
@@ -337,12 +392,12 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
         attention(l, p0, n, r0, key_rows(cache, l), cache.policy(), tr, cnt);
 
         // x += att * c_proj + b
-        linear(x_, att_, n, lw.attn_proj_w, lw.attn_proj_b, true, false, cnt);
+        linear(x_, att_, n, lw.attn_proj_w, lw.attn_proj_w16, lw.attn_proj_b, true, false, cnt);
 
         // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj + b
         layernorm(Hs, X, lw.ln_2_w, lw.ln_2_b, cfg_.layer_norm_epsilon);
-        linear(fc_, h_, n, lw.fc_w, lw.fc_b, false, true, cnt);
-        linear(x_, fc_, n, lw.mlp_proj_w, lw.mlp_proj_b, true, false, cnt);
+        linear(fc_, h_, n, lw.fc_w, lw.fc_w16, lw.fc_b, false, true, cnt);
+        linear(x_, fc_, n, lw.mlp_proj_w, lw.mlp_proj_w16, lw.mlp_proj_b, true, false, cnt);
     }
     // Rows no later query can read leave the cache.
     const std::vector<int>& evicted = cache.evict();
@@ -360,17 +415,17 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
         Eigen::Map<RowMat> out(logits_all->data(), n, V);
         pool_->parallel_for(sp.parts, [&](int i) {
             const int a = sp.begin(i), len = sp.end(i) - a;
-            if (len > 0) out.middleCols(a, len).noalias() = Hs * head.middleRows(a, len).transpose();
+            if (len <= 0) return;
+            if (w_.type == WeightType::f32)
+                out.middleCols(a, len).noalias() = Hs * head.middleRows(a, len).transpose();
+            else
+                matmul::many_rows_dot(w_.head16(cfg_), a, len, n, h_.data(), h_.cols(), out.data() + a, V);
         });
         cnt.flops += 2LL * n * C * V;
         tr.logits.assign(logits_all->end() - V, logits_all->end());
     } else {
         layernorm(h_.row(n - 1), x_.row(n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
-        const auto hrow = h_.row(n - 1);
-        pool_->parallel_for(sp.parts, [&](int i) {
-            const int a = sp.begin(i), len = sp.end(i) - a;
-            if (len > 0) logits_.segment(a, len).noalias() = hrow * head.middleRows(a, len).transpose();
-        });
+        head_row(h_.row(n - 1).data(), logits_.data());
         cnt.flops += 2LL * C * V;
         tr.logits.assign(logits_.data(), logits_.data() + V);
     }

@@ -220,9 +220,61 @@ std::string shape_hint(const std::string& name, const ModelConfig& cfg) {
 
 }  // namespace
 
-Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
+namespace {
+
+// The values of the checked tensors `stored` (file names, in slots_of order), the
+// matrices held in `want` (default: as stored). A matrix stored in the held 16-bit
+// type becomes a view into the mapping; one stored otherwise is read and rounded
+// alone, so at most one f32 matrix exists at a time.
+Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vector<std::string>& stored,
+                     const ModelConfig& cfg, std::optional<WeightType> want) {
+    const auto names = slots_of(cfg, nullptr);
+    std::map<std::string, size_t> slot_of;
+    for (size_t k = 0; k < names.size(); ++k) slot_of[names[k].name] = k;
+    Weights probe;
+    probe.layers.resize(size_t(cfg.n_layer));
+    std::string mdtype;  // the matrices' stored dtype, "mixed" when they differ
+    for (const auto& m : weight_matrices(probe, cfg)) {
+        const std::string& d = f->tensors().at(stored[slot_of.at(m.name)]).dtype;
+        mdtype = mdtype.empty() || mdtype == d ? d : "mixed";
+    }
+    const WeightType t = want ? *want
+                         : mdtype == "F16"  ? WeightType::f16
+                         : mdtype == "BF16" ? WeightType::bf16
+                                            : WeightType::f32;
+    Weights w = allocate_weights(cfg, t);
+    const auto slots = slots_of(cfg, &w);
+    for (size_t k = 0; k < slots.size(); ++k)
+        if (slots[k].data) f->read_f32(stored[k], slots[k].data, slots[k].shape[0] * (slots[k].shape.size() > 1 ? slots[k].shape[1] : 1));
+    if (t != WeightType::f32) {
+        const std::string t_dtype = t == WeightType::f16 ? "F16" : "BF16";
+        for (auto& m : weight_matrices(w, cfg)) {
+            const std::string& name = stored[slot_of.at(m.name)];
+            const auto& shape = names[slot_of.at(m.name)].shape;
+            const unsigned char* raw = f->raw(name);
+            if (f->tensors().at(name).dtype == t_dtype && reinterpret_cast<uintptr_t>(raw) % 2 == 0) {
+                m.h16->type = t;
+                m.h16->rows = shape[0];
+                m.h16->cols = shape[1];
+                m.h16->data = reinterpret_cast<const uint16_t*>(raw);
+                m.h16->owner = f;
+            } else {
+                std::vector<float> tmp(size_t(shape[0] * shape[1]));
+                f->read_f32(name, tmp.data(), int64_t(tmp.size()));
+                *m.h16 = Mat16::round(tmp.data(), shape[0], shape[1], t, f->path() + ": tensor " + name);
+            }
+        }
+    }
+    check_weights(cfg, w, f->path());
+    return w;
+}
+
+}  // namespace
+
+Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want) {
     cfg.validate("config.json");
-    SafetensorsFile f(path);
+    const auto file = std::make_shared<SafetensorsFile>(path);
+    const SafetensorsFile& f = *file;
 
     // The head: lm_head.weight present means untied.
     const bool has_head = f.has("lm_head.weight");
@@ -266,21 +318,20 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg) {
                         ", which kvscope does not read (supported: F32, F16, BF16)");
         stored[k] = name;
     }
-    Weights w = allocate_weights(cfg);
-    const auto slots = slots_of(cfg, &w);
-    for (size_t k = 0; k < slots.size(); ++k) {
-        int64_t n = 1;
-        for (int64_t d : slots[k].shape) n *= d;
-        f.read_f32(stored[k], slots[k].data, n);
-    }
-    check_weights(cfg, w, path);
-    return w;
+    return read_tensors(file, stored, cfg, want);
 }
+
+
 
 // Tied models use the plain names of the Hub's gpt2 checkpoint. Untied models use
 // GPT2LMHeadModel's own state-dict names ("transformer." + name, and lm_head.weight):
 // transformers rejects plain names next to lm_head.weight as a corrupted state dict.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
+    if (w.type != WeightType::f32) {  // written widened (exact)
+        Weights wide = w;
+        set_weight_type(wide, cfg, WeightType::f32);
+        return write_safetensors(path, cfg, wide);
+    }
     check_weights(cfg, w, path);
     auto& mw = const_cast<Weights&>(w);  // slots_of hands out float*; writing only reads them
     const std::string prefix = cfg.tied_head ? "" : "transformer.";
@@ -308,13 +359,13 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, 
     return m;
 }
 
-std::unique_ptr<Model> load_model(const std::string& spec) {
+std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights) {
     if (spec.empty()) {
         const std::string dir = default_model_dir();
         if (dir.empty())
             throw Error("model: none given and the bundled model (assets/models/tiny-gpt) was not found; "
                         "pass --model FOLDER or random:tiny");
-        return load_model_folder(dir);
+        return load_model_folder(dir, weights);
     }
     if (spec.starts_with("random:")) {
         std::string_view rest = std::string_view(spec).substr(7);
@@ -333,15 +384,17 @@ std::unique_ptr<Model> load_model(const std::string& spec) {
         else
             throw Error("model '" + spec + "': unknown random shape '" + shape +
                         "' (expected random:tiny or random:gpt2-124m, optionally followed by :SEED)");
-        return make_random_model(cfg, seed, "random:" + shape + ":" + std::to_string(seed));
+        auto m = make_random_model(cfg, seed, "random:" + shape + ":" + std::to_string(seed));
+        if (weights) set_weight_type(m->weights, m->config, *weights);
+        return m;
     }
     std::error_code ec;
-    if (fs::is_directory(spec, ec)) return load_model_folder(spec);
+    if (fs::is_directory(spec, ec)) return load_model_folder(spec, weights);
     if (fs::exists(spec, ec)) throw Error("model '" + spec + "': is a file, not a folder (" + kFolderHint + ")");
     throw Error("model '" + spec + "': no such folder (" + kFolderHint + ")");
 }
 
-std::unique_ptr<Model> load_model_folder(const std::string& dir) {
+std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw Error("model '" + dir + "': no such folder (" + kFolderHint + ")");
     const fs::path d(dir);
@@ -363,7 +416,7 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir) {
 
     auto m = std::make_unique<Model>();
     m->config = read_config_json(config_path);
-    m->weights = read_safetensors(st_path, m->config);
+    m->weights = read_safetensors(st_path, m->config, weights);
 
     const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt";
     std::string tok_file;

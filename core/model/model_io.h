@@ -4,6 +4,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,8 +30,11 @@ std::map<std::string, TensorInfo> read_safetensors_header(const std::string& pat
 
 // Reads model.safetensors into weights shaped by cfg (GPT-2 names, optional
 // "transformer." prefix, optional lm_head.weight; sets cfg.tied_head accordingly).
-Weights read_safetensors(const std::string& path, ModelConfig& cfg);
-// Writes GPT-2 names in F32 (lm_head.weight only when untied).
+// The matrices are held in `want`; without it, as stored (F16 or BF16 when every
+// matrix is stored so, else f32). Matrices already stored in the held 16-bit type
+// are not copied: they are views into the mapped file.
+Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want = std::nullopt);
+// Writes GPT-2 names in F32 (lm_head.weight only when untied; 16-bit weights widened).
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w);
 
 // A loaded model: shape, weights, and a tokenizer when the folder has one.
@@ -43,8 +47,9 @@ struct Model {
 };
 
 // SPEC: a model folder, or random:tiny / random:gpt2-124m with optional :SEED.
-std::unique_ptr<Model> load_model(const std::string& spec);
-std::unique_ptr<Model> load_model_folder(const std::string& dir);
+// `weights`: the type to hold the matrices in; none = as stored (random models: f32).
+std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights = std::nullopt);
+std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights = std::nullopt);
 std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name);
 // Writes config.json and model.safetensors (and vocab.txt when tok is a WordTokenizer).
 void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w,

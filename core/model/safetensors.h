@@ -41,6 +41,8 @@ public:
     // Copies tensor `name` into out[0..n), widening F16/BF16 to f32. Throws when the
     // tensor is missing, its dtype is not F32/F16/BF16, or it does not hold n values.
     void read_f32(const std::string& name, float* out, int64_t n) const;
+    // The stored bytes of tensor `name` (checked on open; valid while this file lives).
+    const unsigned char* raw(const std::string& name) const { return data_ + tensors_.at(name).begin; }
 
 private:
     std::string path_;

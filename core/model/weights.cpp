@@ -1,36 +1,146 @@
 #include "core/model/weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
 #include "core/error.h"
+#include "core/model/safetensors.h"
 #include "core/rng.h"
 
 namespace kv {
 
-Weights allocate_weights(const ModelConfig& cfg) {
+// ---------------------------------------------------------------- weight types
+
+const char* weight_type_name(WeightType t) {
+    return t == WeightType::f16 ? "f16" : t == WeightType::bf16 ? "bf16" : "f32";
+}
+
+std::optional<WeightType> parse_weight_type(std::string_view s) {
+    if (s == "f32") return WeightType::f32;
+    if (s == "f16") return WeightType::f16;
+    if (s == "bf16") return WeightType::bf16;
+    return std::nullopt;
+}
+
+void widen_16(WeightType t, const uint16_t* src, float* dst, int64_t n) {
+    if (t == WeightType::bf16)
+        for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_float(src[i]);
+    else
+        for (int64_t i = 0; i < n; ++i) dst[i] = half_to_float(src[i]);
+}
+
+float round_to(WeightType t, float v) {
+    if (t == WeightType::f16) return half_to_float(float_to_half(v));
+    if (t == WeightType::bf16) return bf16_to_float(float_to_bf16(v));
+    return v;
+}
+
+Mat16 Mat16::round(const float* src, int64_t rows, int64_t cols, WeightType type, const std::string& name) {
+    if (type == WeightType::f16)
+        for (int64_t i = 0; i < rows * cols; ++i)
+            if (std::abs(src[i]) >= 65520.0f)
+                throw Error(name + ": value " + std::to_string(src[i]) + " at element " + std::to_string(i) +
+                            " overflows f16 (largest 65504); use --weights bf16 or f32");
+    auto buf = std::make_shared<std::vector<uint16_t>>(size_t(rows * cols));
+    uint16_t* d = buf->data();
+    if (type == WeightType::bf16)
+        for (int64_t i = 0; i < rows * cols; ++i) d[i] = float_to_bf16(src[i]);
+    else
+        for (int64_t i = 0; i < rows * cols; ++i) d[i] = float_to_half(src[i]);
+    Mat16 m;
+    m.type = type;
+    m.rows = rows;
+    m.cols = cols;
+    m.data = d;
+    m.owner = std::move(buf);
+    return m;
+}
+
+void Mat16::widen_row(int64_t r, float* out) const { widen_16(type, row(r), out, cols); }
+void Mat16::widen(float* out) const { widen_16(type, data, out, size()); }
+
+void Weights::token_row(int id, float* out) const {
+    if (type == WeightType::f32)
+        std::copy_n(wte.row(id).data(), wte.cols(), out);
+    else
+        wte16.widen_row(id, out);
+}
+
+void Weights::require_f32(const std::string& what) const {
+    if (type != WeightType::f32)
+        throw Error(what + " needs f32 weights, but they are held in " + weight_type_name(type) +
+                    " (use --weights f32)");
+}
+
+std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg) {
+    std::vector<MatrixRef> v = {{&w.wte, &w.wte16, "wte.weight"}};
+    for (size_t i = 0; i < w.layers.size(); ++i) {
+        auto& l = w.layers[i];
+        const std::string h = "h." + std::to_string(i) + ".";
+        v.push_back({&l.attn_w, &l.attn_w16, h + "attn.c_attn.weight"});
+        v.push_back({&l.attn_proj_w, &l.attn_proj_w16, h + "attn.c_proj.weight"});
+        v.push_back({&l.fc_w, &l.fc_w16, h + "mlp.c_fc.weight"});
+        v.push_back({&l.mlp_proj_w, &l.mlp_proj_w16, h + "mlp.c_proj.weight"});
+    }
+    if (!cfg.tied_head) v.push_back({&w.lm_head, &w.lm_head16, "lm_head.weight"});
+    return v;
+}
+
+int64_t Weights::bytes() const {
+    int64_t n = 0;
+    auto f = [&](const auto& m) { n += int64_t(m.size()) * int64_t(sizeof(float)); };
+    auto h = [&](const Mat16& m) { n += m.size() * 2; };
+    f(wte), f(wpe), f(ln_f_w), f(ln_f_b), f(lm_head), h(wte16), h(lm_head16);
+    for (const auto& l : layers) {
+        f(l.ln_1_w), f(l.ln_1_b), f(l.attn_w), f(l.attn_b), f(l.attn_proj_w), f(l.attn_proj_b);
+        f(l.ln_2_w), f(l.ln_2_b), f(l.fc_w), f(l.fc_b), f(l.mlp_proj_w), f(l.mlp_proj_b);
+        h(l.attn_w16), h(l.attn_proj_w16), h(l.fc_w16), h(l.mlp_proj_w16);
+    }
+    return n;
+}
+
+void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t) {
+    if (t == w.type) return;
+    for (auto& p : weight_matrices(w, cfg)) {
+        if (w.type != WeightType::f32) {  // widen first
+            *p.f32 = RowMat(p.h16->rows, p.h16->cols);
+            p.h16->widen(p.f32->data());
+            *p.h16 = Mat16{};
+        }
+        if (t == WeightType::f32) continue;
+        *p.h16 = Mat16::round(p.f32->data(), p.f32->rows(), p.f32->cols(), t, p.name);
+        *p.f32 = RowMat();
+    }
+    w.type = t;
+}
+
+Weights allocate_weights(const ModelConfig& cfg, WeightType held) {
     const int C = cfg.n_embd, Q = cfg.qkv_dim();
+    const bool mats = held == WeightType::f32;
+    auto mat = [&](int64_t r, int64_t c) { return mats ? RowMat(RowMat::Zero(r, c)) : RowMat(); };
     Weights w;
-    w.wte = RowMat::Zero(cfg.vocab_size, C);
+    w.type = held;
+    w.wte = mat(cfg.vocab_size, C);
     w.wpe = RowMat::Zero(cfg.n_ctx, C);
     w.layers.resize(cfg.n_layer);
     for (auto& l : w.layers) {
         l.ln_1_w = RowVec::Zero(C);
         l.ln_1_b = RowVec::Zero(C);
-        l.attn_w = RowMat::Zero(C, Q);
+        l.attn_w = mat(C, Q);
         l.attn_b = RowVec::Zero(Q);
-        l.attn_proj_w = RowMat::Zero(C, C);
+        l.attn_proj_w = mat(C, C);
         l.attn_proj_b = RowVec::Zero(C);
         l.ln_2_w = RowVec::Zero(C);
         l.ln_2_b = RowVec::Zero(C);
-        l.fc_w = RowMat::Zero(C, 4 * C);
+        l.fc_w = mat(C, 4 * C);
         l.fc_b = RowVec::Zero(4 * C);
-        l.mlp_proj_w = RowMat::Zero(4 * C, C);
+        l.mlp_proj_w = mat(4 * C, C);
         l.mlp_proj_b = RowVec::Zero(C);
     }
     w.ln_f_w = RowVec::Zero(C);
     w.ln_f_b = RowVec::Zero(C);
-    if (!cfg.tied_head) w.lm_head = RowMat::Zero(cfg.vocab_size, C);
+    if (!cfg.tied_head) w.lm_head = mat(cfg.vocab_size, C);
     return w;
 }
 
@@ -88,11 +198,30 @@ void check_tensor(const M& t, int64_t rows, int64_t cols, const std::string& whe
                         ") at element " + std::to_string(i));
 }
 
+void check_tensor16(const Mat16& t, int64_t rows, int64_t cols, const std::string& where, const std::string& name) {
+    if (t.rows != rows || t.cols != cols || !t.data)
+        throw Error(where + ": tensor " + name + " has shape [" + std::to_string(t.rows) + ", " +
+                    std::to_string(t.cols) + "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+    // Inf/NaN: all exponent bits set (f16: 0x7c00, bf16: 0x7f80).
+    const uint16_t e = t.type == WeightType::bf16 ? 0x7f80u : 0x7c00u;
+    for (int64_t i = 0; i < t.size(); ++i)
+        if ((t.data[i] & e) == e)
+            throw Error(where + ": tensor " + name + " holds a non-finite value at element " + std::to_string(i));
+}
+
+template <class M>
+void check_matrix(const Weights& w, const M& f, const Mat16& h, int64_t rows, int64_t cols, const std::string& where,
+                  const std::string& name) {
+    if (w.type == WeightType::f32) return check_tensor(f, rows, cols, where, name);
+    if (h.type != w.type) throw Error(where + ": tensor " + name + " is not held in " + weight_type_name(w.type));
+    check_tensor16(h, rows, cols, where, name);
+}
+
 }  // namespace
 
 void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& where) {
     const int C = cfg.n_embd, Q = cfg.qkv_dim();
-    check_tensor(w.wte, cfg.vocab_size, C, where, "wte.weight");
+    check_matrix(w, w.wte, w.wte16, cfg.vocab_size, C, where, "wte.weight");
     check_tensor(w.wpe, cfg.n_ctx, C, where, "wpe.weight");
     if (int(w.layers.size()) != cfg.n_layer)
         throw Error(where + ": has " + std::to_string(w.layers.size()) + " layers, config says " +
@@ -102,20 +231,20 @@ void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& 
         const std::string h = "h." + std::to_string(i) + ".";
         check_tensor(l.ln_1_w, 1, C, where, h + "ln_1.weight");
         check_tensor(l.ln_1_b, 1, C, where, h + "ln_1.bias");
-        check_tensor(l.attn_w, C, Q, where, h + "attn.c_attn.weight");
+        check_matrix(w, l.attn_w, l.attn_w16, C, Q, where, h + "attn.c_attn.weight");
         check_tensor(l.attn_b, 1, Q, where, h + "attn.c_attn.bias");
-        check_tensor(l.attn_proj_w, C, C, where, h + "attn.c_proj.weight");
+        check_matrix(w, l.attn_proj_w, l.attn_proj_w16, C, C, where, h + "attn.c_proj.weight");
         check_tensor(l.attn_proj_b, 1, C, where, h + "attn.c_proj.bias");
         check_tensor(l.ln_2_w, 1, C, where, h + "ln_2.weight");
         check_tensor(l.ln_2_b, 1, C, where, h + "ln_2.bias");
-        check_tensor(l.fc_w, C, 4 * C, where, h + "mlp.c_fc.weight");
+        check_matrix(w, l.fc_w, l.fc_w16, C, 4 * C, where, h + "mlp.c_fc.weight");
         check_tensor(l.fc_b, 1, 4 * C, where, h + "mlp.c_fc.bias");
-        check_tensor(l.mlp_proj_w, 4 * C, C, where, h + "mlp.c_proj.weight");
+        check_matrix(w, l.mlp_proj_w, l.mlp_proj_w16, 4 * C, C, where, h + "mlp.c_proj.weight");
         check_tensor(l.mlp_proj_b, 1, C, where, h + "mlp.c_proj.bias");
     }
     check_tensor(w.ln_f_w, 1, C, where, "ln_f.weight");
     check_tensor(w.ln_f_b, 1, C, where, "ln_f.bias");
-    if (!cfg.tied_head) check_tensor(w.lm_head, cfg.vocab_size, C, where, "lm_head.weight");
+    if (!cfg.tied_head) check_matrix(w, w.lm_head, w.lm_head16, cfg.vocab_size, C, where, "lm_head.weight");
 }
 
 }  // namespace kv

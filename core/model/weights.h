@@ -3,6 +3,10 @@
 // activations; this is also how they are stored in model.safetensors.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/model/config.h"
@@ -10,6 +14,39 @@
 
 namespace kv {
 
+// The type the weight matrices are held in (linear layers, wte and lm_head; biases,
+// LayerNorms and wpe stay f32). Products always accumulate in f32.
+enum class WeightType { f32, f16, bf16 };
+const char* weight_type_name(WeightType t);  // "f32", "f16", "bf16"
+std::optional<WeightType> parse_weight_type(std::string_view s);
+inline int weight_type_bytes(WeightType t) { return t == WeightType::f32 ? 4 : 2; }
+
+// A (rows, cols) row-major matrix of 16-bit floats (f16 or bf16 bit patterns). The
+// values are owned, or a view into a mapped safetensors file that `owner` keeps alive.
+struct Mat16 {
+    WeightType type = WeightType::f16;
+    int64_t rows = 0, cols = 0;
+    const uint16_t* data = nullptr;
+    std::shared_ptr<const void> owner;
+
+    int64_t size() const { return rows * cols; }
+    const uint16_t* row(int64_t r) const { return data + r * cols; }
+    // Rounds src (rows x cols floats) to `type`, round to nearest even. Throws
+    // kv::Error naming tensor `name` when a value overflows f16 (|x| >= 65520).
+    static Mat16 round(const float* src, int64_t rows, int64_t cols, WeightType type, const std::string& name);
+    // Widens row r into out[0..cols).
+    void widen_row(int64_t r, float* out) const;
+    // The whole matrix widened to f32.
+    void widen(float* out) const;
+};
+
+// Widens n 16-bit values of type t (f16 or bf16) to f32.
+void widen_16(WeightType t, const uint16_t* src, float* dst, int64_t n);
+// Rounds one float to the 16-bit type t and back (what holding it in t keeps).
+float round_to(WeightType t, float v);
+
+// When Weights::type is f16/bf16 each weight matrix lives in its *16 twin and the
+// f32 RowMat is empty (0 x 0): the memory is the 16-bit copy only.
 struct LayerWeights {
     RowVec ln_1_w, ln_1_b;      // (C)
     RowMat attn_w;              // (C, C + 2*kv_dim)  c_attn: [q | k | v] columns
@@ -21,6 +58,7 @@ struct LayerWeights {
     RowVec fc_b;                // (4C)
     RowMat mlp_proj_w;          // (4C, C)            mlp.c_proj
     RowVec mlp_proj_b;          // (C)
+    Mat16 attn_w16, attn_proj_w16, fc_w16, mlp_proj_w16;  // f16/bf16 weights
 };
 
 struct Weights {
@@ -29,12 +67,37 @@ struct Weights {
     std::vector<LayerWeights> layers;  // L
     RowVec ln_f_w, ln_f_b;      // (C)
     RowMat lm_head;             // (V, C) only when !config.tied_head, else empty
+    Mat16 wte16, lm_head16;     // f16/bf16 weights
+    WeightType type = WeightType::f32;
 
     const RowMat& head(const ModelConfig& cfg) const { return cfg.tied_head ? wte : lm_head; }
+    const Mat16& head16(const ModelConfig& cfg) const { return cfg.tied_head ? wte16 : lm_head16; }
+    // Token id's embedding row, widened to f32 when held in 16 bits.
+    void token_row(int id, float* out) const;
+    // Bytes the weights hold in memory (all tensors, in their held types).
+    int64_t bytes() const;
+    // Throws kv::Error naming `what` unless the matrices are held in f32 (for code
+    // that reads the f32 matrices directly: the trainer, the CUDA engine, writing).
+    void require_f32(const std::string& what) const;
 };
 
-// Allocates every tensor with the config's shapes (zero-filled).
-Weights allocate_weights(const ModelConfig& cfg);
+// Holds w's matrices in type t: rounds f32 to f16/bf16 (freeing the f32 copy),
+// widens to f32, or re-rounds between the 16-bit types. Throws kv::Error naming the
+// tensor when a value overflows f16 (|x| >= 65520).
+void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t);
+
+// Allocates every tensor with the config's shapes (zero-filled). With held f16/bf16
+// the matrices are left empty (to be filled as Mat16) and type is set to `held`.
+Weights allocate_weights(const ModelConfig& cfg, WeightType held = WeightType::f32);
+
+// Every weight matrix (wte, the four of each layer, lm_head when untied) with its
+// 16-bit twin and its tensor name (GPT-2 names).
+struct MatrixRef {
+    RowMat* f32;
+    Mat16* h16;
+    std::string name;
+};
+std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg);
 
 // GPT-2 style init, deterministic for a seed: N(0, 0.02) matrices, projections into
 // the residual stream scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0.

@@ -17,8 +17,11 @@ std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed) {
     return ids;
 }
 
-int64_t decode_weight_bytes(const ModelConfig& cfg) {
-    return (cfg.n_params_nonembedding() + int64_t(cfg.vocab_size) * cfg.n_embd) * int64_t(sizeof(float));
+int64_t decode_weight_bytes(const ModelConfig& cfg, WeightType t) {
+    const int64_t C = cfg.n_embd, Q = cfg.qkv_dim();
+    const int64_t matrices = cfg.n_layer * (C * Q + C * C + 2 * C * 4 * C) + int64_t(cfg.vocab_size) * C;
+    const int64_t all = cfg.n_params_nonembedding() + int64_t(cfg.vocab_size) * C;
+    return (all - matrices) * 4 + matrices * weight_type_bytes(t);
 }
 
 double measure_read_bandwidth(int threads, int64_t bytes, int repeats) {

@@ -50,7 +50,8 @@ std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed);
 
 // Bytes one decode step must stream from weights: every layer, ln_f and the head
 // (wte when tied). Excludes wpe/wte embedding rows, which are read one row a token.
-int64_t decode_weight_bytes(const ModelConfig& cfg);
+// The matrices count weight_type_bytes(t) each; biases and LayerNorms 4 bytes.
+int64_t decode_weight_bytes(const ModelConfig& cfg, WeightType t = WeightType::f32);
 
 // Read bandwidth of this machine in GB/s: `threads` threads sum a buffer of `bytes`
 // (allocated and touched first), the fastest of `repeats` passes. The ceiling a

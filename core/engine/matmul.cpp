@@ -1,0 +1,300 @@
+// Weight products for f32/f16/bf16 weights (see matmul.h). Element types are tags:
+// F32 (float), F16 and BF16 (uint16_t bit patterns), each widened to f32 before the
+// multiply-add. The portable loops are plain C++; the AVX-512 ones are compiled for
+// that target with a pragma, whatever the build's -march, and only called when
+// the CPU reports AVX-512F/BW/VL.
+#include "core/engine/matmul.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define KV_HAVE_AVX512_PATH 1
+#include <immintrin.h>
+#endif
+
+namespace kv::matmul {
+
+namespace {
+
+// ---------------------------------------------------------------- portable path
+
+inline float f16_to_f32(uint16_t h) {
+    // Exponent/mantissa shifted into place and rescaled by 2^112: exact for normal
+    // and subnormal halves; Inf/NaN get the float's all-ones exponent.
+    const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+    float v = std::bit_cast<float>(uint32_t(h & 0x7fffu) << 13) * 0x1p112f;
+    if ((h & 0x7c00u) == 0x7c00u) v = std::bit_cast<float>(std::bit_cast<uint32_t>(v) | 0x7f800000u);
+    return std::bit_cast<float>(std::bit_cast<uint32_t>(v) | sign);
+}
+inline float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+
+struct F32 { using E = float; static float get(E v) { return v; } };
+struct F16 { using E = uint16_t; static float get(E v) { return f16_to_f32(v); } };
+struct BF16 { using E = uint16_t; static float get(E v) { return bf16_to_f32(v); } };
+
+template <class T>
+void rows_times_portable(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
+                         int64_t ldy) {
+    const auto* W = static_cast<const typename T::E*>(Wv);
+    for (int r0 = 0; r0 < n; r0 += 4) {
+        const int nr = std::min(4, n - r0);
+        for (int r = 0; r < nr; ++r) std::fill_n(Y + (r0 + r) * ldy, w, 0.0f);
+        for (int k = 0; k < nk; ++k) {
+            const typename T::E* wr = W + k * ldw;
+            for (int r = 0; r < nr; ++r) {
+                const float xv = X[(r0 + r) * ldx + k];
+                float* y = Y + (r0 + r) * ldy;
+                for (int c = 0; c < w; ++c) y[c] += xv * T::get(wr[c]);
+            }
+        }
+    }
+}
+
+template <class T>
+void dot_rows_portable(int rows, int C, const float* x, const void* Hv, float* out) {
+    const auto* H = static_cast<const typename T::E*>(Hv);
+    for (int j = 0; j < rows; ++j) {
+        const typename T::E* h = H + int64_t(j) * C;
+        float s = 0;
+        for (int c = 0; c < C; ++c) s += x[c] * T::get(h[c]);
+        out[j] = s;
+    }
+}
+
+template <class T>
+void widen_portable(const void* src, float* dst, int64_t n) {
+    const auto* s = static_cast<const typename T::E*>(src);
+    for (int64_t i = 0; i < n; ++i) dst[i] = T::get(s[i]);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- AVX-512 path
+
+#ifdef KV_HAVE_AVX512_PATH
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
+namespace {
+
+inline __mmask16 tail_mask(int left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u); }
+
+template <class T>
+inline __m512 vload(const typename T::E* p, __mmask16 m) {
+    if constexpr (std::is_same_v<T, F32>) {
+        return _mm512_maskz_loadu_ps(m, p);
+    } else {
+        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+        if constexpr (std::is_same_v<T, F16>)
+            return _mm512_cvtph_ps(h);
+        else
+            return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+}
+
+// Up to 4 rows of X against W's rows k (4 at a time), the whole width w per k, so
+// W is read once, row after row; Y rows stay in L1.
+template <class T>
+void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
+                       int64_t ldy) {
+    const auto* W = static_cast<const typename T::E*>(Wv);
+    for (int r0 = 0; r0 < n; r0 += 4) {
+        const int nr = std::min(4, n - r0);
+        for (int r = 0; r < nr; ++r) std::fill_n(Y + (r0 + r) * ldy, w, 0.0f);
+        int k = 0;
+        for (; k + 4 <= nk; k += 4) {
+            const typename T::E* w0 = W + k * ldw;
+            __m512 xb[4][4];
+            for (int r = 0; r < nr; ++r)
+                for (int i = 0; i < 4; ++i) xb[r][i] = _mm512_set1_ps(X[(r0 + r) * ldx + k + i]);
+            for (int c = 0; c < w; c += 16) {
+                const __mmask16 m = tail_mask(w - c);
+                const __m512 a = vload<T>(w0 + c, m), b = vload<T>(w0 + ldw + c, m);
+                const __m512 d = vload<T>(w0 + 2 * ldw + c, m), e = vload<T>(w0 + 3 * ldw + c, m);
+                for (int r = 0; r < nr; ++r) {
+                    float* y = Y + (r0 + r) * ldy + c;
+                    __m512 acc = _mm512_maskz_loadu_ps(m, y);
+                    acc = _mm512_fmadd_ps(xb[r][0], a, acc);
+                    acc = _mm512_fmadd_ps(xb[r][1], b, acc);
+                    acc = _mm512_fmadd_ps(xb[r][2], d, acc);
+                    acc = _mm512_fmadd_ps(xb[r][3], e, acc);
+                    _mm512_mask_storeu_ps(y, m, acc);
+                }
+            }
+        }
+        for (; k < nk; ++k) {
+            const typename T::E* wr = W + k * ldw;
+            for (int c = 0; c < w; c += 16) {
+                const __mmask16 m = tail_mask(w - c);
+                const __m512 a = vload<T>(wr + c, m);
+                for (int r = 0; r < nr; ++r) {
+                    float* y = Y + (r0 + r) * ldy + c;
+                    const __m512 acc = _mm512_fmadd_ps(_mm512_set1_ps(X[(r0 + r) * ldx + k]), a,
+                                                       _mm512_maskz_loadu_ps(m, y));
+                    _mm512_mask_storeu_ps(y, m, acc);
+                }
+            }
+        }
+    }
+}
+
+// Four rows of H at a time against x, four accumulators, reduced at the end.
+template <class T>
+void dot_rows_avx512(int rows, int C, const float* x, const void* Hv, float* out) {
+    const auto* H = static_cast<const typename T::E*>(Hv);
+    int j = 0;
+    for (; j + 4 <= rows; j += 4) {
+        const typename T::E* h = H + int64_t(j) * C;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int c = 0; c < C; c += 16) {
+            const __mmask16 m = tail_mask(C - c);
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
+            s0 = _mm512_fmadd_ps(xv, vload<T>(h + c, m), s0);
+            s1 = _mm512_fmadd_ps(xv, vload<T>(h + C + c, m), s1);
+            s2 = _mm512_fmadd_ps(xv, vload<T>(h + 2 * C + c, m), s2);
+            s3 = _mm512_fmadd_ps(xv, vload<T>(h + 3 * C + c, m), s3);
+        }
+        out[j] = _mm512_reduce_add_ps(s0);
+        out[j + 1] = _mm512_reduce_add_ps(s1);
+        out[j + 2] = _mm512_reduce_add_ps(s2);
+        out[j + 3] = _mm512_reduce_add_ps(s3);
+    }
+    for (; j < rows; ++j) {
+        const typename T::E* h = H + int64_t(j) * C;
+        __m512 s = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16) {
+            const __mmask16 m = tail_mask(C - c);
+            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + c), vload<T>(h + c, m), s);
+        }
+        out[j] = _mm512_reduce_add_ps(s);
+    }
+}
+
+template <class T>
+void widen_avx512(const void* src, float* dst, int64_t n) {
+    const auto* s = static_cast<const typename T::E*>(src);
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = tail_mask(int(std::min<int64_t>(16, n - i)));
+        _mm512_mask_storeu_ps(dst + i, m, vload<T>(s + i, m));
+    }
+}
+
+}  // namespace
+#pragma GCC pop_options
+#endif  // KV_HAVE_AVX512_PATH
+
+// ---------------------------------------------------------------- dispatch
+
+namespace {
+
+Kernel initial_kernel() {
+    if (const char* e = std::getenv("KVSCOPE_MATMUL"); e && std::string(e) == "portable") return Kernel::portable;
+    return detected_kernel();
+}
+
+Kernel g_kernel = initial_kernel();
+
+// Calls F<Tag>(args...) for the element type t on the active kernel.
+#define KV_DISPATCH(fn, t, ...)                                                                   \
+    do {                                                                                          \
+        const bool vec_ = g_kernel == Kernel::avx512;                                             \
+        switch (t) {                                                                              \
+            case WeightType::f32: return vec_ ? fn##_V(F32)(__VA_ARGS__) : fn##_portable<F32>(__VA_ARGS__);   \
+            case WeightType::f16: return vec_ ? fn##_V(F16)(__VA_ARGS__) : fn##_portable<F16>(__VA_ARGS__);   \
+            case WeightType::bf16: return vec_ ? fn##_V(BF16)(__VA_ARGS__) : fn##_portable<BF16>(__VA_ARGS__); \
+        }                                                                                         \
+    } while (0)
+#ifdef KV_HAVE_AVX512_PATH
+#define rows_times_V(T) rows_times_avx512<T>
+#define dot_rows_V(T) dot_rows_avx512<T>
+#define widen_V(T) widen_avx512<T>
+#else
+#define rows_times_V(T) rows_times_portable<T>
+#define dot_rows_V(T) dot_rows_portable<T>
+#define widen_V(T) widen_portable<T>
+#endif
+
+void widen(WeightType t, const void* src, float* dst, int64_t n) { KV_DISPATCH(widen, t, src, dst, n); }
+
+// A per-thread f32 buffer for widened panels (grows once, then reused).
+float* panel_buffer(size_t n) {
+    thread_local std::vector<float> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+}
+
+using ConstStrided = Eigen::Map<const RowMat, 0, Eigen::OuterStride<>>;
+using Strided = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
+
+}  // namespace
+
+const char* kernel_name(Kernel k) { return k == Kernel::avx512 ? "avx512" : "portable"; }
+
+Kernel detected_kernel() {
+#ifdef KV_HAVE_AVX512_PATH
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+        return Kernel::avx512;
+#endif
+    return Kernel::portable;
+}
+
+Kernel kernel() { return g_kernel; }
+
+void set_kernel(Kernel k) {
+    if (k == Kernel::avx512 && detected_kernel() != Kernel::avx512)
+        throw Error("matmul: this CPU has no AVX-512F/BW/VL, only the portable kernel runs here");
+    g_kernel = k;
+}
+
+void rows_times(WeightType t, int n, int nk, int w, const float* X, int64_t ldx, const void* W, int64_t ldw,
+                float* Y, int64_t ldy) {
+    KV_DISPATCH(rows_times, t, n, nk, w, X, ldx, W, ldw, Y, ldy);
+}
+
+void dot_rows(WeightType t, int rows, int C, const float* x, const void* H, float* out) {
+    KV_DISPATCH(dot_rows, t, rows, C, x, H, out);
+}
+
+void many_rows_times(const Mat16& W, int c0, int w, int n, const float* X, int64_t ldx, float* Y, int64_t ldy,
+                     bool accumulate) {
+    constexpr int kPanelCols = 128, kPanelRows = 256;
+    const int in = int(W.rows);
+    float* buf = panel_buffer(size_t(kPanelCols) * kPanelRows);
+    for (int pc = 0; pc < w; pc += kPanelCols) {
+        const int pw = std::min(kPanelCols, w - pc);
+        Strided y(Y + pc, n, pw, Eigen::OuterStride<>(ldy));
+        for (int k0 = 0; k0 < in; k0 += kPanelRows) {
+            const int kb = std::min(kPanelRows, in - k0);
+            for (int k = 0; k < kb; ++k) widen(W.type, W.row(k0 + k) + c0 + pc, buf + int64_t(k) * pw, pw);
+            const Eigen::Map<const RowMat> P(buf, kb, pw);
+            const ConstStrided x(X + k0, n, kb, Eigen::OuterStride<>(ldx));
+            if (k0 == 0 && !accumulate)
+                y.noalias() = x * P;
+            else
+                y.noalias() += x * P;
+        }
+    }
+}
+
+void many_rows_dot(const Mat16& H, int r0, int len, int n, const float* X, int64_t ldx, float* Y, int64_t ldy) {
+    constexpr int kPanelRows = 128;
+    const int C = int(H.cols);
+    float* buf = panel_buffer(size_t(kPanelRows) * C);
+    for (int j = 0; j < len; j += kPanelRows) {
+        const int rows = std::min(kPanelRows, len - j);
+        widen(H.type, H.row(r0 + j), buf, int64_t(rows) * C);
+        const Eigen::Map<const RowMat> P(buf, rows, C);
+        const ConstStrided x(X, n, C, Eigen::OuterStride<>(ldx));
+        Strided(Y + j, n, rows, Eigen::OuterStride<>(ldy)).noalias() = x * P.transpose();
+    }
+}
+
+}  // namespace kv::matmul
