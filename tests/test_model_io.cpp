@@ -13,6 +13,9 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <optional>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -712,4 +715,103 @@ TEST_CASE("default_model_dir honours KVSCOPE_MODEL_DIR") {
     CHECK((fallback.empty() || fs::exists(fs::path(fallback) / "config.json")));
     if (old) ::setenv("KVSCOPE_MODEL_DIR", saved.c_str(), 1);
     else ::unsetenv("KVSCOPE_MODEL_DIR");
+}
+
+// ---------------------------------------------------------------- weight types
+
+namespace {
+
+// Every tensor's values as held (16-bit matrices widened), by GPT-2 name.
+std::map<std::string, std::vector<float>> held_values(const ModelConfig& c, Weights w) {
+    std::map<std::string, std::vector<float>> out;
+    for (auto& m : weight_matrices(w, c)) {
+        auto& v = out[m.name];
+        if (w.type == WeightType::f32) {
+            v.assign(m.f32->data(), m.f32->data() + m.f32->size());
+        } else {
+            v.resize(size_t(m.h16->size()));
+            m.h16->widen(v.data());
+        }
+    }
+    Weights wide = w;
+    set_weight_type(wide, c, WeightType::f32);
+    for (const auto& t : gpt2_tensors(c, wide))
+        if (!out.count(t.name)) out[t.name].assign(t.data, t.data + numel(t.shape));
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("every checkpoint dtype loads into f32, f16 and bf16 weights as rounding says") {
+    for (bool tied : {true, false}) {
+        const ModelConfig c = small_config(tied);
+        Weights w = random_weights(c, 5);
+        for (auto& l : w.layers) l.fc_b.setConstant(0.123456789f);  // a vector with bits below bf16's
+        for (const std::string stored : {"F32", "F16", "BF16"}) {
+            CAPTURE(tied);
+            CAPTURE(stored);
+            // The file: every tensor in `stored`; `values` what it holds.
+            auto ts = f32_raw(c, w);
+            std::map<std::string, std::vector<float>> values;
+            for (auto& t : ts) {
+                const std::string name = t.name.starts_with("transformer.") ? t.name.substr(12) : t.name;
+                auto& v = values[name];
+                v.resize(size_t(numel(t.shape)));
+                std::memcpy(v.data(), t.bytes.data(), t.bytes.size());
+                if (stored == "F32") continue;
+                t.dtype = stored;
+                t.bytes.clear();
+                for (float& x : v) {
+                    const uint16_t b = stored == "F16" ? float_to_half(x) : float_to_bf16(x);
+                    t.bytes.append(reinterpret_cast<const char*>(&b), 2);
+                    x = stored == "F16" ? half_to_float(b) : bf16_to_float(b);
+                }
+            }
+            TempDir d;
+            write_folder(d, c, ts);
+            const WeightType as_stored = stored == "F16" ? WeightType::f16 : stored == "BF16" ? WeightType::bf16
+                                                                                             : WeightType::f32;
+            for (std::optional<WeightType> want :
+                 {std::optional<WeightType>{}, std::optional{WeightType::f32}, std::optional{WeightType::f16},
+                  std::optional{WeightType::bf16}}) {
+                const WeightType t = want ? *want : as_stored;
+                CAPTURE(weight_type_name(t));
+                const auto m = load_model_folder(d.path.string(), want);
+                REQUIRE(m->weights.type == t);
+                Weights probe = allocate_weights(c);
+                std::set<std::string> matrices;
+                for (const auto& mr : weight_matrices(probe, c)) matrices.insert(mr.name);
+                for (const auto& [name, got] : held_values(m->config, m->weights)) {
+                    CAPTURE(name);
+                    const auto& src = values.at(name);
+                    REQUIRE(got.size() == src.size());
+                    const bool rounded = matrices.count(name) != 0;
+                    size_t bad = 0;
+                    for (size_t i = 0; i < src.size(); ++i)
+                        bad += got[i] != (rounded ? round_to(t, src[i]) : src[i]);
+                    CHECK(bad == 0);
+                }
+                // Held bytes: 16-bit matrices take half the room.
+                int64_t mat = 0, all = 0;
+                for (const auto& [name, v] : values) (matrices.count(name) ? mat : all) += int64_t(v.size());
+                CHECK(m->weights.bytes() == all * 4 + mat * weight_type_bytes(t));
+                // Saved (widened to F32) and loaded back in the same type: the same values.
+                TempDir d2;
+                save_model_folder(d2.path.string(), m->config, m->weights, nullptr);
+                const auto back = load_model_folder(d2.path.string(), t);
+                CHECK(held_values(back->config, back->weights) == held_values(m->config, m->weights));
+            }
+        }
+    }
+}
+
+TEST_CASE("f16 weights refuse values beyond its range, naming the tensor") {
+    const ModelConfig c = small_config();
+    Weights w = random_weights(c, 1);
+    w.layers[1].fc_w(2, 3) = 70000.0f;
+    CHECK_ERROR(set_weight_type(w, c, WeightType::f16), "h.1.mlp.c_fc.weight", "overflows f16", "bf16");
+    Weights ok = random_weights(c, 1);
+    ok.layers[1].fc_w(2, 3) = 70000.0f;
+    CHECK_NOTHROW(set_weight_type(ok, c, WeightType::bf16));
+    CHECK(ok.layers[1].fc_w16.type == WeightType::bf16);
 }

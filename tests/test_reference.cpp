@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 
@@ -34,6 +35,55 @@ std::string run(const std::string& cmd) {
     CAPTURE(r.err);
     REQUIRE(r.rc == 0);
     return r.out;
+}
+
+// Engine logits for every position of ids against the reference's, computed twice:
+// one prefill pass (many-row products) and token by token through the cache (the
+// decode products); the reference rounds its weights like `weights` (f32: not).
+struct RefDiff {
+    double worst = 0, largest = 0;
+    int pos = -1, j = -1;
+};
+
+RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vector<int>& ids,
+                      kv::WeightType weights = kv::WeightType::f32) {
+    auto engine = kv::make_cpu_engine(m);
+    kv::ForwardRequest req;
+    req.ids = ids;
+    req.all_logits = true;
+    req.trace_opts.record = false;
+    kv::StepTrace tr;
+    std::vector<float> mine;
+    engine->forward(req, tr, &mine);
+    auto stepper = kv::make_cpu_engine(m);
+    std::vector<float> decoded;
+    for (size_t i = 0; i < ids.size(); ++i) {
+        req = {};
+        req.ids = std::span<const int>(ids.data() + i, 1);
+        req.start_pos = int(i);
+        req.trace_opts.record = false;
+        stepper->forward(req, tr);
+        decoded.insert(decoded.end(), tr.logits.begin(), tr.logits.end());
+    }
+    std::string id_list;
+    for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
+    const std::string round =
+        weights == kv::WeightType::f32 ? "" : std::string(" --round ") + kv::weight_type_name(weights);
+    const auto ref = nlohmann::json::parse(run(std::string(python()) + " '" KVSCOPE_SOURCE_DIR
+                                               "/tests/reference/gpt2_numpy.py' '" + dir + "' " + id_list + round))["logits"];
+    const int V = m.config.vocab_size;
+    REQUIRE(ref.size() == ids.size());
+    RefDiff d;
+    for (size_t pos = 0; pos < ids.size(); ++pos) {
+        REQUIRE(ref[pos].size() == size_t(V));
+        for (int j = 0; j < V; ++j) {
+            const double r = ref[pos][j].get<double>();
+            d.largest = std::max(d.largest, std::abs(r));
+            const double e = std::max(std::abs(r - mine[pos * V + j]), std::abs(r - decoded[pos * V + j]));
+            if (e > d.worst) d = {e, d.largest, int(pos), j};
+        }
+    }
+    return d;
 }
 
 }  // namespace
@@ -92,5 +142,54 @@ TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
         CHECK(largest > 1.0);  // logits large enough for the comparison to mean something
         CHECK(worst <= 1e-4);
     }
+    fs::remove_all(root);
+}
+
+// With f16/bf16 weights the engine holds rounded matrices and accumulates in f32;
+// the reference rounds the same matrices the same way (round to nearest even) and
+// runs in float64. Both then compute the same function, so the only difference is
+// the engine's f32 arithmetic, as in the f32 test: the same 1e-4 bound on logits of
+// magnitude > 1 (observed worst differences are ~1e-6). The test also shows it can
+// fail: the rounded weights move the logits by far more than 1e-4 against the
+// unrounded reference.
+TEST_CASE("f16/bf16 weights: engine logits match NumPy with the weights rounded the same way") {
+    if (!have_numpy()) {
+        if (std::getenv("CI")) FAIL("/usr/bin/python3 with numpy not found under CI");
+        MESSAGE("skipped: /usr/bin/python3 with numpy not found (apt-get install python3-numpy)");
+        return;
+    }
+    const fs::path root = fs::temp_directory_path() / ("kvscope_ref16_" + std::to_string(::getpid()));
+    struct Case { std::string dir; std::vector<int> ids; };
+    std::vector<Case> cases;
+    int k = 0;
+    for (bool tied : {true, false}) {
+        auto m = kvtest::random_model(61, 16, 48, 2, 4, 4, 300 + k, tied);
+        for (auto& l : m->weights.layers) l.attn_w *= 8.0f;
+        m->weights.wte *= 25.0f;
+        if (!tied) m->weights.lm_head *= 25.0f;
+        const fs::path dir = root / std::to_string(k++);
+        fs::create_directories(dir);
+        kv::save_model_folder(dir.string(), m->config, m->weights, nullptr);
+        cases.push_back({dir.string(), kvtest::seq_ids(16, 61, k)});
+    }
+    const std::string bundled = kv::default_model_dir();
+    REQUIRE_MESSAGE(!bundled.empty(), "the bundled model (assets/models/tiny-gpt) was not found");
+    cases.push_back({bundled, {1, 5, 9, 3, 7, 2, 8}});
+    for (const auto& c : cases)
+        for (auto t : {kv::WeightType::f16, kv::WeightType::bf16}) {
+            CAPTURE(c.dir);
+            const std::string tname = kv::weight_type_name(t);
+            CAPTURE(tname);
+            auto m = kv::load_model_folder(c.dir, t);
+            REQUIRE(m->weights.type == t);
+            const RefDiff same = against_numpy(*m, c.dir, c.ids, t);
+            const RefDiff unrounded = against_numpy(*m, c.dir, c.ids);
+            MESSAGE(c.dir << " " << tname << ": worst |engine - numpy(rounded)| = " << same.worst
+                          << " at position " << same.pos << "; against unrounded weights " << unrounded.worst
+                          << " (largest |logit| " << same.largest << ")");
+            CHECK(same.largest > 1.0);
+            CHECK(same.worst <= 1e-4);
+            CHECK(unrounded.worst > 1e-3);  // the rounding is real and visible
+        }
     fs::remove_all(root);
 }

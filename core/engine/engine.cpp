@@ -5,6 +5,7 @@
 
 #include "core/engine/engine.h"
 #include "core/error.h"
+#include "core/model/model_io.h"
 
 namespace kv {
 
@@ -55,6 +56,9 @@ bool cuda_available(std::string* why_not) {
 std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend) {
     if (backend == "cpu") return make_cpu_engine(model);
     if (backend == "cuda") {
+        if (model.weights.type != WeightType::f32)
+            throw Error(std::string("--backend cuda: the CUDA backend runs f32 weights only, not ") +
+                        weight_type_name(model.weights.type) + " (use --weights f32 or --backend cpu)");
         std::string why;
         if (!cuda_available(&why)) throw Error("--backend cuda: " + why);
 #ifdef KVSCOPE_HAVE_CUDA

@@ -7,7 +7,12 @@ given on the command line and prints {"logits": [[...] per position]} as JSON.
 Written from the GPT-2 definition (pre-LayerNorm blocks, learned positions, GELU
 tanh approximation, Conv1D weights stored (in, out)), sharing no code with kvscope.
 
-usage: gpt2_numpy.py MODEL_DIR 1,2,3
+With --round f16|bf16 the weight matrices (wte, lm_head and each layer's c_attn,
+attn c_proj, c_fc, mlp c_proj) are first rounded to that type, round to nearest
+even (f16 by NumPy's own cast, bf16 by bit arithmetic), as kvscope holds them with
+--weights; biases, LayerNorms and wpe stay as stored. The forward runs in float64.
+
+usage: gpt2_numpy.py MODEL_DIR 1,2,3 [--round f16|bf16]
 """
 import json
 import struct
@@ -40,6 +45,25 @@ def load_safetensors(path):
         key = name[len("transformer."):] if name.startswith("transformer.") else name
         out[key] = a.reshape(info["shape"]).astype(np.float64)
     return out
+
+
+MATRICES = ("wte.weight", "lm_head.weight", "attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
+            "mlp.c_proj.weight")
+
+
+def round_bf16(a):
+    """float32 -> nearest bfloat16 (ties to even), returned as float32."""
+    u = a.astype(np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+    return u.astype(np.uint32).view(np.float32)
+
+
+def round_weights(W, kind):
+    for name in W:
+        if name.endswith(MATRICES):
+            a = W[name].astype(np.float32)
+            a = a.astype(np.float16).astype(np.float32) if kind == "f16" else round_bf16(a)
+            W[name] = a.astype(np.float64)
 
 
 def layernorm(x, w, b, eps):
@@ -87,6 +111,8 @@ def main():
     with open(f"{model_dir}/config.json") as f:
         cfg = json.load(f)
     W = load_safetensors(f"{model_dir}/model.safetensors")
+    if len(sys.argv) > 4 and sys.argv[3] == "--round":
+        round_weights(W, sys.argv[4])
     print(json.dumps({"logits": forward(cfg, W, ids).tolist()}))
 
 
