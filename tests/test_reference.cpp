@@ -54,15 +54,16 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
     req.trace_opts.record = false;
     kv::StepTrace tr;
     std::vector<float> mine;
-    engine->forward(req, tr, &mine);
+    engine->forward(req, *engine->make_cache({}), tr, &mine);
     auto stepper = kv::make_cpu_engine(m);
     std::vector<float> decoded;
+    auto step_cache = stepper->make_cache({});
     for (size_t i = 0; i < ids.size(); ++i) {
         req = {};
         req.ids = std::span<const int>(ids.data() + i, 1);
         req.start_pos = int(i);
         req.trace_opts.record = false;
-        stepper->forward(req, tr);
+        stepper->forward(req, *step_cache, tr);
         decoded.insert(decoded.end(), tr.logits.begin(), tr.logits.end());
     }
     std::string id_list;
