@@ -111,14 +111,17 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
 }
 
 // ---- compare ----
-// The cost of a policy: a full-attention f32 cache on the same engine runs the same
-// inputs as the policy session's cached step; its logits against the step's.
-struct FullReference {
+// What a variant costs in accuracy: a reference cache on a reference engine is fed the
+// inputs of the compared session's cached step, and its logits are set against the
+// step's. vs_full: the same weights with a full-attention f32 cache (the price of a
+// cache policy); vs_f32: f32 weights with the same cache policy (the price of f16/bf16
+// weights).
+struct Reference {
     kv::Engine& engine;
     std::unique_ptr<kv::KVCache> cache;
     float worst = 0;
     int same_top1 = 0;
-    explicit FullReference(kv::Engine& e) : engine(e), cache(e.make_cache({})) {}
+    Reference(kv::Engine& e, const kv::CachePolicy& policy) : engine(e), cache(e.make_cache(policy)) {}
     json compare(const kv::StepTrace& t) {
         kv::ForwardRequest req;
         req.ids = t.input_ids;
@@ -135,10 +138,11 @@ struct FullReference {
         same_top1 += same;
         return {{"max_abs_logit_diff", d}, {"same_top1", same}};
     }
+    json totals() const { return {{"max_abs_logit_diff", worst}, {"same_top1_steps", same_top1}}; }
 };
 
 int run_compare(const GenerateArgs& a, CLI::App& cmd) {
-    auto m = open_model(a.model);
+    auto m = open_model(a.model, a.weights);
     const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
     check_new(*m, int(ids.size()), a.n_new);
     PolicyArgs pa = a.policy;
@@ -149,7 +153,13 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     kv::Session uncached = make_session(*m, engine, policy);
     uncached.set_cache(false);
     // With a policy: a full-attention f32 cache fed the policy session's tokens.
-    FullReference full(*engine);
+    Reference full(*engine, {});
+    // With 16-bit weights: the same model with f32 weights, the same policy, fed the same tokens.
+    const bool half = m->weights.type != kv::WeightType::f32;
+    std::unique_ptr<kv::Model> m32 = half ? open_model(a.model, "f32") : nullptr;
+    const std::unique_ptr<kv::Engine> engine32 = half ? kv::make_engine(*m32, a.backend) : nullptr;
+    std::optional<Reference> f32ref;
+    if (half) f32ref.emplace(*engine32, policy);
     cached.set_prompt_ids(ids);
     uncached.set_prompt_ids(ids);
     json steps = json::array();
@@ -176,6 +186,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                          {"uncached",
                           {{"next_id", tu.next_id}, {"counters", counters_json(tu.counters, pa.given)}, {"ms", tu.ms}}}});
         if (pa.given) steps.back()["vs_full"] = full.compare(tc);
+        if (f32ref) steps.back()["vs_f32"] = f32ref->compare(tc);
         std::fprintf(stderr, "%4d %-8s %-14s %12lld %12lld %12lld %12lld %10.2e\n", tc.step, kv::phase_name(tc.phase),
                      token_text(*m, tc.next_id).substr(0, 14).c_str(), (long long)tc.counters.kv_rows_computed,
                      (long long)tu.counters.kv_rows_computed, (long long)tc.counters.attn_scores,
@@ -189,6 +200,10 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                  double(u.kv_rows_computed) / double(std::max<int64_t>(1, c.kv_rows_computed)),
                  (long long)c.attn_scores, (long long)u.attn_scores, ms_c, ms_u, worst,
                  same_tokens ? "" : " (the modes chose different tokens)");
+    if (f32ref)
+        std::fprintf(stderr, "%s weights against f32 weights fed the same tokens: worst logit difference %.2e, "
+                             "same top token at %d of %d steps\n",
+                     kv::weight_type_name(m->weights.type), f32ref->worst, f32ref->same_top1, a.n_new);
     if (a.as_json) {
         json tc = counters_json(c, pa.given), tu = counters_json(u, pa.given);
         tc["ms"] = ms_c;
@@ -201,8 +216,9 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                     {"totals", {{"cached", tc}, {"uncached", tu}}}};
         if (pa.given) {
             out["cache"] = policy_json(policy);
-            out["vs_full"] = {{"max_abs_logit_diff", full.worst}, {"same_top1_steps", full.same_top1}};
+            out["vs_full"] = full.totals();
         }
+        if (f32ref) out["vs_f32"] = f32ref->totals();
         print_json(out, 1);
     }
     return 0;

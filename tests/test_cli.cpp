@@ -3,7 +3,9 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <string>
 #include <sys/wait.h>
@@ -148,4 +150,67 @@ TEST_CASE("compare --kv-dtype int8 on the bundled model: the f32 run's tokens at
     const double ratio = b["totals"]["cached"]["cache_bytes"].get<double>() / a["totals"]["cached"]["cache_bytes"].get<double>();
     CHECK(ratio == doctest::Approx(0.25 + 1.0 / 16));  // head_dim 16: the scales add 1/16
     CHECK(b["vs_full"]["same_top1_steps"] == 20);
+}
+
+namespace {
+
+// The largest |a - b| over two logit lists printed by `logits`.
+double max_abs_diff(const json& a, const json& b) {
+    REQUIRE(a.size() == b.size());
+    double d = 0;
+    for (size_t j = 0; j < a.size(); ++j) d = std::max(d, std::abs(a[j].get<double>() - b[j].get<double>()));
+    return d;
+}
+
+}  // namespace
+
+TEST_CASE("compare --weights f16|bf16 --json: vs_f32 at every step, equal to the logits of an f32-weights run") {
+    const std::string ids = "5,9,3,7";
+    const Run l32 = run_cli("logits --model random:tiny:2 --ids " + ids + " --no-cache --weights f32");
+    REQUIRE(l32.rc == 0);
+    for (const char* t : {"f16", "bf16"}) {
+        CAPTURE(t);
+        const Run r = run_cli("compare --model random:tiny:2 --ids " + ids + " --new 8 --weights " + t + " --json");
+        REQUIRE(r.rc == 0);
+        const json d = json::parse(r.out);
+        CHECK(d["model"]["weights"] == t);
+        REQUIRE(d["steps"].size() == 8);
+        double worst = 0;
+        int same = 0;
+        for (const json& s : d["steps"]) {
+            CAPTURE(s["step"].get<int>());
+            REQUIRE(s.contains("vs_f32"));
+            const double diff = s["vs_f32"]["max_abs_logit_diff"].get<double>();
+            CHECK(diff > 0);     // rounding the weights changes the logits...
+            CHECK(diff < 0.05);  // ...by a little (tiny random model, logits of order 1)
+            REQUIRE(s["vs_f32"]["same_top1"].is_boolean());
+            same += s["vs_f32"]["same_top1"].get<bool>();
+            worst = std::max(worst, diff);
+        }
+        CHECK(d["vs_f32"]["max_abs_logit_diff"].get<double>() == doctest::Approx(worst));
+        CHECK(d["vs_f32"]["same_top1_steps"] == same);
+        // The prefill's reference is an f32-weights forward of the prompt: the `logits`
+        // command's difference between the two weight types, found independently.
+        const Run lt = run_cli("logits --model random:tiny:2 --ids " + ids + " --no-cache --weights " + t);
+        REQUIRE(lt.rc == 0);
+        const double expected = max_abs_diff(json::parse(lt.out)["logits"], json::parse(l32.out)["logits"]);
+        CHECK(d["steps"][0]["vs_f32"]["max_abs_logit_diff"].get<double>() ==
+              doctest::Approx(expected).epsilon(1e-3));
+    }
+}
+
+TEST_CASE("compare: vs_f32 only with 16-bit weights, beside vs_full under a cache policy") {
+    const Run f = run_cli("compare --model random:tiny --ids 5,9,3,7 --new 3 --weights f32 --json");
+    REQUIRE(f.rc == 0);
+    const json a = json::parse(f.out);
+    CHECK_FALSE(a.contains("vs_f32"));
+    CHECK_FALSE(a["steps"][0].contains("vs_f32"));
+    const Run p = run_cli("compare --model random:tiny --ids 5,9,3,7 --new 6 --weights bf16 --window 3 --json");
+    REQUIRE(p.rc == 0);
+    const json b = json::parse(p.out);
+    for (const json& s : b["steps"]) {
+        CAPTURE(s["step"].get<int>());
+        CHECK(s.contains("vs_full"));
+        CHECK(s.contains("vs_f32"));
+    }
 }
