@@ -59,7 +59,7 @@ void* aligned_alloc(size_t align, size_t n) {
 
 TEST_CASE("a cached decode step allocates nothing") {
 #ifndef KV_HAVE_MALLOC_HOOK
-    MESSAGE("malloc cannot be interposed in this build (sanitizer or not glibc): skipped");
+    MESSAGE("SKIPPED: malloc cannot be interposed in this build (sanitizer or not glibc)");
 #else
     // The hook itself must see allocations, or the test proves nothing.
     g_allocs = 0;

@@ -1,6 +1,9 @@
 // Engine and Session: cached and uncached logits agree at every step, the counters
-// match DESIGN.md's formulas, back()/reset() leave nothing stale.
+// match core's formulas (docs/design.md, "Counters"), back()/reset() leave nothing stale.
 #include <doctest/doctest.h>
+
+#include <cmath>
+#include <set>
 
 #include "core/error.h"
 #include "core/session/session.h"
@@ -264,16 +267,54 @@ TEST_CASE("bad prompts give clear errors, not crashes") {
     }
 }
 
-TEST_CASE("sampling is deterministic per (seed, step) and respects top-k") {
+TEST_CASE("sampling: the token of a step depends on (seed, step) alone, and follows top-k softmax") {
     std::vector<float> logits = {0.1f, 2.0f, 1.9f, -1.0f, 0.5f};
     kv::SamplingOptions greedy;
     CHECK(kv::sample_token(logits, greedy, 0) == 1);
-    kv::SamplingOptions o{1.0f, 2, 77, 5};
-    for (int step = 0; step < 50; ++step) {
-        CAPTURE(step);
-        const int a = kv::sample_token(logits, o, step);
-        CHECK(a == kv::sample_token(logits, o, step));
-        CHECK((a == 1 || a == 2));
+    SUBCASE("frequencies follow softmax over the top k") {
+        // top-k 2 at temperature 1 keeps ids 1 and 2: p(1) = 1 / (1 + e^-0.1) = 0.52498.
+        kv::SamplingOptions o{1.0f, 2, 77, 5};
+        const int n = 4000;
+        int ones = 0;
+        for (int step = 0; step < n; ++step) {
+            CAPTURE(step);
+            const int a = kv::sample_token(logits, o, step);
+            REQUIRE((a == 1 || a == 2));
+            ones += a == 1;
+        }
+        // 4 standard deviations of the binomial: sqrt(0.25 / 4000) = 0.0079.
+        double freq = double(ones) / n;
+        CAPTURE(freq);
+        CHECK(std::abs(freq - 1.0 / (1.0 + std::exp(-0.1))) < 0.032);
+        // Temperature 0.25 sharpens it: p(1) = 1 / (1 + e^-0.4) = 0.59869.
+        o.temperature = 0.25f;
+        ones = 0;
+        for (int step = 0; step < n; ++step) ones += kv::sample_token(logits, o, step) == 1;
+        freq = double(ones) / n;
+        CAPTURE(freq);
+        CHECK(std::abs(freq - 1.0 / (1.0 + std::exp(-0.4))) < 0.031);
+    }
+    SUBCASE("a session going back and stepping again picks the same tokens; another seed differs") {
+        auto m = random_model(40, 16, 16, 1, 2, 2, 5);
+        // Random weights give nearly flat logits: every seed draws its own sequence.
+        auto tokens = [&](uint64_t seed, bool go_back) {
+            kv::Session s(*m, kv::make_cpu_engine(*m));
+            s.set_sampling({1.0f, 0, seed, 5});
+            s.set_prompt_ids({1, 2, 3});
+            for (int i = 0; i < 8; ++i) s.step();
+            if (go_back) {
+                for (int i = 0; i < 5; ++i) REQUIRE(s.back());
+                // Stepping on draws again from (seed, step), not from where a stream stopped.
+                for (int i = 0; i < 5; ++i) s.step();
+            }
+            return s.tokens();
+        };
+        const std::vector<int> straight = tokens(77, false);
+        CHECK(tokens(77, true) == straight);
+        CHECK(tokens(78, false) != straight);
+        // Not a constant: the 8 sampled tokens are not all the greedy token.
+        std::set<int> distinct(straight.begin() + 3, straight.end());
+        CHECK(distinct.size() > 1);
     }
     const auto top = kv::top_tokens(logits, 3);
     REQUIRE(top.size() == 3);

@@ -139,7 +139,7 @@ inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H
     return m;
 }
 
-// Counters of step s (DESIGN.md table) for a prompt of p tokens: core's formulas.
+// Counters of step s (docs/design.md, "Counters") for a prompt of p tokens: core's formulas.
 inline kv::Counters expected_counters(const kv::ModelConfig& c, int p, int s, bool cache,
                                       const kv::CachePolicy& pol = {}) {
     return kv::formula_step(c, pol, p, s, cache);
@@ -173,6 +173,37 @@ inline std::string gpt2_vocab_dir(std::string* why) {
     }();
     *why = reason;
     return dir;
+}
+
+// A test that needs what a machine may lack (NumPy, GPT-2's vocabulary, fonts) says
+// SKIPPED and returns when it is missing, and fails under CI, where scripts/deps.sh
+// installs everything. CI counts when set to anything but "", "0" or "false".
+inline bool under_ci() {
+    const char* ci = std::getenv("CI");
+    return ci && *ci && std::string(ci) != "0" && std::string(ci) != "false";
+}
+
+// Use at the top level of a TEST_CASE (it returns from it).
+#define KVTEST_SKIP_UNLESS(available, reason)                                   \
+    do {                                                                        \
+        if (!(available)) {                                                     \
+            if (kvtest::under_ci()) FAIL("missing under CI: " << (reason));     \
+            MESSAGE("SKIPPED: " << (reason));                                   \
+            return;                                                             \
+        }                                                                       \
+    } while (0)
+
+// The Python with NumPy the reference tests run (tests/reference/gpt2_numpy.py), or ""
+// with the reason in `why`.
+inline std::string numpy_python(std::string* why) {
+    for (const char* py : {"/usr/bin/python3", "/usr/local/bin/python3"}) {
+        if (!std::filesystem::exists(py)) continue;
+        if (std::system((std::string(py) + " -c 'import numpy' 2>/dev/null").c_str()) == 0) return py;
+        *why = std::string(py) + " has no numpy (apt-get install python3-numpy)";
+        return "";
+    }
+    *why = "python3 not found (apt-get install python3 python3-numpy)";
+    return "";
 }
 
 }  // namespace kvtest

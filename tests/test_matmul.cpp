@@ -143,7 +143,7 @@ TEST_CASE("many-row products on 16-bit weights match a double-precision loop") {
 
 TEST_CASE("the portable and the AVX-512 kernels give the same generation") {
     if (mm::detected_kernel() != mm::Kernel::avx512) {
-        MESSAGE("skipped: this CPU has no AVX-512F/BW/VL, only the portable kernel runs here");
+        MESSAGE("SKIPPED: this CPU has no AVX-512F/BW/VL, only the portable kernel runs here");
         return;
     }
     KernelGuard guard;

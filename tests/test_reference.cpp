@@ -1,6 +1,6 @@
 // The engine against an independent NumPy GPT-2 (tests/reference/gpt2_numpy.py) on
 // random small GPT-2 folders in Hugging Face layout: every position, atol 1e-4.
-// Runs where /usr/bin/python3 has NumPy (scripts/test installs python3-numpy).
+// Skipped where python3 has no NumPy, failed under CI (scripts/deps.sh installs it).
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
@@ -18,16 +18,11 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char* python() {
-    for (const char* p : {"/usr/bin/python3", "/usr/local/bin/python3"})
-        if (fs::exists(p)) return p;
-    return nullptr;
-}
-
-bool have_numpy() {
-    const char* py = python();
-    if (!py) return false;
-    return std::system((std::string(py) + " -c 'import numpy' 2>/dev/null").c_str()) == 0;
+// The Python with NumPy (test_helpers.h); the tests skip, or fail under CI, without it.
+std::string python() {
+    std::string why;
+    static const std::string py = kvtest::numpy_python(&why);
+    return py;
 }
 
 std::string run(const std::string& cmd) {
@@ -70,7 +65,7 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
     for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
     const std::string round =
         weights == kv::WeightType::f32 ? "" : std::string(" --round ") + kv::weight_type_name(weights);
-    const auto ref = nlohmann::json::parse(run(std::string(python()) + " '" KVSCOPE_SOURCE_DIR
+    const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR
                                                "/tests/reference/gpt2_numpy.py' '" + dir + "' " + id_list + round))["logits"];
     const int V = m.config.vocab_size;
     REQUIRE(ref.size() == ids.size());
@@ -90,10 +85,8 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
 }  // namespace
 
 TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
-    if (!have_numpy()) {
-        MESSAGE("skipped: /usr/bin/python3 with numpy not found (apt-get install python3-numpy)");
-        return;
-    }
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
     struct Shape { int V, T, C, L, H, Hkv; bool tied; };
     const Shape shapes[] = {{53, 16, 32, 2, 4, 4, true}, {71, 24, 48, 3, 3, 3, false}, {40, 12, 32, 2, 4, 2, true}};
     const fs::path root = fs::temp_directory_path() / ("kvscope_ref_" + std::to_string(::getpid()));
@@ -122,7 +115,7 @@ TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
 
         std::string id_list;
         for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
-        const auto ref = nlohmann::json::parse(run(std::string(python()) + " '" KVSCOPE_SOURCE_DIR
+        const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR
                                                    "/tests/reference/gpt2_numpy.py' '" + dir.string() + "' " + id_list))["logits"];
         REQUIRE(ref.size() == ids.size());
         double worst = 0, largest = 0;
@@ -154,11 +147,8 @@ TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
 // fail: the rounded weights move the logits by far more than 1e-4 against the
 // unrounded reference.
 TEST_CASE("f16/bf16 weights: engine logits match NumPy with the weights rounded the same way") {
-    if (!have_numpy()) {
-        if (std::getenv("CI")) FAIL("/usr/bin/python3 with numpy not found under CI");
-        MESSAGE("skipped: /usr/bin/python3 with numpy not found (apt-get install python3-numpy)");
-        return;
-    }
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
     const fs::path root = fs::temp_directory_path() / ("kvscope_ref16_" + std::to_string(::getpid()));
     struct Case { std::string dir; std::vector<int> ids; };
     std::vector<Case> cases;
