@@ -7,6 +7,7 @@ KVSCOPE_PACKAGES=(
   xvfb xauth xdotool fonts-dejavu-core
   fonts-lohit-deva fonts-droid-fallback  # Devanagari; CJK, kana, Hangul (ui/fonts.cpp)
   python3 python3-numpy
+  dpkg-dev desktop-file-utils  # the .deb check (scripts/test-package): dpkg-shlibdeps, desktop-file-validate
 )
 
 kvscope_install_deps() {
