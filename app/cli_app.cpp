@@ -1,5 +1,5 @@
-// kvscope-cli: headless tools over the same core the window uses (DESIGN.md,
-// "Command-line contract"). JSON goes to stdout, human text to stderr. Exit codes:
+// kvscope-cli: headless tools over the same core the window uses (docs/design.md,
+// "The command line and JSON"). JSON goes to stdout, human text to stderr. Exit codes:
 // 0 ok, 2 usage (bad or missing arguments), 1 anything else, always with one line
 // that names the file or argument and what is wrong.
 #include <CLI/CLI.hpp>

@@ -1,4 +1,4 @@
-// kvscope-cli bench: timed prefill and decode (DESIGN.md: --model SPEC --prompt-len P
+// kvscope-cli bench: timed prefill and decode (README, "Command line tools": --model SPEC --prompt-len P
 // --new N [--no-cache] [--threads T] [--backend cpu|cuda] [--json]), plus --runs R
 // (report the median run) and --sweep (ms per step at every position, both modes,
 // as CSV with --csv FILE or as JSON). Timings are the engine's own forward times

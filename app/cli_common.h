@@ -59,7 +59,7 @@ void print_json(const nlohmann::json& j, int indent = -1);
 kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy = {});
 kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy = {});
 
-// --window W --sinks S --kv-dtype f32|f16|int8 (DESIGN.md, cache policy flags).
+// --window W --sinks S --kv-dtype f32|f16|int8 (docs/design.md, "The command line and JSON").
 struct PolicyArgs {
     int window = 0, sinks = 0;
     std::string dtype = "f32";

@@ -1,5 +1,5 @@
 // kvscope-cli's speculative decoding: `generate --draft SPEC --draft-k K` (one record
-// per round, DESIGN.md "Speculative decoding") and `bench --draft SPEC --draft-k K`
+// per round, README "Speculative decoding") and `bench --draft SPEC --draft-k K`
 // (tokens/s and target forwards per token next to plain decoding of the same target
 // in the same run).
 #include <nlohmann/json.hpp>

@@ -46,7 +46,7 @@ struct Options {
     bool light = false;
     bool scaling = false;
     int layer = 0, head = 0;
-    int window = 0, sinks = 0;  // the cache policy (DESIGN.md, cache policy flags)
+    int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
 };
 

@@ -210,7 +210,7 @@ TEST_CASE("measure_read_bandwidth returns a positive rate and rejects tiny buffe
     CHECK_THROWS_AS(kv::measure_read_bandwidth(1, 1000, 1), kv::Error);
 }
 
-TEST_CASE("kvscope-cli bench prints the DESIGN.md record, and --sweep one row per position") {
+TEST_CASE("kvscope-cli bench prints the documented record, and --sweep one row per position") {
     SUBCASE("bench --json, median of runs") {
         const auto [rc, out] = cli("bench --model random:tiny --prompt-len 3 --new 4 --runs 3 --threads 2 --json");
         REQUIRE(rc == 0);

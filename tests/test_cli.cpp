@@ -1,4 +1,4 @@
-// kvscope-cli end to end: JSON schema of DESIGN.md, formulas in the totals, exit
+// kvscope-cli end to end: JSON schema of docs/design.md, formulas in the totals, exit
 // codes and one-line errors.
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -53,7 +53,7 @@ TEST_CASE("compare --json on random:tiny: logits agree and totals equal the form
     CHECK(tc["cache_rows"] == p + N - 1);
 }
 
-TEST_CASE("generate --json follows the schema of DESIGN.md") {
+TEST_CASE("generate --json follows the documented schema") {
     const Run r = run_cli("generate --model random:tiny:3 --ids 1,2,3 --new 4 --no-cache --json");
     REQUIRE(r.rc == 0);
     const json d = json::parse(r.out);

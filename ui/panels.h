@@ -69,7 +69,7 @@ std::vector<kv::PieceGroup> token_groups(const AppState& app, const SessionView&
 // The latest step explained in plain words with its own numbers.
 std::string narrate(const AppState& app);
 
-// ---- work formulas (DESIGN.md counters) ----------------------------------------
+// ---- work formulas (docs/design.md, "Counters") ---------------------------------
 struct Work {
     double kv_rows = 0, attn_scores = 0, flops = 0;
     double get(WorkMetric m) const { return m == WorkMetric::kv_rows ? kv_rows : m == WorkMetric::attn_scores ? attn_scores : flops; }

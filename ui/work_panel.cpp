@@ -1,6 +1,6 @@
 // Work with vs without cache: cumulative K/V rows computed, attention scores or FLOPs
 // per step on one chart. Solid lines are measured (the engine's counters; both
-// sessions in compare mode), dashed lines are DESIGN.md's formulas for each mode, so
+// sessions in compare mode), dashed lines are core's formulas (docs/design.md, "Counters") for each mode, so
 // the linear and quadratic curves both show even without compare. Below: this step's
 // numbers, the totals, "work saved" and measured ms per step.
 #include <imgui.h>

@@ -1,4 +1,4 @@
-// The counters' formulas (DESIGN.md's table, with the cache policy's rows): what a
+// The counters' formulas (docs/design.md, "Counters"; README for the policy's rows): what a
 // step must count, derived from the shape alone. The one source: the tests compare
 // the engines' counters with it, the window's "formula" lines draw it, and README's
 // table states it. Engines never call it; they count where the work happens.

@@ -13,7 +13,7 @@ namespace kv {
 enum class Phase { prefill, decode };
 inline const char* phase_name(Phase p) { return p == Phase::prefill ? "prefill" : "decode"; }
 
-// The counters of DESIGN.md, per step. Counted in the engine's loops.
+// The counters (docs/design.md, "Counters"), per step. Counted in the engine's loops.
 struct Counters {
     int64_t tokens_processed = 0;
     int64_t kv_rows_computed = 0;    // per layer and kv head, one row per token
