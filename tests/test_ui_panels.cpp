@@ -7,6 +7,7 @@
 #include <imgui.h>
 #include <imgui_internal.h>
 
+#include <cstdio>
 #include <set>
 #include <string>
 
@@ -296,6 +297,16 @@ TEST_CASE("narration tells the step's own numbers") {
     CHECK(s.find("rows 0-3") != std::string::npos);
     CHECK(s.find("(" + std::to_string(4 * c.n_layer * c.n_kv_head) + " K/V rows: ") != std::string::npos);
     CHECK(s.find("predicts '" + app.token_text(app.main.last()->next_id) + "'") != std::string::npos);
+    // The cache line: rows and bytes after the step (2 x L x kv_dim x 4 rows x 4 bytes).
+    const std::string bytes4 = human_bytes(double(2 * c.n_layer * c.kv_dim() * 4 * 4));
+    CHECK(s.find("Cache: 4 rows, " + bytes4 + ".") != std::string::npos);
+    // The chosen token's probability, as the trace's top list has it.
+    for (const kv::TopToken& tt : app.main.last()->top)
+        if (tt.id == app.main.last()->next_id) {
+            char pr[32];
+            std::snprintf(pr, sizeof pr, "(p = %.0f%%)", tt.prob * 100.f);
+            CHECK(s.find(pr) != std::string::npos);
+        }
 
     run(ctl, app, Command{CommandKind::step});
     s = narrate(app);
@@ -314,6 +325,48 @@ TEST_CASE("narration tells the step's own numbers") {
     CHECK(s.find("all 6 tokens enter the model again") != std::string::npos);
     CHECK(s.find("Rows 0-4 are recomputed (" + std::to_string(5 * c.n_layer * c.n_kv_head)) != std::string::npos);
     CHECK(s.find("row 5 is new") != std::string::npos);
+    // Recomputed rows equal the cached ones (lesson point 2): the difference is printed.
+    const size_t at = s.find("identical: max |diff| ");
+    REQUIRE(at != std::string::npos);
+    CHECK(std::stod(s.substr(at + 22)) < 1e-5);
+    CHECK(s.find("Cache: 6 rows, " + human_bytes(double(2 * c.n_layer * c.kv_dim() * 6 * 4)) + ".") !=
+          std::string::npos);
+}
+
+TEST_CASE("token badges count how often each position's K/V were computed (lesson point 1)") {
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);  // p = 4
+    auto steps = [&](int n) {
+        for (int i = 0; i < n; ++i) run(ctl, app, Command{CommandKind::step});
+    };
+    SUBCASE("cache off: position i is computed at every step from the one that fed it") {
+        run(ctl, app, cache_cmd(false));
+        steps(6);
+        REQUIRE(app.main.tokens.size() == 10);
+        for (int i = 0; i < 9; ++i) {
+            CAPTURE(i);
+            const int times = i < 4 ? 6 : 6 - (i - 3);  // fed at step max(0, i-3)
+            CHECK(token_badges(app, i).main == "x" + std::to_string(times));
+            CHECK(token_badges(app, i).other.empty());
+        }
+        CHECK(token_pending(app.main, 9));
+        CHECK(token_badges(app, 9).main.empty());  // chosen, not yet computed
+    }
+    SUBCASE("cache on: once each") {
+        steps(6);
+        for (int i = 0; i < 9; ++i) CHECK(token_badges(app, i).main == "x1");
+        CHECK(token_badges(app, 9).main.empty());
+    }
+    SUBCASE("compare: the other session, cache off, counts beside") {
+        Command c{CommandKind::set_compare};
+        c.flag = true;
+        run(ctl, app, c);
+        steps(6);
+        CHECK(token_badges(app, 0).main == "x1");
+        CHECK(token_badges(app, 0).other == "|x6");
+        CHECK(token_badges(app, 8).other == "|x1");
+    }
 }
 
 TEST_CASE("work formulas agree with the engine's counters") {

@@ -64,6 +64,15 @@ bool note_glyphs_needed(AppState& app);
 // The main session's tokens grouped by the characters their bytes form (kv::group_pieces):
 // GPT-2's "日" is one group of the two pieces <0xE6><0x97> and <0xA5>.
 std::vector<kv::PieceGroup> token_groups(const AppState& app, const SessionView& v);
+// Whether token i of v is the pending one: chosen by the latest step, not yet fed.
+bool token_pending(const SessionView& v, int i);
+// The badges under token i: how many times its K/V have been computed so far in the
+// main session ("x6") and, in compare mode, in the other one ("|x1"); none (empty) on
+// the pending token. Lesson point 1: "Python" x6 after six steps without the cache.
+struct TokenBadges {
+    std::string main, other;
+};
+TokenBadges token_badges(const AppState& app, int i);
 
 // ---- narration --------------------------------------------------------------
 // The latest step explained in plain words with its own numbers.

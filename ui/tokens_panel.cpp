@@ -26,6 +26,21 @@ std::vector<kv::PieceGroup> token_groups(const AppState& app, const SessionView&
     return kv::group_pieces(pieces);
 }
 
+bool token_pending(const SessionView& v, int i) {
+    const kv::StepTrace* t = v.last();
+    return t && i >= t->start_pos + static_cast<int>(t->input_ids.size());
+}
+
+TokenBadges token_badges(const AppState& app, int i) {
+    TokenBadges b;
+    const SessionView& v = app.main;
+    if (token_pending(v, i)) return b;
+    if (i < static_cast<int>(v.compute_counts.size())) b.main = "x" + std::to_string(v.compute_counts[i]);
+    if (app.compare && i < static_cast<int>(app.other.compute_counts.size()))
+        b.other = "|x" + std::to_string(app.other.compute_counts[i]);
+    return b;
+}
+
 namespace {
 
 // What one chip shows and how wide it is.
@@ -129,7 +144,7 @@ Chip make_chip(const AppState& app, int i, float fs, float pad) {
     const int p = static_cast<int>(v.prompt_ids.size());
     const int fed = t ? t->start_pos + static_cast<int>(t->input_ids.size()) : 0;  // positions in the model
     Chip c;
-    c.pending = i >= fed && t;  // chosen but not fed yet
+    c.pending = token_pending(v, i);
     c.current = t && i >= t->start_pos && i < fed;
     c.newest = t && i == fed - 1;
     c.unknown = i < p && app.model && app.model->tokenizer && app.model->tokenizer->kind() == "word" &&
@@ -137,9 +152,9 @@ Chip make_chip(const AppState& app, int i, float fs, float pad) {
     c.text = c.unknown ? app.prompt_pieces[i] + "?" : app.token_text(v.tokens[i]);
     if (c.pending) c.label = "next:";
     c.lw = c.pending ? ImGui::CalcTextSize(c.label.c_str()).x + pad : 0.f;
-    if (!c.pending && i < static_cast<int>(v.compute_counts.size())) c.b1 = "x" + std::to_string(v.compute_counts[i]);
-    if (!c.pending && app.compare && i < static_cast<int>(app.other.compute_counts.size()))
-        c.b2 = "|x" + std::to_string(app.other.compute_counts[i]);
+    TokenBadges badges = token_badges(app, i);
+    c.b1 = std::move(badges.main);
+    c.b2 = std::move(badges.other);
     const float small = fs * 0.85f / ImGui::GetFontSize();
     c.b1w = ImGui::CalcTextSize(c.b1.c_str()).x * small;
     const float b2w = ImGui::CalcTextSize(c.b2.c_str()).x * small;
