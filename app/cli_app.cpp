@@ -228,7 +228,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
 int run_logits(const std::string& model, const std::string& ids_text, bool no_cache, bool all_positions,
                const std::string& backend, const kv::CachePolicy& policy, const std::string& weights) {
     auto m = open_model(model, weights);
-    const auto ids = parse_ids(ids_text);
+    const auto ids = ids_arg(ids_text);
     for (int id : ids)
         if (id >= m->config.vocab_size)
             throw UsageError("--ids: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
@@ -357,6 +357,13 @@ int cli::main(int argc, char** argv, bool parse_only) {
         std::cerr << "kvscope-cli: '" << argv[1] << "' is not a command (commands: " << names << ")\n";
         return 2;
     }
+    // CLI11 reads "--ids=" (an empty value) as a flag without a value and then blames
+    // a later required option; say what is wrong instead.
+    for (int i = 1; i < argc; ++i)
+        if (std::string(argv[i]) == "--ids=") {
+            std::cerr << "kvscope-cli: --ids: the id list is empty (example: --ids 5,9,3,7)\n";
+            return 2;
+        }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

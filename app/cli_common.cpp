@@ -3,7 +3,6 @@
 #include <CLI/CLI.hpp>
 
 #include <iostream>
-#include <sstream>
 
 #include "core/text/utf8.h"
 
@@ -11,28 +10,12 @@ namespace cli {
 
 using nlohmann::json;
 
-std::vector<int> parse_ids(const std::string& text) {
-    std::vector<int> ids;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ',')) {
-        const auto b = item.find_first_not_of(" \t");
-        const auto e = item.find_last_not_of(" \t");
-        if (b == std::string::npos) throw UsageError("--ids: empty item in '" + text + "'");
-        item = item.substr(b, e - b + 1);
-        size_t used = 0;
-        long long v = 0;
-        try {
-            v = std::stoll(item, &used);
-        } catch (const std::exception&) {
-            used = 0;
-        }
-        if (used != item.size() || v < 0 || v > 100'000'000)
-            throw UsageError("--ids: '" + item + "' is not a token id (a non-negative integer)");
-        ids.push_back(int(v));
+std::vector<int> ids_arg(const std::string& text) {
+    try {
+        return kv::parse_token_ids(text);
+    } catch (const kv::Error& e) {
+        throw UsageError(std::string("--ids: ") + e.what());
     }
-    if (ids.empty()) throw UsageError("--ids: no ids given (example: --ids 5,9,3,7)");
-    return ids;
 }
 
 std::unique_ptr<kv::Model> open_model(const std::string& spec, const std::string& weights) {
@@ -60,7 +43,7 @@ std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const
     if (have_prompt == have_ids) throw UsageError("give exactly one of --prompt TEXT or --ids 1,2,3");
     std::vector<int> out;
     if (have_ids) {
-        out = parse_ids(ids);
+        out = ids_arg(ids);
     } else {
         if (!m.tokenizer)
             throw UsageError("--prompt: model '" + m.name + "' has no tokenizer (" +

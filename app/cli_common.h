@@ -23,7 +23,8 @@ struct UsageError : kv::Error {
     using kv::Error::Error;
 };
 
-std::vector<int> parse_ids(const std::string& text);
+// --ids TEXT as token ids (kv::parse_token_ids); errors are usage errors naming --ids.
+std::vector<int> ids_arg(const std::string& text);
 // SPEC, or the bundled model when spec is empty; weights: "f32", "f16", "bf16" or
 // "" (as stored; f32 for random models).
 std::unique_ptr<kv::Model> open_model(const std::string& spec, const std::string& weights = "");

@@ -485,7 +485,8 @@ TEST_CASE("bad input: --ids out of range or malformed") {
         {"1,x", "--ids: 'x' is not a token id (a non-negative integer)"},
         {"1,-3", "--ids: '-3' is not a token id (a non-negative integer)"},
         {"99999999999999999999", "--ids: '99999999999999999999' is not a token id"},
-        {" ", "--ids: empty item in ' '"},
+        {" ", "--ids: the id list is empty (example: 5,9,3,7)"},
+        {"1,2,", "--ids: empty item in '1,2,'"},
     };
     for (const auto& c : cases) {
         const std::string ids = c.ids;
@@ -499,6 +500,10 @@ TEST_CASE("bad input: bad --new") {
     check_error(run_cli("generate --model random:tiny --ids 1 --new -4"), 2, {"--new"});
     check_error(run_cli("generate --model random:tiny --ids 1 --new abc"), 2, {"--new", "abc"});
     check_error(run_cli("generate --model random:tiny --ids 1"), 2, {"--new is required"});
+    // An empty --ids= is about --ids, not --new.
+    check_error(run_cli("generate --model random:tiny --ids= --new 3"), 2,
+                {"--ids: the id list is empty (example: --ids 5,9,3,7)"});
+    check_error(run_cli("logits --model random:tiny --ids="), 2, {"--ids: the id list is empty"});
     check_error(run_cli("generate --model random:tiny --ids 1 --new 1000"), 2,
                 {"--new: 1000 new tokens after a 1-token prompt need 1000 positions; random:tiny:0's context holds 64"});
 }

@@ -204,3 +204,18 @@ TEST_CASE("malformed vocab.txt files give one line naming the file and the line"
         CHECK_THROWS_AS(WordTokenizer(Words{}), kv::Error);
     }
 }
+
+TEST_CASE("parse_token_ids: one reader of typed token ids for the CLI and the window") {
+    CHECK(kv::parse_token_ids("5,9,3,7") == std::vector<int>{5, 9, 3, 7});
+    CHECK(kv::parse_token_ids(" 5 9, 3 ") == std::vector<int>{5, 9, 3});
+    CHECK(kv::parse_token_ids("007, 100000000") == std::vector<int>{7, 100'000'000});
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("1,x"), "'x' is not a token id (a non-negative integer)",
+                         kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("-3"), doctest::Contains("'-3' is not a token id"), kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("100000001"), doctest::Contains("'100000001' is not"), kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("1,,2"), "empty item in '1,,2'", kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids(",1"), "empty item in ',1'", kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("1,"), "empty item in '1,'", kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids(""), "the id list is empty (example: 5,9,3,7)", kv::Error);
+    CHECK_THROWS_WITH_AS(kv::parse_token_ids("  "), "the id list is empty (example: 5,9,3,7)", kv::Error);
+}

@@ -4,6 +4,7 @@
 // and hyphens) and single punctuation characters; whitespace only separates.
 #include "core/text/tokenizer.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -188,6 +189,38 @@ std::string WordTokenizer::decode(std::span<const int> ids) const {
         after_open = t == "(";
     }
     return out;
+}
+
+std::vector<int> parse_token_ids(std::string_view text) {
+    const auto empty_item = [&] { return Error("empty item in '" + std::string(text) + "'"); };
+    std::vector<int> ids;
+    bool need_item = false;  // after a comma: an id must come before the next comma or the end
+    size_t i = 0;
+    while (i < text.size()) {
+        const char c = text[i];
+        if (std::isspace(static_cast<unsigned char>(c))) {
+            ++i;
+        } else if (c == ',') {
+            if (need_item || ids.empty()) throw empty_item();
+            need_item = true;
+            ++i;
+        } else {
+            size_t j = i;
+            while (j < text.size() && text[j] != ',' && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+            const std::string piece(text.substr(i, j - i));
+            i = j;
+            const size_t first = piece.find_first_not_of('0');
+            const std::string digits = first == std::string::npos ? "0" : piece.substr(first);
+            const bool all_digits = piece.find_first_not_of("0123456789") == std::string::npos;
+            if (!all_digits || digits.size() > 9 || std::stoll(digits) > 100'000'000)
+                throw Error("'" + piece + "' is not a token id (a non-negative integer)");
+            ids.push_back(static_cast<int>(std::stoll(digits)));
+            need_item = false;
+        }
+    }
+    if (need_item) throw empty_item();
+    if (ids.empty()) throw Error("the id list is empty (example: 5,9,3,7)");
+    return ids;
 }
 
 }  // namespace kv

@@ -63,4 +63,11 @@ private:
     std::unordered_map<std::string, int> index_;
 };
 
+// Token ids typed by a person: "5,9,3,7", "5 9 3 7" or "5, 9,3 7" -> {5, 9, 3, 7}.
+// Commas and whitespace separate; a comma needs an id on each side; ids are at most
+// 100000000. Throws kv::Error naming the bad piece ("'x' is not a token id (a
+// non-negative integer)"), an empty item ("1,,2") or an empty list ("the id list is
+// empty"); callers prefix the argument ("--ids: ", "prompt: ") and check the vocabulary.
+std::vector<int> parse_token_ids(std::string_view text);
+
 }  // namespace kv

@@ -1,7 +1,7 @@
 // Fuzzes kvscope-cli's argument parsing (app/cli_commands.h cli::main with
-// parse_only, so no model is loaded and nothing runs) and cli::parse_ids.
+// parse_only, so no model is loaded and nothing runs) and cli::ids_arg.
 // Input: arguments separated by '\0' (argv[0] is added); the whole input is also
-// given to parse_ids. Parse errors must come back as exit code 2, never escape.
+// given to ids_arg. Parse errors must come back as exit code 2, never escape.
 #include <cstdint>
 #include <iostream>
 #include <sstream>
@@ -49,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     const std::string ids_text = in.substr(0, in.find('\0'));
     try {
-        const std::vector<int> ids = cli::parse_ids(ids_text);
+        const std::vector<int> ids = cli::ids_arg(ids_text);
         KVFUZZ_CHECK(!ids.empty());
         for (int id : ids) KVFUZZ_CHECK(id >= 0 && id <= 100'000'000);
     } catch (const cli::UsageError& e) {
