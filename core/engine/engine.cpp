@@ -1,6 +1,6 @@
 // The engine interface's shared parts: the checks every backend makes before a
-// forward pass, the trace fields every backend fills the same way, and the factory
-// that picks a backend by name.
+// forward pass, the trace fields every backend fills the same way, which heads a
+// trace records, and the factory that picks a backend by name.
 #include <string>
 
 #include "core/engine/engine.h"
@@ -66,6 +66,18 @@ std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backe
 #endif
     }
     throw Error("--backend '" + backend + "': unknown backend (use cpu or cuda)");
+}
+
+bool records_all_heads(const ModelConfig& c) {
+    return int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
+}
+
+TraceOptions trace_options_for(const ModelConfig& c, int layer, int head) {
+    TraceOptions t;
+    t.all_heads = records_all_heads(c);
+    t.layer = layer;
+    t.head = head;
+    return t;
 }
 
 }  // namespace kv

@@ -28,6 +28,14 @@ struct TraceOptions {
     int max_rows = 128;       // record at most the last max_rows processed positions
 };
 
+// Whether a trace records every head: yes while the model has at most 32768
+// (layer, head, context position) triples (2 layers x 16 heads x 1024), so a full
+// history of head traces stays small; larger models record only the selected head.
+// The one rule: Session, the window's Controller and the CLI all take it from here.
+bool records_all_heads(const ModelConfig& c);
+// Trace options for a model with (layer, head) selected (used when !all_heads).
+TraceOptions trace_options_for(const ModelConfig& c, int layer = 0, int head = 0);
+
 struct ForwardRequest {
     std::span<const int> ids;  // tokens to process, at positions start_pos..
     int start_pos = 0;         // the cache goes back to positions [0, start_pos) first

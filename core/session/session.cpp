@@ -73,9 +73,7 @@ std::vector<double> token_probs(const std::vector<float>& logits, const Sampling
 Session::Session(const Model& model, std::shared_ptr<Engine> engine, const CachePolicy& policy)
     : model_(model), engine_(std::move(engine)) {
     if (!engine_) throw Error("Session: no engine");
-    // Large models record only the selected head so traces stay small.
-    const ModelConfig& c = model_.config;
-    trace_opts_.all_heads = int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
+    trace_opts_ = trace_options_for(model_.config);  // large models: the selected head only
     new_cache(policy);
 }
 
