@@ -185,12 +185,12 @@ TEST_CASE("row states: read, computed, recomputed") {
     CHECK(row_state(t, 4) == RowState::computed);
 }
 
-TEST_CASE("parse_ids reads ids and names bad pieces") {
-    CHECK(parse_ids("5,9,3,7", 96) == std::vector<int>{5, 9, 3, 7});
-    CHECK(parse_ids(" 5 9, 3 ", 96) == std::vector<int>{5, 9, 3});
-    CHECK_THROWS_WITH_AS(parse_ids("5,x", 96), doctest::Contains("'x'"), kv::Error);
-    CHECK_THROWS_WITH_AS(parse_ids("500", 96), doctest::Contains("500"), kv::Error);
-    CHECK_THROWS_AS(parse_ids("", 96), kv::Error);
+TEST_CASE("parse_prompt_ids reads ids and names bad pieces") {
+    CHECK(parse_prompt_ids("5,9,3,7", 96) == std::vector<int>{5, 9, 3, 7});
+    CHECK(parse_prompt_ids(" 5 9, 3 ", 96) == std::vector<int>{5, 9, 3});
+    CHECK_THROWS_WITH_AS(parse_prompt_ids("5,x", 96), doctest::Contains("'x'"), kv::Error);
+    CHECK_THROWS_WITH_AS(parse_prompt_ids("500", 96), doctest::Contains("500"), kv::Error);
+    CHECK_THROWS_WITH_AS(parse_prompt_ids("", 96), doctest::Contains("the id list is empty"), kv::Error);
 }
 
 TEST_CASE("panels draw every step of a run") {

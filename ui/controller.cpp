@@ -2,48 +2,17 @@
 #include "ui/controller.h"
 
 #include <algorithm>
-#include <cctype>
 #include <exception>
 
 #include "core/error.h"
 
 namespace kvui {
 
-std::vector<int> parse_ids(const std::string& text, int vocab_size) {
-    std::vector<int> ids;
-    std::string cur;
-    auto flush = [&] {
-        if (cur.empty()) return;
-        for (char c : cur)
-            if (!std::isdigit(static_cast<unsigned char>(c)))
-                throw kv::Error("prompt: '" + cur +
-                                "' is not a token id (this model has no tokenizer: type ids like 5,9,3,7)");
-        if (cur.size() > 9) throw kv::Error("prompt: token id '" + cur + "' is too large");
-        int id = std::stoi(cur);
-        if (id >= vocab_size)
-            throw kv::Error("prompt: token id " + cur + " is not below the vocabulary size " +
-                            std::to_string(vocab_size));
-        ids.push_back(id);
-        cur.clear();
-    };
-    for (char c : text) {
-        if (c == ',' || std::isspace(static_cast<unsigned char>(c))) flush();
-        else cur += c;
-    }
-    flush();
-    if (ids.empty()) throw kv::Error("prompt: empty (type some token ids like 5,9,3,7)");
-    return ids;
-}
-
 Controller::Controller(std::string worker) : worker_mode_(std::move(worker)) {}
 
 Controller::~Controller() {
     sweep_.stop();
     wait();
-}
-
-void Controller::wait() {
-    if (thread_.joinable()) thread_.join();
 }
 
 bool Controller::heavy() const {
@@ -53,53 +22,19 @@ bool Controller::heavy() const {
     return c.n_embd >= 256 || c.n_ctx > 512;
 }
 
-void Controller::update_trace_options() {
-    if (!model_) return;
-    kv::TraceOptions t;
-    // Large models record only the selected head so the history stays small.
-    if (model_->config.n_embd >= 256) {
-        t.all_heads = false;
-        t.layer = layer_;
-        t.head = head_;
-    }
-    if (main_) main_->set_trace_options(t);
-    if (other_) other_->set_trace_options(t);
-}
-
-void Controller::set_prompt(kv::Session& s, const std::string& text, Result& r, bool record) {
-    const kv::Model& m = s.model();
-    if (m.tokenizer) {
-        kv::Encoding e = s.set_prompt_text(text);
-        if (record) {
-            r.prompt_changed = true;
-            r.unknown = e.unknown;
-            r.pieces = e.pieces;
-        }
-    } else {
-        s.set_prompt_ids(parse_ids(text, m.config.vocab_size));
-        if (record) {
-            r.prompt_changed = true;
-            r.unknown.clear();
-            r.pieces.clear();
-        }
-    }
+kv::TraceOptions Controller::trace_options() const {
+    return kv::trace_options_for(model_->config, layer_, head_);
 }
 
 void Controller::open(AppState& app, const std::string& spec, const std::string& backend,
                       const std::string& prompt, bool typed_prompt) {
     wait();
-    prompt_typed_ = typed_prompt;
-    if (!typed_prompt) default_prompt_ = prompt;
-    if (done_) {  // an unpublished batch: drop it
-        done_ = false;
-        running_ = false;
-    }
+    prompt_.open(prompt, typed_prompt);
+    if (worker_.finished()) worker_.take();  // an unpublished batch: drop it
     backend_ = backend;
-    Command c;
-    c.kind = CommandKind::load_model;
+    Command c{CommandKind::load_model};
     c.text = spec;
     Result r;
-    prompt_ = prompt;
     run({c}, r);
     publish(app, r);
 }
@@ -124,7 +59,7 @@ void Controller::submit(AppState& app) {
     app.sweep_request = SweepRequest::none;
     if (req == SweepRequest::start) start_sweep(app);
     if (req == SweepRequest::cancel) sweep_.cancel();
-    if (app.pending.empty() || running_) return;
+    if (app.pending.empty() || worker_.running()) return;
     std::vector<Command> cmds = std::move(app.pending);
     app.pending.clear();
     for (const Command& c : cmds)
@@ -135,23 +70,15 @@ void Controller::submit(AppState& app) {
         publish(app, r);
         return;
     }
-    wait();
-    running_ = true;
-    done_ = false;
     result_ = Result{};
-    thread_ = std::thread([this, cmds = std::move(cmds)] {
-        run(cmds, result_);
-        done_ = true;
-    });
+    worker_.start([this, cmds = std::move(cmds)] { run(cmds, result_); });
     app.busy = true;
 }
 
 bool Controller::poll(AppState& app) {
     app.scaling = sweep_.snapshot();
-    if (!running_ || !done_) return false;
-    wait();
-    running_ = false;
-    done_ = false;
+    if (!worker_.finished()) return false;
+    worker_.take();
     publish(app, result_);
     result_ = Result{};
     return true;
@@ -165,7 +92,7 @@ void Controller::run(const std::vector<Command>& cmds, Result& r) {
         } catch (const std::exception& e) {
             r.error = e.what();
         }
-        if (r.model_changed || !r.error.empty()) break;
+        if (r.loaded || !r.error.empty()) break;
     }
     try {
         build_views(r);
@@ -174,107 +101,73 @@ void Controller::run(const std::vector<Command>& cmds, Result& r) {
     }
 }
 
+// A model and its sessions, with the prompt (or its fallback) set; compare mode
+// gets its second session at once.
+std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Result& r) {
+    auto l = std::make_unique<Loaded>();
+    l->model = kv::load_model(spec);
+    const kv::Model& m = *l->model;
+    auto main = std::make_unique<kv::Session>(m, kv::make_engine(m, backend_), policy_);
+    l->name = m.name.empty() ? spec : m.name;
+    l->spec = spec;
+    // The prompt may not suit the new model (text vs ids, too long): say so, keep
+    // the model (without a prompt when even the fallback fails).
+    try {
+        r.prompt = prompt_.apply_on_load(*main, r.error, l->note);
+        r.prompt_changed = true;
+    } catch (const std::exception& e) {
+        r.error = e.what();
+        l->sessions = SessionPair(std::move(main), nullptr);
+        return l;
+    }
+    std::unique_ptr<kv::Session> other;
+    if (compare_) {
+        other = std::make_unique<kv::Session>(m, main->shared_engine(), policy_);
+        other->set_prompt_ids(main->prompt_ids());
+        other->set_cache(!main->cache_on());
+    }
+    l->sessions = SessionPair(std::move(main), std::move(other));
+    return l;
+}
+
+void Controller::set_compare(bool on, Result& r) {
+    compare_ = on;
+    r.compare = on;
+    if (on) sessions_.start_compare(*model_, policy_, trace_options());
+    else sessions_.stop_compare();
+}
+
 void Controller::apply(const Command& c, Result& r) {
     if (c.kind == CommandKind::load_model) {
-        std::unique_ptr<kv::Model> m = kv::load_model(c.text);
-        auto s = std::make_unique<kv::Session>(*m, kv::make_engine(*m, backend_), policy_);
-        r.model_name = m->name.empty() ? c.text : m->name;
-        r.spec = c.text;
-        r.model = std::move(m);
-        r.main_s = std::move(s);
-        r.model_changed = true;
-        // The prompt may not suit the new model (text vs ids): say so, keep going.
-        // The app's default prompt, never typed, suits any model without a word.
-        if (!prompt_typed_ && r.model->tokenizer) prompt_ = default_prompt_;
-        try {
-            set_prompt(*r.main_s, prompt_, r, true);
-        } catch (const kv::Error& e) {
-            if (r.model->tokenizer) throw;
-            if (prompt_typed_) r.error = std::string(e.what()) + " (using 5,9,3,7)";
-            set_prompt(*r.main_s, "5,9,3,7", r, true);
-            prompt_ = "5,9,3,7";
-            r.note = "random model, no tokenizer: the prompt is token ids";
-        }
-        if (compare_) {
-            r.other_s = std::make_unique<kv::Session>(*r.model, r.main_s->shared_engine(), policy_);
-            r.other_s->set_prompt_ids(r.main_s->prompt_ids());
-            r.other_s->set_cache(!r.main_s->cache_on());
-        }
+        r.loaded = load(c.text, r);
         return;
     }
-    if (!main_) throw kv::Error("no model loaded: type a model folder or random:tiny and press Load");
+    if (sessions_.empty()) throw kv::Error("no model loaded: type a model folder or random:tiny and press Load");
     switch (c.kind) {
-    case CommandKind::step: {
-        std::string why;
-        if (!main_->can_step(&why)) throw kv::Error(why.empty() ? "cannot step" : why);
-        main_->step();
-        if (other_ && other_->can_step()) other_->step();
+    case CommandKind::step:
+        sessions_.step();
         r.stepped = true;
         break;
-    }
-    case CommandKind::back:
-        main_->back();
-        if (other_) other_->back();
-        main_prefix_ = std::min(main_prefix_, main_->n_steps());
-        if (other_) other_prefix_ = std::min(other_prefix_, other_->n_steps());
-        break;
-    case CommandKind::back_to:
-        while (main_->n_steps() > std::max(0, c.n) && main_->back()) {
-        }
-        if (other_)
-            while (other_->n_steps() > std::max(0, c.n) && other_->back()) {
-            }
-        main_prefix_ = std::min(main_prefix_, main_->n_steps());
-        if (other_) other_prefix_ = std::min(other_prefix_, other_->n_steps());
-        break;
-    case CommandKind::reset:
-        main_->reset();
-        if (other_) other_->reset();
-        main_prefix_ = other_prefix_ = 0;
-        break;
-    case CommandKind::set_cache:
-        main_->set_cache(c.flag);
-        if (other_) other_->set_cache(!c.flag);
-        break;
-    case CommandKind::set_compare:
-        compare_ = c.flag;
-        r.compare = c.flag;
-        if (c.flag && !other_) {
-            other_ = std::make_unique<kv::Session>(*model_, main_->shared_engine(), policy_);
-            update_trace_options();
-            other_->set_sampling(main_->sampling());
-            other_->set_prompt_ids(main_->prompt_ids());
-            other_->set_cache(!main_->cache_on());
-            other_prefix_ = 0;
-            // Catch up in lockstep with the main session.
-            while (other_->n_steps() < main_->n_steps() && other_->can_step()) other_->step();
-        } else if (!c.flag) {
-            other_.reset();
-            other_view_ = SessionView{};
-            other_prefix_ = 0;
-        }
-        break;
+    case CommandKind::back: sessions_.back(); break;
+    case CommandKind::back_to: sessions_.back_to(c.n); break;
+    case CommandKind::reset: sessions_.reset(); break;
+    case CommandKind::set_cache: sessions_.set_cache(c.flag); break;
+    case CommandKind::set_compare: set_compare(c.flag, r); break;
     case CommandKind::set_prompt:
-        prompt_ = c.text;
-        prompt_typed_ = true;
-        set_prompt(*main_, c.text, r, true);
-        if (other_) other_->set_prompt_ids(main_->prompt_ids());
-        main_prefix_ = other_prefix_ = 0;
+        prompt_.type(c.text);
+        r.prompt = set_session_prompt(sessions_.main(), c.text);
+        r.prompt_changed = true;
+        sessions_.prompt_changed();
         break;
-    case CommandKind::set_sampling:
-        main_->set_sampling(c.sampling);
-        if (other_) other_->set_sampling(c.sampling);
-        break;
+    case CommandKind::set_sampling: sessions_.set_sampling(c.sampling); break;
     case CommandKind::set_selection:
         layer_ = c.n;
         head_ = c.m;
-        update_trace_options();
+        sessions_.set_trace_options(trace_options());
         break;
     case CommandKind::set_policy:
         policy_ = c.policy;
-        main_->set_policy(policy_);
-        if (other_) other_->set_policy(policy_);
-        main_prefix_ = other_prefix_ = 0;
+        sessions_.set_policy(policy_);
         break;
     case CommandKind::refresh_cache:
     case CommandKind::load_model:
@@ -282,90 +175,42 @@ void Controller::apply(const Command& c, Result& r) {
     }
 }
 
-namespace {
-
-void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int kv_head) {
-    const auto& h = s.history();
-    prefix = std::min(prefix, static_cast<int>(h.size()));
-    prefix = std::min(prefix, static_cast<int>(v.history.size()));
-    v.history.resize(prefix);
-    for (size_t i = prefix; i < h.size(); ++i)
-        v.history.push_back(std::make_shared<const kv::StepTrace>(h[i]));
-    prefix = static_cast<int>(h.size());
-    v.valid = true;
-    v.cache_on = s.cache_on();
-    v.prompt_ids = s.prompt_ids();
-    v.tokens = s.tokens();
-    v.compute_counts = s.compute_counts();
-    v.totals = s.totals();
-    v.why_not.clear();
-    v.can_step = s.can_step(&v.why_not);
-    const kv::KVCache& cache = s.cache();
-    v.cache_rows = cache.n_used();
-    v.cache_bytes = cache.bytes();
-    v.policy = cache.policy();
-    v.cache_positions = cache.n_pos();
-    v.slot_pos.clear();
-    for (const kv::KVCell& cell : cache.cells()) v.slot_pos.push_back(cell.pos);
-    v.held.assign(size_t(cache.n_pos()), false);
-    for (int p = 0; p < cache.n_pos(); ++p) v.held[size_t(p)] = cache.slot_of(p) >= 0;
-    const kv::ModelConfig& c = s.model().config;
-    v.cache_layer = std::clamp(layer, 0, c.n_layer - 1);
-    v.cache_kv_head = std::clamp(kv_head, 0, c.n_kv_head - 1);
-    cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
-    if (!cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k_f32, v.cache_v_f32, true)) {
-        v.cache_k_f32.resize(0, c.head_dim());
-        v.cache_v_f32.resize(0, c.head_dim());
-    }
-}
-
-}  // namespace
-
 void Controller::build_views(Result& r) {
-    if (r.model_changed) {
-        int p0 = 0, p1 = 0;
-        const kv::ModelConfig& c = r.model->config;
+    if (r.loaded) {
+        const kv::ModelConfig& c = r.loaded->model->config;
         layer_ = std::min(layer_, c.n_layer - 1);
         head_ = std::min(head_, c.n_head - 1);
-        int kvh = c.kv_head_of(head_);
-        fill_view(*r.main_s, r.main, p0, layer_, kvh);
-        if (r.other_s) fill_view(*r.other_s, r.other, p1, layer_, kvh);
+        r.loaded->sessions.fill_views(layer_, c.kv_head_of(head_));
+        r.main = r.loaded->sessions.main_view();
+        r.other = r.loaded->sessions.other_view();
         return;
     }
-    if (!main_) return;
-    int kvh = model_->config.kv_head_of(head_);
-    fill_view(*main_, main_view_, main_prefix_, layer_, kvh);
-    r.main = main_view_;
-    if (other_) {
-        fill_view(*other_, other_view_, other_prefix_, layer_, kvh);
-        r.other = other_view_;
-    }
+    if (sessions_.empty()) return;
+    const kv::ModelConfig& c = model_->config;
+    sessions_.fill_views(layer_, c.kv_head_of(head_));
+    r.main = sessions_.main_view();
+    if (sessions_.other_ptr()) r.other = sessions_.other_view();
+}
+
+void Controller::publish_model(AppState& app, Loaded& l) {
+    sweep_.stop();  // it reads the model about to be freed; its points belong to it
+    app.scaling = ScalingView{};
+    sessions_ = SessionPair{};
+    model_ = std::move(l.model);
+    sessions_ = std::move(l.sessions);
+    sessions_.set_trace_options(trace_options());
+    app.model = model_.get();
+    app.model_name = l.name;
+    app.vs.layer = layer_;
+    app.vs.head = head_;
+    app.vs.prompt_text = prompt_.text();
+    if (!l.note.empty()) app.vs.note = app.vs.note.empty() ? l.note : app.vs.note + "; " + l.note;
+    app.vs.memory_ctx = model_->config.n_ctx;
+    app.vs.model_text = l.spec;
 }
 
 void Controller::publish(AppState& app, Result& r) {
-    if (r.model_changed) {
-        sweep_.stop();  // it reads the model about to be freed; its points belong to it
-        app.scaling = ScalingView{};
-        other_.reset();
-        main_.reset();
-        model_ = std::move(r.model);
-        main_ = std::move(r.main_s);
-        other_ = std::move(r.other_s);
-        update_trace_options();
-        main_view_ = r.main;
-        other_view_ = r.other;
-        main_prefix_ = main_view_.n_steps();
-        other_prefix_ = other_view_.n_steps();
-        app.model = model_.get();
-        app.model_name = r.model_name;
-        app.vs.layer = layer_;
-        app.vs.head = head_;
-        app.vs.prompt_text = prompt_;
-        if (!r.note.empty()) app.vs.note = app.vs.note.empty() ? r.note : app.vs.note + "; " + r.note;
-        const kv::ModelConfig& c = model_->config;
-        app.vs.memory_ctx = c.n_ctx;
-        app.vs.model_text = r.spec;
-    }
+    if (r.loaded) publish_model(app, *r.loaded);
     if (r.main.valid) {
         int before = app.main.n_steps();
         app.main = std::move(r.main);
@@ -374,8 +219,8 @@ void Controller::publish(AppState& app, Result& r) {
     app.compare = compare_;
     app.other = compare_ ? std::move(r.other) : SessionView{};
     if (r.prompt_changed) {
-        app.unknown_words = r.unknown;
-        app.prompt_pieces = r.pieces;
+        app.unknown_words = r.prompt.unknown;
+        app.prompt_pieces = r.prompt.pieces;
     }
     app.error = r.error;
     app.busy = false;

@@ -1,25 +1,28 @@
-// Controller: owns the model and the sessions (the main one and, in compare mode, a
-// second one with the cache in the other mode, stepped in lockstep) and runs the
-// panels' Commands. With a worker, a batch of commands runs on a std::thread; the
-// sessions are touched only by that thread until poll() joins it, and the UI draws
-// the SessionViews published by the last finished batch. Without a worker (tests,
-// screenshots, small models) commands run inline.
+// Controller: runs the panels' Commands. Each responsibility has its own home:
+//   the model          model_ (unique_ptr; the sessions and the sweep read it)
+//   the sessions       SessionPair (ui/session_pair.h): main + compare, their views
+//   the worker thread  BatchWorker (ui/batch_worker.h): heavy batches off the UI thread
+//   the sweep          SweepRunner (ui/sweep_runner.h): the Scaling panel's measurement
+//   the prompt         PromptChoice (ui/prompt_choice.h): typed or default, and the
+//                      fallback to token ids for models without a tokenizer
+// With a worker, a batch of commands runs on its thread; the sessions are touched only
+// by that thread until poll() joins it, and the UI draws the SessionViews published by
+// the last finished batch. Without a worker (tests, screenshots, small models)
+// commands run inline. docs/design.md, "Threading in the window", has the picture.
 #pragma once
-#include <atomic>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "core/model/model_io.h"
 #include "core/session/session.h"
 #include "ui/app_state.h"
+#include "ui/batch_worker.h"
+#include "ui/prompt_choice.h"
+#include "ui/session_pair.h"
 #include "ui/sweep_runner.h"
 
 namespace kvui {
-
-// "5, 9,3 7" -> {5, 9, 3, 7}; throws kv::Error naming the bad piece or an id >= vocab.
-std::vector<int> parse_ids(const std::string& text, int vocab_size);
 
 class Controller {
 public:
@@ -43,8 +46,8 @@ public:
     // Publishes a finished worker batch into app (true when views changed) and
     // copies the sweep's progress into app.scaling.
     bool poll(AppState& app);
-    bool busy() const { return running_; }
-    void wait();  // blocks until the worker batch (if any) is done
+    bool busy() const { return worker_.running(); }
+    void wait() { worker_.join(); }  // blocks until the worker batch (if any) is done
 
     // The Scaling panel's sweep on its own thread (reads only the model). submit()
     // also runs app.sweep_request; these are for the app's batch mode and tests.
@@ -54,48 +57,47 @@ public:
     bool sweep_running() const { return sweep_.running(); }
 
     // For tests: the sessions themselves (only while !busy()).
-    const kv::Session* main_session() const { return main_.get(); }
-    const kv::Session* other_session() const { return other_.get(); }
+    const kv::Session* main_session() const { return sessions_.main_ptr(); }
+    const kv::Session* other_session() const { return sessions_.other_ptr(); }
 
 private:
+    // A freshly loaded model with its sessions, not yet published.
+    struct Loaded {
+        std::unique_ptr<kv::Model> model;
+        SessionPair sessions;
+        std::string name, spec, note;
+    };
+    // What a batch produced, published into AppState by publish().
     struct Result {
         SessionView main, other;
         bool compare = false;
         std::string error;
         bool prompt_changed = false;
-        std::vector<std::string> unknown, pieces;
-        bool model_changed = false;
-        std::unique_ptr<kv::Model> model;             // loaded by load_model
-        std::unique_ptr<kv::Session> main_s, other_s;  // sessions on that model
-        std::string model_name, spec, note;
+        PromptPieces prompt;
+        std::unique_ptr<Loaded> loaded;  // a load_model command succeeded
         bool stepped = false;
     };
     void run(const std::vector<Command>& cmds, Result& r);
     void apply(const Command& c, Result& r);
-    void set_prompt(kv::Session& s, const std::string& text, Result& r, bool record);
+    std::unique_ptr<Loaded> load(const std::string& spec, Result& r);
+    void set_compare(bool on, Result& r);
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
+    void publish_model(AppState& app, Loaded& loaded);
     bool heavy() const;
-    void update_trace_options();
+    kv::TraceOptions trace_options() const;
 
     std::string worker_mode_;
-    std::unique_ptr<kv::Model> model_;
-    std::unique_ptr<kv::Session> main_, other_;
     std::string backend_ = "cpu";
     kv::CachePolicy policy_;
-    std::string prompt_;          // as typed
-    bool prompt_typed_ = true;    // false: the app's default prompt, never edited
-    std::string default_prompt_;  // that default, for models with a tokenizer
-    int layer_ = 0, head_ = 0;    // selection (trace options and cache view)
+    int layer_ = 0, head_ = 0;  // selection (trace options and cache view)
     bool compare_ = false;
-    SessionView main_view_, other_view_;
-    int main_prefix_ = 0, other_prefix_ = 0;  // history entries still valid in the views
-
-    std::thread thread_;
-    std::atomic<bool> running_{false};
-    std::atomic<bool> done_{false};
-    Result result_;
-    SweepRunner sweep_;  // declared last: stopped first, while model_ is alive
+    PromptChoice prompt_;
+    std::unique_ptr<kv::Model> model_;  // declared before what reads it
+    SessionPair sessions_;
+    Result result_;       // the worker's batch, read after worker_ finishes
+    BatchWorker worker_;  // joined before sessions_ and model_ go
+    SweepRunner sweep_;   // declared last: stopped first, while model_ is alive
 };
 
 }  // namespace kvui

@@ -1,0 +1,52 @@
+// The window's sessions: the main one (driven by the controls) and, in compare mode,
+// a second one with the cache in the other mode, stepped in lockstep. Each keeps a
+// SessionView (ui/app_state.h) refreshed by fill_views, which copies only the history
+// entries added since the last call.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/session/session.h"
+#include "ui/app_state.h"
+
+namespace kvui {
+
+class SessionPair {
+public:
+    SessionPair() = default;
+    // main (required) and other (compare mode, or null), fresh from a model load.
+    SessionPair(std::unique_ptr<kv::Session> main, std::unique_ptr<kv::Session> other);
+
+    bool empty() const { return !main_; }
+    kv::Session& main() { return *main_; }
+    const kv::Session* main_ptr() const { return main_.get(); }
+    const kv::Session* other_ptr() const { return other_.get(); }
+
+    // Commands, applied to both sessions. Only step() throws (kv::Error: cannot step).
+    void step();
+    void back();
+    void back_to(int n_steps);  // undo until at most n_steps remain
+    void reset();
+    void set_cache(bool on);    // main on, other off (or the reverse)
+    void prompt_changed();      // after main().set_prompt_*: other takes the same ids
+    void set_sampling(const kv::SamplingOptions& s);
+    void set_trace_options(const kv::TraceOptions& t);
+    void set_policy(const kv::CachePolicy& p);  // a fresh cache of that policy, both sessions reset
+    // Compare on: a second session on `model` sharing the main one's engine (weights), caught up with the main one's steps.
+    void start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t);
+    void stop_compare();
+
+    // Refreshes the views of the selected layer and kv head.
+    void fill_views(int layer, int kv_head);
+    const SessionView& main_view() const { return main_view_; }
+    const SessionView& other_view() const { return other_view_; }
+
+private:
+    void keep_valid_prefix();  // after undo: history entries beyond n_steps are stale
+
+    std::unique_ptr<kv::Session> main_, other_;
+    SessionView main_view_, other_view_;
+    int main_prefix_ = 0, other_prefix_ = 0;  // history entries still valid in the views
+};
+
+}  // namespace kvui
