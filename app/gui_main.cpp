@@ -48,6 +48,10 @@ struct Options {
     int layer = 0, head = 0;
     int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
+    kv::CachePolicy policy;     // from the three above
+    bool typed_prompt = false;  // --prompt given (else the default, which suits any model)
+    int win_w = 1600, win_h = 1000;  // from --size
+    bool batch() const { return !screenshot.empty() || frame_stats > 0; }  // no one watches
 };
 
 bool parse_size(const std::string& s, int& w, int& h) {
@@ -92,10 +96,11 @@ float font_px(const Options& o, int win_h) {
     return std::round(base * o.font_scale);
 }
 
-}  // namespace
+// ---- start-up -------------------------------------------------------------------
 
-int main(int argc, char** argv) {
-    Options o;
+// The command line into o (and the window size). Returns -1 to go on, else the
+// exit code (0 after --help, 2 for a usage error, 1 without CUDA for --backend cuda).
+int parse_options(int argc, char** argv, Options& o) {
     CLI::App cli{"kvscope: see the KV cache of a transformer, step by step"};
     cli.add_option("--model", o.model, "model folder, or random:tiny / random:gpt2-124m[:SEED]");
     CLI::Option* prompt_opt =
@@ -125,37 +130,31 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "kvscope: %s\n", e.what());
         return 2;
     }
-    int win_w = 1600, win_h = 1000;
-    if (!parse_size(o.size, win_w, win_h)) {
+    o.typed_prompt = prompt_opt->count() > 0;
+    if (!parse_size(o.size, o.win_w, o.win_h)) {
         std::fprintf(stderr, "kvscope: --size: '%s' is not WxH between 320x240 and 8192x8192\n", o.size.c_str());
         return 2;
     }
-    kv::CachePolicy policy;
     try {
-        policy.window = o.window;
-        policy.sinks = o.sinks;
-        policy.dtype = kv::parse_dtype(o.kv_dtype, "--kv-dtype");
-        kv::check_policy(policy, o.window < 0 ? "--window" : "--sinks");
+        o.policy.window = o.window;
+        o.policy.sinks = o.sinks;
+        o.policy.dtype = kv::parse_dtype(o.kv_dtype, "--kv-dtype");
+        kv::check_policy(o.policy, o.window < 0 ? "--window" : "--sinks");
     } catch (const kv::Error& e) {
         std::fprintf(stderr, "kvscope: %s\n", e.what());
         return 2;
     }
-    if (o.steps >= 0 && o.screenshot.empty() && o.frame_stats == 0) {
-        // --steps alone: run them, then open the window
+    std::string why;
+    if (o.backend == "cuda" && !kv::cuda_available(&why)) {
+        std::fprintf(stderr, "kvscope: --backend cuda: %s\n", why.empty() ? "not available" : why.c_str());
+        return 1;
     }
-    if (o.backend == "cuda") {
-        std::string why;
-        if (!kv::cuda_available(&why)) {
-            std::fprintf(stderr, "kvscope: --backend cuda: %s\n", why.empty() ? "not available" : why.c_str());
-            return 1;
-        }
-    }
+    return -1;
+}
 
-    // Model: explicit --model must load; the default falls back to random:tiny.
-    const bool batch = !o.screenshot.empty() || o.frame_stats > 0;
-    kvui::AppState app;
-    kvui::Controller ctl(batch ? "never" : "auto");
-    ctl.set_policy(policy);
+// The model: an explicit --model must load; the default (the bundled model) falls
+// back to random:tiny with a note. False (message printed) when nothing loads.
+bool open_model(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     std::string spec = o.model;
     if (spec.empty()) {
         spec = kv::default_model_dir();
@@ -165,46 +164,47 @@ int main(int argc, char** argv) {
         }
     }
     // The default prompt is text; a random model (no tokenizer) takes 5,9,3,7 instead, quietly.
-    const bool typed_prompt = prompt_opt->count() > 0;
-    ctl.open(app, spec, o.backend, o.prompt, typed_prompt);
-    if (!app.model) {
-        if (!o.model.empty()) {
-            std::fprintf(stderr, "kvscope: --model %s: %s\n", o.model.c_str(), app.error.c_str());
-            return 1;
-        }
-        std::string first_error = app.error;
-        ctl.open(app, "random:tiny", o.backend, o.prompt, typed_prompt);
-        app.vs.note = "bundled model failed to load (" + first_error + "): using random:tiny";
-        if (!app.model) {
-            std::fprintf(stderr, "kvscope: %s\n", app.error.c_str());
-            return 1;
-        }
+    ctl.open(app, spec, o.backend, o.prompt, o.typed_prompt);
+    if (app.model) return true;
+    if (!o.model.empty()) {
+        std::fprintf(stderr, "kvscope: --model %s: %s\n", o.model.c_str(), app.error.c_str());
+        return false;
     }
-    const std::string load_error = app.error;  // e.g. the prompt did not suit the model
+    std::string first_error = app.error;
+    ctl.open(app, "random:tiny", o.backend, o.prompt, o.typed_prompt);
+    app.vs.note = "bundled model failed to load (" + first_error + "): using random:tiny";
+    if (app.model) return true;
+    std::fprintf(stderr, "kvscope: %s\n", app.error.c_str());
+    return false;
+}
 
-    // Window.
+// An OpenGL 3.3 core window, or null (message printed).
+GLFWwindow* open_window(const Options& o) {
     glfwSetErrorCallback([](int code, const char* msg) { std::fprintf(stderr, "kvscope: GLFW error %d: %s\n", code, msg); });
     if (!glfwInit()) {
         std::fprintf(stderr, "kvscope: cannot open a window (no display? try xvfb-run)\n");
-        return 1;
+        return nullptr;
     }
     glfwWindowHint(GLFW_CONTEXT_VERSION_MAJOR, 3);
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 3);
     glfwWindowHint(GLFW_OPENGL_PROFILE, GLFW_OPENGL_CORE_PROFILE);
     glfwWindowHint(GLFW_OPENGL_FORWARD_COMPAT, GLFW_TRUE);
-    GLFWwindow* win = glfwCreateWindow(win_w, win_h, "kvscope: the KV cache, step by step", nullptr, nullptr);
+    GLFWwindow* win = glfwCreateWindow(o.win_w, o.win_h, "kvscope: the KV cache, step by step", nullptr, nullptr);
     if (!win) {
         std::fprintf(stderr, "kvscope: cannot create an OpenGL 3.3 window\n");
         glfwTerminate();
-        return 1;
+        return nullptr;
     }
     glfwMakeContextCurrent(win);
-    glfwSwapInterval(batch ? 0 : 1);
+    glfwSwapInterval(o.batch() ? 0 : 1);
+    return win;
+}
 
+// ImGui on the window, the key queue, theme and fonts.
+void init_imgui(GLFWwindow* win, kvui::AppState& app, const Options& o) {
     IMGUI_CHECKVERSION();
     ImGui::CreateContext();
-    ImGuiIO& io = ImGui::GetIO();
-    io.IniFilename = nullptr;
+    ImGui::GetIO().IniFilename = nullptr;
     ImGui_ImplGlfw_InitForOpenGL(win, true);
     g_app = &app;
     app.vs.queued_keys = true;
@@ -212,14 +212,16 @@ int main(int argc, char** argv) {
     ImGui_ImplOpenGL3_Init("#version 150");
 
     app.vs.font_scale = o.font_scale;
-    app.vs.base_font_px = font_px(Options{}, win_h);
+    app.vs.base_font_px = font_px(Options{}, o.win_h);
     app.vs.dark = !o.light;
     if (const auto* r = reinterpret_cast<const char*>(glGetString(GL_RENDERER)))
         kvui::set_software_renderer(std::strstr(r, "llvmpipe") || std::strstr(r, "softpipe") || std::strstr(r, "swrast"));
     kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
     kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale, app.vs.glyphs.loaded);
+}
 
-    // Initial commands (run synchronously so screenshots show them).
+// The command-line choices as Commands, run before the first frame.
+void push_initial_commands(kvui::AppState& app, const Options& o) {
     if (o.no_cache) {
         kvui::Command c{kvui::CommandKind::set_cache};
         c.flag = false;
@@ -238,97 +240,52 @@ int main(int argc, char** argv) {
         c.m = app.vs.head;
         app.push(c);
     }
+}
+
+// The initial commands, then --steps (all of the context for --frame-stats), run
+// synchronously so screenshots show them.
+void run_initial_steps(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     int steps = o.steps;
     if (steps < 0 && o.frame_stats > 0) steps = 1 << 20;  // full context
-    if (steps < 0) steps = 0;
-    {
-        kvui::Controller* c = &ctl;
-        c->submit(app);
-        c->wait();
-        c->poll(app);
-        for (int i = 0; i < steps && app.main.can_step; ++i) {
-            app.push({kvui::CommandKind::step});
-            c->submit(app);
-            c->wait();
-            c->poll(app);
-            if (!app.error.empty()) break;
-        }
-    }
-    if (app.error.empty()) app.error = load_error;
-    if (batch) app.vs.animate = false;
-    if (o.scaling) {
-        app.vs.show_scaling = true;
-        app.vs.select_tab = true;
-        if (!o.screenshot.empty()) {  // the whole sweep, measured before the capture
-            ctl.start_sweep(app);
-            ctl.wait_sweep();
-            ctl.poll(app);
-            if (app.scaling.state == kvui::SweepState::done)
-                std::fprintf(stderr, "kvscope: sweep of %zu points in %.1f s\n", app.scaling.points.size(),
-                             app.scaling.seconds);
-            else
-                std::fprintf(stderr, "kvscope: sweep %s: %s\n", kvui::sweep_state_name(app.scaling.state),
-                             app.scaling.error.c_str());
-        }
-    }
-
-    std::vector<double> frame_ms, ui_ms;  // whole frame; building the UI (CPU, before GL)
-    int frames = 0;
-    int exit_code = 0;
-    auto last = std::chrono::steady_clock::now();
-    while (!glfwWindowShouldClose(win)) {
-        glfwPollEvents();
-        if (app.vs.font_changed) {
-            app.vs.font_changed = false;
-            kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale, app.vs.glyphs.loaded);
-            kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
-            ImGui_ImplOpenGL3_DestroyFontsTexture();
-            ImGui_ImplOpenGL3_CreateFontsTexture();
-        }
-        ctl.poll(app);
-        const auto t_ui = std::chrono::steady_clock::now();
-        ImGui_ImplOpenGL3_NewFrame();
-        ImGui_ImplGlfw_NewFrame();
-        if (batch) io.MousePos = ImVec2(-FLT_MAX, -FLT_MAX);  // no hover tooltips in screenshots
-        ImGui::NewFrame();
-        kvui::draw_app(app);
-        ImGui::Render();
-        if (o.frame_stats > 0 && frames > 2)
-            ui_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_ui).count());
-        int fb_w = 0, fb_h = 0;
-        glfwGetFramebufferSize(win, &fb_w, &fb_h);
-        glViewport(0, 0, fb_w, fb_h);
-        const ImVec4 bg = kvui::palette().clear;
-        glClearColor(bg.x, bg.y, bg.z, 1.f);
-        glClear(GL_COLOR_BUFFER_BIT);
-        ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
-        ++frames;
-        if (!o.screenshot.empty() && frames >= 4) {
-            if (!write_png(o.screenshot, fb_w, fb_h)) {
-                std::fprintf(stderr, "kvscope: --screenshot %s: cannot write the file\n", o.screenshot.c_str());
-                exit_code = 1;
-            }
-            break;
-        }
-        if (app.vs.screenshot_requested) {
-            app.vs.screenshot_requested = false;
-            const std::string name = timestamped_name();
-            app.vs.toast.text = write_png(name, fb_w, fb_h) ? "Screenshot saved: " + name : "Could not write " + name;
-            app.vs.toast.until = ImGui::GetTime() + 3.0;
-        }
-        glfwSwapBuffers(win);
-        if (o.frame_stats > 0) {
-            glFinish();
-            auto now = std::chrono::steady_clock::now();
-            if (frames > 2) frame_ms.push_back(std::chrono::duration<double, std::milli>(now - last).count());
-            last = now;
-            if (static_cast<int>(frame_ms.size()) >= o.frame_stats) break;
-        }
-        const bool was_busy = app.busy;
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    for (int i = 0; i < steps && app.main.can_step; ++i) {
+        app.push({kvui::CommandKind::step});
         ctl.submit(app);
-        if (app.busy && !was_busy) app.busy_since = ImGui::GetTime();
+        ctl.wait();
+        ctl.poll(app);
+        if (!app.error.empty()) break;
     }
-    if (o.frame_stats > 0 && !frame_ms.empty()) {
+}
+
+// --scaling: open the tab; before a screenshot, run the whole sweep.
+void open_scaling(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    app.vs.show_scaling = true;
+    app.vs.select_tab = true;
+    if (o.screenshot.empty()) return;
+    ctl.start_sweep(app);
+    ctl.wait_sweep();
+    ctl.poll(app);
+    if (app.scaling.state == kvui::SweepState::done)
+        std::fprintf(stderr, "kvscope: sweep of %zu points in %.1f s\n", app.scaling.points.size(), app.scaling.seconds);
+    else
+        std::fprintf(stderr, "kvscope: sweep %s: %s\n", kvui::sweep_state_name(app.scaling.state),
+                     app.scaling.error.c_str());
+}
+
+// ---- the frame loop -------------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
+
+// --frame-stats: whole frames and the UI-building part (CPU, before GL), after 2 warm-up frames.
+struct FrameStats {
+    std::vector<double> frame_ms, ui_ms;
+    Clock::time_point last = Clock::now();
+
+    void report(const Options& o, const kvui::AppState& app) {
+        if (frame_ms.empty()) return;
         std::sort(frame_ms.begin(), frame_ms.end());
         const double med = frame_ms[frame_ms.size() / 2];
         const double p95 = frame_ms[std::min(frame_ms.size() - 1, static_cast<size_t>(frame_ms.size() * 0.95))];
@@ -337,15 +294,113 @@ int main(int argc, char** argv) {
         std::fprintf(stderr,
                      "kvscope: %zu frames at %dx%d, %d steps (cache rows %d): median %.2f ms, p95 %.2f ms "
                      "(building the UI: median %.2f ms; the rest is GL rendering and swap, %s; %d vertices)\n",
-                     frame_ms.size(), win_w, win_h, app.main.n_steps(), app.main.cache_rows, med, p95, ui_med,
+                     frame_ms.size(), o.win_w, o.win_h, app.main.n_steps(), app.main.cache_rows, med, p95, ui_med,
                      reinterpret_cast<const char*>(glGetString(GL_RENDERER)), ImGui::GetDrawData()->TotalVtxCount);
     }
-    ctl.wait();
+};
+
+void rebuild_fonts_if_changed(kvui::AppState& app) {
+    if (!app.vs.font_changed) return;
+    app.vs.font_changed = false;
+    kvui::build_fonts(app.vs.base_font_px * app.vs.font_scale, app.vs.glyphs.loaded);
+    kvui::apply_theme(app.vs.dark, app.vs.base_font_px * app.vs.font_scale / 18.f);
+    ImGui_ImplOpenGL3_DestroyFontsTexture();
+    ImGui_ImplOpenGL3_CreateFontsTexture();
+}
+
+// Builds the UI and renders it into the back buffer; returns the UI-building ms.
+double render_frame(GLFWwindow* win, kvui::AppState& app, bool batch, int& fb_w, int& fb_h) {
+    const auto t_ui = Clock::now();
+    ImGui_ImplOpenGL3_NewFrame();
+    ImGui_ImplGlfw_NewFrame();
+    if (batch) ImGui::GetIO().MousePos = ImVec2(-FLT_MAX, -FLT_MAX);  // no hover tooltips in screenshots
+    ImGui::NewFrame();
+    kvui::draw_app(app);
+    ImGui::Render();
+    const double ui_ms = ms_since(t_ui);
+    glfwGetFramebufferSize(win, &fb_w, &fb_h);
+    glViewport(0, 0, fb_w, fb_h);
+    const ImVec4 bg = kvui::palette().clear;
+    glClearColor(bg.x, bg.y, bg.z, 1.f);
+    glClear(GL_COLOR_BUFFER_BIT);
+    ImGui_ImplOpenGL3_RenderDrawData(ImGui::GetDrawData());
+    return ui_ms;
+}
+
+// The S key's screenshot, named by the time, announced in a toast.
+void save_requested_screenshot(kvui::AppState& app, int fb_w, int fb_h) {
+    if (!app.vs.screenshot_requested) return;
+    app.vs.screenshot_requested = false;
+    const std::string name = timestamped_name();
+    app.vs.toast.text = write_png(name, fb_w, fb_h) ? "Screenshot saved: " + name : "Could not write " + name;
+    app.vs.toast.until = ImGui::GetTime() + 3.0;
+}
+
+// Frames until the window closes, --screenshot is written (after 4 frames) or
+// --frame-stats has its frames. Returns the exit code.
+int run_frames(GLFWwindow* win, kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    FrameStats stats;
+    int frames = 0;
+    while (!glfwWindowShouldClose(win)) {
+        glfwPollEvents();
+        rebuild_fonts_if_changed(app);
+        ctl.poll(app);
+        int fb_w = 0, fb_h = 0;
+        const double ui_ms = render_frame(win, app, o.batch(), fb_w, fb_h);
+        if (o.frame_stats > 0 && frames > 2) stats.ui_ms.push_back(ui_ms);
+        ++frames;
+        if (!o.screenshot.empty() && frames >= 4) {
+            if (write_png(o.screenshot, fb_w, fb_h)) return 0;
+            std::fprintf(stderr, "kvscope: --screenshot %s: cannot write the file\n", o.screenshot.c_str());
+            return 1;
+        }
+        save_requested_screenshot(app, fb_w, fb_h);
+        glfwSwapBuffers(win);
+        if (o.frame_stats > 0) {
+            glFinish();
+            if (frames > 2) stats.frame_ms.push_back(ms_since(stats.last));
+            stats.last = Clock::now();
+            if (static_cast<int>(stats.frame_ms.size()) >= o.frame_stats) break;
+        }
+        const bool was_busy = app.busy;
+        ctl.submit(app);
+        if (app.busy && !was_busy) app.busy_since = ImGui::GetTime();
+    }
+    if (o.frame_stats > 0) stats.report(o, app);
+    return 0;
+}
+
+void close_window(GLFWwindow* win) {
     g_app = nullptr;
     ImGui_ImplOpenGL3_Shutdown();
     ImGui_ImplGlfw_Shutdown();
     ImGui::DestroyContext();
     glfwDestroyWindow(win);
     glfwTerminate();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    if (int rc = parse_options(argc, argv, o); rc >= 0) return rc;
+    kvui::AppState app;
+    kvui::Controller ctl(o.batch() ? "never" : "auto");
+    ctl.set_policy(o.policy);
+    if (!open_model(ctl, app, o)) return 1;
+    const std::string load_error = app.error;  // e.g. the prompt did not suit the model
+
+    GLFWwindow* win = open_window(o);
+    if (!win) return 1;
+    init_imgui(win, app, o);
+    push_initial_commands(app, o);
+    run_initial_steps(ctl, app, o);
+    if (app.error.empty()) app.error = load_error;
+    if (o.batch()) app.vs.animate = false;
+    if (o.scaling) open_scaling(ctl, app, o);
+
+    const int exit_code = run_frames(win, ctl, app, o);
+    ctl.wait();
+    close_window(win);
     return exit_code;
 }

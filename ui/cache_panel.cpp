@@ -21,134 +21,221 @@ namespace kvui {
 
 namespace {
 
-void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
+// What every row drawer needs: where, what, and the animation phases of this frame.
+struct RowPaint {
+    const AppState& app;
+    const SessionView& v;
+    const CacheGeometry& g;
+    ImDrawList* dl;
+    float fs;
+    float k_scale, v_scale;  // |max| of the K and V blocks, for the colour map
+    float a_new, a_flash;    // step_anim phases: slide-in (0.45 s), flash (1 s)
+};
+
+// "3 programming" in the label column; cut with "..." when too long (hover shows it whole).
+void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    if (row.row % g.label_every != 0) return;
+    const float fs = rp.fs, ls = fs * g.label_scale;
+    std::string lab = row.label;
+    const float room = g.label_w - fs * 0.3f;
+    const bool cut = ImGui::CalcTextSize(lab.c_str()).x * g.label_scale > room;
+    if (cut) {  // drop characters (whole UTF-8 sequences) until "..." fits
+        while (!lab.empty() && ImGui::CalcTextSize((lab + "...").c_str()).x * g.label_scale > room) {
+            while (!lab.empty() && (static_cast<unsigned char>(lab.back()) & 0xC0) == 0x80) lab.pop_back();
+            if (!lab.empty()) lab.pop_back();
+        }
+        lab += "...";
+    }
+    rp.dl->PushClipRect(ImVec2(g.x0, y - fs), ImVec2(g.x_tag - 2, y + fs), true);
+    rp.dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, y + (g.row_h - ls) * 0.5f), palette().text, lab.c_str());
+    rp.dl->PopClipRect();
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    if (cut && ImGui::IsWindowHovered() && mouse.y >= y && mouse.y < y + g.row_h && mouse.x >= g.x0 && mouse.x < g.x_tag)
+        ImGui::SetTooltip("row %s", row.label.c_str());
+}
+
+// The coloured tag ("cache", "new", "recomp") with its text where rows are tall enough.
+void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha) {
+    const CacheGeometry& g = rp.g;
+    const ImU32 sc = state_color(row.state, palette().dark);
+    rp.dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h - g.gap), with_alpha(sc, alpha), 3.f);
+    if (!g.text_rows && row.row % g.label_every != 0) return;
+    const float ts = g.text_rows ? rp.fs * 0.85f : rp.fs * 0.7f;
+    rp.dl->PushClipRect(ImVec2(g.x_tag, y - rp.fs), ImVec2(g.x_tag + g.tag_w, y + rp.fs), true);
+    const ImVec4 cv = to_vec4(sc);
+    const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
+    rp.dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f),
+                   light_bg ? IM_COL32(0, 0, 0, 255) : IM_COL32(255, 255, 255, 255), row.tag);
+    rp.dl->PopClipRect();
+}
+
+// The row's K and V cells, shifted right by dx and faded to alpha.
+void draw_row_cells(const RowPaint& rp, int r, float y, float dx, float alpha) {
+    const CacheGeometry& g = rp.g;
+    const bool dark = palette().dark;
+    const float cw = g.cw, inner = cw > 5 ? 1.f : 0.f;
+    for (int c = 0; c < g.hd; ++c) {
+        rp.dl->AddRectFilled(ImVec2(g.x_k + dx + c * cw, y), ImVec2(g.x_k + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
+                             with_alpha(diverging(rp.v.cache_k(r, c) / rp.k_scale, dark), alpha));
+        rp.dl->AddRectFilled(ImVec2(g.x_v + dx + c * cw, y), ImVec2(g.x_v + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
+                             with_alpha(diverging(rp.v.cache_v(r, c) / rp.v_scale, dark), alpha));
+    }
+}
+
+// One drawer per row state. Read rows light up briefly after a step.
+void draw_read_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+    if (rp.a_flash >= 1.f) return;
+    const CacheGeometry& g = rp.g;
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                         with_alpha(state_color(row.state, palette().dark), 0.35f * (1 - rp.a_flash)));
+}
+
+// Computed rows slide in from the right and fade in.
+void draw_computed_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, rp.a_new);
+    draw_row_cells(rp, row.row, y, (1.f - rp.a_new) * rp.fs * 4, rp.a_new);
+}
+
+// Recomputed rows (cache off) flash their outline.
+void draw_recomputed_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+    if (rp.a_flash >= 1.f) return;
+    const CacheGeometry& g = rp.g;
+    const float f = 0.5f + 0.5f * std::sin(rp.a_flash * 18.f);
+    rp.dl->AddRect(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                   with_alpha(state_color(row.state, palette().dark), f * (1 - rp.a_flash)), 0.f, 0, 3.f);
+}
+
+void draw_resting_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+}
+
+// Hovering a cell shows its value; hovering the tag, the row's state.
+void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    if (!ImGui::IsWindowHovered() || mouse.y < y || mouse.y >= y + g.row_h) return;
+    const bool in_k = mouse.x >= g.x_k && mouse.x < g.x_k + g.cw * g.hd;
+    const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.hd;
+    if (in_k || in_v) {
+        const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0, g.hd - 1);
+        const float val = in_k ? rp.v.cache_k(row.row, c) : rp.v.cache_v(row.row, c);
+        ImGui::SetTooltip("%s row %d, dim %d = %.4f\n%s at this step", in_k ? "K" : "V", row.row, c, val,
+                          row_state_name(row.state));
+    } else if (mouse.x >= g.x_tag && mouse.x < g.x_tag + g.tag_w) {
+        ImGui::SetTooltip("row %d: %s", row.row, row_state_name(row.state));
+    }
+}
+
+void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
+    const float y = rp.g.y0 + row.row * rp.g.row_h;
+    draw_row_label(rp, row, y);
+    switch (row.state) {
+    case RowState::read: draw_read_row(rp, row, y); break;
+    case RowState::computed: draw_computed_row(rp, row, y); break;
+    case RowState::recomputed: draw_recomputed_row(rp, row, y); break;
+    case RowState::empty: draw_resting_row(rp, row, y); break;
+    }
+    row_tooltip(rp, row, y);
+}
+
+// Caption line: "Cache ON  12 rows, K 16 + V 16 | ...", or why there is nothing to draw.
+bool draw_cache_caption(const SessionView& v, const char* caption) {
     const Palette& pal = palette();
-    const float fs = ImGui::GetFontSize();
     ImGui::PushFont(big_font());
-    ImGui::TextColored(to_vec4(v.cache_on ? state_color(RowState::read, pal.dark) : state_color(RowState::recomputed, pal.dark)),
-                       "%s", caption);
+    ImGui::TextColored(to_vec4(state_color(v.cache_on ? RowState::read : RowState::recomputed, pal.dark)), "%s", caption);
     ImGui::PopFont();
     const kv::StepTrace* t = v.last();
     const int rows = static_cast<int>(v.cache_k.rows());
+    ImGui::SameLine();
     if (!t || rows == 0) {
-        ImGui::SameLine();
         ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
-        return;
+        return false;
     }
     const int hd = static_cast<int>(v.cache_k.cols());
-    ImGui::SameLine();
     ImGui::TextColored(to_vec4(pal.text_dim), " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+    return true;
+}
 
+// One session's cache: caption, then (in a scrolling child) the rows, the K/V
+// captions and the attention weights beside them.
+void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
+    if (!draw_cache_caption(v, caption)) return;
+    const float fs = ImGui::GetFontSize();
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
-    const float avail_w = ImGui::GetContentRegionAvail().x;
-    const float avail_h = ImGui::GetContentRegionAvail().y;
-    const float row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / rows), 3.f, fs * 1.3f);  // all rows fit if they can
-    const bool text_rows = row_h >= fs * 0.8f;
-    // Row labels "3 programming": the label column is as wide as the longest one
-    // (up to 30% of the width); longer ones end in "..." and hover shows them whole.
-    const float label_scale = text_rows ? 1.f : 0.8f;
-    std::vector<std::string> labels(rows);
+    const std::vector<CacheRow> rows = cache_rows(app, v);
     float longest = 0.f;
-    for (int r = 0; r < rows; ++r) {
-        labels[r] = std::to_string(r) + " " + (r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "");
-        longest = std::max(longest, ImGui::CalcTextSize(labels[r].c_str()).x * label_scale);
-    }
-    const float label_w = std::min(longest + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
-    const float tag_w = fs * 3.6f;
-    const float rest = std::max(avail_w - label_w - tag_w - fs * 1.5f, fs * 10);
-    const float attn_w = rest * 0.3f;
-    const float cw = std::clamp((rest - attn_w - fs) / (2 * hd), 1.f, fs * 1.2f);
+    for (const CacheRow& r : rows) longest = std::max(longest, ImGui::CalcTextSize(r.label.c_str()).x);
     const ImVec2 o = ImGui::GetCursorScreenPos();
-    const float x_tag = o.x + label_w, x_k = x_tag + tag_w + fs * 0.3f;
-    const float x_v = x_k + cw * hd + fs * 0.4f;
-    const float x_attn = x_v + cw * hd + fs * 0.6f;
-    const float ks = abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size()));
-    const float vsc = abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size()));
-    ImDrawList* dl = ImGui::GetWindowDrawList();
-    const float a_new = step_anim(app, 0.45f);
-    const float a_flash = step_anim(app, 1.0f);
-    const ImVec2 mouse = ImGui::GetIO().MousePos;
-    const bool hover = ImGui::IsWindowHovered();
-    const int label_every = text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / row_h)));
-    for (int r = 0; r < rows; ++r) {
-        const float y = o.y + r * row_h;
-        const RowState st = row_state(*t, r);
-        const ImU32 sc = state_color(st, pal.dark);
-        float dx = 0.f, alpha = 1.f;
-        if (st == RowState::computed) {
-            dx = (1.f - a_new) * fs * 4;
-            alpha = a_new;
-        }
-        if (r % label_every == 0) {
-            const float ls = fs * label_scale;
-            std::string lab = labels[r];
-            const float room = label_w - fs * 0.3f;
-            const bool cut = ImGui::CalcTextSize(lab.c_str()).x * label_scale > room;
-            if (cut) {  // drop characters (whole UTF-8 sequences) until "..." fits
-                while (!lab.empty() && ImGui::CalcTextSize((lab + "...").c_str()).x * label_scale > room) {
-                    while (!lab.empty() && (static_cast<unsigned char>(lab.back()) & 0xC0) == 0x80) lab.pop_back();
-                    if (!lab.empty()) lab.pop_back();
-                }
-                lab += "...";
-            }
-            dl->PushClipRect(ImVec2(o.x, y - fs), ImVec2(x_tag - 2, y + fs), true);
-            dl->AddText(ImGui::GetFont(), ls, ImVec2(o.x, y + (row_h - ls) * 0.5f), pal.text, lab.c_str());
-            dl->PopClipRect();
-            if (cut && hover && mouse.y >= y && mouse.y < y + row_h && mouse.x >= o.x && mouse.x < x_tag)
-                ImGui::SetTooltip("row %s", labels[r].c_str());
-        }
-        const float gap = row_h > 6 ? 1.f : 0.f;
-        dl->AddRectFilled(ImVec2(x_tag, y), ImVec2(x_tag + tag_w, y + row_h - gap), with_alpha(sc, alpha), 3.f);
-        if (text_rows || r % label_every == 0) {
-            const float ts = text_rows ? fs * 0.85f : fs * 0.7f;
-            dl->PushClipRect(ImVec2(x_tag, y - fs), ImVec2(x_tag + tag_w, y + fs), true);
-            const ImVec4 cv = to_vec4(sc);
-            const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
-            dl->AddText(big_font(), ts, ImVec2(x_tag + 4, y + (row_h - ts) * 0.5f),
-                        light_bg ? IM_COL32(0, 0, 0, 255) : IM_COL32(255, 255, 255, 255), state_label(st));
-            dl->PopClipRect();
-        }
-        for (int c = 0; c < hd; ++c) {
-            dl->AddRectFilled(ImVec2(x_k + dx + c * cw, y), ImVec2(x_k + dx + (c + 1) * cw - (cw > 5 ? 1.f : 0.f), y + row_h - gap),
-                              with_alpha(diverging(v.cache_k(r, c) / ks, pal.dark), alpha));
-            dl->AddRectFilled(ImVec2(x_v + dx + c * cw, y), ImVec2(x_v + dx + (c + 1) * cw - (cw > 5 ? 1.f : 0.f), y + row_h - gap),
-                              with_alpha(diverging(v.cache_v(r, c) / vsc, pal.dark), alpha));
-        }
-        // Recomputed rows flash; read rows light up briefly in decode steps.
-        if (st == RowState::recomputed && a_flash < 1.f) {
-            float f = 0.5f + 0.5f * std::sin(a_flash * 18.f);
-            dl->AddRect(ImVec2(x_k - 2, y), ImVec2(x_v + cw * hd + 2, y + row_h), with_alpha(sc, f * (1 - a_flash)), 0.f, 0, 3.f);
-        } else if (st == RowState::read && a_flash < 1.f) {
-            dl->AddRectFilled(ImVec2(x_k - 2, y), ImVec2(x_v + cw * hd + 2, y + row_h), with_alpha(sc, 0.35f * (1 - a_flash)));
-        }
-        if (hover && mouse.y >= y && mouse.y < y + row_h) {
-            const bool in_k = mouse.x >= x_k && mouse.x < x_k + cw * hd;
-            const bool in_v = mouse.x >= x_v && mouse.x < x_v + cw * hd;
-            if (in_k || in_v) {
-                int c = std::clamp(static_cast<int>((mouse.x - (in_k ? x_k : x_v)) / cw), 0, hd - 1);
-                float val = in_k ? v.cache_k(r, c) : v.cache_v(r, c);
-                ImGui::SetTooltip("%s row %d, dim %d = %.4f\n%s at this step", in_k ? "K" : "V", r, c, val, row_state_name(st));
-            } else if (mouse.x >= x_tag && mouse.x < x_tag + tag_w) {
-                ImGui::SetTooltip("row %d: %s", r, row_state_name(st));
-            }
-        }
-    }
-    // column captions under the matrix
-    const float y_end = o.y + rows * row_h + 4;
-    dl->AddText(ImVec2(x_k, y_end), pal.text_dim, "K");
-    dl->AddText(ImVec2(x_v, y_end), pal.text_dim, "V");
-    AttnGeometry g{x_attn, o.y, row_h, std::max(avail_w - (x_attn - o.x) - fs * 0.5f, fs * 4)};
-    draw_attention_beside(app, *t, app.vs.layer, app.vs.head, g);
-    ImGui::Dummy(ImVec2(x_attn - o.x + g.width, rows * row_h + fs * 1.3f));
+    const ImVec2 avail = ImGui::GetContentRegionAvail();
+    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
+                                           static_cast<int>(v.cache_k.cols()), longest);
+    const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
+                      abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size())),
+                      abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size())),
+                      step_anim(app, 0.45f), step_anim(app, 1.0f)};
+    for (const CacheRow& row : rows) draw_cache_row(rp, row);
+    const float y_end = g.y0 + g.n_rows * g.row_h + 4;  // column captions under the matrix
+    rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
+    rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
+    draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head, AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w});
+    ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.n_rows * g.row_h + fs * 1.3f));
     // Keep the newest row in view right after a step.
     if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) {
-        const float want = rows * row_h + fs * 1.3f - ImGui::GetWindowHeight();
+        const float want = g.n_rows * g.row_h + fs * 1.3f - ImGui::GetWindowHeight();
         if (want > 0) ImGui::SetScrollY(want);
     }
     ImGui::EndChild();
 }
 
 }  // namespace
+
+std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v) {
+    std::vector<CacheRow> out;
+    const kv::StepTrace* t = v.last();
+    if (!t) return out;
+    const int rows = static_cast<int>(v.cache_k.rows());
+    for (int r = 0; r < rows; ++r) {
+        CacheRow row;
+        row.row = r;
+        row.state = row_state(*t, r);
+        row.tag = state_label(row.state);
+        row.label = std::to_string(r) + " " + (r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "");
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+
+CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
+                             float longest_label) {
+    CacheGeometry g;
+    g.n_rows = rows;
+    g.hd = hd;
+    g.x0 = x0;
+    g.y0 = y0;
+    g.row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / std::max(rows, 1)), 3.f, fs * 1.3f);  // all fit if they can
+    g.text_rows = g.row_h >= fs * 0.8f;
+    g.gap = g.row_h > 6 ? 1.f : 0.f;
+    g.label_scale = g.text_rows ? 1.f : 0.8f;
+    g.label_every = g.text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / g.row_h)));
+    // The label column is as wide as the longest label, up to 30% of the width.
+    g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
+    g.tag_w = fs * 3.6f;
+    const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 10);
+    const float attn_share = rest * 0.3f;
+    g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
+    g.x_tag = x0 + g.label_w;
+    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
+    g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
+    g.x_attn = g.x_v + g.cw * hd + fs * 0.6f;
+    g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 4);
+    return g;
+}
 
 void draw_cache_panel(AppState& app) {
     const Palette& pal = palette();

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
@@ -41,13 +42,9 @@ bool big_switch(const char* label, bool on, ImU32 on_col, ImU32 off_col) {
     return pressed;
 }
 
-}  // namespace
-
-void draw_controls_panel(AppState& app) {
+// Step, Back, Reset (disabled while a step runs), Play/Pause and the speed.
+void draw_step_buttons(AppState& app, bool no_model) {
     ViewState& vs = app.vs;
-    const float fs = ImGui::GetFontSize();
-    const bool no_model = app.model == nullptr;
-
     ImGui::BeginDisabled(app.busy || no_model);
     ImGui::BeginDisabled(!app.main.can_step);
     if (ImGui::Button("Step >")) app.push({CommandKind::step});
@@ -67,12 +64,15 @@ void draw_controls_panel(AppState& app) {
     ImGui::SameLine();
     if (ImGui::Button(vs.playing ? "Pause" : "Play")) vs.playing = !vs.playing;
     ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 6.5f);
+    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
     ImGui::SliderFloat("##speed", &vs.play_speed, 0.25f, 10.f, "%.2g steps/s", ImGuiSliderFlags_Logarithmic);
+}
 
+// The big KV cache switch and the compare checkbox.
+void draw_cache_switches(AppState& app, bool no_model) {
+    const float fs = ImGui::GetFontSize();
     flow(fs * 15);
     ImGui::BeginDisabled(app.busy || no_model);
-    const Palette& pal = palette();
     if (big_switch(app.main.cache_on ? "KV CACHE: ON" : "KV CACHE: OFF", app.main.cache_on,
                    state_color(RowState::read, false), state_color(RowState::recomputed, false))) {
         Command c{CommandKind::set_cache};
@@ -92,49 +92,61 @@ void draw_controls_panel(AppState& app) {
         ImGui::SetTooltip("Run a second session with the cache %s, in lockstep, and measure both",
                           app.main.cache_on ? "off" : "on");
     ImGui::EndDisabled();
-    if (app.busy) {
-        flow(fs * 9);
-        const char spin[] = "|/-\\";
-        double t = ImGui::GetTime();
-        ImGui::TextColored(to_vec4(pal.accent), "%c working... %.1f s", spin[static_cast<int>(t * 8) % 4],
-                           t - app.busy_since);
-    }
+}
 
-    // Prompt and model.
-    flow(fs * 30);
+// "| working... 1.2 s" while the worker runs.
+void draw_busy_spinner(const AppState& app) {
+    if (!app.busy) return;
+    flow(ImGui::GetFontSize() * 9);
+    const char spin[] = "|/-\\";
+    double t = ImGui::GetTime();
+    ImGui::TextColored(to_vec4(palette().accent), "%c working... %.1f s", spin[static_cast<int>(t * 8) % 4],
+                       t - app.busy_since);
+}
+
+// "Label: [text field] [button]" (field and button disabled while busy): true when
+// the button or Enter was pressed.
+bool labelled_field(const char* label, const char* id, std::string* text, float width, const char* button,
+                    bool busy, const char* tooltip = nullptr) {
     ImGui::AlignTextToFramePadding();
-    ImGui::TextUnformatted(app.model && !app.model->tokenizer ? "Prompt ids:" : "Prompt:");
+    ImGui::TextUnformatted(label);
     ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 20);
-    ImGui::BeginDisabled(app.busy);
-    bool enter = ImGui::InputText("##prompt", &vs.prompt_text, ImGuiInputTextFlags_EnterReturnsTrue);
+    ImGui::SetNextItemWidth(width);
+    ImGui::BeginDisabled(busy);
+    const bool enter = ImGui::InputText(id, text, ImGuiInputTextFlags_EnterReturnsTrue);
+    if (tooltip && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tooltip);
     ImGui::SameLine();
-    if (ImGui::Button("Set") || enter) {
+    const bool pressed = ImGui::Button(button) || enter;
+    ImGui::EndDisabled();
+    return pressed;
+}
+
+// The prompt and model fields.
+void draw_prompt_and_model(AppState& app) {
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
+    flow(fs * 30);
+    const char* label = app.model && !app.model->tokenizer ? "Prompt ids:" : "Prompt:";
+    if (labelled_field(label, "##prompt", &vs.prompt_text, fs * 20, "Set", app.busy)) {
         Command c{CommandKind::set_prompt};
         c.text = vs.prompt_text;
         app.push(c);
         vs.playing = false;
     }
-    ImGui::EndDisabled();
     flow(fs * 22);
-    ImGui::AlignTextToFramePadding();
-    ImGui::TextUnformatted("Model:");
-    ImGui::SameLine();
-    ImGui::SetNextItemWidth(fs * 13);
-    ImGui::BeginDisabled(app.busy);
-    bool enter_m = ImGui::InputText("##model", &vs.model_text, ImGuiInputTextFlags_EnterReturnsTrue);
-    if (ImGui::IsItemHovered())
-        ImGui::SetTooltip("A model folder (config.json, model.safetensors, vocab) or random:tiny / random:gpt2-124m");
-    ImGui::SameLine();
-    if (ImGui::Button("Load") || enter_m) {
+    if (labelled_field("Model:", "##model", &vs.model_text, fs * 13, "Load", app.busy,
+                       "A model folder (config.json, model.safetensors, vocab) or random:tiny / random:gpt2-124m")) {
         Command c{CommandKind::load_model};
         c.text = vs.model_text;
         app.push(c);
         vs.playing = false;
     }
-    ImGui::EndDisabled();
+}
 
-    // Selection and sampling.
+// Layer and head selectors; a change becomes a set_selection command.
+void draw_selection(AppState& app) {
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
     const int L = app.n_layer(), H = app.n_head();
     flow(fs * 7);
     ImGui::AlignTextToFramePadding();
@@ -151,15 +163,19 @@ void draw_controls_panel(AppState& app) {
     ImGui::SetNextItemWidth(fs * 6.f);
     if (ImGui::InputInt("##head", &head)) head = std::clamp(head, 0, H - 1);
     ImGui::EndDisabled();
-    if (layer != vs.layer || head != vs.head) {
-        vs.layer = layer;
-        vs.head = head;
-        Command c{CommandKind::set_selection};
-        c.n = layer;
-        c.m = head;
-        app.push(c);
-    }
+    if (layer == vs.layer && head == vs.head) return;
+    vs.layer = layer;
+    vs.head = head;
+    Command c{CommandKind::set_selection};
+    c.n = layer;
+    c.m = head;
+    app.push(c);
+}
 
+// Greedy, temperature, top-k and seed; a change becomes a set_sampling command.
+void draw_sampling(AppState& app) {
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
     flow(fs * 26);
     kv::SamplingOptions s = vs.sampling;
     bool greedy = s.temperature <= 0.f;
@@ -179,21 +195,26 @@ void draw_controls_panel(AppState& app) {
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("random seed");
     ImGui::EndDisabled();
     ImGui::EndDisabled();
-    if (s.temperature != vs.sampling.temperature || s.top_k != vs.sampling.top_k || s.seed != vs.sampling.seed) {
-        vs.sampling = s;
-        Command c{CommandKind::set_sampling};
-        c.sampling = s;
-        app.push(c);
-    }
-    flow(text_w("Light theme") + text_w("Help (F1)") + fs);
+    if (s.temperature == vs.sampling.temperature && s.top_k == vs.sampling.top_k && s.seed == vs.sampling.seed) return;
+    vs.sampling = s;
+    Command c{CommandKind::set_sampling};
+    c.sampling = s;
+    app.push(c);
+}
+
+void draw_theme_and_help(ViewState& vs) {
+    flow(text_w("Light theme") + text_w("Help (F1)") + ImGui::GetFontSize());
     if (ImGui::Button(vs.dark ? "Light theme" : "Dark theme")) {
         vs.dark = !vs.dark;
         apply_theme(vs.dark, vs.base_font_px * vs.font_scale / 18.f);
     }
     ImGui::SameLine();
     if (ImGui::Button("Help (F1)")) vs.show_help = !vs.show_help;
+}
 
-    // Model name, notes and errors: always on a line of their own.
+// Model name, notes and errors: always on a line of their own.
+void draw_status_line(const AppState& app) {
+    const Palette& pal = palette();
     ImGui::AlignTextToFramePadding();
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
@@ -202,15 +223,30 @@ void draw_controls_panel(AppState& app) {
     } else {
         ImGui::TextColored(to_vec4(pal.bad), "no model loaded");
     }
-    if (!vs.note.empty()) {
-        flow(ImGui::CalcTextSize(vs.note.c_str()).x);
-        ImGui::TextColored(to_vec4(pal.text_dim), "(%s)", vs.note.c_str());
+    if (!app.vs.note.empty()) {
+        flow(ImGui::CalcTextSize(app.vs.note.c_str()).x);
+        ImGui::TextColored(to_vec4(pal.text_dim), "(%s)", app.vs.note.c_str());
     }
     if (!app.error.empty()) {
-        flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, fs * 40));
+        flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, ImGui::GetFontSize() * 40));
         ImGui::TextColored(to_vec4(pal.bad), "Error: %s", app.error.c_str());
         if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", app.error.c_str());
     }
+}
+
+}  // namespace
+
+// One row part after another; each flows onto the next line when the window is narrow.
+void draw_controls_panel(AppState& app) {
+    const bool no_model = app.model == nullptr;
+    draw_step_buttons(app, no_model);
+    draw_cache_switches(app, no_model);
+    draw_busy_spinner(app);
+    draw_prompt_and_model(app);
+    draw_selection(app);
+    draw_sampling(app);
+    draw_theme_and_help(app.vs);
+    draw_status_line(app);
 }
 
 }  // namespace kvui

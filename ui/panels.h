@@ -92,7 +92,45 @@ Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache, con
 // 4, 2 or 1 picks f32, f16 or int8, whose scales it adds).
 int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes);
 std::string human_bytes(double b);
+// What the Work chart draws: cumulative formula lines for both modes over `horizon`
+// steps (at least 8, at most to n_ctx), and the measured cumulative series of each
+// session (one point per step of its history).
+struct WorkChart {
+    int horizon = 0;
+    std::vector<double> formula_cached, formula_uncached;  // (horizon)
+    std::vector<double> measured_main, measured_other;     // (n_steps) of each view
+    double ymax = 1.0;                                     // top of the y axis
+};
+WorkChart work_chart(const kv::ModelConfig& c, const SessionView& main, const SessionView* other, WorkMetric m);
+std::vector<double> cumulative_work(const SessionView& v, WorkMetric m);
 std::string human_count(double v);
+
+// ---- cache panel: what it draws, computed without a window ---------------------
+// One row of the cache view: the latest step's state of that row, its tag text and
+// its label ("3 programming").
+struct CacheRow {
+    int row = 0;
+    RowState state = RowState::empty;
+    const char* tag = "";
+    std::string label;
+};
+// The rows of v's cache (none before the first step).
+std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v);
+// Where the cache view draws: columns left to right are label, tag, K block, V block,
+// attention weights. Rows are row_h tall and all fit when they can (3 px at least);
+// rows shorter than 0.8 font heights drop their text except every label_every-th.
+struct CacheGeometry {
+    int n_rows = 0, hd = 0;
+    float x0 = 0, y0 = 0;               // top left of the rows
+    float row_h = 0, gap = 0;           // row height, gap under each row
+    bool text_rows = true;
+    float label_scale = 1.f;
+    int label_every = 1;
+    float label_w = 0, tag_w = 0, cw = 0;  // column widths (cw: one K or V cell)
+    float x_tag = 0, x_k = 0, x_v = 0, x_attn = 0, attn_w = 0;
+};
+CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
+                             float longest_label);
 
 // ---- panels ---------------------------------------------------------------
 void draw_controls_panel(AppState& app);

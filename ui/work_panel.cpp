@@ -54,13 +54,6 @@ double measured(const kv::Counters& c, WorkMetric m) {
     return m == WorkMetric::kv_rows ? c.kv_rows_computed : m == WorkMetric::attn_scores ? c.attn_scores : c.flops;
 }
 
-std::vector<double> cumulative(const SessionView& v, WorkMetric m) {
-    std::vector<double> out;
-    double acc = 0;
-    for (const auto& t : v.history) out.push_back(acc += measured(t->counters, m));
-    return out;
-}
-
 void dashed(ImDrawList* dl, ImVec2 a, ImVec2 b, ImU32 col, float th) {
     const float len = std::hypot(b.x - a.x, b.y - a.y);
     const float dash = 7.f;
@@ -71,18 +64,7 @@ void dashed(ImDrawList* dl, ImVec2 a, ImVec2 b, ImU32 col, float th) {
     }
 }
 
-}  // namespace
-
-void draw_work_panel(AppState& app) {
-    const Palette& pal = palette();
-    ViewState& vs = app.vs;
-    if (!app.model) return;
-    const kv::ModelConfig& c = app.model->config;
-    const SessionView& v = app.main;
-    const int p = static_cast<int>(v.prompt_ids.size());
-    const int ns = v.n_steps();
-    const float fs = ImGui::GetFontSize();
-
+void draw_metric_choice(ViewState& vs) {
     int m = static_cast<int>(vs.metric);
     ImGui::RadioButton("K/V rows", &m, 0);
     ImGui::SameLine();
@@ -90,77 +72,64 @@ void draw_work_panel(AppState& app) {
     ImGui::SameLine();
     ImGui::RadioButton("FLOPs", &m, 2);
     vs.metric = static_cast<WorkMetric>(m);
-    const WorkMetric metric = vs.metric;
+}
 
-    // Legend line above the chart.
-    {
-        ImDrawList* ldl = ImGui::GetWindowDrawList();
-        ImVec2 lp = ImGui::GetCursorScreenPos();
-        const float x0 = lp.x, right = lp.x + ImGui::GetContentRegionAvail().x;
-        const float lw = fs * 1.5f, sp = fs * 0.8f;
-        auto key = [&](const char* txt, ImU32 col, bool solid_line) {
-            const float w = lw + 4 + ImGui::CalcTextSize(txt).x;
-            if (lp.x + w > right && lp.x > x0) {
-                lp.x = x0;
-                lp.y += fs * 1.25f;
-            }
-            if (solid_line) ldl->AddLine(ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 4.f);
-            else dashed(ldl, ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 2.f);
-            ldl->AddText(ImVec2(lp.x + lw + 4, lp.y), col, txt);
-            lp.x += w + sp;
-        };
-        key("measured", pal.text, true);
-        key("formula", pal.text_dim, false);
-        key("with cache", pal.cached_line, true);
-        key("without cache", pal.uncached_line, true);
-        ImGui::Dummy(ImVec2(right - x0, lp.y + fs * 1.25f - ImGui::GetCursorScreenPos().y));
-    }
+// The legend line above the chart; keys wrap onto a second line when narrow.
+void draw_chart_legend() {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize();
+    ImDrawList* ldl = ImGui::GetWindowDrawList();
+    ImVec2 lp = ImGui::GetCursorScreenPos();
+    const float x0 = lp.x, right = lp.x + ImGui::GetContentRegionAvail().x;
+    const float lw = fs * 1.5f, sp = fs * 0.8f;
+    auto key = [&](const char* txt, ImU32 col, bool solid_line) {
+        const float w = lw + 4 + ImGui::CalcTextSize(txt).x;
+        if (lp.x + w > right && lp.x > x0) {
+            lp.x = x0;
+            lp.y += fs * 1.25f;
+        }
+        if (solid_line) ldl->AddLine(ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 4.f);
+        else dashed(ldl, ImVec2(lp.x, lp.y + fs * 0.55f), ImVec2(lp.x + lw, lp.y + fs * 0.55f), col, 2.f);
+        ldl->AddText(ImVec2(lp.x + lw + 4, lp.y), col, txt);
+        lp.x += w + sp;
+    };
+    key("measured", pal.text, true);
+    key("formula", pal.text_dim, false);
+    key("with cache", pal.cached_line, true);
+    key("without cache", pal.uncached_line, true);
+    ImGui::Dummy(ImVec2(right - x0, lp.y + fs * 1.25f - ImGui::GetCursorScreenPos().y));
+}
 
-    // Numbers block height: 4 lines (+1 in compare).
-    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f) + 4.f;
-    const ImVec2 o = ImGui::GetCursorScreenPos();
-    const float W = ImGui::GetContentRegionAvail().x;
-    const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
-    ImDrawList* dl = ImGui::GetWindowDrawList();
-
-    const int horizon = std::max(2, std::min(std::max(ns + 3, 8), c.n_ctx - p + 1));
-    std::vector<double> fc(horizon), fu(horizon);
-    double acc_c = 0, acc_u = 0;
-    for (int s = 0; s < horizon; ++s) {
-        fc[s] = acc_c += formula_step(c, p, s, true).get(metric);
-        fu[s] = acc_u += formula_step(c, p, s, false).get(metric);
-    }
-    std::vector<double> mm = cumulative(v, metric);
-    std::vector<double> mo = app.compare ? cumulative(app.other, metric) : std::vector<double>{};
-    double ymax = std::max({fc.back(), fu.back(), 1.0});
-    for (double x : mm) ymax = std::max(ymax, x);
-    for (double x : mo) ymax = std::max(ymax, x);
-
-    const float left = fs * 3.2f, bottom = fs * 1.2f;
+// The chart in the rect a..b: grid, axis labels, the "now" marker, dashed formula
+// lines and solid measured lines (coloured by each step's cache mode).
+void draw_work_chart(const WorkChart& ch, const SessionView& v, const SessionView* other, ImVec2 o, ImVec2 a, ImVec2 b) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize();
     const float thick = std::max(3.f, fs * 0.2f), thin = std::max(2.f, fs * 0.1f);
-    const ImVec2 a(o.x + left, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - bottom);
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const int horizon = ch.horizon;
     dl->AddRect(a, b, pal.grid);
     auto px = [&](int s, double y) {
         float fx = a.x + (b.x - a.x) * (horizon > 1 ? static_cast<float>(s) / (horizon - 1) : 0.f);
-        float fy = b.y - (b.y - a.y) * static_cast<float>(y / ymax);
+        float fy = b.y - (b.y - a.y) * static_cast<float>(y / ch.ymax);
         return ImVec2(fx, fy);
     };
     for (int g = 1; g < 4; ++g) {
         float y = b.y - (b.y - a.y) * g / 4.f;
         dl->AddLine(ImVec2(a.x, y), ImVec2(b.x, y), with_alpha(pal.grid, 0.5f));
     }
-    dl->AddText(ImVec2(o.x, a.y), pal.text_dim, human_count(ymax).c_str());
+    dl->AddText(ImVec2(o.x, a.y), pal.text_dim, human_count(ch.ymax).c_str());
     dl->AddText(ImVec2(o.x, b.y - fs), pal.text_dim, "0");
     char xl[48];
     std::snprintf(xl, sizeof xl, "step 0 .. %d", horizon - 1);
     dl->AddText(ImVec2(a.x, b.y + 2), pal.text_dim, xl);
-    if (ns > 0) {  // "now" marker
-        ImVec2 n0 = px(ns - 1, 0);
+    if (v.n_steps() > 0) {  // "now" marker
+        ImVec2 n0 = px(v.n_steps() - 1, 0);
         dl->AddLine(ImVec2(n0.x, a.y), ImVec2(n0.x, b.y), with_alpha(pal.text_dim, 0.6f), 1.f);
     }
     for (int s = 1; s < horizon; ++s) {
-        dashed(dl, px(s - 1, fc[s - 1]), px(s, fc[s]), pal.cached_line, thin);
-        dashed(dl, px(s - 1, fu[s - 1]), px(s, fu[s]), pal.uncached_line, thin);
+        dashed(dl, px(s - 1, ch.formula_cached[s - 1]), px(s, ch.formula_cached[s]), pal.cached_line, thin);
+        dashed(dl, px(s - 1, ch.formula_uncached[s - 1]), px(s, ch.formula_uncached[s]), pal.uncached_line, thin);
     }
     auto solid = [&](const std::vector<double>& ys, const SessionView& sv) {
         for (size_t s = 0; s < ys.size(); ++s) {
@@ -169,16 +138,17 @@ void draw_work_panel(AppState& app) {
             dl->AddCircleFilled(px(static_cast<int>(s), ys[s]), thick * 1.3f, col);
         }
     };
-    solid(mm, v);
-    if (app.compare) solid(mo, app.other);
-    ImGui::Dummy(ImVec2(W, Hc));
+    solid(ch.measured_main, v);
+    if (other) solid(ch.measured_other, *other);
+}
 
-    // Numbers.
+// This step's numbers, the totals, "work saved" and the formula in words.
+// Returns the work saved (uncached / cached total).
+double draw_work_numbers(const kv::ModelConfig& c, const SessionView& v, WorkMetric metric) {
+    const Palette& pal = palette();
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int ns = v.n_steps();
     const char* unit = metric == WorkMetric::kv_rows ? "K/V rows" : metric == WorkMetric::attn_scores ? "scores" : "FLOPs";
-    if (ns == 0) {
-        ImGui::TextWrapped("Step to see the work. With cache: total K/V rows L*Hkv*(p+N-1); without: L*Hkv*(N*p + N(N-1)/2).");
-        return;
-    }
     const int s = ns - 1;
     Work wc = formula_step(c, p, s, true), wu = formula_step(c, p, s, false);
     const double this_meas = measured(v.last()->counters, metric);
@@ -195,30 +165,90 @@ void draw_work_panel(AppState& app) {
         ImGui::TextColored(to_vec4(pal.text_dim), "with: L*H*(p+s) per decode step;  without: L*H*(p+s)(p+s+1)/2");
     else
         ImGui::TextColored(to_vec4(pal.text_dim), "FLOPs: 2 per multiply-add; the dashed lines are an estimate");
-    // Measured time.
-    double ms_sum = 0;
-    for (const auto& t : v.history) ms_sum += t->ms;
+    return saved;
+}
+
+// Decode steps only: the prefill is the same work in both modes.
+double decode_mean_ms(const SessionView& sv) {
+    double sum = 0;
+    int n = 0;
+    for (const auto& t : sv.history)
+        if (t->phase == kv::Phase::decode) sum += t->ms, ++n;
+    return n ? sum / n : 0.0;
+}
+
+// Measured time: this step and the total, or in compare mode both modes' decode means.
+void draw_step_times(const AppState& app, double saved) {
+    const SessionView& v = app.main;
     if (app.compare && app.other.n_steps() > 0) {
         const SessionView& on = v.cache_on ? v : app.other;
         const SessionView& off = v.cache_on ? app.other : v;
-        // Decode steps only: the prefill is the same work in both modes.
-        auto decode_mean = [](const SessionView& sv) {
-            double sum = 0;
-            int n = 0;
-            for (const auto& t : sv.history)
-                if (t->phase == kv::Phase::decode) sum += t->ms, ++n;
-            return n ? sum / n : 0.0;
-        };
-        const double ma = decode_mean(on), mb = decode_mean(off);
+        const double ma = decode_mean_ms(on), mb = decode_mean_ms(off);
         ImGui::Text("ms this step (measured): with cache %.3f, without %.3f", on.last()->ms, off.last()->ms);
         if (ma > 0)
             ImGui::Text("decode mean: %.3f vs %.3f ms: %.1fx faster (work saved %.1fx)", ma, mb, mb / ma, saved);
         if (ImGui::IsItemHovered())
             ImGui::SetTooltip("The speed-up is smaller than the work saved: one-row products run less\n"
                               "efficiently than batched ones, and fixed costs (embedding, MLP, head) remain.");
-    } else {
-        ImGui::Text("ms this step (measured, cache %s): %.3f; total %.2f", v.cache_on ? "on" : "off", v.last()->ms, ms_sum);
+        return;
     }
+    double ms_sum = 0;
+    for (const auto& t : v.history) ms_sum += t->ms;
+    ImGui::Text("ms this step (measured, cache %s): %.3f; total %.2f", v.cache_on ? "on" : "off", v.last()->ms, ms_sum);
+}
+
+}  // namespace
+
+std::vector<double> cumulative_work(const SessionView& v, WorkMetric m) {
+    std::vector<double> out;
+    double acc = 0;
+    for (const auto& t : v.history) out.push_back(acc += measured(t->counters, m));
+    return out;
+}
+
+WorkChart work_chart(const kv::ModelConfig& c, const SessionView& v, const SessionView* other, WorkMetric metric) {
+    WorkChart ch;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    ch.horizon = std::max(2, std::min(std::max(v.n_steps() + 3, 8), c.n_ctx - p + 1));
+    double acc_c = 0, acc_u = 0;
+    for (int s = 0; s < ch.horizon; ++s) {
+        ch.formula_cached.push_back(acc_c += formula_step(c, p, s, true).get(metric));
+        ch.formula_uncached.push_back(acc_u += formula_step(c, p, s, false).get(metric));
+    }
+    ch.measured_main = cumulative_work(v, metric);
+    if (other) ch.measured_other = cumulative_work(*other, metric);
+    ch.ymax = std::max({ch.formula_cached.back(), ch.formula_uncached.back(), 1.0});
+    for (double x : ch.measured_main) ch.ymax = std::max(ch.ymax, x);
+    for (double x : ch.measured_other) ch.ymax = std::max(ch.ymax, x);
+    return ch;
+}
+
+// Metric choice, legend, chart (what is left of the height after the numbers), numbers.
+void draw_work_panel(AppState& app) {
+    if (!app.model) return;
+    const kv::ModelConfig& c = app.model->config;
+    const SessionView& v = app.main;
+    const float fs = ImGui::GetFontSize();
+    draw_metric_choice(app.vs);
+    draw_chart_legend();
+
+    // Numbers block height: 4 lines (+1 in compare).
+    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f) + 4.f;
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const float W = ImGui::GetContentRegionAvail().x;
+    const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
+    const float left = fs * 3.2f, bottom = fs * 1.2f;
+    const ImVec2 a(o.x + left, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - bottom);
+    const SessionView* other = app.compare ? &app.other : nullptr;
+    draw_work_chart(work_chart(c, v, other, app.vs.metric), v, other, o, a, b);
+    ImGui::Dummy(ImVec2(W, Hc));
+
+    if (v.n_steps() == 0) {
+        ImGui::TextWrapped("Step to see the work. With cache: total K/V rows L*Hkv*(p+N-1); without: L*Hkv*(N*p + N(N-1)/2).");
+        return;
+    }
+    const double saved = draw_work_numbers(c, v, app.vs.metric);
+    draw_step_times(app, saved);
 }
 
 }  // namespace kvui
