@@ -45,6 +45,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
     if (cmd.count("--draft-k") && !cmd.count("--draft")) throw UsageError("--draft-k: needs --draft SPEC");
     if (cmd.count("--draft")) {
         if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
+        refuse_with_draft(cmd);
         cli::SpecArgs sa;
         sa.model = a.model;
         sa.draft = a.draft;

@@ -43,6 +43,7 @@ struct BenchArgs {
 
 int run_bench_draft(const BenchArgs& a, const CLI::App& c) {
     if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
+    refuse_with_draft(c);
     SpecBenchArgs s;
     s.model = a.model;
     s.draft = a.draft;

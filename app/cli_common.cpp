@@ -37,6 +37,13 @@ void add_weights_option(CLI::App* c, std::string& weights) {
         ->check(CLI::IsMember({"f32", "f16", "bf16"}));
 }
 
+void refuse_with_draft(const CLI::App& cmd) {
+    for (const char* opt : {"--window", "--sinks", "--kv-dtype", "--weights"})
+        if (cmd.count(opt) > 0)
+            throw UsageError(std::string("--draft: speculative decoding runs the full f32 cache and the weights as "
+                                         "stored; ") + opt + " is not supported with it (drop " + opt + ")");
+}
+
 // The prompt as ids, from --ids or --prompt (tokenized, unknown words reported).
 std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const std::string& ids, bool have_prompt,
                             bool have_ids) {

@@ -30,6 +30,9 @@ std::vector<int> ids_arg(const std::string& text);
 std::unique_ptr<kv::Model> open_model(const std::string& spec, const std::string& weights = "");
 // Adds --weights f32|f16|bf16 to a command.
 void add_weights_option(CLI::App* c, std::string& weights);
+// Speculative decoding runs the full cache in f32 and the weights as stored: a
+// cache-policy or weights option given with --draft is refused by name, never ignored.
+void refuse_with_draft(const CLI::App& cmd);
 // The prompt as ids from exactly one of --prompt / --ids; unknown words reported on stderr.
 std::vector<int> prompt_ids(const kv::Model& m, const std::string& prompt, const std::string& ids, bool have_prompt,
                             bool have_ids);

@@ -604,4 +604,17 @@ TEST_CASE("bad input: speculative decoding (--draft)") {
         check_error(run_cli("generate " + m.model_arg() + " --draft '" + m.dir.string() + "' --no-cache --ids 1 --new 2"),
                     2, {"--draft: speculative decoding needs the cache (drop --no-cache)"});
     }
+    SUBCASE("--draft with a cache policy or a weights type: refused, not ignored") {
+        for (const std::string opt : {"--window 4", "--kv-dtype int8", "--weights f16"}) {
+            CAPTURE(opt);
+            const std::string name = opt.substr(0, opt.find(' '));
+            const std::string msg = "--draft: speculative decoding runs the full f32 cache and the weights as stored; " +
+                                    name + " is not supported with it (drop " + name + ")";
+            check_error(run_cli("generate " + m.model_arg() + " --draft '" + m.dir.string() + "' " + opt +
+                                " --ids 1 --new 2"),
+                        2, {msg});
+            check_error(run_cli("bench " + m.model_arg() + " --draft '" + m.dir.string() + "' " + opt + " --new 2"), 2,
+                        {msg});
+        }
+    }
 }

@@ -39,7 +39,9 @@ std::string AppState::token_text(int id) const {
         std::string s = model->tokenizer->token_text(id);
         if (!s.empty()) return s;
     }
-    return "#" + std::to_string(id);
+    std::string out = "#";  // appended, not "#" + ...: GCC 12 warns falsely on that (-Wrestrict, PR 105329)
+    out += std::to_string(id);
+    return out;
 }
 
 }  // namespace kvui
