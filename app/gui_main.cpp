@@ -1,7 +1,9 @@
 // kvscope: the window. GLFW + OpenGL 3 + Dear ImGui 1.86; the panels live in ui/.
 //   kvscope [--model SPEC] [--prompt TEXT] [--no-cache] [--backend cpu|cuda]
 //           [--font-scale F] [--screenshot FILE.png --steps N] [--frame-stats N]
-//           [--size WxH] [--compare] [--light] [--scaling]
+//           [--size WxH] [--compare] [--light] [--scaling] [--draft SPEC] [--draft-k K]
+// --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
+// speculative mode: each step is one round of draft-and-verify.
 // --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
 // file. Once the window is up, model and prompt errors are shown in it instead.
@@ -49,6 +51,9 @@ struct Options {
     int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
     kv::CachePolicy policy;     // from the three above
+    std::string draft;          // speculative mode's draft ("" with --draft-k: the default)
+    int draft_k = 4;
+    bool speculative = false;   // --draft or --draft-k given
     bool typed_prompt = false;  // --prompt given (else the default, which suits any model)
     int win_w = 1600, win_h = 1000;  // from --size
     bool batch() const { return !screenshot.empty() || frame_stats > 0; }  // no one watches
@@ -122,6 +127,11 @@ int parse_options(int argc, char** argv, Options& o) {
     cli.add_option("--window", o.window, "attend to the last W positions only (0 = unlimited)");
     cli.add_option("--sinks", o.sinks, "with --window: the first S positions are always attended to");
     cli.add_option("--kv-dtype", o.kv_dtype, "how the cache stores K/V: f32, f16 or int8");
+    CLI::Option* draft_opt =
+        cli.add_option("--draft", o.draft, "start in speculative mode with this draft model (SPEC as --model)");
+    CLI::Option* draft_k_opt =
+        cli.add_option("--draft-k", o.draft_k, "speculative mode: drafts per round, 1..16 (default 4)")
+            ->check(CLI::Range(1, 16));
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -131,6 +141,12 @@ int parse_options(int argc, char** argv, Options& o) {
         return 2;
     }
     o.typed_prompt = prompt_opt->count() > 0;
+    o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
+    if (o.speculative && (o.window != 0 || o.sinks != 0 || o.kv_dtype != "f32")) {
+        std::fprintf(stderr, "kvscope: --draft: speculative mode uses full f32 caches; drop --window, --sinks and "
+                             "--kv-dtype\n");
+        return 2;
+    }
     if (!parse_size(o.size, o.win_w, o.win_h)) {
         std::fprintf(stderr, "kvscope: --size: '%s' is not WxH between 320x240 and 8192x8192\n", o.size.c_str());
         return 2;
@@ -230,6 +246,15 @@ void push_initial_commands(kvui::AppState& app, const Options& o) {
     if (o.compare) {
         kvui::Command c{kvui::CommandKind::set_compare};
         c.flag = true;
+        app.push(c);
+    }
+    if (o.speculative) {
+        app.vs.spec.k = o.draft_k;
+        app.vs.spec.draft_text = o.draft;
+        kvui::Command c{kvui::CommandKind::set_speculative};
+        c.flag = true;
+        c.text = o.draft;
+        c.n = o.draft_k;
         app.push(c);
     }
     if (o.layer || o.head) {
@@ -395,6 +420,12 @@ int main(int argc, char** argv) {
     init_imgui(win, app, o);
     push_initial_commands(app, o);
     run_initial_steps(ctl, app, o);
+    if (o.speculative && !app.spec.on) {
+        std::fprintf(stderr, "kvscope: --draft %s: %s\n", o.draft.empty() ? "(default)" : o.draft.c_str(),
+                     app.error.c_str());
+        close_window(win);
+        return 1;
+    }
     if (app.error.empty()) app.error = load_error;
     if (o.batch()) app.vs.animate = false;
     if (o.scaling) open_scaling(ctl, app, o);

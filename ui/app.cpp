@@ -203,14 +203,17 @@ void draw_app(AppState& app) {
         app.vs.controls_h = ImGui::GetCursorPosY();  // the layout of the next frame fits it
     });
     panel("Tokens  (position, text, how many times its K/V were computed)###tokens", L.tokens, true,
-          [&] { draw_tokens_panel(app); });
+          [&] { app.spec.on ? draw_spec_tokens_panel(app) : draw_tokens_panel(app); });
     panel("Q, K, V of the newest token###qkv", L.qkv, true, [&] { draw_qkv_panel(app); });
-    panel("KV cache  (rows = positions)  +  attention weights###cache", L.cache, true, [&] { draw_cache_panel(app); });
+    panel(app.spec.on ? "KV caches of the target and the draft  (rows = positions)###cache"
+                      : "KV cache  (rows = positions)  +  attention weights###cache",
+          L.cache, true, [&] { app.spec.on ? draw_spec_cache_panel(app) : draw_cache_panel(app); });
     panel(app.vs.show_scaling ? "Scaling: measured ms per step vs position###work" : "Work: with vs without cache###work",
           L.work, true, [&] { draw_work_tabs(app); });
     panel("Next token###next", L.next_token, true, [&] { draw_next_token_panel(app); });
     panel("Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory", L.memory, true, [&] { draw_memory_panel(app); });
-    panel("What just happened###narration", L.narration, true, [&] { draw_narration_panel(app); });
+    panel("What just happened###narration", L.narration, true,
+          [&] { app.spec.on ? draw_spec_narration_panel(app) : draw_narration_panel(app); });
     panel("Timeline  (click a step to go back to it)###timeline", L.timeline, true, [&] { draw_timeline_panel(app); });
     if (app.vs.show_help) draw_help_overlay(app);
     draw_toast(app);

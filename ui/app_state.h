@@ -16,6 +16,7 @@
 #include "core/model/config.h"
 #include "core/session/session.h"
 #include "core/engine/trace.h"
+#include "ui/spec_view.h"
 
 namespace kv {
 struct Model;
@@ -55,17 +56,18 @@ RowState row_state(const kv::StepTrace& t, int row);
 
 enum class CommandKind {
     step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
-    set_sampling, set_selection, refresh_cache, set_policy
+    set_sampling, set_selection, refresh_cache, set_policy,
+    set_speculative  // flag: on/off; text: the draft SPEC ("" = default); n: k
 };
 
 struct Command {
     Command() = default;
     Command(CommandKind k) : kind(k) {}  // NOLINT: {CommandKind::step} reads well
     CommandKind kind = CommandKind::step;
-    bool flag = false;       // set_cache, set_compare
-    int n = 0;               // back_to: steps to keep; set_selection: layer
+    bool flag = false;       // set_cache, set_compare, set_speculative
+    int n = 0;               // back_to: steps to keep; set_selection: layer; set_speculative: k
     int m = 0;               // set_selection: head
-    std::string text;        // set_prompt, load_model
+    std::string text;        // set_prompt, load_model, set_speculative (draft)
     kv::SamplingOptions sampling;
     kv::CachePolicy policy;  // set_policy
 };
@@ -129,6 +131,7 @@ struct ViewState {
     std::string note;                // e.g. "bundled model not found: using random:tiny"
     Toast toast;
     bool font_changed = false;       // app must rebuild the font atlas
+    SpecChoice spec;                 // speculative mode: draft field, k, phase hold
     GlyphNeeds glyphs;               // characters the atlas holds beyond the fixed ranges
     bool screenshot_requested = false;
     float controls_h = 0.f;          // content height of the controls, measured each frame
@@ -146,6 +149,7 @@ struct AppState {
     std::string backend = "cpu";
     SessionView main;                // the session the controls drive
     SessionView other;               // compare mode: cache in the other mode
+    SpecView spec;                   // speculative mode (spec.on): main is then the target's view
     bool compare = false;
     bool busy = false;               // a worker runs: buttons disabled
     double busy_since = 0.0;

@@ -137,6 +137,18 @@ void Controller::set_compare(bool on, Result& r) {
     else sessions_.stop_compare();
 }
 
+// Speculative mode on (a fresh decoder over the main session's prompt, compare mode
+// off: the mode has one target and one draft) or off (main's own session again).
+void Controller::set_speculative(const Command& c, Result& r) {
+    if (!c.flag) {
+        spec_.stop();
+        return;
+    }
+    spec_.start(*model_, model_spec_, backend_, c.text, c.n, sessions_.main().prompt_ids(), sessions_.main().sampling(),
+                trace_options());
+    if (compare_) set_compare(false, r);
+}
+
 void Controller::apply(const Command& c, Result& r) {
     if (c.kind == CommandKind::load_model) {
         r.loaded = load(c.text, r);
@@ -145,25 +157,44 @@ void Controller::apply(const Command& c, Result& r) {
     if (sessions_.empty()) throw kv::Error("no model loaded: type a model folder or random:tiny and press Load");
     switch (c.kind) {
     case CommandKind::step:
-        sessions_.step();
+        if (spec_.on()) spec_.round();
+        else sessions_.step();
         r.stepped = true;
         break;
-    case CommandKind::back: sessions_.back(); break;
-    case CommandKind::back_to: sessions_.back_to(c.n); break;
-    case CommandKind::reset: sessions_.reset(); break;
+    case CommandKind::back:
+        if (spec_.on()) spec_.back();
+        else sessions_.back();
+        break;
+    case CommandKind::back_to:
+        if (spec_.on()) spec_.back_to(c.n);
+        else sessions_.back_to(c.n);
+        break;
+    case CommandKind::reset:
+        if (spec_.on()) spec_.reset();
+        else sessions_.reset();
+        break;
     case CommandKind::set_cache: sessions_.set_cache(c.flag); break;
-    case CommandKind::set_compare: set_compare(c.flag, r); break;
+    case CommandKind::set_compare:
+        if (c.flag && spec_.on()) throw kv::Error("compare mode: turn speculative mode off first");
+        set_compare(c.flag, r);
+        break;
+    case CommandKind::set_speculative: set_speculative(c, r); break;
     case CommandKind::set_prompt:
         prompt_.type(c.text);
         r.prompt = set_session_prompt(sessions_.main(), c.text);
         r.prompt_changed = true;
         sessions_.prompt_changed();
+        if (spec_.on()) spec_.set_prompt_ids(sessions_.main().prompt_ids());
         break;
-    case CommandKind::set_sampling: sessions_.set_sampling(c.sampling); break;
+    case CommandKind::set_sampling:
+        sessions_.set_sampling(c.sampling);
+        if (spec_.on()) spec_.set_sampling(c.sampling);
+        break;
     case CommandKind::set_selection:
         layer_ = c.n;
         head_ = c.m;
         sessions_.set_trace_options(trace_options());
+        if (spec_.on()) spec_.set_trace_options(trace_options());
         break;
     case CommandKind::set_policy:
         policy_ = c.policy;
@@ -190,13 +221,16 @@ void Controller::build_views(Result& r) {
     sessions_.fill_views(layer_, c.kv_head_of(head_));
     r.main = sessions_.main_view();
     if (sessions_.other_ptr()) r.other = sessions_.other_view();
+    if (spec_.on()) spec_.fill_views(layer_, head_, r.main, r.spec);
 }
 
 void Controller::publish_model(AppState& app, Loaded& l) {
     sweep_.stop();  // it reads the model about to be freed; its points belong to it
     app.scaling = ScalingView{};
     sessions_ = SessionPair{};
+    spec_.stop();  // it reads the model about to be freed
     model_ = std::move(l.model);
+    model_spec_ = l.spec;
     sessions_ = std::move(l.sessions);
     sessions_.set_trace_options(trace_options());
     app.model = model_.get();
@@ -218,6 +252,7 @@ void Controller::publish(AppState& app, Result& r) {
     }
     app.compare = compare_;
     app.other = compare_ ? std::move(r.other) : SessionView{};
+    app.spec = std::move(r.spec);
     if (r.prompt_changed) {
         app.unknown_words = r.prompt.unknown;
         app.prompt_pieces = r.prompt.pieces;

@@ -5,6 +5,8 @@
 //   the sweep          SweepRunner (ui/sweep_runner.h): the Scaling panel's measurement
 //   the prompt         PromptChoice (ui/prompt_choice.h): typed or default, and the
 //                      fallback to token ids for models without a tokenizer
+//   speculative mode   SpecRunner (ui/spec_runner.h): the draft and the decoder; while
+//                      it is on, Step/Back/Reset run rounds and main is the target's view
 // With a worker, a batch of commands runs on its thread; the sessions are touched only
 // by that thread until poll() joins it, and the UI draws the SessionViews published by
 // the last finished batch. Without a worker (tests, screenshots, small models)
@@ -20,6 +22,7 @@
 #include "ui/batch_worker.h"
 #include "ui/prompt_choice.h"
 #include "ui/session_pair.h"
+#include "ui/spec_runner.h"
 #include "ui/sweep_runner.h"
 
 namespace kvui {
@@ -59,6 +62,7 @@ public:
     // For tests: the sessions themselves (only while !busy()).
     const kv::Session* main_session() const { return sessions_.main_ptr(); }
     const kv::Session* other_session() const { return sessions_.other_ptr(); }
+    const kv::SpecDecoder* spec_decoder() const { return spec_.decoder(); }
 
 private:
     // A freshly loaded model with its sessions, not yet published.
@@ -70,6 +74,7 @@ private:
     // What a batch produced, published into AppState by publish().
     struct Result {
         SessionView main, other;
+        SpecView spec;  // off unless speculative mode is on
         bool compare = false;
         std::string error;
         bool prompt_changed = false;
@@ -81,6 +86,7 @@ private:
     void apply(const Command& c, Result& r);
     std::unique_ptr<Loaded> load(const std::string& spec, Result& r);
     void set_compare(bool on, Result& r);
+    void set_speculative(const Command& c, Result& r);
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
     void publish_model(AppState& app, Loaded& loaded);
@@ -89,12 +95,14 @@ private:
 
     std::string worker_mode_;
     std::string backend_ = "cpu";
+    std::string model_spec_;  // what model_ was loaded from
     kv::CachePolicy policy_;
     int layer_ = 0, head_ = 0;  // selection (trace options and cache view)
     bool compare_ = false;
     PromptChoice prompt_;
     std::unique_ptr<kv::Model> model_;  // declared before what reads it
     SessionPair sessions_;
+    SpecRunner spec_;     // reads model_: stopped before model_ changes
     Result result_;       // the worker's batch, read after worker_ finishes
     BatchWorker worker_;  // joined before sessions_ and model_ go
     SweepRunner sweep_;   // declared last: stopped first, while model_ is alive

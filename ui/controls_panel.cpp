@@ -240,7 +240,8 @@ void draw_status_line(const AppState& app) {
 void draw_controls_panel(AppState& app) {
     const bool no_model = app.model == nullptr;
     draw_step_buttons(app, no_model);
-    draw_cache_switches(app, no_model);
+    draw_cache_switches(app, no_model || app.spec.on);  // speculative rounds use their own caches
+    draw_spec_controls(app);
     draw_busy_spinner(app);
     draw_prompt_and_model(app);
     draw_selection(app);

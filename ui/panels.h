@@ -10,6 +10,7 @@
 #include "core/model/config.h"
 #include "core/text/utf8.h"
 #include "ui/app_state.h"
+#include "ui/spec_view.h"
 
 struct ImFont;
 

@@ -31,14 +31,15 @@ void draw_qkv_panel(AppState& app) {
     const int pos = h->first_pos + r;
     const int hd = static_cast<int>(h->q.cols());
     const int n_in = static_cast<int>(t->input_ids.size());
-    const std::string tok = pos < static_cast<int>(app.main.tokens.size()) ? app.token_text(app.main.tokens[pos]) : "?";
+    const int in_idx = pos - t->start_pos;  // the token that entered the model at pos (a draft may be rolled back since)
+    const std::string tok = in_idx >= 0 && in_idx < n_in ? app.token_text(t->input_ids[size_t(in_idx)]) : "?";
     ImGui::Text("Layer %d, head %d (kv head %d), token '%s' at position %d, head_dim %d.", h->layer, h->head,
                 h->kv_head, tok.c_str(), pos, hd);
     if (n_in > 1) {
         ImGui::SameLine();
-        ImGui::TextColored(to_vec4(pal.text_dim), t->phase == kv::Phase::prefill
-                                                      ? "(prefill: %d tokens at once; last shown)"
-                                                      : "(cache off: %d tokens again; last shown)",
+        ImGui::TextColored(to_vec4(pal.text_dim), t->phase == kv::Phase::prefill ? "(prefill: %d tokens at once; last shown)"
+                                                  : t->cache_on ? "(%d tokens in one pass, drafts checked; last shown)"
+                                                                : "(cache off: %d tokens again; last shown)",
                            n_in);
     }
     float scale = std::max({abs_max(h->q.row(r).data(), hd), abs_max(h->k.row(r).data(), hd),
@@ -59,7 +60,8 @@ void draw_qkv_panel(AppState& app) {
                             {"k", &h->k, nullptr},
                             {"v", &h->v, nullptr}};
     char note_kv[64];
-    std::snprintf(note_kv, sizeof note_kv, "-> cache row %d", pos);
+    std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
+                  pos >= app.main.cache_positions ? " (rolled back)" : "");
     for (const RowDef& d : rows) {
         ImVec2 p = ImGui::GetCursorScreenPos();
         dl->AddText(big_font(), fs * 1.1f, ImVec2(p.x, p.y), pal.text, d.name);

@@ -226,6 +226,7 @@ WorkChart work_chart(const kv::ModelConfig& c, const SessionView& v, const Sessi
 // Metric choice, legend, chart (what is left of the height after the numbers), numbers.
 void draw_work_panel(AppState& app) {
     if (!app.model) return;
+    if (app.spec.on) return draw_spec_work(app);  // target passes per token, plain vs speculative
     const kv::ModelConfig& c = app.model->config;
     const SessionView& v = app.main;
     const float fs = ImGui::GetFontSize();
