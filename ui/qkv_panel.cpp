@@ -61,7 +61,7 @@ void draw_qkv_panel(AppState& app) {
                             {"v", &h->v, nullptr}};
     char note_kv[64];
     std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
-                  pos >= app.main.cache_positions ? " (rolled back)" : "");
+                  pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
     for (const RowDef& d : rows) {
         ImVec2 p = ImGui::GetCursorScreenPos();
         dl->AddText(big_font(), fs * 1.1f, ImVec2(p.x, p.y), pal.text, d.name);

@@ -307,9 +307,12 @@ void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase 
     const int n_rows = side.rows.rolled_back.end > 0 ? side.rows.rolled_back.end : static_cast<int>(side.k->rows());
     ImGui::TextUnformatted(side.title);
     ImGui::PushTextWrapPos(0.f);
-    ImGui::TextColored(to_vec4(ph == SpecPhase::written ? pal.text_dim : pal.bad), "%d rows: %d kept, %s %s", n_rows,
-                       static_cast<int>(side.k->rows()), rows_text(side.rows.rolled_back).c_str(),
-                       ph == SpecPhase::written ? "written" : "rolled back");
+    if (ph == SpecPhase::written)
+        ImGui::TextColored(to_vec4(pal.text_dim), "%d rows: %s written this round", n_rows,
+                           rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
+    else
+        ImGui::TextColored(to_vec4(pal.bad), "%d rows: %d kept, %s rolled back", n_rows, static_cast<int>(side.k->rows()),
+                           rows_text(side.rows.rolled_back).c_str());
     ImGui::PopTextWrapPos();
     if (n_rows == 0) return;
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
