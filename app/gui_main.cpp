@@ -142,9 +142,12 @@ int parse_options(int argc, char** argv, Options& o) {
     }
     o.typed_prompt = prompt_opt->count() > 0;
     o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
-    if (o.speculative && (o.window != 0 || o.sinks != 0 || o.kv_dtype != "f32")) {
-        std::fprintf(stderr, "kvscope: --draft: speculative mode uses full f32 caches; drop --window, --sinks and "
-                             "--kv-dtype\n");
+    // Speculative rounds run full f32 caches and one target: name the first option that does not fit.
+    const char* clash = o.window != 0 ? "--window" : o.sinks != 0 ? "--sinks" : o.kv_dtype != "f32" ? "--kv-dtype"
+                        : o.compare ? "--compare" : nullptr;
+    if (o.speculative && clash) {
+        std::fprintf(stderr, "kvscope: --draft: speculative decoding runs the full f32 cache and one target; %s is not "
+                             "supported with it (drop %s)\n", clash, clash);
         return 2;
     }
     if (!parse_size(o.size, o.win_w, o.win_h)) {
@@ -191,6 +194,25 @@ bool open_model(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     app.vs.note = "bundled model failed to load (" + first_error + "): using random:tiny";
     if (app.model) return true;
     std::fprintf(stderr, "kvscope: %s\n", app.error.c_str());
+    return false;
+}
+
+// --draft / --draft-k: speculative mode on before the window opens. False (message
+// printed) when the draft does not load or does not suit the model.
+bool start_speculative(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    app.vs.spec.k = o.draft_k;
+    app.vs.spec.draft_text = o.draft;
+    kvui::Command c{kvui::CommandKind::set_speculative};
+    c.flag = true;
+    c.text = o.draft;
+    c.n = o.draft_k;
+    app.push(c);
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    if (app.spec.on) return true;
+    const bool named = app.error.rfind("--draft", 0) == 0;  // "--draft: ..." / "--draft-k: ..."
+    std::fprintf(stderr, "kvscope: %s%s\n", named ? "" : "--draft: ", app.error.c_str());
     return false;
 }
 
@@ -246,15 +268,6 @@ void push_initial_commands(kvui::AppState& app, const Options& o) {
     if (o.compare) {
         kvui::Command c{kvui::CommandKind::set_compare};
         c.flag = true;
-        app.push(c);
-    }
-    if (o.speculative) {
-        app.vs.spec.k = o.draft_k;
-        app.vs.spec.draft_text = o.draft;
-        kvui::Command c{kvui::CommandKind::set_speculative};
-        c.flag = true;
-        c.text = o.draft;
-        c.n = o.draft_k;
         app.push(c);
     }
     if (o.layer || o.head) {
@@ -414,18 +427,13 @@ int main(int argc, char** argv) {
     ctl.set_policy(o.policy);
     if (!open_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
+    if (o.speculative && !start_speculative(ctl, app, o)) return 1;
 
     GLFWwindow* win = open_window(o);
     if (!win) return 1;
     init_imgui(win, app, o);
     push_initial_commands(app, o);
     run_initial_steps(ctl, app, o);
-    if (o.speculative && !app.spec.on) {
-        std::fprintf(stderr, "kvscope: --draft %s: %s\n", o.draft.empty() ? "(default)" : o.draft.c_str(),
-                     app.error.c_str());
-        close_window(win);
-        return 1;
-    }
     if (app.error.empty()) app.error = load_error;
     if (o.batch()) app.vs.animate = false;
     if (o.scaling) open_scaling(ctl, app, o);

@@ -12,15 +12,14 @@ void SpecRunner::start(const kv::Model& target, const std::string& target_spec, 
                        const kv::SamplingOptions& s, const kv::TraceOptions& t) {
     const std::string spec = draft_spec.empty() ? default_draft_spec(target.path.empty() ? target.name : target_spec, target.path) : draft_spec;
     if (spec.empty())
-        throw kv::Error("speculative mode: no tiny-draft folder next to " + target_spec +
-                        ": type a draft model folder in the Draft field");
+        throw kv::Error("--draft: no tiny-draft folder next to " + target_spec + ": name a draft model folder");
     std::unique_ptr<kv::Model> loaded;
     const kv::Model* draft = draft_.get();
     if (!draft_ || spec != draft_spec_) {
         try {
             loaded = kv::load_model(spec);
         } catch (const kv::Error& e) {
-            throw kv::Error(std::string("draft: ") + e.what());
+            throw kv::Error(std::string("--draft: ") + e.what());
         }
         draft = loaded.get();
     }

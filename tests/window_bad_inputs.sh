@@ -1,0 +1,30 @@
+#!/bin/bash
+# The window's speculative-mode options (docs/bad-inputs.md, "The window"): each bad
+# input gives its exit code and one line on stderr naming the option. All of them fail
+# before a window opens, so no display is needed.
+# usage: window_bad_inputs.sh path/to/kvscope
+set -u
+app="$1"
+fail=0
+check() {  # expected_code needle args...
+    local want="$1" needle="$2"
+    shift 2
+    local err code lines
+    err=$("$app" "$@" 2>&1 >/dev/null)
+    code=$?
+    lines=$(printf '%s\n' "$err" | wc -l)
+    if [ "$code" != "$want" ] || [ "$lines" != 1 ] || [[ "$err" != kvscope:* ]] || [[ "$err" != *"$needle"* ]]; then
+        echo "FAIL: kvscope $*: exit $code (want $want), stderr ($lines lines): $err (want one line with: $needle)"
+        fail=1
+    else
+        echo "ok: kvscope $* -> $code: $err"
+    fi
+}
+check 2 "--draft-k" --draft-k 0
+check 2 "--draft-k" --draft-k 17
+check 2 "--window is not supported with it (drop --window)" --draft-k 2 --window 4
+check 2 "--kv-dtype is not supported with it (drop --kv-dtype)" --draft random:tiny --kv-dtype int8
+check 2 "--compare is not supported with it (drop --compare)" --draft-k 2 --compare
+check 1 "kvscope: --draft: /nonexistent/draft" --draft /nonexistent/draft
+check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" --draft random:tiny
+exit $fail
