@@ -144,7 +144,7 @@ int parse_options(int argc, char** argv, Options& o) {
     o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
     // Speculative rounds run full f32 caches and one target: name the first option that does not fit.
     const char* clash = o.window != 0 ? "--window" : o.sinks != 0 ? "--sinks" : o.kv_dtype != "f32" ? "--kv-dtype"
-                        : o.compare ? "--compare" : nullptr;
+                        : o.compare ? "--compare" : o.no_cache ? "--no-cache" : nullptr;
     if (o.speculative && clash) {
         std::fprintf(stderr, "kvscope: --draft: speculative decoding runs the full f32 cache and one target; %s is not "
                              "supported with it (drop %s)\n", clash, clash);

@@ -24,7 +24,8 @@ check 2 "--draft-k" --draft-k 0
 check 2 "--draft-k" --draft-k 17
 check 2 "--window is not supported with it (drop --window)" --draft-k 2 --window 4
 check 2 "--kv-dtype is not supported with it (drop --kv-dtype)" --draft random:tiny --kv-dtype int8
+check 2 "--no-cache is not supported with it (drop --no-cache)" --draft-k 2 --no-cache
 check 2 "--compare is not supported with it (drop --compare)" --draft-k 2 --compare
-check 1 "kvscope: --draft: /nonexistent/draft" --draft /nonexistent/draft
+check 1 "kvscope: --draft: model '/nonexistent/draft': no such folder" --draft /nonexistent/draft
 check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" --draft random:tiny
 exit $fail
