@@ -36,6 +36,17 @@ if(KVSCOPE_UI)
   set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "fonts-lohit-deva, fonts-droid-fallback")
 endif()
 
+# A build with the CUDA backend links NVIDIA's runtime from outside the system's
+# library folders: installed binaries keep that folder in their RPATH, as the build
+# tree's do, so an install or an unpacked package finds it where ld.so.conf does not.
+if(TARGET kvcuda)
+  foreach(_kv_exe kvscope-cli kvscope)
+    if(TARGET ${_kv_exe})
+      set_target_properties(${_kv_exe} PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
+    endif()
+  endforeach()
+endif()
+
 # What packaging-time checks need to know about this build.
 if(KVSCOPE_NATIVE AND KVSCOPE_HAS_MARCH_NATIVE)
   set(CPACK_KVSCOPE_NATIVE ON)
