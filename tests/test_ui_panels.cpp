@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/error.h"
 #include "core/model/model_io.h"
@@ -367,6 +369,118 @@ TEST_CASE("token badges count how often each position's K/V were computed (lesso
         CHECK(token_badges(app, 0).other == "|x6");
         CHECK(token_badges(app, 8).other == "|x1");
     }
+}
+
+TEST_CASE("cache panel rows: the state, tag and label of every row after each kind of step") {
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);  // p = 4: ids 5, 9, 3, 7
+    CHECK(cache_rows(app, app.main).empty());  // nothing drawn before the prefill
+    // The rows as (state, tag) pairs, and the labels "position token".
+    auto states = [&](const SessionView& v) {
+        std::vector<std::pair<RowState, std::string>> out;
+        for (const CacheRow& r : cache_rows(app, v)) out.emplace_back(r.state, r.tag);
+        return out;
+    };
+    using S = RowState;
+    const std::pair<S, std::string> read{S::read, "cache"}, fresh{S::computed, "new"}, again{S::recomputed, "recomp"};
+    run(ctl, app, Command{CommandKind::step});  // prefill: every row computed now
+    CHECK(states(app.main) == std::vector{fresh, fresh, fresh, fresh});
+    const std::vector<CacheRow> rows = cache_rows(app, app.main);
+    for (int r = 0; r < 4; ++r) {
+        CAPTURE(r);
+        CHECK(rows[size_t(r)].row == r);
+        CHECK(rows[size_t(r)].label == std::to_string(r) + " " + app.token_text(app.main.tokens[size_t(r)]));
+    }
+    CHECK(rows[0].label == "0 #5");
+    run(ctl, app, Command{CommandKind::step});  // cached decode: 0-3 read, 4 new
+    CHECK(states(app.main) == std::vector{read, read, read, read, fresh});
+    run(ctl, app, cache_cmd(false));
+    run(ctl, app, Command{CommandKind::step});  // cache off: 0-4 recomputed, 5 new
+    CHECK(states(app.main) == std::vector{again, again, again, again, again, fresh});
+    run(ctl, app, Command{CommandKind::back});  // back: the cached step's rows again
+    CHECK(states(app.main) == std::vector{read, read, read, read, fresh});
+    SUBCASE("compare: the other session, cache off, recomputes what the main one reads") {
+        Command c{CommandKind::set_compare};
+        c.flag = true;
+        run(ctl, app, cache_cmd(true));
+        run(ctl, app, c);
+        run(ctl, app, Command{CommandKind::step});
+        CHECK(states(app.main) == std::vector{read, read, read, read, read, fresh});
+        CHECK(states(app.other) == std::vector{again, again, again, again, again, fresh});
+    }
+}
+
+TEST_CASE("cache panel geometry: every row fits, columns in order inside the panel") {
+    const float fs = 18.f;
+    for (int rows : {4, 20, 64, 200}) {
+        CAPTURE(rows);
+        const float w = 900.f, h = 420.f;
+        const CacheGeometry g = cache_geometry(fs, 10.f, 20.f, w, h, rows, 16, 120.f);
+        CHECK(g.n_rows == rows);
+        CHECK(g.row_h >= 3.f);
+        CHECK(g.row_h <= fs * 1.3f);
+        if (rows * 3.f <= h - fs * 1.4f) CHECK(rows * g.row_h <= h - fs * 1.4f);  // all fit when they can
+        CHECK(g.text_rows == (g.row_h >= fs * 0.8f));
+        if (!g.text_rows) CHECK(g.label_every * g.row_h >= fs * 0.85f);  // sparse labels do not overlap
+        CHECK(g.x0 < g.x_tag);
+        CHECK(g.x_tag + g.tag_w < g.x_k);
+        CHECK(g.x_k + g.cw * g.hd < g.x_v);
+        CHECK(g.x_v + g.cw * g.hd < g.x_attn);
+        CHECK(g.x_attn + g.attn_w <= g.x0 + w);
+    }
+}
+
+TEST_CASE("work chart: formula lines over the horizon, one measured point per step of each session") {
+    Controller ctl("never");
+    AppState app;
+    open_tiny(ctl, app);  // p = 4, n_ctx 64
+    const kv::ModelConfig& c = app.model->config;
+    WorkChart ch = work_chart(c, app.main, nullptr, WorkMetric::kv_rows);
+    CHECK(ch.horizon == 8);  // at least 8 steps before any
+    CHECK(ch.formula_cached.size() == 8);
+    CHECK(ch.formula_uncached.size() == 8);
+    CHECK(ch.measured_main.empty());
+    CHECK(ch.measured_other.empty());
+
+    Command cmp{CommandKind::set_compare};
+    cmp.flag = true;
+    run(ctl, app, cmp);
+    for (int s = 0; s < 7; ++s) run(ctl, app, Command{CommandKind::step});
+    for (WorkMetric m : {WorkMetric::kv_rows, WorkMetric::attn_scores, WorkMetric::flops}) {
+        CAPTURE(int(m));
+        ch = work_chart(c, app.main, &app.other, m);
+        CHECK(ch.horizon == 10);  // steps + 3
+        REQUIRE(ch.formula_cached.size() == 10);
+        REQUIRE(ch.formula_uncached.size() == 10);
+        REQUIRE(ch.measured_main.size() == 7);
+        REQUIRE(ch.measured_other.size() == 7);
+        // Cumulative: the formula line at step s is the total over steps 0..s.
+        for (int s = 0; s < 10; ++s) {
+            CAPTURE(s);
+            CHECK(ch.formula_cached[size_t(s)] == formula_total(c, 4, s + 1, true).get(m));
+            CHECK(ch.formula_uncached[size_t(s)] == formula_total(c, 4, s + 1, false).get(m));
+        }
+        // The measured lines end at the sessions' totals (cached main, uncached other)
+        // and, with the full f32 cache, lie on the formula lines.
+        const auto total = [&](const kv::Counters& k) {
+            return m == WorkMetric::kv_rows ? double(k.kv_rows_computed)
+                   : m == WorkMetric::attn_scores ? double(k.attn_scores) : double(k.flops);
+        };
+        CHECK(ch.measured_main.back() == total(app.main.totals));
+        CHECK(ch.measured_other.back() == total(app.other.totals));
+        for (int s = 0; s < 7; ++s) {
+            CHECK(ch.measured_main[size_t(s)] == ch.formula_cached[size_t(s)]);
+            CHECK(ch.measured_other[size_t(s)] == ch.formula_uncached[size_t(s)]);
+        }
+        CHECK(ch.ymax >= ch.formula_uncached.back());
+        CHECK(ch.ymax >= ch.measured_other.back());
+    }
+    // At the end of the context the horizon stops at the last step there is.
+    while (app.main.can_step) run(ctl, app, Command{CommandKind::step});
+    ch = work_chart(c, app.main, &app.other, WorkMetric::kv_rows);
+    CHECK(ch.horizon == c.n_ctx - 4 + 1);
+    CHECK(ch.measured_main.size() == size_t(c.n_ctx - 4 + 1));
 }
 
 TEST_CASE("work formulas agree with the engine's counters") {
