@@ -82,6 +82,7 @@ void open_bundled_spec(Controller& ctl, AppState& app, int k) {
     REQUIRE(app.error.empty());
     REQUIRE(app.spec.on);
     REQUIRE(app.spec.draft_name == "tiny-draft");
+    REQUIRE(std::filesystem::equivalent(app.spec.draft_spec, kModels + "/tiny-draft"));
 }
 
 // A synthetic round: T = 5 tokens before (prompt 3), k = 4 drafts 10..13, a accepted.
@@ -280,6 +281,38 @@ TEST_CASE("Back undoes one round: both caches equal a fresh run's and a plain se
     }
 }
 
+TEST_CASE("Back undoes a sampled round: the same seed redraws a fresh run's tokens") {
+    Controller ctl("never");
+    AppState app;
+    open_bundled_spec(ctl, app, 3);
+    Command smp{CommandKind::set_sampling};
+    smp.sampling.temperature = 0.9f;
+    smp.sampling.top_k = 0;
+    smp.sampling.seed = 11;
+    run(ctl, app, smp);
+    for (int i = 0; i < 4; ++i) run(ctl, app, {CommandKind::step});
+    const std::vector<int> four = app.spec.tokens;
+    run(ctl, app, {CommandKind::back});
+    run(ctl, app, {CommandKind::back});
+    auto target = kv::load_model_folder(kModels + "/tiny-gpt");
+    auto draft = kv::load_model_folder(kModels + "/tiny-draft");
+    kv::SpecDecoder fresh(*target, kv::make_cpu_engine(*target), *draft, kv::make_cpu_engine(*draft), 3);
+    fresh.set_sampling(smp.sampling);
+    fresh.set_prompt_ids(app.main.prompt_ids);
+    fresh.round();
+    fresh.round();
+    CHECK(app.spec.tokens == fresh.tokens());
+    CHECK(ctl.spec_decoder()->target_cache().n_pos() == fresh.target_cache().n_pos());
+    CHECK(ctl.spec_decoder()->draft_cache().n_pos() == fresh.draft_cache().n_pos());
+    run(ctl, app, {CommandKind::step});
+    run(ctl, app, {CommandKind::step});
+    CHECK(app.spec.tokens == four);  // forward again: the same draws
+    kv::SpecDecoder greedy(*target, kv::make_cpu_engine(*target), *draft, kv::make_cpu_engine(*draft), 3);
+    greedy.set_prompt_ids(app.main.prompt_ids);
+    for (int i = 0; i < 4; ++i) greedy.round();
+    CHECK(greedy.tokens() != four);  // the sampling reached the decoder (a greedy run differs)
+}
+
 TEST_CASE("speculative mode on and off: plain steps resume, compare is refused, a random pair works") {
     Controller ctl("never");
     AppState app;
@@ -291,6 +324,7 @@ TEST_CASE("speculative mode on and off: plain steps resume, compare is refused, 
     REQUIRE(app.error.empty());
     REQUIRE(app.spec.on);
     CHECK(app.spec.draft_name.rfind("random:tiny:", 0) == 0);
+    CHECK(app.spec.draft_spec == app.spec.draft_name);  // what the Draft field shows loads again
     CHECK(app.main.n_steps() == 0);  // the target's view: no round yet
     run(ctl, app, {CommandKind::step});
     CHECK(app.spec.n_rounds() == 1);

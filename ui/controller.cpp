@@ -231,6 +231,7 @@ void Controller::publish_model(AppState& app, Loaded& l) {
     spec_.stop();  // it reads the model about to be freed
     model_ = std::move(l.model);
     model_spec_ = l.spec;
+    app.vs.spec.draft_text.clear();  // the new model's default draft, unless one is typed
     sessions_ = std::move(l.sessions);
     sessions_.set_trace_options(trace_options());
     app.model = model_.get();

@@ -77,7 +77,7 @@ void draw_spec_controls(AppState& app) {
         ImGui::TextUnformatted("Draft:");
         ImGui::SameLine();
         ImGui::SetNextItemWidth(fs * 8);
-        if (sc.draft_text.empty()) sc.draft_text = app.spec.draft_name;
+        if (sc.draft_text.empty()) sc.draft_text = app.spec.draft_spec;
         if (ImGui::InputText("##draft", &sc.draft_text, ImGuiInputTextFlags_EnterReturnsTrue))
             app.push(spec_command(app, true, sc.k));
         if (ImGui::IsItemHovered()) ImGui::SetTooltip("the draft model's folder (Enter loads it)");

@@ -146,6 +146,7 @@ void SpecRunner::fill_views(int layer, int head, SessionView& target, SpecView& 
     s = SpecView{};
     s.on = true;
     s.draft_name = draft_->name.empty() ? draft_spec_ : draft_->name;
+    s.draft_spec = draft_spec_;
     s.draft_config = draft_->config;
     s.k = d.k();
     s.prompt_ids = d.prompt_ids();

@@ -23,6 +23,7 @@ struct AppState;
 struct SpecView {
     bool on = false;
     std::string draft_name;                               // folder name or random:...
+    std::string draft_spec;                               // what the draft was loaded from (a path)
     kv::ModelConfig draft_config;
     int k = 4;
     std::vector<int> prompt_ids, tokens;                  // tokens: prompt + generated
