@@ -180,7 +180,8 @@ void spec_chip_tooltip(const AppState& app, const SpecChip& c) {
     }
 }
 
-void draw_spec_token_key(ImVec2 at) {
+// The key, from `at`; a key that does not fit wraps to x0.
+void draw_spec_token_key(ImVec2 at, float x0) {
     const Palette& pal = palette();
     ImDrawList* dl = ImGui::GetWindowDrawList();
     const float fs = ImGui::GetFontSize();
@@ -191,15 +192,15 @@ void draw_spec_token_key(ImVec2 at) {
     float x = at.x;
     for (const auto& [col, txt] : keys) {
         const float w = fs * 1.4f + ImGui::CalcTextSize(txt).x + fs;
-        if (x + w > right && x > at.x) {
-            x = at.x;
+        if (x + w > right && x > x0) {
+            x = x0;
             at.y += fs * 1.3f;
         }
         dl->AddLine(ImVec2(x, at.y + fs * 0.6f), ImVec2(x + fs, at.y + fs * 0.6f), col, 3.f);
         dl->AddText(ImVec2(x + fs * 1.3f, at.y), pal.text_dim, txt);
         x += w;
     }
-    ImGui::SetCursorScreenPos(ImVec2(at.x, at.y + fs * 1.3f));
+    ImGui::SetCursorScreenPos(ImVec2(x0, at.y + fs * 1.3f));
     ImGui::Dummy(ImVec2(1, 1));
 }
 
@@ -216,21 +217,28 @@ void draw_spec_tokens_panel(AppState& app) {
     const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
     ImVec2 cur = ImGui::GetCursorScreenPos();
     const float x0 = cur.x;
+    const kv::SpecRound* r = app.spec.last();
+    const size_t first_new = r ? static_cast<size_t>(r->n_tokens_before) : chips.size() - 1;  // the round's first chip
+    float round_y = cur.y;
     for (size_t i = 0; i < chips.size(); ++i) {
         const ChipLook l = chip_look(app, chips[i]);
         if (cur.x + l.w > right && cur.x > x0) {
             cur.x = x0;
             cur.y += row_h;
         }
+        if (i == first_new) round_y = cur.y;
         draw_spec_chip(chips[i], l, cur, chip_h);
         ImGui::SetCursorScreenPos(ImVec2(cur.x, cur.y + fs * 0.8f));
         ImGui::InvisibleButton(("##stok" + std::to_string(i)).c_str(), ImVec2(l.w, chip_h));
         if (ImGui::IsItemHovered()) spec_chip_tooltip(app, chips[i]);
-        if (i + 1 == chips.size() && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3))
-            ImGui::SetScrollHereY(0.5f);
         cur.x += l.w + gap;
     }
-    draw_spec_token_key(ImVec2(x0, cur.y + row_h));
+    // The key after the last chip when it fits there, else on a row of its own.
+    const float key_w = ImGui::CalcTextSize("drafted (dashed)  accepted  rejected (struck)  prompt  generated").x + fs * 8;
+    if (cur.x + key_w <= right) draw_spec_token_key(ImVec2(cur.x + fs * 0.5f, cur.y + fs * 0.8f + pad), x0);
+    else draw_spec_token_key(ImVec2(x0, cur.y + row_h), x0);
+    if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)  // the round's chips in view, from their row
+        ImGui::SetScrollFromPosY(round_y - ImGui::GetWindowPos().y, 0.f);
 }
 
 // ---- caches -----------------------------------------------------------------------------
@@ -420,32 +428,53 @@ void draw_passes_chart(const SpecChart& ch, ImVec2 o, ImVec2 a, ImVec2 b) {
 
 }  // namespace
 
+// The numbers under the chart, as lines that wrap (so their height is known first).
+struct WorkLine {
+    ImU32 col;
+    std::string text;
+};
+std::vector<WorkLine> spec_work_lines(const SpecView& s, const SpecChart& ch) {
+    const Palette& pal = palette();
+    char b[3][200];
+    std::snprintf(b[0], sizeof b[0], "Target passes per token: plain 1.00, speculative %.2f (k = %d)",
+                  ch.passes_per_token, s.k);
+    std::snprintf(b[1], sizeof b[1], "%lld draft passes; rows rolled back: target %lld, draft %lld; ms: target %.2f, draft %.2f",
+                  static_cast<long long>(s.totals.draft_forwards), static_cast<long long>(s.totals.target_rows_rolled_back),
+                  static_cast<long long>(s.totals.draft_rows_rolled_back), s.target_ms, s.draft_ms);
+    std::snprintf(b[2], sizeof b[2], "a = %.2f, c = %.3f: expected speed-up (1-a^(k+1))/((1-a)(kc+1)) = %.2fx",
+                  ch.acceptance, ch.cost_ratio, ch.expected_speedup);
+    return {{pal.accent, b[0]}, {pal.text, b[1]}, {pal.text_dim, b[2]}};
+}
+
 void draw_spec_work(AppState& app) {
     const Palette& pal = palette();
     const SpecView& s = app.spec;
     const SpecChart ch = spec_chart(s);
     const float fs = ImGui::GetFontSize();
-    ImGui::TextColored(to_vec4(pal.uncached_line), "- - plain: 1 target pass per token");
-    ImGui::SameLine();
-    ImGui::TextColored(to_vec4(pal.cached_line), "  -- speculative (measured)");
-    const float text_h = ImGui::GetTextLineHeightWithSpacing() * 3.f + 4.f;
-    const ImVec2 o = ImGui::GetCursorScreenPos();
+    ImGui::TextColored(to_vec4(pal.uncached_line), "- - plain (1 pass per token)");
+    flow(ImGui::CalcTextSize("-- speculative (measured)").x);
+    ImGui::TextColored(to_vec4(pal.cached_line), "-- speculative (measured)");
     const float W = ImGui::GetContentRegionAvail().x;
+    const std::vector<WorkLine> lines = s.n_rounds() ? spec_work_lines(s, ch) : std::vector<WorkLine>{};
+    float text_h = ImGui::GetTextLineHeightWithSpacing() + 4.f;
+    for (const WorkLine& l : lines)
+        text_h += ImGui::CalcTextSize(l.text.c_str(), nullptr, false, W).y + ImGui::GetStyle().ItemSpacing.y;
+    const ImVec2 o = ImGui::GetCursorScreenPos();
     const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
     const ImVec2 a(o.x + fs * 2.2f, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - fs * 1.2f);
     draw_passes_chart(ch, o, a, b);
     ImGui::Dummy(ImVec2(W, Hc));
-    if (s.n_rounds() == 0) {
+    if (lines.empty()) {
         ImGui::TextWrapped("Step to run rounds: y = target passes, x = tokens generated.");
         return;
     }
-    ImGui::TextColored(to_vec4(pal.accent), "Target passes per generated token: plain 1.00, speculative %.2f (k = %d)",
-                       ch.passes_per_token, s.k);
-    ImGui::Text("%lld draft passes; rows rolled back: target %lld, draft %lld; ms: target %.2f, draft %.2f",
-                static_cast<long long>(s.totals.draft_forwards), static_cast<long long>(s.totals.target_rows_rolled_back),
-                static_cast<long long>(s.totals.draft_rows_rolled_back), s.target_ms, s.draft_ms);
-    ImGui::TextColored(to_vec4(pal.text_dim), "a = %.2f, c = %.3f: expected speed-up (1-a^(k+1))/((1-a)(kc+1)) = %.2fx",
-                       ch.acceptance, ch.cost_ratio, ch.expected_speedup);
+    ImGui::PushTextWrapPos(0.f);
+    for (const WorkLine& l : lines) {
+        ImGui::PushStyleColor(ImGuiCol_Text, l.col);
+        ImGui::TextUnformatted(l.text.c_str());
+        ImGui::PopStyleColor();
+    }
+    ImGui::PopTextWrapPos();
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip("a: accepted / proposed drafts; c: the draft's counted FLOPs per token over the target's");
 }
