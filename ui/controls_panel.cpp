@@ -148,7 +148,8 @@ void draw_selection(AppState& app) {
     ViewState& vs = app.vs;
     const float fs = ImGui::GetFontSize();
     const int L = app.n_layer(), H = app.n_head();
-    flow(fs * 7);
+    const float sp = ImGui::GetStyle().ItemSpacing.x;  // the whole group: two labels, two fields of fs * 6
+    flow(ImGui::CalcTextSize("Layer").x + ImGui::CalcTextSize("Head").x + fs * 12 + sp * 3);
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted("Layer");
     ImGui::SameLine();
