@@ -94,8 +94,7 @@ void Session::set_trace_options(const TraceOptions& t) {
     if (cache_->n_pos() == 0) cache_->set_keep_unrounded(t.record);
 }
 
-void Session::set_prompt_ids(std::vector<int> ids) {
-    const ModelConfig& c = model_.config;
+void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids) {
     if (ids.empty()) throw Error("prompt: empty (type at least one word)");
     if (int(ids.size()) > c.n_ctx)
         throw Error("prompt: " + std::to_string(ids.size()) + " tokens, but the model's context holds " +
@@ -104,6 +103,10 @@ void Session::set_prompt_ids(std::vector<int> ids) {
         if (id < 0 || id >= c.vocab_size)
             throw Error("prompt: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                         std::to_string(c.vocab_size) + ")");
+}
+
+void Session::set_prompt_ids(std::vector<int> ids) {
+    check_prompt_ids(model_.config, ids);
     prompt_ = std::move(ids);
     reset();
 }

@@ -40,6 +40,9 @@ std::mt19937_64 step_stream(uint64_t seed, int step, uint32_t salt);
 // 0): all mass on the first maximum.
 std::vector<double> token_probs(const std::vector<float>& logits, const SamplingOptions& opt);
 std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k);
+// Throws kv::Error ("prompt: ...") unless ids is a prompt the model can take: not
+// empty, within its context, every id in its vocabulary.
+void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids);
 
 class Session {
 public:

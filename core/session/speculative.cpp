@@ -91,8 +91,7 @@ SpecDecoder::SpecDecoder(const Model& target, std::unique_ptr<Engine> target_eng
     dc_ = de_->make_cache(CachePolicy{});
     check_same_vocabulary(target_, draft_);
     set_k(k);
-    const ModelConfig& c = target_.config;
-    trace_opts_.all_heads = int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
+    trace_opts_ = trace_options_for(target_.config);  // large models: the selected head only
 }
 
 void SpecDecoder::set_k(int k) {
@@ -101,15 +100,7 @@ void SpecDecoder::set_k(int k) {
 }
 
 void SpecDecoder::set_prompt_ids(std::vector<int> ids) {
-    const ModelConfig& c = target_.config;
-    if (ids.empty()) throw Error("prompt: empty (type at least one word)");
-    if (int(ids.size()) > c.n_ctx)
-        throw Error("prompt: " + std::to_string(ids.size()) + " tokens, but the model's context holds " +
-                    std::to_string(c.n_ctx));
-    for (int id : ids)
-        if (id < 0 || id >= c.vocab_size)
-            throw Error("prompt: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
-                        std::to_string(c.vocab_size) + ")");
+    check_prompt_ids(target_.config, ids);
     prompt_ = std::move(ids);
     reset();
 }
