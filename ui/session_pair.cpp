@@ -107,7 +107,12 @@ void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int
     v.totals = s.totals();
     v.why_not.clear();
     v.can_step = s.can_step(&v.why_not);
-    const kv::KVCache& cache = s.cache();
+    fill_cache_view(s.cache(), s.model().config, layer, kv_head, v);
+}
+
+}  // namespace
+
+void fill_cache_view(const kv::KVCache& cache, const kv::ModelConfig& c, int layer, int kv_head, SessionView& v) {
     v.cache_rows = cache.n_used();
     v.cache_bytes = cache.bytes();
     v.policy = cache.policy();
@@ -116,7 +121,6 @@ void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int
     for (const kv::KVCell& cell : cache.cells()) v.slot_pos.push_back(cell.pos);
     v.held.assign(size_t(cache.n_pos()), false);
     for (int p = 0; p < cache.n_pos(); ++p) v.held[size_t(p)] = cache.slot_of(p) >= 0;
-    const kv::ModelConfig& c = s.model().config;
     v.cache_layer = std::clamp(layer, 0, c.n_layer - 1);
     v.cache_kv_head = std::clamp(kv_head, 0, c.n_kv_head - 1);
     cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
@@ -125,8 +129,6 @@ void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int
         v.cache_v_f32.resize(0, c.head_dim());
     }
 }
-
-}  // namespace
 
 void SessionPair::fill_views(int layer, int kv_head) {
     if (!main_) return;

@@ -49,4 +49,9 @@ private:
     int main_prefix_ = 0, other_prefix_ = 0;  // history entries still valid in the views
 };
 
+// The cache part of a SessionView: rows, bytes, policy, the slot -> position map,
+// which positions are held, and the K/V rows (stored and, for f16/int8, the f32 rows
+// they rounded) of one layer and kv head.
+void fill_cache_view(const kv::KVCache& cache, const kv::ModelConfig& c, int layer, int kv_head, SessionView& v);
+
 }  // namespace kvui

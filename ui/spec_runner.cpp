@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "ui/session_pair.h"
 
 namespace kvui {
 
@@ -97,22 +98,6 @@ std::vector<int> target_compute_counts(const std::vector<kv::SpecRound>& rounds,
     return counts;
 }
 
-// The target's cache into a SessionView (full f32 cache: slot i holds position i).
-void fill_target_cache(const kv::KVCache& cache, const kv::ModelConfig& c, int layer, int kv_head, SessionView& v) {
-    v.cache_rows = cache.n_used();
-    v.cache_bytes = cache.bytes();
-    v.policy = cache.policy();
-    v.cache_positions = cache.n_pos();
-    v.slot_pos.clear();
-    for (const kv::KVCell& cell : cache.cells()) v.slot_pos.push_back(cell.pos);
-    v.held.assign(size_t(cache.n_pos()), true);
-    v.cache_layer = std::clamp(layer, 0, c.n_layer - 1);
-    v.cache_kv_head = std::clamp(kv_head, 0, c.n_kv_head - 1);
-    cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
-    v.cache_k_f32.resize(0, c.head_dim());
-    v.cache_v_f32.resize(0, c.head_dim());
-}
-
 // The latest round's rolled-back target rows of one head, from its trace.
 void fill_gone_rows(const kv::SpecRound& r, int layer, int head, SpecView& s) {
     s.gone_first = r.target_rows_after;
@@ -141,7 +126,7 @@ void SpecRunner::fill_views(int layer, int head, SessionView& target, SpecView& 
     target.compute_counts = target_compute_counts(rs, d.tokens().size());
     for (const kv::SpecRound& r : rs) target.totals += r.target_work;
     target.can_step = d.can_round(&target.why_not);
-    fill_target_cache(d.target_cache(), c, layer, kv_head, target);
+    fill_cache_view(d.target_cache(), c, layer, kv_head, target);
 
     s = SpecView{};
     s.on = true;
