@@ -18,6 +18,7 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
+#include "core/session/step_reference.h"
 #include "core/session/session.h"
 #include "core/train/train.h"
 #include "app/cli_commands.h"
@@ -112,35 +113,17 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
 }
 
 // ---- compare ----
-// What a variant costs in accuracy: a reference cache on a reference engine is fed the
-// inputs of the compared session's cached step, and its logits are set against the
-// step's. vs_full: the same weights with a full-attention f32 cache (the price of a
-// cache policy); vs_f32: f32 weights with the same cache policy (the price of f16/bf16
-// weights).
-struct Reference {
-    kv::Engine& engine;
-    std::unique_ptr<kv::KVCache> cache;
-    float worst = 0;
-    int same_top1 = 0;
-    Reference(kv::Engine& e, const kv::CachePolicy& policy) : engine(e), cache(e.make_cache(policy)) {}
-    json compare(const kv::StepTrace& t) {
-        kv::ForwardRequest req;
-        req.ids = t.input_ids;
-        req.start_pos = t.start_pos;
-        req.n_known = t.n_known;
-        req.trace_opts.record = false;
-        kv::StepTrace ref;
-        engine.forward(req, *cache, ref);
-        float d = 0;
-        for (size_t j = 0; j < ref.logits.size(); ++j) d = std::max(d, std::abs(ref.logits[j] - t.logits[j]));
-        if (std::isnan(d)) d = INFINITY;
-        const bool same = kv::sample_token(ref.logits, {}, 0) == kv::sample_token(t.logits, {}, 0);
-        worst = std::max(worst, d);
-        same_top1 += same;
-        return {{"max_abs_logit_diff", d}, {"same_top1", same}};
-    }
-    json totals() const { return {{"max_abs_logit_diff", worst}, {"same_top1_steps", same_top1}}; }
-};
+// What a variant costs in accuracy (kv::StepReference): a reference cache on a
+// reference engine is fed the inputs of the compared session's cached step, and its
+// logits are set against the step's. vs_full: the same weights with a full-attention
+// f32 cache (the price of a cache policy); vs_f32: f32 weights with the same cache
+// policy (the price of f16/bf16 weights).
+json diff_json(const kv::LogitDiff& r) {
+    return {{"max_abs_logit_diff", r.max_abs_logit_diff}, {"same_top1", r.same_top1}};
+}
+json totals_json(const kv::StepReference& r) {
+    return {{"max_abs_logit_diff", r.worst()}, {"same_top1_steps", r.same_top1_steps()}};
+}
 
 int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     auto m = open_model(a.model, a.weights);
@@ -154,12 +137,12 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     kv::Session uncached = make_session(*m, engine, policy);
     uncached.set_cache(false);
     // With a policy: a full-attention f32 cache fed the policy session's tokens.
-    Reference full(*engine, {});
+    kv::StepReference full(*engine);
     // With 16-bit weights: the same model with f32 weights, the same policy, fed the same tokens.
     const bool half = m->weights.type != kv::WeightType::f32;
     std::unique_ptr<kv::Model> m32 = half ? open_model(a.model, "f32") : nullptr;
     const std::unique_ptr<kv::Engine> engine32 = half ? kv::make_engine(*m32, a.backend) : nullptr;
-    std::optional<Reference> f32ref;
+    std::optional<kv::StepReference> f32ref;
     if (half) f32ref.emplace(*engine32, policy);
     cached.set_prompt_ids(ids);
     uncached.set_prompt_ids(ids);
@@ -186,8 +169,8 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                           {{"next_id", tc.next_id}, {"counters", counters_json(tc.counters, pa.given)}, {"ms", tc.ms}}},
                          {"uncached",
                           {{"next_id", tu.next_id}, {"counters", counters_json(tu.counters, pa.given)}, {"ms", tu.ms}}}});
-        if (pa.given) steps.back()["vs_full"] = full.compare(tc);
-        if (f32ref) steps.back()["vs_f32"] = f32ref->compare(tc);
+        if (pa.given) steps.back()["vs_full"] = diff_json(full.compare(tc));
+        if (f32ref) steps.back()["vs_f32"] = diff_json(f32ref->compare(tc));
         std::fprintf(stderr, "%4d %-8s %-14s %12lld %12lld %12lld %12lld %10.2e\n", tc.step, kv::phase_name(tc.phase),
                      token_text(*m, tc.next_id).substr(0, 14).c_str(), (long long)tc.counters.kv_rows_computed,
                      (long long)tu.counters.kv_rows_computed, (long long)tc.counters.attn_scores,
@@ -204,7 +187,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     if (f32ref)
         std::fprintf(stderr, "%s weights against f32 weights fed the same tokens: worst logit difference %.2e, "
                              "same top token at %d of %d steps\n",
-                     kv::weight_type_name(m->weights.type), f32ref->worst, f32ref->same_top1, a.n_new);
+                     kv::weight_type_name(m->weights.type), f32ref->worst(), f32ref->same_top1_steps(), a.n_new);
     if (a.as_json) {
         json tc = counters_json(c, pa.given), tu = counters_json(u, pa.given);
         tc["ms"] = ms_c;
@@ -217,9 +200,9 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                     {"totals", {{"cached", tc}, {"uncached", tu}}}};
         if (pa.given) {
             out["cache"] = policy_json(policy);
-            out["vs_full"] = full.totals();
+            out["vs_full"] = totals_json(full);
         }
-        if (f32ref) out["vs_f32"] = f32ref->totals();
+        if (f32ref) out["vs_f32"] = totals_json(*f32ref);
         print_json(out, 1);
     }
     return 0;

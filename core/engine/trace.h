@@ -53,6 +53,15 @@ struct TopToken {
     float logit = 0.f;
 };
 
+// A step's logits against a reference fed the same tokens (kv::StepReference), e.g. a
+// full-attention f32 cache. Not measured: max_abs_logit_diff < 0.
+struct LogitDiff {
+    float max_abs_logit_diff = -1.f;
+    bool same_top1 = true;
+    int ref_top1 = -1;  // the reference's greedy token
+    bool measured() const { return max_abs_logit_diff >= 0.f; }
+};
+
 struct StepTrace {
     int step = 0;             // 0 = prefill
     Phase phase = Phase::prefill;
@@ -70,6 +79,7 @@ struct StepTrace {
     int next_id = -1;              // the chosen token
     Counters counters;
     double ms = 0.0;               // wall time of the forward pass
+    LogitDiff vs_full;             // against full attention in f32 (Session::set_measure_vs_full)
 
     const HeadTrace* find_head(int layer, int head) const;
 };

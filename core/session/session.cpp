@@ -88,6 +88,11 @@ void Session::set_policy(const CachePolicy& p) {
     reset();
 }
 
+void Session::set_measure_vs_full(bool on) {
+    if (!on) full_.reset();
+    else if (!full_) full_ = std::make_unique<StepReference>(*engine_);
+}
+
 void Session::set_trace_options(const TraceOptions& t) {
     trace_opts_ = t;
     // The unrounded rows are kept from the first step on, or not at all.
@@ -175,6 +180,7 @@ const StepTrace& Session::step() {
     tr.cache_on = cache_on_;
     engine_->forward(req, *cache_, tr);
     if (compare_rows) compare_recomputed(before, tr);
+    if (full_ && !policy().is_default()) tr.vs_full = full_->compare(tr);
 
     tr.top = top_tokens(tr.logits, sampling_.n_top);
     tr.next_id = sample_token(tr.logits, sampling_, s);

@@ -17,6 +17,7 @@
 #include "core/engine/engine.h"
 #include "core/model/model_io.h"
 #include "core/engine/trace.h"
+#include "core/session/step_reference.h"
 
 namespace kv {
 
@@ -60,6 +61,10 @@ public:
     void set_policy(const CachePolicy& p);  // a new cache under p; resets (prompt kept)
     void set_sampling(const SamplingOptions& s) { sampling_ = s; }
     void set_trace_options(const TraceOptions& t);
+    // Under a policy other than full f32, each step also runs a full-attention f32
+    // cache on the same tokens and records the difference in StepTrace::vs_full
+    // (kv::StepReference; one more forward pass a step). Off by default.
+    void set_measure_vs_full(bool on);
 
     // State.
     const Model& model() const { return model_; }
@@ -100,6 +105,7 @@ private:
     const Model& model_;
     std::shared_ptr<Engine> engine_;
     std::unique_ptr<KVCache> cache_;
+    std::unique_ptr<StepReference> full_;  // set_measure_vs_full(true)
     std::vector<int> prompt_;
     std::vector<int> tokens_;
     std::vector<StepTrace> history_;
