@@ -49,14 +49,15 @@ struct SessionView {
     int n_steps() const { return static_cast<int>(history.size()); }
 };
 
-// How a cache row was obtained in the latest step.
-enum class RowState { empty, read, computed, recomputed };
+// How a cache row was obtained in the latest step; evicted: the cache's policy dropped
+// it (this step or earlier), so no later query can read it.
+enum class RowState { empty, read, computed, recomputed, evicted };
 const char* row_state_name(RowState s);
 RowState row_state(const kv::StepTrace& t, int row);
 
 enum class CommandKind {
     step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
-    set_sampling, set_selection, refresh_cache, set_policy,
+    set_sampling, set_selection, refresh_cache, set_policy, set_other_policy,
     set_speculative  // flag: on/off; text: the draft SPEC ("" = default); n: k
 };
 
@@ -64,12 +65,12 @@ struct Command {
     Command() = default;
     Command(CommandKind k) : kind(k) {}  // NOLINT: {CommandKind::step} reads well
     CommandKind kind = CommandKind::step;
-    bool flag = false;       // set_cache, set_compare, set_speculative
+    bool flag = false;       // set_cache, set_compare, set_speculative; set_other_policy: own policy (else the other cache mode)
     int n = 0;               // back_to: steps to keep; set_selection: layer; set_speculative: k
     int m = 0;               // set_selection: head
     std::string text;        // set_prompt, load_model, set_speculative (draft)
     kv::SamplingOptions sampling;
-    kv::CachePolicy policy;  // set_policy
+    kv::CachePolicy policy;  // set_policy, set_other_policy
 };
 
 enum class WorkMetric { kv_rows, attn_scores, flops };
@@ -125,6 +126,8 @@ struct ViewState {
     int sweep_stride = 0;            // 0: default_sweep_stride
     std::string prompt_text;         // edit buffer
     std::string model_text;          // "load model" edit buffer
+    kv::CachePolicy policy_edit;     // the cache-policy control's edit buffer
+    bool policy_edit_init = false;   // filled from the main session's policy once
     kv::SamplingOptions sampling;
     bool animate = true;             // false for screenshots and tests
     double step_time = -100.0;       // ImGui time when the latest step arrived
@@ -148,9 +151,10 @@ struct AppState {
     std::string model_name;
     std::string backend = "cpu";
     SessionView main;                // the session the controls drive
-    SessionView other;               // compare mode: cache in the other mode
+    SessionView other;               // compare mode: cache in the other mode, or its own policy
     SpecView spec;                   // speculative mode (spec.on): main is then the target's view
     bool compare = false;
+    bool other_own_policy = false;   // compare mode's second session runs its own policy, cache as main
     bool busy = false;               // a worker runs: buttons disabled
     double busy_since = 0.0;
     std::string error;               // last command's error, shown in the window

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/model/model_io.h"
+#include "ui/cache_policy_view.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
@@ -133,7 +134,7 @@ void draw_prompt_and_model(AppState& app) {
         app.push(c);
         vs.playing = false;
     }
-    flow(fs * 22);
+    flow(fs * 29);  // the field, Load and the bundled-model picker
     if (labelled_field("Model:", "##model", &vs.model_text, fs * 13, "Load", app.busy,
                        "A model folder (config.json, model.safetensors, vocab) or random:tiny / random:gpt2-124m")) {
         Command c{CommandKind::load_model};
@@ -141,6 +142,7 @@ void draw_prompt_and_model(AppState& app) {
         app.push(c);
         vs.playing = false;
     }
+    draw_model_picker(app);
 }
 
 // Layer and head selectors; a change becomes a set_selection command.
@@ -243,6 +245,7 @@ void draw_controls_panel(AppState& app) {
     draw_step_buttons(app, no_model);
     draw_cache_switches(app, no_model || app.spec.on);  // speculative rounds use their own caches
     draw_spec_controls(app);
+    draw_policy_controls(app);
     draw_busy_spinner(app);
     draw_prompt_and_model(app);
     draw_selection(app);
