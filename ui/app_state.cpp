@@ -12,6 +12,7 @@ const char* row_state_name(RowState s) {
     case RowState::read: return "read from cache";
     case RowState::computed: return "computed now";
     case RowState::recomputed: return "recomputed (cache off)";
+    case RowState::evicted: return "evicted: no later query can read it";
     case RowState::empty: break;
     }
     return "empty";

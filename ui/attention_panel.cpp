@@ -14,6 +14,17 @@
 
 namespace kvui {
 
+namespace {
+
+// A key the query did not read: an empty cell, struck through.
+void draw_not_read(ImDrawList* dl, ImVec2 a, ImVec2 b) {
+    const ImU32 grey = with_alpha(state_color(RowState::evicted, palette().dark), 0.7f);
+    dl->AddRect(a, b, grey);
+    if (b.x - a.x > 3 && b.y - a.y > 3) dl->AddLine(a, b, grey);
+}
+
+}  // namespace
+
 const char* attention_caption(const kv::StepTrace& t) {
     if (t.input_ids.size() == 1) return "attention: 1 query";
     return t.phase == kv::Phase::prefill ? "attention: causal matrix" : "attention: all queries (last needed)";
@@ -40,6 +51,15 @@ void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int laye
             const float w = h->attn(0, j);
             const float y = g.y0 + j * g.row_h;
             const float gap = g.row_h > 6 ? 1.f : 0.f;
+            if (!g.policy.reads(q_pos, j)) {  // evicted or outside the window: not read
+                draw_not_read(dl, ImVec2(g.x, y), ImVec2(g.x + cell, y + g.row_h - gap));
+                if (g.row_h >= fs * 0.8f)
+                    dl->AddText(ImVec2(g.x + cell + 6, y + (g.row_h - fs) * 0.5f), pal.text_dim, "not read");
+                if (hover_win && mouse.x >= g.x && mouse.x < g.x + g.width && mouse.y >= y && mouse.y < y + g.row_h)
+                    ImGui::SetTooltip("query at position %d does not read key %d: outside the window (%s)", q_pos, j,
+                                      kv::policy_text(g.policy).c_str());
+                continue;
+            }
             dl->AddRectFilled(ImVec2(g.x, y), ImVec2(g.x + cell, y + g.row_h - gap), sequential(w));
             dl->AddRectFilled(ImVec2(g.x + cell + 3, y + g.row_h * 0.2f),
                               ImVec2(g.x + cell + 3 + bar_max * w, y + g.row_h * 0.8f), pal.accent);
@@ -60,13 +80,17 @@ void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int laye
         const int qp = h->first_pos + i;
         const float y = g.y0 + qp * g.row_h;
         const float gap = g.row_h > 6 ? 1.f : 0.f;
-        for (int j = 0; j <= std::min(qp, nk - 1); ++j)
-            dl->AddRectFilled(ImVec2(g.x + j * cell, y), ImVec2(g.x + (j + 1) * cell - (cell > 4 ? 1.f : 0.f), y + g.row_h - gap),
-                              sequential(h->attn(i, j)));
+        for (int j = 0; j <= std::min(qp, nk - 1); ++j) {
+            const ImVec2 a(g.x + j * cell, y), b(g.x + (j + 1) * cell - (cell > 4 ? 1.f : 0.f), y + g.row_h - gap);
+            if (g.policy.reads(qp, j)) dl->AddRectFilled(a, b, sequential(h->attn(i, j)));
+            else draw_not_read(dl, a, b);
+        }
         if (hover_win && mouse.y >= y && mouse.y < y + g.row_h && mouse.x >= g.x && mouse.x < g.x + nk * cell) {
             int j = std::clamp(static_cast<int>((mouse.x - g.x) / cell), 0, nk - 1);
             ImGui::SetTooltip("query %d -> key %d: weight %.4f%s", qp, j, h->attn(i, j),
-                              j > qp ? " (masked: a token cannot see the future)" : "");
+                              j > qp                     ? " (masked: a token cannot see the future)"
+                              : !g.policy.reads(qp, j) ? " (masked: outside the window)"
+                                                         : "");
         }
     }
     if (!t.cache_on && t.phase == kv::Phase::decode) {

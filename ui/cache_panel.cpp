@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
+#include "ui/cache_policy_view.h"
 #include "ui/colormap.h"
 #include "ui/heatmap.h"
 #include "ui/panels.h"
@@ -110,12 +113,29 @@ void draw_recomputed_row(const RowPaint& rp, const CacheRow& row, float y) {
                    with_alpha(state_color(row.state, palette().dark), f * (1 - rp.a_flash)), 0.f, 0, 3.f);
 }
 
+// Evicted rows are gone: hollow grey cells struck through, the tag greyed. A row
+// evicted by this very step fades out.
+void draw_evicted_row(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    draw_row_tag(rp, row, y, 0.8f);
+    const ImU32 grey = with_alpha(state_color(RowState::evicted, palette().dark), 0.55f);
+    const float y1 = y + g.row_h - g.gap;
+    for (const float x : {g.x_k, g.x_v}) {
+        rp.dl->AddRect(ImVec2(x, y), ImVec2(x + g.cw * g.hd, y1), grey);
+        if (g.row_h >= 5) rp.dl->AddLine(ImVec2(x, (y + y1) * 0.5f), ImVec2(x + g.cw * g.hd, (y + y1) * 0.5f), grey);
+    }
+    if (!row.evicted_now || rp.a_flash >= 1.f) return;
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                         with_alpha(state_color(RowState::evicted, palette().dark), 0.6f * (1 - rp.a_flash)));
+}
+
 void draw_resting_row(const RowPaint& rp, const CacheRow& row, float y) {
     draw_row_tag(rp, row, y, 1.f);
     draw_row_cells(rp, row.row, y, 0.f, 1.f);
 }
 
-// Hovering a cell shows its value; hovering the tag, the row's state.
+// Hovering a cell shows its value (stored, and for f16/int8 the f32 value it replaced);
+// hovering the tag, the row's state.
 void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
     const CacheGeometry& g = rp.g;
     const ImVec2 mouse = ImGui::GetIO().MousePos;
@@ -124,11 +144,9 @@ void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
     const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.hd;
     if (in_k || in_v) {
         const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0, g.hd - 1);
-        const float val = in_k ? rp.v.cache_k(row.row, c) : rp.v.cache_v(row.row, c);
-        ImGui::SetTooltip("%s row %d, dim %d = %.4f\n%s at this step", in_k ? "K" : "V", row.row, c, val,
-                          row_state_name(row.state));
+        ImGui::SetTooltip("%s", cell_hover_text(rp.v, row, c, in_k).c_str());
     } else if (mouse.x >= g.x_tag && mouse.x < g.x_tag + g.tag_w) {
-        ImGui::SetTooltip("row %d: %s", row.row, row_state_name(row.state));
+        ImGui::SetTooltip("row %d: %s%s", row.row, row.sink ? "sink (always read); " : "", row_state_name(row.state));
     }
 }
 
@@ -139,7 +157,13 @@ void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
     case RowState::read: draw_read_row(rp, row, y); break;
     case RowState::computed: draw_computed_row(rp, row, y); break;
     case RowState::recomputed: draw_recomputed_row(rp, row, y); break;
+    case RowState::evicted: draw_evicted_row(rp, row, y); break;
     case RowState::empty: draw_resting_row(rp, row, y); break;
+    }
+    if (row.sink) {  // sinks: an outline around the tag, whatever their state
+        const CacheGeometry& g = rp.g;
+        rp.dl->AddRect(ImVec2(g.x_tag - 1, y - 0.5f), ImVec2(g.x_tag + g.tag_w + 1, y + g.row_h - g.gap + 0.5f),
+                       palette().text, 3.f, 0, 1.5f);
     }
     row_tooltip(rp, row, y);
 }
@@ -158,7 +182,11 @@ bool draw_cache_caption(const SessionView& v, const char* caption) {
         return false;
     }
     const int hd = static_cast<int>(v.cache_k.cols());
-    ImGui::TextColored(to_vec4(pal.text_dim), " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+    if (v.policy.is_default())
+        ImGui::TextColored(to_vec4(pal.text_dim), " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+    else
+        ImGui::TextColored(to_vec4(pal.text_dim), " %s: %d rows held of %d, K %d + V %d | %s",
+                           policy_caption(v.policy).c_str(), v.cache_rows, rows, hd, hd, attention_caption(*t));
     return true;
 }
 
@@ -183,7 +211,8 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     const float y_end = g.y0 + g.n_rows * g.row_h + 4;  // column captions under the matrix
     rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
     rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
-    draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head, AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w});
+    draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head,
+                          AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w, v.policy});
     ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.n_rows * g.row_h + fs * 1.3f));
     // Keep the newest row in view right after a step.
     if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) {
@@ -203,8 +232,12 @@ std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v) {
     for (int r = 0; r < rows; ++r) {
         CacheRow row;
         row.row = r;
-        row.state = row_state(*t, r);
-        row.tag = state_label(row.state);
+        row.sink = v.policy.windowed() && r < v.policy.sinks;
+        row.read_now = std::binary_search(t->keys_read.begin(), t->keys_read.end(), r);
+        row.evicted_now = std::binary_search(t->evicted.begin(), t->evicted.end(), r);
+        const bool held = r < static_cast<int>(v.held.size()) ? v.held[static_cast<size_t>(r)] : true;
+        row.state = held ? row_state(*t, r) : RowState::evicted;
+        row.tag = row.sink && held ? "sink" : state_label(row.state);
         row.label = std::to_string(r) + " " + (r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "");
         out.push_back(std::move(row));
     }
@@ -242,7 +275,7 @@ void draw_cache_panel(AppState& app) {
     const SessionView& v = app.main;
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
-        const int64_t at_ctx = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), c.n_ctx, 4);
+        const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
         ImGui::Text("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d", v.cache_layer,
                     v.cache_kv_head, c.n_layer, c.n_kv_head, human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
                     human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
@@ -253,16 +286,26 @@ void draw_cache_panel(AppState& app) {
     ImGui::SameLine();
     color_key(state_color(RowState::recomputed, pal.dark), "recomputed (cache off)");
     ImGui::SameLine();
+    if (v.policy.windowed() || (app.compare && app.other.policy.windowed())) {
+        color_key(state_color(RowState::evicted, pal.dark), "evicted");
+        ImGui::SameLine();
+    }
     const float fs = ImGui::GetFontSize();
     draw_sequential_legend(fs * 4, "  weight");
     if (app.compare && app.other.valid) {
         const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
+        // Two policies side by side are named by their policy; one policy by the cache mode.
+        const bool two_policies = !(v.policy == app.other.policy);
+        auto caption = [&](const SessionView& s) {
+            if (!two_policies) return std::string(s.cache_on ? "WITH cache" : "WITHOUT cache");
+            return policy_caption(s.policy) + (s.cache_on ? "" : " (cache off)");
+        };
         ImGui::BeginChild("main_cache", ImVec2(w, 0), true);
-        draw_cache_view(app, v, v.cache_on ? "WITH cache" : "WITHOUT cache");
+        draw_cache_view(app, v, caption(v).c_str());
         ImGui::EndChild();
         ImGui::SameLine();
         ImGui::BeginChild("other_cache", ImVec2(0, 0), true);
-        draw_cache_view(app, app.other, app.other.cache_on ? "WITH cache" : "WITHOUT cache");
+        draw_cache_view(app, app.other, caption(app.other).c_str());
         ImGui::EndChild();
     } else {
         ImGui::BeginChild("main_cache", ImVec2(0, 0), false);

@@ -58,6 +58,7 @@ ImU32 state_color(RowState s, bool dark) {
     case RowState::read: return dark ? IM_COL32(86, 160, 230, 255) : IM_COL32(0, 114, 178, 255);
     case RowState::computed: return dark ? IM_COL32(240, 175, 30, 255) : IM_COL32(215, 145, 0, 255);
     case RowState::recomputed: return dark ? IM_COL32(235, 80, 170, 255) : IM_COL32(200, 40, 130, 255);
+    case RowState::evicted: return dark ? IM_COL32(105, 105, 112, 255) : IM_COL32(160, 160, 166, 255);
     case RowState::empty: break;
     }
     return dark ? IM_COL32(70, 70, 78, 255) : IM_COL32(200, 200, 205, 255);
@@ -68,6 +69,7 @@ const char* state_label(RowState s) {
     case RowState::read: return "cache";
     case RowState::computed: return "new";
     case RowState::recomputed: return "recomp";
+    case RowState::evicted: return "evicted";
     case RowState::empty: break;
     }
     return "";

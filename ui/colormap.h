@@ -14,7 +14,7 @@ ImU32 diverging(float t, bool dark);
 ImU32 sequential(float t);
 ImVec4 to_vec4(ImU32 c);
 ImU32 with_alpha(ImU32 c, float a);
-// Read from cache: blue; computed now: orange; recomputed: magenta.
+// Read from cache: blue; computed now: orange; recomputed: magenta; evicted: grey.
 ImU32 state_color(RowState s, bool dark);
 // The label drawn next to a row, e.g. "cache", "new", "recomputed".
 const char* state_label(RowState s);

@@ -108,6 +108,7 @@ std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Re
     l->model = kv::load_model(spec);
     const kv::Model& m = *l->model;
     auto main = std::make_unique<kv::Session>(m, kv::make_engine(m, backend_), policy_);
+    main->set_measure_vs_full(true);  // the narration's cost vs full attention
     l->name = m.name.empty() ? spec : m.name;
     l->spec = spec;
     // The prompt may not suit the new model (text vs ids, too long): say so, keep
@@ -122,18 +123,20 @@ std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Re
     }
     std::unique_ptr<kv::Session> other;
     if (compare_) {
-        other = std::make_unique<kv::Session>(m, main->shared_engine(), policy_);
+        other = std::make_unique<kv::Session>(m, main->shared_engine(), other_policy_.value_or(policy_));
+        other->set_measure_vs_full(true);
         other->set_prompt_ids(main->prompt_ids());
-        other->set_cache(!main->cache_on());
+        other->set_cache(other_policy_ ? main->cache_on() : !main->cache_on());
     }
-    l->sessions = SessionPair(std::move(main), std::move(other));
+    l->sessions = SessionPair(std::move(main), std::move(other), other_policy_.has_value());
     return l;
 }
 
 void Controller::set_compare(bool on, Result& r) {
+    if (!on) other_policy_.reset();  // compare again: the other cache mode, as before
     compare_ = on;
     r.compare = on;
-    if (on) sessions_.start_compare(*model_, policy_, trace_options());
+    if (on) sessions_.start_compare(*model_, other_policy_.value_or(policy_), trace_options(), other_policy_.has_value());
     else sessions_.stop_compare();
 }
 
@@ -144,9 +147,22 @@ void Controller::set_speculative(const Command& c, Result& r) {
         spec_.stop();
         return;
     }
+    if (!policy_.is_default())
+        throw kv::Error("speculative mode: its caches are full f32; apply window 0, f32 first (now " +
+                        kv::policy_text(policy_) + ")");
     spec_.start(*model_, model_spec_, backend_, c.text, c.n, sessions_.main().prompt_ids(), sessions_.main().sampling(),
                 trace_options());
     if (compare_) set_compare(false, r);
+}
+
+// The second session's own policy (flag), or back to main's policy in the other cache
+// mode; compare mode turns on, the second session starts afresh and catches up.
+void Controller::set_other_policy(const Command& c, Result& r) {
+    if (spec_.on()) throw kv::Error("compare mode: turn speculative mode off first");
+    if (c.flag) kv::check_policy(c.policy, "second session's policy");
+    other_policy_ = c.flag ? std::optional<kv::CachePolicy>(c.policy) : std::nullopt;
+    sessions_.stop_compare();
+    set_compare(true, r);
 }
 
 void Controller::apply(const Command& c, Result& r) {
@@ -197,9 +213,11 @@ void Controller::apply(const Command& c, Result& r) {
         if (spec_.on()) spec_.set_trace_options(trace_options());
         break;
     case CommandKind::set_policy:
+        if (spec_.on()) throw kv::Error("cache policy: speculative mode runs full f32 caches; turn it off first");
         policy_ = c.policy;
         sessions_.set_policy(policy_);
         break;
+    case CommandKind::set_other_policy: set_other_policy(c, r); break;
     case CommandKind::refresh_cache:
     case CommandKind::load_model:
         break;
@@ -252,6 +270,7 @@ void Controller::publish(AppState& app, Result& r) {
         if (app.main.n_steps() > before || r.stepped) app.vs.step_time = -1.0;  // app stamps the time
     }
     app.compare = compare_;
+    app.other_own_policy = compare_ && other_policy_.has_value();
     app.other = compare_ ? std::move(r.other) : SessionView{};
     app.spec = std::move(r.spec);
     if (r.prompt_changed) {

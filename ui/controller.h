@@ -13,6 +13,7 @@
 // commands run inline. docs/design.md, "Threading in the window", has the picture.
 #pragma once
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,7 @@ private:
     std::unique_ptr<Loaded> load(const std::string& spec, Result& r);
     void set_compare(bool on, Result& r);
     void set_speculative(const Command& c, Result& r);
+    void set_other_policy(const Command& c, Result& r);
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
     void publish_model(AppState& app, Loaded& loaded);
@@ -99,6 +101,7 @@ private:
     kv::CachePolicy policy_;
     int layer_ = 0, head_ = 0;  // selection (trace options and cache view)
     bool compare_ = false;
+    std::optional<kv::CachePolicy> other_policy_;  // compare mode's second session: its own policy
     PromptChoice prompt_;
     std::unique_ptr<kv::Model> model_;  // declared before what reads it
     SessionPair sessions_;

@@ -1,5 +1,6 @@
-// Memory: the cache formula 2 x layers x kv_heads x head_dim x tokens x bytes, for
-// this model, GPT-2 124M and a grouped-query 8B model (Llama-3-8B) at a context
+// Memory: the session's live cache bytes and the curve of its policy against tokens
+// (ui/memory_curve.cpp), then the cache formula 2 x layers x kv_heads x head_dim x
+// tokens x bytes, for this model, GPT-2 124M and a grouped-query 8B model (Llama-3-8B) at a context
 // length the teacher picks; bars are scaled to the largest.
 #include <imgui.h>
 
@@ -8,6 +9,7 @@
 
 #include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
+#include "ui/cache_policy_view.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
@@ -32,10 +34,42 @@ std::string human_bytes(double b) {
     return s;
 }
 
+namespace {
+
+// Left: "Now: 7 rows = 7.0 KiB", the policy, and what full f32 would hold (the
+// session's own counters); right: the curve of the policy's bytes against tokens.
+void draw_live_memory(const AppState& app) {
+    const Palette& pal = palette();
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const float fs = ImGui::GetFontSize();
+    const float W = ImGui::GetContentRegionAvail().x;
+    const float text_w = std::floor(W * 0.42f);
+    const float h = std::clamp(ImGui::GetContentRegionAvail().y, fs * 3.4f, fs * 8.f);
+    const double full = policy_bytes_at(c, kv::CachePolicy{}, v.cache_positions);
+    ImGui::BeginGroup();
+    ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + text_w);
+    ImGui::Text("Now: %d rows = %s", v.cache_rows, human_bytes(static_cast<double>(v.cache_bytes)).c_str());
+    ImGui::TextColored(to_vec4(pal.accent), "%s", policy_caption(v.policy).c_str());
+    if (v.policy.is_default())
+        ImGui::TextColored(to_vec4(pal.text_dim), "linear: 2x tokens = 2x bytes");
+    else
+        ImGui::TextColored(to_vec4(pal.text_dim), "full f32: %d rows = %s; this is %.0f%%", v.cache_positions,
+                           human_bytes(full).c_str(), full > 0 ? 100.0 * static_cast<double>(v.cache_bytes) / full : 100.0);
+    ImGui::PopTextWrapPos();
+    ImGui::EndGroup();
+    ImGui::SameLine();
+    draw_memory_curve(app, v, W - text_w - ImGui::GetStyle().ItemSpacing.x, h);
+}
+
+}  // namespace
+
 void draw_memory_panel(AppState& app) {
     const Palette& pal = palette();
     ViewState& vs = app.vs;
     const float fs = ImGui::GetFontSize();
+    ImGui::BeginChild("mem", ImVec2(0, 0), false);
+    if (app.model) draw_live_memory(app);
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted("tokens");
     ImGui::SameLine();
@@ -49,14 +83,13 @@ void draw_memory_panel(AppState& app) {
     std::vector<Row> rows;
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
-        rows.push_back({"this model", c.n_layer, c.n_kv_head, c.head_dim(), 4});
+        rows.push_back({"this model (f32)", c.n_layer, c.n_kv_head, c.head_dim(), 4});
     }
     rows.push_back({"GPT-2 124M", 12, 12, 64, 4});
     rows.push_back({"Llama-3-8B (GQA, fp16)", 32, 8, 128, 2});
     double maxb = 1;
     for (const Row& r : rows)
         maxb = std::max(maxb, static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes)));
-    ImGui::BeginChild("mem", ImVec2(0, 0), false);
     const float W = ImGui::GetContentRegionAvail().x;
     ImDrawList* dl = ImGui::GetWindowDrawList();
     for (const Row& r : rows) {
@@ -72,9 +105,6 @@ void draw_memory_panel(AppState& app) {
             ImGui::SetTooltip("%lld layers, %lld kv heads, head_dim %lld, %lld bytes per value", static_cast<long long>(r.L),
                               static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), static_cast<long long>(r.bytes));
     }
-    if (app.model)
-        ImGui::TextColored(to_vec4(pal.text_dim), "Now: %d rows = %s; linear: 2x tokens = 2x bytes", app.main.cache_rows,
-                           human_bytes(static_cast<double>(app.main.cache_bytes)).c_str());
     ImGui::EndChild();
 }
 

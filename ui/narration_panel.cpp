@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/model/model_io.h"
+#include "ui/cache_policy_view.h"
 #include "ui/colormap.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
@@ -59,7 +60,11 @@ std::string narrate(const AppState& app) {
         const int pos = t->start_pos;
         s += "only " + quoted_run(app, t->input_ids) + " enters the model. Its K and V become row " +
              std::to_string(pos) + lh + ". ";
-        if (pos > 0)
+        if (pos > 0 && v.policy.windowed())  // only the rows the window reads
+            s += "It reads " + std::to_string(t->cache_rows_read) + " of the cache's rows (" +
+                 window_ranges(v.policy, pos, true) + "): " + std::to_string(k.kv_rows_reused) +
+                 " K/V rows not recomputed.";
+        else if (pos > 0)
             s += cap(rows_range(0, pos - 1)) + " are read from the cache: " + std::to_string(k.kv_rows_reused) +
                  " K/V rows not recomputed.";
     } else {
@@ -86,13 +91,22 @@ std::string narrate(const AppState& app) {
             if (tt.id == t->next_id) std::snprintf(pr, sizeof pr, " (p = %.0f%%)", tt.prob * 100.f);
         s += " The model predicts '" + app.token_text(t->next_id) + "'" + pr + ".";
     }
+    if (const std::string pol = narrate_policy(app, v); !pol.empty()) s += " " + pol;
     return s;
 }
 
 void draw_narration_panel(AppState& app) {
+    const std::string text = narrate(app);
+    // The big font when the text fits the panel, else the regular one (a policy's
+    // sentences make it longer): all of it stays readable without scrolling.
+    ImFont* regular = ImGui::GetFont();
+    const ImVec2 room = ImGui::GetContentRegionAvail();
     ImGui::PushFont(big_font());
+    const bool fits = ImGui::CalcTextSize(text.c_str(), nullptr, false, room.x).y <= room.y;
+    ImGui::PopFont();
+    ImGui::PushFont(fits ? big_font() : regular);
     ImGui::PushTextWrapPos(0.f);
-    ImGui::TextUnformatted(narrate(app).c_str());
+    ImGui::TextUnformatted(text.c_str());
     ImGui::PopTextWrapPos();
     ImGui::PopFont();
     if (!app.main.can_step && !app.main.why_not.empty() && app.main.n_steps() > 0)

@@ -107,13 +107,18 @@ std::vector<double> cumulative_work(const SessionView& v, WorkMetric m);
 std::string human_count(double v);
 
 // ---- cache panel: what it draws, computed without a window ---------------------
-// One row of the cache view: the latest step's state of that row, its tag text and
-// its label ("3 programming").
+// One row of the cache view (row r = position r): the latest step's state of that
+// row, its tag text and its label ("3 programming"). Under a window, rows the cache
+// no longer holds are evicted (tag "evicted"); the first S rows are sinks (tag "sink",
+// coloured by their state).
 struct CacheRow {
     int row = 0;
     RowState state = RowState::empty;
     const char* tag = "";
     std::string label;
+    bool sink = false;         // one of the policy's S sinks
+    bool read_now = false;     // some query of the latest step read this key
+    bool evicted_now = false;  // the latest step evicted it (it was read, then dropped)
 };
 // The rows of v's cache (none before the first step).
 std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v);
@@ -147,8 +152,10 @@ void draw_timeline_panel(AppState& app);
 void draw_help_overlay(AppState& app);
 // Attention weights drawn beside the cache rows (used by the cache panel): for the
 // query rows of trace t, one cell per key row at the same y as that cache row.
+// Keys the policy masks (outside the window, or evicted) are drawn as not read.
 struct AttnGeometry {
     float x = 0, y0 = 0, row_h = 0, width = 0;
+    kv::CachePolicy policy;
 };
 void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int layer, int head, const AttnGeometry& g);
 const char* attention_caption(const kv::StepTrace& t);

@@ -8,8 +8,8 @@
 
 namespace kvui {
 
-SessionPair::SessionPair(std::unique_ptr<kv::Session> main, std::unique_ptr<kv::Session> other)
-    : main_(std::move(main)), other_(std::move(other)) {}
+SessionPair::SessionPair(std::unique_ptr<kv::Session> main, std::unique_ptr<kv::Session> other, bool own_policy)
+    : main_(std::move(main)), other_(std::move(other)), own_policy_(own_policy) {}
 
 void SessionPair::step() {
     std::string why;
@@ -47,7 +47,7 @@ void SessionPair::reset() {
 
 void SessionPair::set_cache(bool on) {
     main_->set_cache(on);
-    if (other_) other_->set_cache(!on);
+    if (other_) other_->set_cache(own_policy_ ? on : !on);
 }
 
 void SessionPair::prompt_changed() {
@@ -62,7 +62,8 @@ void SessionPair::set_sampling(const kv::SamplingOptions& s) {
 
 void SessionPair::set_policy(const kv::CachePolicy& p) {
     main_->set_policy(p);
-    if (other_) other_->set_policy(p);
+    if (other_ && !own_policy_) other_->set_policy(p);
+    if (other_ && own_policy_) other_->reset();  // lockstep: both start again
     main_prefix_ = other_prefix_ = 0;
 }
 
@@ -71,13 +72,16 @@ void SessionPair::set_trace_options(const kv::TraceOptions& t) {
     if (other_) other_->set_trace_options(t);
 }
 
-void SessionPair::start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t) {
+void SessionPair::start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t,
+                                bool own_policy) {
     if (other_) return;
+    own_policy_ = own_policy;
     other_ = std::make_unique<kv::Session>(model, main_->shared_engine(), policy);
+    other_->set_measure_vs_full(true);
     other_->set_trace_options(t);
     other_->set_sampling(main_->sampling());
     other_->set_prompt_ids(main_->prompt_ids());
-    other_->set_cache(!main_->cache_on());
+    other_->set_cache(own_policy ? main_->cache_on() : !main_->cache_on());
     other_prefix_ = 0;
     while (other_->n_steps() < main_->n_steps() && other_->can_step()) other_->step();
 }

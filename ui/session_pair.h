@@ -15,7 +15,9 @@ class SessionPair {
 public:
     SessionPair() = default;
     // main (required) and other (compare mode, or null), fresh from a model load.
-    SessionPair(std::unique_ptr<kv::Session> main, std::unique_ptr<kv::Session> other);
+    // own_policy: other runs its own cache policy with the cache in main's mode
+    // (else main's policy with the cache in the other mode).
+    SessionPair(std::unique_ptr<kv::Session> main, std::unique_ptr<kv::Session> other, bool own_policy = false);
 
     bool empty() const { return !main_; }
     kv::Session& main() { return *main_; }
@@ -27,13 +29,15 @@ public:
     void back();
     void back_to(int n_steps);  // undo until at most n_steps remain
     void reset();
-    void set_cache(bool on);    // main on, other off (or the reverse)
+    void set_cache(bool on);    // main on, other off (or the reverse; with its own policy, the same)
     void prompt_changed();      // after main().set_prompt_*: other takes the same ids
     void set_sampling(const kv::SamplingOptions& s);
     void set_trace_options(const kv::TraceOptions& t);
-    void set_policy(const kv::CachePolicy& p);  // a fresh cache of that policy, both sessions reset
+    void set_policy(const kv::CachePolicy& p);  // a fresh cache of that policy, both sessions reset (other: unless it has its own)
     // Compare on: a second session on `model` sharing the main one's engine (weights), caught up with the main one's steps.
-    void start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t);
+    // own_policy: `policy` is the second session's own and its cache follows main's mode.
+    void start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t,
+                       bool own_policy = false);
     void stop_compare();
 
     // Refreshes the views of the selected layer and kv head.
@@ -45,6 +49,7 @@ private:
     void keep_valid_prefix();  // after undo: history entries beyond n_steps are stale
 
     std::unique_ptr<kv::Session> main_, other_;
+    bool own_policy_ = false;  // other runs its own policy, cache in main's mode
     SessionView main_view_, other_view_;
     int main_prefix_ = 0, other_prefix_ = 0;  // history entries still valid in the views
 };

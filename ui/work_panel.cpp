@@ -150,11 +150,11 @@ double draw_work_numbers(const kv::ModelConfig& c, const SessionView& v, WorkMet
     const int ns = v.n_steps();
     const char* unit = metric == WorkMetric::kv_rows ? "K/V rows" : metric == WorkMetric::attn_scores ? "scores" : "FLOPs";
     const int s = ns - 1;
-    Work wc = formula_step(c, p, s, true), wu = formula_step(c, p, s, false);
+    Work wc = formula_step(c, p, s, true, v.policy), wu = formula_step(c, p, s, false, v.policy);
     const double this_meas = measured(v.last()->counters, metric);
     ImGui::Text("Step %d: %s %s (measured, cache %s) | formula %s with, %s without", s, human_count(this_meas).c_str(),
                 unit, v.cache_on ? "on" : "off", human_count(wc.get(metric)).c_str(), human_count(wu.get(metric)).c_str());
-    Work tc = formula_total(c, p, ns, true), tu = formula_total(c, p, ns, false);
+    Work tc = formula_total(c, p, ns, true, v.policy), tu = formula_total(c, p, ns, false, v.policy);
     const double saved = tc.get(metric) > 0 ? tu.get(metric) / tc.get(metric) : 1.0;
     ImGui::TextColored(to_vec4(pal.accent), "After %d steps: %s with cache, %s without: %.1fx work saved", ns,
                        human_count(tc.get(metric)).c_str(), human_count(tu.get(metric)).c_str(), saved);
@@ -212,8 +212,8 @@ WorkChart work_chart(const kv::ModelConfig& c, const SessionView& v, const Sessi
     ch.horizon = std::max(2, std::min(std::max(v.n_steps() + 3, 8), c.n_ctx - p + 1));
     double acc_c = 0, acc_u = 0;
     for (int s = 0; s < ch.horizon; ++s) {
-        ch.formula_cached.push_back(acc_c += formula_step(c, p, s, true).get(metric));
-        ch.formula_uncached.push_back(acc_u += formula_step(c, p, s, false).get(metric));
+        ch.formula_cached.push_back(acc_c += formula_step(c, p, s, true, v.policy).get(metric));
+        ch.formula_uncached.push_back(acc_u += formula_step(c, p, s, false, v.policy).get(metric));
     }
     ch.measured_main = cumulative_work(v, metric);
     if (other) ch.measured_other = cumulative_work(*other, metric);
