@@ -269,3 +269,42 @@ TEST_CASE("the trace says which keys were read, what was evicted and where each 
         CHECK(h.attn.row(0).sum() == doctest::Approx(1.0f).epsilon(1e-5));
     }
 }
+
+TEST_CASE("logit_difference: the largest gap, the greedy tokens, and inf for what cannot be compared") {
+    const kv::LogitDiff d = kv::logit_difference({1.f, 3.f, 2.f}, {1.5f, 2.f, 2.25f});
+    CHECK(d.max_abs_logit_diff == doctest::Approx(1.0));
+    CHECK(!d.same_top1);  // index 1 against the reference's index 2
+    CHECK(d.ref_top1 == 2);
+    CHECK(!kv::logit_difference({1.f, 3.f, 2.f}, {1.f, 3.f, 4.f}).same_top1);
+    CHECK(kv::logit_difference({1.f, 2.f}, {1.f, 2.f, 3.f}).max_abs_logit_diff == INFINITY);
+    CHECK(kv::logit_difference({1.f, NAN}, {1.f, 2.f}).max_abs_logit_diff == INFINITY);
+    CHECK(kv::logit_difference({4.f, 4.f}, {4.f, 1.f}).same_top1);  // first maximum wins a tie
+}
+
+TEST_CASE("StepReference: a session's vs_full equals a separate full f32 session fed the same tokens") {
+    const Shape sh = kShapes[1];
+    const auto model = kvtest::random_model(sh.V, sh.T, sh.C, sh.L, sh.H, sh.Hkv, sh.seed);
+    kv::Session s(*model, kv::make_engine(*model, "cpu"), CachePolicy{5, 1, KvDtype::int8});
+    s.set_measure_vs_full(true);
+    s.set_prompt_ids({3, 1, 4, 1, 5});
+    for (int i = 0; i < 8; ++i) {
+        CAPTURE(i);
+        if (i == 5) s.set_cache(false);  // a cache-off step: the reference goes back to position 0
+        if (i == 6) {                      // back(): the reference goes back too
+            s.back();
+            s.set_cache(true);
+        }
+        const kv::StepTrace& t = s.step();
+        kv::Session full(*model, kv::make_engine(*model, "cpu"));
+        full.set_prompt_ids(std::vector<int>(s.tokens().begin(), s.tokens().end() - 1));
+        const kv::StepTrace& f = full.step();
+        REQUIRE(t.vs_full.measured());
+        const float d = max_abs_diff(t.logits, f.logits);  // a prefill, not the reference's cached steps
+        CHECK(std::abs(t.vs_full.max_abs_logit_diff - d) <= 1e-4f + 1e-3f * d);
+        CHECK(t.vs_full.ref_top1 == f.next_id);
+    }
+    kv::Session plain(*model, kv::make_engine(*model, "cpu"));  // full f32: nothing to measure
+    plain.set_measure_vs_full(true);
+    plain.set_prompt_ids({3, 1, 4});
+    CHECK(!plain.step().vs_full.measured());
+}

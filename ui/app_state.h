@@ -108,6 +108,11 @@ struct GlyphNeeds {
     std::vector<int> scanned_main, scanned_other;
 };
 
+// A model folder that comes with kvscope (the model picker's entries).
+struct BundledModel {
+    std::string name, dir;
+};
+
 // What the teacher has chosen; everything a panel needs besides the views.
 struct ViewState {
     int layer = 0, head = 0;
@@ -128,6 +133,8 @@ struct ViewState {
     std::string model_text;          // "load model" edit buffer
     kv::CachePolicy policy_edit;     // the cache-policy control's edit buffer
     bool policy_edit_init = false;   // filled from the main session's policy once
+    std::vector<BundledModel> bundled;  // the model picker's list, read from disk once
+    bool bundled_scanned = false;
     kv::SamplingOptions sampling;
     bool animate = true;             // false for screenshots and tests
     double step_time = -100.0;       // ImGui time when the latest step arrived

@@ -89,7 +89,9 @@ void draw_policy_controls(AppState& app) {
     flow(fs * 21);
     ImGui::BeginGroup();
     ImGui::BeginDisabled(app.busy || !app.model);
-    small_int("Window", "##window", &e.window, "W: each query reads the last W positions (its own included); 0 = all");
+    small_int("Window", "##window", &e.window,
+              "W: each query reads the last W positions (its own included); 0 = all.\nPositions keep their absolute "
+              "index (GPT-2's learned position embeddings), so generation still ends at n_ctx.");
     ImGui::SameLine();
     small_int("Sinks", "##sinks", &e.sinks, "S: the first S positions are always read (with a window)");
     ImGui::SameLine();
@@ -130,7 +132,12 @@ void draw_policy_controls(AppState& app) {
 
 // A combo of the bundled models; choosing one loads it.
 void draw_model_picker(AppState& app) {
-    static std::vector<BundledModel> models = bundled_models();  // the assets do not move while we run
+    ViewState& vs = app.vs;
+    if (!vs.bundled_scanned) {  // the assets do not move while we run
+        vs.bundled = bundled_models();
+        vs.bundled_scanned = true;
+    }
+    const std::vector<BundledModel>& models = vs.bundled;
     if (models.empty()) return;
     ImGui::SameLine();
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);

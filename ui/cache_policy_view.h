@@ -18,9 +18,6 @@ namespace kvui {
 // The models bundled beside the default one (kv::default_model_dir's siblings that
 // hold a config.json), by name: tiny-draft, tiny-gpt, tiny-gqa. Empty when the
 // bundled model is not found.
-struct BundledModel {
-    std::string name, dir;
-};
 std::vector<BundledModel> bundled_models();
 
 // ---- policy control ---------------------------------------------------------------

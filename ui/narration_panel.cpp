@@ -110,7 +110,10 @@ void draw_narration_panel(AppState& app) {
     ImGui::PopTextWrapPos();
     ImGui::PopFont();
     if (!app.main.can_step && !app.main.why_not.empty() && app.main.n_steps() > 0)
-        ImGui::TextColored(to_vec4(palette().bad), "%s", app.main.why_not.c_str());
+        ImGui::TextColored(to_vec4(palette().bad), "%s%s", app.main.why_not.c_str(),
+                           app.main.policy.windowed() ? " (a window keeps positions absolute: GPT-2's learned positions "
+                                                        "end at n_ctx)"
+                                                      : "");
 }
 
 }  // namespace kvui
