@@ -88,7 +88,7 @@ void draw_policy_controls(AppState& app) {
     kv::CachePolicy& e = vs.policy_edit;
     flow(fs * 21);
     ImGui::BeginGroup();
-    ImGui::BeginDisabled(app.busy || !app.model);
+    ImGui::BeginDisabled(app.busy || !app.model || app.spec.on);  // speculative rounds: full f32 caches
     small_int("Window", "##window", &e.window,
               "W: each query reads the last W positions (its own included); 0 = all.\nPositions keep their absolute "
               "index (GPT-2's learned position embeddings), so generation still ends at n_ctx.");
