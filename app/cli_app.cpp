@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -255,9 +256,10 @@ int run_logits(const std::string& model, const std::string& ids_text, bool no_ca
 
 // ---- tokenize ----
 int run_tokenize(const std::string& model, const std::string& text) {
-    auto m = open_model(model);
-    if (!m->tokenizer) throw UsageError("--model: '" + m->name + "' has no tokenizer");
-    const kv::Encoding enc = m->tokenizer->encode(text);
+    // The tokenizer alone: the weights are never read.
+    const kv::ModelText m = kv::load_model_text(model);
+    if (!m.tokenizer) throw UsageError("--model: '" + m.name + "' has no tokenizer");
+    const kv::Encoding enc = m.tokenizer->encode(text);
     if (!enc.unknown.empty()) {
         std::string list;
         for (const auto& w : enc.unknown) list += (list.empty() ? "'" : ", '") + w + "'";
@@ -266,6 +268,29 @@ int run_tokenize(const std::string& model, const std::string& text) {
     json out = {{"ids", enc.ids}, {"tokens", enc.pieces}};
     if (!enc.unknown.empty()) out["unknown"] = enc.unknown;
     print_json(out);
+    return 0;
+}
+
+// ---- export ----
+// A model folder written with the project's own writer: config.json, model.safetensors
+// with the matrices in the held type (--weights), and the tokenizer files when the
+// model has them (vocab.txt written; vocab.json + merges.txt copied from its folder).
+int run_export(const std::string& model, const std::string& weights, const std::string& out) {
+    namespace fs = std::filesystem;
+    auto m = open_model(model, weights);
+    std::error_code ec;
+    if (fs::exists(out, ec) && !fs::is_directory(out, ec)) throw UsageError("--out: '" + out + "' is a file, not a folder");
+    if (fs::exists(fs::path(out) / "model.safetensors", ec))
+        throw UsageError("--out: '" + out + "' already holds a model.safetensors; choose an empty folder");
+    kv::save_model_folder(out, m->config, m->weights, m->tokenizer.get());
+    if (m->tokenizer && !m->path.empty() && !fs::exists(fs::path(out) / "vocab.txt", ec))
+        for (const char* f : {"vocab.json", "merges.txt"})
+            if (fs::exists(fs::path(m->path) / f, ec)) {
+                fs::copy_file(fs::path(m->path) / f, fs::path(out) / f, fs::copy_options::overwrite_existing, ec);
+                if (ec) throw kv::Error(out + "/" + f + ": cannot write (" + ec.message() + ")");
+            }
+    std::fprintf(stderr, "wrote %s: %s, %s weights, %.1f MB held\n", out.c_str(), m->name.c_str(),
+                 kv::weight_type_name(m->weights.type), double(m->weights.bytes()) / 1e6);
     return 0;
 }
 
@@ -320,6 +345,12 @@ int cli::main(int argc, char** argv, bool parse_only) {
 
     auto run_bench = cli::add_bench_command(app);
 
+    std::string ex_model, ex_weights, ex_out;
+    auto* c_ex = app.add_subcommand("export", "write a model folder (e.g. a random model in bf16) for other tools");
+    c_ex->add_option("--model", ex_model, "model folder or random:SPEC (default: bundled)");
+    c_ex->add_option("--out", ex_out, "the folder to write")->required();
+    add_weights_option(c_ex, ex_weights);
+
     kv::TrainOptions topt;
     auto* c_tr = app.add_subcommand("train", "train a tiny word-level GPT on a corpus");
     c_tr->add_option("--corpus", topt.corpus, "text file, one sentence per line")->required();
@@ -366,6 +397,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
         if (*c_lg)
             return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend, policy_of(lg_policy, *c_lg), lg_weights);
         if (*c_tk) return run_tokenize(tk_model, tk_text);
+        if (*c_ex) return run_export(ex_model, ex_weights, ex_out);
         if (int rc = run_bench(); rc >= 0) return rc;
         if (*c_tr) {
             const kv::TrainReport r = kv::train_model(topt);

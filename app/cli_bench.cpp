@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -80,7 +81,10 @@ double median(std::vector<double> v) {
 int effective_threads(int t) { return t > 0 ? t : std::max(1, int(std::thread::hardware_concurrency())); }
 
 int run_bench(const BenchArgs& a) {
+    using Clock = std::chrono::steady_clock;
+    const auto t_start = Clock::now();
     auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
+    const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
     if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
     if (a.runs < 1) throw UsageError("--runs: must be at least 1");
     if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
@@ -89,8 +93,12 @@ int run_bench(const BenchArgs& a) {
     if (a.threads > 0) s.engine().set_threads(a.threads);
     s.set_cache(!a.no_cache);
     s.set_prompt_ids(kv::bench_ids(m->config, a.prompt_len, a.seed));
-    // Warm-up: a prefill and a few decode steps, then start over.
-    for (int i = 0; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
+    // Warm-up: a prefill and a few decode steps, then start over. The first (cold)
+    // prefill ends the time to first token, counted from before the model was opened.
+    s.step();
+    const double first_token_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+    const kv::ResidentSize loaded = kv::resident_size();  // before the bandwidth buffer of --ceiling
+    for (int i = 1; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
 
     std::vector<RunResult> runs;
     const int threads = effective_threads(a.threads);
@@ -142,6 +150,10 @@ int run_bench(const BenchArgs& a) {
                 {"ms_per_token", ms_per_token},
                 {"tokens_per_s", tokens_per_s},
                 {"weight_gb_per_token", weight_gb},
+                {"load_ms", load_ms},
+                {"time_to_first_token_ms", first_token_ms},
+                {"rss_bytes_after_first_token", loaded.rss},
+                {"peak_rss_bytes_after_first_token", loaded.peak},
                 {"runs", jruns}};
     if (a.policy_args.given) out["cache"] = policy_json(a.policy);
     if (!a.no_cache) out["weight_gb_per_s"] = weight_gb / (ms_per_token / 1000.0);
@@ -164,6 +176,8 @@ int run_bench(const BenchArgs& a) {
                  threads,
                  a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
                  prefill_ms, ms_per_token, tokens_per_s);
+    std::fprintf(stderr, "load %.0f ms, time to first token %.0f ms, resident %.0f MB (peak %.0f MB) after it\n",
+                 load_ms, first_token_ms, double(loaded.rss) / 1e6, double(loaded.peak) / 1e6);
     if (a.as_json) print_json(out, 1);
     return 0;
 }

@@ -7,6 +7,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <sys/wait.h>
 
@@ -213,4 +215,56 @@ TEST_CASE("compare: vs_f32 only with 16-bit weights, beside vs_full under a cach
         CHECK(s.contains("vs_full"));
         CHECK(s.contains("vs_f32"));
     }
+}
+
+TEST_CASE("tokenize reads the tokenizer only: a folder whose weights are corrupt or absent still tokenizes") {
+    const std::string bundled = kv::default_model_dir();
+    REQUIRE_MESSAGE(!bundled.empty(), "the bundled model folder was not found");
+    const Run ref = run_cli("tokenize --model '" + bundled + "' --text 'Python is a programming language'");
+    REQUIRE(ref.rc == 0);
+    kvtest::TempDir d("kvscope_tokenize_only");
+    const std::filesystem::path m = d.path / "m";
+    std::filesystem::create_directories(m);
+    for (const char* f : {"config.json", "vocab.txt"})
+        std::filesystem::copy_file(std::filesystem::path(bundled) / f, m / f);
+    const std::string st = (m / "model.safetensors").string();
+    SUBCASE("corrupt weights") {
+        std::ofstream(st, std::ios::binary) << "this is not a safetensors file, and reading it fails";
+        // The weights are really unreadable: a command that needs them says so.
+        const Run g = run_cli("generate --model '" + m.string() + "' --ids 1,2 --new 1");
+        CHECK(g.rc == 1);
+        CHECK(g.err.find("model.safetensors") != std::string::npos);
+    }
+    SUBCASE("no weights file") {}
+    const Run t = run_cli("tokenize --model '" + m.string() + "' --text 'Python is a programming language'");
+    CAPTURE(t.err);
+    CHECK(t.rc == 0);
+    CHECK(t.out == ref.out);
+}
+
+TEST_CASE("export writes a folder in the held weight type that loads back to the same logits") {
+    kvtest::TempDir d("kvscope_export");
+    const std::string out = d / "m";
+    const Run e = run_cli("export --model random:tiny:4 --weights bf16 --out '" + out + "'");
+    CAPTURE(e.err);
+    REQUIRE(e.rc == 0);
+    const auto hdr = kv::read_safetensors_header(out + "/model.safetensors");
+    CHECK(hdr.at("h.0.attn.c_attn.weight").dtype == "BF16");
+    CHECK(hdr.at("h.0.attn.c_attn.bias").dtype == "F32");
+    // Loaded as stored (bf16), the folder gives the random model's bf16 logits exactly.
+    const Run a = run_cli("logits --model '" + out + "' --ids 3,1,4,1,5");
+    const Run b = run_cli("logits --model random:tiny:4 --weights bf16 --ids 3,1,4,1,5");
+    REQUIRE(a.rc == 0);
+    REQUIRE(b.rc == 0);
+    CHECK(a.out == b.out);
+    CHECK(json::parse(run_cli("compare --model '" + out + "' --ids 3,1 --new 2 --json").out)["model"]["weights"] ==
+          "bf16");
+    // The bundled model keeps its tokenizer; an existing model is not overwritten.
+    const std::string tiny = d / "tiny";
+    REQUIRE(run_cli("export --out '" + tiny + "'").rc == 0);
+    CHECK(run_cli("tokenize --model '" + tiny + "' --text 'Python is a programming language'").out ==
+          run_cli("tokenize --text 'Python is a programming language'").out);
+    const Run again = run_cli("export --model random:tiny --out '" + out + "'");
+    CHECK(again.rc == 2);
+    CHECK(again.err.find("--out") != std::string::npos);
 }

@@ -795,9 +795,15 @@ TEST_CASE("every checkpoint dtype loads into f32, f16 and bf16 weights as roundi
                 int64_t mat = 0, all = 0;
                 for (const auto& [name, v] : values) (matrices.count(name) ? mat : all) += int64_t(v.size());
                 CHECK(m->weights.bytes() == all * 4 + mat * weight_type_bytes(t));
-                // Saved (widened to F32) and loaded back in the same type: the same values.
+                // Saved (in the held type) and loaded back in the same type: the same values.
                 TempDir d2;
                 save_model_folder(d2.path.string(), m->config, m->weights, nullptr);
+                const auto hdr = read_safetensors_header((d2.path / "model.safetensors").string());
+                const std::string pre = tied ? "" : "transformer.";
+                const char* held_dtype = t == WeightType::f32 ? "F32" : t == WeightType::f16 ? "F16" : "BF16";
+                CHECK(hdr.at(pre + "h.0.mlp.c_fc.weight").dtype == held_dtype);
+                CHECK(hdr.at(pre + "wte.weight").dtype == held_dtype);
+                CHECK(hdr.at(pre + "h.0.mlp.c_fc.bias").dtype == "F32");
                 const auto back = load_model_folder(d2.path.string(), t);
                 CHECK(held_values(back->config, back->weights) == held_values(m->config, m->weights));
             }

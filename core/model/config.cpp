@@ -65,4 +65,13 @@ ModelConfig ModelConfig::gpt2_124m() {
     return c;
 }
 
+ModelConfig ModelConfig::gpt2_355m() {
+    ModelConfig c = gpt2_124m();
+    c.n_embd = 1024;
+    c.n_layer = 24;
+    c.n_head = 16;
+    c.n_kv_head = 16;
+    return c;
+}
+
 }  // namespace kv

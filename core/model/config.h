@@ -35,6 +35,7 @@ struct ModelConfig {
 
     static ModelConfig tiny();        // the shape of random:tiny
     static ModelConfig gpt2_124m();   // 50257 vocab, 1024 ctx, 768 wide, 12 layers, 12 heads
+    static ModelConfig gpt2_355m();   // 50257 vocab, 1024 ctx, 1024 wide, 24 layers, 16 heads (GPT-2 medium)
 };
 
 }  // namespace kv

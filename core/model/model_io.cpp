@@ -116,7 +116,7 @@ ModelConfig read_config_json(const std::string& path) {
     return c;
 }
 
-void write_config_json(const std::string& path, const ModelConfig& cfg) {
+void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
     cfg.validate(path);
     ordered_json j;
     j["model_type"] = "gpt2";
@@ -145,7 +145,7 @@ void write_config_json(const std::string& path, const ModelConfig& cfg) {
     j["use_cache"] = true;
     j["bos_token_id"] = cfg.vocab_size - 1;  // 50256 for GPT-2's vocabulary
     j["eos_token_id"] = cfg.vocab_size - 1;
-    j["torch_dtype"] = "float32";
+    j["torch_dtype"] = held == WeightType::f16 ? "float16" : held == WeightType::bf16 ? "bfloat16" : "float32";
     std::ofstream out(path, std::ios::trunc);
     if (!out) throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
     out << j.dump(2) << "\n";
@@ -326,19 +326,26 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optiona
 // Tied models use the plain names of the Hub's gpt2 checkpoint. Untied models use
 // GPT2LMHeadModel's own state-dict names ("transformer." + name, and lm_head.weight):
 // transformers rejects plain names next to lm_head.weight as a corrupted state dict.
+// The matrices are written in the type they are held in (F32, F16 or BF16: the held
+// bits, nothing rounded again); vectors and wpe in F32.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
-    if (w.type != WeightType::f32) {  // written widened (exact)
-        Weights wide = w;
-        set_weight_type(wide, cfg, WeightType::f32);
-        return write_safetensors(path, cfg, wide);
-    }
     check_weights(cfg, w, path);
-    auto& mw = const_cast<Weights&>(w);  // slots_of hands out float*; writing only reads them
+    auto& mw = const_cast<Weights&>(w);  // slots_of and weight_matrices hand out pointers; writing only reads
+    std::map<std::string, const Mat16*> held16;
+    if (w.type != WeightType::f32)
+        for (const auto& m : weight_matrices(mw, cfg)) held16[m.name] = m.h16;
+    const std::string dtype16 = w.type == WeightType::f16 ? "F16" : "BF16";
     const std::string prefix = cfg.tied_head ? "" : "transformer.";
     std::vector<TensorOut> out;
-    for (const auto& s : slots_of(cfg, &mw))
-        out.push_back({s.name == "lm_head.weight" ? s.name : prefix + s.name, s.shape, s.data});
-    write_safetensors_f32(path, out);
+    for (const auto& s : slots_of(cfg, &mw)) {
+        TensorOut t{s.name == "lm_head.weight" ? s.name : prefix + s.name, s.shape, s.data, "F32"};
+        if (const auto it = held16.find(s.name); it != held16.end()) {
+            t.data = it->second->data;
+            t.dtype = dtype16;
+        }
+        out.push_back(std::move(t));
+    }
+    write_safetensors_tensors(path, out);
 }
 
 // ---------------------------------------------------------------- models
@@ -347,6 +354,84 @@ namespace {
 
 const char* kFolderHint =
     "expected a folder with config.json and model.safetensors, or random:tiny / random:gpt2-124m";
+
+
+// random:SHAPE[:SEED] -> its shape, seed and canonical name "random:SHAPE:SEED".
+struct RandomSpec {
+    ModelConfig cfg;
+    uint64_t seed = 0;
+    std::string name;
+};
+RandomSpec parse_random_spec(const std::string& spec) {
+    std::string_view rest = std::string_view(spec).substr(7);
+    std::string shape(rest.substr(0, rest.find(':')));
+    RandomSpec r;
+    if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
+        const std::string_view s = rest.substr(colon + 1);
+        const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), r.seed);
+        if (s.empty() || ec != std::errc() || p != s.data() + s.size())
+            throw Error("model '" + spec + "': seed '" + std::string(s) +
+                        "' is not a non-negative integer (use random:tiny:SEED)");
+    }
+    if (shape == "tiny") r.cfg = ModelConfig::tiny();
+    else if (shape == "gpt2-124m") r.cfg = ModelConfig::gpt2_124m();
+    else if (shape == "gpt2-355m") r.cfg = ModelConfig::gpt2_355m();
+    else
+        throw Error("model '" + spec + "': unknown random shape '" + shape +
+                    "' (expected random:tiny, random:gpt2-124m or random:gpt2-355m, optionally followed by :SEED)");
+    r.name = "random:" + shape + ":" + std::to_string(r.seed);
+    return r;
+}
+
+// The folder's config.json path, after checking that `dir` is a folder holding one.
+std::string folder_config(const std::string& dir) {
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) throw Error("model '" + dir + "': no such folder (" + kFolderHint + ")");
+    const std::string config_path = (fs::path(dir) / "config.json").string();
+    // exists() is false with ec set when the folder cannot be searched (chmod 000): say so.
+    if (!fs::exists(config_path, ec)) {
+        if (ec && ec != std::errc::no_such_file_or_directory)
+            throw Error(config_path + ": cannot open (" + ec.message() + ")");
+        throw Error(config_path + ": no such file (a model folder needs config.json and model.safetensors)");
+    }
+    return config_path;
+}
+
+// A folder's display name: its last component ("tiny-gpt" for assets/models/tiny-gpt/).
+std::string folder_name(const std::string& dir) {
+    const fs::path d(dir);
+    fs::path norm = d.lexically_normal();
+    if (norm.filename().empty()) norm = norm.parent_path();
+    std::string name = norm.filename().string();
+    std::error_code ec;
+    if (name.empty() || name == ".") name = fs::absolute(d, ec).lexically_normal().filename().string();
+    return name;
+}
+
+// The folder's tokenizer (vocab.txt, or vocab.json + merges.txt), checked against
+// cfg.vocab_size; null when the folder has none.
+std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelConfig& cfg) {
+    const fs::path d(dir);
+    const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt";
+    std::error_code ec;
+    std::unique_ptr<Tokenizer> tok;
+    std::string tok_file;
+    if (fs::exists(vocab_txt, ec)) {
+        tok = WordTokenizer::load(vocab_txt.string());
+        tok_file = vocab_txt.string();
+    } else if (fs::exists(vocab_json, ec) && fs::exists(merges, ec)) {
+        tok = load_gpt2_bpe(vocab_json.string(), merges.string());
+        tok_file = vocab_json.string();
+    } else if (fs::exists(vocab_json, ec)) {
+        throw Error(merges.string() + ": no such file (vocab.json needs merges.txt beside it)");
+    } else if (fs::exists(merges, ec)) {
+        throw Error(vocab_json.string() + ": no such file (merges.txt needs vocab.json beside it)");
+    }
+    if (tok && tok->vocab_size() > cfg.vocab_size)
+        throw Error(tok_file + ": has " + std::to_string(tok->vocab_size()) +
+                    " tokens but config.json vocab_size is " + std::to_string(cfg.vocab_size));
+    return tok;
+}
 
 }  // namespace
 
@@ -368,23 +453,8 @@ std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightT
         return load_model_folder(dir, weights);
     }
     if (spec.starts_with("random:")) {
-        std::string_view rest = std::string_view(spec).substr(7);
-        std::string shape(rest.substr(0, rest.find(':')));
-        uint64_t seed = 0;
-        if (const auto colon = rest.find(':'); colon != std::string_view::npos) {
-            const std::string_view s = rest.substr(colon + 1);
-            const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), seed);
-            if (s.empty() || ec != std::errc() || p != s.data() + s.size())
-                throw Error("model '" + spec + "': seed '" + std::string(s) +
-                            "' is not a non-negative integer (use random:tiny:SEED)");
-        }
-        ModelConfig cfg;
-        if (shape == "tiny") cfg = ModelConfig::tiny();
-        else if (shape == "gpt2-124m") cfg = ModelConfig::gpt2_124m();
-        else
-            throw Error("model '" + spec + "': unknown random shape '" + shape +
-                        "' (expected random:tiny or random:gpt2-124m, optionally followed by :SEED)");
-        auto m = make_random_model(cfg, seed, "random:" + shape + ":" + std::to_string(seed));
+        const RandomSpec r = parse_random_spec(spec);
+        auto m = make_random_model(r.cfg, r.seed, r.name);
         if (weights) set_weight_type(m->weights, m->config, *weights);
         return m;
     }
@@ -395,17 +465,10 @@ std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightT
 }
 
 std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights) {
-    std::error_code ec;
-    if (!fs::is_directory(dir, ec)) throw Error("model '" + dir + "': no such folder (" + kFolderHint + ")");
+    const std::string config_path = folder_config(dir);
     const fs::path d(dir);
-    const std::string config_path = (d / "config.json").string();
     const std::string st_path = (d / "model.safetensors").string();
-    // exists() is false with ec set when the folder cannot be searched (chmod 000): say so.
-    if (!fs::exists(config_path, ec)) {
-        if (ec && ec != std::errc::no_such_file_or_directory)
-            throw Error(config_path + ": cannot open (" + ec.message() + ")");
-        throw Error(config_path + ": no such file (a model folder needs config.json and model.safetensors)");
-    }
+    std::error_code ec;
     if (!fs::exists(st_path, ec)) {
         if (ec && ec != std::errc::no_such_file_or_directory)
             throw Error(st_path + ": cannot open (" + ec.message() + ")");
@@ -417,30 +480,33 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<W
     auto m = std::make_unique<Model>();
     m->config = read_config_json(config_path);
     m->weights = read_safetensors(st_path, m->config, weights);
-
-    const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt";
-    std::string tok_file;
-    if (fs::exists(vocab_txt, ec)) {
-        m->tokenizer = WordTokenizer::load(vocab_txt.string());
-        tok_file = vocab_txt.string();
-    } else if (fs::exists(vocab_json, ec) && fs::exists(merges, ec)) {
-        m->tokenizer = load_gpt2_bpe(vocab_json.string(), merges.string());
-        tok_file = vocab_json.string();
-    } else if (fs::exists(vocab_json, ec)) {
-        throw Error(merges.string() + ": no such file (vocab.json needs merges.txt beside it)");
-    } else if (fs::exists(merges, ec)) {
-        throw Error(vocab_json.string() + ": no such file (merges.txt needs vocab.json beside it)");
-    }
-    if (m->tokenizer && m->tokenizer->vocab_size() > m->config.vocab_size)
-        throw Error(tok_file + ": has " + std::to_string(m->tokenizer->vocab_size()) +
-                    " tokens but config.json vocab_size is " + std::to_string(m->config.vocab_size));
-
-    fs::path norm = d.lexically_normal();
-    if (norm.filename().empty()) norm = norm.parent_path();
-    m->name = norm.filename().string();
-    if (m->name.empty() || m->name == ".") m->name = fs::absolute(d, ec).lexically_normal().filename().string();
+    m->tokenizer = folder_tokenizer(dir, m->config);
+    m->name = folder_name(dir);
     m->path = dir;
     return m;
+}
+
+ModelText load_model_text(const std::string& spec) {
+    ModelText t;
+    if (spec.starts_with("random:")) {
+        t.name = parse_random_spec(spec).name;  // random models have no tokenizer
+        return t;
+    }
+    std::string dir = spec;
+    if (dir.empty()) {
+        dir = default_model_dir();
+        if (dir.empty())
+            throw Error("model: none given and the bundled model (assets/models/tiny-gpt) was not found; "
+                        "pass --model FOLDER or random:tiny");
+    }
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec) && fs::exists(dir, ec))
+        throw Error("model '" + dir + "': is a file, not a folder (" + kFolderHint + ")");
+    const ModelConfig cfg = read_config_json(folder_config(dir));
+    t.tokenizer = folder_tokenizer(dir, cfg);
+    t.name = folder_name(dir);
+    t.path = dir;
+    return t;
 }
 
 void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w, const Tokenizer* tok) {
@@ -449,7 +515,7 @@ void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Wei
     fs::create_directories(dir, ec);
     if (ec) throw Error(dir + ": cannot create the folder (" + ec.message() + ")");
     const fs::path d(dir);
-    write_config_json((d / "config.json").string(), cfg);
+    write_config_json((d / "config.json").string(), cfg, w.type);
     write_safetensors((d / "model.safetensors").string(), cfg, w);
     if (const auto* wt = dynamic_cast<const WordTokenizer*>(tok)) wt->save((d / "vocab.txt").string());
 }

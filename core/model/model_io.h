@@ -16,7 +16,8 @@ namespace kv {
 
 // config.json <-> ModelConfig (GPT-2 keys; n_kv_head optional, defaults to n_head).
 ModelConfig read_config_json(const std::string& path);
-void write_config_json(const std::string& path, const ModelConfig& cfg);
+// torch_dtype names `held`, the type model.safetensors holds the matrices in.
+void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held = WeightType::f32);
 
 // One tensor as found in a safetensors header.
 struct TensorInfo {
@@ -34,7 +35,8 @@ std::map<std::string, TensorInfo> read_safetensors_header(const std::string& pat
 // matrix is stored so, else f32). Matrices already stored in the held 16-bit type
 // are not copied: they are views into the mapped file.
 Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want = std::nullopt);
-// Writes GPT-2 names in F32 (lm_head.weight only when untied; 16-bit weights widened).
+// Writes GPT-2 names (lm_head.weight only when untied); the matrices in their held
+// type (F32, F16 or BF16), vectors and wpe in F32.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w);
 
 // A loaded model: shape, weights, and a tokenizer when the folder has one.
@@ -46,12 +48,21 @@ struct Model {
     std::unique_ptr<Tokenizer> tokenizer;  // null for random models
 };
 
-// SPEC: a model folder, or random:tiny / random:gpt2-124m with optional :SEED.
+// SPEC: a model folder, or random:tiny / random:gpt2-124m / random:gpt2-355m with optional :SEED.
 // `weights`: the type to hold the matrices in; none = as stored (random models: f32).
 std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights = std::nullopt);
 std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights = std::nullopt);
+// A model's name and tokenizer without its weights (for commands that only tokenize):
+// reads config.json (for the vocabulary check) and the tokenizer files, never
+// model.safetensors. Random models and folders without tokenizer files: null tokenizer.
+struct ModelText {
+    std::string name, path;
+    std::unique_ptr<Tokenizer> tokenizer;
+};
+ModelText load_model_text(const std::string& spec);
 std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name);
-// Writes config.json and model.safetensors (and vocab.txt when tok is a WordTokenizer).
+// Writes config.json and model.safetensors, matrices in their held type (and
+// vocab.txt when tok is a WordTokenizer).
 void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w,
                        const Tokenizer* tok);
 

@@ -250,15 +250,19 @@ std::map<std::string, TensorInfo> read_safetensors_header(const std::string& pat
 
 // ---------------------------------------------------------------- writing
 
-void write_safetensors_f32(const std::string& path, const std::vector<TensorOut>& tensors) {
+void write_safetensors_tensors(const std::string& path, const std::vector<TensorOut>& tensors) {
     json header = json::object();
     header["__metadata__"] = {{"format", "pt"}};
     uint64_t offset = 0;
+    std::vector<uint64_t> sizes;  // bytes of each tensor
     for (const auto& t : tensors) {
+        const size_t esize = safetensors_dtype_size(t.dtype);
+        if (esize == 0) throw Error(path + ": tensor " + t.name + ": cannot write dtype " + t.dtype);
         uint64_t count = 1;
         for (int64_t d : t.shape) count *= uint64_t(d);
-        header[t.name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + 4 * count}}};
-        offset += 4 * count;
+        sizes.push_back(esize * count);
+        header[t.name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + sizes.back()}}};
+        offset += sizes.back();
     }
     std::string h = header.dump();
     while ((8 + h.size()) % 8 != 0) h += ' ';  // pad so the data section starts 8-aligned
@@ -270,11 +274,8 @@ void write_safetensors_f32(const std::string& path, const std::vector<TensorOut>
         const uint64_t n = h.size();
         out.write(reinterpret_cast<const char*>(&n), 8);
         out.write(h.data(), std::streamsize(h.size()));
-        for (const auto& t : tensors) {
-            uint64_t count = 1;
-            for (int64_t d : t.shape) count *= uint64_t(d);
-            out.write(reinterpret_cast<const char*>(t.data), std::streamsize(4 * count));
-        }
+        for (size_t i = 0; i < tensors.size(); ++i)
+            out.write(static_cast<const char*>(tensors[i].data), std::streamsize(sizes[i]));
         out.flush();
         if (!out) {
             std::error_code ec;

@@ -54,17 +54,19 @@ private:
     std::map<std::string, std::string> metadata_;
 };
 
-// One tensor to write: name, shape, and n = product(shape) floats at data.
+// One tensor to write: name, shape, dtype ("F32", "F16" or "BF16") and the
+// product(shape) values at data, in that dtype's layout.
 struct TensorOut {
     std::string name;
     std::vector<int64_t> shape;
-    const float* data = nullptr;
+    const void* data = nullptr;
+    std::string dtype = "F32";
 };
 
-// Writes F32 tensors in the given order (header padded to 8 bytes, metadata
+// Writes the tensors in the given order (header padded to 8 bytes, metadata
 // {"format": "pt"} so transformers accepts the file). Writes to a temporary file
 // beside `path` and renames it into place.
-void write_safetensors_f32(const std::string& path, const std::vector<TensorOut>& tensors);
+void write_safetensors_tensors(const std::string& path, const std::vector<TensorOut>& tensors);
 
 // "[64, 192]"
 std::string shape_str(const std::vector<int64_t>& shape);

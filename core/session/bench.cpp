@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include "core/engine/engine.h"
 #include "core/error.h"
@@ -44,6 +47,21 @@ double measure_read_bandwidth(int threads, int64_t bytes, int repeats) {
     volatile float keep = sums[0];  // the sums are used
     (void)keep;
     return best;
+}
+
+ResidentSize resident_size() {
+    ResidentSize r;
+    std::ifstream in("/proc/self/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream ss(line);
+        std::string key;
+        int64_t kb = -1;
+        ss >> key >> kb;
+        if (key == "VmRSS:" && kb >= 0) r.rss = kb * 1024;
+        if (key == "VmHWM:" && kb >= 0) r.peak = kb * 1024;
+    }
+    return r;
 }
 
 std::vector<int> sweep_positions(const ModelConfig& cfg, const SweepOptions& opt) {

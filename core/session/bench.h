@@ -58,4 +58,11 @@ int64_t decode_weight_bytes(const ModelConfig& cfg, WeightType t = WeightType::f
 // cached decode step can reach is about this / decode_weight_bytes() steps per second.
 double measure_read_bandwidth(int threads, int64_t bytes = int64_t(512) << 20, int repeats = 5);
 
+// This process's resident size now (VmRSS) and its peak so far (VmHWM), in bytes,
+// from /proc/self/status; -1 where the system does not say.
+struct ResidentSize {
+    int64_t rss = -1, peak = -1;
+};
+ResidentSize resident_size();
+
 }  // namespace kv
