@@ -87,7 +87,7 @@ TEST_CASE("rows_times and dot_rows: every kernel matches a double-precision loop
                         }
                     CHECK(worst < 1e-5);
                 }
-            for (int rows : {1, 4, 7})
+            for (int rows : {1, 4, 7, 8, 19})
                 for (int C : {5, 16, 48, 50}) {
                     const auto x = randoms(size_t(C), 3 + C);
                     const Stored H = store(randoms(size_t(rows) * C, 11 + rows), t);

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "core/error.h"
@@ -86,12 +87,12 @@ namespace {
 
 inline __mmask16 tail_mask(int left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u); }
 
-template <class T>
+template <class T, bool Masked = true>
 inline __m512 vload(const typename T::E* p, __mmask16 m) {
     if constexpr (std::is_same_v<T, F32>) {
-        return _mm512_maskz_loadu_ps(m, p);
+        return Masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
     } else {
-        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+        const __m256i h = Masked ? _mm256_maskz_loadu_epi16(m, p) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
         if constexpr (std::is_same_v<T, F16>)
             return _mm512_cvtph_ps(h);
         else
@@ -99,89 +100,84 @@ inline __m512 vload(const typename T::E* p, __mmask16 m) {
     }
 }
 
-// Up to 4 rows of X against W's rows k (4 at a time), the whole width w per k, so
+// One 16-column chunk of Y (full, or the masked tail) += sum_i x_i * W[row i]: the
+// unmasked loads and stores of full chunks are much cheaper than masked ones.
+template <class T, int R, bool Tail>
+inline void chunk_fma(float* y, const typename T::E* w0, int64_t ldw, const __m512* xb, __mmask16 m) {
+    __m512 acc = Tail ? _mm512_maskz_loadu_ps(m, y) : _mm512_loadu_ps(y);
+    __m512 acc2 = _mm512_setzero_ps();
+    for (int i = 0; i < R; i += 2) {
+        acc = _mm512_fmadd_ps(xb[i], vload<T, Tail>(w0 + i * ldw, m), acc);
+        if (i + 1 < R) acc2 = _mm512_fmadd_ps(xb[i + 1], vload<T, Tail>(w0 + (i + 1) * ldw, m), acc2);
+    }
+    acc = _mm512_add_ps(acc, acc2);
+    if (Tail)
+        _mm512_mask_storeu_ps(y, m, acc);
+    else
+        _mm512_storeu_ps(y, acc);
+}
+
+// Up to 4 rows of X against W's rows k (8 at a time), the whole width w per k, so
 // W is read once, row after row; Y rows stay in L1.
 template <class T>
 void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
                        int64_t ldy) {
+    constexpr int R = 8;
     const auto* W = static_cast<const typename T::E*>(Wv);
-    for (int r0 = 0; r0 < n; r0 += 4) {
-        const int nr = std::min(4, n - r0);
-        for (int r = 0; r < nr; ++r) std::fill_n(Y + (r0 + r) * ldy, w, 0.0f);
-        int k = 0;
-        for (; k + 4 <= nk; k += 4) {
-            const typename T::E* w0 = W + k * ldw;
-            __m512 xb[4][4];
-            for (int r = 0; r < nr; ++r)
-                for (int i = 0; i < 4; ++i) xb[r][i] = _mm512_set1_ps(X[(r0 + r) * ldx + k + i]);
-            for (int c = 0; c < w; c += 16) {
-                const __mmask16 m = tail_mask(w - c);
-                const __m512 a = vload<T>(w0 + c, m), b = vload<T>(w0 + ldw + c, m);
-                const __m512 d = vload<T>(w0 + 2 * ldw + c, m), e = vload<T>(w0 + 3 * ldw + c, m);
-                for (int r = 0; r < nr; ++r) {
-                    float* y = Y + (r0 + r) * ldy + c;
-                    __m512 acc = _mm512_maskz_loadu_ps(m, y);
-                    acc = _mm512_fmadd_ps(xb[r][0], a, acc);
-                    acc = _mm512_fmadd_ps(xb[r][1], b, acc);
-                    acc = _mm512_fmadd_ps(xb[r][2], d, acc);
-                    acc = _mm512_fmadd_ps(xb[r][3], e, acc);
-                    _mm512_mask_storeu_ps(y, m, acc);
-                }
-            }
+    const int wf = w / 16 * 16;  // full chunks end here
+    const __mmask16 mt = tail_mask(w - wf);
+    for (int r = 0; r < n; ++r) std::fill_n(Y + r * ldy, w, 0.0f);
+    auto pass = [&](int k, auto rows) {
+        constexpr int Rk = decltype(rows)::value;
+        const typename T::E* w0 = W + k * ldw;
+        for (int r = 0; r < n; ++r) {
+            __m512 xb[Rk];
+            for (int i = 0; i < Rk; ++i) xb[i] = _mm512_set1_ps(X[r * ldx + k + i]);
+            float* y = Y + r * ldy;
+            for (int c = 0; c < wf; c += 16) chunk_fma<T, Rk, false>(y + c, w0 + c, ldw, xb, 0);
+            if (wf < w) chunk_fma<T, Rk, true>(y + wf, w0 + wf, ldw, xb, mt);
         }
-        for (; k < nk; ++k) {
-            const typename T::E* wr = W + k * ldw;
-            for (int c = 0; c < w; c += 16) {
-                const __mmask16 m = tail_mask(w - c);
-                const __m512 a = vload<T>(wr + c, m);
-                for (int r = 0; r < nr; ++r) {
-                    float* y = Y + (r0 + r) * ldy + c;
-                    const __m512 acc = _mm512_fmadd_ps(_mm512_set1_ps(X[(r0 + r) * ldx + k]), a,
-                                                       _mm512_maskz_loadu_ps(m, y));
-                    _mm512_mask_storeu_ps(y, m, acc);
-                }
-            }
-        }
-    }
+    };
+    int k = 0;
+    for (; k + R <= nk; k += R) pass(k, std::integral_constant<int, R>{});
+    for (; k < nk; ++k) pass(k, std::integral_constant<int, 1>{});
 }
 
-// Four rows of H at a time against x, four accumulators, reduced at the end.
+// Eight rows of H at a time against x (eight independent sums keep both FMA pipes
+// busy; the rows are adjacent, so this reads one contiguous block), unmasked but for
+// the tail of a row, reduced at the end.
+template <class T, int R>
+inline void dot_block(int C, const float* x, const typename T::E* h, float* out) {
+    __m512 s[R];
+    for (int i = 0; i < R; ++i) s[i] = _mm512_setzero_ps();
+    const int cf = C / 16 * 16;
+    for (int c = 0; c < cf; c += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + c);
+        for (int i = 0; i < R; ++i) s[i] = _mm512_fmadd_ps(xv, vload<T, false>(h + int64_t(i) * C + c, 0), s[i]);
+    }
+    if (cf < C) {
+        const __mmask16 m = tail_mask(C - cf);
+        const __m512 xv = _mm512_maskz_loadu_ps(m, x + cf);
+        for (int i = 0; i < R; ++i) s[i] = _mm512_fmadd_ps(xv, vload<T>(h + int64_t(i) * C + cf, m), s[i]);
+    }
+    for (int i = 0; i < R; ++i) out[i] = _mm512_reduce_add_ps(s[i]);
+}
+
 template <class T>
 void dot_rows_avx512(int rows, int C, const float* x, const void* Hv, float* out) {
     const auto* H = static_cast<const typename T::E*>(Hv);
     int j = 0;
-    for (; j + 4 <= rows; j += 4) {
-        const typename T::E* h = H + int64_t(j) * C;
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-        for (int c = 0; c < C; c += 16) {
-            const __mmask16 m = tail_mask(C - c);
-            const __m512 xv = _mm512_maskz_loadu_ps(m, x + c);
-            s0 = _mm512_fmadd_ps(xv, vload<T>(h + c, m), s0);
-            s1 = _mm512_fmadd_ps(xv, vload<T>(h + C + c, m), s1);
-            s2 = _mm512_fmadd_ps(xv, vload<T>(h + 2 * C + c, m), s2);
-            s3 = _mm512_fmadd_ps(xv, vload<T>(h + 3 * C + c, m), s3);
-        }
-        out[j] = _mm512_reduce_add_ps(s0);
-        out[j + 1] = _mm512_reduce_add_ps(s1);
-        out[j + 2] = _mm512_reduce_add_ps(s2);
-        out[j + 3] = _mm512_reduce_add_ps(s3);
-    }
-    for (; j < rows; ++j) {
-        const typename T::E* h = H + int64_t(j) * C;
-        __m512 s = _mm512_setzero_ps();
-        for (int c = 0; c < C; c += 16) {
-            const __mmask16 m = tail_mask(C - c);
-            s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + c), vload<T>(h + c, m), s);
-        }
-        out[j] = _mm512_reduce_add_ps(s);
-    }
+    for (; j + 8 <= rows; j += 8) dot_block<T, 8>(C, x, H + int64_t(j) * C, out + j);
+    for (; j < rows; ++j) dot_block<T, 1>(C, x, H + int64_t(j) * C, out + j);
 }
 
 template <class T>
 void widen_avx512(const void* src, float* dst, int64_t n) {
     const auto* s = static_cast<const typename T::E*>(src);
-    for (int64_t i = 0; i < n; i += 16) {
-        const __mmask16 m = tail_mask(int(std::min<int64_t>(16, n - i)));
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, vload<T, false>(s + i, 0));
+    if (i < n) {
+        const __mmask16 m = tail_mask(int(n - i));
         _mm512_mask_storeu_ps(dst + i, m, vload<T>(s + i, m));
     }
 }

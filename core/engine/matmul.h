@@ -6,7 +6,11 @@
 //
 // Decode-shaped products (a few rows) stream the weights once, in memory order:
 //   rows_times_k: partial sums over a range of W's rows (contiguous memory), the
-//   caller adds the parts. Many rows (prefill) go through Eigen on f32 panels
+//   caller adds the parts; 8 rows of W per pass into two accumulators, so one
+//   load and store of Y serves 8 of W. Full 16-lane chunks use plain loads and
+//   stores, only a row's tail a masked one: on the AMD EPYC these figures come from,
+//   the masked forms throughout halved the 16-bit kernels' rate (docs/benchmarks.md).
+//   Many rows (prefill) go through Eigen on f32 panels
 //   widened from the 16-bit weights (the widening is amortised over the rows).
 #pragma once
 #include <cstdint>
