@@ -49,14 +49,6 @@ std::string policy_caption(const kv::CachePolicy& p) {
 
 namespace {
 
-// Puts the next item on the same line when `w` pixels still fit, else on a new one.
-void flow(float w) {
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    const float last = ImGui::GetItemRectMax().x;
-    const float sp = ImGui::GetStyle().ItemSpacing.x;
-    if (last + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
-}
-
 void small_int(const char* label, const char* id, int* v, const char* tip) {
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted(label);

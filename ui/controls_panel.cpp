@@ -18,14 +18,6 @@ namespace kvui {
 
 namespace {
 
-// Puts the next item on the same line when `w` pixels still fit, else on a new one.
-void flow(float w) {
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    const float last = ImGui::GetItemRectMax().x;
-    const float sp = ImGui::GetStyle().ItemSpacing.x;
-    if (last + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
-}
-
 float text_w(const char* s) { return ImGui::CalcTextSize(s).x + ImGui::GetStyle().FramePadding.x * 2; }
 
 bool big_switch(const char* label, bool on, ImU32 on_col, ImU32 off_col) {

@@ -20,13 +20,6 @@ namespace kvui {
 
 namespace {
 
-// The next item on the same line when w pixels still fit (as the controls do).
-void flow(float w) {
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    const float sp = ImGui::GetStyle().ItemSpacing.x;
-    if (ImGui::GetItemRectMax().x + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
-}
-
 Command spec_command(const AppState& app, bool on, int k) {
     Command c{CommandKind::set_speculative};
     c.flag = on;

@@ -68,4 +68,10 @@ void apply_theme(bool dark, float ui_scale) {
     p.uncached_line = state_color(RowState::recomputed, dark);
 }
 
+void flow(float w) {
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    const float sp = ImGui::GetStyle().ItemSpacing.x;
+    if (ImGui::GetItemRectMax().x + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
+}
+
 }  // namespace kvui

@@ -18,5 +18,8 @@ struct Palette {
 void set_software_renderer(bool software);
 void apply_theme(bool dark, float ui_scale = 1.f);
 const Palette& palette();
+// Puts the next item on the same line when `w` pixels still fit, else on a new one
+// (rows of controls that wrap at a large font instead of being clipped).
+void flow(float w);
 
 }  // namespace kvui
