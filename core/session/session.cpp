@@ -99,11 +99,12 @@ void Session::set_trace_options(const TraceOptions& t) {
     if (cache_->n_pos() == 0) cache_->set_keep_unrounded(t.record);
 }
 
-void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids) {
+void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids, int n_before) {
     if (ids.empty()) throw Error("prompt: empty (type at least one word)");
-    if (int(ids.size()) > c.n_ctx)
-        throw Error("prompt: " + std::to_string(ids.size()) + " tokens, but the model's context holds " +
-                    std::to_string(c.n_ctx));
+    if (int(ids.size()) + n_before > c.n_ctx)
+        throw Error("prompt: " + std::to_string(ids.size()) + " tokens" +
+                    (n_before ? " after " + std::to_string(n_before) + " stale cache rows" : std::string()) +
+                    ", but the model's context holds " + std::to_string(c.n_ctx));
     for (int id : ids)
         if (id < 0 || id >= c.vocab_size)
             throw Error("prompt: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
@@ -127,14 +128,28 @@ Encoding Session::set_prompt_text(const std::string& text) {
 void Session::reset() {
     history_.clear();
     tokens_ = prompt_;
+    stale_.clear();
     cache_->clear();
+}
+
+void Session::set_prompt_keeping_stale_cache(std::vector<int> ids) {
+    if (!cache_on_) throw Error("keep the stale cache: only with the cache on (without it nothing is kept)");
+    // Every row the cache holds now (earlier stale rows, this prompt, fed tokens) goes stale.
+    std::vector<int> stale = stale_;
+    stale.insert(stale.end(), tokens_.begin(), tokens_.begin() + (n_fed() - stale_rows()));
+    check_prompt_ids(model_.config, ids, int(stale.size()));
+    prompt_ = std::move(ids);
+    history_.clear();
+    tokens_ = prompt_;
+    stale_ = std::move(stale);
+    cache_->truncate(stale_rows());  // keeps them: that is the bug
 }
 
 void Session::set_cache(bool on) { cache_on_ = on; }
 
 int Session::n_fed() const {
-    if (history_.empty()) return 0;
-    return int(prompt_.size()) + n_steps() - 1;
+    if (history_.empty()) return stale_rows();
+    return stale_rows() + int(prompt_.size()) + n_steps() - 1;
 }
 
 bool Session::can_step(std::string* why_not) const {
@@ -144,7 +159,7 @@ bool Session::can_step(std::string* why_not) const {
     };
     if (prompt_.empty()) return no("no prompt");
     // The next step feeds tokens up to position len-1.
-    if (int(tokens_.size()) > model_.config.n_ctx)
+    if (stale_rows() + int(tokens_.size()) > model_.config.n_ctx)
         return no("the context is full (" + std::to_string(model_.config.n_ctx) + " tokens)");
     return true;
 }
@@ -154,15 +169,18 @@ const StepTrace& Session::step() {
     if (!can_step(&why)) throw Error("step: " + why);
     const int s = n_steps();
     const int p = int(prompt_.size());
-    const int n_known = s == 0 ? 0 : p + s - 1;  // positions earlier steps computed
+    const int z = stale_rows();  // 0 unless the stale-cache bug is being shown
+    if (z > 0 && !cache_on_)
+        throw Error("step: the stale-cache demonstration runs with the cache on (Reset clears it)");
+    const int n_known = s == 0 ? z : z + p + s - 1;  // positions earlier steps computed
 
     ForwardRequest req;
     req.trace_opts = trace_opts_;
     if (s == 0 || !cache_on_) {
-        req.start_pos = 0;
+        req.start_pos = z;
         req.ids = std::span<const int>(tokens_.data(), size_t(p + s));
     } else {
-        req.start_pos = p + s - 1;
+        req.start_pos = z + p + s - 1;
         req.ids = std::span<const int>(tokens_.data() + p + s - 1, 1);
     }
     req.n_known = n_known;
@@ -250,7 +268,7 @@ std::vector<int> Session::compute_counts() const {
     std::vector<int> counts(tokens_.size(), 0);
     for (const auto& t : history_)
         for (int pos = t.start_pos; pos < t.start_pos + int(t.input_ids.size()); ++pos)
-            if (pos < int(counts.size())) ++counts[pos];
+            if (pos - stale_rows() >= 0 && pos - stale_rows() < int(counts.size())) ++counts[pos - stale_rows()];
     return counts;
 }
 

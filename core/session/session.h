@@ -42,8 +42,8 @@ std::mt19937_64 step_stream(uint64_t seed, int step, uint32_t salt);
 std::vector<double> token_probs(const std::vector<float>& logits, const SamplingOptions& opt);
 std::vector<TopToken> top_tokens(const std::vector<float>& logits, int k);
 // Throws kv::Error ("prompt: ...") unless ids is a prompt the model can take: not
-// empty, within its context, every id in its vocabulary.
-void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids);
+// empty, within its context (after n_before stale cache rows), every id in its vocabulary.
+void check_prompt_ids(const ModelConfig& c, const std::vector<int>& ids, int n_before = 0);
 
 class Session {
 public:
@@ -59,6 +59,12 @@ public:
     void reset();                // back to before the prefill (prompt kept)
     void set_cache(bool on);     // applies from the next step
     void set_policy(const CachePolicy& p);  // a new cache under p; resets (prompt kept)
+    // THE BUG, ON PURPOSE (lesson chapter 8, "forgetting to reset the cache"): sets a
+    // new prompt but keeps the rows the cache holds now. The new prompt's tokens go in
+    // after those stale rows (at position stale_rows()) and attend to them, as in a
+    // server that forgets to clear the cache between requests. Needs the cache on; a
+    // step with the cache off throws. reset() and set_prompt_*() are the cure.
+    void set_prompt_keeping_stale_cache(std::vector<int> ids);
     void set_sampling(const SamplingOptions& s) { sampling_ = s; }
     void set_trace_options(const TraceOptions& t);
     // Under a policy other than full f32, each step also runs a full-attention f32
@@ -82,12 +88,17 @@ public:
     // Prompt + chosen tokens: tokens()[p+s] is the token chosen at step s.
     const std::vector<int>& tokens() const { return tokens_; }
     const std::vector<StepTrace>& history() const { return history_; }
+    // Tokens whose stale K/V rows sit before the prompt (empty unless the bug above).
+    const std::vector<int>& stale_ids() const { return stale_; }
+    int stale_rows() const { return static_cast<int>(stale_.size()); }
     int n_steps() const { return static_cast<int>(history_.size()); }
-    // Tokens that have entered the model (the cache length in cached mode).
+    // Tokens that have entered the model (the cache length in cached mode), stale
+    // rows included.
     int n_fed() const;
     // Can another step run? (false at n_ctx or without a prompt)
     bool can_step(std::string* why_not = nullptr) const;
-    // How many times each position's K/V have been computed over the history.
+    // How many times each token's K/V have been computed over the history (one
+    // entry per tokens() element).
     std::vector<int> compute_counts() const;
     Counters totals() const;
 
@@ -108,6 +119,7 @@ private:
     std::unique_ptr<StepReference> full_;  // set_measure_vs_full(true)
     std::vector<int> prompt_;
     std::vector<int> tokens_;
+    std::vector<int> stale_;  // ids of the stale rows [0, stale_.size()) before the prompt
     std::vector<StepTrace> history_;
     bool cache_on_ = true;
     SamplingOptions sampling_;
