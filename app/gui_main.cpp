@@ -4,6 +4,8 @@
 //           [--size WxH] [--compare] [--light] [--scaling] [--draft SPEC] [--draft-k K]
 // --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
 // speculative mode: each step is one round of draft-and-verify.
+// --lesson [--chapter N] opens lesson mode (ui/lesson.h) at chapter N; chapters that
+// measure (the Scaling sweep) measure to the end before a --screenshot.
 // --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
 // file. Once the window is up, model and prompt errors are shown in it instead.
@@ -29,6 +31,7 @@
 #include "core/model/model_io.h"
 #include "ui/app_state.h"
 #include "ui/controller.h"
+#include "ui/lesson.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
 
@@ -54,6 +57,8 @@ struct Options {
     std::string draft;          // speculative mode's draft ("" with --draft-k: the default)
     int draft_k = 4;
     bool speculative = false;   // --draft or --draft-k given
+    bool lesson = false;        // --lesson: start in lesson mode at `chapter`
+    int chapter = 1;
     bool typed_prompt = false;  // --prompt given (else the default, which suits any model)
     int win_w = 1600, win_h = 1000;  // from --size
     bool batch() const { return !screenshot.empty() || frame_stats > 0; }  // no one watches
@@ -91,7 +96,8 @@ std::string timestamped_name() {
 kvui::AppState* g_app = nullptr;
 void key_callback(GLFWwindow* w, int key, int scancode, int action, int mods) {
     ImGui_ImplGlfw_KeyCallback(w, key, scancode, action, mods);
-    const bool arrow = key == GLFW_KEY_LEFT || key == GLFW_KEY_RIGHT;  // only arrows auto-repeat
+    // Only arrows auto-repeat, and not in the lesson (a held arrow would skip chapters).
+    const bool arrow = (key == GLFW_KEY_LEFT || key == GLFW_KEY_RIGHT) && g_app && !g_app->vs.lesson.on;
     if (g_app && (action == GLFW_PRESS || (action == GLFW_REPEAT && arrow)))
         g_app->vs.key_queue.emplace_back(key, (mods & GLFW_MOD_CONTROL) != 0);
 }
@@ -132,6 +138,9 @@ int parse_options(int argc, char** argv, Options& o) {
     CLI::Option* draft_k_opt =
         cli.add_option("--draft-k", o.draft_k, "speculative mode: drafts per round, 1..16 (default 4)")
             ->check(CLI::Range(1, 16));
+    cli.add_flag("--lesson", o.lesson, "start in lesson mode: chapters through the KV cache (L in the window)");
+    CLI::Option* chapter_opt = cli.add_option("--chapter", o.chapter, "lesson chapter to start at")
+                                   ->check(CLI::Range(1, kvui::lesson_chapter_count()));
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -141,6 +150,14 @@ int parse_options(int argc, char** argv, Options& o) {
         return 2;
     }
     o.typed_prompt = prompt_opt->count() > 0;
+    if (chapter_opt->count() > 0 && !o.lesson) {
+        std::fprintf(stderr, "kvscope: --chapter: needs --lesson\n");
+        return 2;
+    }
+    if (o.lesson && (draft_opt->count() > 0 || draft_k_opt->count() > 0)) {
+        std::fprintf(stderr, "kvscope: --lesson: the chapters set up their own state; drop --draft/--draft-k\n");
+        return 2;
+    }
     o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
     // Speculative rounds run full f32 caches and one target: name the first option that does not fit.
     const char* clash = o.window != 0 ? "--window" : o.sinks != 0 ? "--sinks" : o.kv_dtype != "f32" ? "--kv-dtype"
@@ -312,6 +329,18 @@ void open_scaling(kvui::Controller& ctl, kvui::AppState& app, const Options& o) 
                      app.scaling.error.c_str());
 }
 
+// --lesson: the chapter's own state, set up synchronously (a sweep measured to the
+// end before a screenshot).
+void open_lesson(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    kvui::enter_lesson(app, o.chapter);
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    if (o.screenshot.empty() || !ctl.sweep_running()) return;
+    ctl.wait_sweep();
+    ctl.poll(app);
+}
+
 // ---- the frame loop -------------------------------------------------------------
 
 using Clock = std::chrono::steady_clock;
@@ -437,6 +466,7 @@ int main(int argc, char** argv) {
     if (app.error.empty()) app.error = load_error;
     if (o.batch()) app.vs.animate = false;
     if (o.scaling) open_scaling(ctl, app, o);
+    if (o.lesson) open_lesson(ctl, app, o);
 
     const int exit_code = run_frames(win, ctl, app, o);
     ctl.wait();

@@ -32,7 +32,7 @@ std::unique_ptr<kv::Session> session(const kv::Model& m) {
 
 }  // namespace
 
-TEST_CASE("stale cache: the contaminated continuation differs; the clean one equals a fresh session's") {
+TEST_CASE("stale cache: the contaminated continuation differs, the clean one equals a fresh session's") {
     std::unique_ptr<kv::Model> m = kv::load_model(kTiny);
     REQUIRE(m->tokenizer);
     const kv::ModelConfig& c = m->config;
@@ -47,7 +47,7 @@ TEST_CASE("stale cache: the contaminated continuation differs; the clean one equ
     REQUIRE(stale == int(a.size()) + n_a - 1);
     dirty->set_prompt_keeping_stale_cache(b);
     CHECK(dirty->stale_rows() == stale);
-    CHECK(dirty->engine().cache_rows() == stale);  // the rows stayed
+    CHECK(dirty->cache().n_used() == stale);  // the rows stayed
     const Run bad = steps(*dirty, n_b);
 
     // Step 0 of the contaminated run: b's tokens at positions stale.., reading the stale rows.
@@ -63,7 +63,7 @@ TEST_CASE("stale cache: the contaminated continuation differs; the clean one equ
     clean->set_prompt_ids(a);
     steps(*clean, n_a);
     clean->set_prompt_ids(b);
-    CHECK(clean->engine().cache_rows() == 0);
+    CHECK(clean->cache().n_used() == 0);
     const Run good = steps(*clean, n_b);
 
     auto fresh = session(*m);
@@ -102,13 +102,13 @@ TEST_CASE("stale cache: back, reset, the cache switch and the context limit") {
     CHECK(s->n_fed() == 6 + 2 + 1);
     CHECK(s->back());
     CHECK(s->back());
-    CHECK(s->engine().cache_rows() == 6);  // back to the prompt: the stale rows remain
+    CHECK(s->cache().n_used() == 6);  // back to the prompt: the stale rows remain
     s->set_cache(false);
     CHECK_THROWS_WITH_AS(s->step(), doctest::Contains("cache on"), kv::Error);
     s->set_cache(true);
     s->reset();  // the cure
     CHECK(s->stale_rows() == 0);
-    CHECK(s->engine().cache_rows() == 0);
+    CHECK(s->cache().n_used() == 0);
 
     s->set_cache(false);
     CHECK_THROWS_WITH_AS(s->set_prompt_keeping_stale_cache({1}), doctest::Contains("cache on"), kv::Error);

@@ -9,6 +9,7 @@
 
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
+#include "ui/lesson.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
 
@@ -16,9 +17,10 @@ namespace kvui {
 
 namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
-constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_G = 71, KEY_P = 80, KEY_R = 82,
-              KEY_S = 83, KEY_ESCAPE = 256, KEY_RIGHT = 262, KEY_LEFT = 263, KEY_F1 = 290,
-              KEY_KP_SUBTRACT = 333, KEY_KP_ADD = 334;
+constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_G = 71, KEY_L = 76, KEY_P = 80,
+              KEY_R = 82, KEY_S = 83, KEY_ESCAPE = 256, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
+              KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
+              KEY_KP_ADD = 334;
 }  // namespace
 
 KeyAction key_action(int key, bool ctrl) {
@@ -30,7 +32,9 @@ KeyAction key_action(int key, bool ctrl) {
     switch (key) {
     case KEY_SPACE:
     case KEY_RIGHT: return KeyAction::step;
-    case KEY_LEFT: return KeyAction::back;
+    case KEY_LEFT:
+    case KEY_BACKSPACE: return KeyAction::back;
+    case KEY_L: return KeyAction::lesson;
     case KEY_C: return KeyAction::toggle_cache;
     case KEY_G: return KeyAction::scaling;
     case KEY_P: return KeyAction::play;
@@ -47,7 +51,8 @@ KeyAction key_action(int key, bool ctrl) {
 const std::vector<int>& watched_keys() {
     static const std::vector<int> keys = {KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_C,      KEY_P,           KEY_R,
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
-                                          KEY_ESCAPE, KEY_G};
+                                          KEY_ESCAPE, KEY_G,     KEY_L,     KEY_BACKSPACE, KEY_PAGE_UP,
+                                          KEY_PAGE_DOWN, KEY_HOME, 49, 50, 51, 52, 53, 54, 55, 56, 57};
     return keys;
 }
 
@@ -89,6 +94,10 @@ void apply_key_action(AppState& app, KeyAction a) {
         vs.show_scaling = !vs.show_scaling;
         vs.select_tab = true;
         break;
+    case KeyAction::lesson:
+        if (vs.lesson.on) leave_lesson(app);
+        else enter_lesson(app, vs.lesson.chapter);
+        break;
     case KeyAction::none: break;
     }
 }
@@ -121,15 +130,16 @@ void handle_keyboard(AppState& app) {
         std::vector<std::pair<int, bool>> keys;
         keys.swap(app.vs.key_queue);
         if (io.WantTextInput) return;  // typing in a text field
-        for (auto [key, ctrl] : keys) apply_key_action(app, key_action(key, ctrl));
+        for (auto [key, ctrl] : keys)
+            if (!lesson_key(app, key, ctrl)) apply_key_action(app, key_action(key, ctrl));
         return;
     }
     if (io.WantTextInput) return;
     for (int key : watched_keys()) {
         if (key < 0 || key >= IM_ARRAYSIZE(io.KeysDown)) continue;
-        const bool repeat = key == KEY_RIGHT || key == KEY_LEFT;
+        const bool repeat = !app.vs.lesson.on && (key == KEY_RIGHT || key == KEY_LEFT);
         if (!ImGui::IsKeyPressed(key, repeat)) continue;
-        apply_key_action(app, key_action(key, io.KeyCtrl));
+        if (!lesson_key(app, key, io.KeyCtrl)) apply_key_action(app, key_action(key, io.KeyCtrl));
     }
 }
 
@@ -195,6 +205,13 @@ void draw_app(AppState& app) {
     handle_keyboard(app);
     play_timer(app);
     note_glyphs_needed(app);  // a new prompt's CJK characters: the atlas grows before the next frame
+    if (app.vs.lesson.on) {
+        draw_lesson(app);
+        if (app.vs.show_help) draw_help_overlay(app);
+        draw_toast(app);
+        return;
+    }
+    app.fits.clear();
     const ImGuiIO& io = ImGui::GetIO();
     const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h,
                                     app.vs.show_scaling);
@@ -232,7 +249,8 @@ void draw_help_overlay(AppState& app) {
                          ImGuiWindowFlags_NoMove)) {
         static const char* rows[][2] = {
             {"Space  or  Right", "step: prefill, then one token at a time"},
-            {"Left", "go back one step (the cache is truncated)"},
+            {"Left  or  Backspace", "go back one step (the cache is truncated)"},
+            {"L", "lesson: chapters with PgDn / PgUp (or Right / Left), Esc leaves"},
             {"C", "KV cache on / off (applies from the next step)"},
             {"P", "play / pause"},
             {"G", "Scaling tab: measured ms per step vs position"},

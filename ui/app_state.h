@@ -31,7 +31,8 @@ struct SessionView {
     std::vector<int> prompt_ids;
     std::vector<int> tokens;                              // prompt + chosen tokens
     std::vector<std::shared_ptr<const kv::StepTrace>> history;
-    std::vector<int> compute_counts;                      // per position
+    std::vector<int> compute_counts;                      // per token of `tokens`
+    std::vector<int> stale_ids;                           // stale rows before the prompt (the bug, chapter 8)
     kv::Counters totals;
     bool can_step = false;
     std::string why_not;                                  // when !can_step
@@ -58,17 +59,18 @@ RowState row_state(const kv::StepTrace& t, int row);
 enum class CommandKind {
     step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
     set_sampling, set_selection, refresh_cache, set_policy, set_other_policy,
-    set_speculative  // flag: on/off; text: the draft SPEC ("" = default); n: k
+    set_speculative,  // flag: on/off; text: the draft SPEC ("" = default); n: k
+    set_stale_demo    // flag: on/off; text: the first prompt; n: its steps (lesson chapter 8)
 };
 
 struct Command {
     Command() = default;
     Command(CommandKind k) : kind(k) {}  // NOLINT: {CommandKind::step} reads well
     CommandKind kind = CommandKind::step;
-    bool flag = false;       // set_cache, set_compare, set_speculative; set_other_policy: own policy (else the other cache mode)
-    int n = 0;               // back_to: steps to keep; set_selection: layer; set_speculative: k
+    bool flag = false;       // set_cache, set_compare, set_speculative, set_stale_demo; set_other_policy: own policy (else the other cache mode)
+    int n = 0;               // back_to: steps to keep; set_selection: layer; set_speculative: k; set_stale_demo: first steps
     int m = 0;               // set_selection: head
-    std::string text;        // set_prompt, load_model, set_speculative (draft)
+    std::string text;        // set_prompt, load_model, set_speculative (draft), set_stale_demo (first prompt)
     kv::SamplingOptions sampling;
     kv::CachePolicy policy;  // set_policy, set_other_policy
 };
@@ -91,6 +93,26 @@ struct ScalingView {
 
 // What the Scaling panel asks the controller to do this frame.
 enum class SweepRequest { none, start, cancel };
+
+// Lesson mode (ui/lesson.h): which chapter, and what leaving restores.
+struct LessonState {
+    bool on = false;
+    int chapter = 1;                 // 1-based
+    float text_h = 0.f;              // the chapter text's height, measured each frame
+    bool saved_compare = false;      // the normal layout's choices, restored on leaving
+    bool saved_scaling = false;
+    WorkMetric saved_metric = WorkMetric::kv_rows;
+};
+
+// How a panel's content compares with the room it has (pixels), measured from
+// ImGui's own cursor extents at the end of the frame: the lesson records it for the
+// framed panel and its child windows; tests read it.
+struct PanelFit {
+    std::string name;
+    float content_w = 0, content_h = 0;  // what the items reached
+    float visible_w = 0, visible_h = 0;  // the window's content region
+    bool fits(float slack = 1.f) const { return content_w <= visible_w + slack && content_h <= visible_h + slack; }
+};
 
 struct Toast {
     std::string text;
@@ -150,6 +172,7 @@ struct ViewState {
     // queues presses; headless tests leave this off and ImGui's key state is polled.
     bool queued_keys = false;
     std::vector<std::pair<int, bool>> key_queue;
+    LessonState lesson;
 };
 
 // Everything draw_app() reads: the model, views and the teacher's choices.
@@ -162,6 +185,7 @@ struct AppState {
     SpecView spec;                   // speculative mode (spec.on): main is then the target's view
     bool compare = false;
     bool other_own_policy = false;   // compare mode's second session runs its own policy, cache as main
+    bool stale_demo = false;         // chapter 8: `other` runs the prompt on a stale cache
     bool busy = false;               // a worker runs: buttons disabled
     double busy_since = 0.0;
     std::string error;               // last command's error, shown in the window
@@ -172,6 +196,7 @@ struct AppState {
     ScalingView scaling;             // the latest sweep
     SweepRequest sweep_request = SweepRequest::none;
     bool quit = false;
+    std::vector<PanelFit> fits;      // the framed lesson panel's, this frame
 
     void push(Command c) { pending.push_back(std::move(c)); }
     int n_layer() const;

@@ -276,21 +276,30 @@ void draw_cache_panel(AppState& app) {
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
         const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
-        ImGui::Text("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d", v.cache_layer,
-                    v.cache_kv_head, c.n_layer, c.n_kv_head, human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
-                    human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
+        ImGui::TextWrapped("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
+                           v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
+                           human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
+                           human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
     }
-    color_key(state_color(RowState::read, pal.dark), "read from cache");
-    ImGui::SameLine();
-    color_key(state_color(RowState::computed, pal.dark), "computed now");
-    ImGui::SameLine();
-    color_key(state_color(RowState::recomputed, pal.dark), "recomputed (cache off)");
-    ImGui::SameLine();
-    if (v.policy.windowed() || (app.compare && app.other.policy.windowed())) {
-        color_key(state_color(RowState::evicted, pal.dark), "evicted");
-        ImGui::SameLine();
-    }
+    // The key flows onto the next line when the panel is narrow.
     const float fs = ImGui::GetFontSize();
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    auto flow = [&](float w) {
+        if (ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x + w <= right) ImGui::SameLine();
+    };
+    auto key_w = [&](const char* s) {
+        return ImGui::GetTextLineHeight() * 0.75f + ImGui::GetStyle().ItemSpacing.x + ImGui::CalcTextSize(s).x;
+    };
+    color_key(state_color(RowState::read, pal.dark), "read from cache");
+    flow(key_w("computed now"));
+    color_key(state_color(RowState::computed, pal.dark), "computed now");
+    flow(key_w("recomputed (cache off)"));
+    color_key(state_color(RowState::recomputed, pal.dark), "recomputed (cache off)");
+    if (v.policy.windowed() || (app.compare && app.other.policy.windowed())) {
+        flow(key_w("evicted"));
+        color_key(state_color(RowState::evicted, pal.dark), "evicted");
+    }
+    flow(fs * 4 + ImGui::CalcTextSize("  weight 0 1").x + ImGui::GetStyle().ItemSpacing.x * 3);
     draw_sequential_legend(fs * 4, "  weight");
     if (app.compare && app.other.valid) {
         const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;

@@ -165,6 +165,19 @@ void Controller::set_other_policy(const Command& c, Result& r) {
     set_compare(true, r);
 }
 
+// The stale-cache demonstration on (compare and speculative mode off: it takes the
+// second session) or off.
+void Controller::set_stale_demo(const Command& c, Result& r) {
+    if (!c.flag) {
+        if (sessions_.stale_demo()) sessions_.stop_compare();
+        return;
+    }
+    if (spec_.on()) set_speculative(Command{CommandKind::set_speculative}, r);
+    compare_ = false;
+    r.compare = false;
+    sessions_.start_stale_demo(policy_, trace_options(), c.text, c.n);
+}
+
 void Controller::apply(const Command& c, Result& r) {
     if (c.kind == CommandKind::load_model) {
         r.loaded = load(c.text, r);
@@ -195,6 +208,7 @@ void Controller::apply(const Command& c, Result& r) {
         set_compare(c.flag, r);
         break;
     case CommandKind::set_speculative: set_speculative(c, r); break;
+    case CommandKind::set_stale_demo: set_stale_demo(c, r); break;
     case CommandKind::set_prompt:
         prompt_.type(c.text);
         r.prompt = set_session_prompt(sessions_.main(), c.text);
@@ -240,6 +254,7 @@ void Controller::build_views(Result& r) {
     r.main = sessions_.main_view();
     if (sessions_.other_ptr()) r.other = sessions_.other_view();
     if (spec_.on()) spec_.fill_views(layer_, head_, r.main, r.spec);
+    r.stale_demo = sessions_.stale_demo();
 }
 
 void Controller::publish_model(AppState& app, Loaded& l) {
@@ -271,7 +286,8 @@ void Controller::publish(AppState& app, Result& r) {
     }
     app.compare = compare_;
     app.other_own_policy = compare_ && other_policy_.has_value();
-    app.other = compare_ ? std::move(r.other) : SessionView{};
+    app.stale_demo = r.stale_demo;
+    app.other = compare_ || r.stale_demo ? std::move(r.other) : SessionView{};
     app.spec = std::move(r.spec);
     if (r.prompt_changed) {
         app.unknown_words = r.prompt.unknown;

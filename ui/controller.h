@@ -77,6 +77,7 @@ private:
         SessionView main, other;
         SpecView spec;  // off unless speculative mode is on
         bool compare = false;
+        bool stale_demo = false;
         std::string error;
         bool prompt_changed = false;
         PromptPieces prompt;
@@ -89,6 +90,7 @@ private:
     void set_compare(bool on, Result& r);
     void set_speculative(const Command& c, Result& r);
     void set_other_policy(const Command& c, Result& r);
+    void set_stale_demo(const Command& c, Result& r);  // lesson chapter 8 (SessionPair::start_stale_demo)
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
     void publish_model(AppState& app, Loaded& loaded);

@@ -94,14 +94,20 @@ void draw_memory_panel(AppState& app) {
     ImDrawList* dl = ImGui::GetWindowDrawList();
     for (const Row& r : rows) {
         const double b = static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes));
-        // the bar sits behind the line, scaled to the largest
+        // The bar sits behind the (wrapped) text, scaled to the largest: drawn after
+        // the text on a lower channel, once the text's height is known.
+        dl->ChannelsSplit(2);
+        dl->ChannelsSetCurrent(1);
         const ImVec2 o = ImGui::GetCursorScreenPos();
-        dl->AddRectFilled(o, ImVec2(o.x + std::max(3.f, static_cast<float>(W * b / maxb)), o.y + fs * 1.2f),
+        ImGui::TextWrapped("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
+                           static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
+                           static_cast<long long>(r.bytes), human_bytes(b).c_str());
+        const bool hovered = ImGui::IsItemHovered();
+        dl->ChannelsSetCurrent(0);
+        dl->AddRectFilled(o, ImVec2(o.x + std::max(3.f, static_cast<float>(W * b / maxb)), ImGui::GetItemRectMax().y),
                           with_alpha(pal.accent, 0.28f), 3.f);
-        ImGui::Text("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
-                    static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
-                    static_cast<long long>(r.bytes), human_bytes(b).c_str());
-        if (ImGui::IsItemHovered())
+        dl->ChannelsMerge();
+        if (hovered)
             ImGui::SetTooltip("%lld layers, %lld kv heads, head_dim %lld, %lld bytes per value", static_cast<long long>(r.L),
                               static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), static_cast<long long>(r.bytes));
     }

@@ -38,7 +38,7 @@ struct Layout {
 Layout compute_layout(float W, float H, float font_px, float controls_h = 0.f, bool tall_work = false);
 
 // ---- keyboard -------------------------------------------------------------
-enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling };
+enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling, lesson };
 // GLFW key code (GLFW_KEY_*) + Ctrl -> action. Plain keys only act without Ctrl.
 KeyAction key_action(int glfw_key, bool ctrl);
 // The keys key_action knows, for polling with ImGui::IsKeyPressed(index).

@@ -33,20 +33,24 @@ void draw_qkv_panel(AppState& app) {
     const int n_in = static_cast<int>(t->input_ids.size());
     const int in_idx = pos - t->start_pos;  // the token that entered the model at pos (a draft may be rolled back since)
     const std::string tok = in_idx >= 0 && in_idx < n_in ? app.token_text(t->input_ids[size_t(in_idx)]) : "?";
-    ImGui::Text("Layer %d, head %d (kv head %d), token '%s' at position %d, head_dim %d.", h->layer, h->head,
-                h->kv_head, tok.c_str(), pos, hd);
+    ImGui::TextWrapped("Layer %d, head %d (kv head %d), token '%s' at position %d, head_dim %d.", h->layer, h->head,
+                       h->kv_head, tok.c_str(), pos, hd);
     if (n_in > 1) {
-        ImGui::SameLine();
-        ImGui::TextColored(to_vec4(pal.text_dim), t->phase == kv::Phase::prefill ? "(prefill: %d tokens at once; last shown)"
-                                                  : t->cache_on ? "(%d tokens in one pass, drafts checked; last shown)"
-                                                                : "(cache off: %d tokens again; last shown)",
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
+        ImGui::TextWrapped(t->phase == kv::Phase::prefill ? "(prefill: %d tokens at once; last shown)"
+                           : t->cache_on                  ? "(%d tokens in one pass, drafts checked; last shown)"
+                                                          : "(cache off: %d tokens again; last shown)",
                            n_in);
+        ImGui::PopStyleColor();
     }
     float scale = std::max({abs_max(h->q.row(r).data(), hd), abs_max(h->k.row(r).data(), hd),
                             abs_max(h->v.row(r).data(), hd)});
     const float fs = ImGui::GetFontSize();
     const float label_w = fs * 2.2f;
-    const float note_w = fs * 12.f;
+    char note_kv[64];
+    std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
+                  pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
+    const float note_w = std::max(ImGui::CalcTextSize("used now, then dropped").x, ImGui::CalcTextSize(note_kv).x) + fs * 0.6f;
     const float avail = ImGui::GetContentRegionAvail().x - label_w - note_w;
     const float cell_w = std::clamp(avail / hd, 2.f, fs * 1.6f);
     const float cell_h = fs * 1.15f;
@@ -59,9 +63,6 @@ void draw_qkv_panel(AppState& app) {
     const RowDef rows[3] = {{"q", &h->q, "used now, then dropped"},
                             {"k", &h->k, nullptr},
                             {"v", &h->v, nullptr}};
-    char note_kv[64];
-    std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
-                  pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
     for (const RowDef& d : rows) {
         ImVec2 p = ImGui::GetCursorScreenPos();
         dl->AddText(big_font(), fs * 1.1f, ImVec2(p.x, p.y), pal.text, d.name);
@@ -74,9 +75,9 @@ void draw_qkv_panel(AppState& app) {
     }
     draw_diverging_legend(scale, pal.dark, fs * 8);
     if (h->recompute_max_diff >= 0.f) {
-        ImGui::SameLine();
-        ImGui::TextColored(to_vec4(state_color(RowState::recomputed, pal.dark)),
-                           "  recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
+        ImGui::TextWrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
+        ImGui::PopStyleColor();
     }
 }
 

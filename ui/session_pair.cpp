@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/model/model_io.h"
+#include "ui/prompt_choice.h"
 
 namespace kvui {
 
@@ -41,17 +42,21 @@ void SessionPair::back_to(int n_steps) {
 
 void SessionPair::reset() {
     main_->reset();
-    if (other_) other_->reset();
+    if (other_ && stale_)
+        while (other_->back()) {  // back to before its prompt's prefill: the stale rows stay
+        }
+    else if (other_) other_->reset();
     main_prefix_ = other_prefix_ = 0;
 }
 
 void SessionPair::set_cache(bool on) {
     main_->set_cache(on);
-    if (other_) other_->set_cache(own_policy_ ? on : !on);
+    if (other_ && !stale_) other_->set_cache(own_policy_ ? on : !on);
 }
 
 void SessionPair::prompt_changed() {
-    if (other_) other_->set_prompt_ids(main_->prompt_ids());
+    if (other_ && stale_) build_stale(other_->cache().policy(), other_->trace_options());
+    else if (other_) other_->set_prompt_ids(main_->prompt_ids());
     main_prefix_ = other_prefix_ = 0;
 }
 
@@ -62,7 +67,8 @@ void SessionPair::set_sampling(const kv::SamplingOptions& s) {
 
 void SessionPair::set_policy(const kv::CachePolicy& p) {
     main_->set_policy(p);
-    if (other_ && !own_policy_) other_->set_policy(p);
+    if (other_ && stale_) build_stale(p, other_->trace_options());
+    else if (other_ && !own_policy_) other_->set_policy(p);
     if (other_ && own_policy_) other_->reset();  // lockstep: both start again
     main_prefix_ = other_prefix_ = 0;
 }
@@ -74,7 +80,8 @@ void SessionPair::set_trace_options(const kv::TraceOptions& t) {
 
 void SessionPair::start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t,
                                 bool own_policy) {
-    if (other_) return;
+    if (other_ && !stale_) return;
+    stop_compare();
     own_policy_ = own_policy;
     other_ = std::make_unique<kv::Session>(model, main_->shared_engine(), policy);
     other_->set_measure_vs_full(true);
@@ -90,6 +97,29 @@ void SessionPair::stop_compare() {
     other_.reset();
     other_view_ = SessionView{};
     other_prefix_ = 0;
+    stale_ = false;
+}
+
+void SessionPair::start_stale_demo(const kv::CachePolicy& policy, const kv::TraceOptions& t,
+                                   const std::string& first_text, int first_steps) {
+    stop_compare();
+    kv::Session first(main_->model(), main_->shared_engine(), policy);
+    set_session_prompt(first, first_text);  // text through the tokenizer, or ids
+    stale_first_ids_ = first.prompt_ids();
+    stale_first_steps_ = first_steps;
+    build_stale(policy, t);
+}
+
+void SessionPair::build_stale(const kv::CachePolicy& policy, const kv::TraceOptions& t) {
+    other_ = std::make_unique<kv::Session>(main_->model(), main_->shared_engine(), policy);
+    other_->set_trace_options(t);
+    other_->set_sampling(main_->sampling());
+    other_->set_prompt_ids(stale_first_ids_);
+    for (int i = 0; i < stale_first_steps_ && other_->can_step(); ++i) other_->step();
+    other_->set_prompt_keeping_stale_cache(main_->prompt_ids());  // the bug, on purpose
+    while (other_->n_steps() < main_->n_steps() && other_->can_step()) other_->step();
+    other_prefix_ = 0;
+    stale_ = true;
 }
 
 namespace {
@@ -108,6 +138,7 @@ void fill_view(const kv::Session& s, SessionView& v, int& prefix, int layer, int
     v.prompt_ids = s.prompt_ids();
     v.tokens = s.tokens();
     v.compute_counts = s.compute_counts();
+    v.stale_ids = s.stale_ids();
     v.totals = s.totals();
     v.why_not.clear();
     v.can_step = s.can_step(&v.why_not);

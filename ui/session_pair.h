@@ -1,10 +1,12 @@
 // The window's sessions: the main one (driven by the controls) and, in compare mode,
-// a second one with the cache in the other mode, stepped in lockstep. Each keeps a
+// a second one with the cache in the other mode, stepped in lockstep (or, for lesson
+// chapter 8, the same prompt on top of a stale cache: the bug on purpose). Each keeps a
 // SessionView (ui/app_state.h) refreshed by fill_views, which copies only the history
 // entries added since the last call.
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/session/session.h"
 #include "ui/app_state.h"
@@ -38,7 +40,13 @@ public:
     // own_policy: `policy` is the second session's own and its cache follows main's mode.
     void start_compare(const kv::Model& model, const kv::CachePolicy& policy, const kv::TraceOptions& t,
                        bool own_policy = false);
-    void stop_compare();
+    void stop_compare();  // also ends the stale-cache demonstration
+    // Lesson chapter 8, THE BUG ON PURPOSE: other runs main's prompt on top of the
+    // cache that first_text (first_steps steps) left (Session::set_prompt_keeping_stale_cache),
+    // caught up with main's steps; it follows main's prompt and steps until stopped.
+    void start_stale_demo(const kv::CachePolicy& policy, const kv::TraceOptions& t, const std::string& first_text,
+                          int first_steps);
+    bool stale_demo() const { return stale_; }
 
     // Refreshes the views of the selected layer and kv head.
     void fill_views(int layer, int kv_head);
@@ -47,11 +55,15 @@ public:
 
 private:
     void keep_valid_prefix();  // after undo: history entries beyond n_steps are stale
+    void build_stale(const kv::CachePolicy& policy, const kv::TraceOptions& t);  // other_ from stale_first_ids_
 
     std::unique_ptr<kv::Session> main_, other_;
     bool own_policy_ = false;  // other runs its own policy, cache in main's mode
     SessionView main_view_, other_view_;
     int main_prefix_ = 0, other_prefix_ = 0;  // history entries still valid in the views
+    bool stale_ = false;                      // other_ is the stale-cache demonstration
+    std::vector<int> stale_first_ids_;        // its first prompt
+    int stale_first_steps_ = 0;
 };
 
 // The cache part of a SessionView: rows, bytes, policy, the slot -> position map,

@@ -1,0 +1,456 @@
+// Lesson mode's model: chapters, their setup as Commands, keys, and each chapter's
+// text from the numbers on screen (see ui/lesson.h).
+#include "ui/lesson.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/model/model_io.h"
+#include "ui/panels.h"
+
+namespace kvui {
+
+namespace {
+
+// GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
+constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_1 = 49, KEY_9 = 57, KEY_L = 76, KEY_ESCAPE = 256,
+              KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263, KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267,
+              KEY_HOME = 268;
+
+std::vector<Chapter> make_chapters() {
+    using P = LessonPanel;
+    std::vector<Chapter> v;
+    auto add = [&](std::string title, std::string look, ChapterSetup s, std::vector<P> panels,
+                   LessonArrangement a, float share) {
+        Chapter c;
+        c.number = static_cast<int>(v.size()) + 1;
+        c.title = std::move(title);
+        c.look_at = std::move(look);
+        c.setup = std::move(s);
+        c.panels = std::move(panels);
+        c.arrangement = a;
+        c.focus_share = share;
+        v.push_back(std::move(c));
+    };
+    ChapterSetup s;
+    s.steps = 1;
+    add("Text becomes tokens; the model predicts one token at a time",
+        "the tokens: the prompt's pieces, then each generated token", s, {P::tokens, P::next_token},
+        LessonArrangement::rows, 0.42f);
+    add("Prefill: the whole prompt in one pass fills the cache",
+        "the cache: one K row and one V row per prompt token, all computed now", s, {P::cache, P::tokens, P::qkv},
+        LessonArrangement::columns, 0.6f);
+    s.steps = 3;
+    add("Decode with the cache: only the new token enters",
+        "q, k, v of the newest token: q is used and dropped, k and v become a cache row", s,
+        {P::qkv, P::cache, P::tokens}, LessonArrangement::rows, 0.4f);
+    s.cache_on = false;
+    s.steps = 6;
+    add("Cache off: every earlier token goes through again",
+        "the badges under the tokens: how many times each token's K and V were computed", s,
+        {P::tokens, P::cache, P::qkv}, LessonArrangement::rows, 0.34f);
+    s.cache_on = true;
+    s.compare = true;
+    s.steps = 10;
+    s.metric = WorkMetric::attn_scores;
+    add("Work: linear with the cache, quadratic without",
+        "the work chart: measured counts with (blue) and without (magenta) the cache", s, {P::work, P::tokens},
+        LessonArrangement::columns, 0.62f);
+    s.steps = 16;
+    s.sweep = true;
+    s.metric = WorkMetric::flops;
+    add("Time, measured: ms per step both ways",
+        "the measured time per step at every position, with and without the cache", s, {P::scaling, P::work},
+        LessonArrangement::columns, 0.58f);
+    s = ChapterSetup{};
+    s.steps = 8;
+    add("Memory: bytes per token, and the cache grows linearly",
+        "the memory formula for this model, GPT-2 and a grouped-query Llama", s, {P::memory, P::cache},
+        LessonArrangement::columns, 0.55f);
+    s = ChapterSetup{};
+    s.prompt_text = "The cat sat on the";
+    s.prompt_ids = "11,2,8";
+    s.steps = 5;
+    s.stale_demo = true;
+    s.first_steps = 6;
+    add("Forgetting to reset the cache (a bug, shown on purpose)",
+        "the same prompt twice: after a reset, and on top of the previous prompt's stale cache", s,
+        {P::stale, P::next_token}, LessonArrangement::rows, 0.62f);
+    s = ChapterSetup{};
+    s.steps = 8;
+    add("Where caches go next", "the variants and what each saves for this model", s, {P::next_steps, P::memory},
+        LessonArrangement::columns, 0.6f);
+    return v;
+}
+
+std::string num(int64_t x) { return std::to_string(x); }
+
+std::string pct(float p) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%.1f%%", p * 100.f);
+    return b;
+}
+
+std::string ratio(double a, double b) {
+    char r[32];
+    std::snprintf(r, sizeof r, "%.1fx", b > 0 ? a / b : 0.0);
+    return r;
+}
+
+std::string ms3(double ms) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f ms", ms);
+    return b;
+}
+
+std::string prob_of(const kv::StepTrace& t, int id) {
+    for (const kv::TopToken& tt : t.top)
+        if (tt.id == id) return pct(tt.prob);
+    return "?";
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+// Bytes per cached token: 2 x L x Hkv x hd x 4 (f32).
+int64_t bytes_per_token(const kv::ModelConfig& c) { return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4); }
+
+std::string text_tokens(const AppState& app) {
+    const SessionView& v = app.main;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    std::string s = "The prompt is cut into " + num(p) + " tokens: " + join_tokens(app, v.prompt_ids, 0, 12, "] [") +
+                    ". The model sees only their ids (";
+    for (int i = 0; i < p && i < 8; ++i) s += (i ? ", " : "") + num(v.prompt_ids[i]);
+    s += p > 8 ? ", ...)." : ").";
+    const kv::StepTrace* t = v.last();
+    if (!t) return s + " Press Space: the model reads them and predicts the next token.";
+    s += " From them it scores all " + num(app.model->config.vocab_size) + " tokens it knows for what comes next: ";
+    for (size_t i = 0; i < t->top.size() && i < 3; ++i)
+        s += (i ? ", " : "") + quoted(app.token_text(t->top[i].id)) + " " + pct(t->top[i].prob);
+    s += ". It takes " + quoted(app.token_text(t->next_id)) + ", appends it and predicts again: one token at a time.";
+    const int gen = static_cast<int>(v.tokens.size()) - p;
+    if (gen > 1) s += " Generated so far: " + quoted(join_tokens(app, v.tokens, p)) + ".";
+    return s + " Space: the next token.";
+}
+
+std::string text_prefill(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    if (v.history.empty()) return "Press Space to run the prefill.";
+    const kv::StepTrace& t = *v.history.front();
+    const int p = static_cast<int>(t.input_ids.size());
+    const kv::Counters& k = t.counters;
+    std::string s = "Step 0, the prefill, ran all " + num(p) + " prompt tokens through the model in one pass. In each of " +
+                    num(c.n_layer) + " layers and " + num(c.n_kv_head) + " kv heads every token got a key row and a value row: " +
+                    num(c.n_layer) + " x " + num(c.n_kv_head) + " x " + num(p) + " = " + num(k.kv_rows_computed) +
+                    " K/V rows, now cache rows 0-" + num(t.start_pos + p - 1) + " (" + num(k.cache_bytes) +
+                    " bytes). Attention is a triangle: token i looks at tokens 0..i, " + num(k.attn_scores) +
+                    " q.k scores in all.";
+    if (v.n_steps() > 1) s += " (You have stepped on: the cache now holds " + num(v.cache_rows) + " rows.)";
+    return s;
+}
+
+std::string text_decode(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::StepTrace* t = v.last();
+    if (!t || t->phase != kv::Phase::decode || !t->cache_on)
+        return "Press Space (with the cache on) for a decode step: one new token enters the model.";
+    const int pos = t->start_pos;
+    const kv::Counters& k = t->counters;
+    return "Step " + num(t->step) + ": only " + quoted(app.token_text(t->input_ids.front())) + " (position " + num(pos) +
+           ") entered the model. Its q asked one question per head: " + num(k.attn_scores) + " q.k scores (" +
+           num(c.n_layer) + " x " + num(c.n_head) + " x " + num(pos + 1) + " keys), then q was dropped. Its k and v became cache row " +
+           num(pos) + ": " + num(k.kv_rows_computed) + " K/V rows computed. Rows 0-" + num(pos - 1) + " were read, not computed: " +
+           num(k.kv_rows_reused) + " K/V rows reused. Next: " + quoted(app.token_text(t->next_id)) + ".";
+}
+
+std::string text_cache_off(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::StepTrace* t = v.last();
+    if (!t) return "The cache is off. Press Space a few times and watch the badges under the tokens.";
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int first = v.compute_counts.empty() ? 0 : v.compute_counts.front();
+    std::string s = "After " + num(v.n_steps()) + " steps with the cache " + (t->cache_on ? "on" : "off") + ", " +
+                    "the K and V of " + quoted(app.token_text(v.tokens.front())) + " have been computed " + num(first) +
+                    " times (x" + num(first) + " under it; with the cache: x1). This step ran all " +
+                    num(t->counters.tokens_processed) + " tokens again and recomputed " + num(t->counters.kv_rows_recomputed) +
+                    " K/V rows an earlier step already had.";
+    const float d = max_recompute_diff(*t);
+    if (d >= 0.f) s += " They come out the same: the largest difference from the cached rows, over all recorded heads, is " + fmt_diff(d) + ".";
+    (void)p;
+    return s;
+}
+
+std::string text_work(const AppState& app) {
+    const SessionView& v = app.main;
+    if (!app.compare || !app.other.valid || v.history.empty())
+        return "Turn on compare (the chapter does) and step: both modes run side by side and count their work.";
+    const SessionView& on = v.cache_on ? v : app.other;
+    const SessionView& off = v.cache_on ? app.other : v;
+    const kv::Counters& a = on.totals;
+    const kv::Counters& b = off.totals;
+    const kv::StepTrace& ta = *on.last();
+    const kv::StepTrace& tb = *off.last();
+    return "After " + num(v.n_steps()) + " steps, counted by the engine: K/V rows " + num(a.kv_rows_computed) +
+           " with the cache, " + num(b.kv_rows_computed) + " without (" + ratio(b.kv_rows_computed, a.kv_rows_computed) +
+           "); attention scores " + num(a.attn_scores) + " with, " + num(b.attn_scores) + " without (" +
+           ratio(b.attn_scores, a.attn_scores) + "). This step alone: " + num(ta.counters.attn_scores) +
+           " scores with the cache (grows by a row each step: linear), " + num(tb.counters.attn_scores) +
+           " without (the whole triangle again: quadratic).";
+}
+
+std::string text_time(const AppState& app) {
+    const SessionView& v = app.main;
+    std::string s;
+    if (app.compare && app.other.valid && v.n_steps() > 1) {
+        const SessionView& on = v.cache_on ? v : app.other;
+        const SessionView& off = v.cache_on ? app.other : v;
+        const double ma = decode_mean_ms(on), mb = decode_mean_ms(off);
+        s = "Measured here over " + num(v.n_steps() - 1) + " decode steps: " + ms3(ma) + " per step with the cache, " +
+            ms3(mb) + " without (" + ratio(mb, ma) + " faster), for " +
+            ratio(static_cast<double>(off.totals.flops), static_cast<double>(on.totals.flops)) + " fewer FLOPs. ";
+    } else {
+        s = "Step with compare on to measure both modes. ";
+    }
+    const ScalingView& sv = app.scaling;
+    const kv::SweepPoint* last = nullptr;
+    for (const kv::SweepPoint& p : sv.points)
+        if (p.ms_cached > 0 && p.ms_uncached > 0) last = &p;
+    if (sv.state == SweepState::running) s += "Sweep: measuring (" + pct(sv.progress) + ")... ";
+    else if (last) s += "Sweep: at position " + num(last->pos) + " one step takes " + ms3(last->ms_cached) + " with, " +
+                        ms3(last->ms_uncached) + " without (" + ratio(last->ms_uncached, last->ms_cached) + "). ";
+    return s + "Why less than the work saved: a one-token step still reads every weight for one row, a batched "
+               "step reuses each weight for many rows; and fixed costs per step remain.";
+}
+
+std::string text_memory(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t bpt = bytes_per_token(c);
+    std::string s = "Each cached token stores a key and a value for every layer and kv head: 2 x " + num(c.n_layer) + " x " +
+                    num(c.n_kv_head) + " x " + num(c.head_dim()) + " x 4 bytes = " + num(bpt) + " bytes per token. Now " +
+                    num(v.cache_rows) + " rows: " + num(v.cache_bytes) + " bytes. After each step: ";
+    for (size_t i = 0; i < v.history.size() && i < 10; ++i) s += (i ? ", " : "") + num(v.history[i]->counters.cache_bytes);
+    if (v.history.size() > 10) s += ", ...";
+    const int64_t gpt2 = cache_bytes_formula(12, 12, 64, 1, 4), llama = cache_bytes_formula(32, 8, 128, 1, 2);
+    return s + " (linear). GPT-2 124M: " + num(gpt2) + " bytes per token; Llama-3-8B: " + num(llama) +
+           " in fp16 with 8 kv heads shared by 32 query heads (grouped-query), 4x less than 32 kv heads.";
+}
+
+std::string text_stale(const AppState& app) {
+    if (!app.stale_demo || !app.other.valid) return "Press Home to set up the demonstration again.";
+    const SessionView& clean = app.main;
+    const SessionView& dirty = app.other;
+    const int p = static_cast<int>(clean.prompt_ids.size());
+    const int z = static_cast<int>(dirty.stale_ids.size());
+    std::string s = "A first prompt left " + num(z) + " rows in the cache. Then " + quoted(join_tokens(app, clean.prompt_ids)) +
+                    " runs twice. After a reset it continues " + quoted(join_tokens(app, clean.tokens, p)) +
+                    ". With the stale rows kept, its tokens sit at positions " + num(z) +
+                    ".. and attend to the old rows: " + quoted(join_tokens(app, dirty.tokens, p)) + ".";
+    if (!clean.history.empty() && !dirty.history.empty()) {
+        const kv::StepTrace& a = *clean.history.front();
+        const kv::StepTrace& b = *dirty.history.front();
+        const float d = max_abs_diff(a.logits, b.logits);
+        if (d >= 0.f) s += " Logits differ by up to " + fmt_diff(d) + ";";
+        s += " the first guess is " + quoted(app.token_text(b.next_id)) + " " + prob_of(b, b.next_id) + " instead of " +
+             quoted(app.token_text(a.next_id)) + " " + prob_of(a, a.next_id) + ".";
+    }
+    return s + " The fix: clear the cache between prompts.";
+}
+
+std::string text_next(const AppState& app) {
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t bpt = bytes_per_token(c);
+    return "The cache this model keeps now: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
+           num(app.main.cache_rows) + " tokens. Five ideas cut it or use it better; each is one line on the right, "
+           "with what it would mean for this model. Not in this build yet: they are named, not shown live.";
+}
+
+}  // namespace
+
+const char* lesson_panel_title(LessonPanel p) {
+    switch (p) {
+    case LessonPanel::tokens: return "Tokens  (badge: times its K/V were computed)";
+    case LessonPanel::qkv: return "Q, K, V of the newest token";
+    case LessonPanel::cache: return "KV cache  (rows = positions)  +  attention weights";
+    case LessonPanel::work: return "Work: with vs without cache (counted)";
+    case LessonPanel::scaling: return "Time: measured ms per step vs position";
+    case LessonPanel::next_token: return "Next token";
+    case LessonPanel::memory: return "Cache memory = 2 x L x Hkv x hd x tokens x bytes";
+    case LessonPanel::narration: return "What just happened";
+    case LessonPanel::timeline: return "Timeline";
+    case LessonPanel::stale: return "Same prompt: clean cache vs stale cache (the bug)";
+    case LessonPanel::next_steps: return "Where caches go next";
+    }
+    return "";
+}
+
+const std::vector<Chapter>& lesson_chapters() {
+    static const std::vector<Chapter> chapters = make_chapters();
+    return chapters;
+}
+
+int lesson_chapter_count() { return static_cast<int>(lesson_chapters().size()); }
+
+const Chapter& lesson_chapter(int number) {
+    const auto& v = lesson_chapters();
+    return v[std::clamp(number, 1, static_cast<int>(v.size())) - 1];
+}
+
+std::vector<Command> chapter_commands(const Chapter& ch, const AppState& app) {
+    const ChapterSetup& s = ch.setup;
+    const bool text = app.model && app.model->tokenizer;
+    std::vector<Command> cmds;
+    if (app.spec.on) cmds.push_back(Command{CommandKind::set_speculative});  // off: the chapters run one session
+    if (app.stale_demo && !s.stale_demo) {
+        Command c{CommandKind::set_stale_demo};
+        c.flag = false;
+        cmds.push_back(c);
+    }
+    if (app.compare != s.compare) {
+        Command c{CommandKind::set_compare};
+        c.flag = s.compare;
+        cmds.push_back(c);
+    }
+    Command cache{CommandKind::set_cache};
+    cache.flag = s.cache_on;
+    cmds.push_back(cache);
+    Command prompt{CommandKind::set_prompt};
+    prompt.text = text ? s.prompt_text : s.prompt_ids;
+    cmds.push_back(prompt);
+    if (s.stale_demo) {
+        Command c{CommandKind::set_stale_demo};
+        c.flag = true;
+        c.text = text ? s.first_text : s.first_ids;
+        c.n = s.first_steps;
+        cmds.push_back(c);
+    }
+    for (int i = 0; i < s.steps; ++i) cmds.push_back(Command{CommandKind::step});
+    return cmds;
+}
+
+void goto_chapter(AppState& app, int chapter) {
+    const Chapter& ch = lesson_chapter(chapter);
+    app.vs.lesson.chapter = ch.number;
+    app.vs.playing = false;
+    if (!app.model || app.busy) return;
+    for (Command& c : chapter_commands(ch, app)) {
+        if (c.kind == CommandKind::set_prompt) app.vs.prompt_text = c.text;
+        app.push(std::move(c));
+    }
+    app.vs.metric = ch.setup.metric;
+    if (ch.setup.sweep && app.scaling.state != SweepState::done && app.scaling.state != SweepState::running)
+        app.sweep_request = SweepRequest::start;
+}
+
+void enter_lesson(AppState& app, int chapter) {
+    LessonState& l = app.vs.lesson;
+    if (!l.on) {
+        l.saved_compare = app.compare;
+        l.saved_scaling = app.vs.show_scaling;
+        l.saved_metric = app.vs.metric;
+    }
+    l.on = true;
+    app.vs.show_help = false;
+    goto_chapter(app, chapter);
+}
+
+void leave_lesson(AppState& app) {
+    LessonState& l = app.vs.lesson;
+    if (!l.on) return;
+    l.on = false;
+    if (app.stale_demo) {
+        Command c{CommandKind::set_stale_demo};
+        c.flag = false;
+        app.push(c);
+    }
+    if (app.compare != l.saved_compare) {
+        Command c{CommandKind::set_compare};
+        c.flag = l.saved_compare;
+        app.push(c);
+    }
+    app.vs.show_scaling = l.saved_scaling;
+    app.vs.select_tab = true;
+    app.vs.metric = l.saved_metric;
+}
+
+bool lesson_key(AppState& app, int key, bool ctrl) {
+    if (!app.vs.lesson.on || ctrl) return false;
+    const int ch = app.vs.lesson.chapter;
+    switch (key) {
+    case KEY_RIGHT:
+    case KEY_PAGE_DOWN:
+        if (ch < lesson_chapter_count()) goto_chapter(app, ch + 1);
+        return true;
+    case KEY_LEFT:
+    case KEY_PAGE_UP:
+        if (ch > 1) goto_chapter(app, ch - 1);
+        return true;
+    case KEY_HOME: goto_chapter(app, ch); return true;
+    case KEY_ESCAPE:
+    case KEY_L: leave_lesson(app); return true;
+    case KEY_SPACE: apply_key_action(app, KeyAction::step); return true;
+    case KEY_BACKSPACE: apply_key_action(app, KeyAction::back); return true;
+    default: break;
+    }
+    if (key >= KEY_1 && key <= KEY_9 && key - KEY_0 <= lesson_chapter_count()) {
+        goto_chapter(app, key - KEY_0);
+        return true;
+    }
+    return false;
+}
+
+std::string chapter_text(const Chapter& ch, const AppState& app) {
+    if (!app.model) return "No model is loaded.";
+    switch (ch.number) {
+    case 1: return text_tokens(app);
+    case 2: return text_prefill(app);
+    case 3: return text_decode(app);
+    case 4: return text_cache_off(app);
+    case 5: return text_work(app);
+    case 6: return text_time(app);
+    case 7: return text_memory(app);
+    case 8: return text_stale(app);
+    case 9: return text_next(app);
+    default: return "";
+    }
+}
+
+std::string join_tokens(const AppState& app, const std::vector<int>& ids, size_t from, size_t max_n, const char* sep) {
+    std::string s;
+    for (size_t i = from; i < ids.size() && i < from + max_n; ++i) s += (i > from ? sep : "") + app.token_text(ids[i]);
+    if (ids.size() > from + max_n) s += " ...";
+    if (std::string(sep) == "] [") s = "[" + s + "]";
+    return s;
+}
+
+double decode_mean_ms(const SessionView& v) {
+    double sum = 0;
+    int n = 0;
+    for (const auto& t : v.history)
+        if (t->phase == kv::Phase::decode) sum += t->ms, ++n;
+    return n ? sum / n : 0.0;
+}
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+    if (a.size() != b.size() || a.empty()) return -1.f;
+    float d = 0.f;
+    for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+    return d;
+}
+
+float max_recompute_diff(const kv::StepTrace& t) {
+    float d = -1.f;
+    for (const kv::HeadTrace& h : t.heads) d = std::max(d, h.recompute_max_diff);
+    return d;
+}
+
+std::string fmt_diff(float d) {
+    char b[32];
+    if (d == 0.f) return "0";
+    std::snprintf(b, sizeof b, "%.2g", d);
+    return b;
+}
+
+}  // namespace kvui
