@@ -45,7 +45,10 @@ void draw_live_memory(const AppState& app) {
     const float fs = ImGui::GetFontSize();
     const float W = ImGui::GetContentRegionAvail().x;
     const float text_w = std::floor(W * 0.42f);
-    const float h = std::clamp(ImGui::GetContentRegionAvail().y, fs * 3.4f, fs * 8.f);
+    // The curve takes what the tokens slider and the three formula rows under it leave.
+    const float below = ImGui::GetFrameHeightWithSpacing() + 3 * ImGui::GetTextLineHeightWithSpacing() +
+                        ImGui::GetStyle().ItemSpacing.y;
+    const float h = std::clamp(ImGui::GetContentRegionAvail().y - below, fs * 3.4f, fs * 8.f);
     const double full = policy_bytes_at(c, kv::CachePolicy{}, v.cache_positions);
     ImGui::BeginGroup();
     ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + text_w);
