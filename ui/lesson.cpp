@@ -264,7 +264,8 @@ std::string text_next(const AppState& app) {
     const int64_t bpt = bytes_per_token(c);
     return "The cache this model keeps now: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
            num(app.main.cache_rows) + " tokens. Five ideas cut it or use it better; each is one line on the right, "
-           "with what it would mean for this model. Not in this build yet: they are named, not shown live.";
+           "with what it would mean for this model. Leave the lesson (Esc) to try the first four live: the cache-policy "
+           "and Speculative rows of the controls.";
 }
 
 }  // namespace
