@@ -2,6 +2,7 @@
 //   kvscope [--model SPEC] [--prompt TEXT] [--no-cache] [--backend cpu|cuda]
 //           [--font-scale F] [--screenshot FILE.png --steps N] [--frame-stats N]
 //           [--size WxH] [--compare] [--light] [--scaling] [--draft SPEC] [--draft-k K]
+//           [--window W --sinks S --kv-dtype T] [--weights f32|f16|bf16]
 // --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
 // speculative mode: each step is one round of draft-and-verify.
 // --lesson [--chapter N] opens lesson mode (ui/lesson.h) at chapter N; chapters that
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,8 @@ struct Options {
     int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
     kv::CachePolicy policy;     // from the three above
+    std::string weights;        // --weights f32|f16|bf16 ("" = as stored)
+    std::optional<kv::WeightType> weight_type;  // from it
     std::string draft;          // speculative mode's draft ("" with --draft-k: the default)
     int draft_k = 4;
     bool speculative = false;   // --draft or --draft-k given
@@ -133,6 +137,7 @@ int parse_options(int argc, char** argv, Options& o) {
     cli.add_option("--window", o.window, "attend to the last W positions only (0 = unlimited)");
     cli.add_option("--sinks", o.sinks, "with --window: the first S positions are always attended to");
     cli.add_option("--kv-dtype", o.kv_dtype, "how the cache stores K/V: f32, f16 or int8");
+    cli.add_option("--weights", o.weights, "hold the weight matrices in f32, f16 or bf16 (default: as stored)");
     CLI::Option* draft_opt =
         cli.add_option("--draft", o.draft, "start in speculative mode with this draft model (SPEC as --model)");
     CLI::Option* draft_k_opt =
@@ -161,11 +166,19 @@ int parse_options(int argc, char** argv, Options& o) {
     o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
     // Speculative rounds run full f32 caches and one target: name the first option that does not fit.
     const char* clash = o.window != 0 ? "--window" : o.sinks != 0 ? "--sinks" : o.kv_dtype != "f32" ? "--kv-dtype"
-                        : o.compare ? "--compare" : o.no_cache ? "--no-cache" : nullptr;
+                        : o.compare ? "--compare" : o.no_cache ? "--no-cache" : !o.weights.empty() ? "--weights"
+                        : nullptr;
     if (o.speculative && clash) {
         std::fprintf(stderr, "kvscope: --draft: speculative decoding runs the full f32 cache and one target; %s is not "
                              "supported with it (drop %s)\n", clash, clash);
         return 2;
+    }
+    if (!o.weights.empty()) {
+        o.weight_type = kv::parse_weight_type(o.weights);
+        if (!o.weight_type) {
+            std::fprintf(stderr, "kvscope: --weights: '%s' is not a weight type (use f32, f16 or bf16)\n", o.weights.c_str());
+            return 2;
+        }
     }
     if (!parse_size(o.size, o.win_w, o.win_h)) {
         std::fprintf(stderr, "kvscope: --size: '%s' is not WxH between 320x240 and 8192x8192\n", o.size.c_str());
@@ -454,6 +467,7 @@ int main(int argc, char** argv) {
     kvui::AppState app;
     kvui::Controller ctl(o.batch() ? "never" : "auto");
     ctl.set_policy(o.policy);
+    ctl.set_weights(o.weight_type);
     if (!open_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
     if (o.speculative && !start_speculative(ctl, app, o)) return 1;

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The window's speculative-mode options (docs/bad-inputs.md, "The window"): each bad
+# The window's speculative-mode and --weights options (docs/bad-inputs.md, "The window"): each bad
 # input gives its exit code and one line on stderr naming the option. All of them fail
 # before a window opens, so no display is needed.
 # usage: window_bad_inputs.sh path/to/kvscope
@@ -28,4 +28,6 @@ check 2 "--no-cache is not supported with it (drop --no-cache)" --draft-k 2 --no
 check 2 "--compare is not supported with it (drop --compare)" --draft-k 2 --compare
 check 1 "kvscope: --draft: model '/nonexistent/draft': no such folder" --draft /nonexistent/draft
 check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" --draft random:tiny
+check 2 "kvscope: --weights: 'f8' is not a weight type (use f32, f16 or bf16)" --weights f8
+check 2 "--weights is not supported with it (drop --weights)" --draft-k 2 --weights f16
 exit $fail

@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,7 +61,8 @@ enum class CommandKind {
     step, back, back_to, reset, set_cache, set_compare, set_prompt, load_model,
     set_sampling, set_selection, refresh_cache, set_policy, set_other_policy,
     set_speculative,  // flag: on/off; text: the draft SPEC ("" = default); n: k
-    set_stale_demo    // flag: on/off; text: the first prompt; n: its steps (lesson chapter 8)
+    set_stale_demo,   // flag: on/off; text: the first prompt; n: its steps (lesson chapter 8)
+    set_weights       // n: -1 as stored, else int(kv::WeightType); reloads the model in that type
 };
 
 struct Command {
@@ -152,7 +154,7 @@ struct ViewState {
     int sweep_max_pos = 0;           // Scaling panel choices (0: default_sweep_max_pos)
     int sweep_stride = 0;            // 0: default_sweep_stride
     std::string prompt_text;         // edit buffer
-    std::string model_text;          // "load model" edit buffer
+    std::string model_text;          // "load model" edit buffer (empty: the field shows the model's name)
     kv::CachePolicy policy_edit;     // the cache-policy control's edit buffer
     bool policy_edit_init = false;   // filled from the main session's policy once
     std::vector<BundledModel> bundled;  // the model picker's list, read from disk once
@@ -178,7 +180,9 @@ struct ViewState {
 // Everything draw_app() reads: the model, views and the teacher's choices.
 struct AppState {
     const kv::Model* model = nullptr;
-    std::string model_name;
+    std::string model_name;          // folder name or random:SHAPE:SEED: what the model field shows
+    std::string model_spec;          // what it was loaded from (a full path): the field's tooltip
+    std::optional<kv::WeightType> weights;  // the type asked for (none: as stored); the held one is model->weights.type
     std::string backend = "cpu";
     SessionView main;                // the session the controls drive
     SessionView other;               // compare mode: cache in the other mode, or its own policy

@@ -140,7 +140,7 @@ void draw_model_picker(AppState& app) {
                 Command c{CommandKind::load_model};
                 c.text = m.dir;
                 app.push(c);
-                app.vs.model_text = m.dir;
+                app.vs.model_text.clear();  // the field shows the name once it loads
                 app.vs.playing = false;
             }
         }

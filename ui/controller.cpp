@@ -105,7 +105,7 @@ void Controller::run(const std::vector<Command>& cmds, Result& r) {
 // gets its second session at once.
 std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Result& r) {
     auto l = std::make_unique<Loaded>();
-    l->model = kv::load_model(spec);
+    l->model = kv::load_model(spec, weights_);
     const kv::Model& m = *l->model;
     auto main = std::make_unique<kv::Session>(m, kv::make_engine(m, backend_), policy_);
     main->set_measure_vs_full(true);  // the narration's cost vs full attention
@@ -178,6 +178,19 @@ void Controller::set_stale_demo(const Command& c, Result& r) {
     sessions_.start_stale_demo(policy_, trace_options(), c.text, c.n);
 }
 
+// The same model again, its weights held in c.n's type (-1: as stored); a type the
+// weights do not fit (f16 overflow) keeps the model and the previous choice.
+void Controller::set_weights(const Command& c, Result& r) {
+    const std::optional<kv::WeightType> before = weights_;
+    weights_ = c.n < 0 ? std::nullopt : std::optional<kv::WeightType>(kv::WeightType(c.n));
+    try {
+        r.loaded = load(model_spec_, r);
+    } catch (...) {
+        weights_ = before;
+        throw;
+    }
+}
+
 void Controller::apply(const Command& c, Result& r) {
     if (c.kind == CommandKind::load_model) {
         r.loaded = load(c.text, r);
@@ -232,6 +245,9 @@ void Controller::apply(const Command& c, Result& r) {
         sessions_.set_policy(policy_);
         break;
     case CommandKind::set_other_policy: set_other_policy(c, r); break;
+    case CommandKind::set_weights:
+        set_weights(c, r);
+        break;
     case CommandKind::refresh_cache:
     case CommandKind::load_model:
         break;
@@ -274,7 +290,9 @@ void Controller::publish_model(AppState& app, Loaded& l) {
     app.vs.prompt_text = prompt_.text();
     if (!l.note.empty()) app.vs.note = app.vs.note.empty() ? l.note : app.vs.note + "; " + l.note;
     app.vs.memory_ctx = model_->config.n_ctx;
-    app.vs.model_text = l.spec;
+    app.model_spec = l.spec;
+    app.weights = weights_;
+    app.vs.model_text.clear();  // the field shows model_name, the tooltip model_spec
 }
 
 void Controller::publish(AppState& app, Result& r) {

@@ -45,6 +45,8 @@ public:
               const std::string& prompt, bool typed_prompt = true);
     // The cache policy of the sessions open() makes (window, sinks, dtype).
     void set_policy(const kv::CachePolicy& p) { policy_ = p; }
+    // The type the next loads hold the weights in (none: as stored; --weights).
+    void set_weights(std::optional<kv::WeightType> t) { weights_ = t; }
     // Runs app.pending (and clears it): inline, or on the worker when it is heavy.
     void submit(AppState& app);
     // Publishes a finished worker batch into app (true when views changed) and
@@ -90,7 +92,8 @@ private:
     void set_compare(bool on, Result& r);
     void set_speculative(const Command& c, Result& r);
     void set_other_policy(const Command& c, Result& r);
-    void set_stale_demo(const Command& c, Result& r);  // lesson chapter 8 (SessionPair::start_stale_demo)
+    void set_stale_demo(const Command& c, Result& r);
+    void set_weights(const Command& c, Result& r);  // reloads model_spec_ in c.n's type  // lesson chapter 8 (SessionPair::start_stale_demo)
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
     void publish_model(AppState& app, Loaded& loaded);
@@ -101,6 +104,7 @@ private:
     std::string backend_ = "cpu";
     std::string model_spec_;  // what model_ was loaded from
     kv::CachePolicy policy_;
+    std::optional<kv::WeightType> weights_;  // the weights' type loads ask for (none: as stored)
     int layer_ = 0, head_ = 0;  // selection (trace options and cache view)
     bool compare_ = false;
     std::optional<kv::CachePolicy> other_policy_;  // compare mode's second session: its own policy

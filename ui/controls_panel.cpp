@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <string>
 
 #include "core/model/model_io.h"
@@ -98,20 +99,45 @@ void draw_busy_spinner(const AppState& app) {
 }
 
 // "Label: [text field] [button]" (field and button disabled while busy): true when
-// the button or Enter was pressed.
+// the button or Enter was pressed. An empty field shows the hint, dimmed.
 bool labelled_field(const char* label, const char* id, std::string* text, float width, const char* button,
-                    bool busy, const char* tooltip = nullptr) {
+                    bool busy, const char* tooltip = nullptr, const char* hint = nullptr) {
     ImGui::AlignTextToFramePadding();
     ImGui::TextUnformatted(label);
     ImGui::SameLine();
     ImGui::SetNextItemWidth(width);
     ImGui::BeginDisabled(busy);
-    const bool enter = ImGui::InputText(id, text, ImGuiInputTextFlags_EnterReturnsTrue);
+    const bool enter = hint ? ImGui::InputTextWithHint(id, hint, text, ImGuiInputTextFlags_EnterReturnsTrue)
+                            : ImGui::InputText(id, text, ImGuiInputTextFlags_EnterReturnsTrue);
     if (tooltip && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", tooltip);
     ImGui::SameLine();
     const bool pressed = ImGui::Button(button) || enter;
     ImGui::EndDisabled();
     return pressed;
+}
+
+// The weights' type: as stored, f32, f16 or bf16; a choice reloads the model in it.
+void draw_weights_combo(AppState& app) {
+    static const char* const kItems[] = {"as stored", "f32", "f16", "bf16"};
+    ImGui::SameLine();
+    ImGui::SetNextItemWidth(ImGui::GetFontSize() * 5.f);
+    const char* preview = app.model ? kv::weight_type_name(app.model->weights.type) : "weights";
+    int choice = app.weights ? 1 + static_cast<int>(*app.weights) : 0;
+    ImGui::BeginDisabled(app.busy || !app.model);
+    if (ImGui::BeginCombo("##weights", preview)) {
+        for (int i = 0; i < 4; ++i)
+            if (ImGui::Selectable(kItems[i], i == choice) && i != choice) {
+                Command c{CommandKind::set_weights};
+                c.n = i - 1;
+                app.push(c);
+                app.vs.playing = false;
+            }
+        ImGui::EndCombo();
+    }
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("The type the weight matrices are held in (products add up in f32). A decode step streams "
+                          "every weight once, so f16/bf16 halve its bytes; choosing reloads the model");
 }
 
 // The prompt and model fields.
@@ -126,14 +152,18 @@ void draw_prompt_and_model(AppState& app) {
         app.push(c);
         vs.playing = false;
     }
-    flow(fs * 29);  // the field, Load and the bundled-model picker
-    if (labelled_field("Model:", "##model", &vs.model_text, fs * 13, "Load", app.busy,
-                       "A model folder (config.json, model.safetensors, vocab) or random:tiny / random:gpt2-124m")) {
+    flow(fs * 34);  // the field, Load, the weights' type and the bundled-model picker
+    const std::string tip = (app.model_spec.empty() ? std::string() : "Loaded: " + app.model_spec + "\n") +
+                            "Type a model folder (config.json, model.safetensors, vocab) or random:tiny / "
+                            "random:gpt2-124m; Load with the field empty loads this one again";
+    const std::string hint = model_field_hint(app);
+    if (labelled_field("Model:", "##model", &vs.model_text, fs * 11, "Load", app.busy, tip.c_str(), hint.c_str())) {
         Command c{CommandKind::load_model};
-        c.text = vs.model_text;
+        c.text = model_to_load(app);
         app.push(c);
         vs.playing = false;
     }
+    draw_weights_combo(app);
     draw_model_picker(app);
 }
 
@@ -212,9 +242,7 @@ void draw_status_line(const AppState& app) {
     const Palette& pal = palette();
     ImGui::AlignTextToFramePadding();
     if (app.model) {
-        const kv::ModelConfig& c = app.model->config;
-        ImGui::TextColored(to_vec4(pal.text_dim), "%s: %d layers, %d heads (%d kv), hd %d, ctx %d", app.model_name.c_str(),
-                           c.n_layer, c.n_head, c.n_kv_head, c.head_dim(), c.n_ctx);
+        ImGui::TextColored(to_vec4(pal.text_dim), "%s", model_line(app).c_str());
     } else {
         ImGui::TextColored(to_vec4(pal.bad), "no model loaded");
     }
@@ -230,6 +258,23 @@ void draw_status_line(const AppState& app) {
 }
 
 }  // namespace
+
+std::string model_field_hint(const AppState& app) { return app.model ? app.model_name : "no model: type a folder"; }
+
+std::string model_to_load(const AppState& app) { return app.vs.model_text.empty() ? app.model_spec : app.vs.model_text; }
+
+std::string model_line(const AppState& app) {
+    if (!app.model) return "no model loaded";
+    const kv::ModelConfig& c = app.model->config;
+    const kv::WeightType t = app.model->weights.type;
+    char b[256];
+    std::snprintf(b, sizeof b, "%s: %d layers, %d heads (%d kv), hd %d, ctx %d, weights %s (held %d bytes each)",
+                  app.model_name.c_str(), c.n_layer, c.n_head, c.n_kv_head, c.head_dim(), c.n_ctx,
+                  kv::weight_type_name(t), kv::weight_type_bytes(t));
+    return b;
+}
+
+int64_t weight_bytes(const AppState& app) { return app.model ? app.model->weights.bytes() : 0; }
 
 // One row part after another; each flows onto the next line when the window is narrow.
 void draw_controls_panel(AppState& app) {

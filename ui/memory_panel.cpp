@@ -1,4 +1,4 @@
-// Memory: the session's live cache bytes and the curve of its policy against tokens
+// Memory: the session's live cache bytes (and the weights' bytes beside them) and the curve of its policy against tokens
 // (ui/memory_curve.cpp), then the cache formula 2 x layers x kv_heads x head_dim x
 // tokens x bytes, for this model, GPT-2 124M and a grouped-query 8B model (Llama-3-8B) at a context
 // length the teacher picks; bars are scaled to the largest.
@@ -53,6 +53,13 @@ void draw_live_memory(const AppState& app) {
     ImGui::BeginGroup();
     ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + text_w);
     ImGui::Text("Now: %d rows = %s", v.cache_rows, human_bytes(static_cast<double>(v.cache_bytes)).c_str());
+    // Beside the cache: the weights every decode step streams once, in their held type.
+    ImGui::TextColored(to_vec4(pal.text_dim), "weights: %s (%s)", human_bytes(static_cast<double>(weight_bytes(app))).c_str(),
+                       kv::weight_type_name(app.model->weights.type));
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("The weights in their held type (%d bytes a matrix value; biases, LayerNorms and positions f32). "
+                          "A decode step reads all of them once; the cache grows with the tokens",
+                          kv::weight_type_bytes(app.model->weights.type));
     ImGui::TextColored(to_vec4(pal.accent), "%s", policy_caption(v.policy).c_str());
     if (v.policy.is_default())
         ImGui::TextColored(to_vec4(pal.text_dim), "linear: 2x tokens = 2x bytes");

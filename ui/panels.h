@@ -138,6 +138,17 @@ struct CacheGeometry {
 CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
                              float longest_label);
 
+// ---- the model: its field, its line, its weights ----------------------------
+// What the model field shows while its edit buffer is empty: the model's name
+// ("tiny-gpt", "random:gpt2-124m:0"), never its path; the tooltip has the path.
+std::string model_field_hint(const AppState& app);
+// What Load loads: the field's text, or (empty field) the loaded model again.
+std::string model_to_load(const AppState& app);
+// "tiny-gpt: 2 layers, 4 heads (4 kv), hd 16, ctx 64, weights f16 (held 2 bytes each)".
+std::string model_line(const AppState& app);
+// The loaded weights' bytes in their held type (kv::Weights::bytes, as export reports).
+int64_t weight_bytes(const AppState& app);
+
 // ---- panels ---------------------------------------------------------------
 void draw_controls_panel(AppState& app);
 void draw_tokens_panel(AppState& app);
