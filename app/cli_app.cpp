@@ -31,46 +31,18 @@ using namespace cli;
 namespace {
 
 // ---- generate ----
-struct GenerateArgs {
-    std::string model, prompt, ids, backend = "cpu", weights;
-    int n_new = 0;
-    bool no_cache = false, as_json = false;
-    float temperature = 0.f;
-    int top_k = 0;
-    uint64_t seed = 0;
-    PolicyArgs policy;
-    std::string draft;  // generate --draft SPEC --draft-k K: speculative decoding
-    int draft_k = 4;
-};
-
 int run_generate(const GenerateArgs& a, CLI::App& cmd) {
     if (cmd.count("--draft-k") && !cmd.count("--draft")) throw UsageError("--draft-k: needs --draft SPEC");
+    if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
+    if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
     if (cmd.count("--draft")) {
         if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
         refuse_with_draft(cmd);
-        cli::SpecArgs sa;
-        sa.model = a.model;
-        sa.draft = a.draft;
-        sa.prompt = a.prompt;
-        sa.ids = a.ids;
-        sa.backend = a.backend;
-        sa.have_prompt = cmd.count("--prompt") > 0;
-        sa.have_ids = cmd.count("--ids") > 0;
-        sa.as_json = a.as_json;
-        sa.n_new = a.n_new;
-        sa.draft_k = a.draft_k;
-        sa.top_k = a.top_k;
-        sa.temperature = a.temperature;
-        sa.seed = a.seed;
-        if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
-        if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
-        return cli::run_generate_speculative(sa);
+        return cli::run_generate_speculative(a);
     }
     auto m = open_model(a.model, a.weights);
-    const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
+    const auto ids = prompt_ids(*m, a.prompt, a.ids, a.have_prompt, a.have_ids);
     check_new(*m, int(ids.size()), a.n_new);
-    if (a.temperature < 0.f || !std::isfinite(a.temperature)) throw UsageError("--temperature: must be >= 0");
-    if (a.top_k < 0) throw UsageError("--top-k: must be >= 0");
     PolicyArgs pa = a.policy;
     const kv::CachePolicy policy = policy_of(pa, cmd);
 
@@ -128,7 +100,7 @@ json totals_json(const kv::StepReference& r) {
 
 int run_compare(const GenerateArgs& a, CLI::App& cmd) {
     auto m = open_model(a.model, a.weights);
-    const auto ids = prompt_ids(*m, a.prompt, a.ids, cmd.count("--prompt") > 0, cmd.count("--ids") > 0);
+    const auto ids = prompt_ids(*m, a.prompt, a.ids, a.have_prompt, a.have_ids);
     check_new(*m, int(ids.size()), a.n_new);
     PolicyArgs pa = a.policy;
     const kv::CachePolicy policy = policy_of(pa, cmd);
@@ -294,6 +266,13 @@ int run_export(const std::string& model, const std::string& weights, const std::
     return 0;
 }
 
+// a with have_prompt / have_ids from the parsed command.
+GenerateArgs with_prompt_given(GenerateArgs a, const CLI::App& cmd) {
+    a.have_prompt = cmd.count("--prompt") > 0;
+    a.have_ids = cmd.count("--ids") > 0;
+    return a;
+}
+
 void add_prompt_options(CLI::App* c, GenerateArgs& a) {
     c->add_option("--model", a.model, "model folder, or random:tiny / random:gpt2-124m[:SEED] (default: bundled)");
     c->add_option("--prompt", a.prompt, "prompt text (needs a model with a tokenizer)");
@@ -392,8 +371,8 @@ int cli::main(int argc, char** argv, bool parse_only) {
 
     if (parse_only) return 0;
     try {
-        if (*c_gen) return run_generate(gen, *c_gen);
-        if (*c_cmp) return run_compare(cmp, *c_cmp);
+        if (*c_gen) return run_generate(with_prompt_given(gen, *c_gen), *c_gen);
+        if (*c_cmp) return run_compare(with_prompt_given(cmp, *c_cmp), *c_cmp);
         if (*c_lg)
             return run_logits(lg_model, lg_ids, lg_no_cache, lg_all, lg_backend, policy_of(lg_policy, *c_lg), lg_weights);
         if (*c_tk) return run_tokenize(tk_model, tk_text);

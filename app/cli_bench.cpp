@@ -26,39 +26,10 @@ using nlohmann::json;
 
 namespace {
 
-struct BenchArgs {
-    std::string model, backend = "cpu", weights;
-    int prompt_len = 4, n_new = 32, threads = 0, warmup = 2, runs = 1;
-    bool no_cache = false, as_json = false;
-    uint64_t seed = 0;
-    // --sweep
-    bool sweep = false, stream = false, ceiling = false;
-    int max_pos = 0, stride = 1, repeats = 1;
-    std::string sweep_mode = "both", csv;
-    PolicyArgs policy_args;
-    kv::CachePolicy policy;  // from policy_args once parsed
-    // --draft: speculative decoding next to plain decoding
-    std::string draft, prompt;
-    int draft_k = 4;
-};
-
 int run_bench_draft(const BenchArgs& a, const CLI::App& c) {
     if (a.no_cache) throw UsageError("--draft: speculative decoding needs the cache (drop --no-cache)");
     refuse_with_draft(c);
-    SpecBenchArgs s;
-    s.model = a.model;
-    s.draft = a.draft;
-    s.prompt = a.prompt;
-    s.backend = a.backend;
-    s.have_prompt = c.count("--prompt") > 0;
-    s.as_json = a.as_json;
-    s.prompt_len = a.prompt_len;
-    s.n_new = a.n_new;
-    s.draft_k = a.draft_k;
-    s.threads = a.threads;
-    s.runs = a.runs;
-    s.seed = a.seed;
-    return run_bench_speculative(s);
+    return run_bench_speculative(a);
 }
 
 struct RunResult {
@@ -294,6 +265,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
         a->policy = policy_of(a->policy_args, *c);
         if (c->count("--draft-k") && !c->count("--draft")) throw UsageError("--draft-k: needs --draft SPEC");
         if (c->count("--prompt") && !c->count("--draft")) throw UsageError("--prompt: only with --draft");
+        a->have_prompt = c->count("--prompt") > 0;
         if (c->count("--draft")) return run_bench_draft(*a, *c);
         if (a->stream) return run_stream(*a);
         return a->sweep ? run_sweep(*a) : run_bench(*a);

@@ -6,6 +6,8 @@
 #include <functional>
 #include <string>
 
+#include "app/cli_common.h"
+
 namespace CLI {
 class App;
 }
@@ -14,24 +16,41 @@ namespace cli {
 
 std::function<int()> add_bench_command(CLI::App& app);
 
-// generate --draft SPEC --draft-k K (cli_speculative.cpp).
-struct SpecArgs {
-    std::string model, draft, prompt, ids, backend = "cpu";
-    bool have_prompt = false, have_ids = false, as_json = false;
-    int n_new = 0, draft_k = 4, top_k = 0;
+// generate's and compare's options (parsed in cli_app.cpp).
+struct GenerateArgs {
+    std::string model, prompt, ids, backend = "cpu", weights;
+    bool have_prompt = false, have_ids = false;  // --prompt / --ids were given
+    int n_new = 0;
+    bool no_cache = false, as_json = false;
     float temperature = 0.f;
+    int top_k = 0;
     uint64_t seed = 0;
+    PolicyArgs policy;
+    std::string draft;  // generate --draft SPEC --draft-k K: speculative decoding
+    int draft_k = 4;
 };
-int run_generate_speculative(const SpecArgs& a);
+// generate --draft SPEC --draft-k K (cli_speculative.cpp).
+int run_generate_speculative(const GenerateArgs& a);
 
-// bench --draft SPEC --draft-k K [--prompt TEXT] (cli_speculative.cpp).
-struct SpecBenchArgs {
-    std::string model, draft, prompt, backend = "cpu";
-    bool have_prompt = false, as_json = false;
-    int prompt_len = 4, n_new = 32, draft_k = 4, threads = 0, runs = 1;
+// bench's options (parsed in cli_bench.cpp).
+struct BenchArgs {
+    std::string model, backend = "cpu", weights;
+    int prompt_len = 4, n_new = 32, threads = 0, warmup = 2, runs = 1;
+    bool no_cache = false, as_json = false;
     uint64_t seed = 0;
+    // --sweep
+    bool sweep = false, stream = false, ceiling = false;
+    int max_pos = 0, stride = 1, repeats = 1;
+    std::string sweep_mode = "both", csv;
+    PolicyArgs policy_args;
+    kv::CachePolicy policy;  // from policy_args once parsed
+    // --draft: speculative decoding next to plain decoding
+    std::string draft, prompt;
+    bool have_prompt = false;  // --prompt was given
+    int draft_k = 4;
 };
-int run_bench_speculative(const SpecBenchArgs& a);
+// bench --draft SPEC --draft-k K [--prompt TEXT] (cli_speculative.cpp).
+int run_bench_speculative(const BenchArgs& a);
 
 // The whole of kvscope-cli: parses argv and runs the chosen command, returning the
 // exit code. With parse_only, stops after parsing (the argument fuzzer uses this).

@@ -73,7 +73,7 @@ kv::SpecDecoder make_decoder(const kv::Model& target, const kv::Model& draft, co
 
 }  // namespace
 
-int run_generate_speculative(const SpecArgs& a) {
+int run_generate_speculative(const GenerateArgs& a) {
     auto m = open_model(a.model);
     auto dm = open_model(a.draft);
     if (a.draft_k < 1 || a.draft_k > 16)
@@ -171,7 +171,7 @@ json timing_json(const GenTiming& g, int n_new) {
 
 }  // namespace
 
-int run_bench_speculative(const SpecBenchArgs& a) {
+int run_bench_speculative(const BenchArgs& a) {
     auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model);
     auto dm = open_model(a.draft);
     if (a.runs < 1) throw UsageError("--runs: must be at least 1");

@@ -821,3 +821,46 @@ TEST_CASE("f16 weights refuse values beyond its range, naming the tensor") {
     CHECK_NOTHROW(set_weight_type(ok, c, WeightType::bf16));
     CHECK(ok.layers[1].fc_w16.type == WeightType::bf16);
 }
+
+TEST_CASE("a non-finite value is found at load wherever it sits in a tensor, in every checkpoint dtype") {
+    // mlp.c_fc.weight of n_embd 48 has 48 x 192 = 9216 values: more than two of the
+    // scan's 4096-value blocks, so the first value, both sides of a block border and
+    // the last one are all checked.
+    ModelConfig c = small_config(true);
+    c.n_embd = 48;
+    const Weights w = random_weights(c, 3);
+    const int64_t n = int64_t(c.n_embd) * 4 * c.n_embd;
+    for (const std::string stored : {"F32", "F16", "BF16"}) {
+        for (int64_t at : {int64_t(0), int64_t(4095), int64_t(4096), n - 1}) {
+            for (bool nan : {false, true}) {
+                CAPTURE(stored);
+                CAPTURE(at);
+                CAPTURE(nan);
+                auto ts = f32_raw(c, w);
+                RawTensor* t = find_tensor(ts, "h.1.mlp.c_fc.weight");
+                REQUIRE(t != nullptr);
+                REQUIRE(numel(t->shape) == n);
+                if (stored == "F32") {
+                    const float bad = nan ? std::numeric_limits<float>::quiet_NaN()
+                                          : std::numeric_limits<float>::infinity();
+                    std::memcpy(t->bytes.data() + 4 * at, &bad, 4);
+                } else {
+                    std::string half;
+                    for (int64_t i = 0; i < n; ++i) {
+                        float x = 0;
+                        std::memcpy(&x, t->bytes.data() + 4 * i, 4);
+                        uint16_t b = stored == "F16" ? float_to_half(x) : float_to_bf16(x);
+                        if (i == at) b = stored == "F16" ? (nan ? 0x7e00 : 0xfc00) : (nan ? 0x7fc0 : 0xff80);
+                        half.append(reinterpret_cast<const char*>(&b), 2);
+                    }
+                    t->dtype = stored;
+                    t->bytes = half;
+                }
+                TempDir d;
+                write_folder(d, c, ts);
+                CHECK_ERROR(load_model_folder(d.path.string()), "h.1.mlp.c_fc.weight", "non-finite",
+                            "at element " + std::to_string(at));
+            }
+        }
+    }
+}

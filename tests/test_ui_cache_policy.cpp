@@ -18,43 +18,15 @@
 #include "ui/controller.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
+#include "tests/ui_headless.h"
 
 using namespace kvui;
+using kvtest::Headless;
 
 namespace {
 
-struct Headless {
-    Headless(float w, float h) {
-        ImGui::CreateContext();
-        ImGuiIO& io = ImGui::GetIO();
-        io.IniFilename = nullptr;
-        io.DisplaySize = ImVec2(w, h);
-        io.DeltaTime = 1.f / 60.f;
-        build_fonts(18);
-        unsigned char* px = nullptr;
-        int tw = 0, th = 0;
-        io.Fonts->GetTexDataAsRGBA32(&px, &tw, &th);
-        apply_theme(true);
-    }
-    ~Headless() { ImGui::DestroyContext(); }
-    void frame(AppState& app) {
-        ImGui::NewFrame();
-        ImGuiContext& g = *GImGui;
-        const int windows = g.CurrentWindowStack.Size;
-        draw_app(app);
-        CHECK(g.CurrentWindowStack.Size == windows);
-        CHECK(g.ColorStack.Size == 0);
-        CHECK(g.StyleVarStack.Size == 0);
-        CHECK(g.DisabledStackSize == 0);
-        ImGui::Render();
-    }
-};
-
 void run(Controller& ctl, AppState& app, Command c) {
-    app.push(std::move(c));
-    ctl.submit(app);
-    ctl.wait();
-    ctl.poll(app);
+    kvtest::run_command(ctl, app, std::move(c));
     REQUIRE(app.error.empty());
 }
 

@@ -21,47 +21,14 @@
 #include "ui/panels.h"
 #include "ui/sweep_runner.h"
 #include "ui/theme.h"
+#include "tests/ui_headless.h"
 
 using namespace kvui;
+using kvtest::Headless;
 
 namespace {
 
 constexpr int KEY_SPACE = 32, KEY_LEFT = 263, KEY_C = 67, KEY_EQUAL = 61, KEY_MINUS = 45, KEY_F1 = 290;
-
-struct Headless {
-    explicit Headless(float w = 1600, float h = 1000, float font_px = 18) {
-        ImGui::CreateContext();
-        ImGuiIO& io = ImGui::GetIO();
-        io.IniFilename = nullptr;
-        io.DisplaySize = ImVec2(w, h);
-        io.DeltaTime = 1.f / 60.f;
-        for (int i = 0; i < ImGuiKey_COUNT; ++i) io.KeyMap[i] = -1;
-        io.KeyMap[ImGuiKey_Space] = KEY_SPACE;
-        build_fonts(font_px);
-        unsigned char* px = nullptr;
-        int tw = 0, th = 0;
-        io.Fonts->GetTexDataAsRGBA32(&px, &tw, &th);
-        apply_theme(true);
-    }
-    ~Headless() { ImGui::DestroyContext(); }
-
-    // One frame of the whole window; checks that every stack is back where it was.
-    void frame(AppState& app) {
-        ImGui::NewFrame();
-        ImGuiContext& g = *GImGui;
-        const int windows = g.CurrentWindowStack.Size, flags = g.ItemFlagsStack.Size;
-        draw_app(app);
-        CHECK(g.CurrentWindowStack.Size == windows);
-        CHECK(g.ColorStack.Size == 0);
-        CHECK(g.StyleVarStack.Size == 0);
-        CHECK(g.FontStack.Size == 0);
-        CHECK(g.GroupStack.Size == 0);
-        CHECK(g.DisabledStackSize == 0);
-        CHECK(g.ItemFlagsStack.Size == flags);
-        ImGui::Render();
-        CHECK(ImGui::GetDrawData() != nullptr);
-    }
-};
 
 // Loads random:tiny into app through a controller without a worker.
 void open_tiny(Controller& ctl, AppState& app, const std::string& prompt = "5,9,3,7") {
@@ -72,10 +39,7 @@ void open_tiny(Controller& ctl, AppState& app, const std::string& prompt = "5,9,
 }
 
 void run(Controller& ctl, AppState& app, Command c) {
-    app.push(std::move(c));
-    ctl.submit(app);
-    ctl.wait();
-    ctl.poll(app);
+    kvtest::run_command(ctl, app, std::move(c));
 }
 
 Command cache_cmd(bool on) {

@@ -20,46 +20,17 @@
 #include "ui/controller.h"
 #include "ui/panels.h"
 #include "ui/theme.h"
+#include "tests/ui_headless.h"
 
 using namespace kvui;
+using kvtest::Headless;
 
 namespace {
 
 const std::string kModels = KVSCOPE_SOURCE_DIR "/assets/models";
 
-struct Headless {
-    Headless(float w = 1280, float h = 720, float font_px = 18) {
-        ImGui::CreateContext();
-        ImGuiIO& io = ImGui::GetIO();
-        io.IniFilename = nullptr;
-        io.DisplaySize = ImVec2(w, h);
-        io.DeltaTime = 1.f / 60.f;
-        build_fonts(font_px);
-        unsigned char* px = nullptr;
-        int tw = 0, th = 0;
-        io.Fonts->GetTexDataAsRGBA32(&px, &tw, &th);
-        apply_theme(true);
-    }
-    ~Headless() { ImGui::DestroyContext(); }
-    void frame(AppState& app) {
-        ImGui::NewFrame();
-        ImGuiContext& g = *GImGui;
-        const int windows = g.CurrentWindowStack.Size;
-        draw_app(app);
-        CHECK(g.CurrentWindowStack.Size == windows);
-        CHECK(g.ColorStack.Size == 0);
-        CHECK(g.StyleVarStack.Size == 0);
-        CHECK(g.FontStack.Size == 0);
-        CHECK(g.DisabledStackSize == 0);
-        ImGui::Render();
-    }
-};
-
 void run(Controller& ctl, AppState& app, Command c) {
-    app.push(std::move(c));
-    ctl.submit(app);
-    ctl.wait();
-    ctl.poll(app);
+    kvtest::run_command(ctl, app, std::move(c));
 }
 
 Command spec_cmd(bool on, int k, const std::string& draft = "") {

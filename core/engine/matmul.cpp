@@ -83,6 +83,13 @@ void widen_portable(const void* src, float* dst, int64_t n) {
 #ifdef KV_HAVE_AVX512_PATH
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
+// GCC 12's _mm512_reduce_add_ps starts from _mm512_undefined_pd() on purpose, and its
+// -Wuninitialized then fires inside the header (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#define KV_POP_UNINITIALIZED 1
+#endif
 namespace {
 
 inline __mmask16 tail_mask(int left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u); }
@@ -183,6 +190,9 @@ void widen_avx512(const void* src, float* dst, int64_t n) {
 }
 
 }  // namespace
+#ifdef KV_POP_UNINITIALIZED
+#pragma GCC diagnostic pop
+#endif
 #pragma GCC pop_options
 #endif  // KV_HAVE_AVX512_PATH
 

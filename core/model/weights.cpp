@@ -185,6 +185,23 @@ Weights random_weights(const ModelConfig& cfg, uint64_t seed) {
 
 namespace {
 
+// The index of the first value with all exponent bits set (Inf or NaN), or -1. Every
+// value of every matrix is checked at load, so the scan runs in blocks whose inner
+// loop has no early exit and vectorizes; only a block with a hit is searched again.
+template <class U>
+int64_t first_non_finite(const U* p, int64_t n, U exponent) {
+    constexpr int64_t kBlock = 4096;
+    for (int64_t b = 0; b < n; b += kBlock) {
+        const int64_t end = std::min(n, b + kBlock);
+        unsigned hit = 0;
+        for (int64_t i = b; i < end; ++i) hit |= unsigned((p[i] & exponent) == exponent);
+        if (!hit) continue;
+        for (int64_t i = b; i < end; ++i)
+            if ((p[i] & exponent) == exponent) return i;
+    }
+    return -1;
+}
+
 template <class M>
 void check_tensor(const M& t, int64_t rows, int64_t cols, const std::string& where, const std::string& name) {
     if (t.rows() != rows || t.cols() != cols)
@@ -192,10 +209,10 @@ void check_tensor(const M& t, int64_t rows, int64_t cols, const std::string& whe
                     std::to_string(t.cols()) + "], expected [" + std::to_string(rows) + ", " +
                     std::to_string(cols) + "]");
     const float* p = t.data();
-    for (int64_t i = 0; i < t.size(); ++i)
-        if (!std::isfinite(p[i]))
-            throw Error(where + ": tensor " + name + " holds a non-finite value (" + std::to_string(p[i]) +
-                        ") at element " + std::to_string(i));
+    const int64_t i = first_non_finite(reinterpret_cast<const uint32_t*>(p), t.size(), 0x7f800000u);
+    if (i >= 0)
+        throw Error(where + ": tensor " + name + " holds a non-finite value (" + std::to_string(p[i]) +
+                    ") at element " + std::to_string(i));
 }
 
 void check_tensor16(const Mat16& t, int64_t rows, int64_t cols, const std::string& where, const std::string& name) {
@@ -204,9 +221,8 @@ void check_tensor16(const Mat16& t, int64_t rows, int64_t cols, const std::strin
                     std::to_string(t.cols) + "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
     // Inf/NaN: all exponent bits set (f16: 0x7c00, bf16: 0x7f80).
     const uint16_t e = t.type == WeightType::bf16 ? 0x7f80u : 0x7c00u;
-    for (int64_t i = 0; i < t.size(); ++i)
-        if ((t.data[i] & e) == e)
-            throw Error(where + ": tensor " + name + " holds a non-finite value at element " + std::to_string(i));
+    const int64_t i = first_non_finite(t.data, t.size(), e);
+    if (i >= 0) throw Error(where + ": tensor " + name + " holds a non-finite value at element " + std::to_string(i));
 }
 
 template <class M>
