@@ -104,37 +104,13 @@ TEST_CASE("engine logits match an independent NumPy GPT-2 at every position") {
         auto loaded = kv::load_model_folder(dir.string());
         const auto ids = kvtest::seq_ids(sh.T, sh.V, k);
 
-        auto engine = kv::make_cpu_engine(*loaded);
-        kv::ForwardRequest req;
-        req.ids = ids;
-        req.all_logits = true;
-        req.trace_opts.record = false;
-        kv::StepTrace tr;
-        std::vector<float> mine;
-        engine->forward(req, *engine->make_cache({}), tr, &mine);
-
-        std::string id_list;
-        for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
-        const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR
-                                                   "/tests/reference/gpt2_numpy.py' '" + dir.string() + "' " + id_list))["logits"];
-        REQUIRE(ref.size() == ids.size());
-        double worst = 0, largest = 0;
-        int worst_pos = -1, worst_j = -1;
-        for (size_t pos = 0; pos < ids.size(); ++pos) {
-            REQUIRE(ref[pos].size() == size_t(sh.V));
-            for (int j = 0; j < sh.V; ++j) {
-                const double r = ref[pos][j].get<double>();
-                largest = std::max(largest, std::abs(r));
-                const double d = std::abs(r - mine[pos * sh.V + j]);
-                if (d > worst) worst = d, worst_pos = int(pos), worst_j = j;
-            }
-        }
-        CAPTURE(worst_pos);
-        CAPTURE(worst_j);
-        MESSAGE("shape " << k << ": worst |engine - numpy| = " << worst << " at position " << worst_pos
-                          << " (largest |logit| " << largest << ")");
-        CHECK(largest > 1.0);  // logits large enough for the comparison to mean something
-        CHECK(worst <= 1e-4);
+        const RefDiff d = against_numpy(*loaded, dir.string(), ids);
+        CAPTURE(d.pos);
+        CAPTURE(d.j);
+        MESSAGE("shape " << k << ": worst |engine - numpy| = " << d.worst << " at position " << d.pos
+                          << " (largest |logit| " << d.largest << "), whole sequence and token by token");
+        CHECK(d.largest > 1.0);  // logits large enough for the comparison to mean something
+        CHECK(d.worst <= 1e-4);
     }
     fs::remove_all(root);
 }
