@@ -346,9 +346,13 @@ void open_scaling(kvui::Controller& ctl, kvui::AppState& app, const Options& o) 
 // end before a screenshot).
 void open_lesson(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     kvui::enter_lesson(app, o.chapter);
-    ctl.submit(app);
-    ctl.wait();
-    ctl.poll(app);
+    // A chapter on another model loads it first, then pushes the rest (lesson_tick).
+    for (int i = 0; i < 4 && (!app.pending.empty() || app.vs.lesson.setup != 0); ++i) {
+        ctl.submit(app);
+        ctl.wait();
+        ctl.poll(app);
+        kvui::lesson_tick(app);
+    }
     if (o.screenshot.empty() || !ctl.sweep_running()) return;
     ctl.wait_sweep();
     ctl.poll(app);

@@ -8,6 +8,7 @@
 #include <imgui.h>
 #include <imgui_internal.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -24,7 +25,7 @@ using namespace kvui;
 
 namespace {
 
-constexpr int KEY_SPACE = 32, KEY_5 = 53, KEY_L = 76, KEY_ESCAPE = 256, KEY_BACKSPACE = 259, KEY_RIGHT = 262,
+constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_5 = 53, KEY_8 = 56, KEY_END = 269, KEY_L = 76, KEY_ESCAPE = 256, KEY_BACKSPACE = 259, KEY_RIGHT = 262,
               KEY_LEFT = 263, KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267;
 const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 
@@ -73,21 +74,83 @@ void open_bundled(Controller& ctl, AppState& app) {
     app.vs.animate = false;
 }
 
-void go(Controller& ctl, AppState& app, int chapter) {
-    if (app.vs.lesson.on) goto_chapter(app, chapter);
-    else enter_lesson(app, chapter);
-    settle(ctl, app);
-    REQUIRE(app.error.empty());
-}
-
 bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 std::string str(int64_t x) { return std::to_string(x); }
 
+// Runs a waiting lesson setup to the end: a chapter on another model loads it first
+// (one batch), then pushes the rest (lesson_tick), as the window's frames do.
+void finish_setup(Controller& ctl, AppState& app) {
+    for (int i = 0; i < 4; ++i) {
+        settle(ctl, app);
+        lesson_tick(app);
+        if (app.pending.empty() && app.vs.lesson.setup == 0) break;
+    }
+    CHECK(app.vs.lesson.setup == 0);
+    CHECK(app.pending.empty());
+}
+
+void go(Controller& ctl, AppState& app, int chapter) {
+    if (app.vs.lesson.on) goto_chapter(app, chapter);
+    else enter_lesson(app, chapter);
+    finish_setup(ctl, app);
+    CAPTURE(app.error);
+    REQUIRE(app.error.empty());
+}
+
+void leave(Controller& ctl, AppState& app) {
+    leave_lesson(app);
+    finish_setup(ctl, app);
+    CAPTURE(app.error);
+    REQUIRE(app.error.empty());
+}
+
+// The last position's logits of a full-attention f32 cache fed ids in one pass: the
+// reference a policy's error is measured against, computed here apart from the
+// session's own StepReference.
+std::vector<float> full_f32_logits(const kv::Model& m, const std::vector<int>& ids) {
+    auto engine = kv::make_cpu_engine(m);
+    auto cache = engine->make_cache(kv::CachePolicy{});
+    kv::ForwardRequest req;
+    req.ids = ids;
+    kv::StepTrace tr;
+    engine->forward(req, *cache, tr);
+    return tr.logits;
+}
+
+int argmax(const std::vector<float>& x) { return static_cast<int>(std::max_element(x.begin(), x.end()) - x.begin()); }
+
+std::string g3(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", x);
+    return b;
+}
+
+// v's latest step against a full f32 cache on the same tokens, recomputed: the
+// difference the trace recorded must match, and the text must quote it.
+void check_price(const AppState& app, const SessionView& v, const std::string& text) {
+    const kv::StepTrace& t = *v.last();
+    const int end = t.start_pos + static_cast<int>(t.input_ids.size());
+    const std::vector<int> ids(v.tokens.begin(), v.tokens.begin() + end);
+    const std::vector<float> ref = full_f32_logits(*app.model, ids);
+    REQUIRE(ref.size() == t.logits.size());
+    float d = 0.f;
+    for (size_t i = 0; i < ref.size(); ++i) d = std::max(d, std::fabs(ref[i] - t.logits[i]));
+    CAPTURE(d);
+    CAPTURE(t.vs_full.max_abs_logit_diff);
+    REQUIRE(t.vs_full.measured());
+    CHECK(std::fabs(d - t.vs_full.max_abs_logit_diff) <= 1e-4f + 1e-3f * d);
+    CHECK(d > 0.f);  // lossy: the error is there, and reported
+    const bool same = argmax(ref) == argmax(t.logits);
+    CHECK(t.vs_full.same_top1 == same);
+    CHECK(has(text, "max logit difference " + g3(t.vs_full.max_abs_logit_diff) + " this step, " +
+                        (same ? "same top token" : "top token changed")));
+}
+
 }  // namespace
 
-TEST_CASE("lesson: the chapters are the issue's nine, each with a framed panel") {
-    REQUIRE(lesson_chapter_count() == 9);
+TEST_CASE("lesson: the issue's chapters, the variants one each, each with a framed panel") {
+    REQUIRE(lesson_chapter_count() == 13);
     for (const Chapter& ch : lesson_chapters()) {
         CAPTURE(ch.number);
         CHECK(!ch.title.empty());
@@ -96,9 +159,19 @@ TEST_CASE("lesson: the chapters are the issue's nine, each with a framed panel")
         CHECK(ch.panels.size() <= 3);
     }
     CHECK(lesson_chapter(0).number == 1);
-    CHECK(lesson_chapter(99).number == 9);
-    CHECK(lesson_chapter(4).setup.cache_on == false);
+    CHECK(lesson_chapter(99).number == 13);
+    CHECK(lesson_chapter(4).setup.mode.cache_on == false);
     CHECK(lesson_chapter(8).setup.stale_demo);
+    CHECK(lesson_chapter(9).setup.mode.policy.windowed());
+    CHECK(lesson_chapter(10).setup.mode.policy.dtype == kv::KvDtype::int8);
+    CHECK(lesson_chapter(11).setup.mode.model_spec == "tiny-gqa");
+    CHECK(lesson_chapter(12).setup.mode.speculative);
+    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13}) {  // the textbook cache, on the lesson's model
+        CAPTURE(n);
+        CHECK(lesson_chapter(n).setup.mode.policy.is_default());
+        CHECK(lesson_chapter(n).setup.mode.model_spec.empty());
+        CHECK_FALSE(lesson_chapter(n).setup.mode.speculative);
+    }
 }
 
 TEST_CASE("lesson layout: text and panels inside the window, never overlapping") {
@@ -275,12 +348,205 @@ TEST_CASE("lesson: each chapter's text carries the engine's numbers for its stat
         CHECK(has(s, "old rows: '" + join_tokens(app, app.other.tokens, p) + "'"));
         CHECK(has(s, "positions " + str(app.other.stale_ids.size()) + ".."));
     }
-    SUBCASE("9: where caches go next, with this model's bytes") {
+    SUBCASE("9: sliding window with sinks, its bytes and its measured error") {
         go(ctl, app, 9);
         const std::string s = text(9);
         CAPTURE(s);
+        const kv::CachePolicy& pol = app.main.policy;
+        REQUIRE(pol.window == 6);
+        REQUIRE(pol.sinks == 2);
+        const int64_t bpt = 2 * L * Hkv * hd * 4;
+        const int n = app.main.cache_positions;
+        CHECK(n == static_cast<int>(app.main.prompt_ids.size()) + app.main.n_steps() - 1);
+        CHECK(app.main.cache_rows == 2 + 6 - 1);  // S + W - 1 once n > S + W - 1
+        CHECK(app.main.cache_bytes == bpt * app.main.cache_rows);
+        int64_t evicted = 0;
+        for (const auto& t : app.main.history) evicted += t->counters.kv_rows_evicted;
+        CHECK(evicted == L * Hkv * (n - app.main.cache_rows));
+        CHECK(has(s, "holds " + str(app.main.cache_rows) + " rows, " + str(app.main.cache_bytes) + " bytes"));
+        CHECK(has(s, "full f32 holds " + str(n) + " rows, " + str(bpt * n) + " bytes"));
+        CHECK(has(s, "saves " + str(bpt * (n - app.main.cache_rows)) + " bytes"));
+        CHECK(has(s, "Evicted: " + str(evicted) + " K/V rows"));
+        check_price(app, app.main, s);
+    }
+    SUBCASE("10: int8 and f16 storage, their bytes and their measured errors") {
+        go(ctl, app, 10);
+        const std::string s = text(10);
+        CAPTURE(s);
+        REQUIRE(app.compare);
+        REQUIRE(app.other_own_policy);
+        const SessionView& i8 = app.main;
+        const SessionView& f16 = app.other;
+        REQUIRE(i8.policy.dtype == kv::KvDtype::int8);
+        REQUIRE(f16.policy.dtype == kv::KvDtype::f16);
+        const int64_t rows = i8.cache_rows;
+        CHECK(f16.cache_rows == rows);
+        // int8: 1 byte a value and one f32 scale per (position, layer, kv head) K and V row.
+        CHECK(i8.cache_bytes == rows * (2 * L * Hkv * hd + 2 * L * Hkv * 4));
+        CHECK(f16.cache_bytes == rows * 2 * L * Hkv * hd * 2);
+        const int64_t full = rows * 2 * L * Hkv * hd * 4;
+        CHECK(has(s, "int8: " + str(i8.cache_bytes) + " bytes, saves " + str(full - i8.cache_bytes) + " bytes"));
+        CHECK(has(s, "f16: " + str(f16.cache_bytes) + " bytes, saves " + str(full - f16.cache_bytes) + " bytes"));
+        // The rounding of the shown head, from the f32 rows with the DESIGN.md rules.
+        REQUIRE(i8.cache_k_f32.rows() > 0);
+        float e8 = 0.f, e16 = 0.f;
+        for (int r = 0; r < static_cast<int>(i8.cache_k_f32.rows()); ++r) {
+            if (!i8.held[static_cast<size_t>(r)]) continue;
+            for (const kv::RowMat* m : {&i8.cache_k_f32, &i8.cache_v_f32}) {
+                const float sc = kv::int8_scale(m->row(r).data(), static_cast<int>(m->cols()));
+                for (int j = 0; j < m->cols(); ++j) {
+                    const float x = (*m)(r, j);
+                    e8 = std::max(e8, std::fabs(kv::quantize_int8(x, sc) * sc - x));
+                }
+            }
+        }
+        for (int r = 0; r < static_cast<int>(f16.cache_k_f32.rows()); ++r)
+            for (const kv::RowMat* m : {&f16.cache_k_f32, &f16.cache_v_f32})
+                for (int j = 0; j < m->cols(); ++j) e16 = std::max(e16, std::fabs(kv::round_f16((*m)(r, j)) - (*m)(r, j)));
+        CHECK(e8 > e16);
+        CHECK(has(s, "int8: " + str(i8.cache_bytes) + " bytes, saves " + str(full - i8.cache_bytes) + " bytes (" ));
+        CHECK(has(s, "off by up to " + g3(e8) + ";"));
+        CHECK(has(s, "off by up to " + g3(e16) + ";"));
+        check_price(app, i8, s);
+        check_price(app, f16, s.substr(s.find("f16: ")));
+    }
+    SUBCASE("11: grouped-query attention on tiny-gqa") {
+        go(ctl, app, 11);
+        const std::string s = text(11);
+        CAPTURE(s);
+        REQUIRE(app.model_name == "tiny-gqa");
+        const kv::ModelConfig& g = app.model->config;
+        REQUIRE(g.n_kv_head < g.n_head);
+        const int64_t gl = g.n_layer, gh = g.n_head, gkv = g.n_kv_head, ghd = g.head_dim();
+        const kv::StepTrace& t = *app.main.last();
+        CHECK(app.main.cache_bytes == 2 * gl * gkv * ghd * 4 * app.main.cache_rows);
+        CHECK(t.counters.kv_rows_computed == gl * gkv);
+        CHECK(t.counters.attn_scores == gl * gh * (t.start_pos + 1));
+        CHECK(has(s, "H = " + str(gh) + " query heads share Hkv = " + str(gkv) + " kv heads"));
+        CHECK(has(s, "= " + str(2 * gl * gkv * ghd * 4) + " bytes; one kv head per query head: " +
+                         str(2 * gl * gh * ghd * 4)));
+        CHECK(has(s, str(app.main.cache_bytes) + " bytes counted by the engine (" +
+                         str(2 * gl * gh * ghd * 4 * app.main.cache_rows) + " with"));
+        CHECK(has(s, "computed " + str(t.counters.kv_rows_computed) + " K/V rows"));
+        CHECK(has(s, str(t.counters.attn_scores) + " q.k scores"));
+    }
+    SUBCASE("12: speculative decoding, accepted of proposed and target passes per token") {
+        go(ctl, app, 12);
+        const std::string s = text(12);
+        CAPTURE(s);
+        REQUIRE(app.spec.on);
+        const SpecView& sp = app.spec;
+        const kv::SpecCounters& k = sp.totals;
+        REQUIRE(sp.n_rounds() == lesson_chapter(12).setup.steps);
+        int64_t accepted = 0;
+        for (const auto& r : sp.rounds) accepted += r->accepted;
+        CHECK(k.accepted == accepted);
+        CHECK(k.proposed == sp.n_rounds() * sp.k);
+        CHECK(k.target_forwards == sp.n_rounds());  // one verifying pass per round
+        CHECK(k.new_tokens == accepted + sp.n_rounds());
+        char b[32];
+        std::snprintf(b, sizeof b, "%.2f", static_cast<double>(k.target_forwards) / static_cast<double>(k.new_tokens));
+        CHECK(has(s, str(k.accepted) + " of " + str(k.proposed) + " drafts accepted"));
+        CHECK(has(s, str(k.target_forwards) + " target passes for " + str(k.new_tokens) + " new tokens = " + b +
+                         " passes per token"));
+        // Greedy speculative text = the target's own greedy text (a fresh plain session).
+        kv::Session plain(*app.model, kv::make_cpu_engine(*app.model));
+        plain.set_prompt_ids(sp.prompt_ids);
+        for (int64_t i = 0; i < k.new_tokens; ++i) plain.step();
+        CHECK(plain.tokens() == sp.tokens);
+        CHECK(has(s, "target alone: '" + join_tokens(app, sp.tokens, sp.prompt_ids.size(), 10) + "'"));
+    }
+    SUBCASE("13: where caches go next, with this model's bytes") {
+        go(ctl, app, 13);
+        const std::string s = text(13);
+        CAPTURE(s);
+        CHECK(app.main.policy.is_default());
+        CHECK(app.model_name == "tiny-gpt");  // back from tiny-gqa (the lesson's model)
         CHECK(has(s, str(2 * L * Hkv * hd * 4) + " bytes per token"));
         CHECK(has(s, str(app.main.cache_bytes) + " for " + str(app.main.cache_rows) + " tokens"));
+        CHECK(has(s, "paged"));
+    }
+}
+
+TEST_CASE("lesson: a chapter's model, policy and mode give way to the next chapter's, and leaving restores the normal "
+          "layout's") {
+    Controller ctl("never");
+    AppState app;
+    open_bundled(ctl, app);
+    const std::string bundled = app.model_spec;
+    // The normal layout: window 8 + 1 sink in f16, compare against the other cache mode, cache off.
+    kv::CachePolicy mine;
+    mine.window = 8;
+    mine.sinks = 1;
+    mine.dtype = kv::KvDtype::f16;
+    Command c{CommandKind::set_policy};
+    c.policy = mine;
+    app.push(c);
+    Command cmp{CommandKind::set_compare};
+    cmp.flag = true;
+    app.push(cmp);
+    Command off{CommandKind::set_cache};
+    off.flag = false;
+    app.push(off);
+    settle(ctl, app);
+    REQUIRE(app.main.policy == mine);
+    REQUIRE(app.compare);
+    REQUIRE_FALSE(app.main.cache_on);
+
+    go(ctl, app, 11);  // tiny-gqa, full f32
+    CHECK(app.model_name == "tiny-gqa");
+    CHECK(app.main.policy.is_default());
+    CHECK_FALSE(app.compare);
+    CHECK(app.main.cache_on);
+    go(ctl, app, 10);  // the lesson's model again, int8 beside f16
+    CHECK(same_model(app.model_spec, bundled));
+    CHECK(app.model_name == "tiny-gpt");
+    CHECK(app.main.policy.dtype == kv::KvDtype::int8);
+    CHECK(app.other.policy.dtype == kv::KvDtype::f16);
+    go(ctl, app, 5);  // compare in the other cache mode, not with 10's own policy
+    CHECK(app.compare);
+    CHECK_FALSE(app.other_own_policy);
+    CHECK(app.main.policy.is_default());
+    CHECK(app.other.policy.is_default());
+    CHECK(app.main.cache_on != app.other.cache_on);
+    go(ctl, app, 9);
+    CHECK(app.main.policy.windowed());
+    go(ctl, app, 1);
+    CHECK(app.main.policy.is_default());
+    go(ctl, app, 12);  // speculative mode
+    CHECK(app.spec.on);
+    go(ctl, app, 11);  // speculative off, tiny-gqa
+    CHECK_FALSE(app.spec.on);
+    CHECK(app.model_name == "tiny-gqa");
+
+    leave(ctl, app);  // from tiny-gqa: the model, policy, compare and cache mode as before
+    CHECK_FALSE(app.vs.lesson.on);
+    CHECK(same_model(app.model_spec, bundled));
+    CHECK(app.main.policy == mine);
+    CHECK(app.compare);
+    CHECK_FALSE(app.other_own_policy);
+    CHECK_FALSE(app.main.cache_on);
+    CHECK(app.other.cache_on);
+    CHECK_FALSE(app.spec.on);
+    CHECK(app.vs.policy_edit == mine);
+
+    SUBCASE("speculative mode before the lesson comes back after it") {
+        Command nocmp{CommandKind::set_compare};
+        app.push(nocmp);
+        Command pol{CommandKind::set_policy};
+        app.push(pol);
+        Command spec{CommandKind::set_speculative};
+        spec.flag = true;
+        spec.n = 3;
+        app.push(spec);
+        settle(ctl, app);
+        REQUIRE(app.spec.on);
+        go(ctl, app, 11);
+        CHECK_FALSE(app.spec.on);
+        leave(ctl, app);
+        CHECK(app.model_name == "tiny-gpt");
+        CHECK(app.spec.on);
+        CHECK(app.spec.k == 3);
     }
 }
 
@@ -340,7 +606,15 @@ TEST_CASE("lesson keys: L, PageDown/PageUp, Right/Left, digits, Space and Backsp
     CHECK(app.vs.lesson.chapter == 8);
     CHECK(app.stale_demo);
 
+    press(KEY_0);  // 0: chapter 10
+    CHECK(app.vs.lesson.chapter == 10);
+    press(KEY_END);
+    CHECK(app.vs.lesson.chapter == lesson_chapter_count());
+    press(KEY_8);
+    CHECK(app.vs.lesson.chapter == 8);
+
     press(KEY_ESCAPE);
+    CAPTURE(app.error);
     CHECK_FALSE(app.vs.lesson.on);
     CHECK_FALSE(app.stale_demo);
     CHECK_FALSE(app.compare);  // as before the lesson

@@ -19,7 +19,7 @@ namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
 constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_G = 71, KEY_L = 76, KEY_P = 80,
               KEY_R = 82, KEY_S = 83, KEY_ESCAPE = 256, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
-              KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
+              KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_END = 269, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
               KEY_KP_ADD = 334;
 }  // namespace
 
@@ -52,7 +52,7 @@ const std::vector<int>& watched_keys() {
     static const std::vector<int> keys = {KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_C,      KEY_P,           KEY_R,
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
                                           KEY_ESCAPE, KEY_G,     KEY_L,     KEY_BACKSPACE, KEY_PAGE_UP,
-                                          KEY_PAGE_DOWN, KEY_HOME, 49, 50, 51, 52, 53, 54, 55, 56, 57};
+                                          KEY_PAGE_DOWN, KEY_HOME, KEY_END, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57};
     return keys;
 }
 
@@ -203,6 +203,7 @@ void draw_toast(AppState& app) {
 void draw_app(AppState& app) {
     if (app.vs.step_time == -1.0) app.vs.step_time = ImGui::GetTime();
     handle_keyboard(app);
+    lesson_tick(app);  // a chapter's setup (or leaving's restore) waiting for its model
     play_timer(app);
     note_glyphs_needed(app);  // a new prompt's CJK characters: the atlas grows before the next frame
     if (app.vs.lesson.on) {
@@ -250,7 +251,7 @@ void draw_help_overlay(AppState& app) {
         static const char* rows[][2] = {
             {"Space  or  Right", "step: prefill, then one token at a time"},
             {"Left  or  Backspace", "go back one step (the cache is truncated)"},
-            {"L", "lesson: chapters with PgDn / PgUp (or Right / Left), Esc leaves"},
+            {"L", "lesson: PgDn / PgUp (or Right / Left) chapters, 1-9 and 0 (= 10), End the last; Esc leaves"},
             {"C", "KV cache on / off (applies from the next step)"},
             {"P", "play / pause"},
             {"G", "Scaling tab: measured ms per step vs position"},

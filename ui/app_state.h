@@ -96,14 +96,33 @@ struct ScalingView {
 // What the Scaling panel asks the controller to do this frame.
 enum class SweepRequest { none, start, cancel };
 
+// The sessions' mode a lesson chapter sets up, or the normal layout's that leaving the
+// lesson restores: model, cache policy, compare, cache on/off, speculative mode.
+struct LessonMode {
+    std::string model_spec;                       // "" = the model the lesson was entered with
+    kv::CachePolicy policy;                       // main session's (and compare's unless other_policy)
+    bool compare = false;
+    std::optional<kv::CachePolicy> other_policy;  // compare: the second session's own policy
+    bool cache_on = true;
+    bool speculative = false;
+    std::string draft;                            // speculative: the draft SPEC ("" = the default)
+    int draft_k = 4;
+};
+
 // Lesson mode (ui/lesson.h): which chapter, and what leaving restores.
 struct LessonState {
     bool on = false;
     int chapter = 1;                 // 1-based
     float text_h = 0.f;              // the chapter text's height, measured each frame
-    bool saved_compare = false;      // the normal layout's choices, restored on leaving
-    bool saved_scaling = false;
+    bool saved_scaling = false;      // the normal layout's choices, restored on leaving
     WorkMetric saved_metric = WorkMetric::kv_rows;
+    LessonMode saved;                // the normal layout's mode (saved.model_spec: its model)
+    // A setup waiting to be pushed (lesson_tick): a chapter number, kRestore (leaving),
+    // or 0. A setup that needs another model asks for it first (load_model, which may
+    // complete later) and pushes the rest once app.model_spec is that model.
+    static constexpr int kRestore = -1;
+    int setup = 0;
+    bool load_asked = false;         // the setup's load_model was pushed
 };
 
 // How a panel's content compares with the room it has (pixels), measured from

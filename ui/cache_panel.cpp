@@ -182,11 +182,17 @@ bool draw_cache_caption(const SessionView& v, const char* caption) {
         return false;
     }
     const int hd = static_cast<int>(v.cache_k.cols());
+    char b[256];
     if (v.policy.is_default())
-        ImGui::TextColored(to_vec4(pal.text_dim), " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+        std::snprintf(b, sizeof b, " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
     else
-        ImGui::TextColored(to_vec4(pal.text_dim), " %s: %d rows held of %d, K %d + V %d | %s",
-                           policy_caption(v.policy).c_str(), v.cache_rows, rows, hd, hd, attention_caption(*t));
+        std::snprintf(b, sizeof b, " %s: %d rows held of %d, K %d + V %d | %s", policy_caption(v.policy).c_str(),
+                      v.cache_rows, rows, hd, hd, attention_caption(*t));
+    // Beside the caption when it fits, else wrapped on the lines below (large fonts).
+    if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b).x) ImGui::NewLine();
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
+    ImGui::TextWrapped("%s", b);
+    ImGui::PopStyleColor();
     return true;
 }
 
@@ -259,14 +265,14 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     // The label column is as wide as the longest label, up to 30% of the width.
     g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
     g.tag_w = fs * 3.6f;
-    const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 10);
+    const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 8);
     const float attn_share = rest * 0.3f;
     g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
     g.x_tag = x0 + g.label_w;
     g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
     g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
     g.x_attn = g.x_v + g.cw * hd + fs * 0.6f;
-    g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 4);
+    g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 3);
     return g;
 }
 

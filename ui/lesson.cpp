@@ -5,8 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
+#include "core/engine/formulas.h"
 #include "core/model/model_io.h"
+#include "ui/cache_policy_view.h"
 #include "ui/panels.h"
 
 namespace kvui {
@@ -14,9 +17,9 @@ namespace kvui {
 namespace {
 
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
-constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_1 = 49, KEY_9 = 57, KEY_L = 76, KEY_ESCAPE = 256,
+constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_9 = 57, KEY_L = 76, KEY_ESCAPE = 256,
               KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263, KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267,
-              KEY_HOME = 268;
+              KEY_HOME = 268, KEY_END = 269;
 
 std::vector<Chapter> make_chapters() {
     using P = LessonPanel;
@@ -45,13 +48,13 @@ std::vector<Chapter> make_chapters() {
     add("Decode with the cache: only the new token enters",
         "q, k, v of the newest token: q is used and dropped, k and v become a cache row", s,
         {P::qkv, P::cache, P::tokens}, LessonArrangement::rows, 0.4f);
-    s.cache_on = false;
+    s.mode.cache_on = false;
     s.steps = 6;
     add("Cache off: every earlier token goes through again",
         "the badges under the tokens: how many times each token's K and V were computed", s,
         {P::tokens, P::cache, P::qkv}, LessonArrangement::rows, 0.34f);
-    s.cache_on = true;
-    s.compare = true;
+    s.mode.cache_on = true;
+    s.mode.compare = true;
     s.steps = 10;
     s.metric = WorkMetric::attn_scores;
     add("Work: linear with the cache, quadratic without",
@@ -78,9 +81,37 @@ std::vector<Chapter> make_chapters() {
         "the same prompt twice: after a reset, and on top of the previous prompt's stale cache", s,
         {P::stale, P::next_token}, LessonArrangement::rows, 0.62f);
     s = ChapterSetup{};
+    s.steps = 10;
+    s.mode.policy.window = 6;
+    s.mode.policy.sinks = 2;
+    add("Sliding window + attention sinks: a cache that stops growing",
+        "the cache: 2 sink rows, the last rows of the window, the evicted rows between them", s,
+        {P::cache, P::memory}, LessonArrangement::columns, 0.6f);
+    s = ChapterSetup{};
     s.steps = 8;
-    add("Where caches go next", "the variants and what each saves for this model", s, {P::next_steps, P::memory},
-        LessonArrangement::columns, 0.6f);
+    s.mode.policy.dtype = kv::KvDtype::int8;
+    s.mode.compare = true;
+    s.mode.other_policy = kv::CachePolicy{};
+    s.mode.other_policy->dtype = kv::KvDtype::f16;
+    add("Storing the cache in int8 or f16: fewer bytes, a measured error",
+        "the same rows stored in int8 (left) and f16 (right); hover a cell for its f32 value", s,
+        {P::cache, P::memory}, LessonArrangement::rows, 0.64f);
+    s = ChapterSetup{};
+    s.steps = 8;
+    s.mode.model_spec = "tiny-gqa";
+    add("Grouped-query attention: query heads share kv heads",
+        "the memory formula with Hkv = 2 kv heads for 4 query heads", s, {P::memory, P::cache},
+        LessonArrangement::columns, 0.5f);
+    s = ChapterSetup{};
+    s.steps = 4;
+    s.mode.speculative = true;
+    add("Speculative decoding: a small model drafts, the big one checks",
+        "each round's drafts: accepted (green), rejected (red, their rows rolled back)", s,
+        {P::spec_tokens, P::spec_cache, P::spec_work}, LessonArrangement::rows, 0.36f);
+    s = ChapterSetup{};
+    s.steps = 8;
+    add("Where caches go next", "the variants, the chapter that shows each, and what each saves for this model", s,
+        {P::next_steps, P::memory}, LessonArrangement::columns, 0.6f);
     return v;
 }
 
@@ -259,13 +290,132 @@ std::string text_stale(const AppState& app) {
     return s + " The fix: clear the cache between prompts.";
 }
 
+std::string g3(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", x);
+    return b;
+}
+
+// Bytes of a full f32 cache (the textbook one) holding `rows` positions.
+int64_t full_f32_bytes(const kv::ModelConfig& c, int64_t rows) {
+    return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), rows, 4);
+}
+
+// "saves 6144 bytes (46.2%)" of `full`, or "costs ..." when the policy holds more.
+std::string saved_text(int64_t bytes, int64_t full) {
+    const int64_t d = full - bytes;
+    return (d >= 0 ? "saves " : "costs ") + num(d >= 0 ? d : -d) + " bytes (" +
+           pct(full > 0 ? static_cast<float>(d >= 0 ? d : -d) / static_cast<float>(full) : 0.f) + ")";
+}
+
+// The price of a policy, measured (StepTrace::vs_full: a full f32 cache fed the same
+// tokens): the latest step's max logit difference and top token, and over all steps.
+std::string price_text(const AppState& app, const SessionView& v) {
+    const kv::StepTrace* t = v.last();
+    if (!t || !t->vs_full.measured()) return "not measured (no step yet)";
+    float worst = 0.f;
+    int measured = 0, same = 0;
+    for (const auto& h : v.history)
+        if (h->vs_full.measured()) worst = std::max(worst, h->vs_full.max_abs_logit_diff), ++measured, same += h->vs_full.same_top1;
+    std::string s = "max logit difference " + g3(t->vs_full.max_abs_logit_diff) + " this step, " +
+                    (t->vs_full.same_top1 ? std::string("same top token")
+                                          : "top token changed (full f32: " + quoted(app.token_text(t->vs_full.ref_top1)) + ")");
+    return s + "; worst " + g3(worst) + " over " + num(measured) + " steps, same top token in " + num(same);
+}
+
+int64_t evicted_total(const SessionView& v) {
+    int64_t e = 0;
+    for (const auto& t : v.history) e += t->counters.kv_rows_evicted;
+    return e;
+}
+
+std::string text_window(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::CachePolicy& pol = v.policy;
+    if (!pol.windowed() || !v.last()) return "Press Home: the chapter sets a window of 6 with 2 sinks and steps.";
+    const int n = v.cache_positions;
+    const int64_t full = full_f32_bytes(c, n);
+    return "W = " + num(pol.window) + ", S = " + num(pol.sinks) + ": each query reads the " + num(pol.sinks) +
+           " sink positions and the last " + num(pol.window) + " (itself included); a row no later query reads is evicted. After " +
+           num(v.n_steps()) + " steps, " + num(n) + " positions: the cache holds " + num(v.cache_rows) + " rows, " +
+           num(v.cache_bytes) + " bytes; full f32 holds " + num(n) + " rows, " + num(full) + " bytes: " +
+           saved_text(v.cache_bytes, full) + ", and never more than " + num(kv::rows_kept(pol, c.n_ctx)) +
+           " rows. Evicted: " + num(evicted_total(v)) + " K/V rows. Against a full f32 cache on the same tokens: " +
+           price_text(app, v) + ".";
+}
+
+std::string storage_line(const AppState& app, const SessionView& v) {
+    const kv::ModelConfig& c = app.model->config;
+    const float e = rounding_error(v);
+    std::string s = std::string(kv::dtype_name(v.policy.dtype)) + ": " + num(v.cache_bytes) + " bytes, " +
+                    saved_text(v.cache_bytes, full_f32_bytes(c, v.cache_rows));
+    if (e >= 0.f) s += ", values off by up to " + g3(e) + ";";
+    return s + " " + price_text(app, v);
+}
+
+std::string text_storage(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    if (v.policy.dtype == kv::KvDtype::f32 || !v.last())
+        return "Press Home: the chapter stores the cache in int8 beside a copy in f16.";
+    std::string s = "Bytes per value: f32 4, f16 2, int8 1 (+ an f32 scale per row). " +
+                    num(v.cache_rows) + " rows, full f32: " + num(full_f32_bytes(c, v.cache_rows)) + " bytes. " +
+                    storage_line(app, v) + ".";
+    if (app.compare && app.other_own_policy && app.other.valid && app.other.last())
+        s += " " + storage_line(app, app.other) + ".";
+    return s;
+}
+
+std::string text_gqa(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::StepTrace* t = v.last();
+    if (c.n_kv_head == c.n_head || !t)
+        return "This model has one kv head per query head. Press Home: the chapter loads tiny-gqa.";
+    const int H = c.n_head, Hkv = c.n_kv_head, g = H / Hkv;
+    const int64_t bpt = bytes_per_token(c), mha = cache_bytes_formula(c.n_layer, H, c.head_dim(), 1, 4);
+    std::string heads;
+    for (int k = 0; k < Hkv && k < 3; ++k)
+        heads += (k ? ", " : "") + std::string("heads ") + num(k * g) + "-" + num(k * g + g - 1) + " read kv head " + num(k);
+    if (Hkv > 3) heads += ", ...";
+    const int keys = t->start_pos + static_cast<int>(t->input_ids.size());
+    return app.model_name + ": H = " + num(H) + " query heads share Hkv = " + num(Hkv) + " kv heads (" + heads +
+           "). Per token: 2 x " + num(c.n_layer) + " x " + num(Hkv) + " x " + num(c.head_dim()) + " x 4 = " + num(bpt) +
+           " bytes; one kv head per query head: " + num(mha) + " (" +
+           ratio(static_cast<double>(mha), static_cast<double>(bpt)) + "). Now " + num(v.cache_rows) + " rows: " +
+           num(v.cache_bytes) + " bytes counted by the engine (" + num(mha * v.cache_rows) + " with " + num(H) +
+           " kv heads). This step computed " + num(t->counters.kv_rows_computed) + " K/V rows (L x Hkv) but " +
+           num(t->counters.attn_scores) + " q.k scores (L x H x " + num(keys) +
+           " keys): each query head keeps its attention; only K and V are shared. Nothing is rounded or dropped.";
+}
+
+std::string text_spec(const AppState& app) {
+    const SpecView& sp = app.spec;
+    if (!sp.on) return "Press Home: the chapter turns speculative mode on with the bundled draft model.";
+    const kv::SpecCounters& k = sp.totals;
+    const int p = static_cast<int>(sp.prompt_ids.size());
+    const kv::ModelConfig& d = sp.draft_config;
+    std::string s = "The draft " + sp.draft_name + " (" + num(d.n_layer) + " x " + num(d.n_head) + " heads) proposes k = " +
+                    num(sp.k) + " tokens a round; the target " + app.model_name + " (" + num(app.model->config.n_layer) +
+                    " x " + num(app.model->config.n_head) + ") checks them in one pass and keeps them up to the first "
+                    "miss, plus its own token; rejected rows roll back in both caches.";
+    if (k.rounds == 0) return s + " Press Space for a round.";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", k.target_forwards_per_token());
+    return s + " After " + num(k.rounds) + " rounds: " + num(k.accepted) + " of " + num(k.proposed) + " drafts accepted (" +
+           pct(static_cast<float>(k.acceptance_rate())) + "); " + num(k.target_forwards) + " target passes for " +
+           num(k.new_tokens) + " new tokens = " + b + " passes per token (plain: 1.00). Same text as the target "
+           "alone: " + quoted(join_tokens(app, sp.tokens, p, 10)) + ".";
+}
+
 std::string text_next(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     const int64_t bpt = bytes_per_token(c);
-    return "The cache this model keeps now: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
-           num(app.main.cache_rows) + " tokens. Five ideas cut it or use it better; each is one line on the right, "
-           "with what it would mean for this model. Leave the lesson (Esc) to try the first four live: the cache-policy "
-           "and Speculative rows of the controls.";
+    return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
+           num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
+           "their bytes and measured error. Not in kvscope yet: paged caches (rows in blocks, a block table per request, "
+           "a shared prompt prefix stored once).";
 }
 
 }  // namespace
@@ -283,6 +433,9 @@ const char* lesson_panel_title(LessonPanel p) {
     case LessonPanel::timeline: return "Timeline";
     case LessonPanel::stale: return "Same prompt: clean cache vs stale cache (the bug)";
     case LessonPanel::next_steps: return "Where caches go next";
+    case LessonPanel::spec_tokens: return "Tokens: drafted, accepted, rejected";
+    case LessonPanel::spec_cache: return "KV caches of the target and the draft  (rows = positions)";
+    case LessonPanel::spec_work: return "Target passes per token: plain vs speculative";
     }
     return "";
 }
@@ -299,56 +452,181 @@ const Chapter& lesson_chapter(int number) {
     return v[std::clamp(number, 1, static_cast<int>(v.size())) - 1];
 }
 
+std::string lesson_model_spec(const LessonMode& m, const AppState& app) {
+    if (m.model_spec.empty()) {
+        const std::string& saved = app.vs.lesson.saved.model_spec;
+        return saved.empty() ? app.model_spec : saved;
+    }
+    for (const BundledModel& b : bundled_models())
+        if (b.name == m.model_spec) return b.dir;
+    // Not a bundled name: a folder path or random:... (the normal layout's model), as it is.
+    return m.model_spec.find_first_of("/:\\") != std::string::npos ? m.model_spec : "";
+}
+
+bool same_model(const std::string& a, const std::string& b) {
+    if (a == b) return true;
+    if (a.empty() || b.empty()) return false;
+    std::error_code ec;
+    return std::filesystem::equivalent(a, b, ec) && !ec;
+}
+
+namespace {
+
+Command flag_command(CommandKind k, bool flag) {
+    Command c{k};
+    c.flag = flag;
+    return c;
+}
+
+// Compare as the mode wants it: off first when it is on in another form (the other
+// cache mode vs its own policy, or another own policy), then on in the wanted form.
+void compare_commands(const LessonMode& m, const AppState& app, bool& compare_on, std::vector<Command>& cmds) {
+    const bool own = m.other_policy.has_value();
+    const bool same = app.compare && m.compare && app.other_own_policy == own &&
+                      (!own || (app.other.valid && app.other.policy == *m.other_policy));
+    if (compare_on && !same) {
+        cmds.push_back(flag_command(CommandKind::set_compare, false));
+        compare_on = false;
+    }
+    if (!m.compare || compare_on) return;
+    if (own) {
+        Command c = flag_command(CommandKind::set_other_policy, true);
+        c.policy = *m.other_policy;
+        cmds.push_back(c);
+    } else {
+        cmds.push_back(flag_command(CommandKind::set_compare, true));
+    }
+    compare_on = true;
+}
+
+}  // namespace
+
+std::vector<Command> mode_commands(const LessonMode& m, const AppState& app) {
+    std::vector<Command> cmds;
+    // Off first: speculative rounds run one target on full f32 caches, and the stale
+    // demonstration holds the second session.
+    if (app.spec.on) cmds.push_back(flag_command(CommandKind::set_speculative, false));
+    if (app.stale_demo) cmds.push_back(flag_command(CommandKind::set_stale_demo, false));
+    bool compare_on = app.compare && !app.spec.on;  // speculative mode had turned compare off
+    if (!(app.main.policy == m.policy)) {
+        Command c{CommandKind::set_policy};
+        c.policy = m.policy;
+        cmds.push_back(c);
+    }
+    compare_commands(m, app, compare_on, cmds);
+    cmds.push_back(flag_command(CommandKind::set_cache, m.cache_on));
+    return cmds;
+}
+
 std::vector<Command> chapter_commands(const Chapter& ch, const AppState& app) {
     const ChapterSetup& s = ch.setup;
     const bool text = app.model && app.model->tokenizer;
-    std::vector<Command> cmds;
-    if (app.spec.on) cmds.push_back(Command{CommandKind::set_speculative});  // off: the chapters run one session
-    if (app.stale_demo && !s.stale_demo) {
-        Command c{CommandKind::set_stale_demo};
-        c.flag = false;
-        cmds.push_back(c);
-    }
-    if (app.compare != s.compare) {
-        Command c{CommandKind::set_compare};
-        c.flag = s.compare;
-        cmds.push_back(c);
-    }
-    Command cache{CommandKind::set_cache};
-    cache.flag = s.cache_on;
-    cmds.push_back(cache);
+    std::vector<Command> cmds = mode_commands(s.mode, app);
     Command prompt{CommandKind::set_prompt};
     prompt.text = text ? s.prompt_text : s.prompt_ids;
     cmds.push_back(prompt);
     if (s.stale_demo) {
-        Command c{CommandKind::set_stale_demo};
-        c.flag = true;
+        Command c = flag_command(CommandKind::set_stale_demo, true);
         c.text = text ? s.first_text : s.first_ids;
         c.n = s.first_steps;
+        cmds.push_back(c);
+    }
+    if (s.mode.speculative) {  // from main's prompt, set above
+        Command c = flag_command(CommandKind::set_speculative, true);
+        c.text = s.mode.draft;
+        c.n = s.mode.draft_k;
         cmds.push_back(c);
     }
     for (int i = 0; i < s.steps; ++i) cmds.push_back(Command{CommandKind::step});
     return cmds;
 }
 
-void goto_chapter(AppState& app, int chapter) {
-    const Chapter& ch = lesson_chapter(chapter);
-    app.vs.lesson.chapter = ch.number;
-    app.vs.playing = false;
-    if (!app.model || app.busy) return;
+namespace {
+
+// The setup's Commands once the model is right: the chapter's, or the saved mode's.
+void push_setup(AppState& app, int setup) {
+    LessonState& l = app.vs.lesson;
+    if (setup == LessonState::kRestore) {
+        std::vector<Command> cmds = mode_commands(l.saved, app);
+        if (l.saved.speculative) {
+            Command c = flag_command(CommandKind::set_speculative, true);
+            c.text = l.saved.draft;
+            c.n = l.saved.draft_k;
+            cmds.push_back(c);
+        }
+        for (Command& c : cmds) app.push(std::move(c));
+        app.vs.policy_edit = l.saved.policy;
+        return;
+    }
+    const Chapter& ch = lesson_chapter(setup);
     for (Command& c : chapter_commands(ch, app)) {
         if (c.kind == CommandKind::set_prompt) app.vs.prompt_text = c.text;
         app.push(std::move(c));
     }
-    app.vs.metric = ch.setup.metric;
     if (ch.setup.sweep && app.scaling.state != SweepState::done && app.scaling.state != SweepState::running)
         app.sweep_request = SweepRequest::start;
 }
 
+}  // namespace
+
+void lesson_tick(AppState& app) {
+    LessonState& l = app.vs.lesson;
+    if (l.setup == 0 || app.busy || !app.pending.empty()) return;
+    if (!app.model) {  // nothing to set up (no model loaded)
+        l.setup = 0;
+        return;
+    }
+    const LessonMode& m = l.setup == LessonState::kRestore ? l.saved : lesson_chapter(l.setup).setup.mode;
+    const std::string want = lesson_model_spec(m, app);
+    if (want.empty()) {
+        app.error = "lesson: the model '" + m.model_spec + "' is not bundled with this build";
+        l.setup = 0;
+        return;
+    }
+    if (!same_model(app.model_spec, want)) {
+        if (l.load_asked) {  // not loaded: still loading (no error yet), or failed (error shown)
+            if (!app.error.empty()) l.setup = 0, l.load_asked = false;
+            return;
+        }
+        app.error.clear();
+        Command c{CommandKind::load_model};
+        c.text = want;
+        app.push(c);
+        l.load_asked = true;
+        return;
+    }
+    const int setup = l.setup;
+    l.setup = 0;
+    l.load_asked = false;
+    push_setup(app, setup);
+}
+
+void goto_chapter(AppState& app, int chapter) {
+    const Chapter& ch = lesson_chapter(chapter);
+    LessonState& l = app.vs.lesson;
+    l.chapter = ch.number;
+    app.vs.playing = false;
+    app.vs.metric = ch.setup.metric;
+    if (!app.model) return;
+    l.setup = ch.number;
+    l.load_asked = false;
+    lesson_tick(app);
+}
+
 void enter_lesson(AppState& app, int chapter) {
     LessonState& l = app.vs.lesson;
-    if (!l.on) {
-        l.saved_compare = app.compare;
+    if (!l.on && l.setup != LessonState::kRestore) {  // (while a restore waits, its saved mode stands)
+        LessonMode& m = l.saved;
+        m.model_spec = app.model_spec;
+        m.policy = app.main.valid ? app.main.policy : kv::CachePolicy{};
+        m.compare = app.compare;
+        m.other_policy = app.compare && app.other_own_policy && app.other.valid
+                             ? std::optional<kv::CachePolicy>(app.other.policy)
+                             : std::nullopt;
+        m.cache_on = app.main.valid ? app.main.cache_on : true;
+        m.speculative = app.spec.on;
+        m.draft = app.vs.spec.draft_text;
+        m.draft_k = app.spec.on ? app.spec.k : app.vs.spec.k;
         l.saved_scaling = app.vs.show_scaling;
         l.saved_metric = app.vs.metric;
     }
@@ -361,46 +639,46 @@ void leave_lesson(AppState& app) {
     LessonState& l = app.vs.lesson;
     if (!l.on) return;
     l.on = false;
-    if (app.stale_demo) {
-        Command c{CommandKind::set_stale_demo};
-        c.flag = false;
-        app.push(c);
-    }
-    if (app.compare != l.saved_compare) {
-        Command c{CommandKind::set_compare};
-        c.flag = l.saved_compare;
-        app.push(c);
-    }
+    l.setup = LessonState::kRestore;
+    l.load_asked = false;
     app.vs.show_scaling = l.saved_scaling;
     app.vs.select_tab = true;
     app.vs.metric = l.saved_metric;
+    lesson_tick(app);
+}
+
+const char* lesson_keys_text() {
+    return "Space step, Backspace back, 1-9 and 0 (=10), End: chapter";
 }
 
 bool lesson_key(AppState& app, int key, bool ctrl) {
     if (!app.vs.lesson.on || ctrl) return false;
-    const int ch = app.vs.lesson.chapter;
+    const int ch = app.vs.lesson.chapter, n = lesson_chapter_count();
     switch (key) {
     case KEY_RIGHT:
     case KEY_PAGE_DOWN:
-        if (ch < lesson_chapter_count()) goto_chapter(app, ch + 1);
+        if (ch < n) goto_chapter(app, ch + 1);
         return true;
     case KEY_LEFT:
     case KEY_PAGE_UP:
         if (ch > 1) goto_chapter(app, ch - 1);
         return true;
     case KEY_HOME: goto_chapter(app, ch); return true;
+    case KEY_END: goto_chapter(app, n); return true;
     case KEY_ESCAPE:
     case KEY_L: leave_lesson(app); return true;
     case KEY_SPACE: apply_key_action(app, KeyAction::step); return true;
     case KEY_BACKSPACE: apply_key_action(app, KeyAction::back); return true;
     default: break;
     }
-    if (key >= KEY_1 && key <= KEY_9 && key - KEY_0 <= lesson_chapter_count()) {
-        goto_chapter(app, key - KEY_0);
+    const int digit = key == KEY_0 ? 10 : key - KEY_0;
+    if (key >= KEY_0 && key <= KEY_9 && digit <= n) {
+        goto_chapter(app, digit);
         return true;
     }
     return false;
 }
+
 
 std::string chapter_text(const Chapter& ch, const AppState& app) {
     if (!app.model) return "No model is loaded.";
@@ -413,7 +691,11 @@ std::string chapter_text(const Chapter& ch, const AppState& app) {
     case 6: return text_time(app);
     case 7: return text_memory(app);
     case 8: return text_stale(app);
-    case 9: return text_next(app);
+    case 9: return text_window(app);
+    case 10: return text_storage(app);
+    case 11: return text_gqa(app);
+    case 12: return text_spec(app);
+    case 13: return text_next(app);
     default: return "";
     }
 }

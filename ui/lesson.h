@@ -17,7 +17,10 @@
 namespace kvui {
 
 // The panels a chapter can show. The first one listed is the one to look at (framed).
-enum class LessonPanel { tokens, qkv, cache, work, scaling, next_token, memory, narration, timeline, stale, next_steps };
+enum class LessonPanel {
+    tokens, qkv, cache, work, scaling, next_token, memory, narration, timeline, stale, next_steps,
+    spec_tokens, spec_cache, spec_work  // speculative mode's (ui/spec_view.h)
+};
 const char* lesson_panel_title(LessonPanel p);
 
 // How the panels share the room under the text: focus in a left column with the
@@ -30,9 +33,11 @@ enum class LessonArrangement { columns, rows };
 struct ChapterSetup {
     std::string prompt_text = "Python is a programming";
     std::string prompt_ids = "5,9,3,7";
-    bool cache_on = true;
+    // Model (a bundled folder's name, "" = the lesson's model), cache policy, compare
+    // (a second session with the cache in the other mode, or its own policy), cache
+    // on/off, speculative mode. Steps are speculative rounds when that is on.
+    LessonMode mode;
     int steps = 1;                      // steps taken after the reset (0 = before the prefill)
-    bool compare = false;               // a second session with the cache in the other mode
     bool sweep = false;                 // measure the Scaling sweep (ms per step vs position)
     WorkMetric metric = WorkMetric::kv_rows;
     // Chapter 8: the first prompt runs first_steps steps, then the prompt above runs
@@ -57,20 +62,39 @@ const std::vector<Chapter>& lesson_chapters();
 int lesson_chapter_count();
 const Chapter& lesson_chapter(int number);  // clamped to 1..count
 
-// The Commands that put the sessions into the chapter's state (the model stays).
+// The model a mode needs as a SPEC: the bundled folder of that name
+// (kvui::bundled_models), a path or random:... as it is, "" for a name not bundled
+// here; "" model_spec: the model the lesson was entered with.
+std::string lesson_model_spec(const LessonMode& m, const AppState& app);
+// Whether two SPECs name the same model (the same string, or the same folder).
+bool same_model(const std::string& a, const std::string& b);
+
+// The Commands that put the sessions (already on the chapter's model) into a mode:
+// speculative, stale demo and compare off first where they must change, the policy,
+// compare, cache on/off, then speculative on (it starts from main's prompt, so it
+// comes last). mode_commands leaves out the prompt and steps; chapter_commands adds them.
+std::vector<Command> mode_commands(const LessonMode& m, const AppState& app);
 std::vector<Command> chapter_commands(const Chapter& ch, const AppState& app);
 
-// Enters the lesson at a chapter (remembering the normal layout's choices), moves
-// to another chapter, leaves (restoring them). Each pushes the Commands to run.
+// Enters the lesson at a chapter (remembering the normal layout's mode and choices),
+// moves to another chapter, leaves (restoring them). Each asks for a setup that
+// lesson_tick pushes: at once when the model is right, else after a load_model.
 void enter_lesson(AppState& app, int chapter);
 void goto_chapter(AppState& app, int chapter);
 void leave_lesson(AppState& app);
+// Pushes the waiting setup (LessonState::setup) when nothing runs: the model first,
+// the rest once it is loaded (however long the load takes). draw_app calls it every
+// frame, in and out of the lesson; a failed load ends the setup (the error shows).
+void lesson_tick(AppState& app);
 
 // Keys inside the lesson (GLFW key codes). Right / PageDown: next chapter; Left /
-// PageUp: previous; 1-9: that chapter; Home: this chapter's state again; Escape or
-// L: leave. Space steps, Backspace goes back a step, C, R, P, G and the font keys
-// work as usual. Returns true when the key was a lesson key (handled here).
+// PageUp: previous; 1-9: that chapter, 0: chapter 10; End: the last chapter; Home:
+// this chapter's state again; Escape or L: leave. Space steps, Backspace goes back a
+// step, C, R, P, G and the font keys work as usual. Returns true when the key was a
+// lesson key (handled here).
 bool lesson_key(AppState& app, int glfw_key, bool ctrl);
+// The key line the lesson shows and Help repeats.
+const char* lesson_keys_text();
 
 // The chapter's text for the state on screen, with the engine's numbers.
 std::string chapter_text(const Chapter& ch, const AppState& app);

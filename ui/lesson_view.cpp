@@ -15,6 +15,7 @@
 #include "ui/colormap.h"
 #include "ui/lesson.h"
 #include "ui/panels.h"
+#include "ui/spec_view.h"
 #include "ui/theme.h"
 
 namespace kvui {
@@ -182,6 +183,9 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::timeline: draw_timeline_panel(app); break;
     case LessonPanel::stale: draw_stale_panel(app); break;
     case LessonPanel::next_steps: draw_next_steps_panel(app); break;
+    case LessonPanel::spec_tokens: draw_spec_tokens_panel(app); break;
+    case LessonPanel::spec_cache: draw_spec_cache_panel(app); break;
+    case LessonPanel::spec_work: draw_spec_work(app); break;
     }
 }
 
@@ -204,10 +208,15 @@ void draw_text(AppState& app, const Chapter& ch, bool compact) {
     ImGui::EndDisabled();
     ImGui::SameLine();
     if (ImGui::Button("Leave (Esc)")) leave_lesson(app);
+    // The keys beside the buttons when they fit on the line (Help, F1, lists them all).
     ImGui::SameLine();
+    const float room = ImGui::GetContentRegionAvail().x;
+    const char* keys = lesson_keys_text();
+    if (ImGui::CalcTextSize(keys).x > room) keys = "Space: step";
+    if (ImGui::CalcTextSize(keys).x > room) keys = "";
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
     ImGui::AlignTextToFramePadding();
-    ImGui::TextWrapped("Space step, Backspace back, C cache on/off, R reset");
+    ImGui::TextUnformatted(keys);
     ImGui::PopStyleColor();
     ImGui::PushFont(big_font());
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
