@@ -107,7 +107,7 @@ std::vector<Chapter> make_chapters() {
     s.mode.speculative = true;
     add("Speculative decoding: a small model drafts, the big one checks",
         "each round's drafts: accepted (green), rejected (red, their rows rolled back)", s,
-        {P::spec_tokens, P::spec_cache, P::spec_work}, LessonArrangement::rows, 0.36f);
+        {P::spec_tokens, P::spec_cache, P::spec_work}, LessonArrangement::rows, 0.33f);
     s = ChapterSetup{};
     s.steps = 8;
     add("Where caches go next", "the variants, the chapter that shows each, and what each saves for this model", s,

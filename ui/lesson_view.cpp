@@ -1,7 +1,7 @@
 // Lesson mode on screen: the chapter's text across the top (title, plain words with
 // the engine's numbers, what to look at, the keys), then the chapter's two or three
 // panels large, the one to look at framed. Two panels only the lesson has live here
-// too: the stale-cache comparison (chapter 8) and where caches go next (chapter 9).
+// too: the stale-cache comparison (chapter 8) and where caches go next (chapter 13).
 // The framed panel's fit (its content extents against its visible region, itself
 // and its child windows) is recorded in app.fits every frame for the tests.
 #include <imgui.h>
@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/engine/formulas.h"
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
 #include "ui/lesson.h"
@@ -130,29 +131,30 @@ void draw_next_steps_panel(AppState& app) {
     const int64_t bpt = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4);
     const int64_t scales = 2LL * c.n_layer * c.n_kv_head * 4;  // one f32 scale per K and V row
     const int64_t grouped = cache_bytes_formula(c.n_layer, std::max(1, c.n_kv_head / 2), c.head_dim(), 1, 4);
-    const int win = std::max(4, c.n_ctx / 4), sinks = 4;
+    const kv::CachePolicy& win = lesson_chapter(9).setup.mode.policy;  // the policy chapter 9 runs
+    const int kept = static_cast<int>(kv::rows_kept(win, c.n_ctx));
     struct Row {
         std::string name, idea, here;
     };
     const std::vector<Row> rows = {
-        {"Sliding window + sinks", "keep the last W rows and the first S 'sink' rows",
-         "W " + std::to_string(win) + " + S " + std::to_string(sinks) + ": at most " +
-             human_bytes(static_cast<double>(bpt) * (win + sinks)) + " instead of " +
-             human_bytes(static_cast<double>(bpt) * c.n_ctx)},
-        {"f16 / int8 storage", "store each value in 2 bytes, or 1 byte plus a scale per row",
+        {"9  Sliding window + sinks", "keep the last W rows and the first S 'sink' rows",
+         "W " + std::to_string(win.window) + " + S " + std::to_string(win.sinks) + ": at most " + std::to_string(kept) +
+             " rows, " + human_bytes(static_cast<double>(bpt) * kept) + " instead of " +
+             human_bytes(static_cast<double>(bpt) * c.n_ctx) + " at n_ctx"},
+        {"10  f16 / int8 storage", "store each value in 2 bytes, or 1 byte plus a scale per row",
          std::to_string(bpt / 2) + " / " + std::to_string(bpt / 4 + scales) + " bytes per token (f32: " +
              std::to_string(bpt) + ")"},
-        {"Grouped-query attention", "several query heads share one kv head",
+        {"11  Grouped-query attention", "several query heads share one kv head",
          "half the kv heads: " + std::to_string(grouped) + " bytes per token"},
-        {"Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
-                                 "rejected rows roll back",
-         "same cache, fewer big-model steps"},
-        {"Paged cache", "rows in blocks; requests with one prefix share them", "no copy per request"},
+        {"12  Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
+                                     "rejected rows roll back",
+         "same cache, fewer passes of the big model"},
+        {"Paged cache (not in kvscope yet)", "rows in blocks; requests with one prefix share them",
+         "a shared prompt stored once"},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
-    const float fs = ImGui::GetFontSize();
-    ImGui::TableSetupColumn("idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
-    ImGui::TableSetupColumn("what it does", ImGuiTableColumnFlags_WidthStretch, 1.6f);
+    ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
+    ImGui::TableSetupColumn("what it does", ImGuiTableColumnFlags_WidthStretch, 1.5f);
     ImGui::TableSetupColumn("for this model", ImGuiTableColumnFlags_WidthStretch, 1.3f);
     ImGui::TableHeadersRow();
     for (const Row& r : rows) {
@@ -167,7 +169,6 @@ void draw_next_steps_panel(AppState& app) {
         ImGui::TextWrapped("%s", r.here.c_str());
     }
     ImGui::EndTable();
-    (void)fs;
 }
 
 void draw_panel(AppState& app, LessonPanel p) {

@@ -341,19 +341,23 @@ void draw_spec_cache_panel(AppState& app) {
     const Palette& pal = palette();
     const SpecView& s = app.spec;
     const SpecPhase ph = spec_phase(app);
+    // Radio buttons and keys flow onto the next line when the panel is narrow.
+    const ImGuiStyle& st = ImGui::GetStyle();
+    auto radio_w = [&](const char* l) { return ImGui::GetFrameHeight() + st.ItemInnerSpacing.x + ImGui::CalcTextSize(l).x; };
+    auto key_w = [&](const char* l) { return ImGui::GetTextLineHeight() * 0.75f + st.ItemSpacing.x + ImGui::CalcTextSize(l).x; };
     ImGui::AlignTextToFramePadding();
     ImGui::Text("Layer %d, kv head %d.  Show:", s.layer, s.kv_head);
-    ImGui::SameLine();
+    flow(radio_w("both phases"));
     ImGui::RadioButton("both phases", &app.vs.spec.hold, 0);
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("after each round: 1 rows written, then 2 rejected rows rolled back");
-    ImGui::SameLine();
+    flow(radio_w("1 written"));
     ImGui::RadioButton("1 written", &app.vs.spec.hold, 1);
-    ImGui::SameLine();
+    flow(radio_w("2 rolled back"));
     ImGui::RadioButton("2 rolled back", &app.vs.spec.hold, 2);
     color_key(state_color(RowState::read, pal.dark), "read from cache");
-    ImGui::SameLine();
+    flow(key_w("written this round"));
     color_key(state_color(RowState::computed, pal.dark), "written this round");
-    ImGui::SameLine();
+    flow(key_w("rolled back (struck)"));
     color_key(pal.bad, "rolled back (struck)");
     const kv::SpecRound* r = s.last();
     const RoundRows none{{0, 0}, {0, 0}, {0, 0}};
