@@ -1,11 +1,17 @@
-// draw_app: one frame of the whole window. Fixed windows from compute_layout (no
-// overlaps, no docking), the keyboard map (1.86: keys are polled by GLFW key code
-// through IsKeyPressed(index)), the play timer, the help overlay and the toast.
+// draw_app: one frame of the whole window. Fixed windows in the slots of
+// compute_layout (ui/layout.h: no overlaps, no docking; a slot of several panels is a
+// tab bar), the keyboard map (1.86: keys are polled by GLFW key code through
+// IsKeyPressed(index)), the play timer, the help overlay and the toast. Each shown
+// panel's content height is measured for the next frame's layout, and its fit (content
+// against the room it had) is recorded for the tests.
 #include <imgui.h>
+#include <imgui_internal.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <string>
 
 #include "core/model/model_io.h"
 #include "ui/colormap.h"
@@ -17,8 +23,9 @@ namespace kvui {
 
 namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
-constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_EQUAL = 61, KEY_C = 67, KEY_G = 71, KEY_L = 76, KEY_P = 80,
-              KEY_R = 82, KEY_S = 83, KEY_ESCAPE = 256, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
+constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_1 = 49, KEY_6 = 54, KEY_EQUAL = 61, KEY_C = 67, KEY_F = 70,
+              KEY_G = 71, KEY_L = 76, KEY_M = 77, KEY_P = 80, KEY_R = 82, KEY_S = 83, KEY_ESCAPE = 256,
+              KEY_TAB = 258, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
               KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_END = 269, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
               KEY_KP_ADD = 334;
 }  // namespace
@@ -44,21 +51,62 @@ KeyAction key_action(int key, bool ctrl) {
     case KEY_ESCAPE: return KeyAction::close;
     case KEY_KP_ADD: return KeyAction::font_up;
     case KEY_KP_SUBTRACT: return KeyAction::font_down;
-    default: return KeyAction::none;
+    case KEY_TAB: return KeyAction::next_panel;
+    case KEY_F: return KeyAction::focus_layout;
+    case KEY_M: return KeyAction::more_controls;
+    default: break;
     }
+    if (key >= KEY_1 && key <= KEY_6)
+        return static_cast<KeyAction>(static_cast<int>(KeyAction::show_panel_1) + key - KEY_1);
+    return KeyAction::none;
 }
 
 const std::vector<int>& watched_keys() {
     static const std::vector<int> keys = {KEY_SPACE, KEY_RIGHT, KEY_LEFT, KEY_C,      KEY_P,           KEY_R,
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
                                           KEY_ESCAPE, KEY_G,     KEY_L,     KEY_BACKSPACE, KEY_PAGE_UP,
-                                          KEY_PAGE_DOWN, KEY_HOME, KEY_END, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57};
+                                          KEY_PAGE_DOWN, KEY_HOME, KEY_END, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
+                                          KEY_TAB,   KEY_F,     KEY_M};
     return keys;
 }
+
+void pick_panel(ViewState& vs, PanelId p) { vs.layout.picked[size_t(panel_index(p))] = ++vs.layout.pick_seq; }
+
+PanelId shown_panel(const ViewState& vs, const std::vector<PanelId>& group) {
+    PanelId best = group.front();
+    for (PanelId p : group)
+        if (vs.layout.picked[size_t(panel_index(p))] > vs.layout.picked[size_t(panel_index(best))]) best = p;
+    return best;
+}
+
+namespace {
+
+// Tab: the next panel of the largest tab group of the last frame (none in the tiled layout).
+void next_panel(ViewState& vs) {
+    const std::vector<PanelId>* big = nullptr;
+    for (const auto& g : vs.layout.groups)
+        if (!big || g.size() > big->size()) big = &g;
+    if (!big) return;
+    const auto it = std::find(big->begin(), big->end(), shown_panel(vs, *big));
+    pick_panel(vs, it + 1 == big->end() ? big->front() : *(it + 1));
+}
+
+PanelId panel_of_key(int n) {  // 1..6
+    for (PanelId p : kAllPanels)
+        if (panel_key_number(p) == n) return p;
+    return PanelId::cache;
+}
+
+}  // namespace
 
 void apply_key_action(AppState& app, KeyAction a) {
     ViewState& vs = app.vs;
     const bool can_cmd = !app.busy && app.model;
+    const int shown = static_cast<int>(a) - static_cast<int>(KeyAction::show_panel_1);
+    if (shown >= 0 && shown < 6) {
+        pick_panel(vs, panel_of_key(shown + 1));
+        return;
+    }
     switch (a) {
     case KeyAction::step:
         if (can_cmd) app.push({CommandKind::step});
@@ -93,12 +141,16 @@ void apply_key_action(AppState& app, KeyAction a) {
     case KeyAction::scaling:
         vs.show_scaling = !vs.show_scaling;
         vs.select_tab = true;
+        pick_panel(vs, PanelId::work);
         break;
+    case KeyAction::next_panel: next_panel(vs); break;
+    case KeyAction::focus_layout: vs.layout.force_focus = !vs.layout.force_focus; break;
+    case KeyAction::more_controls: vs.layout.controls_expanded = !vs.layout.controls_expanded; break;
     case KeyAction::lesson:
         if (vs.lesson.on) leave_lesson(app);
         else enter_lesson(app, vs.lesson.chapter);
         break;
-    case KeyAction::none: break;
+    default: break;
     }
 }
 
@@ -114,12 +166,15 @@ constexpr ImGuiWindowFlags kPanelFlags = ImGuiWindowFlags_NoMove | ImGuiWindowFl
                                          ImGuiWindowFlags_NoCollapse | ImGuiWindowFlags_NoSavedSettings |
                                          ImGuiWindowFlags_NoBringToFrontOnFocus;
 
+// A fixed window; scrolls: it may scroll (else the layout gave it all its content asks,
+// and a scroll bar would only narrow the text).
 template <class F>
-void panel(const char* title, const Rect& r, bool title_bar, F&& draw) {
+void panel(const char* title, const Rect& r, bool title_bar, F&& draw, bool scrolls = true) {
     ImGui::SetNextWindowPos(ImVec2(r.x, r.y));
     ImGui::SetNextWindowSize(ImVec2(r.w, r.h));
     ImGuiWindowFlags flags = kPanelFlags;
     if (!title_bar) flags |= ImGuiWindowFlags_NoTitleBar;
+    if (!scrolls) flags |= ImGuiWindowFlags_NoScrollbar;
     if (ImGui::Begin(title, nullptr, flags)) draw();
     ImGui::End();
 }
@@ -200,6 +255,216 @@ void draw_toast(AppState& app) {
 
 }  // namespace
 
+namespace {
+
+const char* panel_title(const AppState& app, PanelId p) {
+    switch (p) {
+    case PanelId::tokens: return "Tokens  (position, text, how many times its K/V were computed)###tokens";
+    case PanelId::qkv: return "Q, K, V of the newest token###qkv";
+    case PanelId::cache:
+        return app.spec.on ? "KV caches of the target and the draft  (rows = positions)###cache"
+                           : "KV cache  (rows = positions)  +  attention weights###cache";
+    case PanelId::work:
+        return app.vs.show_scaling ? "Scaling: measured ms per step vs position###work" : "Work: with vs without cache###work";
+    case PanelId::next_token: return "Next token###next";
+    case PanelId::memory: return "Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory";
+    case PanelId::timeline: return "Timeline  (click a step to go back to it)###timeline";
+    case PanelId::narration: return "What just happened###narration";
+    }
+    return "";
+}
+
+void draw_panel_contents(AppState& app, PanelId p) {
+    switch (p) {
+    case PanelId::tokens: app.spec.on ? draw_spec_tokens_panel(app) : draw_tokens_panel(app); break;
+    case PanelId::qkv: draw_qkv_panel(app); break;
+    case PanelId::cache: app.spec.on ? draw_spec_cache_panel(app) : draw_cache_panel(app); break;
+    case PanelId::work: draw_work_tabs(app); break;
+    case PanelId::next_token: draw_next_token_panel(app); break;
+    case PanelId::memory: draw_memory_panel(app); break;
+    case PanelId::timeline: draw_timeline_panel(app); break;
+    case PanelId::narration: app.spec.on ? draw_spec_narration_panel(app) : draw_narration_panel(app); break;
+    }
+}
+
+// A panel's window chrome: title bar and padding above and below the content.
+float chrome_h() {
+    const ImGuiStyle& st = ImGui::GetStyle();
+    return ImGui::GetFontSize() + st.FramePadding.y * 2 + st.WindowPadding.y * 2;
+}
+
+PanelFit fit_of(const ImGuiWindow* w, const std::string& name, bool scrolls) {
+    PanelFit f;
+    f.name = name;
+    const ImRect& r = w->ContentRegionRect;
+    f.content_w = w->DC.CursorMaxPos.x - r.Min.x;
+    f.content_h = w->DC.CursorMaxPos.y - r.Min.y;
+    f.visible_w = r.Max.x - r.Min.x;
+    f.visible_h = r.Max.y - r.Min.y;
+    f.scrolls = scrolls;
+    return f;
+}
+
+// The panel's window and every child window drawn inside it this frame.
+void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w, const std::string& name, bool scrolls) {
+    out.push_back(fit_of(w, name, scrolls));
+    for (const ImGuiWindow* c : w->DC.ChildWindows)
+        if (c->Active) record_fits(out, c, name + "/" + c->Name, scrolls);
+}
+
+// What the panel drawn from content_y on asks for, as a titled window's heights:
+// exact for panels of fixed content (no child windows), else only how much more it
+// needs when something overflows (those panels fit what they get).
+void measure(AppState& app, PanelId p, const ImGuiWindow* w, float content_y) {
+    LayoutChoice& lc = app.vs.layout;
+    float over = 0;
+    for (const ImGuiWindow* c : w->DC.ChildWindows)
+        if (c->Active) over = std::max(over, c->DC.CursorMaxPos.y - c->ContentRegionRect.Max.y);
+    const float content = w->DC.CursorMaxPos.y - content_y;
+    const float visible = w->ContentRegionRect.Max.y - content_y;
+    const bool flex = p == PanelId::cache || p == PanelId::work;  // they fill what they get
+    const bool exact = !flex && over <= 0 && std::none_of(w->DC.ChildWindows.begin(), w->DC.ChildWindows.end(),
+                                                 [](const ImGuiWindow* c) { return c->Active; });
+    PanelNeed n;
+    if (exact) n.min = n.want = chrome_h() + content;
+    else if (over > 0 || content > visible + 0.5f) n.min = n.want = chrome_h() + std::max(content, visible) + over;
+    else return;
+    auto& list = lc.measured[size_t(panel_index(p))];
+    for (auto& m : list)
+        if (std::fabs(m.w - w->Size.x) < 1.5f) {
+            m.need = exact ? n : PanelNeed{std::max(m.need.min, n.min), std::max(m.need.want, n.want)};
+            return;
+        }
+    list.push_back({w->Size.x, n});
+}
+
+// Measurements belong to one window size, font and set of modes.
+void forget_stale_measurements(AppState& app) {
+    const ImGuiIO& io = ImGui::GetIO();
+    size_t key = std::hash<float>()(io.DisplaySize.x) * 31 + std::hash<float>()(io.DisplaySize.y);
+    key = key * 31 + std::hash<float>()(ImGui::GetFontSize());
+    key = key * 31 + (app.compare ? 1 : 0) + (app.spec.on ? 2 : 0) + (app.main.cache_on ? 4 : 0) +
+          (app.vs.show_scaling ? 8 : 0) + (app.error.empty() ? 0 : 16);
+    key = key * 31 + std::hash<const void*>()(app.model);
+    LayoutChoice& lc = app.vs.layout;
+    if (key == lc.measured_key) return;
+    lc.measured_key = key;
+    for (auto& m : lc.measured) m.clear();
+    lc.controls_full_h = lc.controls_compact_h = 0.f;
+}
+
+void end_panel(AppState& app, PanelId p, const Slot& s, float content_y, const char* name) {
+    const ImGuiWindow* w = ImGui::GetCurrentWindow();
+    measure(app, p, w, content_y);
+    record_fits(app.vs.layout.fits, w, name, s.scrolls);
+}
+
+void draw_single_slot(AppState& app, const Slot& s) {
+    const PanelId p = s.panels.front();
+    panel(panel_title(app, p), s.r, true, [&] {
+        const float y = ImGui::GetCursorScreenPos().y;
+        draw_panel_contents(app, p);
+        end_panel(app, p, s, y, panel_tab_label(p));
+    }, s.scrolls);
+}
+
+// Several panels in one slot: a tab bar ("3 Work") and the one the teacher picked.
+void draw_tab_slot(AppState& app, const Slot& s) {
+    std::string id = "###slot";
+    for (PanelId p : s.panels) id += std::to_string(panel_index(p));
+    PanelId shown = shown_panel(app.vs, s.panels);
+    panel(id.c_str(), s.r, false, [&] {
+        if (ImGui::BeginTabBar("##panels")) {
+            for (PanelId p : s.panels) {
+                char label[64];
+                std::snprintf(label, sizeof label, "%d %s###tab%d", panel_key_number(p), panel_tab_label(p),
+                              panel_index(p));
+                if (ImGui::BeginTabItem(label, nullptr, p == shown ? ImGuiTabItemFlags_SetSelected : 0))
+                    ImGui::EndTabItem();
+                if (ImGui::IsItemClicked()) {
+                    pick_panel(app.vs, p);
+                    shown = p;
+                }
+                if (ImGui::IsItemHovered())
+                    ImGui::SetTooltip("%s  (key %d; Tab: the next tab)",
+                                      std::string(panel_title(app, p)).substr(0, std::string(panel_title(app, p)).find("###")).c_str(),
+                                      panel_key_number(p));
+            }
+            ImGui::EndTabBar();
+        }
+        const float y = ImGui::GetCursorScreenPos().y;
+        draw_panel_contents(app, shown);
+        end_panel(app, shown, s, y, panel_tab_label(shown));
+    }, s.scrolls);
+}
+
+void draw_controls(AppState& app, const Layout& L) {
+    LayoutChoice& lc = app.vs.layout;
+    panel("##controls", L.controls, false, [&] {
+        draw_controls_panel(app, L.compact_controls);
+        if (!L.compact_controls && lc.controls_expanded) {
+            flow(ImGui::CalcTextSize("Fewer controls (M)").x + ImGui::GetFontSize());
+            if (ImGui::Button("Fewer controls (M)")) lc.controls_expanded = false;
+        }
+        // the layout of the next frame fits it
+        (L.compact_controls ? lc.controls_compact_h : lc.controls_full_h) = ImGui::GetCursorPosY();
+        record_fits(lc.fits, ImGui::GetCurrentWindow(), "controls", lc.controls_expanded);
+    });
+}
+
+void draw_normal_layout(AppState& app) {
+    LayoutChoice& lc = app.vs.layout;
+    forget_stale_measurements(app);
+    const ImGuiIO& io = ImGui::GetIO();
+    LayoutInput in;
+    in.W = io.DisplaySize.x;
+    in.H = io.DisplaySize.y;
+    in.font_px = ImGui::GetFontSize();
+    in.controls_h = lc.controls_full_h;
+    in.controls_compact_h = lc.controls_compact_h;
+    in.controls_expanded = lc.controls_expanded;
+    in.tall_work = app.vs.show_scaling;
+    in.force_focus = lc.force_focus;
+    in.need = [&app](PanelId p, float w) { return panel_need(app, p, w); };
+    const Layout L = compute_layout(in);
+    lc.mode = L.mode;
+    lc.slots = static_cast<int>(L.slots.size());
+    lc.compact_controls = L.compact_controls;
+    lc.groups.clear();
+    lc.fits.clear();
+    draw_controls(app, L);
+    for (const Slot& s : L.slots) {
+        if (s.tabs()) {
+            lc.groups.push_back(s.panels);
+            draw_tab_slot(app, s);
+        } else {
+            draw_single_slot(app, s);
+        }
+    }
+}
+
+}  // namespace
+
+PanelNeed panel_need(const AppState& app, PanelId p, float window_w) {
+    const float cw = window_w - ImGui::GetStyle().WindowPadding.x * 2;
+    const float chrome = chrome_h();
+    switch (p) {
+    case PanelId::tokens:
+        if (!app.spec.on) return {chrome + tokens_panel_height(app, cw), chrome + tokens_panel_height(app, cw)};
+        break;
+    case PanelId::narration:
+        if (!app.spec.on)
+            return {chrome + narration_panel_height(app, cw, false), chrome + narration_panel_height(app, cw, true)};
+        break;
+    case PanelId::next_token:
+        return {chrome + next_token_panel_height(app, 3), chrome + next_token_panel_height(app, 1 << 20)};
+    default: break;
+    }
+    for (const auto& m : app.vs.layout.measured[size_t(panel_index(p))])
+        if (std::fabs(m.w - window_w) < 1.5f) return m.need;
+    return {};
+}
+
 void draw_app(AppState& app) {
     if (app.vs.step_time == -1.0) app.vs.step_time = ImGui::GetTime();
     handle_keyboard(app);
@@ -213,26 +478,7 @@ void draw_app(AppState& app) {
         return;
     }
     app.fits.clear();
-    const ImGuiIO& io = ImGui::GetIO();
-    const Layout L = compute_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(), app.vs.controls_h,
-                                    app.vs.show_scaling);
-    panel("##controls", L.controls, false, [&] {
-        draw_controls_panel(app);
-        app.vs.controls_h = ImGui::GetCursorPosY();  // the layout of the next frame fits it
-    });
-    panel("Tokens  (position, text, how many times its K/V were computed)###tokens", L.tokens, true,
-          [&] { app.spec.on ? draw_spec_tokens_panel(app) : draw_tokens_panel(app); });
-    panel("Q, K, V of the newest token###qkv", L.qkv, true, [&] { draw_qkv_panel(app); });
-    panel(app.spec.on ? "KV caches of the target and the draft  (rows = positions)###cache"
-                      : "KV cache  (rows = positions)  +  attention weights###cache",
-          L.cache, true, [&] { app.spec.on ? draw_spec_cache_panel(app) : draw_cache_panel(app); });
-    panel(app.vs.show_scaling ? "Scaling: measured ms per step vs position###work" : "Work: with vs without cache###work",
-          L.work, true, [&] { draw_work_tabs(app); });
-    panel("Next token###next", L.next_token, true, [&] { draw_next_token_panel(app); });
-    panel("Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory", L.memory, true, [&] { draw_memory_panel(app); });
-    panel("What just happened###narration", L.narration, true,
-          [&] { app.spec.on ? draw_spec_narration_panel(app) : draw_narration_panel(app); });
-    panel("Timeline  (click a step to go back to it)###timeline", L.timeline, true, [&] { draw_timeline_panel(app); });
+    draw_normal_layout(app);
     if (app.vs.show_help) draw_help_overlay(app);
     draw_toast(app);
 }
@@ -257,6 +503,10 @@ void draw_help_overlay(AppState& app) {
             {"G", "Scaling tab: measured ms per step vs position"},
             {"R", "reset to before the prefill"},
             {"Ctrl +  /  Ctrl -", "font size"},
+            {"1 - 6", "show a panel: 1 cache, 2 Q/K/V, 3 work, 4 next token, 5 memory, 6 timeline"},
+            {"Tab", "the next tab, when panels share a place (small window or big font)"},
+            {"F", "focus layout: tokens, one large panel, narration (again: back)"},
+            {"M", "more controls: prompt, model, policy ... when they are folded"},
             {"S", "screenshot (PNG in the current folder)"},
             {"F1", "this help"},
         };

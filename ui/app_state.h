@@ -6,6 +6,7 @@
 // Notation: p prompt tokens, s step (0 = prefill), n tokens processed this step,
 // hd head_dim, L layers, H heads, Hkv kv heads.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "core/model/config.h"
 #include "core/session/session.h"
 #include "core/engine/trace.h"
+#include "ui/layout.h"
 #include "ui/spec_view.h"
 
 namespace kv {
@@ -132,7 +134,30 @@ struct PanelFit {
     std::string name;
     float content_w = 0, content_h = 0;  // what the items reached
     float visible_w = 0, visible_h = 0;  // the window's content region
+    bool scrolls = false;                // the layout let it scroll on purpose (content asks more than fits)
     bool fits(float slack = 1.f) const { return content_w <= visible_w + slack && content_h <= visible_h + slack; }
+};
+
+// The normal layout (ui/layout.h): what the teacher chose and what the window
+// measured for the next frame's layout. Indices are PanelId values.
+struct LayoutChoice {
+    std::array<unsigned, kPanelCount> picked{};  // when each panel was last picked: a tab group shows its latest
+    unsigned pick_seq = 0;
+    bool pick_pending = false;       // a key picked a panel: the tab bars follow it
+    bool force_focus = false;        // F: one column, one large tabbed slot
+    bool controls_expanded = false;  // M / "More": all the controls even when they fold
+    float controls_full_h = 0.f, controls_compact_h = 0.f;  // measured content heights of both forms
+    struct Measured {
+        float w = 0;                 // window width it was drawn at
+        PanelNeed need;              // window heights its content asked
+    };
+    std::array<std::vector<Measured>, kPanelCount> measured;
+    size_t measured_key = 0;         // the content and size the measurements belong to
+    LayoutMode mode = LayoutMode::tiled;  // what the last frame used
+    int slots = 0;
+    std::vector<std::vector<PanelId>> groups;  // its tab groups (Tab cycles the largest)
+    bool compact_controls = false;
+    std::vector<PanelFit> fits;      // every shown panel's fit, last frame (tests)
 };
 
 struct Toast {
@@ -187,7 +212,7 @@ struct ViewState {
     SpecChoice spec;                 // speculative mode: draft field, k, phase hold
     GlyphNeeds glyphs;               // characters the atlas holds beyond the fixed ranges
     bool screenshot_requested = false;
-    float controls_h = 0.f;          // content height of the controls, measured each frame
+    LayoutChoice layout;             // the normal layout's tabs, focus, folded controls, measurements
     // Key presses queued by the app's GLFW key callback (GLFW key, ctrl held). In 1.86
     // a press and release within one frame never shows in io.KeysDown, so the window
     // queues presses; headless tests leave this off and ImGui's key state is polled.

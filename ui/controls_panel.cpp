@@ -277,10 +277,25 @@ std::string model_line(const AppState& app) {
 int64_t weight_bytes(const AppState& app) { return app.model ? app.model->weights.bytes() : 0; }
 
 // One row part after another; each flows onto the next line when the window is narrow.
-void draw_controls_panel(AppState& app) {
+// Folded (the layout's one-row form): the step buttons, the cache switch, a button for
+// the rest, and an error when there is one.
+void draw_controls_panel(AppState& app, bool folded) {
     const bool no_model = app.model == nullptr;
     draw_step_buttons(app, no_model);
     draw_cache_switches(app, no_model || app.spec.on);  // speculative rounds use their own caches
+    if (folded) {
+        draw_busy_spinner(app);
+        flow(text_w("More controls (M)"));
+        if (ImGui::Button("More controls (M)")) app.vs.layout.controls_expanded = true;
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("Prompt, model, cache policy, layer and head, sampling, theme: M shows and hides them");
+        if (!app.error.empty()) {
+            flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, ImGui::GetFontSize() * 30));
+            ImGui::TextColored(to_vec4(palette().bad), "Error: %s", app.error.c_str());
+            if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", app.error.c_str());
+        }
+        return;
+    }
     draw_spec_controls(app);
     draw_policy_controls(app);
     draw_busy_spinner(app);

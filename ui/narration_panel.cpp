@@ -95,25 +95,47 @@ std::string narrate(const AppState& app) {
     return s;
 }
 
+namespace {
+
+// The line under the text when the session cannot step (empty when it can).
+std::string why_not_line(const AppState& app) {
+    if (app.main.can_step || app.main.why_not.empty() || app.main.n_steps() == 0) return {};
+    return app.main.why_not + (app.main.policy.windowed()
+                                   ? " (a window keeps positions absolute: GPT-2's learned positions end at n_ctx)"
+                                   : "");
+}
+
+}  // namespace
+
+float narration_panel_height(const AppState& app, float width, bool big) {
+    const std::string text = narrate(app);
+    ImGui::PushFont(big ? big_font() : ImGui::GetFont());
+    float h = ImGui::CalcTextSize(text.c_str(), nullptr, false, width).y;
+    ImGui::PopFont();
+    const std::string why = why_not_line(app);
+    if (!why.empty())
+        h += ImGui::GetStyle().ItemSpacing.y + ImGui::CalcTextSize(why.c_str(), nullptr, false, width).y;
+    return h;
+}
+
 void draw_narration_panel(AppState& app) {
     const std::string text = narrate(app);
     // The big font when the text fits the panel, else the regular one (a policy's
     // sentences make it longer): all of it stays readable without scrolling.
     ImFont* regular = ImGui::GetFont();
     const ImVec2 room = ImGui::GetContentRegionAvail();
-    ImGui::PushFont(big_font());
-    const bool fits = ImGui::CalcTextSize(text.c_str(), nullptr, false, room.x).y <= room.y;
-    ImGui::PopFont();
+    const bool fits = narration_panel_height(app, room.x, true) <= room.y;
     ImGui::PushFont(fits ? big_font() : regular);
     ImGui::PushTextWrapPos(0.f);
     ImGui::TextUnformatted(text.c_str());
     ImGui::PopTextWrapPos();
     ImGui::PopFont();
-    if (!app.main.can_step && !app.main.why_not.empty() && app.main.n_steps() > 0)
-        ImGui::TextColored(to_vec4(palette().bad), "%s%s", app.main.why_not.c_str(),
-                           app.main.policy.windowed() ? " (a window keeps positions absolute: GPT-2's learned positions "
-                                                        "end at n_ctx)"
-                                                      : "");
+    const std::string why = why_not_line(app);
+    if (!why.empty()) {
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().bad));
+        ImGui::TextWrapped("%s", why.c_str());
+        ImGui::PopStyleColor();
+    }
 }
 
 }  // namespace kvui

@@ -10,41 +10,41 @@
 #include "core/model/config.h"
 #include "core/text/utf8.h"
 #include "ui/app_state.h"
+#include "ui/layout.h"
 #include "ui/spec_view.h"
 
 struct ImFont;
 
 namespace kvui {
 
-// ---- layout ---------------------------------------------------------------
-struct Rect {
-    float x = 0, y = 0, w = 0, h = 0;
-    bool overlaps(const Rect& o) const {
-        return x < o.x + o.w && o.x < x + w && y < o.y + o.h && o.y < y + h;
-    }
-    bool inside(float W, float H) const { return x >= 0 && y >= 0 && x + w <= W + 0.5f && y + h <= H + 0.5f; }
-};
-
-struct Layout {
-    Rect controls, tokens, qkv, cache, work, next_token, memory, narration, timeline;
-    std::vector<Rect> all() const {
-        return {controls, tokens, qkv, cache, work, next_token, memory, narration, timeline};
-    }
-};
-
-// Non-overlapping panel rects filling a W x H viewport; font_px sets row heights.
-// controls_h: the controls' content height measured last frame (0: estimate).
-// tall_work: the Work area shows the Scaling plot and takes more of its column.
-Layout compute_layout(float W, float H, float font_px, float controls_h = 0.f, bool tall_work = false);
+// ---- layout (ui/layout.h: the rule, a pure function) ----------------------------
+// The window's own: the heights its panels ask at a width (tokens and narration
+// from their text, the others as measured when last drawn at that width).
+PanelNeed panel_need(const AppState& app, PanelId p, float window_w);
+// The tokens' chips and key, and the narration's text, at a content width (px).
+float tokens_panel_height(const AppState& app, float content_w);
+float narration_panel_height(const AppState& app, float content_w, bool big_font);
+// The next-token panel's content with `bars` probability bars (and the "+ N more" line).
+float next_token_panel_height(const AppState& app, int bars);
 
 // ---- keyboard -------------------------------------------------------------
-enum class KeyAction { none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling, lesson };
+enum class KeyAction {
+    none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling, lesson,
+    next_panel,     // Tab: bring the next panel forward (its tab, in a tabbed layout)
+    show_panel_1,   // 1..6: bring that panel forward (show_panel_1 + n - 1)
+    show_panel_6 = show_panel_1 + 5,
+    focus_layout,   // F: the one-column focus layout on / off
+    more_controls   // M: all controls / the one-row controls
+};
 // GLFW key code (GLFW_KEY_*) + Ctrl -> action. Plain keys only act without Ctrl.
 KeyAction key_action(int glfw_key, bool ctrl);
 // The keys key_action knows, for polling with ImGui::IsKeyPressed(index).
 const std::vector<int>& watched_keys();
 // Applies one action to the app (pushes Commands, flips view flags).
 void apply_key_action(AppState& app, KeyAction a);
+// Brings a panel forward: a tab group shows the member picked last (its first when none).
+void pick_panel(ViewState& vs, PanelId p);
+PanelId shown_panel(const ViewState& vs, const std::vector<PanelId>& group);
 
 // ---- fonts (ui/fonts.cpp) ---------------------------------------------------
 // Rebuilds the atlas: DejaVu Sans at px (and a bold one 1.3x) for the fixed ranges
@@ -150,7 +150,7 @@ std::string model_line(const AppState& app);
 int64_t weight_bytes(const AppState& app);
 
 // ---- panels ---------------------------------------------------------------
-void draw_controls_panel(AppState& app);
+void draw_controls_panel(AppState& app, bool folded = false);  // folded: one row and "More controls"
 void draw_tokens_panel(AppState& app);
 void draw_qkv_panel(AppState& app);
 void draw_cache_panel(AppState& app);

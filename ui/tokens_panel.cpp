@@ -162,26 +162,86 @@ Chip make_chip(const AppState& app, int i, float fs, float pad) {
     return c;
 }
 
-// The key: after the last chip when it fits on that row, else on the next row.
-void draw_key(ImVec2 cur, float x0, float right, const Row& r) {
+// Where each chip and the key go, relative to the top left of the chips (no ImGui
+// window needed, only the font): the chips flow left to right and wrap at `width`; a
+// joined character group starts on a row it fits on; the key goes after the last chip
+// when it fits on that row, else on the next row. height: what the chips and the key take.
+struct Geometry {
+    Row r{};
+    std::vector<Chip> chips;
+    std::vector<ImVec2> at;  // (n_tok) each chip's row origin
+    ImVec2 key_at;
+    float height = 0;
+};
+
+const char* const kKey1 = "prompt (prefill)";
+const char* const kKey2 = "generated (decode)";
+
+Geometry tokens_geometry(const AppState& app, const std::vector<kv::PieceGroup>& groups, float width) {
+    Geometry geo;
+    const int n_tok = static_cast<int>(app.main.tokens.size());
+    const bool any_joined = std::any_of(groups.begin(), groups.end(), [](const auto& g) { return g.joined(); });
+    Row& r = geo.r;
+    r.fs = ImGui::GetFontSize();
+    r.pad = r.fs * 0.35f;
+    r.chip_h = r.fs + r.pad * 2;
+    r.group_h = any_joined ? r.fs * 1.2f : 0.f;
+    r.row_h = r.group_h + r.fs * 0.8f + r.chip_h + r.fs * 0.85f + 6.f;  // characters, position, chip, badge
+    const float gap = r.fs * 0.4f;
+    for (int i = 0; i < n_tok; ++i) geo.chips.push_back(make_chip(app, i, r.fs, r.pad));
+    ImVec2 cur(0, 0);
+    size_t gi = 0;
+    for (int i = 0; i < n_tok; ++i) {
+        while (gi + 1 < groups.size() && groups[gi].first + groups[gi].count <= i) ++gi;
+        const kv::PieceGroup* g = gi < groups.size() ? &groups[gi] : nullptr;
+        float need = geo.chips[size_t(i)].w;
+        if (g && g->joined() && g->first == i)
+            for (int k = i + 1; k < g->first + g->count; ++k) need += gap + geo.chips[size_t(k)].w;
+        if (cur.x + need > width && cur.x > 0) {
+            cur.x = 0;
+            cur.y += r.row_h;
+        }
+        geo.at.push_back(cur);
+        cur.x += geo.chips[size_t(i)].w + gap;
+    }
+    const float fs = r.fs;
+    const float kw = ImGui::CalcTextSize(kKey1).x + ImGui::CalcTextSize(kKey2).x + fs * 4;
+    geo.key_at = ImVec2(cur.x + fs, cur.y + r.group_h + fs * 0.8f + r.pad);
+    if (geo.key_at.x + kw > width) geo.key_at = ImVec2(0, cur.y + r.row_h);
+    geo.height = std::max(cur.y + r.row_h, geo.key_at.y + fs * 1.5f) + 1.f;  // + the 1 px Dummy under it
+    return geo;
+}
+
+void draw_key(ImVec2 o, const Geometry& geo) {
     const Palette& pal = palette();
     ImDrawList* dl = ImGui::GetWindowDrawList();
-    const float fs = r.fs;
-    const char* k1 = "prompt (prefill)";
-    const char* k2 = "generated (decode)";
-    const float kw = ImGui::CalcTextSize(k1).x + ImGui::CalcTextSize(k2).x + fs * 4;
-    ImVec2 kp(cur.x + fs, cur.y + r.group_h + fs * 0.8f + r.pad);
-    if (kp.x + kw > right) kp = ImVec2(x0, cur.y + r.row_h);
+    const float fs = geo.r.fs;
+    ImVec2 kp(o.x + geo.key_at.x, o.y + geo.key_at.y);
     dl->AddLine(ImVec2(kp.x, kp.y + fs), ImVec2(kp.x + fs, kp.y + fs), pal.prefill, 3.f);
-    dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, k1);
-    kp.x += fs * 2 + ImGui::CalcTextSize(k1).x;
+    dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, kKey1);
+    kp.x += fs * 2 + ImGui::CalcTextSize(kKey1).x;
     dl->AddLine(ImVec2(kp.x, kp.y + fs), ImVec2(kp.x + fs, kp.y + fs), pal.decode, 3.f);
-    dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, k2);
-    ImGui::SetCursorScreenPos(ImVec2(x0, std::max(cur.y + r.row_h, kp.y + fs * 1.5f)));
+    dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, kKey2);
+    ImGui::SetCursorScreenPos(ImVec2(o.x, o.y + geo.height - 1.f));
     ImGui::Dummy(ImVec2(1, 1));
 }
 
+std::string unknown_line(const AppState& app) {
+    std::string u;
+    for (const std::string& w : app.unknown_words) u += (u.empty() ? "'" : ", '") + w + "'";
+    return "Not in the vocabulary (became <unk>): " + u;
+}
+
 }  // namespace
+
+float tokens_panel_height(const AppState& app, float width) {
+    const ImGuiStyle& st = ImGui::GetStyle();
+    float h = 0;
+    if (!app.unknown_words.empty())
+        h += ImGui::CalcTextSize(unknown_line(app).c_str(), nullptr, false, width).y + st.ItemSpacing.y;
+    if (app.main.tokens.empty()) return h + ImGui::GetTextLineHeight();
+    return h + tokens_geometry(app, token_groups(app, app.main), width).height;
+}
 
 void draw_tokens_panel(AppState& app) {
     const Palette& pal = palette();
@@ -189,41 +249,32 @@ void draw_tokens_panel(AppState& app) {
     const int p = static_cast<int>(v.prompt_ids.size());
     const int n_tok = static_cast<int>(v.tokens.size());
     if (!app.unknown_words.empty()) {
-        std::string u;
-        for (const std::string& w : app.unknown_words) u += (u.empty() ? "'" : ", '") + w + "'";
-        ImGui::TextColored(to_vec4(pal.bad), "Not in the vocabulary (became <unk>): %s", u.c_str());
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.bad));
+        ImGui::TextWrapped("%s", unknown_line(app).c_str());
+        ImGui::PopStyleColor();
     }
     if (n_tok == 0) {
         ImGui::TextColored(to_vec4(pal.text_dim), "No prompt yet: type one above and press Set.");
         return;
     }
     const std::vector<kv::PieceGroup> groups = token_groups(app, v);
-    const bool any_joined = std::any_of(groups.begin(), groups.end(), [](const auto& g) { return g.joined(); });
-    Row r;
-    r.fs = ImGui::GetFontSize();
-    r.pad = r.fs * 0.35f;
-    r.chip_h = r.fs + r.pad * 2;
-    r.group_h = any_joined ? r.fs * 1.2f : 0.f;
-    r.row_h = r.group_h + r.fs * 0.8f + r.chip_h + r.fs * 0.85f + 6.f;  // characters, position, chip, badge
-    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
-    ImVec2 cur = ImGui::GetCursorScreenPos();
-    const float x0 = cur.x, gap = r.fs * 0.4f;
-    std::vector<Chip> chips;
-    for (int i = 0; i < n_tok; ++i) chips.push_back(make_chip(app, i, r.fs, r.pad));
+    const float x_right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const Geometry geo = tokens_geometry(app, groups, x_right - o.x);
+    const Row& r = geo.r;
+    const float gap = r.fs * 0.4f;
     size_t gi = 0;
     for (int i = 0; i < n_tok; ++i) {
         while (gi + 1 < groups.size() && groups[gi].first + groups[gi].count <= i) ++gi;
         const kv::PieceGroup* g = gi < groups.size() ? &groups[gi] : nullptr;
-        float need = chips[size_t(i)].w;  // a joined group starts on a row it fits on
-        if (g && g->joined() && g->first == i)
-            for (int k = i + 1; k < g->first + g->count; ++k) need += gap + chips[size_t(k)].w;
-        if (cur.x + need > right && cur.x > x0) {
-            cur.x = x0;
-            cur.y += r.row_h;
-        }
-        const Chip& c = chips[size_t(i)];
+        const Chip& c = geo.chips[size_t(i)];
+        const ImVec2 cur(o.x + geo.at[size_t(i)].x, o.y + geo.at[size_t(i)].y);
         draw_chip(c, r, cur, i, p);
-        if (g && g->joined() && g->first == i) draw_group(*g, cur.x, std::min(right, cur.x + need), cur.y, r);
+        if (g && g->joined() && g->first == i) {
+            float need = c.w;
+            for (int k = i + 1; k < g->first + g->count; ++k) need += gap + geo.chips[size_t(k)].w;
+            draw_group(*g, cur.x, std::min(x_right, cur.x + need), cur.y, r);
+        }
         ImGui::SetCursorScreenPos(ImVec2(cur.x, cur.y + r.group_h + r.fs * 0.8f));
         ImGui::InvisibleButton(("##tok" + std::to_string(i)).c_str(), ImVec2(c.w, r.chip_h));
         if (c.newest && (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)) {
@@ -235,9 +286,8 @@ void draw_tokens_panel(AppState& app) {
                 ImGui::SetScrollHereY(0.5f);
         }
         if (ImGui::IsItemHovered()) chip_tooltip(app, c, i, p, g);
-        cur.x += c.w + gap;
     }
-    draw_key(cur, x0, right, r);
+    draw_key(o, geo);
 }
 
 }  // namespace kvui

@@ -142,9 +142,23 @@ void draw_work_chart(const WorkChart& ch, const SessionView& v, const SessionVie
     if (other) solid(ch.measured_other, *other);
 }
 
+// One line under the chart: its colour, its text (wrapped to the panel) and a tooltip.
+struct WorkLine {
+    ImU32 col = 0;
+    std::string text, tip;
+};
+
+template <class... A>
+std::string fmt(const char* f, A... a) {
+    char buf[256];
+    std::snprintf(buf, sizeof buf, f, a...);
+    return buf;
+}
+
 // This step's numbers, the totals, "work saved" and the formula in words.
-// Returns the work saved (uncached / cached total).
-double draw_work_numbers(const kv::ModelConfig& c, const SessionView& v, WorkMetric metric) {
+// Sets the work saved (uncached / cached total).
+void work_numbers(std::vector<WorkLine>& out, const kv::ModelConfig& c, const SessionView& v, WorkMetric metric,
+                  double& saved) {
     const Palette& pal = palette();
     const int p = static_cast<int>(v.prompt_ids.size());
     const int ns = v.n_steps();
@@ -152,20 +166,20 @@ double draw_work_numbers(const kv::ModelConfig& c, const SessionView& v, WorkMet
     const int s = ns - 1;
     Work wc = formula_step(c, p, s, true, v.policy), wu = formula_step(c, p, s, false, v.policy);
     const double this_meas = measured(v.last()->counters, metric);
-    ImGui::Text("Step %d: %s %s (measured, cache %s) | formula %s with, %s without", s, human_count(this_meas).c_str(),
-                unit, v.cache_on ? "on" : "off", human_count(wc.get(metric)).c_str(), human_count(wu.get(metric)).c_str());
+    out.push_back({pal.text, fmt("Step %d: %s %s (measured, cache %s) | formula %s with, %s without", s,
+                                 human_count(this_meas).c_str(), unit, v.cache_on ? "on" : "off",
+                                 human_count(wc.get(metric)).c_str(), human_count(wu.get(metric)).c_str()), ""});
     Work tc = formula_total(c, p, ns, true, v.policy), tu = formula_total(c, p, ns, false, v.policy);
-    const double saved = tc.get(metric) > 0 ? tu.get(metric) / tc.get(metric) : 1.0;
-    ImGui::TextColored(to_vec4(pal.accent), "After %d steps: %s with cache, %s without: %.1fx work saved", ns,
-                       human_count(tc.get(metric)).c_str(), human_count(tu.get(metric)).c_str(), saved);
+    saved = tc.get(metric) > 0 ? tu.get(metric) / tc.get(metric) : 1.0;
+    out.push_back({pal.accent, fmt("After %d steps: %s with cache, %s without: %.1fx work saved", ns,
+                                   human_count(tc.get(metric)).c_str(), human_count(tu.get(metric)).c_str(), saved), ""});
     if (metric == WorkMetric::kv_rows)
-        ImGui::TextColored(to_vec4(pal.text_dim), "with: L*Hkv*(p+N-1) = %d*%d*(%d+%d-1);  without: L*Hkv*(N*p+N(N-1)/2)",
-                           c.n_layer, c.n_kv_head, p, ns);
+        out.push_back({pal.text_dim, fmt("with: L*Hkv*(p+N-1) = %d*%d*(%d+%d-1);  without: L*Hkv*(N*p+N(N-1)/2)",
+                                         c.n_layer, c.n_kv_head, p, ns), ""});
     else if (metric == WorkMetric::attn_scores)
-        ImGui::TextColored(to_vec4(pal.text_dim), "with: L*H*(p+s) per decode step;  without: L*H*(p+s)(p+s+1)/2");
+        out.push_back({pal.text_dim, "with: L*H*(p+s) per decode step;  without: L*H*(p+s)(p+s+1)/2", ""});
     else
-        ImGui::TextColored(to_vec4(pal.text_dim), "FLOPs: 2 per multiply-add; the dashed lines are an estimate");
-    return saved;
+        out.push_back({pal.text_dim, "FLOPs: 2 per multiply-add; the dashed lines are an estimate", ""});
 }
 
 // Decode steps only: the prefill is the same work in both modes.
@@ -178,23 +192,41 @@ double decode_mean_ms(const SessionView& sv) {
 }
 
 // Measured time: this step and the total, or in compare mode both modes' decode means.
-void draw_step_times(const AppState& app, double saved) {
+void step_times(std::vector<WorkLine>& out, const AppState& app, double saved) {
     const SessionView& v = app.main;
+    const ImU32 col = palette().text;
     if (app.compare && app.other.n_steps() > 0) {
         const SessionView& on = v.cache_on ? v : app.other;
         const SessionView& off = v.cache_on ? app.other : v;
         const double ma = decode_mean_ms(on), mb = decode_mean_ms(off);
-        ImGui::Text("ms this step (measured): with cache %.3f, without %.3f", on.last()->ms, off.last()->ms);
+        out.push_back({col, fmt("ms this step (measured): with cache %.3f, without %.3f", on.last()->ms, off.last()->ms), ""});
         if (ma > 0)
-            ImGui::Text("decode mean: %.3f vs %.3f ms: %.1fx faster (work saved %.1fx)", ma, mb, mb / ma, saved);
-        if (ImGui::IsItemHovered())
-            ImGui::SetTooltip("The speed-up is smaller than the work saved: one-row products run less\n"
-                              "efficiently than batched ones, and fixed costs (embedding, MLP, head) remain.");
+            out.push_back({col, fmt("decode mean: %.3f vs %.3f ms: %.1fx faster (work saved %.1fx)", ma, mb, mb / ma, saved),
+                           "The speed-up is smaller than the work saved: one-row products run less\n"
+                           "efficiently than batched ones, and fixed costs (embedding, MLP, head) remain."});
         return;
     }
     double ms_sum = 0;
     for (const auto& t : v.history) ms_sum += t->ms;
-    ImGui::Text("ms this step (measured, cache %s): %.3f; total %.2f", v.cache_on ? "on" : "off", v.last()->ms, ms_sum);
+    out.push_back({col, fmt("ms this step (measured, cache %s): %.3f; total %.2f", v.cache_on ? "on" : "off", v.last()->ms,
+                            ms_sum), ""});
+}
+
+// The lines' height wrapped to width w.
+float lines_height(const std::vector<WorkLine>& lines, float w) {
+    float h = 0;
+    for (const WorkLine& l : lines)
+        h += ImGui::CalcTextSize(l.text.c_str(), nullptr, false, w).y + ImGui::GetStyle().ItemSpacing.y;
+    return h;
+}
+
+void draw_lines(const std::vector<WorkLine>& lines) {
+    for (const WorkLine& l : lines) {
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(l.col));
+        ImGui::TextWrapped("%s", l.text.c_str());
+        ImGui::PopStyleColor();
+        if (!l.tip.empty() && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", l.tip.c_str());
+    }
 }
 
 }  // namespace
@@ -233,23 +265,26 @@ void draw_work_panel(AppState& app) {
     draw_metric_choice(app.vs);
     draw_chart_legend();
 
-    // Numbers block height: 4 lines (+1 in compare).
-    const float text_h = (ImGui::GetTextLineHeightWithSpacing()) * (app.compare ? 5.f : 4.f) + 4.f;
+    // The numbers under the chart, wrapped; the chart takes what they leave.
+    std::vector<WorkLine> lines;
+    if (v.n_steps() == 0) {
+        lines.push_back({palette().text,
+                         "Step to see the work. With cache: total K/V rows L*Hkv*(p+N-1); without: L*Hkv*(N*p + N(N-1)/2).",
+                         ""});
+    } else {
+        double saved = 1.0;
+        work_numbers(lines, c, v, app.vs.metric, saved);
+        step_times(lines, app, saved);
+    }
     const ImVec2 o = ImGui::GetCursorScreenPos();
     const float W = ImGui::GetContentRegionAvail().x;
-    const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - text_h);
+    const float Hc = std::max(fs * 4, ImGui::GetContentRegionAvail().y - lines_height(lines, W) - 2.f);
     const float left = fs * 3.2f, bottom = fs * 1.2f;
     const ImVec2 a(o.x + left, o.y + fs * 0.3f), b(o.x + W - fs * 0.5f, o.y + Hc - bottom);
     const SessionView* other = app.compare ? &app.other : nullptr;
     draw_work_chart(work_chart(c, v, other, app.vs.metric), v, other, o, a, b);
     ImGui::Dummy(ImVec2(W, Hc));
-
-    if (v.n_steps() == 0) {
-        ImGui::TextWrapped("Step to see the work. With cache: total K/V rows L*Hkv*(p+N-1); without: L*Hkv*(N*p + N(N-1)/2).");
-        return;
-    }
-    const double saved = draw_work_numbers(c, v, app.vs.metric);
-    draw_step_times(app, saved);
+    draw_lines(lines);
 }
 
 }  // namespace kvui

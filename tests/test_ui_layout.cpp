@@ -1,0 +1,284 @@
+// The normal layout (ui/layout.h) under a headless ImGui context (no GL): at 1280x720
+// and 1920x1080, font scales 1, 1.5 and 2, cache on and off, after 6 steps, every
+// shown panel's content fits the room it got (ImGui's own cursor extents against its
+// content region, the window and its child windows) unless the layout marked it as
+// scrolling; the tokens with their badges and the narration are always on screen,
+// alone and whole. The pure rule is checked directly: slots inside the window, never
+// overlapping, every panel placed once, and the choices (tiled, tabbed, focus) it
+// makes for those sizes. The keys 1-6, Tab, F and M pick tabs and layouts.
+#include <doctest/doctest.h>
+#include <imgui.h>
+#include <imgui_internal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <set>
+#include <string>
+
+#include "ui/app_state.h"
+#include "ui/controller.h"
+#include "ui/lesson.h"
+#include "ui/panels.h"
+#include "ui/theme.h"
+
+using namespace kvui;
+
+namespace {
+
+constexpr int KEY_2 = 50, KEY_5 = 53, KEY_F = 70, KEY_L = 76, KEY_M = 77, KEY_TAB = 258, KEY_ESCAPE = 256;
+const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
+
+// The app's font size for a window height and scale (as app/gui_main.cpp).
+float font_px(float h, float scale) { return std::round(std::clamp(h / 50.f, 13.f, 44.f) * scale); }
+
+struct Headless {
+    Headless() {
+        ImGui::CreateContext();
+        ImGuiIO& io = ImGui::GetIO();
+        io.IniFilename = nullptr;
+        io.DeltaTime = 1.f / 60.f;
+        for (int i = 0; i < ImGuiKey_COUNT; ++i) io.KeyMap[i] = -1;
+        resize(1280, 720, 1.f);
+    }
+    ~Headless() { ImGui::DestroyContext(); }
+    void resize(float w, float h, float scale) {
+        ImGuiIO& io = ImGui::GetIO();
+        io.DisplaySize = ImVec2(w, h);
+        const float px = font_px(h, scale);
+        build_fonts(px);
+        unsigned char* pixels = nullptr;
+        int tw = 0, th = 0;
+        io.Fonts->GetTexDataAsRGBA32(&pixels, &tw, &th);
+        apply_theme(true, px / 18.f);
+    }
+    void frame(AppState& app) {
+        ImGui::NewFrame();
+        draw_app(app);
+        ImGui::Render();
+    }
+};
+
+void settle(Controller& ctl, AppState& app) {
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+}
+
+void run(Controller& ctl, AppState& app, Command c) {
+    app.push(std::move(c));
+    settle(ctl, app);
+}
+
+// The bundled model, cache on or off, 6 steps (as `kvscope --steps 6`).
+void six_steps(Controller& ctl, AppState& app, bool cache) {
+    ctl.open(app, kTiny, "cpu", "Python is a programming");
+    REQUIRE(app.model != nullptr);
+    REQUIRE(app.error.empty());
+    app.vs.animate = false;
+    Command c{CommandKind::set_cache};
+    c.flag = cache;
+    run(ctl, app, c);
+    for (int i = 0; i < 6; ++i) run(ctl, app, {CommandKind::step});
+    REQUIRE(app.main.n_steps() == 6);
+}
+
+const PanelFit* fit_named(const AppState& app, const std::string& name) {
+    for (const PanelFit& f : app.vs.layout.fits)
+        if (f.name == name) return &f;
+    return nullptr;
+}
+
+// Estimates only (no window): the rule's own invariants.
+void check_invariants(const Layout& L, float W, float H) {
+    std::vector<Rect> all = L.all();
+    for (size_t i = 0; i < all.size(); ++i) {
+        CAPTURE(i);
+        CHECK(all[i].inside(W, H));
+        for (size_t j = i + 1; j < all.size(); ++j) CHECK_FALSE(all[i].overlaps(all[j]));
+    }
+    std::multiset<int> placed;
+    for (const Slot& s : L.slots) {
+        REQUIRE(!s.panels.empty());
+        for (PanelId p : s.panels) {
+            placed.insert(panel_index(p));
+            if (panel_pinned(p)) CHECK(s.panels.size() == 1);  // tokens and narration never behind a tab
+        }
+    }
+    for (PanelId p : kAllPanels) CHECK(placed.count(panel_index(p)) == 1);
+}
+
+}  // namespace
+
+TEST_CASE("layout rule: slots inside the window, never overlapping, every panel once, pinned alone") {
+    for (float W : {1024.f, 1280.f, 1600.f, 1920.f, 3840.f})
+        for (float H : {640.f, 720.f, 1080.f, 2160.f})
+            for (float scale : {1.f, 1.5f, 2.f, 3.f})
+                for (bool focus : {false, true}) {
+                    CAPTURE(W);
+                    CAPTURE(H);
+                    CAPTURE(scale);
+                    CAPTURE(focus);
+                    LayoutInput in;
+                    in.W = W;
+                    in.H = H;
+                    in.font_px = font_px(H, scale);
+                    in.force_focus = focus;
+                    const Layout L = compute_layout(in);
+                    check_invariants(L, W, H);
+                    if (focus) CHECK(L.mode == LayoutMode::focus);
+                    if (L.mode == LayoutMode::tiled) CHECK(L.slots.size() == size_t(kPanelCount));
+                    if (L.mode == LayoutMode::focus) CHECK(L.slots.size() == 3u);
+                }
+}
+
+TEST_CASE("layout rule: more panels when they fit, tabs and then focus when they do not") {
+    auto at = [](float W, float H, float scale) {
+        LayoutInput in;
+        in.W = W;
+        in.H = H;
+        in.font_px = font_px(H, scale);
+        return compute_layout(in);
+    };
+    // A readable font on a large window: every panel on screen, all controls.
+    CHECK(at(1920, 1080, 1.f).mode == LayoutMode::tiled);
+    // A projector font: fewer slots, the controls folded to one row first.
+    for (float scale : {1.5f, 2.f}) {
+        CAPTURE(scale);
+        const Layout L = at(1280, 720, scale);
+        CHECK(L.mode != LayoutMode::tiled);
+        CHECK(L.compact_controls);
+    }
+    CHECK(at(1280, 720, 1.5f).fits);  // at 2 the large slot scrolls: 22 lines do not hold every plot
+    CHECK(at(1280, 720, 2.f).mode == LayoutMode::focus);  // a right column under 20 font sizes is too narrow
+    // Never more slots for a bigger font.
+    for (float W : {1280.f, 1920.f}) {
+        size_t last = 99;
+        for (float scale : {0.75f, 1.f, 1.25f, 1.5f, 1.75f, 2.f, 2.5f}) {
+            const size_t n = at(W, W * 9 / 16, scale).slots.size();
+            CAPTURE(W);
+            CAPTURE(scale);
+            CHECK(n <= last);
+            last = n;
+        }
+    }
+    // The expanded controls are kept when asked for.
+    LayoutInput in;
+    in.W = 1280;
+    in.H = 720;
+    in.font_px = font_px(720, 1.5f);
+    in.controls_expanded = true;
+    CHECK_FALSE(compute_layout(in).compact_controls);
+}
+
+TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font scales 1 to 2, cache on and off") {
+    Headless h;
+    struct Size {
+        float w, h;
+    };
+    for (bool cache : {true, false}) {
+        Controller ctl("never");
+        AppState app;
+        six_steps(ctl, app, cache);
+        for (Size s : {Size{1280, 720}, Size{1920, 1080}})
+            for (float scale : {1.f, 1.5f, 2.f}) {
+                CAPTURE(cache);
+                CAPTURE(s.w);
+                CAPTURE(scale);
+                h.resize(s.w, s.h, scale);
+                for (int f = 0; f < 6; ++f) h.frame(app);  // the layout follows what it measured last frame
+                const LayoutChoice& lc = app.vs.layout;
+                MESSAGE(s.w << "x" << s.h << " scale " << scale << std::string(cache ? " cache on" : " cache off")
+                             << ": " << std::string(layout_mode_name(lc.mode)) << ", " << lc.slots << " slots, "
+                             << std::string(lc.compact_controls ? "folded controls" : "all controls"));
+                // The rule's choices for these sizes, with what the window measured.
+                if (scale == 1.f) {
+                    CHECK(lc.mode == LayoutMode::tiled);
+                    CHECK_FALSE(lc.compact_controls);
+                } else if (scale == 1.5f) {
+                    CHECK(lc.mode == LayoutMode::tabbed);
+                    CHECK(lc.slots == 5);
+                    CHECK(lc.compact_controls);
+                } else {
+                    CHECK(lc.mode == LayoutMode::focus);
+                    CHECK(lc.compact_controls);
+                }
+                REQUIRE(!lc.fits.empty());
+                for (const PanelFit& fit : lc.fits) {
+                    CAPTURE(fit.name);
+                    CAPTURE(fit.content_w);
+                    CAPTURE(fit.visible_w);
+                    CAPTURE(fit.content_h);
+                    CAPTURE(fit.visible_h);
+                    CAPTURE(fit.scrolls);
+                    CHECK((fit.fits() || fit.scrolls));
+                }
+                // What the lesson is about: the tokens with their badges and the narration, whole.
+                for (std::string name : {"Tokens", "What just happened"}) {
+                    CAPTURE(name);
+                    const PanelFit* f = fit_named(app, name);
+                    REQUIRE(f != nullptr);
+                    CHECK(f->fits());
+                    CHECK_FALSE(f->scrolls);
+                }
+                CHECK(ImGui::FindWindowByName("###tokens")->Scroll.y == 0.f);
+                if (!cache) CHECK(app.main.compute_counts.front() == 6);  // the badge "x6" is drawn, and whole
+            }
+    }
+}
+
+TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) and all controls (M)") {
+    Headless h;
+    h.resize(1280, 720, 1.5f);
+    Controller ctl("never");
+    AppState app;
+    six_steps(ctl, app, true);
+    app.vs.queued_keys = true;
+    auto press = [&](int key) {
+        app.vs.key_queue.emplace_back(key, false);
+        for (int f = 0; f < 3; ++f) h.frame(app);
+    };
+    auto shown = [&](const char* name) { return fit_named(app, name) != nullptr; };
+    for (int f = 0; f < 4; ++f) h.frame(app);
+    REQUIRE(app.vs.layout.mode == LayoutMode::tabbed);
+    CHECK(shown("KV cache + attention"));
+    CHECK_FALSE(shown("Q, K, V"));
+    press(KEY_2);
+    CHECK(shown("Q, K, V"));
+    CHECK_FALSE(shown("KV cache + attention"));
+    press(KEY_5);
+    CHECK(shown("Memory"));
+    CHECK(shown("Q, K, V"));  // another slot keeps its choice
+
+    press(KEY_F);
+    CHECK(app.vs.layout.mode == LayoutMode::focus);
+    CHECK(app.vs.layout.slots == 3);
+    CHECK(shown("Memory"));  // the last picked
+    press(KEY_TAB);
+    CHECK(shown("Timeline"));
+    press(KEY_TAB);  // wraps to the first
+    CHECK(shown("KV cache + attention"));
+    CHECK(shown("Tokens"));
+    CHECK(shown("What just happened"));
+    press(KEY_F);
+    CHECK(app.vs.layout.mode == LayoutMode::tabbed);
+
+    CHECK(app.vs.layout.compact_controls);
+    press(KEY_M);
+    CHECK_FALSE(app.vs.layout.compact_controls);
+    press(KEY_M);
+    CHECK(app.vs.layout.compact_controls);
+
+    // The lesson replaces the layout; leaving it brings the same layout back.
+    const LayoutMode before = app.vs.layout.mode;
+    press(KEY_L);
+    REQUIRE(app.vs.lesson.on);
+    settle(ctl, app);
+    press(KEY_ESCAPE);
+    settle(ctl, app);
+    for (int f = 0; f < 3; ++f) h.frame(app);
+    CHECK_FALSE(app.vs.lesson.on);
+    CHECK(app.vs.layout.mode == before);
+    CHECK(ImGui::FindWindowByName("###tokens")->Active);
+}
+
