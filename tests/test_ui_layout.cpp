@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 
+#include "tests/ui_headless.h"
 #include "ui/app_state.h"
 #include "ui/controller.h"
 #include "ui/lesson.h"
@@ -32,42 +33,16 @@ const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 // The app's font size for a window height and scale (as app/gui_main.cpp).
 float font_px(float h, float scale) { return std::round(std::clamp(h / 50.f, 13.f, 44.f) * scale); }
 
-struct Headless {
-    Headless() {
-        ImGui::CreateContext();
-        ImGuiIO& io = ImGui::GetIO();
-        io.IniFilename = nullptr;
-        io.DeltaTime = 1.f / 60.f;
-        for (int i = 0; i < ImGuiKey_COUNT; ++i) io.KeyMap[i] = -1;
-        resize(1280, 720, 1.f);
-    }
-    ~Headless() { ImGui::DestroyContext(); }
-    void resize(float w, float h, float scale) {
-        ImGuiIO& io = ImGui::GetIO();
-        io.DisplaySize = ImVec2(w, h);
-        const float px = font_px(h, scale);
-        build_fonts(px);
-        unsigned char* pixels = nullptr;
-        int tw = 0, th = 0;
-        io.Fonts->GetTexDataAsRGBA32(&pixels, &tw, &th);
-        apply_theme(true, px / 18.f);
-    }
-    void frame(AppState& app) {
-        ImGui::NewFrame();
-        draw_app(app);
-        ImGui::Render();
-    }
+// A headless window of w x h at a font scale (the fixture checks ImGui's stacks every frame).
+struct Window : kvtest::Headless {
+    Window() : kvtest::Headless(1280, 720, font_px(720, 1.f)) {}
+    void resize(float w, float h, float scale) { kvtest::Headless::resize(w, h, font_px(h, scale)); }
 };
 
 void settle(Controller& ctl, AppState& app) {
     ctl.submit(app);
     ctl.wait();
     ctl.poll(app);
-}
-
-void run(Controller& ctl, AppState& app, Command c) {
-    app.push(std::move(c));
-    settle(ctl, app);
 }
 
 // The bundled model, cache on or off, 6 steps (as `kvscope --steps 6`).
@@ -78,8 +53,8 @@ void six_steps(Controller& ctl, AppState& app, bool cache) {
     app.vs.animate = false;
     Command c{CommandKind::set_cache};
     c.flag = cache;
-    run(ctl, app, c);
-    for (int i = 0; i < 6; ++i) run(ctl, app, {CommandKind::step});
+    kvtest::run_command(ctl, app, c);
+    for (int i = 0; i < 6; ++i) kvtest::run_command(ctl, app, {CommandKind::step});
     REQUIRE(app.main.n_steps() == 6);
 }
 
@@ -172,7 +147,7 @@ TEST_CASE("layout rule: more panels when they fit, tabs and then focus when they
 }
 
 TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font scales 1 to 2, cache on and off") {
-    Headless h;
+    Window h;
     struct Size {
         float w, h;
     };
@@ -228,7 +203,7 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
 }
 
 TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) and all controls (M)") {
-    Headless h;
+    Window h;
     h.resize(1280, 720, 1.5f);
     Controller ctl("never");
     AppState app;

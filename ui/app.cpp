@@ -213,26 +213,21 @@ void play_timer(AppState& app) {
 }
 
 // The Work area holds two tabs: counted work per step, and the measured sweep. The
-// layout follows vs.show_scaling (a frame late when a tab is clicked); G and
-// --scaling set it and select_tab makes the tab bar follow.
+// tab shown follows vs.show_scaling (G, --scaling, the lesson), which a click on a tab
+// sets: the tab bar is told every frame, so it follows even when the Work area moves
+// to another window (the layout's tabs).
 void draw_work_tabs(AppState& app) {
     ViewState& vs = app.vs;
-    if (!ImGui::BeginTabBar("##work_tabs")) return;
-    const bool force = vs.select_tab;
     vs.select_tab = false;
-    ImGuiTabItemFlags fw = force && !vs.show_scaling ? ImGuiTabItemFlags_SetSelected : 0;
-    ImGuiTabItemFlags fs = force && vs.show_scaling ? ImGuiTabItemFlags_SetSelected : 0;
-    bool work = false, scaling = false;
-    if (ImGui::BeginTabItem("Work (counted)", nullptr, fw)) {
-        work = true;
-        ImGui::EndTabItem();
+    if (ImGui::BeginTabBar("##work_tabs")) {
+        if (ImGui::BeginTabItem("Work (counted)", nullptr, vs.show_scaling ? 0 : ImGuiTabItemFlags_SetSelected))
+            ImGui::EndTabItem();
+        if (ImGui::IsItemClicked()) vs.show_scaling = false;
+        if (ImGui::BeginTabItem("Scaling (measured, G)", nullptr, vs.show_scaling ? ImGuiTabItemFlags_SetSelected : 0))
+            ImGui::EndTabItem();
+        if (ImGui::IsItemClicked()) vs.show_scaling = true;
+        ImGui::EndTabBar();
     }
-    if (ImGui::BeginTabItem("Scaling (measured, G)", nullptr, fs)) {
-        scaling = true;
-        ImGui::EndTabItem();
-    }
-    ImGui::EndTabBar();
-    if (!force) vs.show_scaling = scaling && !work;
     if (vs.show_scaling) draw_scaling_panel(app);
     else draw_work_panel(app);
 }
