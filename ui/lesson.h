@@ -103,7 +103,6 @@ std::string chapter_text(const Chapter& ch, const AppState& app);
 // ids[from..] as text, at most max_n of them then " ..."; sep "] [" brackets each.
 std::string join_tokens(const AppState& app, const std::vector<int>& ids, size_t from = 0, size_t max_n = 12,
                         const char* sep = " ");
-double decode_mean_ms(const SessionView& v);  // mean ms of the decode steps (0 when none)
 float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b);  // -1 if sizes differ or empty
 // Largest recompute_max_diff over the step's recorded heads (-1: nothing compared).
 float max_recompute_diff(const kv::StepTrace& t);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <string>
 
 #include "core/engine/formulas.h"
 #include "core/model/model_io.h"
@@ -190,6 +191,29 @@ void draw_panel(AppState& app, LessonPanel p) {
     }
 }
 
+// Wrapped text that breaks lines only at spaces: ImGui's wrapping also breaks after
+// '.', so "0.00206" could become "0." and "00206" on two lines. A word wider than the
+// line stays whole (on its own line).
+void text_wrapped_at_spaces(const std::string& text) {
+    const float w = ImGui::GetContentRegionAvail().x;
+    std::string out, line;
+    size_t i = 0;
+    while (i < text.size()) {
+        const size_t j = std::min(text.find(' ', i), text.size());
+        const std::string word = text.substr(i, j - i);
+        const std::string wider = line.empty() ? word : line + " " + word;
+        if (!line.empty() && ImGui::CalcTextSize(wider.c_str()).x > w) {
+            out += line + "\n";
+            line = word;
+        } else {
+            line = wider;
+        }
+        i = j + 1;
+    }
+    out += line;
+    ImGui::TextUnformatted(out.c_str());  // one item: line spacing as TextWrapped's
+}
+
 bool nav_button(const char* label, bool enabled) {
     ImGui::BeginDisabled(!enabled);
     const bool pressed = ImGui::Button(label);
@@ -224,7 +248,7 @@ void draw_text(AppState& app, const Chapter& ch, bool compact) {
     ImGui::TextWrapped("%d/%d  %s", ch.number, n, ch.title.c_str());
     ImGui::PopStyleColor();
     ImGui::PopFont();
-    ImGui::TextWrapped("%s", chapter_text(ch, app).c_str());
+    text_wrapped_at_spaces(chapter_text(ch, app));
     if (!compact) {  // compact: the framed panel is the only one, its title says LOOK HERE
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
         ImGui::TextWrapped("Look at the framed panel: %s.", ch.look_at.c_str());

@@ -103,6 +103,8 @@ struct WorkChart {
     double ymax = 1.0;                                     // top of the y axis
 };
 WorkChart work_chart(const kv::ModelConfig& c, const SessionView& main, const SessionView* other, WorkMetric m);
+// Mean ms of v's decode steps (0 when none): the prefill is the same work in both modes.
+double decode_mean_ms(const SessionView& v);
 std::vector<double> cumulative_work(const SessionView& v, WorkMetric m);
 std::string human_count(double v);
 

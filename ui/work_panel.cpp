@@ -182,15 +182,6 @@ void work_numbers(std::vector<WorkLine>& out, const kv::ModelConfig& c, const Se
         out.push_back({pal.text_dim, "FLOPs: 2 per multiply-add; the dashed lines are an estimate", ""});
 }
 
-// Decode steps only: the prefill is the same work in both modes.
-double decode_mean_ms(const SessionView& sv) {
-    double sum = 0;
-    int n = 0;
-    for (const auto& t : sv.history)
-        if (t->phase == kv::Phase::decode) sum += t->ms, ++n;
-    return n ? sum / n : 0.0;
-}
-
 // Measured time: this step and the total, or in compare mode both modes' decode means.
 void step_times(std::vector<WorkLine>& out, const AppState& app, double saved) {
     const SessionView& v = app.main;
@@ -230,6 +221,14 @@ void draw_lines(const std::vector<WorkLine>& lines) {
 }
 
 }  // namespace
+
+double decode_mean_ms(const SessionView& v) {
+    double sum = 0;
+    int n = 0;
+    for (const auto& t : v.history)
+        if (t->phase == kv::Phase::decode) sum += t->ms, ++n;
+    return n ? sum / n : 0.0;
+}
 
 std::vector<double> cumulative_work(const SessionView& v, WorkMetric m) {
     std::vector<double> out;
