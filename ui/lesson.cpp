@@ -346,7 +346,8 @@ std::string price_text(const AppState& app, const SessionView& v) {
     std::string s = "max logit difference " + g3(t->vs_full.max_abs_logit_diff) + " this step, " +
                     (t->vs_full.same_top1 ? std::string("same top token")
                                           : "top token changed (full f32: " + quoted(app.token_text(t->vs_full.ref_top1)) + ")");
-    return s + "; worst " + g3(worst) + " over " + num(measured) + " steps, same top token in " + num(same);
+    return s + "; worst " + g3(worst) + " over " + num(measured) + " steps, same top token in " +
+           (same == measured ? "all" : num(same) + " of " + num(measured));
 }
 
 int64_t evicted_total(const SessionView& v) {
