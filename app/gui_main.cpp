@@ -420,7 +420,7 @@ void save_requested_screenshot(kvui::AppState& app, int fb_w, int fb_h) {
     app.vs.toast.until = ImGui::GetTime() + 3.0;
 }
 
-// Frames until the window closes, --screenshot is written (after 4 frames) or
+// Frames until the window closes, --screenshot is written (after 6 frames: the layout settles on what it measured) or
 // --frame-stats has its frames. Returns the exit code.
 int run_frames(GLFWwindow* win, kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     FrameStats stats;
@@ -433,7 +433,7 @@ int run_frames(GLFWwindow* win, kvui::Controller& ctl, kvui::AppState& app, cons
         const double ui_ms = render_frame(win, app, o.batch(), fb_w, fb_h);
         if (o.frame_stats > 0 && frames > 2) stats.ui_ms.push_back(ui_ms);
         ++frames;
-        if (!o.screenshot.empty() && frames >= 4) {
+        if (!o.screenshot.empty() && frames >= 6) {
             if (write_png(o.screenshot, fb_w, fb_h)) return 0;
             std::fprintf(stderr, "kvscope: --screenshot %s: cannot write the file\n", o.screenshot.c_str());
             return 1;

@@ -11,6 +11,7 @@
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -27,7 +28,7 @@ using namespace kvui;
 
 namespace {
 
-constexpr int KEY_2 = 50, KEY_5 = 53, KEY_F = 70, KEY_L = 76, KEY_M = 77, KEY_TAB = 258, KEY_ESCAPE = 256;
+constexpr int KEY_2 = 50, KEY_5 = 53, KEY_6 = 54, KEY_F = 70, KEY_L = 76, KEY_M = 77, KEY_TAB = 258, KEY_ESCAPE = 256;
 const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 
 // The app's font size for a window height and scale (as app/gui_main.cpp).
@@ -45,8 +46,8 @@ void settle(Controller& ctl, AppState& app) {
     ctl.poll(app);
 }
 
-// The bundled model, cache on or off, 6 steps (as `kvscope --steps 6`).
-void six_steps(Controller& ctl, AppState& app, bool cache) {
+// The bundled model, cache on or off (or both, compare), 6 steps (as `kvscope --steps 6`).
+void six_steps(Controller& ctl, AppState& app, bool cache, bool compare = false) {
     ctl.open(app, kTiny, "cpu", "Python is a programming");
     REQUIRE(app.model != nullptr);
     REQUIRE(app.error.empty());
@@ -54,6 +55,12 @@ void six_steps(Controller& ctl, AppState& app, bool cache) {
     Command c{CommandKind::set_cache};
     c.flag = cache;
     kvtest::run_command(ctl, app, c);
+    if (compare) {
+        Command cmp{CommandKind::set_compare};
+        cmp.flag = true;
+        kvtest::run_command(ctl, app, cmp);
+        REQUIRE(app.compare);
+    }
     for (int i = 0; i < 6; ++i) kvtest::run_command(ctl, app, {CommandKind::step});
     REQUIRE(app.main.n_steps() == 6);
 }
@@ -62,6 +69,29 @@ const PanelFit* fit_named(const AppState& app, const std::string& name) {
     for (const PanelFit& f : app.vs.layout.fits)
         if (f.name == name) return &f;
     return nullptr;
+}
+
+// Clicks the tab whose label starts with `prefix` ("2 Q"), in whichever tab bar has it.
+bool click_tab(Window& h, AppState& app, const std::string& prefix) {
+    ImGuiContext& g = *GImGui;
+    for (int n = 0; n < g.TabBars.GetMapSize(); ++n) {
+        ImGuiTabBar* tb = g.TabBars.TryGetMapData(n);
+        if (!tb || tb->PrevFrameVisible < g.FrameCount - 1) continue;
+        for (const ImGuiTabItem& tab : tb->Tabs) {
+            if (std::string(tb->GetTabName(&tab)).rfind(prefix, 0) != 0) continue;
+            ImGuiIO& io = ImGui::GetIO();
+            io.MousePos = ImVec2(tb->BarRect.Min.x + tab.Offset + tab.Width * 0.5f,
+                                 (tb->BarRect.Min.y + tb->BarRect.Max.y) * 0.5f);
+            io.MouseDown[0] = true;
+            h.frame(app);
+            io.MouseDown[0] = false;
+            h.frame(app);
+            io.MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
+            h.frame(app);
+            return true;
+        }
+    }
+    return false;
 }
 
 // Estimates only (no window): the rule's own invariants.
@@ -146,28 +176,32 @@ TEST_CASE("layout rule: more panels when they fit, tabs and then focus when they
     CHECK_FALSE(compute_layout(in).compact_controls);
 }
 
-TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font scales 1 to 2, cache on and off") {
+TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font scales 1 to 2, cache on, off, compare") {
     Window h;
     struct Size {
         float w, h;
     };
-    for (bool cache : {true, false}) {
+    for (int mode : {0, 1, 2}) {
+        const bool cache = mode != 1, compare = mode == 2;
         Controller ctl("never");
         AppState app;
-        six_steps(ctl, app, cache);
+        six_steps(ctl, app, cache, compare);
         for (Size s : {Size{1280, 720}, Size{1920, 1080}})
             for (float scale : {1.f, 1.5f, 2.f}) {
                 CAPTURE(cache);
+                CAPTURE(compare);
                 CAPTURE(s.w);
                 CAPTURE(scale);
                 h.resize(s.w, s.h, scale);
                 for (int f = 0; f < 6; ++f) h.frame(app);  // the layout follows what it measured last frame
                 const LayoutChoice& lc = app.vs.layout;
-                MESSAGE(s.w << "x" << s.h << " scale " << scale << std::string(cache ? " cache on" : " cache off")
+                MESSAGE(s.w << "x" << s.h << " scale " << scale << std::string(compare ? " compare" : cache ? " cache on" : " cache off")
                              << ": " << std::string(layout_mode_name(lc.mode)) << ", " << lc.slots << " slots, "
                              << std::string(lc.compact_controls ? "folded controls" : "all controls"));
                 // The rule's choices for these sizes, with what the window measured.
-                if (scale == 1.f) {
+                if (compare) {  // two caches side by side ask for more room: never more slots
+                    CHECK(lc.slots <= (scale == 1.f ? 8 : 5));
+                } else if (scale == 1.f) {
                     CHECK(lc.mode == LayoutMode::tiled);
                     CHECK_FALSE(lc.compact_controls);
                 } else if (scale == 1.5f) {
@@ -224,12 +258,24 @@ TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) an
     press(KEY_5);
     CHECK(shown("Memory"));
     CHECK(shown("Q, K, V"));  // another slot keeps its choice
+    // A click on a tab picks it as a key does; the Work/Scaling tabs inside follow G.
+    REQUIRE(click_tab(h, app, "1 KV cache"));
+    CHECK(shown("KV cache + attention"));
+    CHECK_FALSE(shown("Q, K, V"));
+    REQUIRE(click_tab(h, app, "3 Work"));
+    CHECK(shown("Work / Scaling"));
+    REQUIRE(click_tab(h, app, "Scaling"));
+    CHECK(app.vs.show_scaling);
+    REQUIRE(click_tab(h, app, "Work (counted)"));
+    CHECK_FALSE(app.vs.show_scaling);
 
     press(KEY_F);
     CHECK(app.vs.layout.mode == LayoutMode::focus);
     CHECK(app.vs.layout.slots == 3);
-    CHECK(shown("Memory"));  // the last picked
+    CHECK(shown("Work / Scaling"));  // the last picked
     press(KEY_TAB);
+    CHECK(shown("Next token"));
+    press(KEY_6);
     CHECK(shown("Timeline"));
     press(KEY_TAB);  // wraps to the first
     CHECK(shown("KV cache + attention"));

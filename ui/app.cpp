@@ -310,11 +310,18 @@ void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w, const std::st
 // What the panel drawn from content_y on asks for, as a titled window's heights:
 // exact for panels of fixed content (no child windows), else only how much more it
 // needs when something overflows (those panels fit what they get).
-void measure(AppState& app, PanelId p, const ImGuiWindow* w, float content_y) {
-    LayoutChoice& lc = app.vs.layout;
+// How far the deepest-overflowing child window's content runs past its bottom.
+float child_overflow(const ImGuiWindow* w) {
     float over = 0;
     for (const ImGuiWindow* c : w->DC.ChildWindows)
-        if (c->Active) over = std::max(over, c->DC.CursorMaxPos.y - c->ContentRegionRect.Max.y);
+        if (c->Active)
+            over = std::max({over, c->DC.CursorMaxPos.y - c->ContentRegionRect.Max.y, child_overflow(c)});
+    return over;
+}
+
+void measure(AppState& app, PanelId p, const ImGuiWindow* w, float content_y) {
+    LayoutChoice& lc = app.vs.layout;
+    const float over = std::max(child_overflow(w), lc.short_h);
     const float content = w->DC.CursorMaxPos.y - content_y;
     const float visible = w->ContentRegionRect.Max.y - content_y;
     const bool flex = p == PanelId::cache || p == PanelId::work;  // they fill what they get
@@ -356,6 +363,7 @@ void end_panel(AppState& app, PanelId p, const Slot& s, float content_y, const c
 
 void draw_single_slot(AppState& app, const Slot& s) {
     const PanelId p = s.panels.front();
+    app.vs.layout.short_h = 0.f;
     panel(panel_title(app, p), s.r, true, [&] {
         const float y = ImGui::GetCursorScreenPos().y;
         draw_panel_contents(app, p);
@@ -368,6 +376,7 @@ void draw_tab_slot(AppState& app, const Slot& s) {
     std::string id = "###slot";
     for (PanelId p : s.panels) id += std::to_string(panel_index(p));
     PanelId shown = shown_panel(app.vs, s.panels);
+    app.vs.layout.short_h = 0.f;
     panel(id.c_str(), s.r, false, [&] {
         if (ImGui::BeginTabBar("##panels")) {
             for (PanelId p : s.panels) {

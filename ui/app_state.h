@@ -158,6 +158,7 @@ struct LayoutChoice {
     std::vector<std::vector<PanelId>> groups;  // its tab groups (Tab cycles the largest)
     bool compact_controls = false;
     std::vector<PanelFit> fits;      // every shown panel's fit, last frame (tests)
+    float short_h = 0.f;             // set by a panel that shrinks to what it gets: how much more it needed
 };
 
 struct Toast {

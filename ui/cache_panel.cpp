@@ -207,6 +207,11 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     for (const CacheRow& r : rows) longest = std::max(longest, ImGui::CalcTextSize(r.label.c_str()).x);
     const ImVec2 o = ImGui::GetCursorScreenPos();
     const ImVec2 avail = ImGui::GetContentRegionAvail();
+    // Readable: 8 rows (or all, when fewer) of 0.4 lines each, labels on every third
+    // one, and the K/V captions; the layout gives the panel more room next frame when it
+    // had less (more rows shrink, then scroll).
+    const float readable = static_cast<float>(std::min<size_t>(rows.size(), 8)) * fs * 0.4f + fs * 1.1f;
+    app.vs.layout.short_h = std::max(app.vs.layout.short_h, readable - avail.y);
     const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
                                            static_cast<int>(v.cache_k.cols()), longest);
     const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
