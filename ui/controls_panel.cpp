@@ -36,8 +36,9 @@ bool big_switch(const char* label, bool on, ImU32 on_col, ImU32 off_col) {
     return pressed;
 }
 
-// Step, Back, Reset (disabled while a step runs), Play/Pause and the speed.
-void draw_step_buttons(AppState& app, bool no_model) {
+// Step, Back, Reset (disabled while a step runs), Play/Pause and the speed (not when
+// the controls are folded to one row).
+void draw_step_buttons(AppState& app, bool no_model, bool folded) {
     ViewState& vs = app.vs;
     ImGui::BeginDisabled(app.busy || no_model);
     ImGui::BeginDisabled(!app.main.can_step);
@@ -57,13 +58,14 @@ void draw_step_buttons(AppState& app, bool no_model) {
     ImGui::EndDisabled();
     ImGui::SameLine();
     if (ImGui::Button(vs.playing ? "Pause" : "Play")) vs.playing = !vs.playing;
+    if (folded) return;
     ImGui::SameLine();
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);
     ImGui::SliderFloat("##speed", &vs.play_speed, 0.25f, 10.f, "%.2g steps/s", ImGuiSliderFlags_Logarithmic);
 }
 
-// The big KV cache switch and the compare checkbox.
-void draw_cache_switches(AppState& app, bool no_model) {
+// The big KV cache switch and the compare checkbox (its label short when folded).
+void draw_cache_switches(AppState& app, bool no_model, bool folded) {
     const float fs = ImGui::GetFontSize();
     flow(fs * 15);
     ImGui::BeginDisabled(app.busy || no_model);
@@ -75,15 +77,16 @@ void draw_cache_switches(AppState& app, bool no_model) {
     }
     if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
         ImGui::SetTooltip("C: turn the KV cache %s (applies from the next step)", app.main.cache_on ? "off" : "on");
-    flow(text_w("Compare side by side") + fs * 1.5f);
+    const char* label = folded ? "Compare###compare" : "Compare side by side###compare";
+    flow(ImGui::CalcTextSize(label, nullptr, true).x + ImGui::GetStyle().FramePadding.x * 2 + fs * 1.5f);
     bool cmp = app.compare;
-    if (ImGui::Checkbox("Compare side by side", &cmp)) {
+    if (ImGui::Checkbox(label, &cmp)) {
         Command c{CommandKind::set_compare};
         c.flag = cmp;
         app.push(c);
     }
     if (ImGui::IsItemHovered())
-        ImGui::SetTooltip("Run a second session with the cache %s, in lockstep, and measure both",
+        ImGui::SetTooltip("Compare side by side: run a second session with the cache %s, in lockstep, and measure both",
                           app.main.cache_on ? "off" : "on");
     ImGui::EndDisabled();
 }
@@ -281,14 +284,15 @@ int64_t weight_bytes(const AppState& app) { return app.model ? app.model->weight
 // the rest, and an error when there is one.
 void draw_controls_panel(AppState& app, bool folded) {
     const bool no_model = app.model == nullptr;
-    draw_step_buttons(app, no_model);
-    draw_cache_switches(app, no_model || app.spec.on);  // speculative rounds use their own caches
+    draw_step_buttons(app, no_model, folded);
+    draw_cache_switches(app, no_model || app.spec.on, folded);  // speculative rounds use their own caches
     if (folded) {
         draw_busy_spinner(app);
-        flow(text_w("More controls (M)"));
-        if (ImGui::Button("More controls (M)")) app.vs.layout.controls_expanded = true;
+        flow(text_w("More (M)"));
+        if (ImGui::Button("More (M)")) app.vs.layout.controls_expanded = true;
         if (ImGui::IsItemHovered())
-            ImGui::SetTooltip("Prompt, model, cache policy, layer and head, sampling, theme: M shows and hides them");
+            ImGui::SetTooltip("More controls: prompt, model, cache policy, layer and head, play speed, sampling, "
+                              "theme (M shows and hides them)");
         if (!app.error.empty()) {
             flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, ImGui::GetFontSize() * 30));
             ImGui::TextColored(to_vec4(palette().bad), "Error: %s", app.error.c_str());
