@@ -144,17 +144,24 @@ void draw_weights_combo(AppState& app) {
 }
 
 // The prompt and model fields.
-void draw_prompt_and_model(AppState& app) {
+const char* prompt_label(const AppState& app) { return app.model && !app.model->tokenizer ? "Prompt ids:" : "Prompt:"; }
+
+// "Prompt: [field] [Set]", fs * 20 wide field.
+void draw_prompt_field(AppState& app) {
     ViewState& vs = app.vs;
-    const float fs = ImGui::GetFontSize();
-    flow(fs * 30);
-    const char* label = app.model && !app.model->tokenizer ? "Prompt ids:" : "Prompt:";
-    if (labelled_field(label, "##prompt", &vs.prompt_text, fs * 20, "Set", app.busy)) {
+    if (labelled_field(prompt_label(app), "##prompt", &vs.prompt_text, ImGui::GetFontSize() * 20, "Set", app.busy)) {
         Command c{CommandKind::set_prompt};
         c.text = vs.prompt_text;
         app.push(c);
         vs.playing = false;
     }
+}
+
+void draw_prompt_and_model(AppState& app) {
+    ViewState& vs = app.vs;
+    const float fs = ImGui::GetFontSize();
+    flow(fs * 30);
+    draw_prompt_field(app);
     flow(fs * 34);  // the field, Load, the weights' type and the bundled-model picker
     const std::string tip = (app.model_spec.empty() ? std::string() : "Loaded: " + app.model_spec + "\n") +
                             "Type a model folder (config.json, model.safetensors, vocab) or random:tiny / "
@@ -287,6 +294,15 @@ void draw_controls_panel(AppState& app, bool folded) {
     draw_step_buttons(app, no_model, folded);
     draw_cache_switches(app, no_model || app.spec.on, folded);  // speculative rounds use their own caches
     if (folded) {
+        // the prompt too, when it fits on the row (a window of ordinary font size)
+        const ImGuiStyle& st = ImGui::GetStyle();
+        const float prompt_w = ImGui::CalcTextSize(prompt_label(app)).x + ImGui::GetFontSize() * 20 + text_w("Set") +
+                               st.ItemSpacing.x * 2 + text_w("More (M)") + st.ItemSpacing.x * 3;
+        if (ImGui::GetItemRectMax().x + st.ItemSpacing.x * 3 + prompt_w <=
+            ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x) {
+            ImGui::SameLine(0, st.ItemSpacing.x * 3);
+            draw_prompt_field(app);
+        }
         draw_busy_spinner(app);
         flow(text_w("More (M)"));
         if (ImGui::Button("More (M)")) app.vs.layout.controls_expanded = true;

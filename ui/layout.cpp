@@ -144,22 +144,23 @@ void size_column(Plan& p, float A) {
         }
         return;
     }
-    // content panels to what they want, most important first; the narration's big
-    // font only after the plots have 1.5 times their minimum
+    auto raise = [&rest](Group& g, float to) {
+        const float add = std::min(rest, to - g.h);
+        if (add > 0) g.h += add, rest -= add;
+    };
+    // The plots a quarter above their minimum; the narration's big font when all of it
+    // fits (a part would be wasted); the other content panels what they want, most
+    // important first (more next-token bars, timeline rows); the plots the rest.
+    for (Group& g : p.groups)
+        if (g.flex) raise(g, std::floor(g.need.min * 1.25f));
+    for (Group& g : p.groups)
+        if (g.panels[0] == PanelId::narration && g.need.want - g.h <= rest) raise(g, g.need.want);
     std::vector<Group*> order;
     for (Group& g : p.groups)
         if (!g.flex && g.panels[0] != PanelId::narration) order.push_back(&g);
     std::stable_sort(order.begin(), order.end(),
                      [](const Group* a, const Group* b) { return priority(a->panels[0]) > priority(b->panels[0]); });
-    auto raise = [&rest](Group& g, float to) {
-        const float add = std::min(rest, to - g.h);
-        if (add > 0) g.h += add, rest -= add;
-    };
     for (Group* g : order) raise(*g, g->need.want);
-    for (Group& g : p.groups)
-        if (g.flex) raise(g, std::floor(g.need.min * 1.5f));
-    for (Group& g : p.groups)
-        if (g.panels[0] == PanelId::narration) raise(g, g.need.want);
     int n_flex = 0;
     for (const Group& g : p.groups) n_flex += g.flex;
     if (n_flex == 0) {  // a column of content only: the last grows
