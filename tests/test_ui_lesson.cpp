@@ -9,7 +9,9 @@
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstring>
 #include <cstdio>
 #include <string>
 
@@ -625,4 +627,40 @@ TEST_CASE("lesson keys: L, PageDown/PageUp, Right/Left, digits, Space and Backsp
     CHECK(app.fits.empty());
     press(KEY_RIGHT);  // outside the lesson Right steps again
     CHECK_FALSE(app.vs.lesson.on);
+}
+
+TEST_CASE("text_wrapped breaks lines at spaces only, never after a decimal point, and keeps every line in its width") {
+    Headless h;
+    h.resize(1280, 720, 1.5f);
+    ImGui::NewFrame();
+    const std::string text = "full f32: 13 rows = 13.0 KiB; this is 54% and the worst difference is 0.00206 over 8 "
+                             "steps; 2x12x12x64x64x4x2x12x12x64x64x4x2x12x12x64x64x4 = 4.50 MiB";
+    auto without = [](std::string s, const char* chars) {
+        s.erase(std::remove_if(s.begin(), s.end(), [&](char c) { return std::strchr(chars, c) != nullptr; }), s.end());
+        return s;
+    };
+    for (float w : {90.f, 140.f, 230.f, 400.f, 2000.f}) {
+        CAPTURE(w);
+        const std::string out = wrap_text(text, w);
+        CAPTURE(out);
+        CHECK(without(out, " \n") == without(text, " "));  // nothing lost or added
+        std::vector<std::string> lines;
+        for (size_t start = 0; start <= out.size();) {
+            const size_t end = std::min(out.find('\n', start), out.size());
+            lines.push_back(out.substr(start, end - start));
+            start = end + 1;
+        }
+        for (size_t i = 0; i < lines.size(); ++i) {
+            CAPTURE(lines[i]);
+            CHECK(ImGui::CalcTextSize(lines[i].c_str()).x <= w + 0.5f);
+            if (i + 1 < lines.size() && !lines[i].empty() && !lines[i + 1].empty())  // "13." | "0 KiB"
+                CHECK_FALSE((lines[i].back() == '.' && std::isdigit(static_cast<unsigned char>(lines[i + 1][0]))));
+        }
+        if (w >= 2000.f) {  // no word is wider than the line: only spaces became line ends
+            std::string joined = out;
+            std::replace(joined.begin(), joined.end(), '\n', ' ');
+            CHECK(joined == text);
+        }
+    }
+    ImGui::EndFrame();
 }

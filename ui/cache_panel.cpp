@@ -191,7 +191,7 @@ bool draw_cache_caption(const SessionView& v, const char* caption) {
     // Beside the caption when it fits, else wrapped on the lines below (large fonts).
     if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b).x) ImGui::NewLine();
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-    ImGui::TextWrapped("%s", b);
+    text_wrapped("%s", b);
     ImGui::PopStyleColor();
     return true;
 }
@@ -287,7 +287,7 @@ void draw_cache_panel(AppState& app) {
     if (app.model) {
         const kv::ModelConfig& c = app.model->config;
         const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
-        ImGui::TextWrapped("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
+        text_wrapped("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
                            v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
                            human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
                            human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);

@@ -86,34 +86,34 @@ void draw_stale_column(const AppState& app, const SessionView& v, bool bug) {
     const int z = static_cast<int>(v.stale_ids.size());
     ImGui::PushFont(big_font());
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(bug ? pal.bad : pal.good));
-    ImGui::TextWrapped("%s", bug ? "BUG: the stale cache kept" : "Clean: cache reset first");
+    text_wrapped("%s", bug ? "BUG: the stale cache kept" : "Clean: cache reset first");
     ImGui::PopStyleColor();
     ImGui::PopFont();
     if (bug) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.bad));
-        ImGui::TextWrapped("cache rows 0-%d: stale, from '%s'", z - 1, join_tokens(app, v.stale_ids, 0, 10).c_str());
+        text_wrapped("cache rows 0-%d: stale, from '%s'", z - 1, join_tokens(app, v.stale_ids, 0, 10).c_str());
         ImGui::PopStyleColor();
     } else {
         ImGui::TextColored(to_vec4(pal.text_dim), "cache: empty before the prompt");
     }
-    ImGui::TextWrapped("prompt at positions %d-%d: '%s'", z, z + p - 1, join_tokens(app, v.prompt_ids).c_str());
+    text_wrapped("prompt at positions %d-%d: '%s'", z, z + p - 1, join_tokens(app, v.prompt_ids).c_str());
     ImGui::PushFont(big_font());
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(bug ? pal.bad : pal.accent));
-    ImGui::TextWrapped("-> %s", v.tokens.size() > static_cast<size_t>(p) ? join_tokens(app, v.tokens, p).c_str() : "(step)");
+    text_wrapped("-> %s", v.tokens.size() > static_cast<size_t>(p) ? join_tokens(app, v.tokens, p).c_str() : "(step)");
     ImGui::PopStyleColor();
     ImGui::PopFont();
     if (const kv::StepTrace* t = v.history.empty() ? nullptr : v.history.front().get()) {
         float prob = 0.f;
         for (const kv::TopToken& tt : t->top)
             if (tt.id == t->next_id) prob = tt.prob;
-        ImGui::TextWrapped("first guess '%s' (%.0f%%); cache %lld rows", app.token_text(t->next_id).c_str(), prob * 100.f,
+        text_wrapped("first guess '%s' (%.0f%%); cache %lld rows", app.token_text(t->next_id).c_str(), prob * 100.f,
                            static_cast<long long>(v.cache_rows));
     }
 }
 
 void draw_stale_panel(AppState& app) {
     if (!app.stale_demo || !app.other.valid) {
-        ImGui::TextWrapped("The demonstration is not set up: press Home.");
+        text_wrapped("The demonstration is not set up: press Home.");
         return;
     }
     if (!ImGui::BeginTable("##stale", 2, ImGuiTableFlags_BordersInnerV)) return;
@@ -162,12 +162,12 @@ void draw_next_steps_panel(AppState& app) {
         ImGui::TableNextRow();
         ImGui::TableNextColumn();
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
-        ImGui::TextWrapped("%s", r.name.c_str());
+        text_wrapped("%s", r.name.c_str());
         ImGui::PopStyleColor();
         ImGui::TableNextColumn();
-        ImGui::TextWrapped("%s", r.idea.c_str());
+        text_wrapped("%s", r.idea.c_str());
         ImGui::TableNextColumn();
-        ImGui::TextWrapped("%s", r.here.c_str());
+        text_wrapped("%s", r.here.c_str());
     }
     ImGui::EndTable();
 }
@@ -189,29 +189,6 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::spec_cache: draw_spec_cache_panel(app); break;
     case LessonPanel::spec_work: draw_spec_work(app); break;
     }
-}
-
-// Wrapped text that breaks lines only at spaces: ImGui's wrapping also breaks after
-// '.', so "0.00206" could become "0." and "00206" on two lines. A word wider than the
-// line stays whole (on its own line).
-void text_wrapped_at_spaces(const std::string& text) {
-    const float w = ImGui::GetContentRegionAvail().x;
-    std::string out, line;
-    size_t i = 0;
-    while (i < text.size()) {
-        const size_t j = std::min(text.find(' ', i), text.size());
-        const std::string word = text.substr(i, j - i);
-        const std::string wider = line.empty() ? word : line + " " + word;
-        if (!line.empty() && ImGui::CalcTextSize(wider.c_str()).x > w) {
-            out += line + "\n";
-            line = word;
-        } else {
-            line = wider;
-        }
-        i = j + 1;
-    }
-    out += line;
-    ImGui::TextUnformatted(out.c_str());  // one item: line spacing as TextWrapped's
 }
 
 bool nav_button(const char* label, bool enabled) {
@@ -245,13 +222,13 @@ void draw_text(AppState& app, const Chapter& ch, bool compact) {
     ImGui::PopStyleColor();
     ImGui::PushFont(big_font());
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
-    ImGui::TextWrapped("%d/%d  %s", ch.number, n, ch.title.c_str());
+    text_wrapped("%d/%d  %s", ch.number, n, ch.title.c_str());
     ImGui::PopStyleColor();
     ImGui::PopFont();
-    text_wrapped_at_spaces(chapter_text(ch, app));
+    text_wrapped("%s", chapter_text(ch, app).c_str());
     if (!compact) {  // compact: the framed panel is the only one, its title says LOOK HERE
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
-        ImGui::TextWrapped("Look at the framed panel: %s.", ch.look_at.c_str());
+        text_wrapped("Look at the framed panel: %s.", ch.look_at.c_str());
         ImGui::PopStyleColor();
     }
     if (!app.error.empty()) ImGui::TextColored(to_vec4(pal.bad), "Error: %s", app.error.c_str());

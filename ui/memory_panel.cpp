@@ -52,19 +52,19 @@ void draw_live_memory(const AppState& app) {
     const double full = policy_bytes_at(c, kv::CachePolicy{}, v.cache_positions);
     ImGui::BeginGroup();
     ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + text_w);
-    ImGui::Text("Now: %d rows = %s", v.cache_rows, human_bytes(static_cast<double>(v.cache_bytes)).c_str());
+    text_wrapped("Now: %d rows = %s", v.cache_rows, human_bytes(static_cast<double>(v.cache_bytes)).c_str());
     // Beside the cache: the weights every decode step streams once, in their held type.
-    ImGui::TextColored(to_vec4(pal.text_dim), "weights: %s (%s)", human_bytes(static_cast<double>(weight_bytes(app))).c_str(),
+    text_wrapped_colored(pal.text_dim, "weights: %s (%s)", human_bytes(static_cast<double>(weight_bytes(app))).c_str(),
                        kv::weight_type_name(app.model->weights.type));
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip("The weights in their held type (%d bytes a matrix value; biases, LayerNorms and positions f32). "
                           "A decode step reads all of them once; the cache grows with the tokens",
                           kv::weight_type_bytes(app.model->weights.type));
-    ImGui::TextColored(to_vec4(pal.accent), "%s", policy_caption(v.policy).c_str());
+    text_wrapped_colored(pal.accent, "%s", policy_caption(v.policy).c_str());
     if (v.policy.is_default())
-        ImGui::TextColored(to_vec4(pal.text_dim), "linear: 2x tokens = 2x bytes");
+        text_wrapped_colored(pal.text_dim, "linear: 2x tokens = 2x bytes");
     else
-        ImGui::TextColored(to_vec4(pal.text_dim), "full f32: %d rows = %s; this is %.0f%%", v.cache_positions,
+        text_wrapped_colored(pal.text_dim, "full f32: %d rows = %s; this is %.0f%%", v.cache_positions,
                            human_bytes(full).c_str(), full > 0 ? 100.0 * static_cast<double>(v.cache_bytes) / full : 100.0);
     ImGui::PopTextWrapPos();
     ImGui::EndGroup();
@@ -109,7 +109,7 @@ void draw_memory_panel(AppState& app) {
         dl->ChannelsSplit(2);
         dl->ChannelsSetCurrent(1);
         const ImVec2 o = ImGui::GetCursorScreenPos();
-        ImGui::TextWrapped("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
+        text_wrapped("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
                            static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
                            static_cast<long long>(r.bytes), human_bytes(b).c_str());
         const bool hovered = ImGui::IsItemHovered();

@@ -133,7 +133,7 @@ void draw_narration_panel(AppState& app) {
     const std::string why = why_not_line(app);
     if (!why.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().bad));
-        ImGui::TextWrapped("%s", why.c_str());
+        text_wrapped("%s", why.c_str());
         ImGui::PopStyleColor();
     }
 }

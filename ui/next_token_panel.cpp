@@ -30,7 +30,7 @@ void draw_next_token_panel(AppState& app) {
     const kv::StepTrace* t = app.main.last();
     if (!t || t->top.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-        ImGui::TextWrapped("The model's guesses for the next token appear here after a step.");
+        text_wrapped("The model's guesses for the next token appear here after a step.");
         ImGui::PopStyleColor();
         return;
     }

@@ -17,13 +17,13 @@ void draw_qkv_panel(AppState& app) {
     const Palette& pal = palette();
     const kv::StepTrace* t = app.main.last();
     if (!t) {
-        ImGui::TextWrapped("Press Space to run the prefill. Each token's hidden state is multiplied by three weight "
+        text_wrapped("Press Space to run the prefill. Each token's hidden state is multiplied by three weight "
                            "matrices: q (the question it asks), k (the key it offers) and v (the value it carries).");
         return;
     }
     const kv::HeadTrace* h = t->find_head(app.vs.layer, app.vs.head);
     if (!h || h->q.rows() == 0) {
-        ImGui::TextWrapped("Layer %d head %d was not recorded at this step (large models record only the selected "
+        text_wrapped("Layer %d head %d was not recorded at this step (large models record only the selected "
                            "head): step again to see it.", app.vs.layer, app.vs.head);
         return;
     }
@@ -33,11 +33,11 @@ void draw_qkv_panel(AppState& app) {
     const int n_in = static_cast<int>(t->input_ids.size());
     const int in_idx = pos - t->start_pos;  // the token that entered the model at pos (a draft may be rolled back since)
     const std::string tok = in_idx >= 0 && in_idx < n_in ? app.token_text(t->input_ids[size_t(in_idx)]) : "?";
-    ImGui::TextWrapped("Layer %d, head %d (kv head %d), token '%s' at position %d, head_dim %d.", h->layer, h->head,
+    text_wrapped("Layer %d, head %d (kv head %d), token '%s' at position %d, head_dim %d.", h->layer, h->head,
                        h->kv_head, tok.c_str(), pos, hd);
     if (n_in > 1) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-        ImGui::TextWrapped(t->phase == kv::Phase::prefill ? "(prefill: %d tokens at once; last shown)"
+        text_wrapped(t->phase == kv::Phase::prefill ? "(prefill: %d tokens at once; last shown)"
                            : t->cache_on                  ? "(%d tokens in one pass, drafts checked; last shown)"
                                                           : "(cache off: %d tokens again; last shown)",
                            n_in);
@@ -76,7 +76,7 @@ void draw_qkv_panel(AppState& app) {
     draw_diverging_legend(scale, pal.dark, fs * 8);
     if (h->recompute_max_diff >= 0.f) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
-        ImGui::TextWrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
+        text_wrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
         ImGui::PopStyleColor();
     }
 }

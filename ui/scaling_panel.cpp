@@ -171,7 +171,7 @@ void draw_scaling_panel(AppState& app) {
     ImGui::SameLine();
     color_key(pal.uncached_line, "without cache");
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-    ImGui::TextWrapped("cached: one new row per step, cost flat; uncached: the whole sequence every step, "
+    text_wrapped("cached: one new row per step, cost flat; uncached: the whole sequence every step, "
                        "cost grows with position");
     ImGui::PopStyleColor();
     const float summary_h = ImGui::GetTextLineHeightWithSpacing();

@@ -462,7 +462,7 @@ void draw_spec_work(AppState& app) {
     draw_passes_chart(ch, o, a, b);
     ImGui::Dummy(ImVec2(W, Hc));
     if (lines.empty()) {
-        ImGui::TextWrapped("Step to run rounds: y = target passes, x = tokens generated.");
+        text_wrapped("Step to run rounds: y = target passes, x = tokens generated.");
         return;
     }
     ImGui::PushTextWrapPos(0.f);

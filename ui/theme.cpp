@@ -1,7 +1,15 @@
 // Themes: start from ImGui's dark/light styles, then enlarge and recolour.
 #include "ui/theme.h"
 
+#include <imgui_internal.h>
+
 #include "ui/colormap.h"
+
+#include <algorithm>
+#include <cfloat>
+#include <cstdarg>
+#include <cstdio>
+#include <string>
 
 namespace kvui {
 
@@ -72,6 +80,92 @@ void flow(float w) {
     const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
     const float sp = ImGui::GetStyle().ItemSpacing.x;
     if (ImGui::GetItemRectMax().x + sp * 3 + w <= right) ImGui::SameLine(0, sp * 3);
+}
+
+namespace {
+
+// One paragraph (no '\n') into lines no wider than w, breaking at spaces.
+void wrap_paragraph(std::string& out, const char* b, const char* e, float w) {
+    ImFont* font = ImGui::GetFont();
+    const float size = ImGui::GetFontSize();
+    auto width = [&](const char* x, const char* y) { return font->CalcTextSizeA(size, FLT_MAX, 0.f, x, y).x; };
+    const char* line = b;  // the current line starts here
+    const char* word = b;  // the next word starts here
+    while (true) {
+        const char* word_end = std::find(word, e, ' ');
+        if (word == line) {  // first on its line: a word wider than the line breaks inside
+            while (width(line, word_end) > w) {
+                const char* cut = font->CalcWordWrapPositionA(size / font->FontSize, line, word_end, w);
+                if (cut <= line) {  // not even one character fits: one code point per line
+                    cut = line + 1;
+                    while (cut < word_end && (*cut & 0xC0) == 0x80) ++cut;
+                }
+                if (cut >= word_end) break;
+                out.append(line, cut).push_back('\n');
+                line = word = cut;
+            }
+        } else if (width(line, word_end) > w) {  // the word goes to the next line
+            out.append(line, word - 1).push_back('\n');
+            line = word;
+            continue;
+        }
+        if (word_end == e) break;
+        word = word_end + 1;
+    }
+    out.append(line, e);
+}
+
+}  // namespace
+
+namespace {
+
+void text_wrapped_v(const char* fmt, va_list args) {
+    va_list copy;
+    va_copy(copy, args);
+    const int n = std::vsnprintf(nullptr, 0, fmt, copy);
+    va_end(copy);
+    std::string text(n > 0 ? static_cast<size_t>(n) : 0, '\0');
+    if (n > 0) std::vsnprintf(text.data(), text.size() + 1, fmt, args);
+    // The width TextWrapped would use: the pushed wrap position (window coordinates),
+    // else the end of the content region (or the table cell).
+    const ImGuiWindow* win = ImGui::GetCurrentWindow();
+    const float wrap = win->DC.TextWrapPos;
+    const float right = wrap > 0.f ? wrap + win->Pos.x - win->Scroll.x
+                                   : ImGui::GetCursorScreenPos().x + ImGui::GetContentRegionAvail().x;
+    const std::string out = wrap_text(text, std::max(right - ImGui::GetCursorScreenPos().x, ImGui::GetFontSize()));
+    ImGui::TextUnformatted(out.c_str(), out.c_str() + out.size());
+}
+
+}  // namespace
+
+std::string wrap_text(const std::string& text, float width) {
+    std::string out;
+    const char* b = text.c_str();
+    const char* end = b + text.size();
+    while (true) {
+        const char* nl = std::find(b, end, '\n');
+        wrap_paragraph(out, b, nl, width);
+        if (nl == end) break;
+        out.push_back('\n');
+        b = nl + 1;
+    }
+    return out;
+}
+
+void text_wrapped(const char* fmt, ...) {
+    va_list args;
+    va_start(args, fmt);
+    text_wrapped_v(fmt, args);
+    va_end(args);
+}
+
+void text_wrapped_colored(ImU32 col, const char* fmt, ...) {
+    ImGui::PushStyleColor(ImGuiCol_Text, ImGui::ColorConvertU32ToFloat4(col));
+    va_list args;
+    va_start(args, fmt);
+    text_wrapped_v(fmt, args);
+    va_end(args);
+    ImGui::PopStyleColor();
 }
 
 }  // namespace kvui

@@ -3,6 +3,8 @@
 #pragma once
 #include <imgui.h>
 
+#include <string>
+
 namespace kvui {
 
 struct Palette {
@@ -21,5 +23,14 @@ const Palette& palette();
 // Puts the next item on the same line when `w` pixels still fit, else on a new one
 // (rows of controls that wrap at a large font instead of being clipped).
 void flow(float w);
+// ImGui::TextWrapped, but lines break only at spaces (and at '\n'): 1.86 also breaks
+// after '.', so "13.0 KiB" could end a line with "13." and start the next with "0 KiB".
+// A word wider than the line is broken where ImGui would break it.
+// It wraps where TextWrapped would: at a pushed PushTextWrapPos, else the content edge.
+void text_wrapped(const char* fmt, ...) IM_FMTARGS(1);
+void text_wrapped_colored(ImU32 col, const char* fmt, ...) IM_FMTARGS(2);
+// What they draw: text with '\n' where its lines end, none wider than `width` pixels in
+// the current font (a longer word is broken inside).
+std::string wrap_text(const std::string& text, float width);
 
 }  // namespace kvui

@@ -250,7 +250,7 @@ void draw_tokens_panel(AppState& app) {
     const int n_tok = static_cast<int>(v.tokens.size());
     if (!app.unknown_words.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.bad));
-        ImGui::TextWrapped("%s", unknown_line(app).c_str());
+        text_wrapped("%s", unknown_line(app).c_str());
         ImGui::PopStyleColor();
     }
     if (n_tok == 0) {

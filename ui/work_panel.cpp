@@ -214,7 +214,7 @@ float lines_height(const std::vector<WorkLine>& lines, float w) {
 void draw_lines(const std::vector<WorkLine>& lines) {
     for (const WorkLine& l : lines) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(l.col));
-        ImGui::TextWrapped("%s", l.text.c_str());
+        text_wrapped("%s", l.text.c_str());
         ImGui::PopStyleColor();
         if (!l.tip.empty() && ImGui::IsItemHovered()) ImGui::SetTooltip("%s", l.tip.c_str());
     }
