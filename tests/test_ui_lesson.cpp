@@ -552,6 +552,43 @@ TEST_CASE("lesson: a chapter's model, policy and mode give way to the next chapt
     }
 }
 
+TEST_CASE("lesson: a chapter on another model waits for a load that finishes later (worker thread)") {
+    Controller ctl("always");  // every batch runs on the worker: a load is not done when submit returns
+    AppState app;
+    ctl.open(app, kTiny, "cpu", "Python is a programming");
+    REQUIRE(app.model != nullptr);
+    enter_lesson(app, 11);
+    REQUIRE(app.pending.size() == 1);  // the model first
+    CHECK(app.pending[0].kind == CommandKind::load_model);
+    ctl.submit(app);
+    CHECK(app.busy);
+    lesson_tick(app);  // while it loads: nothing more is pushed
+    CHECK(app.pending.empty());
+    CHECK(app.vs.lesson.setup == 11);
+    ctl.wait();
+    ctl.poll(app);
+    CHECK(app.model_name == "tiny-gqa");
+    CHECK(app.main.n_steps() == 0);  // not set up yet
+    lesson_tick(app);                // the model is there: the rest of the chapter
+    CHECK(app.vs.lesson.setup == 0);
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    CHECK(app.error.empty());
+    CHECK(app.main.n_steps() == lesson_chapter(11).setup.steps);
+    leave_lesson(app);  // and back, the same way
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    lesson_tick(app);
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    CHECK(app.vs.lesson.setup == 0);
+    CHECK(app.model_name == "tiny-gpt");
+    CHECK(app.error.empty());
+}
+
 TEST_CASE("lesson keys: L, PageDown/PageUp, Right/Left, digits, Space and Backspace, leaving restores the layout") {
     Headless h;
     Controller ctl("never");
