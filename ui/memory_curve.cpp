@@ -58,14 +58,16 @@ void draw_memory_curve(const AppState& app, const SessionView& v, float w, float
     ImGui::Dummy(ImVec2(w, h));
     ImDrawList* dl = ImGui::GetWindowDrawList();
     const float left = o.x + 2, right = o.x + w - 4, top = o.y + fs * 0.2f, bottom = o.y + h - fs * 1.1f;
+    // ymax is drawn a label's height below the top, so a plateau near it never runs through the label.
+    const float ytop = std::min(top + fs * 1.1f, bottom - fs);
     auto px = [&](double t, double b) {
         return ImVec2(left + static_cast<float>(t / std::max(1, m.tokens.back())) * (right - left),
-                      bottom - static_cast<float>(b / m.ymax) * (bottom - top));
+                      bottom - static_cast<float>(b / m.ymax) * (bottom - ytop));
     };
     dl->AddLine(ImVec2(left, bottom), ImVec2(right, bottom), pal.text_dim);
     dl->AddLine(ImVec2(left, top), ImVec2(left, bottom), pal.text_dim);
     const float th = std::max(1.5f, fs * 0.11f);
-    dl->PushClipRect(ImVec2(left, top - 2), ImVec2(right + 2, bottom + 2), true);
+    dl->PushClipRect(ImVec2(left, ytop - 2), ImVec2(right + 2, bottom + 2), true);
     for (size_t i = 1; i < m.tokens.size(); ++i) {
         dashed(dl, px(m.tokens[i - 1], m.full_f32[i - 1]), px(m.tokens[i], m.full_f32[i]), pal.text_dim, 1.f);
         dl->AddLine(px(m.tokens[i - 1], m.policy[i - 1]), px(m.tokens[i], m.policy[i]), pal.accent, th);
