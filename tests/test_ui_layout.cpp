@@ -46,8 +46,9 @@ void settle(Controller& ctl, AppState& app) {
     ctl.poll(app);
 }
 
-// The bundled model, cache on or off (or both, compare), 6 steps (as `kvscope --steps 6`).
-void six_steps(Controller& ctl, AppState& app, bool cache, bool compare = false) {
+// The bundled model, cache on or off (or both, compare; or speculative decoding with
+// tiny-draft), 6 steps (as `kvscope --steps 6`).
+void six_steps(Controller& ctl, AppState& app, bool cache, bool compare = false, bool spec = false) {
     ctl.open(app, kTiny, "cpu", "Python is a programming");
     REQUIRE(app.model != nullptr);
     REQUIRE(app.error.empty());
@@ -61,8 +62,15 @@ void six_steps(Controller& ctl, AppState& app, bool cache, bool compare = false)
         kvtest::run_command(ctl, app, cmp);
         REQUIRE(app.compare);
     }
+    if (spec) {
+        Command sp{CommandKind::set_speculative};
+        sp.flag = true;
+        sp.n = 4;
+        kvtest::run_command(ctl, app, sp);
+        REQUIRE(app.spec.on);
+    }
     for (int i = 0; i < 6; ++i) kvtest::run_command(ctl, app, {CommandKind::step});
-    REQUIRE(app.main.n_steps() == 6);
+    REQUIRE(app.main.n_steps() >= 6);
 }
 
 const PanelFit* fit_named(const AppState& app, const std::string& name) {
@@ -181,11 +189,11 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
     struct Size {
         float w, h;
     };
-    for (int mode : {0, 1, 2}) {
-        const bool cache = mode != 1, compare = mode == 2;
+    for (int mode : {0, 1, 2, 3}) {
+        const bool cache = mode != 1, compare = mode == 2, spec = mode == 3;
         Controller ctl("never");
         AppState app;
-        six_steps(ctl, app, cache, compare);
+        six_steps(ctl, app, cache, compare, spec);
         for (Size s : {Size{1280, 720}, Size{1920, 1080}})
             for (float scale : {1.f, 1.5f, 2.f}) {
                 CAPTURE(cache);
@@ -195,11 +203,11 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
                 h.resize(s.w, s.h, scale);
                 for (int f = 0; f < 6; ++f) h.frame(app);  // the layout follows what it measured last frame
                 const LayoutChoice& lc = app.vs.layout;
-                MESSAGE(s.w << "x" << s.h << " scale " << scale << std::string(compare ? " compare" : cache ? " cache on" : " cache off")
+                MESSAGE(s.w << "x" << s.h << " scale " << scale << std::string(spec ? " speculative" : compare ? " compare" : cache ? " cache on" : " cache off")
                              << ": " << std::string(layout_mode_name(lc.mode)) << ", " << lc.slots << " slots, "
                              << std::string(lc.compact_controls ? "folded controls" : "all controls"));
                 // The rule's choices for these sizes, with what the window measured.
-                if (compare) {  // two caches side by side ask for more room: never more slots
+                if (compare || spec) {  // two caches side by side ask for more room: never more slots
                     CHECK(lc.slots <= (scale == 1.f ? 8 : 5));
                 } else if (scale == 1.f) {
                     CHECK(lc.mode == LayoutMode::tiled);
@@ -231,7 +239,8 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
                     CHECK_FALSE(f->scrolls);
                 }
                 CHECK(ImGui::FindWindowByName("###tokens")->Scroll.y == 0.f);
-                if (!cache) CHECK(app.main.compute_counts.front() == 6);  // the badge "x6" is drawn, and whole
+                if (!cache) CHECK(app.main.compute_counts.front() == 6);
+                CAPTURE(spec);  // the badge "x6" is drawn, and whole
             }
     }
 }

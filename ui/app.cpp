@@ -456,10 +456,13 @@ PanelNeed panel_need(const AppState& app, PanelId p, float window_w) {
     case PanelId::tokens:
         if (!app.spec.on) return {chrome + tokens_panel_height(app, cw), chrome + tokens_panel_height(app, cw)};
         break;
-    case PanelId::narration:
-        if (!app.spec.on)
-            return {chrome + narration_panel_height(app, cw, false), chrome + narration_panel_height(app, cw, true)};
-        break;
+    case PanelId::narration: {
+        const std::string text = app.spec.on ? narrate_spec(app, spec_phase(app)) : narrate(app);
+        const std::string why = app.spec.on ? spec_why_not(app) : std::string();
+        if (app.spec.on)
+            return {chrome + narration_text_height(text, why, cw, false), chrome + narration_text_height(text, why, cw, true)};
+        return {chrome + narration_panel_height(app, cw, false), chrome + narration_panel_height(app, cw, true)};
+    }
     case PanelId::next_token:
         return {chrome + next_token_panel_height(app, 3), chrome + next_token_panel_height(app, 1 << 20)};
     default: break;

@@ -130,12 +130,13 @@ void size_column(Plan& p, float A) {
     for (Group& g : p.groups) g.h = g.need.min;
     if (rest < 0) {
         // The pinned panels (what the lesson is about) keep their minimum while the
-        // others keep at least a third of the column; below that both share by their
-        // minimums. Whoever gets less than its minimum scrolls.
+        // others keep at least a seventh of the column (a tab bar and a line or two);
+        // below that both share by their minimums. Whoever gets less than its minimum
+        // scrolls.
         float pinned = 0, others = 0;
         for (const Group& g : p.groups) (panel_pinned(g.panels[0]) ? pinned : others) += g.need.min;
         const float room = std::max(0.f, A - kGap * static_cast<float>(p.groups.size() - 1));
-        const float for_others = std::max(std::min(others, room / 3.f), room - pinned);
+        const float for_others = std::max(std::min(others, room / 7.f), room - pinned);
         const float kp = pinned > 0 ? std::min(1.f, (room - for_others) / pinned) : 0.f;
         const float ko = others > 0 ? for_others / others : 0.f;
         for (Group& g : p.groups) {

@@ -107,35 +107,37 @@ std::string why_not_line(const AppState& app) {
 
 }  // namespace
 
-float narration_panel_height(const AppState& app, float width, bool big) {
-    const std::string text = narrate(app);
+float narration_text_height(const std::string& text, const std::string& why, float width, bool big) {
     ImGui::PushFont(big ? big_font() : ImGui::GetFont());
     float h = ImGui::CalcTextSize(text.c_str(), nullptr, false, width).y;
     ImGui::PopFont();
-    const std::string why = why_not_line(app);
     if (!why.empty())
         h += ImGui::GetStyle().ItemSpacing.y + ImGui::CalcTextSize(why.c_str(), nullptr, false, width).y;
     return h;
 }
 
-void draw_narration_panel(AppState& app) {
-    const std::string text = narrate(app);
+void draw_narration_text(const std::string& text, const std::string& why) {
     // The big font when the text fits the panel, else the regular one (a policy's
     // sentences make it longer): all of it stays readable without scrolling.
     ImFont* regular = ImGui::GetFont();
     const ImVec2 room = ImGui::GetContentRegionAvail();
-    const bool fits = narration_panel_height(app, room.x, true) <= room.y;
+    const bool fits = narration_text_height(text, why, room.x, true) <= room.y;
     ImGui::PushFont(fits ? big_font() : regular);
     ImGui::PushTextWrapPos(0.f);
     ImGui::TextUnformatted(text.c_str());
     ImGui::PopTextWrapPos();
     ImGui::PopFont();
-    const std::string why = why_not_line(app);
     if (!why.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().bad));
         text_wrapped("%s", why.c_str());
         ImGui::PopStyleColor();
     }
 }
+
+float narration_panel_height(const AppState& app, float width, bool big) {
+    return narration_text_height(narrate(app), why_not_line(app), width, big);
+}
+
+void draw_narration_panel(AppState& app) { draw_narration_text(narrate(app), why_not_line(app)); }
 
 }  // namespace kvui

@@ -24,6 +24,11 @@ PanelNeed panel_need(const AppState& app, PanelId p, float window_w);
 // The tokens' chips and key, and the narration's text, at a content width (px).
 float tokens_panel_height(const AppState& app, float content_w);
 float narration_panel_height(const AppState& app, float content_w, bool big_font);
+// Any narration (plain or speculative): its text and the line under it (may be empty),
+// their height at a width, and drawn in the big font when all of it fits, else the
+// regular one.
+float narration_text_height(const std::string& text, const std::string& why, float content_w, bool big_font);
+void draw_narration_text(const std::string& text, const std::string& why);
 // The next-token panel's content with `bars` probability bars (and the "+ N more" line).
 float next_token_panel_height(const AppState& app, int bars);
 

@@ -376,14 +376,12 @@ void draw_spec_cache_panel(AppState& app) {
 
 // ---- narration ------------------------------------------------------------------------
 
+std::string spec_why_not(const AppState& app) {
+    return !app.spec.can_round && !app.spec.why_not.empty() ? app.spec.why_not : std::string();
+}
+
 void draw_spec_narration_panel(AppState& app) {
-    ImGui::PushFont(big_font());
-    ImGui::PushTextWrapPos(0.f);
-    ImGui::TextUnformatted(narrate_spec(app, spec_phase(app)).c_str());
-    ImGui::PopTextWrapPos();
-    ImGui::PopFont();
-    if (!app.spec.can_round && !app.spec.why_not.empty())
-        ImGui::TextColored(to_vec4(palette().bad), "%s", app.spec.why_not.c_str());
+    draw_narration_text(narrate_spec(app, spec_phase(app)), spec_why_not(app));
 }
 
 // ---- work -------------------------------------------------------------------------------

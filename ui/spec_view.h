@@ -116,6 +116,7 @@ void draw_spec_controls(AppState& app);     // the toggle, draft field, k and ph
 void draw_spec_tokens_panel(AppState& app);
 void draw_spec_cache_panel(AppState& app);  // the target's cache and the draft's beside it
 void draw_spec_narration_panel(AppState& app);
+std::string spec_why_not(const AppState& app);  // the line under it: why no round can run (empty: one can)
 void draw_spec_work(AppState& app);         // target passes per token, plain vs speculative
 
 }  // namespace kvui
