@@ -109,10 +109,9 @@ std::string why_not_line(const AppState& app) {
 
 float narration_text_height(const std::string& text, const std::string& why, float width, bool big) {
     ImGui::PushFont(big ? big_font() : ImGui::GetFont());
-    float h = ImGui::CalcTextSize(text.c_str(), nullptr, false, width).y;
+    float h = ImGui::CalcTextSize(wrap_text(text, width).c_str()).y;
     ImGui::PopFont();
-    if (!why.empty())
-        h += ImGui::GetStyle().ItemSpacing.y + ImGui::CalcTextSize(why.c_str(), nullptr, false, width).y;
+    if (!why.empty()) h += ImGui::GetStyle().ItemSpacing.y + ImGui::CalcTextSize(wrap_text(why, width).c_str()).y;
     return h;
 }
 
@@ -123,9 +122,7 @@ void draw_narration_text(const std::string& text, const std::string& why) {
     const ImVec2 room = ImGui::GetContentRegionAvail();
     const bool fits = narration_text_height(text, why, room.x, true) <= room.y;
     ImGui::PushFont(fits ? big_font() : regular);
-    ImGui::PushTextWrapPos(0.f);
-    ImGui::TextUnformatted(text.c_str());
-    ImGui::PopTextWrapPos();
+    text_wrapped("%s", text.c_str());
     ImGui::PopFont();
     if (!why.empty()) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().bad));

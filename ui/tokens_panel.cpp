@@ -238,7 +238,7 @@ float tokens_panel_height(const AppState& app, float width) {
     const ImGuiStyle& st = ImGui::GetStyle();
     float h = 0;
     if (!app.unknown_words.empty())
-        h += ImGui::CalcTextSize(unknown_line(app).c_str(), nullptr, false, width).y + st.ItemSpacing.y;
+        h += ImGui::CalcTextSize(wrap_text(unknown_line(app), width).c_str()).y + st.ItemSpacing.y;
     if (app.main.tokens.empty()) return h + ImGui::GetTextLineHeight();
     return h + tokens_geometry(app, token_groups(app, app.main), width).height;
 }

@@ -207,7 +207,7 @@ void step_times(std::vector<WorkLine>& out, const AppState& app, double saved) {
 float lines_height(const std::vector<WorkLine>& lines, float w) {
     float h = 0;
     for (const WorkLine& l : lines)
-        h += ImGui::CalcTextSize(l.text.c_str(), nullptr, false, w).y + ImGui::GetStyle().ItemSpacing.y;
+        h += ImGui::CalcTextSize(wrap_text(l.text, w).c_str()).y + ImGui::GetStyle().ItemSpacing.y;
     return h;
 }
 
