@@ -312,3 +312,29 @@ TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) an
     CHECK(ImGui::FindWindowByName("###tokens")->Active);
 }
 
+
+TEST_CASE("the help overlay (F1) with the layout keys fits the window at 1280x720, font scale 2") {
+    Window h;
+    h.resize(1280, 720, 2.f);
+    Controller ctl("never");
+    AppState app;
+    six_steps(ctl, app, true);
+    app.vs.show_help = true;
+    for (int f = 0; f < 4; ++f) h.frame(app);
+    const ImGuiWindow* w = ImGui::FindWindowByName("###help");
+    REQUIRE(w != nullptr);
+    CAPTURE(w->Size.x);
+    CAPTURE(w->Size.y);
+    CHECK(w->Pos.x >= 0);
+    CHECK(w->Pos.y >= 0);
+    CHECK(w->Pos.x + w->Size.x <= 1280.5f);
+    CHECK(w->Pos.y + w->Size.y <= 720.5f);
+    // and its text is not cut: the content stays inside the window's content region
+    // (what the content asks, ImGui's ContentSizeIdeal, within the window less its padding)
+    const ImVec2 pad = ImGui::GetStyle().WindowPadding;
+    CAPTURE(w->ContentSizeIdeal.x);
+    CAPTURE(w->ContentSizeIdeal.y);
+    CHECK(w->ContentSizeIdeal.x <= w->Size.x - pad.x * 2 + 1.f);
+    CHECK(w->ContentSizeIdeal.y <= w->Size.y - pad.y * 2 - w->TitleBarHeight() + 1.f);
+    MESSAGE("help overlay at 1280x720, font scale 2: " << w->Size.x << " x " << w->Size.y);
+}

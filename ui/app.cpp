@@ -510,20 +510,28 @@ void draw_help_overlay(AppState& app) {
             {"G", "Scaling tab: measured ms per step vs position"},
             {"R", "reset to before the prefill"},
             {"Ctrl +  /  Ctrl -", "font size"},
-            {"1 - 6", "show a panel: 1 cache, 2 Q/K/V, 3 work, 4 next token, 5 memory, 6 timeline"},
+            {"1 - 6", "a panel: 1 cache, 2 Q/K/V, 3 work, 4 next token, 5 memory, 6 timeline"},
             {"Tab", "the next tab, when panels share a place (small window or big font)"},
             {"F", "focus layout: tokens, one large panel, narration (again: back)"},
             {"M", "more controls: prompt, model, policy ... when they are folded"},
             {"S", "screenshot (PNG in the current folder)"},
             {"F1", "this help"},
         };
+        // The descriptions wrap so that the overlay stays inside the window (big fonts).
+        float key_w = 0;
+        for (auto& r : rows) key_w = std::max(key_w, ImGui::CalcTextSize(r[0]).x);
+        const ImGuiStyle& st = ImGui::GetStyle();
+        const float desc_w = std::max(ImGui::GetFontSize() * 8, io.DisplaySize.x * 0.94f - key_w -
+                                                                   st.WindowPadding.x * 2 - st.CellPadding.x * 4);
         if (ImGui::BeginTable("keys", 2, ImGuiTableFlags_RowBg | ImGuiTableFlags_BordersInnerV)) {
             for (auto& r : rows) {
                 ImGui::TableNextRow();
                 ImGui::TableNextColumn();
                 ImGui::TextColored(to_vec4(palette().accent), "%s", r[0]);
                 ImGui::TableNextColumn();
-                ImGui::TextUnformatted(r[1]);
+                ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + std::min(desc_w, ImGui::CalcTextSize(r[1]).x + 1.f));
+                text_wrapped("%s", r[1]);
+                ImGui::PopTextWrapPos();
             }
             ImGui::EndTable();
         }
