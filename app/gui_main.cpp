@@ -52,6 +52,7 @@ struct Options {
     bool compare = false;
     bool light = false;
     bool scaling = false;
+    bool scaling_weights = false;  // the sweep also on f16 weights (f32 for 16-bit ones), overlaid
     int layer = 0, head = 0;
     int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
@@ -66,6 +67,9 @@ struct Options {
     bool typed_prompt = false;  // --prompt given (else the default, which suits any model)
     int win_w = 1600, win_h = 1000;  // from --size
     bool batch() const { return !screenshot.empty() || frame_stats > 0; }  // no one watches
+    // What needs the model before the first frame (steps, a screenshot, speculative
+    // mode, the lesson, a selection to clamp); else the window opens while it loads.
+    bool model_first() const { return batch() || steps >= 0 || speculative || lesson || layer > 0 || head > 0; }
 };
 
 bool parse_size(const std::string& s, int& w, int& h) {
@@ -132,6 +136,8 @@ int parse_options(int argc, char** argv, Options& o) {
     cli.add_flag("--light", o.light, "light theme");
     cli.add_flag("--scaling", o.scaling,
                  "open the Scaling tab (ms per step vs position); with --screenshot, run the sweep first");
+    cli.add_flag("--scaling-weights", o.scaling_weights,
+                 "with --scaling: sweep again with f16 weights (f32 for 16-bit ones) and overlay the curves");
     cli.add_option("--layer", o.layer, "selected layer")->check(CLI::NonNegativeNumber);
     cli.add_option("--head", o.head, "selected head")->check(CLI::NonNegativeNumber);
     cli.add_option("--window", o.window, "attend to the last W positions only (0 = unlimited)");
@@ -155,6 +161,10 @@ int parse_options(int argc, char** argv, Options& o) {
         return 2;
     }
     o.typed_prompt = prompt_opt->count() > 0;
+    if (o.scaling_weights && !o.scaling) {
+        std::fprintf(stderr, "kvscope: --scaling-weights: needs --scaling\n");
+        return 2;
+    }
     if (chapter_opt->count() > 0 && !o.lesson) {
         std::fprintf(stderr, "kvscope: --chapter: needs --lesson\n");
         return 2;
@@ -225,6 +235,28 @@ bool open_model(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     if (app.model) return true;
     std::fprintf(stderr, "kvscope: %s\n", app.error.c_str());
     return false;
+}
+
+// The model loads off the UI thread (the window opens at once and shows its
+// progress). A spec that names no model, or a folder whose config.json or tokenizer
+// is wrong, is refused first (one line, exit 1): those are read here, not the weights.
+// The default falls back to random:tiny with a note. False (message printed) when refused.
+bool start_model(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    std::string spec = o.model.empty() ? kv::default_model_dir() : o.model;
+    try {
+        if (spec.empty()) throw kv::Error("the bundled model (assets/models/tiny-gpt) was not found");
+        kv::load_model_text(spec);
+    } catch (const std::exception& e) {
+        if (!o.model.empty()) {
+            std::fprintf(stderr, "kvscope: --model %s: %s\n", o.model.c_str(), e.what());
+            return false;
+        }
+        app.vs.note = std::string(spec.empty() ? "bundled model not found" : "bundled model failed to load (" +
+                                  std::string(e.what()) + ")") + ": using random:tiny";
+        spec = "random:tiny";
+    }
+    ctl.open_async(app, spec, o.backend, o.prompt, o.typed_prompt);
+    return true;
 }
 
 // --draft / --draft-k: speculative mode on before the window opens. False (message
@@ -315,6 +347,10 @@ void push_initial_commands(kvui::AppState& app, const Options& o) {
 void run_initial_steps(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     int steps = o.steps;
     if (steps < 0 && o.frame_stats > 0) steps = 1 << 20;  // full context
+    if (!o.model_first()) {  // they wait for the model loading, and run once it is there
+        ctl.submit(app);
+        return;
+    }
     ctl.submit(app);
     ctl.wait();
     ctl.poll(app);
@@ -331,12 +367,15 @@ void run_initial_steps(kvui::Controller& ctl, kvui::AppState& app, const Options
 void open_scaling(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     app.vs.show_scaling = true;
     app.vs.select_tab = true;
+    app.vs.sweep_overlay = o.scaling_weights;
     if (o.screenshot.empty()) return;
     ctl.start_sweep(app);
     ctl.wait_sweep();
     ctl.poll(app);
     if (app.scaling.state == kvui::SweepState::done)
-        std::fprintf(stderr, "kvscope: sweep of %zu points in %.1f s\n", app.scaling.points.size(), app.scaling.seconds);
+        std::fprintf(stderr, "kvscope: sweep of %zu points in %.1f s%s%s\n", app.scaling.points.size(), app.scaling.seconds,
+                     app.scaling.overlay ? "; " : "",
+                     app.scaling.overlay ? kvui::weights_overlay_caption(app.scaling).c_str() : "");
     else
         std::fprintf(stderr, "kvscope: sweep %s: %s\n", kvui::sweep_state_name(app.scaling.state),
                      app.scaling.error.c_str());
@@ -347,10 +386,8 @@ void open_scaling(kvui::Controller& ctl, kvui::AppState& app, const Options& o) 
 void open_lesson(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     kvui::enter_lesson(app, o.chapter);
     // A chapter on another model loads it first, then pushes the rest (lesson_tick).
-    for (int i = 0; i < 4 && (!app.pending.empty() || app.vs.lesson.setup != 0); ++i) {
-        ctl.submit(app);
-        ctl.wait();
-        ctl.poll(app);
+    for (int i = 0; i < 4 && (!app.pending.empty() || app.vs.lesson.setup != 0 || ctl.loading() || ctl.busy()); ++i) {
+        ctl.settle(app);
         kvui::lesson_tick(app);
     }
     if (o.screenshot.empty() || !ctl.sweep_running()) return;
@@ -472,7 +509,8 @@ int main(int argc, char** argv) {
     kvui::Controller ctl(o.batch() ? "never" : "auto");
     ctl.set_policy(o.policy);
     ctl.set_weights(o.weight_type);
-    if (!open_model(ctl, app, o)) return 1;
+    if (o.model_first() && !open_model(ctl, app, o)) return 1;
+    if (!o.model_first() && !start_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
     if (o.speculative && !start_speculative(ctl, app, o)) return 1;
 

@@ -864,3 +864,83 @@ TEST_CASE("a non-finite value is found at load wherever it sits in a tensor, in 
         }
     }
 }
+
+// ---- loading with progress and cancel (LoadHooks: the window's loader uses them)
+
+namespace {
+
+// Tensors and bytes of a safetensors file, from its header alone (not the loader's count).
+std::pair<int, int64_t> header_totals(const std::string& path) {
+    int n = 0;
+    int64_t bytes = 0;
+    for (const auto& [name, info] : kv::read_safetensors_header(path)) {
+        ++n;
+        bytes += int64_t(info.end - info.begin);
+    }
+    return {n, bytes};
+}
+
+}  // namespace
+
+TEST_CASE("load progress: one report per tensor, monotonic, reaching the file's totals") {
+    kvtest::TempDir dir("kvscope_load_progress");
+    struct Variant {
+        kv::WeightType stored;
+        std::optional<kv::WeightType> held;
+    };
+    for (const Variant& v : {Variant{kv::WeightType::f32, std::nullopt}, Variant{kv::WeightType::f32, kv::WeightType::f16},
+                             Variant{kv::WeightType::bf16, std::nullopt}, Variant{kv::WeightType::bf16, kv::WeightType::f32}}) {
+        CAPTURE(kv::weight_type_name(v.stored));
+        CAPTURE(v.held ? kv::weight_type_name(*v.held) : "as stored");
+        auto m = kv::load_model("random:tiny:2", v.stored);
+        const std::string folder = dir / (std::string("m_") + kv::weight_type_name(v.stored));
+        kv::save_model_folder(folder, m->config, m->weights, nullptr);
+        const auto [n, bytes] = header_totals(folder + "/model.safetensors");
+        std::vector<kv::LoadProgress> seen;
+        kv::LoadHooks hooks;
+        hooks.on_progress = [&](const kv::LoadProgress& p) { seen.push_back(p); };
+        auto loaded = kv::load_model(folder, v.held, &hooks);
+        REQUIRE(loaded != nullptr);
+        REQUIRE(static_cast<int>(seen.size()) == n + 1);  // 0 first, then one per tensor
+        CHECK(seen.front().tensors_done == 0);
+        CHECK(seen.front().bytes_done == 0);
+        for (size_t i = 0; i < seen.size(); ++i) {
+            CAPTURE(i);
+            CHECK(seen[i].tensors_total == n);
+            CHECK(seen[i].bytes_total == bytes);
+            CHECK(seen[i].tensors_done == static_cast<int>(i));
+            if (i > 0) CHECK(seen[i].bytes_done > seen[i - 1].bytes_done);
+        }
+        CHECK(seen.back().bytes_done == bytes);
+    }
+}
+
+TEST_CASE("load cancel: stops between tensors, throws LoadCancelled naming the model, returns nothing") {
+    kvtest::TempDir dir("kvscope_load_cancel");
+    auto m = kv::load_model("random:tiny:2");
+    const std::string folder = dir / "m";
+    kv::save_model_folder(folder, m->config, m->weights, nullptr);
+    std::atomic<bool> cancel{false};
+    int reports = 0, after_cancel = 0;
+    kv::LoadHooks hooks;
+    hooks.cancel = &cancel;
+    hooks.on_progress = [&](const kv::LoadProgress& p) {
+        ++reports;
+        if (cancel) ++after_cancel;
+        if (p.tensors_done == 5) cancel = true;
+    };
+    try {
+        kv::load_model(folder, std::nullopt, &hooks);
+        FAIL("a cancelled load returned a model");
+    } catch (const kv::LoadCancelled& e) {
+        CHECK(std::string(e.what()) == "model '" + folder + "': loading cancelled");
+    }
+    CHECK(reports == 6);  // 0..5: nothing read after the cancel
+    CHECK(after_cancel == 0);
+    SUBCASE("random models: cancelled before they are made") {
+        std::atomic<bool> stop{true};
+        kv::LoadHooks h2;
+        h2.cancel = &stop;
+        CHECK_THROWS_AS(kv::load_model("random:tiny", std::nullopt, &h2), kv::LoadCancelled);
+    }
+}

@@ -5,7 +5,9 @@
 #include <imgui.h>
 #include <imgui_internal.h>
 
+#include <cstdio>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "core/model/model_io.h"
@@ -166,4 +168,84 @@ TEST_CASE("weights in the window: a type the weights overflow keeps the model an
     load.text = folder;
     run(ctl, app, load);  // loaded again: still f32 (the choice went back)
     CHECK(app.model->weights.type == kv::WeightType::f32);
+}
+
+TEST_CASE("vs_f32 in the window: per step, the numbers of compare --weights f16 --json for the same tokens") {
+    const kvtest::Run r = kvtest::run_cli("compare --model random:tiny --ids 5,9,3,7 --new 6 --weights f16 --json");
+    REQUIRE(r.rc == 0);
+    const nlohmann::json j = nlohmann::json::parse(r.out);
+    REQUIRE(j["steps"].size() == 6);
+    Controller ctl("never");
+    AppState app;
+    ctl.set_weights(kv::WeightType::f16);
+    ctl.open(app, "random:tiny", "cpu", "5,9,3,7");
+    REQUIRE(app.model != nullptr);
+    REQUIRE(app.model->weights.type == kv::WeightType::f16);
+    for (int s = 0; s < 6; ++s) {
+        CAPTURE(s);
+        run(ctl, app, Command{CommandKind::step});
+        const kv::StepTrace& t = *app.main.last();
+        const nlohmann::json& step = j["steps"][size_t(s)];
+        CHECK(t.next_id == step["cached"]["next_id"].get<int>());  // the same tokens
+        REQUIRE(t.vs_f32.measured());
+        CHECK(t.vs_f32.max_abs_logit_diff == doctest::Approx(step["vs_f32"]["max_abs_logit_diff"].get<double>()).epsilon(1e-5));
+        CHECK(t.vs_f32.same_top1 == step["vs_f32"]["same_top1"].get<bool>());
+        CHECK(t.vs_f32.max_abs_logit_diff > 0.f);  // rounding to f16 moved something
+    }
+    const std::string told = narrate(app);
+    CAPTURE(told);
+    CHECK(told.find("Cost of f16 weights vs f32 weights on the same tokens: max logit difference") != std::string::npos);
+    // Compare mode's second session measures it too; f32 weights measure nothing.
+    Command cmp{CommandKind::set_compare};
+    cmp.flag = true;
+    run(ctl, app, cmp);
+    run(ctl, app, Command{CommandKind::step});
+    REQUIRE(app.other.last() != nullptr);
+    CHECK(app.other.last()->vs_f32.measured());
+    run(ctl, app, weights_cmd(int(kv::WeightType::f32)));
+    run(ctl, app, Command{CommandKind::step});
+    CHECK_FALSE(app.main.last()->vs_f32.measured());
+    CHECK(vs_f32_sentence(app, *app.main.last()).empty());
+}
+
+TEST_CASE("Scaling overlay: two real sweeps, the model's weights and a copy held in f16, and the ratio quoted") {
+    Controller ctl("never");
+    AppState app;
+    ctl.open(app, "random:tiny", "cpu", "5,9,3,7");
+    REQUIRE(app.model != nullptr);
+    app.vs.sweep_max_pos = 6;
+    app.vs.sweep_stride = 1;
+    app.vs.sweep_overlay = true;
+    ctl.start_sweep(app);
+    ctl.wait_sweep();
+    ctl.poll(app);
+    const ScalingView& sv = app.scaling;
+    REQUIRE(sv.state == SweepState::done);
+    CHECK(sv.overlay);
+    CHECK(sv.weights == kv::WeightType::f32);
+    CHECK(sv.other_weights == kv::WeightType::f16);
+    // The second sweep ran on a model holding its matrices in 2 bytes: its bytes say so.
+    CHECK(sv.weight_bytes == gpt2_weight_bytes(app.model->config, 4));
+    CHECK(sv.other_weight_bytes == gpt2_weight_bytes(app.model->config, 2));
+    REQUIRE(sv.points.size() == 6);
+    REQUIRE(sv.other_points.size() == 6);
+    for (size_t i = 0; i < 6; ++i) {
+        CAPTURE(i);
+        CHECK(sv.points[i].pos == sv.other_points[i].pos);
+        CHECK(sv.points[i].ms_cached > 0);
+        CHECK(sv.points[i].ms_uncached > 0);
+        CHECK(sv.other_points[i].ms_cached > 0);
+        CHECK(sv.other_points[i].ms_uncached > 0);
+    }
+    const std::string cap = weights_overlay_caption(sv);
+    CAPTURE(cap);
+    char ratio[32];
+    std::snprintf(ratio, sizeof ratio, "%.2fx", mean_ms(sv.points, true) / mean_ms(sv.other_points, true));
+    CHECK(cap.find(ratio) != std::string::npos);
+    CHECK(cap.find("waits for memory") != std::string::npos);
+    Headless h;
+    app.vs.show_scaling = true;
+    app.vs.select_tab = true;
+    h.frame(app);
+    h.frame(app);
 }

@@ -30,4 +30,5 @@ check 1 "kvscope: --draft: model '/nonexistent/draft': no such folder" --draft /
 check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" --draft random:tiny
 check 2 "kvscope: --weights: 'f8' is not a weight type (use f32, f16 or bf16)" --weights f8
 check 2 "--weights is not supported with it (drop --weights)" --draft-k 2 --weights f16
+check 2 "kvscope: --scaling-weights: needs --scaling" --scaling-weights
 exit $fail

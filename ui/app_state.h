@@ -19,6 +19,7 @@
 #include "core/session/session.h"
 #include "core/engine/trace.h"
 #include "ui/layout.h"
+#include "ui/model_loader.h"
 #include "ui/spec_view.h"
 
 namespace kv {
@@ -93,6 +94,14 @@ struct ScalingView {
     int max_pos = 0, stride = 1;          // of the sweep these points belong to
     double seconds = 0.0;                 // wall time so far
     std::string error;                    // when failed
+    // The model's weights' type and bytes for `points`; with the overlay, the same sweep
+    // again on a copy held in the other type (f16 for f32 weights, else f32).
+    kv::WeightType weights = kv::WeightType::f32;
+    int64_t weight_bytes = 0;
+    bool overlay = false;
+    kv::WeightType other_weights = kv::WeightType::f16;
+    int64_t other_weight_bytes = 0;       // of the copy the second sweep ran on
+    std::vector<kv::SweepPoint> other_points;
 };
 
 // What the Scaling panel asks the controller to do this frame.
@@ -198,6 +207,7 @@ struct ViewState {
     bool select_tab = false;         // make the tab bar follow show_scaling next frame
     int sweep_max_pos = 0;           // Scaling panel choices (0: default_sweep_max_pos)
     int sweep_stride = 0;            // 0: default_sweep_stride
+    bool sweep_overlay = false;      // the sweep runs again with f16 weights (f32 for 16-bit ones), overlaid
     std::string prompt_text;         // edit buffer
     std::string model_text;          // "load model" edit buffer (empty: the field shows the model's name)
     kv::CachePolicy policy_edit;     // the cache-policy control's edit buffer
@@ -236,6 +246,8 @@ struct AppState {
     bool other_own_policy = false;   // compare mode's second session runs its own policy, cache as main
     bool stale_demo = false;         // chapter 8: `other` runs the prompt on a stale cache
     bool busy = false;               // a worker runs: buttons disabled
+    LoadView loading;                // a model loading off the UI thread (the previous one stays usable)
+    bool cancel_load = false;        // the progress bar's Cancel, for the controller's next submit
     double busy_since = 0.0;
     std::string error;               // last command's error, shown in the window
     std::vector<std::string> unknown_words;  // of the current prompt

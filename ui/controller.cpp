@@ -11,14 +11,16 @@ namespace kvui {
 Controller::Controller(std::string worker) : worker_mode_(std::move(worker)) {}
 
 Controller::~Controller() {
+    loader_.stop();
     sweep_.stop();
     wait();
 }
 
-bool Controller::heavy() const {
+bool Controller::heavy() const { return model_ ? heavy(model_->config) : worker_mode_ == "always"; }
+
+bool Controller::heavy(const kv::ModelConfig& c) const {
     if (worker_mode_ == "always") return true;
-    if (worker_mode_ == "never" || !model_) return false;
-    const kv::ModelConfig& c = model_->config;
+    if (worker_mode_ == "never") return false;
     return c.n_embd >= 256 || c.n_ctx > 512;
 }
 
@@ -28,43 +30,69 @@ kv::TraceOptions Controller::trace_options() const {
 
 void Controller::open(AppState& app, const std::string& spec, const std::string& backend,
                       const std::string& prompt, bool typed_prompt) {
-    wait();
+    open_async(app, spec, backend, prompt, typed_prompt);
+    settle(app);
+}
+
+void Controller::open_async(AppState& app, const std::string& spec, const std::string& backend,
+                            const std::string& prompt, bool typed_prompt) {
+    worker_.join();
     prompt_.open(prompt, typed_prompt);
     if (worker_.finished()) worker_.take();  // an unpublished batch: drop it
     backend_ = backend;
     Command c{CommandKind::load_model};
     c.text = spec;
-    Result r;
-    run({c}, r);
-    publish(app, r);
+    start_load(c, {});
+    app.loading = loader_.snapshot();
 }
 
-void Controller::start_sweep(AppState& app) {
-    if (!model_) {
-        app.error = "no model loaded: nothing to measure";
+void Controller::settle(AppState& app) {
+    while (loader_.running() || worker_.running() || !deferred_.empty() || !app.pending.empty()) {
+        submit(app);
+        wait();
+        poll(app);
+    }
+}
+
+// The load (load_model: c.text; set_weights: this model in c.n's type) starts on the
+// loader, replacing one in flight; `after` waits for it.
+void Controller::start_load(const Command& c, std::vector<Command> after) {
+    loading_spec_ = c.text;
+    loading_weights_ = weights_;
+    if (c.kind == CommandKind::set_weights) {
+        loading_spec_ = model_spec_;
+        loading_weights_ = c.n < 0 ? std::nullopt : std::optional<kv::WeightType>(kv::WeightType(c.n));
+    }
+    deferred_ = std::move(after);
+    loader_.start(loading_spec_, loading_weights_);
+}
+
+// The loaded model gets its sessions (a batch: the worker's for a heavy model) and
+// the commands that waited run after it is published; a failed or cancelled load
+// keeps the previous model (and weights choice) and drops them.
+void Controller::finish_load(AppState& app) {
+    std::string error;
+    bool cancelled = false;
+    ready_ = loader_.take(error, cancelled);
+    ready32_ = loader_.take_f32_twin();
+    app.loading = LoadView{};
+    if (!ready_) {
+        deferred_.clear();
+        app.error = error;
         return;
     }
-    try {
-        const kv::SweepOptions opt = sweep_options(model_->config, app.vs.sweep_max_pos, app.vs.sweep_stride);
-        kv::sweep_positions(model_->config, opt);  // option errors show in the window, not on the thread
-        sweep_.start(*model_, opt);
-    } catch (const std::exception& e) {
-        app.error = e.what();
-    }
-    app.scaling = sweep_.snapshot();
+    weights_ = loading_weights_;
+    Command c{CommandKind::load_model};
+    c.text = loading_spec_;
+    const kv::ModelConfig shape = ready_->config;
+    run_batch(app, {c}, &shape);
 }
 
-void Controller::submit(AppState& app) {
-    const SweepRequest req = app.sweep_request;
-    app.sweep_request = SweepRequest::none;
-    if (req == SweepRequest::start) start_sweep(app);
-    if (req == SweepRequest::cancel) sweep_.cancel();
-    if (app.pending.empty() || worker_.running()) return;
-    std::vector<Command> cmds = std::move(app.pending);
-    app.pending.clear();
+// Runs cmds inline or, for a heavy model (shape, else the loaded one), on the worker.
+void Controller::run_batch(AppState& app, std::vector<Command> cmds, const kv::ModelConfig* shape) {
     for (const Command& c : cmds)
         if (c.kind == CommandKind::step) app.vs.step_time = -100.0;  // set on arrival
-    if (!heavy()) {
+    if (!(shape ? heavy(*shape) : heavy())) {
         Result r;
         run(cmds, r);
         publish(app, r);
@@ -75,13 +103,77 @@ void Controller::submit(AppState& app) {
     app.busy = true;
 }
 
+void Controller::start_sweep(AppState& app) {
+    if (!model_) {
+        app.error = "no model loaded: nothing to measure";
+        return;
+    }
+    try {
+        const kv::SweepOptions opt = sweep_options(model_->config, app.vs.sweep_max_pos, app.vs.sweep_stride);
+        kv::sweep_positions(model_->config, opt);  // option errors show in the window, not on the thread
+        sweep_.start(*model_, opt, app.vs.sweep_overlay);
+    } catch (const std::exception& e) {
+        app.error = e.what();
+    }
+    app.scaling = sweep_.snapshot();
+}
+
+// A load or set_weights command starts the loader and what follows it waits for the
+// new model; without a model everything waits; the rest runs now.
+void Controller::submit(AppState& app) {
+    const SweepRequest req = app.sweep_request;
+    app.sweep_request = SweepRequest::none;
+    if (req == SweepRequest::start) start_sweep(app);
+    if (req == SweepRequest::cancel) sweep_.cancel();
+    if (app.cancel_load) loader_.cancel();
+    app.cancel_load = false;
+    if (app.pending.empty() || worker_.running()) return;
+    std::vector<Command> cmds = std::move(app.pending);
+    app.pending.clear();
+    const auto load = std::find_if(cmds.begin(), cmds.end(), [](const Command& c) {
+        return c.kind == CommandKind::load_model || c.kind == CommandKind::set_weights;
+    });
+    if (load != cmds.end()) {
+        start_load(*load, std::vector<Command>(load + 1, cmds.end()));
+        cmds.erase(load, cmds.end());
+        app.loading = loader_.snapshot();
+    }
+    if (loader_.running() && sessions_.empty()) {
+        deferred_.insert(deferred_.end(), cmds.begin(), cmds.end());
+        return;
+    }
+    if (!cmds.empty()) run_batch(app, std::move(cmds), nullptr);
+}
+
+// Publishes a finished batch, then a finished load (once no batch runs: the sessions
+// are the worker's until then), then queues the commands that waited for it.
 bool Controller::poll(AppState& app) {
     app.scaling = sweep_.snapshot();
-    if (!worker_.finished()) return false;
-    worker_.take();
-    publish(app, result_);
-    result_ = Result{};
-    return true;
+    bool changed = false;
+    if (worker_.finished()) {
+        worker_.take();
+        const bool installed = result_.loaded != nullptr;
+        publish(app, result_);
+        result_ = Result{};
+        changed = true;
+        if (installed) queue_deferred(app);
+    }
+    if (loader_.finished() && !worker_.running()) {
+        const kv::Model* before = model_.get();
+        finish_load(app);
+        changed = true;
+        if (!worker_.running() && model_.get() != before) queue_deferred(app);
+    }
+    if (loader_.running()) app.loading = loader_.snapshot();
+    return changed;
+}
+
+// The commands that waited for a load run now, before any queued since.
+void Controller::queue_deferred(AppState& app) {
+    if (deferred_.empty()) return;
+    app.pending.insert(app.pending.begin(), deferred_.begin(), deferred_.end());
+    deferred_.clear();
+    submit(app);
 }
 
 void Controller::run(const std::vector<Command>& cmds, Result& r) {
@@ -105,10 +197,12 @@ void Controller::run(const std::vector<Command>& cmds, Result& r) {
 // gets its second session at once.
 std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Result& r) {
     auto l = std::make_unique<Loaded>();
-    l->model = kv::load_model(spec, weights_);
+    l->model = ready_ ? std::move(ready_) : kv::load_model(spec, weights_);
+    l->model32 = std::move(ready32_);
     const kv::Model& m = *l->model;
     auto main = std::make_unique<kv::Session>(m, kv::make_engine(m, backend_), policy_);
     main->set_measure_vs_full(true);  // the narration's cost vs full attention
+    if (l->model32) main->set_measure_vs_f32(kv::make_engine(*l->model32, backend_));  // the narration's cost vs f32 weights
     l->name = m.name.empty() ? spec : m.name;
     l->spec = spec;
     // The prompt may not suit the new model (text vs ids, too long): say so, keep
@@ -125,6 +219,7 @@ std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Re
     if (compare_) {
         other = std::make_unique<kv::Session>(m, main->shared_engine(), other_policy_.value_or(policy_));
         other->set_measure_vs_full(true);
+        other->set_measure_vs_f32(main->f32_engine());
         other->set_prompt_ids(main->prompt_ids());
         other->set_cache(other_policy_ ? main->cache_on() : !main->cache_on());
     }
@@ -176,19 +271,6 @@ void Controller::set_stale_demo(const Command& c, Result& r) {
     compare_ = false;
     r.compare = false;
     sessions_.start_stale_demo(policy_, trace_options(), c.text, c.n);
-}
-
-// The same model again, its weights held in c.n's type (-1: as stored); a type the
-// weights do not fit (f16 overflow) keeps the model and the previous choice.
-void Controller::set_weights(const Command& c, Result& r) {
-    const std::optional<kv::WeightType> before = weights_;
-    weights_ = c.n < 0 ? std::nullopt : std::optional<kv::WeightType>(kv::WeightType(c.n));
-    try {
-        r.loaded = load(model_spec_, r);
-    } catch (...) {
-        weights_ = before;
-        throw;
-    }
 }
 
 void Controller::apply(const Command& c, Result& r) {
@@ -246,8 +328,7 @@ void Controller::apply(const Command& c, Result& r) {
         break;
     case CommandKind::set_other_policy: set_other_policy(c, r); break;
     case CommandKind::set_weights:
-        set_weights(c, r);
-        break;
+        throw kv::Error("set_weights: loads go through submit()");  // programmer error
     case CommandKind::refresh_cache:
     case CommandKind::load_model:
         break;
@@ -279,6 +360,7 @@ void Controller::publish_model(AppState& app, Loaded& l) {
     sessions_ = SessionPair{};
     spec_.stop();  // it reads the model about to be freed
     model_ = std::move(l.model);
+    model32_ = std::move(l.model32);
     model_spec_ = l.spec;
     app.vs.spec.draft_text.clear();  // the new model's default draft, unless one is typed
     sessions_ = std::move(l.sessions);

@@ -2,6 +2,8 @@
 //   the model          model_ (unique_ptr; the sessions and the sweep read it)
 //   the sessions       SessionPair (ui/session_pair.h): main + compare, their views
 //   the worker thread  BatchWorker (ui/batch_worker.h): heavy batches off the UI thread
+//   loading a model    ModelLoader (ui/model_loader.h): kv::load_model on its own thread,
+//                      with progress and cancel; the previous model stays until it is done
 //   the sweep          SweepRunner (ui/sweep_runner.h): the Scaling panel's measurement
 //   the prompt         PromptChoice (ui/prompt_choice.h): typed or default, and the
 //                      fallback to token ids for models without a tokenizer
@@ -21,6 +23,7 @@
 #include "core/session/session.h"
 #include "ui/app_state.h"
 #include "ui/batch_worker.h"
+#include "ui/model_loader.h"
 #include "ui/prompt_choice.h"
 #include "ui/session_pair.h"
 #include "ui/spec_runner.h"
@@ -36,13 +39,23 @@ public:
     Controller(const Controller&) = delete;
     Controller& operator=(const Controller&) = delete;
 
-    // Loads a model synchronously and sets the prompt; errors go to app.error
-    // (a model that fails to load leaves the previous one, or none). A default
-    // prompt (typed_prompt false) that a random model cannot read becomes 5,9,3,7
-    // quietly; a typed one that does not suit is an error in the window. Stops a
-    // running sweep (it reads the old model).
+    // Loads a model and sets the prompt, waiting for it (open_async + settle); errors
+    // go to app.error (a model that fails to load leaves the previous one, or none).
+    // A default prompt (typed_prompt false) that a random model cannot read becomes
+    // 5,9,3,7 quietly; a typed one that does not suit is an error in the window.
+    // Stops a running sweep (it reads the old model).
     void open(AppState& app, const std::string& spec, const std::string& backend,
               const std::string& prompt, bool typed_prompt = true);
+    // The same without waiting: the load runs on the loader's thread and poll()
+    // publishes it; commands submitted meanwhile wait for it while no model is loaded,
+    // else run on the previous model.
+    void open_async(AppState& app, const std::string& spec, const std::string& backend,
+                    const std::string& prompt, bool typed_prompt = true);
+    // Waits and publishes until no load or batch is in flight (screenshots, tests).
+    void settle(AppState& app);
+    bool loading() const { return loader_.running(); }
+    // For tests: see ModelLoader::set_observer.
+    void set_load_observer(std::function<void(const kv::LoadProgress&)> f) { loader_.set_observer(std::move(f)); }
     // The cache policy of the sessions open() makes (window, sinks, dtype).
     void set_policy(const kv::CachePolicy& p) { policy_ = p; }
     // The type the next loads hold the weights in (none: as stored; --weights).
@@ -53,7 +66,12 @@ public:
     // copies the sweep's progress into app.scaling.
     bool poll(AppState& app);
     bool busy() const { return worker_.running(); }
-    void wait() { worker_.join(); }  // blocks until the worker batch (if any) is done
+    // Blocks until the load and the worker batch in flight (if any) are done; poll()
+    // then publishes them (a finished load may start its sessions' batch: settle()).
+    void wait() {
+        loader_.join();
+        worker_.join();
+    }
 
     // The Scaling panel's sweep on its own thread (reads only the model). submit()
     // also runs app.sweep_request; these are for the app's batch mode and tests.
@@ -71,6 +89,7 @@ private:
     // A freshly loaded model with its sessions, not yet published.
     struct Loaded {
         std::unique_ptr<kv::Model> model;
+        std::unique_ptr<kv::Model> model32;  // 16-bit weights: the same model in f32 (vs_f32), or null
         SessionPair sessions;
         std::string name, spec, note;
     };
@@ -92,12 +111,16 @@ private:
     void set_compare(bool on, Result& r);
     void set_speculative(const Command& c, Result& r);
     void set_other_policy(const Command& c, Result& r);
-    void set_stale_demo(const Command& c, Result& r);
-    void set_weights(const Command& c, Result& r);  // reloads model_spec_ in c.n's type  // lesson chapter 8 (SessionPair::start_stale_demo)
+    void set_stale_demo(const Command& c, Result& r);  // lesson chapter 8 (SessionPair::start_stale_demo)
     void build_views(Result& r);
     void publish(AppState& app, Result& r);
     void publish_model(AppState& app, Loaded& loaded);
     bool heavy() const;
+    bool heavy(const kv::ModelConfig& c) const;
+    void start_load(const Command& c, std::vector<Command> after);
+    void finish_load(AppState& app);
+    void queue_deferred(AppState& app);
+    void run_batch(AppState& app, std::vector<Command> cmds, const kv::ModelConfig* shape);
     kv::TraceOptions trace_options() const;
 
     std::string worker_mode_;
@@ -109,7 +132,14 @@ private:
     bool compare_ = false;
     std::optional<kv::CachePolicy> other_policy_;  // compare mode's second session: its own policy
     PromptChoice prompt_;
+    ModelLoader loader_;         // reads nothing of ours: loads spec into its own Model
+    std::string loading_spec_;   // what loader_ loads, in which type
+    std::optional<kv::WeightType> loading_weights_;
+    std::vector<Command> deferred_;        // commands waiting for the load in flight
+    std::unique_ptr<kv::Model> ready_;     // the loaded model load() installs
+    std::unique_ptr<kv::Model> ready32_;   // and its f32 twin (16-bit weights only)
     std::unique_ptr<kv::Model> model_;  // declared before what reads it
+    std::unique_ptr<kv::Model> model32_;  // model_ with f32 weights when model_'s are 16-bit (vs_f32), or null
     SessionPair sessions_;
     SpecRunner spec_;     // reads model_: stopped before model_ changes
     Result result_;       // the worker's batch, read after worker_ finishes

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "core/model/model_io.h"
@@ -89,6 +90,28 @@ void draw_cache_switches(AppState& app, bool no_model, bool folded) {
         ImGui::SetTooltip("Compare side by side: run a second session with the cache %s, in lockstep, and measure both",
                           app.main.cache_on ? "off" : "on");
     ImGui::EndDisabled();
+}
+
+// While a model loads: its progress (tensors, bytes) and Cancel; the previous model
+// keeps working meanwhile.
+void draw_load_progress(AppState& app) {
+    const LoadView& v = app.loading;
+    if (!v.running) return;
+    const float fs = ImGui::GetFontSize();
+    const std::string caption = load_caption(v);
+    flow(fs * 10 + text_w("Cancel") + ImGui::GetStyle().ItemSpacing.x);
+    const kv::LoadProgress& p = v.progress;
+    const float f = p.bytes_total > 0 ? static_cast<float>(static_cast<double>(p.bytes_done) / p.bytes_total) : 0.f;
+    ImGui::ProgressBar(f, ImVec2(fs * 10, 0), v.cancelling ? "cancelling" : nullptr);
+    if (ImGui::IsItemHovered()) ImGui::SetTooltip("%s", caption.c_str());
+    ImGui::SameLine();
+    ImGui::BeginDisabled(v.cancelling);
+    if (ImGui::Button("Cancel##load")) app.cancel_load = true;
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("Stop loading; the model in use stays");
+    flow(ImGui::CalcTextSize(caption.c_str()).x);
+    ImGui::TextColored(to_vec4(palette().accent), "%s", caption.c_str());
 }
 
 // "| working... 1.2 s" while the worker runs.
@@ -286,6 +309,20 @@ std::string model_line(const AppState& app) {
 
 int64_t weight_bytes(const AppState& app) { return app.model ? app.model->weights.bytes() : 0; }
 
+std::string load_caption(const LoadView& v) {
+    std::string name = std::filesystem::path(v.spec).lexically_normal().filename().string();
+    if (name.empty()) name = std::filesystem::path(v.spec).lexically_normal().parent_path().filename().string();
+    if (name.empty()) name = v.spec.empty() ? "the bundled model" : v.spec;
+    const kv::LoadProgress& p = v.progress;
+    char b[256];
+    std::snprintf(b, sizeof b, "Loading %s%s%s%s%s: %d/%d tensors, %s / %s", name.c_str(), v.weights ? " (" : "",
+                  v.weights ? kv::weight_type_name(*v.weights) : "", v.weights ? ")" : "",
+                  v.twin ? ", then in f32 to measure against" : "", p.tensors_done,
+                  p.tensors_total, human_bytes(static_cast<double>(p.bytes_done)).c_str(),
+                  human_bytes(static_cast<double>(p.bytes_total)).c_str());
+    return b;
+}
+
 // One row part after another; each flows onto the next line when the window is narrow.
 // Folded (the layout's one-row form): the step buttons, the cache switch, a button for
 // the rest, and an error when there is one.
@@ -304,6 +341,7 @@ void draw_controls_panel(AppState& app, bool folded) {
             draw_prompt_field(app);
         }
         draw_busy_spinner(app);
+        draw_load_progress(app);  // while a model loads (the folded row grows for it)
         flow(text_w("More (M)"));
         if (ImGui::Button("More (M)")) app.vs.layout.controls_expanded = true;
         if (ImGui::IsItemHovered())
@@ -319,6 +357,7 @@ void draw_controls_panel(AppState& app, bool folded) {
     draw_spec_controls(app);
     draw_policy_controls(app);
     draw_busy_spinner(app);
+    draw_load_progress(app);
     draw_prompt_and_model(app);
     draw_selection(app);
     draw_sampling(app);

@@ -92,6 +92,7 @@ std::string narrate(const AppState& app) {
         s += " The model predicts '" + app.token_text(t->next_id) + "'" + pr + ".";
     }
     if (const std::string pol = narrate_policy(app, v); !pol.empty()) s += " " + pol;
+    if (const std::string w = vs_f32_sentence(app, *t); !w.empty()) s += " " + w;
     return s;
 }
 

@@ -81,6 +81,16 @@ std::string cost_sentence(const AppState& app, const kv::StepTrace& t) {
 
 }  // namespace
 
+std::string vs_f32_sentence(const AppState& app, const kv::StepTrace& t) {
+    if (!t.vs_f32.measured() || !app.model) return "";
+    char b[160];
+    std::snprintf(b, sizeof b, "Cost of %s weights vs f32 weights on the same tokens: max logit difference %.3g, ",
+                  kv::weight_type_name(app.model->weights.type), t.vs_f32.max_abs_logit_diff);
+    std::string s = b;
+    if (t.vs_f32.same_top1) return s + "same top token.";
+    return s + "top token changed (f32 weights would pick '" + app.token_text(t.vs_f32.ref_top1) + "').";
+}
+
 std::string window_ranges(const kv::CachePolicy& pol, int q, bool from_cache) {
     const int last = from_cache ? q - 1 : q;
     const int S = std::min(pol.sinks, last + 1), lo = std::max(S, q - pol.window + 1);

@@ -155,6 +155,17 @@ std::string model_to_load(const AppState& app);
 std::string model_line(const AppState& app);
 // The loaded weights' bytes in their held type (kv::Weights::bytes, as export reports).
 int64_t weight_bytes(const AppState& app);
+// With f16/bf16 weights, the step's cost against f32 weights fed the same tokens
+// (StepTrace::vs_f32, the numbers of `compare --weights T --json`'s "vs_f32"):
+// "Cost of f16 weights vs f32 weights on the same tokens: max logit difference 0.0012,
+// same top token." Empty when not measured (f32 weights, or a model too big to twin).
+std::string vs_f32_sentence(const AppState& app, const kv::StepTrace& t);
+// The Scaling tab's overlay of two weights' types: the measured decode-step ratio
+// (mean ms with cache over the positions, f32 over f16/bf16) and why they differ.
+double mean_ms(const std::vector<kv::SweepPoint>& pts, bool cached);  // -1: none measured
+std::string weights_overlay_caption(const ScalingView& sv);
+// The progress bar's text: "Loading gpt2-medium (bf16): 12/293 tensors, 210/710 MB".
+std::string load_caption(const LoadView& v);
 
 // ---- panels ---------------------------------------------------------------
 void draw_controls_panel(AppState& app, bool folded = false);  // folded: one row and "More controls"

@@ -47,7 +47,8 @@ void draw_plot(const ScalingView& sv, ImVec2 size) {
     const bool hovered = ImGui::IsItemHovered();
 
     double ymax = 0;
-    for (const kv::SweepPoint& p : sv.points) ymax = std::max({ymax, p.ms_cached, p.ms_uncached});
+    for (const auto* pts : {&sv.points, &sv.other_points})
+        for (const kv::SweepPoint& p : *pts) ymax = std::max({ymax, p.ms_cached, p.ms_uncached});
     const bool any = ymax > 0;
     if (!any) ymax = 1;
     ymax *= 1.08;
@@ -74,10 +75,11 @@ void draw_plot(const ScalingView& sv, ImVec2 size) {
 
     const float thick = std::max(3.f, fs * 0.18f);
     const bool dots = sv.points.size() <= 80;
-    auto line = [&](bool cached, ImU32 col) {
+    // The overlay's curve (the other weights' type) is drawn thinner and paler, under the model's own.
+    auto line = [&](const std::vector<kv::SweepPoint>& pts, bool cached, ImU32 col, float thick) {
         bool have_prev = false;
         ImVec2 prev;
-        for (const kv::SweepPoint& p : sv.points) {
+        for (const kv::SweepPoint& p : pts) {
             const double ms = cached ? p.ms_cached : p.ms_uncached;
             if (ms < 0) {
                 have_prev = false;
@@ -90,8 +92,12 @@ void draw_plot(const ScalingView& sv, ImVec2 size) {
             have_prev = true;
         }
     };
-    line(false, pal.uncached_line);
-    line(true, pal.cached_line);
+    if (sv.overlay) {
+        line(sv.other_points, false, with_alpha(pal.uncached_line, 0.45f), thick * 0.6f);
+        line(sv.other_points, true, with_alpha(pal.cached_line, 0.45f), thick * 0.6f);
+    }
+    line(sv.points, false, pal.uncached_line, thick);
+    line(sv.points, true, pal.cached_line, thick);
 
     if (hovered && any && !sv.points.empty()) {
         const float mx = ImGui::GetIO().MousePos.x;
@@ -102,12 +108,53 @@ void draw_plot(const ScalingView& sv, ImVec2 size) {
         dl->AddLine(ImVec2(x, a.y), ImVec2(x, b.y), with_alpha(pal.text, 0.5f), 1.f);
         const std::string c = best->ms_cached >= 0 ? fmt_ms(best->ms_cached) : "not measured yet";
         const std::string u = best->ms_uncached >= 0 ? fmt_ms(best->ms_uncached) : "not measured yet";
-        ImGui::SetTooltip("position %d\nwith cache: %s (one new row)\nwithout cache: %s (%d tokens again)", best->pos,
-                          c.c_str(), u.c_str(), best->pos + 1);
+        std::string other;
+        const size_t i = static_cast<size_t>(best - sv.points.data());
+        if (sv.overlay && i < sv.other_points.size() && sv.other_points[i].ms_cached >= 0)
+            other = std::string("\n") + kv::weight_type_name(sv.other_weights) + " weights: " +
+                    fmt_ms(sv.other_points[i].ms_cached) + " with cache, " +
+                    (sv.other_points[i].ms_uncached >= 0 ? fmt_ms(sv.other_points[i].ms_uncached) : "-") + " without";
+        ImGui::SetTooltip("position %d (%s weights)\nwith cache: %s (one new row)\nwithout cache: %s (%d tokens again)%s",
+                          best->pos, kv::weight_type_name(sv.weights), c.c_str(), u.c_str(), best->pos + 1, other.c_str());
     }
 }
 
 }  // namespace
+
+double mean_ms(const std::vector<kv::SweepPoint>& pts, bool cached) {
+    double sum = 0;
+    int n = 0;
+    for (const kv::SweepPoint& p : pts) {
+        const double ms = cached ? p.ms_cached : p.ms_uncached;
+        if (ms > 0) sum += ms, ++n;
+    }
+    return n ? sum / n : -1.0;
+}
+
+std::string weights_overlay_caption(const ScalingView& sv) {
+    const bool own32 = sv.weights == kv::WeightType::f32;
+    const auto& p32 = own32 ? sv.points : sv.other_points;
+    const auto& p16 = own32 ? sv.other_points : sv.points;
+    const char* t16 = kv::weight_type_name(own32 ? sv.other_weights : sv.weights);
+    const double c32 = mean_ms(p32, true), c16 = mean_ms(p16, true);
+    const double u32 = mean_ms(p32, false), u16 = mean_ms(p16, false);
+    if (c32 <= 0 || c16 <= 0) return "Measuring both weights' types...";
+    char b[512];
+    std::snprintf(b, sizeof b,
+                  "Decode step (mean): %s %s, f32 %s, %.2fx. It streams every weight once and waits for memory, so "
+                  "half the bytes is nearly half the time; the arithmetic is the same.",
+                  t16, fmt_ms(c16).c_str(), fmt_ms(c32).c_str(), c32 / c16);
+    std::string s = b;
+    if (u32 > 0 && u16 > 0) {
+        std::snprintf(b, sizeof b, " Without cache (many rows per weight read): %.2fx.", u32 / u16);
+        s += b;
+    }
+    const int64_t bytes32 = own32 ? sv.weight_bytes : sv.other_weight_bytes;
+    if (c32 / c16 < 1.3 && bytes32 < (int64_t(8) << 20))
+        s += " These weights (" + human_bytes(static_cast<double>(bytes32)) +
+             ") fit in the CPU's caches: memory is not the limit here; try random:gpt2-124m.";
+    return s;
+}
 
 void draw_scaling_panel(AppState& app) {
     const Palette& pal = palette();
@@ -149,6 +196,16 @@ void draw_scaling_panel(AppState& app) {
     const size_t n_points = kv::sweep_positions(c, opt).size();
     same_line_if(fs * 5);
     ImGui::TextColored(to_vec4(pal.text_dim), "(%zu points)", n_points);
+    char vs_label[48];
+    std::snprintf(vs_label, sizeof vs_label, "and %s weights",
+                  kv::weight_type_name(other_weight_type(app.model->weights.type)));
+    same_line_if(ImGui::CalcTextSize(vs_label).x + fs * 2);
+    ImGui::BeginDisabled(running);
+    ImGui::Checkbox(vs_label, &vs.sweep_overlay);
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("Run the sweep again on a copy of the model held in %s and overlay it (paler lines)",
+                          kv::weight_type_name(other_weight_type(app.model->weights.type)));
 
     // Progress.
     char overlay[96];
@@ -167,12 +224,22 @@ void draw_scaling_panel(AppState& app) {
     if (sv.state == SweepState::failed) ImGui::TextColored(to_vec4(pal.bad), "Error: %s", sv.error.c_str());
 
     // Legend, the one-line reason, the plot, the numbers at the last position.
+    const bool both = sv.overlay && !sv.other_points.empty();
     color_key(pal.cached_line, "with cache");
     ImGui::SameLine();
     color_key(pal.uncached_line, "without cache");
+    if (both) {
+        char key[64];
+        std::snprintf(key, sizeof key, "bright: %s weights, pale: %s", kv::weight_type_name(sv.weights),
+                      kv::weight_type_name(sv.other_weights));
+        same_line_if(ImGui::CalcTextSize(key).x);
+        ImGui::TextUnformatted(key);
+    }
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-    text_wrapped("cached: one new row per step, cost flat; uncached: the whole sequence every step, "
-                       "cost grows with position");
+    const std::string why = both ? weights_overlay_caption(sv)
+                                 : "cached: one new row per step, cost flat; uncached: the whole sequence every "
+                                   "step, cost grows with position";
+    text_wrapped("%s", why.c_str());
     ImGui::PopStyleColor();
     const float summary_h = ImGui::GetTextLineHeightWithSpacing();
     const ImVec2 avail = ImGui::GetContentRegionAvail();

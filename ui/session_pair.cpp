@@ -84,6 +84,7 @@ void SessionPair::start_compare(const kv::Model& model, const kv::CachePolicy& p
     stop_compare();
     own_policy_ = own_policy;
     other_ = std::make_unique<kv::Session>(model, main_->shared_engine(), policy);
+    other_->set_measure_vs_f32(main_->f32_engine());
     other_->set_measure_vs_full(true);
     other_->set_trace_options(t);
     other_->set_sampling(main_->sampling());
@@ -112,6 +113,7 @@ void SessionPair::start_stale_demo(const kv::CachePolicy& policy, const kv::Trac
 
 void SessionPair::build_stale(const kv::CachePolicy& policy, const kv::TraceOptions& t) {
     other_ = std::make_unique<kv::Session>(main_->model(), main_->shared_engine(), policy);
+    other_->set_measure_vs_f32(main_->f32_engine());
     other_->set_trace_options(t);
     other_->set_sampling(main_->sampling());
     other_->set_prompt_ids(stale_first_ids_);

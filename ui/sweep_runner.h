@@ -20,6 +20,8 @@ namespace kvui {
 // on 2 cores: about 40 s), about 32 points.
 int default_sweep_max_pos(const kv::ModelConfig& c);
 int default_sweep_stride(int max_pos);
+// The overlay's type: f16 for f32 weights, f32 for 16-bit ones.
+kv::WeightType other_weight_type(kv::WeightType t);
 // The options the panel's choices give (max_pos 0, stride 0: the defaults),
 // clamped to the model; repeats more for small (noisy, microsecond) models.
 kv::SweepOptions sweep_options(const kv::ModelConfig& c, int max_pos, int stride);
@@ -32,7 +34,9 @@ public:
     SweepRunner& operator=(const SweepRunner&) = delete;
 
     // Starts a sweep (stopping any running one). model must outlive the thread.
-    void start(const kv::Model& model, const kv::SweepOptions& opt);
+    // overlay: then the same sweep on a copy of the model with its weights held in
+    // other_weight_type(its type), into ScalingView::other_points.
+    void start(const kv::Model& model, const kv::SweepOptions& opt, bool overlay = false);
     // Asks the thread to stop after the point it is measuring; keeps what it has.
     void cancel() { cancel_ = true; }
     // Blocks until the thread has finished (done, cancelled or failed).
@@ -44,7 +48,9 @@ public:
     ScalingView snapshot() const;
 
 private:
-    void work(const kv::Model& model, kv::SweepOptions opt);
+    struct Pass;  // one curve's measurement: positions, weights of the work, progress
+    void work(const kv::Model& model, kv::SweepOptions opt, bool overlay);
+    SweepState measure(const kv::Model& model, const kv::SweepOptions& opt, Pass& pass);
 
     std::thread thread_;
     std::atomic<bool> cancel_{false};

@@ -80,6 +80,7 @@ struct StepTrace {
     Counters counters;
     double ms = 0.0;               // wall time of the forward pass
     LogitDiff vs_full;             // against full attention in f32 (Session::set_measure_vs_full)
+    LogitDiff vs_f32;              // against f32 weights, same policy (Session::set_measure_vs_f32)
 
     const HeadTrace* find_head(int layer, int head) const;
 };

@@ -222,12 +222,48 @@ std::string shape_hint(const std::string& name, const ModelConfig& cfg) {
 
 namespace {
 
+// A load's progress against its total, reported through the hooks after each tensor;
+// cancel is honoured between tensors (LoadCancelled naming `what`).
+class LoadTicker {
+public:
+    LoadTicker(const LoadHooks* hooks, std::string what, int tensors, int64_t bytes)
+        : hooks_(hooks), what_(std::move(what)) {
+        p_.tensors_total = tensors;
+        p_.bytes_total = bytes;
+        report();
+        check();
+    }
+    void check() const {
+        if (hooks_ && hooks_->cancel && hooks_->cancel->load()) throw LoadCancelled(what_ + ": loading cancelled");
+    }
+    void tick(int64_t bytes) {
+        ++p_.tensors_done;
+        p_.bytes_done += bytes;
+        report();
+        check();
+    }
+    void finish() {
+        p_.tensors_done = p_.tensors_total;
+        p_.bytes_done = p_.bytes_total;
+        report();
+        check();
+    }
+
+private:
+    void report() const {
+        if (hooks_ && hooks_->on_progress) hooks_->on_progress(p_);
+    }
+    const LoadHooks* hooks_;
+    std::string what_;
+    LoadProgress p_;
+};
+
 // The values of the checked tensors `stored` (file names, in slots_of order), the
 // matrices held in `want` (default: as stored). A matrix stored in the held 16-bit
 // type becomes a view into the mapping; one stored otherwise is read and rounded
 // alone, so at most one f32 matrix exists at a time.
 Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vector<std::string>& stored,
-                     const ModelConfig& cfg, std::optional<WeightType> want) {
+                     const ModelConfig& cfg, std::optional<WeightType> want, const LoadHooks* hooks) {
     const auto names = slots_of(cfg, nullptr);
     std::map<std::string, size_t> slot_of;
     for (size_t k = 0; k < names.size(); ++k) slot_of[names[k].name] = k;
@@ -242,10 +278,21 @@ Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vecto
                          : mdtype == "F16"  ? WeightType::f16
                          : mdtype == "BF16" ? WeightType::bf16
                                             : WeightType::f32;
+    auto stored_bytes = [&](const std::string& name) {
+        const TensorInfo& i = f->tensors().at(name);
+        return int64_t(i.end - i.begin);
+    };
+    int64_t total = 0;
+    for (const std::string& name : stored) total += stored_bytes(name);
+    // Every tensor ticks once: vectors (and f32 matrices) below, 16-bit matrices after.
+    LoadTicker ticker(hooks, f->path(), int(stored.size()), total);
     Weights w = allocate_weights(cfg, t);
     const auto slots = slots_of(cfg, &w);
-    for (size_t k = 0; k < slots.size(); ++k)
-        if (slots[k].data) f->read_f32(stored[k], slots[k].data, slots[k].shape[0] * (slots[k].shape.size() > 1 ? slots[k].shape[1] : 1));
+    for (size_t k = 0; k < slots.size(); ++k) {
+        if (!slots[k].data) continue;
+        f->read_f32(stored[k], slots[k].data, slots[k].shape[0] * (slots[k].shape.size() > 1 ? slots[k].shape[1] : 1));
+        ticker.tick(stored_bytes(stored[k]));
+    }
     if (t != WeightType::f32) {
         const std::string t_dtype = t == WeightType::f16 ? "F16" : "BF16";
         for (auto& m : weight_matrices(w, cfg)) {
@@ -263,6 +310,7 @@ Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vecto
                 f->read_f32(name, tmp.data(), int64_t(tmp.size()));
                 *m.h16 = Mat16::round(tmp.data(), shape[0], shape[1], t, f->path() + ": tensor " + name);
             }
+            ticker.tick(stored_bytes(name));
         }
     }
     check_weights(cfg, w, f->path());
@@ -271,7 +319,8 @@ Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vecto
 
 }  // namespace
 
-Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want) {
+Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want,
+                         const LoadHooks* hooks) {
     cfg.validate("config.json");
     const auto file = std::make_shared<SafetensorsFile>(path);
     const SafetensorsFile& f = *file;
@@ -318,7 +367,7 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optiona
                         ", which kvscope does not read (supported: F32, F16, BF16)");
         stored[k] = name;
     }
-    return read_tensors(file, stored, cfg, want);
+    return read_tensors(file, stored, cfg, want, hooks);
 }
 
 
@@ -444,27 +493,33 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, 
     return m;
 }
 
-std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights) {
+std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights, const LoadHooks* hooks) {
     if (spec.empty()) {
         const std::string dir = default_model_dir();
         if (dir.empty())
             throw Error("model: none given and the bundled model (assets/models/tiny-gpt) was not found; "
                         "pass --model FOLDER or random:tiny");
-        return load_model_folder(dir, weights);
+        return load_model_folder(dir, weights, hooks);
     }
     if (spec.starts_with("random:")) {
         const RandomSpec r = parse_random_spec(spec);
+        const auto slots = slots_of(r.cfg, nullptr);
+        int64_t bytes = 0;
+        for (const Slot& sl : slots) bytes += sl.shape[0] * (sl.shape.size() > 1 ? sl.shape[1] : 1) * 4;
+        LoadTicker ticker(hooks, "model '" + spec + "'", int(slots.size()), bytes);
         auto m = make_random_model(r.cfg, r.seed, r.name);
         if (weights) set_weight_type(m->weights, m->config, *weights);
+        ticker.finish();  // made all at once
         return m;
     }
     std::error_code ec;
-    if (fs::is_directory(spec, ec)) return load_model_folder(spec, weights);
+    if (fs::is_directory(spec, ec)) return load_model_folder(spec, weights, hooks);
     if (fs::exists(spec, ec)) throw Error("model '" + spec + "': is a file, not a folder (" + kFolderHint + ")");
     throw Error("model '" + spec + "': no such folder (" + kFolderHint + ")");
 }
 
-std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights) {
+std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights,
+                                         const LoadHooks* hooks) {
     const std::string config_path = folder_config(dir);
     const fs::path d(dir);
     const std::string st_path = (d / "model.safetensors").string();
@@ -479,7 +534,11 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<W
 
     auto m = std::make_unique<Model>();
     m->config = read_config_json(config_path);
-    m->weights = read_safetensors(st_path, m->config, weights);
+    try {
+        m->weights = read_safetensors(st_path, m->config, weights, hooks);
+    } catch (const LoadCancelled&) {
+        throw LoadCancelled("model '" + dir + "': loading cancelled");
+    }
     m->tokenizer = folder_tokenizer(dir, m->config);
     m->name = folder_name(dir);
     m->path = dir;

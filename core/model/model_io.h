@@ -2,12 +2,15 @@
 // (+ vocab.txt, or vocab.json + merges.txt). Reading checks the header, dtypes,
 // shapes and sizes and names the file and tensor in every error.
 #pragma once
+#include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "core/model/config.h"
 #include "core/text/tokenizer.h"
 #include "core/model/weights.h"
@@ -18,6 +21,23 @@ namespace kv {
 ModelConfig read_config_json(const std::string& path);
 // torch_dtype names `held`, the type model.safetensors holds the matrices in.
 void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held = WeightType::f32);
+
+// How far a load has come: tensors and bytes (as stored in model.safetensors) read.
+struct LoadProgress {
+    int tensors_done = 0, tensors_total = 0;
+    int64_t bytes_done = 0, bytes_total = 0;
+};
+// Hooks for a load off the UI thread. on_progress runs on the loading thread after
+// each tensor (and once at 0 before the first); `cancel` is read between tensors: when
+// it turns true the load throws LoadCancelled and returns nothing (what was read is freed).
+struct LoadHooks {
+    std::function<void(const LoadProgress&)> on_progress;
+    const std::atomic<bool>* cancel = nullptr;
+};
+// Thrown when LoadHooks::cancel stopped a load: "model 'SPEC': loading cancelled".
+struct LoadCancelled : Error {
+    using Error::Error;
+};
 
 // One tensor as found in a safetensors header.
 struct TensorInfo {
@@ -34,7 +54,8 @@ std::map<std::string, TensorInfo> read_safetensors_header(const std::string& pat
 // The matrices are held in `want`; without it, as stored (F16 or BF16 when every
 // matrix is stored so, else f32). Matrices already stored in the held 16-bit type
 // are not copied: they are views into the mapped file.
-Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want = std::nullopt);
+Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want = std::nullopt,
+                         const LoadHooks* hooks = nullptr);
 // Writes GPT-2 names (lm_head.weight only when untied); the matrices in their held
 // type (F32, F16 or BF16), vectors and wpe in F32.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w);
@@ -50,8 +71,12 @@ struct Model {
 
 // SPEC: a model folder, or random:tiny / random:gpt2-124m / random:gpt2-355m with optional :SEED.
 // `weights`: the type to hold the matrices in; none = as stored (random models: f32).
-std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights = std::nullopt);
-std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights = std::nullopt);
+// `hooks`: progress and cancellation (random models report their tensors made, all at
+// once, and are cancelled only before and after making them).
+std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightType> weights = std::nullopt,
+                                  const LoadHooks* hooks = nullptr);
+std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<WeightType> weights = std::nullopt,
+                                         const LoadHooks* hooks = nullptr);
 // A model's name and tokenizer without its weights (for commands that only tokenize):
 // reads config.json (for the vocabulary check) and the tokenizer files, never
 // model.safetensors. Random models and folders without tokenizer files: null tokenizer.

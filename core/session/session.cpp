@@ -81,6 +81,7 @@ void Session::new_cache(const CachePolicy& p) {
     check_policy(p, "cache policy");
     cache_ = engine_->make_cache(p);
     cache_->set_keep_unrounded(trace_opts_.record);
+    if (engine32_) f32_ = std::make_unique<StepReference>(*engine32_, p);  // the same policy, f32 weights
 }
 
 void Session::set_policy(const CachePolicy& p) {
@@ -91,6 +92,11 @@ void Session::set_policy(const CachePolicy& p) {
 void Session::set_measure_vs_full(bool on) {
     if (!on) full_.reset();
     else if (!full_) full_ = std::make_unique<StepReference>(*engine_);
+}
+
+void Session::set_measure_vs_f32(std::shared_ptr<Engine> f32_engine) {
+    engine32_ = std::move(f32_engine);
+    f32_ = engine32_ ? std::make_unique<StepReference>(*engine32_, policy()) : nullptr;
 }
 
 void Session::set_trace_options(const TraceOptions& t) {
@@ -199,6 +205,7 @@ const StepTrace& Session::step() {
     engine_->forward(req, *cache_, tr);
     if (compare_rows) compare_recomputed(before, tr);
     if (full_ && !policy().is_default()) tr.vs_full = full_->compare(tr);
+    if (f32_) tr.vs_f32 = f32_->compare(tr);
 
     tr.top = top_tokens(tr.logits, sampling_.n_top);
     tr.next_id = sample_token(tr.logits, sampling_, s);

@@ -71,12 +71,18 @@ public:
     // cache on the same tokens and records the difference in StepTrace::vs_full
     // (kv::StepReference; one more forward pass a step). Off by default.
     void set_measure_vs_full(bool on);
+    // With 16-bit weights: each step also runs `f32_engine` (the same model with f32
+    // weights) under this session's policy on the same tokens and records the
+    // difference in StepTrace::vs_f32 (kv::StepReference, as `compare --json`'s
+    // "vs_f32"). Null turns it off. The engine is shared (compare mode's sessions).
+    void set_measure_vs_f32(std::shared_ptr<Engine> f32_engine);
 
     // State.
     const Model& model() const { return model_; }
     const Engine& engine() const { return *engine_; }
     Engine& engine() { return *engine_; }
     const std::shared_ptr<Engine>& shared_engine() const { return engine_; }
+    const std::shared_ptr<Engine>& f32_engine() const { return engine32_; }  // set_measure_vs_f32's, or null
     // The cache: cells (slot -> position), last_evicted(), stored and (f16/int8,
     // while the trace records) unrounded rows per slot, bytes().
     const KVCache& cache() const { return *cache_; }
@@ -117,6 +123,8 @@ private:
     std::shared_ptr<Engine> engine_;
     std::unique_ptr<KVCache> cache_;
     std::unique_ptr<StepReference> full_;  // set_measure_vs_full(true)
+    std::shared_ptr<Engine> engine32_;     // set_measure_vs_f32: f32 weights
+    std::unique_ptr<StepReference> f32_;   // on engine32_, under this session's policy
     std::vector<int> prompt_;
     std::vector<int> tokens_;
     std::vector<int> stale_;  // ids of the stale rows [0, stale_.size()) before the prompt
