@@ -561,7 +561,7 @@ TEST_CASE("lesson: a chapter on another model waits for a load that finishes lat
     REQUIRE(app.pending.size() == 1);  // the model first
     CHECK(app.pending[0].kind == CommandKind::load_model);
     ctl.submit(app);
-    CHECK(app.busy);
+    CHECK(app.loading.running);  // on the loader's thread (the model in use stays usable: not busy)
     lesson_tick(app);  // while it loads: nothing more is pushed
     CHECK(app.pending.empty());
     CHECK(app.vs.lesson.setup == 11);

@@ -67,10 +67,10 @@ void Controller::start_load(const Command& c, std::vector<Command> after) {
     loader_.start(loading_spec_, loading_weights_);
 }
 
-// The loaded model gets its sessions (a batch: the worker's for a heavy model) and
-// the commands that waited run after it is published; a failed or cancelled load
+// The loaded model gets its sessions, is published, and the commands that waited run
+// after it (poll); a failed or cancelled load
 // keeps the previous model (and weights choice) and drops them.
-void Controller::finish_load(AppState& app) {
+bool Controller::finish_load(AppState& app) {
     std::string error;
     bool cancelled = false;
     ready_ = loader_.take(error, cancelled);
@@ -79,20 +79,24 @@ void Controller::finish_load(AppState& app) {
     if (!ready_) {
         deferred_.clear();
         app.error = error;
-        return;
+        return false;
     }
     weights_ = loading_weights_;
     Command c{CommandKind::load_model};
     c.text = loading_spec_;
-    const kv::ModelConfig shape = ready_->config;
-    run_batch(app, {c}, &shape);
+    Result r;  // inline: making sessions (engine scratch, the prompt) is quick; the load was the slow part
+    run({c}, r);
+    const bool installed = r.loaded != nullptr;
+    publish(app, r);
+    if (!installed) deferred_.clear();
+    return installed;
 }
 
-// Runs cmds inline or, for a heavy model (shape, else the loaded one), on the worker.
-void Controller::run_batch(AppState& app, std::vector<Command> cmds, const kv::ModelConfig* shape) {
+// Runs cmds inline or, for a heavy model, on the worker.
+void Controller::run_batch(AppState& app, std::vector<Command> cmds) {
     for (const Command& c : cmds)
         if (c.kind == CommandKind::step) app.vs.step_time = -100.0;  // set on arrival
-    if (!(shape ? heavy(*shape) : heavy())) {
+    if (!heavy()) {
         Result r;
         run(cmds, r);
         publish(app, r);
@@ -142,7 +146,7 @@ void Controller::submit(AppState& app) {
         deferred_.insert(deferred_.end(), cmds.begin(), cmds.end());
         return;
     }
-    if (!cmds.empty()) run_batch(app, std::move(cmds), nullptr);
+    if (!cmds.empty()) run_batch(app, std::move(cmds));
 }
 
 // Publishes a finished batch, then a finished load (once no batch runs: the sessions
@@ -152,17 +156,13 @@ bool Controller::poll(AppState& app) {
     bool changed = false;
     if (worker_.finished()) {
         worker_.take();
-        const bool installed = result_.loaded != nullptr;
         publish(app, result_);
         result_ = Result{};
         changed = true;
-        if (installed) queue_deferred(app);
     }
     if (loader_.finished() && !worker_.running()) {
-        const kv::Model* before = model_.get();
-        finish_load(app);
         changed = true;
-        if (!worker_.running() && model_.get() != before) queue_deferred(app);
+        if (finish_load(app)) queue_deferred(app);
     }
     if (loader_.running()) app.loading = loader_.snapshot();
     return changed;

@@ -118,9 +118,9 @@ private:
     bool heavy() const;
     bool heavy(const kv::ModelConfig& c) const;
     void start_load(const Command& c, std::vector<Command> after);
-    void finish_load(AppState& app);
+    bool finish_load(AppState& app);  // true when the model was installed
     void queue_deferred(AppState& app);
-    void run_batch(AppState& app, std::vector<Command> cmds, const kv::ModelConfig* shape);
+    void run_batch(AppState& app, std::vector<Command> cmds);
     kv::TraceOptions trace_options() const;
 
     std::string worker_mode_;
