@@ -40,6 +40,7 @@ void Controller::open_async(AppState& app, const std::string& spec, const std::s
     prompt_.open(prompt, typed_prompt);
     if (worker_.finished()) worker_.take();  // an unpublished batch: drop it
     backend_ = backend;
+    if (!model_) app.vs.prompt_text = prompt_.text();  // shown while the first model loads
     Command c{CommandKind::load_model};
     c.text = spec;
     start_load(c, {});
