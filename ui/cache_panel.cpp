@@ -35,10 +35,14 @@ struct RowPaint {
     float a_new, a_flash;    // step_anim phases: slide-in (0.45 s), flash (1 s)
 };
 
+// Rows too short for text carry it on every label_every-th row, counted from the
+// newest (the last) row, so the row that just entered always has its label and tag.
+bool row_has_text(const CacheGeometry& g, int row) { return g.text_rows || (g.n_rows - 1 - row) % g.label_every == 0; }
+
 // "3 programming" in the label column; cut with "..." when too long (hover shows it whole).
 void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
     const CacheGeometry& g = rp.g;
-    if (row.row % g.label_every != 0) return;
+    if (!row_has_text(g, row.row)) return;
     const float fs = rp.fs, ls = fs * g.label_scale;
     std::string lab = row.label;
     const float room = g.label_w - fs * 0.3f;
@@ -63,7 +67,7 @@ void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha)
     const CacheGeometry& g = rp.g;
     const ImU32 sc = state_color(row.state, palette().dark);
     rp.dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h - g.gap), with_alpha(sc, alpha), 3.f);
-    if (!g.text_rows && row.row % g.label_every != 0) return;
+    if (!row_has_text(g, row.row)) return;
     const float ts = g.text_rows ? rp.fs * 0.85f : rp.fs * 0.7f;
     rp.dl->PushClipRect(ImVec2(g.x_tag, y - rp.fs), ImVec2(g.x_tag + g.tag_w, y + rp.fs), true);
     const ImVec4 cv = to_vec4(sc);
