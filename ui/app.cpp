@@ -389,10 +389,11 @@ void draw_tab_slot(AppState& app, const Slot& s) {
                     pick_panel(app.vs, p);
                     shown = p;
                 }
-                if (ImGui::IsItemHovered())
-                    ImGui::SetTooltip("%s  (key %d; Tab: the next tab)",
-                                      std::string(panel_title(app, p)).substr(0, std::string(panel_title(app, p)).find("###")).c_str(),
+                if (ImGui::IsItemHovered()) {
+                    const std::string title = panel_title(app, p);
+                    ImGui::SetTooltip("%s  (key %d; Tab: the next tab)", title.substr(0, title.find("###")).c_str(),
                                       panel_key_number(p));
+                }
             }
             ImGui::EndTabBar();
         }
