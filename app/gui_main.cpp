@@ -110,11 +110,6 @@ void key_callback(GLFWwindow* w, int key, int scancode, int action, int mods) {
         g_app->vs.key_queue.emplace_back(key, (mods & GLFW_MOD_CONTROL) != 0);
 }
 
-float font_px(const Options& o, int win_h) {
-    const float base = std::clamp(win_h / 50.f, 13.f, 44.f);
-    return std::round(base * o.font_scale);
-}
-
 // ---- start-up -------------------------------------------------------------------
 
 // The command line into o (and the window size). Returns -1 to go on, else the
@@ -312,7 +307,7 @@ void init_imgui(GLFWwindow* win, kvui::AppState& app, const Options& o) {
     ImGui_ImplOpenGL3_Init("#version 150");
 
     app.vs.font_scale = o.font_scale;
-    app.vs.base_font_px = font_px(Options{}, o.win_h);
+    app.vs.base_font_px = kvui::window_font_px(float(o.win_h), 1.f);
     app.vs.dark = !o.light;
     if (const auto* r = reinterpret_cast<const char*>(glGetString(GL_RENDERER)))
         kvui::set_software_renderer(std::strstr(r, "llvmpipe") || std::strstr(r, "softpipe") || std::strstr(r, "swrast"));

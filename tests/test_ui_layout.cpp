@@ -31,13 +31,10 @@ namespace {
 constexpr int KEY_2 = 50, KEY_5 = 53, KEY_6 = 54, KEY_F = 70, KEY_L = 76, KEY_M = 77, KEY_TAB = 258, KEY_ESCAPE = 256;
 const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 
-// The app's font size for a window height and scale (as app/gui_main.cpp).
-float font_px(float h, float scale) { return std::round(std::clamp(h / 50.f, 13.f, 44.f) * scale); }
-
 // A headless window of w x h at a font scale (the fixture checks ImGui's stacks every frame).
 struct Window : kvtest::Headless {
-    Window() : kvtest::Headless(1280, 720, font_px(720, 1.f)) {}
-    void resize(float w, float h, float scale) { kvtest::Headless::resize(w, h, font_px(h, scale)); }
+    Window() : kvtest::Headless(1280, 720, window_font_px(720, 1.f)) {}
+    void resize(float w, float h, float scale) { kvtest::Headless::resize(w, h, window_font_px(h, scale)); }
 };
 
 void settle(Controller& ctl, AppState& app) {
@@ -95,7 +92,8 @@ bool click_tab(Window& h, AppState& app, const std::string& prefix) {
             io.MouseDown[0] = false;
             h.frame(app);
             io.MousePos = ImVec2(-FLT_MAX, -FLT_MAX);
-            h.frame(app);
+            // The layout measures the newly shown panel's content and settles a few frames later.
+            for (int f = 0; f < 4; ++f) h.frame(app);
             return true;
         }
     }
@@ -135,7 +133,7 @@ TEST_CASE("layout rule: slots inside the window, never overlapping, every panel 
                     LayoutInput in;
                     in.W = W;
                     in.H = H;
-                    in.font_px = font_px(H, scale);
+                    in.font_px = window_font_px(H, scale);
                     in.force_focus = focus;
                     const Layout L = compute_layout(in);
                     check_invariants(L, W, H);
@@ -150,7 +148,7 @@ TEST_CASE("layout rule: more panels when they fit, tabs and then focus when they
         LayoutInput in;
         in.W = W;
         in.H = H;
-        in.font_px = font_px(H, scale);
+        in.font_px = window_font_px(H, scale);
         return compute_layout(in);
     };
     // A readable font on a large window: every panel on screen, all controls.
@@ -179,7 +177,7 @@ TEST_CASE("layout rule: more panels when they fit, tabs and then focus when they
     LayoutInput in;
     in.W = 1280;
     in.H = 720;
-    in.font_px = font_px(720, 1.5f);
+    in.font_px = window_font_px(720, 1.5f);
     in.controls_expanded = true;
     CHECK_FALSE(compute_layout(in).compact_controls);
 }
@@ -311,7 +309,6 @@ TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) an
     CHECK(app.vs.layout.mode == before);
     CHECK(ImGui::FindWindowByName("###tokens")->Active);
 }
-
 
 TEST_CASE("the help overlay (F1) with the layout keys fits the window at 1280x720, font scale 2") {
     Window h;

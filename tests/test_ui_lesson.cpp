@@ -31,9 +31,6 @@ constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_5 = 53, KEY_8 = 56, KEY_END = 269,
               KEY_LEFT = 263, KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267;
 const std::string kTiny = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 
-// The app's font size for a window height and scale (as app/gui_main.cpp).
-float font_px(float h, float scale) { return std::round(std::clamp(h / 50.f, 13.f, 44.f) * scale); }
-
 struct Headless {
     Headless() {
         ImGui::CreateContext();
@@ -47,7 +44,7 @@ struct Headless {
     void resize(float w, float h, float scale) {
         ImGuiIO& io = ImGui::GetIO();
         io.DisplaySize = ImVec2(w, h);
-        const float px = font_px(h, scale);
+        const float px = window_font_px(h, scale);
         build_fonts(px);
         unsigned char* pixels = nullptr;
         int tw = 0, th = 0;
@@ -183,11 +180,11 @@ TEST_CASE("lesson layout: text and panels inside the window, never overlapping")
                 CAPTURE(W);
                 CAPTURE(H);
                 CAPTURE(ch.number);
-                const LessonLayout L = compute_lesson_layout(W, H, font_px(H, 2.f), 0.f, ch);
+                const LessonLayout L = compute_lesson_layout(W, H, window_font_px(H, 2.f), 0.f, ch);
                 REQUIRE(!L.panels.empty());
                 REQUIRE(L.panels.size() <= ch.panels.size());
                 // Room for 30 lines: every panel; less: only the framed one, full size.
-                CHECK(L.panels.size() == (H / font_px(H, 2.f) >= 30.f ? ch.panels.size() : 1u));
+                CHECK(L.panels.size() == (H / window_font_px(H, 2.f) >= 30.f ? ch.panels.size() : 1u));
                 std::vector<Rect> all = L.panels;
                 all.push_back(L.text);
                 for (size_t i = 0; i < all.size(); ++i) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <cmath>
 #include <cstdarg>
 #include <cstdio>
 #include <string>
@@ -21,6 +22,10 @@ bool g_software_gl = false;
 void set_software_renderer(bool software) { g_software_gl = software; }
 
 const Palette& palette() { return g_palette; }
+
+float window_font_px(float window_h, float font_scale) {
+    return std::round(std::clamp(window_h / 50.f, 13.f, 44.f)) * font_scale;
+}
 
 void apply_theme(bool dark, float ui_scale) {
     ImGuiStyle style;

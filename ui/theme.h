@@ -19,6 +19,9 @@ struct Palette {
 // apply_theme turns off anti-aliased lines and fills (about 15% of a frame there).
 void set_software_renderer(bool software);
 void apply_theme(bool dark, float ui_scale = 1.f);
+// The window's text size in px: 1/50 of its height (13..44 px, rounded), times the
+// user's font scale. The window and its headless tests both take it from here.
+float window_font_px(float window_h, float font_scale);
 const Palette& palette();
 // Puts the next item on the same line when `w` pixels still fit, else on a new one
 // (rows of controls that wrap at a large font instead of being clipped).
