@@ -1,11 +1,12 @@
-// The weight products of core/engine/matmul: the portable and the AVX-512 kernels
+// The weight products of core/engine/matmul: the portable, AVX2 and AVX-512 kernels
 // against a double-precision loop written here (on the same widened weights) and
 // against each other, for f32, f16 and bf16, with widths that leave vector tails;
-// and a whole engine run with each kernel. The AVX-512 cases are skipped, with a
-// message, on a CPU without AVX-512F/BW/VL.
+// and a whole engine run with each kernel. A vector kernel the CPU cannot run is
+// skipped with a message; under CI an x86 machine must run at least the AVX2 one.
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/engine/matmul.h"
@@ -25,13 +26,19 @@ struct KernelGuard {
     ~KernelGuard() { mm::set_kernel(saved); }
 };
 
+// Every kernel this CPU runs, the portable one first.
 std::vector<mm::Kernel> kernels() {
-    std::vector<mm::Kernel> k = {mm::Kernel::portable};
-    if (mm::detected_kernel() == mm::Kernel::avx512)
-        k.push_back(mm::Kernel::avx512);
-    else
-        MESSAGE("skipped the AVX-512 kernel: this CPU has no AVX-512F/BW/VL");
-    return k;
+    std::vector<mm::Kernel> run;
+    for (auto k : {mm::Kernel::portable, mm::Kernel::avx2, mm::Kernel::avx512}) {
+        if (mm::cpu_runs(k))
+            run.push_back(k);
+        else
+            MESSAGE("skipped the " << std::string(mm::kernel_name(k)) << " kernel: this CPU lacks its instructions");
+    }
+#if defined(__x86_64__)
+    if (run.size() < 2 && kvtest::under_ci()) FAIL("under CI an x86-64 machine must run a vector kernel (AVX2)");
+#endif
+    return run;
 }
 
 std::vector<float> randoms(size_t n, uint64_t seed) {
@@ -141,39 +148,51 @@ TEST_CASE("many-row products on 16-bit weights match a double-precision loop") {
         }
 }
 
-TEST_CASE("the portable and the AVX-512 kernels give the same generation") {
-    if (mm::detected_kernel() != mm::Kernel::avx512) {
-        MESSAGE("SKIPPED: this CPU has no AVX-512F/BW/VL, only the portable kernel runs here");
+TEST_CASE("every vector kernel gives the portable kernel's generation") {
+    KernelGuard guard;
+    const auto ks = kernels();
+    if (ks.size() < 2) {
+        MESSAGE("SKIPPED: this CPU runs no vector kernel, only the portable one");
         return;
     }
-    KernelGuard guard;
     for (auto t : {WeightType::f32, WeightType::f16, WeightType::bf16}) {
         CAPTURE(weight_type_name(t));
         auto m = kvtest::random_model(67, 24, 48, 2, 4, 2, 77, false);
         m->weights.wte *= 20.0f;
         m->weights.lm_head *= 20.0f;
         set_weight_type(m->weights, m->config, t);
-        std::vector<std::vector<float>> logits[2];
-        std::vector<int> tokens[2];
-        for (int i = 0; i < 2; ++i) {
-            mm::set_kernel(i == 0 ? mm::Kernel::portable : mm::Kernel::avx512);
+        std::vector<std::vector<float>> logits[3];
+        std::vector<int> tokens[3];
+        for (size_t i = 0; i < ks.size(); ++i) {
+            mm::set_kernel(ks[i]);
             Session s(*m, make_cpu_engine(*m));
             s.set_prompt_ids(kvtest::seq_ids(6, 67));  // a 6-row prefill, then decode steps
             for (int k = 0; k < 12; ++k) logits[i].push_back(s.step().logits);
             tokens[i] = s.tokens();
         }
-        CHECK(tokens[0] == tokens[1]);
-        for (size_t k = 0; k < logits[0].size(); ++k) CHECK(kvtest::max_abs_diff(logits[0][k], logits[1][k]) < 1e-4f);
+        for (size_t i = 1; i < ks.size(); ++i) {
+            CAPTURE(mm::kernel_name(ks[i]));
+            CHECK(tokens[0] == tokens[i]);
+            for (size_t k = 0; k < logits[0].size(); ++k)
+                CHECK(kvtest::max_abs_diff(logits[0][k], logits[i][k]) < 1e-4f);
+        }
     }
 }
 
-TEST_CASE("set_kernel refuses avx512 where the CPU lacks it") {
+TEST_CASE("set_kernel refuses a kernel the CPU cannot run") {
     KernelGuard guard;
-    if (mm::detected_kernel() == mm::Kernel::avx512) {
-        CHECK_NOTHROW(mm::set_kernel(mm::Kernel::avx512));
-    } else {
-        CHECK_THROWS_AS(mm::set_kernel(mm::Kernel::avx512), kv::Error);
+    for (auto k : {mm::Kernel::avx2, mm::Kernel::avx512}) {
+        CAPTURE(mm::kernel_name(k));
+        if (mm::cpu_runs(k)) {
+            CHECK_NOTHROW(mm::set_kernel(k));
+            CHECK(mm::kernel() == k);
+        } else {
+            CHECK_THROWS_AS(mm::set_kernel(k), kv::Error);
+        }
     }
+    CHECK(mm::cpu_runs(mm::Kernel::portable));
     CHECK_NOTHROW(mm::set_kernel(mm::Kernel::portable));
     CHECK(mm::kernel() == mm::Kernel::portable);
+    // The fastest kernel the CPU runs is the detected one.
+    CHECK(mm::detected_kernel() == kernels().back());
 }

@@ -17,7 +17,7 @@
 #include "core/tensor.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#define KV_HAVE_AVX512_PATH 1
+#define KV_HAVE_X86_PATHS 1
 #include <immintrin.h>
 #endif
 
@@ -80,7 +80,7 @@ void widen_portable(const void* src, float* dst, int64_t n) {
 
 // ---------------------------------------------------------------- AVX-512 path
 
-#ifdef KV_HAVE_AVX512_PATH
+#ifdef KV_HAVE_X86_PATHS
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
@@ -194,38 +194,159 @@ void widen_avx512(const void* src, float* dst, int64_t n) {
 #pragma GCC diagnostic pop
 #endif
 #pragma GCC pop_options
-#endif  // KV_HAVE_AVX512_PATH
+#endif  // KV_HAVE_X86_PATHS
+
+// ---------------------------------------------------------------- AVX2 path
+// The same loops in 256-bit registers (AVX2, FMA, F16C), for x86 CPUs without
+// AVX-512 (AMD Zen 2/3, most laptops). AVX2 has no masked 16-bit loads, so a row's
+// last w % 8 columns take the portable loop.
+
+#ifdef KV_HAVE_X86_PATHS
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+namespace {
+
+template <class T>
+inline __m256 vload8(const typename T::E* p) {
+    if constexpr (std::is_same_v<T, F32>) {
+        return _mm256_loadu_ps(p);
+    } else {
+        const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        if constexpr (std::is_same_v<T, F16>)
+            return _mm256_cvtph_ps(h);
+        else
+            return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    }
+}
+
+// Prefetches a contiguous block a loop reads later, a share per step of the loop
+// now running. dot_block8 reads R short rows side by side, R short streams that
+// the hardware prefetcher follows late (docs/benchmarks.md: +20-45% for 16-bit
+// weights on an AMD EPYC 7003; no gain measured in rows_times' longer rows).
+struct AheadPrefetch {
+    const char* p;
+    int64_t bytes, per_step, done = 0;
+    AheadPrefetch(const void* next, int64_t bytes_, int steps)
+        : p(static_cast<const char*>(next)), bytes(bytes_), per_step((bytes_ / std::max(1, steps) + 63) / 64 * 64) {}
+    void step() {
+        for (const int64_t e = std::min(bytes, done + per_step); done < e; done += 64) _mm_prefetch(p + done, _MM_HINT_T0);
+    }
+};
+
+// Y[r, c:c+8] += sum_{i < R} x_i * W[k + i, c:c+8], two accumulators.
+template <class T, int R>
+inline void chunk_fma8(float* y, const typename T::E* w0, int64_t ldw, const __m256* xb) {
+    __m256 acc = _mm256_loadu_ps(y), acc2 = _mm256_setzero_ps();
+    for (int i = 0; i < R; i += 2) {
+        acc = _mm256_fmadd_ps(xb[i], vload8<T>(w0 + i * ldw), acc);
+        if (i + 1 < R) acc2 = _mm256_fmadd_ps(xb[i + 1], vload8<T>(w0 + (i + 1) * ldw), acc2);
+    }
+    _mm256_storeu_ps(y, _mm256_add_ps(acc, acc2));
+}
+
+template <class T>
+void rows_times_avx2(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
+                     int64_t ldy) {
+    constexpr int R = 8;
+    const auto* W = static_cast<const typename T::E*>(Wv);
+    const int wf = w / 8 * 8;
+    for (int r = 0; r < n; ++r) std::fill_n(Y + r * ldy, w, 0.0f);
+    auto pass = [&](int k, auto rows) {
+        constexpr int Rk = decltype(rows)::value;
+        const typename T::E* w0 = W + k * ldw;
+        for (int r = 0; r < n; ++r) {
+            __m256 xb[Rk];
+            for (int i = 0; i < Rk; ++i) xb[i] = _mm256_set1_ps(X[r * ldx + k + i]);
+            float* y = Y + r * ldy;
+            for (int c = 0; c < wf; c += 8) chunk_fma8<T, Rk>(y + c, w0 + c, ldw, xb);
+            for (int i = 0; i < Rk; ++i)
+                for (int c = wf; c < w; ++c) y[c] += X[r * ldx + k + i] * T::get(w0[i * ldw + c]);
+        }
+    };
+    int k = 0;
+    for (; k + R <= nk; k += R) pass(k, std::integral_constant<int, R>{});
+    for (; k < nk; ++k) pass(k, std::integral_constant<int, 1>{});
+}
+
+inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+// R rows of H against x, 8 columns a step, one sum per row; the tail scalar.
+template <class T, int R>
+inline void dot_block8(int C, const float* x, const typename T::E* h, float* out) {
+    __m256 s[R];
+    for (int i = 0; i < R; ++i) s[i] = _mm256_setzero_ps();
+    const int cf = C / 8 * 8;
+    // The R rows are one contiguous block: fetch the block after next.
+    AheadPrefetch pf(h + int64_t(2 * R) * C, int64_t(R) * C * int64_t(sizeof(typename T::E)), cf / 8);
+    for (int c = 0; c < cf; c += 8) {
+        pf.step();
+        const __m256 xv = _mm256_loadu_ps(x + c);
+        for (int i = 0; i < R; ++i) s[i] = _mm256_fmadd_ps(xv, vload8<T>(h + int64_t(i) * C + c), s[i]);
+    }
+    for (int i = 0; i < R; ++i) {
+        float t = hsum8(s[i]);
+        for (int c = cf; c < C; ++c) t += x[c] * T::get(h[int64_t(i) * C + c]);
+        out[i] = t;
+    }
+}
+
+template <class T>
+void dot_rows_avx2(int rows, int C, const float* x, const void* Hv, float* out) {
+    const auto* H = static_cast<const typename T::E*>(Hv);
+    int j = 0;
+    for (; j + 8 <= rows; j += 8) dot_block8<T, 8>(C, x, H + int64_t(j) * C, out + j);
+    for (; j < rows; ++j) dot_block8<T, 1>(C, x, H + int64_t(j) * C, out + j);
+}
+
+template <class T>
+void widen_avx2(const void* src, float* dst, int64_t n) {
+    const auto* s = static_cast<const typename T::E*>(src);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, vload8<T>(s + i));
+    for (; i < n; ++i) dst[i] = T::get(s[i]);
+}
+
+}  // namespace
+#pragma GCC pop_options
+#endif  // KV_HAVE_X86_PATHS
 
 // ---------------------------------------------------------------- dispatch
 
 namespace {
 
 Kernel initial_kernel() {
-    if (const char* e = std::getenv("KVSCOPE_MATMUL"); e && std::string(e) == "portable") return Kernel::portable;
+    // KVSCOPE_MATMUL=portable|avx2 picks a slower kernel than the detected one.
+    if (const char* e = std::getenv("KVSCOPE_MATMUL"))
+        for (Kernel k : {Kernel::portable, Kernel::avx2})
+            if (std::string(e) == kernel_name(k) && cpu_runs(k)) return k;
     return detected_kernel();
 }
 
 Kernel g_kernel = initial_kernel();
 
-// Calls F<Tag>(args...) for the element type t on the active kernel.
-#define KV_DISPATCH(fn, t, ...)                                                                   \
-    do {                                                                                          \
-        const bool vec_ = g_kernel == Kernel::avx512;                                             \
-        switch (t) {                                                                              \
-            case WeightType::f32: return vec_ ? fn##_V(F32)(__VA_ARGS__) : fn##_portable<F32>(__VA_ARGS__);   \
-            case WeightType::f16: return vec_ ? fn##_V(F16)(__VA_ARGS__) : fn##_portable<F16>(__VA_ARGS__);   \
-            case WeightType::bf16: return vec_ ? fn##_V(BF16)(__VA_ARGS__) : fn##_portable<BF16>(__VA_ARGS__); \
-        }                                                                                         \
-    } while (0)
-#ifdef KV_HAVE_AVX512_PATH
-#define rows_times_V(T) rows_times_avx512<T>
-#define dot_rows_V(T) dot_rows_avx512<T>
-#define widen_V(T) widen_avx512<T>
+// Calls fn_<kernel><Tag>(args...) for the element type t on the active kernel.
+#ifdef KV_HAVE_X86_PATHS
+#define KV_ON_KERNEL(fn, T, ...)                                                    \
+    switch (g_kernel) {                                                             \
+        case Kernel::avx512: return fn##_avx512<T>(__VA_ARGS__);                    \
+        case Kernel::avx2: return fn##_avx2<T>(__VA_ARGS__);                        \
+        case Kernel::portable: return fn##_portable<T>(__VA_ARGS__);                \
+    }
 #else
-#define rows_times_V(T) rows_times_portable<T>
-#define dot_rows_V(T) dot_rows_portable<T>
-#define widen_V(T) widen_portable<T>
+#define KV_ON_KERNEL(fn, T, ...) return fn##_portable<T>(__VA_ARGS__);
 #endif
+#define KV_DISPATCH(fn, t, ...)                                                     \
+    do {                                                                            \
+        switch (t) {                                                                \
+            case WeightType::f32: KV_ON_KERNEL(fn, F32, __VA_ARGS__) break;         \
+            case WeightType::f16: KV_ON_KERNEL(fn, F16, __VA_ARGS__) break;         \
+            case WeightType::bf16: KV_ON_KERNEL(fn, BF16, __VA_ARGS__) break;       \
+        }                                                                           \
+    } while (0)
 
 void widen(WeightType t, const void* src, float* dst, int64_t n) { KV_DISPATCH(widen, t, src, dst, n); }
 
@@ -241,22 +362,41 @@ using Strided = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
 
 }  // namespace
 
-const char* kernel_name(Kernel k) { return k == Kernel::avx512 ? "avx512" : "portable"; }
+const char* kernel_name(Kernel k) {
+    switch (k) {
+        case Kernel::avx512: return "avx512";
+        case Kernel::avx2: return "avx2";
+        case Kernel::portable: break;
+    }
+    return "portable";
+}
+
+bool cpu_runs(Kernel k) {
+#ifdef KV_HAVE_X86_PATHS
+    __builtin_cpu_init();
+    switch (k) {
+        case Kernel::avx512:
+            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
+                   __builtin_cpu_supports("fma");
+        case Kernel::avx2:
+            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        case Kernel::portable: break;
+    }
+#endif
+    return k == Kernel::portable;
+}
 
 Kernel detected_kernel() {
-#ifdef KV_HAVE_AVX512_PATH
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-        return Kernel::avx512;
-#endif
+    for (Kernel k : {Kernel::avx512, Kernel::avx2})
+        if (cpu_runs(k)) return k;
     return Kernel::portable;
 }
 
 Kernel kernel() { return g_kernel; }
 
 void set_kernel(Kernel k) {
-    if (k == Kernel::avx512 && detected_kernel() != Kernel::avx512)
-        throw Error("matmul: this CPU has no AVX-512F/BW/VL, only the portable kernel runs here");
+    if (!cpu_runs(k)) throw Error(std::string("matmul: this CPU cannot run the ") + kernel_name(k) + " kernel");
     g_kernel = k;
 }
 

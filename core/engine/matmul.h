@@ -1,8 +1,9 @@
 // The CPU engine's weight products for f32, f16 and bf16 weights, accumulating in
-// f32 (activations and results are always f32). Two implementations of the same
-// loops, chosen at run time: a portable one (plain C++, any CPU) and an AVX-512 one
-// (F16C-style conversions in 512-bit registers, FMA), used when the CPU has
-// AVX-512F/BW/VL. Both are compiled in every build; tests run one against the other.
+// f32 (activations and results are always f32). Three implementations of the same
+// loops, chosen at run time: a portable one (plain C++, any CPU), an AVX2 one (F16C
+// conversions in 256-bit registers, FMA) for CPUs with AVX2/FMA/F16C, and an
+// AVX-512 one for CPUs that also have AVX-512F/BW/VL. All are compiled in every
+// x86 build; tests run each the CPU has against the portable one.
 //
 // Decode-shaped products (a few rows) stream the weights once, in memory order:
 //   rows_times_k: partial sums over a range of W's rows (contiguous memory), the
@@ -19,12 +20,14 @@
 
 namespace kv::matmul {
 
-enum class Kernel { portable, avx512 };
+enum class Kernel { portable, avx2, avx512 };
 const char* kernel_name(Kernel k);
+// Whether this CPU has the instructions kernel k needs (portable: always).
+bool cpu_runs(Kernel k);
 // The fastest kernel this CPU runs.
 Kernel detected_kernel();
-// The kernel in use (detected_kernel() unless set). set_kernel throws kv::Error for
-// avx512 on a CPU without it. Not thread-safe: set it before running the engine.
+// The kernel in use (detected_kernel() unless set, or KVSCOPE_MATMUL=portable|avx2
+// at start-up). set_kernel throws kv::Error for a kernel the CPU cannot run. Not thread-safe: set it before running the engine.
 Kernel kernel();
 void set_kernel(Kernel k);
 
