@@ -220,14 +220,21 @@ inline __m256 vload8(const typename T::E* p) {
 }
 
 // Prefetches a contiguous block a loop reads later, a share per step of the loop
-// now running. dot_block8 reads R short rows side by side, R short streams that
-// the hardware prefetcher follows late (docs/benchmarks.md: +20-45% for 16-bit
-// weights on an AMD EPYC 7003; no gain measured in rows_times' longer rows).
+// now running. The loops below read R rows side by side: R streams, which the
+// hardware prefetcher follows late when the rows are short (<= kShortRow bytes).
+// Measured on an AMD EPYC 7003, 2 threads, 256 MB of weights (docs/benchmarks.md):
+// 16-bit rows of 768 go from 22-24 to 26-27 GB/s; longer rows and f32 rows of 768
+// lose 2-4 GB/s with it, so they go without.
+constexpr int64_t kShortRow = 2048;
+constexpr int kAheadBlocks = 2;  // fetch the block after next
 struct AheadPrefetch {
     const char* p;
     int64_t bytes, per_step, done = 0;
-    AheadPrefetch(const void* next, int64_t bytes_, int steps)
-        : p(static_cast<const char*>(next)), bytes(bytes_), per_step((bytes_ / std::max(1, steps) + 63) / 64 * 64) {}
+    // The block of `rows` rows of `row_bytes` at `block`, kAheadBlocks blocks on.
+    AheadPrefetch(const void* block, int rows, int64_t row_bytes, int steps)
+        : p(static_cast<const char*>(block) + kAheadBlocks * rows * row_bytes),
+          bytes(row_bytes <= kShortRow ? rows * row_bytes : 0),
+          per_step((bytes / std::max(1, steps) + 63) / 64 * 64) {}
     void step() {
         for (const int64_t e = std::min(bytes, done + per_step); done < e; done += 64) _mm_prefetch(p + done, _MM_HINT_T0);
     }
@@ -258,7 +265,12 @@ void rows_times_avx2(int n, int nk, int w, const float* X, int64_t ldx, const vo
             __m256 xb[Rk];
             for (int i = 0; i < Rk; ++i) xb[i] = _mm256_set1_ps(X[r * ldx + k + i]);
             float* y = Y + r * ldy;
-            for (int c = 0; c < wf; c += 8) chunk_fma8<T, Rk>(y + c, w0 + c, ldw, xb);
+            // W's next rows are contiguous when ldw == w; fetched once, for row 0 of X.
+            AheadPrefetch pf(w0, r == 0 && ldw == w ? Rk : 0, int64_t(w) * int64_t(sizeof(typename T::E)), wf / 8);
+            for (int c = 0; c < wf; c += 8) {
+                pf.step();
+                chunk_fma8<T, Rk>(y + c, w0 + c, ldw, xb);
+            }
             for (int i = 0; i < Rk; ++i)
                 for (int c = wf; c < w; ++c) y[c] += X[r * ldx + k + i] * T::get(w0[i * ldw + c]);
         }
@@ -280,8 +292,7 @@ inline void dot_block8(int C, const float* x, const typename T::E* h, float* out
     __m256 s[R];
     for (int i = 0; i < R; ++i) s[i] = _mm256_setzero_ps();
     const int cf = C / 8 * 8;
-    // The R rows are one contiguous block: fetch the block after next.
-    AheadPrefetch pf(h + int64_t(2 * R) * C, int64_t(R) * C * int64_t(sizeof(typename T::E)), cf / 8);
+    AheadPrefetch pf(h, R, int64_t(C) * int64_t(sizeof(typename T::E)), cf / 8);  // R rows, one block
     for (int c = 0; c < cf; c += 8) {
         pf.step();
         const __m256 xv = _mm256_loadu_ps(x + c);
