@@ -78,6 +78,36 @@ void widen_portable(const void* src, float* dst, int64_t n) {
 
 }  // namespace
 
+// ---------------------------------------------------------------- prefetch
+
+#ifdef KV_HAVE_X86_PATHS
+namespace {
+
+// Prefetches a contiguous block a loop reads later, a share per step of the loop
+// now running. The loops below read R rows side by side: R streams, which the
+// hardware prefetcher follows late when the rows are short (<= kShortRow bytes).
+// Measured on an AMD EPYC 7003, 2 threads, 256 MB of weights (docs/benchmarks.md):
+// 16-bit rows of 768 go from 22-24 to 26-27 GB/s; longer rows and f32 rows of 768
+// lose 2-4 GB/s with it, so they go without. The AVX-512 loops follow the same rule
+// (their 16-bit head was the slow part there too); not yet measured on such a CPU.
+constexpr int64_t kShortRow = 2048;
+constexpr int kAheadBlocks = 2;  // fetch the block after next
+struct AheadPrefetch {
+    const char* p;
+    int64_t bytes, per_step, done = 0;
+    // The block of `rows` rows of `row_bytes` at `block`, kAheadBlocks blocks on.
+    AheadPrefetch(const void* block, int rows, int64_t row_bytes, int steps)
+        : p(static_cast<const char*>(block) + kAheadBlocks * rows * row_bytes),
+          bytes(row_bytes <= kShortRow ? rows * row_bytes : 0),
+          per_step((bytes / std::max(1, steps) + 63) / 64 * 64) {}
+    void step() {
+        for (const int64_t e = std::min(bytes, done + per_step); done < e; done += 64) _mm_prefetch(p + done, _MM_HINT_T0);
+    }
+};
+
+}  // namespace
+#endif
+
 // ---------------------------------------------------------------- AVX-512 path
 
 #ifdef KV_HAVE_X86_PATHS
@@ -141,7 +171,11 @@ void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const 
             __m512 xb[Rk];
             for (int i = 0; i < Rk; ++i) xb[i] = _mm512_set1_ps(X[r * ldx + k + i]);
             float* y = Y + r * ldy;
-            for (int c = 0; c < wf; c += 16) chunk_fma<T, Rk, false>(y + c, w0 + c, ldw, xb, 0);
+            AheadPrefetch pf(w0, r == 0 && ldw == w ? Rk : 0, int64_t(w) * int64_t(sizeof(typename T::E)), wf / 16);
+            for (int c = 0; c < wf; c += 16) {
+                pf.step();
+                chunk_fma<T, Rk, false>(y + c, w0 + c, ldw, xb, 0);
+            }
             if (wf < w) chunk_fma<T, Rk, true>(y + wf, w0 + wf, ldw, xb, mt);
         }
     };
@@ -158,7 +192,9 @@ inline void dot_block(int C, const float* x, const typename T::E* h, float* out)
     __m512 s[R];
     for (int i = 0; i < R; ++i) s[i] = _mm512_setzero_ps();
     const int cf = C / 16 * 16;
+    AheadPrefetch pf(h, R, int64_t(C) * int64_t(sizeof(typename T::E)), cf / 16);  // R rows, one block
     for (int c = 0; c < cf; c += 16) {
+        pf.step();
         const __m512 xv = _mm512_loadu_ps(x + c);
         for (int i = 0; i < R; ++i) s[i] = _mm512_fmadd_ps(xv, vload<T, false>(h + int64_t(i) * C + c, 0), s[i]);
     }
@@ -218,27 +254,6 @@ inline __m256 vload8(const typename T::E* p) {
             return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
     }
 }
-
-// Prefetches a contiguous block a loop reads later, a share per step of the loop
-// now running. The loops below read R rows side by side: R streams, which the
-// hardware prefetcher follows late when the rows are short (<= kShortRow bytes).
-// Measured on an AMD EPYC 7003, 2 threads, 256 MB of weights (docs/benchmarks.md):
-// 16-bit rows of 768 go from 22-24 to 26-27 GB/s; longer rows and f32 rows of 768
-// lose 2-4 GB/s with it, so they go without.
-constexpr int64_t kShortRow = 2048;
-constexpr int kAheadBlocks = 2;  // fetch the block after next
-struct AheadPrefetch {
-    const char* p;
-    int64_t bytes, per_step, done = 0;
-    // The block of `rows` rows of `row_bytes` at `block`, kAheadBlocks blocks on.
-    AheadPrefetch(const void* block, int rows, int64_t row_bytes, int steps)
-        : p(static_cast<const char*>(block) + kAheadBlocks * rows * row_bytes),
-          bytes(row_bytes <= kShortRow ? rows * row_bytes : 0),
-          per_step((bytes / std::max(1, steps) + 63) / 64 * 64) {}
-    void step() {
-        for (const int64_t e = std::min(bytes, done + per_step); done < e; done += 64) _mm_prefetch(p + done, _MM_HINT_T0);
-    }
-};
 
 // Y[r, c:c+8] += sum_{i < R} x_i * W[k + i, c:c+8], two accumulators.
 template <class T, int R>
