@@ -288,25 +288,6 @@ float chrome_h() {
     return ImGui::GetFontSize() + st.FramePadding.y * 2 + st.WindowPadding.y * 2;
 }
 
-PanelFit fit_of(const ImGuiWindow* w, const std::string& name, bool scrolls) {
-    PanelFit f;
-    f.name = name;
-    const ImRect& r = w->ContentRegionRect;
-    f.content_w = w->DC.CursorMaxPos.x - r.Min.x;
-    f.content_h = w->DC.CursorMaxPos.y - r.Min.y;
-    f.visible_w = r.Max.x - r.Min.x;
-    f.visible_h = r.Max.y - r.Min.y;
-    f.scrolls = scrolls;
-    return f;
-}
-
-// The panel's window and every child window drawn inside it this frame.
-void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w, const std::string& name, bool scrolls) {
-    out.push_back(fit_of(w, name, scrolls));
-    for (const ImGuiWindow* c : w->DC.ChildWindows)
-        if (c->Active) record_fits(out, c, name + "/" + c->Name, scrolls);
-}
-
 // What the panel drawn from content_y on asks for, as a titled window's heights:
 // exact for panels of fixed content (no child windows), else only how much more it
 // needs when something overflows (those panels fit what they get).
@@ -543,6 +524,28 @@ void draw_help_overlay(AppState& app) {
     ImGui::End();
     ImGui::PopStyleColor();
     if (!open) app.vs.show_help = false;
+}
+
+namespace {
+
+PanelFit fit_of(const ImGuiWindow* w, const std::string& name, bool scrolls) {
+    PanelFit f;
+    f.name = name;
+    const ImRect& r = w->ContentRegionRect;
+    f.content_w = w->DC.CursorMaxPos.x - r.Min.x;
+    f.content_h = w->DC.CursorMaxPos.y - r.Min.y;
+    f.visible_w = r.Max.x - r.Min.x;
+    f.visible_h = r.Max.y - r.Min.y;
+    f.scrolls = scrolls;
+    return f;
+}
+
+}  // namespace
+
+void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w, const std::string& name, bool scrolls) {
+    out.push_back(fit_of(w, name, scrolls));
+    for (const ImGuiWindow* c : w->DC.ChildWindows)
+        if (c->Active) record_fits(out, c, name + "/" + c->Name, scrolls);
 }
 
 }  // namespace kvui

@@ -62,24 +62,6 @@ namespace {
 constexpr ImGuiWindowFlags kFlags = ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse |
                                     ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoBringToFrontOnFocus;
 
-PanelFit fit_of(const ImGuiWindow* w) {
-    PanelFit f;
-    f.name = w->Name;
-    const ImRect& r = w->ContentRegionRect;
-    f.content_w = w->DC.CursorMaxPos.x - r.Min.x;
-    f.content_h = w->DC.CursorMaxPos.y - r.Min.y;
-    f.visible_w = r.Max.x - r.Min.x;
-    f.visible_h = r.Max.y - r.Min.y;
-    return f;
-}
-
-// The current window and every child window drawn inside it this frame.
-void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w) {
-    out.push_back(fit_of(w));
-    for (const ImGuiWindow* c : w->DC.ChildWindows)
-        if (c->Active) record_fits(out, c);
-}
-
 void draw_stale_column(const AppState& app, const SessionView& v, bool bug) {
     const Palette& pal = palette();
     const int p = static_cast<int>(v.prompt_ids.size());
@@ -260,7 +242,7 @@ void draw_lesson(AppState& app) {
         ImGui::SetNextWindowSize(ImVec2(r.w, r.h));
         if (ImGui::Begin(title, nullptr, kFlags)) {
             draw_panel(app, ch.panels[i]);
-            if (focus) record_fits(app.fits, ImGui::GetCurrentWindow());
+            if (focus) record_fits(app.fits, ImGui::GetCurrentWindow(), ImGui::GetCurrentWindow()->Name, false);
         }
         ImGui::End();
         if (focus) {

@@ -14,10 +14,15 @@
 #include "ui/spec_view.h"
 
 struct ImFont;
+struct ImGuiWindow;
 
 namespace kvui {
 
 // ---- layout (ui/layout.h: the rule, a pure function) ----------------------------
+// Appends the fit (content against visible size, ImGui's own cursor extents) of w
+// and of every child window drawn inside it this frame, children named name/child.
+// The window's panels and the lesson's framed panel record theirs with it (tests).
+void record_fits(std::vector<PanelFit>& out, const ImGuiWindow* w, const std::string& name, bool scrolls);
 // The window's own: the heights its panels ask at a width (tokens and narration
 // from their text, the others as measured when last drawn at that width).
 PanelNeed panel_need(const AppState& app, PanelId p, float window_w);
