@@ -307,14 +307,12 @@ void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase 
     const float fs = ImGui::GetFontSize();
     const int n_rows = side.rows.rolled_back.end > 0 ? side.rows.rolled_back.end : static_cast<int>(side.k->rows());
     ImGui::TextUnformatted(side.title);
-    ImGui::PushTextWrapPos(0.f);
     if (ph == SpecPhase::written)
-        ImGui::TextColored(to_vec4(pal.text_dim), "%d rows: %s written this round", n_rows,
-                           rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
+        text_wrapped_colored(pal.text_dim, "%d rows: %s written this round", n_rows,
+                             rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
     else
-        ImGui::TextColored(to_vec4(pal.bad), "%d rows: %d kept, %s rolled back", n_rows, static_cast<int>(side.k->rows()),
-                           rows_text(side.rows.rolled_back).c_str());
-    ImGui::PopTextWrapPos();
+        text_wrapped_colored(pal.bad, "%d rows: %d kept, %s rolled back", n_rows, static_cast<int>(side.k->rows()),
+                             rows_text(side.rows.rolled_back).c_str());
     if (n_rows == 0) return;
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
     const ImVec2 o = ImGui::GetCursorScreenPos(), avail = ImGui::GetContentRegionAvail();
@@ -463,13 +461,7 @@ void draw_spec_work(AppState& app) {
         text_wrapped("Step to run rounds: y = target passes, x = tokens generated.");
         return;
     }
-    ImGui::PushTextWrapPos(0.f);
-    for (const WorkLine& l : lines) {
-        ImGui::PushStyleColor(ImGuiCol_Text, l.col);
-        ImGui::TextUnformatted(l.text.c_str());
-        ImGui::PopStyleColor();
-    }
-    ImGui::PopTextWrapPos();
+    for (const WorkLine& l : lines) text_wrapped_colored(l.col, "%s", l.text.c_str());
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip("a: accepted / proposed drafts; c: the draft's counted FLOPs per token over the target's");
 }
