@@ -107,7 +107,7 @@ void key_callback(GLFWwindow* w, int key, int scancode, int action, int mods) {
     // Only arrows auto-repeat, and not in the lesson (a held arrow would skip chapters).
     const bool arrow = (key == GLFW_KEY_LEFT || key == GLFW_KEY_RIGHT) && g_app && !g_app->vs.lesson.on;
     if (g_app && (action == GLFW_PRESS || (action == GLFW_REPEAT && arrow)))
-        g_app->vs.key_queue.emplace_back(key, (mods & GLFW_MOD_CONTROL) != 0);
+        g_app->vs.key_queue.push_back({key, (mods & GLFW_MOD_CONTROL) != 0, (mods & GLFW_MOD_SHIFT) != 0});
 }
 
 // ---- start-up -------------------------------------------------------------------

@@ -286,6 +286,12 @@ TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) an
     CHECK(shown("Timeline"));
     press(KEY_TAB);  // wraps to the first
     CHECK(shown("KV cache + attention"));
+    app.vs.key_queue.push_back({KEY_TAB, false, true});  // Shift+Tab: back, wrapping to the last
+    for (int f = 0; f < 3; ++f) h.frame(app);
+    CHECK(shown("Timeline"));
+    CHECK_FALSE(shown("KV cache + attention"));
+    press(KEY_TAB);
+    CHECK(shown("KV cache + attention"));
     CHECK(shown("Tokens"));
     CHECK(shown("What just happened"));
     press(KEY_F);

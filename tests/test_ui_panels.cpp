@@ -97,6 +97,9 @@ TEST_CASE("keyboard: keys map to the classroom commands") {
     CHECK(key_action(KEY_C, true) == KeyAction::none);  // Ctrl+C is not "cache"
     CHECK(key_action(71, false) == KeyAction::scaling);  // G
     CHECK(key_action(65, false) == KeyAction::none);
+    CHECK(key_action(258, false) == KeyAction::next_panel);         // Tab
+    CHECK(key_action(258, false, true) == KeyAction::prev_panel);   // Shift+Tab
+    CHECK(key_action(KEY_C, false, true) == KeyAction::toggle_cache);  // Shift changes only Tab
     for (int k : watched_keys()) CHECK(k < 512);
 
     AppState app;

@@ -30,7 +30,7 @@ constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_1 = 49, KEY_6 = 54, KEY_EQUAL 
               KEY_KP_ADD = 334;
 }  // namespace
 
-KeyAction key_action(int key, bool ctrl) {
+KeyAction key_action(int key, bool ctrl, bool shift) {
     if (ctrl) {
         if (key == KEY_EQUAL || key == KEY_KP_ADD) return KeyAction::font_up;
         if (key == KEY_MINUS || key == KEY_KP_SUBTRACT) return KeyAction::font_down;
@@ -51,7 +51,7 @@ KeyAction key_action(int key, bool ctrl) {
     case KEY_ESCAPE: return KeyAction::close;
     case KEY_KP_ADD: return KeyAction::font_up;
     case KEY_KP_SUBTRACT: return KeyAction::font_down;
-    case KEY_TAB: return KeyAction::next_panel;
+    case KEY_TAB: return shift ? KeyAction::prev_panel : KeyAction::next_panel;
     case KEY_F: return KeyAction::focus_layout;
     case KEY_M: return KeyAction::more_controls;
     default: break;
@@ -81,14 +81,16 @@ PanelId shown_panel(const ViewState& vs, const std::vector<PanelId>& group) {
 
 namespace {
 
-// Tab: the next panel of the largest tab group of the last frame (none in the tiled layout).
-void next_panel(ViewState& vs) {
+// Tab (by +1) / Shift+Tab (by -1): the next / previous panel of the largest tab group
+// of the last frame, wrapping around (none in the tiled layout).
+void next_panel(ViewState& vs, int by) {
     const std::vector<PanelId>* big = nullptr;
     for (const auto& g : vs.layout.groups)
         if (!big || g.size() > big->size()) big = &g;
     if (!big) return;
-    const auto it = std::find(big->begin(), big->end(), shown_panel(vs, *big));
-    pick_panel(vs, it + 1 == big->end() ? big->front() : *(it + 1));
+    const int n = static_cast<int>(big->size());
+    const int at = static_cast<int>(std::find(big->begin(), big->end(), shown_panel(vs, *big)) - big->begin());
+    pick_panel(vs, (*big)[size_t(((at + by) % n + n) % n)]);
 }
 
 PanelId panel_of_key(int n) {  // 1..6
@@ -143,7 +145,8 @@ void apply_key_action(AppState& app, KeyAction a) {
         vs.select_tab = true;
         pick_panel(vs, PanelId::work);
         break;
-    case KeyAction::next_panel: next_panel(vs); break;
+    case KeyAction::next_panel: next_panel(vs, +1); break;
+    case KeyAction::prev_panel: next_panel(vs, -1); break;
     case KeyAction::focus_layout: vs.layout.force_focus = !vs.layout.force_focus; break;
     case KeyAction::more_controls: vs.layout.controls_expanded = !vs.layout.controls_expanded; break;
     case KeyAction::lesson:
@@ -182,11 +185,11 @@ void panel(const char* title, const Rect& r, bool title_bar, F&& draw, bool scro
 void handle_keyboard(AppState& app) {
     ImGuiIO& io = ImGui::GetIO();
     if (app.vs.queued_keys) {
-        std::vector<std::pair<int, bool>> keys;
+        std::vector<ViewState::KeyPress> keys;
         keys.swap(app.vs.key_queue);
         if (io.WantTextInput) return;  // typing in a text field
-        for (auto [key, ctrl] : keys)
-            if (!lesson_key(app, key, ctrl)) apply_key_action(app, key_action(key, ctrl));
+        for (const auto& k : keys)
+            if (!lesson_key(app, k.key, k.ctrl)) apply_key_action(app, key_action(k.key, k.ctrl, k.shift));
         return;
     }
     if (io.WantTextInput) return;
@@ -194,7 +197,7 @@ void handle_keyboard(AppState& app) {
         if (key < 0 || key >= IM_ARRAYSIZE(io.KeysDown)) continue;
         const bool repeat = !app.vs.lesson.on && (key == KEY_RIGHT || key == KEY_LEFT);
         if (!ImGui::IsKeyPressed(key, repeat)) continue;
-        if (!lesson_key(app, key, io.KeyCtrl)) apply_key_action(app, key_action(key, io.KeyCtrl));
+        if (!lesson_key(app, key, io.KeyCtrl)) apply_key_action(app, key_action(key, io.KeyCtrl, io.KeyShift));
     }
 }
 
@@ -372,7 +375,7 @@ void draw_tab_slot(AppState& app, const Slot& s) {
                 }
                 if (ImGui::IsItemHovered()) {
                     const std::string title = panel_title(app, p);
-                    ImGui::SetTooltip("%s  (key %d; Tab: the next tab)", title.substr(0, title.find("###")).c_str(),
+                    ImGui::SetTooltip("%s  (key %d; Tab / Shift+Tab: the next / previous tab)", title.substr(0, title.find("###")).c_str(),
                                       panel_key_number(p));
                 }
             }
@@ -493,7 +496,7 @@ void draw_help_overlay(AppState& app) {
             {"R", "reset to before the prefill"},
             {"Ctrl +  /  Ctrl -", "font size"},
             {"1 - 6", "a panel: 1 cache, 2 Q/K/V, 3 work, 4 next token, 5 memory, 6 timeline"},
-            {"Tab", "the next tab, when panels share a place (small window or big font)"},
+            {"Tab", "the next tab, when panels share a place (small window or big font); Shift+Tab the previous"},
             {"F", "focus layout: tokens, one large panel, narration (again: back)"},
             {"M", "more controls: prompt, model, policy ... when they are folded"},
             {"S", "screenshot (PNG in the current folder)"},

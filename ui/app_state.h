@@ -224,11 +224,15 @@ struct ViewState {
     GlyphNeeds glyphs;               // characters the atlas holds beyond the fixed ranges
     bool screenshot_requested = false;
     LayoutChoice layout;             // the normal layout's tabs, focus, folded controls, measurements
-    // Key presses queued by the app's GLFW key callback (GLFW key, ctrl held). In 1.86
+    // Key presses queued by the app's GLFW key callback (GLFW key, modifiers). In 1.86
     // a press and release within one frame never shows in io.KeysDown, so the window
     // queues presses; headless tests leave this off and ImGui's key state is polled.
     bool queued_keys = false;
-    std::vector<std::pair<int, bool>> key_queue;
+    struct KeyPress {
+        int key = 0;
+        bool ctrl = false, shift = false;
+    };
+    std::vector<KeyPress> key_queue;
     LessonState lesson;
 };
 

@@ -41,13 +41,15 @@ float next_token_panel_height(const AppState& app, int bars);
 enum class KeyAction {
     none, step, back, toggle_cache, play, reset, font_up, font_down, help, screenshot, close, scaling, lesson,
     next_panel,     // Tab: bring the next panel forward (its tab, in a tabbed layout)
+    prev_panel,     // Shift+Tab: the previous one
     show_panel_1,   // 1..6: bring that panel forward (show_panel_1 + n - 1)
     show_panel_6 = show_panel_1 + 5,
     focus_layout,   // F: the one-column focus layout on / off
     more_controls   // M: all controls / the one-row controls
 };
-// GLFW key code (GLFW_KEY_*) + Ctrl -> action. Plain keys only act without Ctrl.
-KeyAction key_action(int glfw_key, bool ctrl);
+// GLFW key code (GLFW_KEY_*) + Ctrl/Shift -> action. Plain keys only act without
+// Ctrl; Shift only changes Tab.
+KeyAction key_action(int glfw_key, bool ctrl, bool shift = false);
 // The keys key_action knows, for polling with ImGui::IsKeyPressed(index).
 const std::vector<int>& watched_keys();
 // Applies one action to the app (pushes Commands, flips view flags).
