@@ -243,6 +243,17 @@ TEST_CASE("Scaling overlay: two real sweeps, the model's weights and a copy held
     std::snprintf(ratio, sizeof ratio, "%.2fx", mean_ms(sv.points, true) / mean_ms(sv.other_points, true));
     CHECK(cap.find(ratio) != std::string::npos);
     CHECK(cap.find("waits for memory") != std::string::npos);
+    // With the overlay, each mode gets its own axis over both types' points.
+    double top_c = 0, top_u = 0;
+    for (const auto* pts : {&sv.points, &sv.other_points})
+        for (const kv::SweepPoint& p : *pts) {
+            top_c = std::max(top_c, p.ms_cached);
+            top_u = std::max(top_u, p.ms_uncached);
+        }
+    CHECK(sweep_plot_ymax(sv, SweepCurves::cached) == doctest::Approx(top_c * 1.08));
+    CHECK(sweep_plot_ymax(sv, SweepCurves::uncached) == doctest::Approx(top_u * 1.08));
+    CHECK(sweep_plot_ymax(sv, SweepCurves::both) == doctest::Approx(std::max(top_c, top_u) * 1.08));
+    CHECK(sweep_plot_ymax(ScalingView{}, SweepCurves::both) == 0.0);
     Headless h;
     app.vs.show_scaling = true;
     app.vs.select_tab = true;

@@ -171,6 +171,12 @@ std::string vs_f32_sentence(const AppState& app, const kv::StepTrace& t);
 // (mean ms with cache over the positions, f32 over f16/bf16) and why they differ.
 double mean_ms(const std::vector<kv::SweepPoint>& pts, bool cached);  // -1: none measured
 std::string weights_overlay_caption(const ScalingView& sv);
+// Which curves a Scaling plot shows: both modes on one axis (one weights type), or,
+// with the overlay, one mode for both types on its own axis, so the cached f32/f16
+// gap is not flattened by the uncached line's scale. The axis top: 1.08x the largest
+// value shown (0 when none is measured).
+enum class SweepCurves { both, cached, uncached };
+double sweep_plot_ymax(const ScalingView& sv, SweepCurves shown);
 // The progress bar's text: "Loading gpt2-medium (bf16): 12/293 tensors, 210/710 MB".
 std::string load_caption(const LoadView& v);
 

@@ -38,20 +38,23 @@ void same_line_if(float w) {
     if (ImGui::GetContentRegionAvail().x < w) ImGui::NewLine();
 }
 
-void draw_plot(const ScalingView& sv, ImVec2 size) {
+void draw_plot(const ScalingView& sv, ImVec2 size, SweepCurves shown, const char* title) {
     const Palette& pal = palette();
     const float fs = ImGui::GetFontSize();
     ImDrawList* dl = ImGui::GetWindowDrawList();
-    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const ImVec2 o0 = ImGui::GetCursorScreenPos();
+    ImGui::PushID(static_cast<int>(shown));
     ImGui::InvisibleButton("##sweep_plot", ImVec2(std::max(size.x, 1.f), std::max(size.y, 1.f)));
+    ImGui::PopID();
     const bool hovered = ImGui::IsItemHovered();
+    const bool show_c = shown != SweepCurves::uncached, show_u = shown != SweepCurves::cached;
+    if (title) dl->AddText(o0, pal.text, title);
+    const ImVec2 o(o0.x, o0.y + (title ? ImGui::GetTextLineHeightWithSpacing() : 0.f));
+    if (title) size.y -= ImGui::GetTextLineHeightWithSpacing();
 
-    double ymax = 0;
-    for (const auto* pts : {&sv.points, &sv.other_points})
-        for (const kv::SweepPoint& p : *pts) ymax = std::max({ymax, p.ms_cached, p.ms_uncached});
+    double ymax = sweep_plot_ymax(sv, shown);
     const bool any = ymax > 0;
     if (!any) ymax = 1;
-    ymax *= 1.08;
     const std::string top = any ? fmt_ms(ymax) : "ms";
     const float left = ImGui::CalcTextSize(top.c_str()).x + fs * 0.4f, bottom = fs * 1.3f;
     const ImVec2 a(o.x + left, o.y + fs * 0.4f), b(o.x + size.x - fs * 0.5f, o.y + size.y - bottom);
@@ -93,11 +96,11 @@ void draw_plot(const ScalingView& sv, ImVec2 size) {
         }
     };
     if (sv.overlay) {
-        line(sv.other_points, false, with_alpha(pal.uncached_line, 0.45f), thick * 0.6f);
-        line(sv.other_points, true, with_alpha(pal.cached_line, 0.45f), thick * 0.6f);
+        if (show_u) line(sv.other_points, false, with_alpha(pal.uncached_line, 0.45f), thick * 0.6f);
+        if (show_c) line(sv.other_points, true, with_alpha(pal.cached_line, 0.45f), thick * 0.6f);
     }
-    line(sv.points, false, pal.uncached_line, thick);
-    line(sv.points, true, pal.cached_line, thick);
+    if (show_u) line(sv.points, false, pal.uncached_line, thick);
+    if (show_c) line(sv.points, true, pal.cached_line, thick);
 
     if (hovered && any && !sv.points.empty()) {
         const float mx = ImGui::GetIO().MousePos.x;
@@ -129,6 +132,16 @@ double mean_ms(const std::vector<kv::SweepPoint>& pts, bool cached) {
         if (ms > 0) sum += ms, ++n;
     }
     return n ? sum / n : -1.0;
+}
+
+double sweep_plot_ymax(const ScalingView& sv, SweepCurves shown) {
+    double ymax = 0;
+    for (const auto* pts : {&sv.points, &sv.other_points})
+        for (const kv::SweepPoint& p : *pts) {
+            if (shown != SweepCurves::uncached) ymax = std::max(ymax, p.ms_cached);
+            if (shown != SweepCurves::cached) ymax = std::max(ymax, p.ms_uncached);
+        }
+    return ymax * 1.08;
 }
 
 std::string weights_overlay_caption(const ScalingView& sv) {
@@ -241,20 +254,35 @@ void draw_scaling_panel(AppState& app) {
                                    "step, cost grows with position";
     text_wrapped("%s", why.c_str());
     ImGui::PopStyleColor();
-    const float summary_h = ImGui::GetTextLineHeightWithSpacing();
-    const ImVec2 avail = ImGui::GetContentRegionAvail();
-    draw_plot(sv, ImVec2(avail.x, std::max(fs * 3, avail.y - summary_h)));
-
+    // The line under the plots, wrapped: its height is kept free for it.
     const kv::SweepPoint* last = nullptr;
     for (const kv::SweepPoint& p : sv.points)
         if (p.ms_cached >= 0 && p.ms_uncached >= 0) last = &p;
-    if (last && last->ms_cached > 0) {
-        ImGui::TextColored(to_vec4(pal.accent), "At position %d: %s with cache, %s without (%.1fx)", last->pos,
-                           fmt_ms(last->ms_cached).c_str(), fmt_ms(last->ms_uncached).c_str(),
-                           last->ms_uncached / last->ms_cached);
-    } else if (sv.state == SweepState::idle) {
-        ImGui::TextColored(to_vec4(pal.text_dim), "Run the sweep to measure this machine (%s).", app.model_name.c_str());
+    char summary[160] = "";
+    if (last && last->ms_cached > 0)
+        std::snprintf(summary, sizeof summary, "At position %d: %s with cache, %s without (%.1fx)", last->pos,
+                      fmt_ms(last->ms_cached).c_str(), fmt_ms(last->ms_uncached).c_str(),
+                      last->ms_uncached / last->ms_cached);
+    else if (sv.state == SweepState::idle)
+        std::snprintf(summary, sizeof summary, "Run the sweep to measure this machine (%s).", app.model_name.c_str());
+    const ImVec2 avail = ImGui::GetContentRegionAvail();
+    const float summary_h = ImGui::CalcTextSize(wrap_text(summary, avail.x).c_str()).y + ImGui::GetStyle().ItemSpacing.y;
+    const float plot_h = std::max(fs * 3, avail.y - summary_h);
+    if (!both) {
+        draw_plot(sv, ImVec2(avail.x, plot_h), SweepCurves::both, nullptr);
+    } else {
+        // Two types: each mode on its own axis, side by side when the panel is wide, or
+        // when two plots under each other would each be much wider than tall.
+        const bool side = avail.x >= fs * 26 || (avail.x >= fs * 18 && plot_h < avail.x * 0.6f);
+        const float gap = ImGui::GetStyle().ItemSpacing.x;
+        const ImVec2 each = side ? ImVec2((avail.x - gap) * 0.5f, plot_h)
+                                 : ImVec2(avail.x, std::max(fs * 3, (plot_h - ImGui::GetStyle().ItemSpacing.y) * 0.5f));
+        draw_plot(sv, each, SweepCurves::cached, "with cache");
+        if (side) ImGui::SameLine(0, gap);
+        draw_plot(sv, each, SweepCurves::uncached, "without cache");
     }
+
+    if (summary[0]) text_wrapped_colored(last ? pal.accent : pal.text_dim, "%s", summary);
 }
 
 }  // namespace kvui
