@@ -944,3 +944,40 @@ TEST_CASE("load cancel: stops between tensors, throws LoadCancelled naming the m
         CHECK_THROWS_AS(kv::load_model("random:tiny", std::nullopt, &h2), kv::LoadCancelled);
     }
 }
+
+TEST_CASE("load progress of a random model: wte and wpe, then each layer as it is made, then the rest") {
+    const std::string spec = "random:tiny:3";
+    const kv::ModelConfig c = kv::load_model(spec)->config;
+    std::vector<kv::LoadProgress> seen;
+    std::atomic<bool> cancel{false};
+    kv::LoadHooks hooks;
+    hooks.cancel = &cancel;
+    hooks.on_progress = [&](const kv::LoadProgress& p) { seen.push_back(p); };
+    auto m = kv::load_model(spec, kv::WeightType::f16, &hooks);
+    REQUIRE(m != nullptr);
+    // Counted here from the config, not from the loader's slots: 12 tensors a layer,
+    // wte + wpe, ln_f (2) and the head when untied.
+    const int per_layer = 12, total = 2 + per_layer * c.n_layer + 2 + (c.tied_head ? 0 : 1);
+    REQUIRE(seen.size() >= size_t(2 + per_layer * c.n_layer));  // 0, then one per tensor made so far
+    CHECK(seen.front().tensors_done == 0);
+    CHECK(seen.back().tensors_done == total);
+    CHECK(seen.back().bytes_done == seen.back().bytes_total);
+    for (size_t i = 1; i < seen.size(); ++i) {
+        CHECK(seen[i].tensors_total == total);
+        CHECK(seen[i].tensors_done >= seen[i - 1].tensors_done);
+        CHECK(seen[i].bytes_done >= seen[i - 1].bytes_done);
+    }
+    // After the embeddings: wte (V x C) and wpe (T x C) in f32 bytes.
+    CHECK(seen[2].tensors_done == 2);
+    CHECK(seen[2].bytes_done == int64_t(c.vocab_size + c.n_ctx) * c.n_embd * 4);
+
+    SUBCASE("cancelled while its layers are being made: LoadCancelled, no more reports") {
+        std::vector<kv::LoadProgress> seen2;
+        hooks.on_progress = [&](const kv::LoadProgress& p) {
+            seen2.push_back(p);
+            if (p.tensors_done == 2 + per_layer) cancel = true;  // after layer 0
+        };
+        CHECK_THROWS_AS(kv::load_model(spec, std::nullopt, &hooks), kv::LoadCancelled);
+        CHECK(seen2.back().tensors_done == 2 + per_layer);
+    }
+}

@@ -5,6 +5,7 @@
 // Q = qkv_dim (= 3C for GPT-2).
 #include "core/model/model_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -484,12 +485,13 @@ std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelC
 
 }  // namespace
 
-std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name) {
+std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name,
+                                         const std::function<void(int)>& part_done) {
     cfg.validate(name);
     auto m = std::make_unique<Model>();
     m->name = name;
     m->config = cfg;
-    m->weights = random_weights(cfg, seed);
+    m->weights = random_weights(cfg, seed, part_done);
     return m;
 }
 
@@ -504,12 +506,20 @@ std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightT
     if (spec.starts_with("random:")) {
         const RandomSpec r = parse_random_spec(spec);
         const auto slots = slots_of(r.cfg, nullptr);
+        auto slot_bytes = [](const Slot& sl) { return sl.shape[0] * (sl.shape.size() > 1 ? sl.shape[1] : 1) * 4; };
         int64_t bytes = 0;
-        for (const Slot& sl : slots) bytes += sl.shape[0] * (sl.shape.size() > 1 ? sl.shape[1] : 1) * 4;
+        for (const Slot& sl : slots) bytes += slot_bytes(sl);
         LoadTicker ticker(hooks, "model '" + spec + "'", int(slots.size()), bytes);
-        auto m = make_random_model(r.cfg, r.seed, r.name);
+        // Part 0 is wte and wpe (the first 2 slots), part l + 1 layer l ("h.l." slots).
+        const auto per_layer = std::count_if(slots.begin(), slots.end(), [](const Slot& sl) { return sl.name.starts_with("h.0."); });
+        size_t next = 0;
+        auto part_done = [&](int part) {
+            for (const size_t end = 2 + size_t(part) * size_t(per_layer); next < end && next < slots.size(); ++next)
+                ticker.tick(slot_bytes(slots[next]));
+        };
+        auto m = make_random_model(r.cfg, r.seed, r.name, hooks ? part_done : std::function<void(int)>{});
         if (weights) set_weight_type(m->weights, m->config, *weights);
-        ticker.finish();  // made all at once
+        ticker.finish();  // ln_f, the head and the held type
         return m;
     }
     std::error_code ec;

@@ -85,7 +85,8 @@ struct ModelText {
     std::unique_ptr<Tokenizer> tokenizer;
 };
 ModelText load_model_text(const std::string& spec);
-std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name);
+std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name,
+                                         const std::function<void(int)>& part_done = {});
 // Writes config.json and model.safetensors, matrices in their held type (and
 // vocab.txt when tok is a WordTokenizer).
 void save_model_folder(const std::string& dir, const ModelConfig& cfg, const Weights& w,

@@ -161,13 +161,15 @@ void fill_normal(float* p, int64_t n, float std, Rng& rng) {
 
 }  // namespace
 
-Weights random_weights(const ModelConfig& cfg, uint64_t seed) {
+Weights random_weights(const ModelConfig& cfg, uint64_t seed, const std::function<void(int)>& part_done) {
     Weights w = allocate_weights(cfg);
     Rng rng{seed * 0x2545F4914F6CDD1DULL + 12345};
     const float std = 0.02f;
     const float proj_std = std / std::sqrt(2.0f * cfg.n_layer);
     fill_normal(w.wte.data(), w.wte.size(), std, rng);
     fill_normal(w.wpe.data(), w.wpe.size(), 0.01f, rng);
+    if (part_done) part_done(0);
+    int part = 0;
     for (auto& l : w.layers) {
         l.ln_1_w.setOnes();
         l.ln_2_w.setOnes();
@@ -177,6 +179,7 @@ Weights random_weights(const ModelConfig& cfg, uint64_t seed) {
         fill_normal(l.fc_w.data(), l.fc_w.size(), std, rng);
         fill_normal(l.fc_b.data(), l.fc_b.size(), std, rng);
         fill_normal(l.mlp_proj_w.data(), l.mlp_proj_w.size(), proj_std, rng);
+        if (part_done) part_done(++part);
     }
     w.ln_f_w.setOnes();
     if (!cfg.tied_head) fill_normal(w.lm_head.data(), w.lm_head.size(), std, rng);

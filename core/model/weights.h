@@ -3,6 +3,7 @@
 // activations; this is also how they are stored in model.safetensors.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -101,7 +102,9 @@ std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg);
 
 // GPT-2 style init, deterministic for a seed: N(0, 0.02) matrices, projections into
 // the residual stream scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0.
-Weights random_weights(const ModelConfig& cfg, uint64_t seed);
+// part_done (optional, for progress) is called with 0 once wte and wpe are made, then
+// with l + 1 once layer l is; it may throw to stop (the weights are freed).
+Weights random_weights(const ModelConfig& cfg, uint64_t seed, const std::function<void(int)>& part_done = {});
 
 // Throws kv::Error naming `where` and the tensor if a shape disagrees with cfg or
 // a value is NaN/Inf.
