@@ -13,6 +13,7 @@
 #include <ctime>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "app/cli_commands.h"
@@ -51,104 +52,159 @@ double median(std::vector<double> v) {
 
 int effective_threads(int t) { return t > 0 ? t : std::max(1, int(std::thread::hardware_concurrency())); }
 
-int run_bench(const BenchArgs& a) {
+// A model opened and warmed up for timed runs: a prefill and a few decode steps. The
+// first (cold) prefill ends the time to first token, counted from before the model
+// was opened.
+struct Prepared {
+    std::unique_ptr<kv::Model> m;
+    std::unique_ptr<kv::Session> s;
+    double load_ms = 0, first_token_ms = 0;
+    double weight_gb = 0;       // streamed once by a cached decode step
+    kv::ResidentSize loaded;    // after the first token, before --ceiling's buffer
+};
+
+Prepared prepare(const BenchArgs& a, const std::string& weights) {
     using Clock = std::chrono::steady_clock;
     const auto t_start = Clock::now();
-    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
-    const double load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
-    if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
-    if (a.runs < 1) throw UsageError("--runs: must be at least 1");
-    if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
-    check_new(*m, a.prompt_len, a.n_new);
-    kv::Session s = make_session(*m, a.backend, a.policy);
-    if (a.threads > 0) s.engine().set_threads(a.threads);
-    s.set_cache(!a.no_cache);
-    s.set_prompt_ids(kv::bench_ids(m->config, a.prompt_len, a.seed));
-    // Warm-up: a prefill and a few decode steps, then start over. The first (cold)
-    // prefill ends the time to first token, counted from before the model was opened.
-    s.step();
-    const double first_token_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
-    const kv::ResidentSize loaded = kv::resident_size();  // before the bandwidth buffer of --ceiling
-    for (int i = 1; i < std::min(a.warmup + 1, a.n_new); ++i) s.step();
+    Prepared p;
+    p.m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, weights);
+    p.load_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+    check_new(*p.m, a.prompt_len, a.n_new);
+    p.s = std::make_unique<kv::Session>(make_session(*p.m, a.backend, a.policy));
+    if (a.threads > 0) p.s->engine().set_threads(a.threads);
+    p.s->set_cache(!a.no_cache);
+    p.s->set_prompt_ids(kv::bench_ids(p.m->config, a.prompt_len, a.seed));
+    p.s->step();
+    p.first_token_ms = std::chrono::duration<double, std::milli>(Clock::now() - t_start).count();
+    p.loaded = kv::resident_size();
+    for (int i = 1; i < std::min(a.warmup + 1, a.n_new); ++i) p.s->step();
+    p.weight_gb = double(kv::decode_weight_bytes(p.m->config, p.m->weights.type)) / 1e9;
+    return p;
+}
 
-    std::vector<RunResult> runs;
-    const int threads = effective_threads(a.threads);
-    // A cached decode step streams every weight once: the bandwidth it reached.
-    const double weight_gb = double(kv::decode_weight_bytes(m->config, m->weights.type)) / 1e9;
-    for (int r = 0; r < a.runs; ++r) {
-        s.reset();
-        RunResult rr;
-        if (a.ceiling) rr.read_gb_per_s = kv::measure_read_bandwidth(threads, int64_t(256) << 20, 3);
-        rr.prefill_ms = s.step().ms;
-        const double cpu0 = process_cpu_ms();
-        for (int i = 1; i < a.n_new; ++i) rr.decode_ms += s.step().ms;
-        rr.cpu_ms = process_cpu_ms() - cpu0;
-        const int decoded = a.n_new - 1;
-        rr.ms_per_token = decoded > 0 ? rr.decode_ms / decoded : rr.prefill_ms;
-        rr.tokens_per_s = 1000.0 / rr.ms_per_token;
-        runs.push_back(rr);
-    }
-    auto med = [&](double RunResult::*f) {
-        std::vector<double> v;
-        for (const auto& r : runs) v.push_back(r.*f);
-        return median(v);
-    };
-    const double ms_per_token = med(&RunResult::ms_per_token), prefill_ms = med(&RunResult::prefill_ms);
-    const double tokens_per_s = 1000.0 / ms_per_token;
-    json jruns = json::array();
-    for (const auto& r : runs)
-        jruns.push_back({{"prefill_ms", r.prefill_ms},
-                         {"decode_ms", r.decode_ms},
-                         {"ms_per_token", r.ms_per_token},
-                         {"tokens_per_s", r.tokens_per_s},
-                         {"decode_cpu_ms", r.cpu_ms}});
-    if (a.ceiling)
-        for (size_t i = 0; i < runs.size(); ++i) {
-            jruns[i]["read_gb_per_s"] = runs[i].read_gb_per_s;
-            jruns[i]["ceiling_tokens_per_s"] = runs[i].read_gb_per_s / weight_gb;
-            jruns[i]["fraction_of_ceiling"] = runs[i].tokens_per_s / (runs[i].read_gb_per_s / weight_gb);
-        }
-    json out = {{"mode", a.no_cache ? "uncached" : "cached"},
-                {"model", model_json(*m)},
-                {"weights", kv::weight_type_name(m->weights.type)},
-                {"matmul_kernel", kv::matmul::kernel_name(kv::matmul::kernel())},
-                {"backend", s.engine().backend()},
-                {"threads", threads},
-                {"prompt_len", a.prompt_len},
-                {"new_tokens", a.n_new},
-                {"prefill_ms", prefill_ms},
-                {"decode_ms", med(&RunResult::decode_ms)},
-                {"ms_per_token", ms_per_token},
-                {"tokens_per_s", tokens_per_s},
-                {"weight_gb_per_token", weight_gb},
-                {"load_ms", load_ms},
-                {"time_to_first_token_ms", first_token_ms},
-                {"rss_bytes_after_first_token", loaded.rss},
-                {"peak_rss_bytes_after_first_token", loaded.peak},
-                {"runs", jruns}};
-    if (a.policy_args.given) out["cache"] = policy_json(a.policy);
-    if (!a.no_cache) out["weight_gb_per_s"] = weight_gb / (ms_per_token / 1000.0);
+// One timed run from a reset: (the read bandwidth,) the prefill, n_new - 1 decode steps.
+RunResult timed_run(kv::Session& s, const BenchArgs& a, int threads) {
+    s.reset();
+    RunResult rr;
+    if (a.ceiling) rr.read_gb_per_s = kv::measure_read_bandwidth(threads, int64_t(256) << 20, 3);
+    rr.prefill_ms = s.step().ms;
+    const double cpu0 = process_cpu_ms();
+    for (int i = 1; i < a.n_new; ++i) rr.decode_ms += s.step().ms;
+    rr.cpu_ms = process_cpu_ms() - cpu0;
+    const int decoded = a.n_new - 1;
+    rr.ms_per_token = decoded > 0 ? rr.decode_ms / decoded : rr.prefill_ms;
+    rr.tokens_per_s = 1000.0 / rr.ms_per_token;
+    return rr;
+}
+
+double median_of(const std::vector<RunResult>& runs, double RunResult::*f) {
+    std::vector<double> v;
+    for (const auto& r : runs) v.push_back(r.*f);
+    return median(v);
+}
+
+json runs_json(const std::vector<RunResult>& runs, bool ceiling, double weight_gb) {
+    json j = json::array();
     for (const auto& r : runs) {
-        std::fprintf(stderr, "  run: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)",
-                     r.prefill_ms, r.ms_per_token, r.tokens_per_s,
+        json e = {{"prefill_ms", r.prefill_ms},
+                  {"decode_ms", r.decode_ms},
+                  {"ms_per_token", r.ms_per_token},
+                  {"tokens_per_s", r.tokens_per_s},
+                  {"decode_cpu_ms", r.cpu_ms}};
+        if (ceiling) {
+            e["read_gb_per_s"] = r.read_gb_per_s;
+            e["ceiling_tokens_per_s"] = r.read_gb_per_s / weight_gb;
+            e["fraction_of_ceiling"] = r.tokens_per_s / (r.read_gb_per_s / weight_gb);
+        }
+        j.push_back(e);
+    }
+    return j;
+}
+
+void print_runs(const std::vector<RunResult>& runs, bool ceiling, double weight_gb, int threads, const char* label) {
+    for (const auto& r : runs) {
+        std::fprintf(stderr, "  run%s: prefill %.2f ms, decode %.3f ms/token = %.1f tokens/s (cpu %.0f%% of %d threads)",
+                     label, r.prefill_ms, r.ms_per_token, r.tokens_per_s,
                      r.decode_ms > 0 ? 100.0 * r.cpu_ms / (r.decode_ms * threads) : 0.0, threads);
-        if (a.ceiling)
+        if (ceiling)
             std::fprintf(stderr, "; read bandwidth %.1f GB/s -> ceiling %.1f tokens/s, reached %.0f%%",
                          r.read_gb_per_s, r.read_gb_per_s / weight_gb,
                          100.0 * r.tokens_per_s / (r.read_gb_per_s / weight_gb));
         std::fprintf(stderr, "\n");
     }
+}
+
+// --vs-f32: the same runs on the model held in f32, interleaved with the main ones
+// (run r of each back to back, the order alternating), so the decode ratio is
+// measured in one process at one moment of the machine: the median of the per-run
+// ratios, and the f32 runs' median rate.
+json vs_f32_json(const std::vector<RunResult>& runs, const std::vector<RunResult>& runs32, const Prepared& p32,
+                 bool ceiling) {
+    std::vector<double> ratios;
+    for (size_t i = 0; i < runs.size(); ++i) ratios.push_back(runs[i].tokens_per_s / runs32[i].tokens_per_s);
+    return {{"tokens_per_s", 1000.0 / median_of(runs32, &RunResult::ms_per_token)},
+            {"decode_ratio", median(ratios)},
+            {"decode_ratios", ratios},
+            {"runs", runs_json(runs32, ceiling, p32.weight_gb)}};
+}
+
+int run_bench(const BenchArgs& a) {
+    if (a.prompt_len < 1) throw UsageError("--prompt-len: must be at least 1");
+    if (a.runs < 1) throw UsageError("--runs: must be at least 1");
+    if (a.warmup < 0) throw UsageError("--warmup: must not be negative");
+    Prepared p = prepare(a, a.weights);
+    if (a.vs_f32 && p.m->weights.type == kv::WeightType::f32)
+        throw UsageError("--vs-f32: the model is held in f32 already; add --weights f16 or --weights bf16");
+    std::optional<Prepared> p32;
+    if (a.vs_f32) p32 = prepare(a, "f32");
+    const int threads = effective_threads(a.threads);
+    std::vector<RunResult> runs, runs32;
+    for (int r = 0; r < a.runs; ++r) {
+        if (p32 && r % 2 == 1) runs32.push_back(timed_run(*p32->s, a, threads));
+        runs.push_back(timed_run(*p.s, a, threads));
+        if (p32 && r % 2 == 0) runs32.push_back(timed_run(*p32->s, a, threads));
+    }
+    const double ms_per_token = median_of(runs, &RunResult::ms_per_token);
+    const double prefill_ms = median_of(runs, &RunResult::prefill_ms), tokens_per_s = 1000.0 / ms_per_token;
+    const kv::Model& m = *p.m;
+    json out = {{"mode", a.no_cache ? "uncached" : "cached"},
+                {"model", model_json(m)},
+                {"weights", kv::weight_type_name(m.weights.type)},
+                {"matmul_kernel", kv::matmul::kernel_name(kv::matmul::kernel())},
+                {"backend", p.s->engine().backend()},
+                {"threads", threads},
+                {"prompt_len", a.prompt_len},
+                {"new_tokens", a.n_new},
+                {"prefill_ms", prefill_ms},
+                {"decode_ms", median_of(runs, &RunResult::decode_ms)},
+                {"ms_per_token", ms_per_token},
+                {"tokens_per_s", tokens_per_s},
+                {"weight_gb_per_token", p.weight_gb},
+                {"load_ms", p.load_ms},
+                {"time_to_first_token_ms", p.first_token_ms},
+                {"rss_bytes_after_first_token", p.loaded.rss},
+                {"peak_rss_bytes_after_first_token", p.loaded.peak},
+                {"runs", runs_json(runs, a.ceiling, p.weight_gb)}};
+    if (a.policy_args.given) out["cache"] = policy_json(a.policy);
+    if (!a.no_cache) out["weight_gb_per_s"] = p.weight_gb / (ms_per_token / 1000.0);
+    print_runs(runs, a.ceiling, p.weight_gb, threads, "");
     const std::string mode = std::string(a.no_cache ? "uncached" : "cached") +
                              (a.policy_args.given ? ", cache " + kv::policy_text(a.policy) : "");
     std::fprintf(stderr,
                  "%s, %s weights, %s, %s, %d threads, prompt %d, %d new%s: prefill %.2f ms, decode %.3f ms/token = "
                  "%.1f tokens/s\n",
-                 m->name.c_str(), kv::weight_type_name(m->weights.type), s.engine().backend().c_str(), mode.c_str(),
-                 threads,
-                 a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
+                 m.name.c_str(), kv::weight_type_name(m.weights.type), p.s->engine().backend().c_str(), mode.c_str(),
+                 threads, a.prompt_len, a.n_new, a.runs > 1 ? (", median of " + std::to_string(a.runs)).c_str() : "",
                  prefill_ms, ms_per_token, tokens_per_s);
     std::fprintf(stderr, "load %.0f ms, time to first token %.0f ms, resident %.0f MB (peak %.0f MB) after it\n",
-                 load_ms, first_token_ms, double(loaded.rss) / 1e6, double(loaded.peak) / 1e6);
+                 p.load_ms, p.first_token_ms, double(p.loaded.rss) / 1e6, double(p.loaded.peak) / 1e6);
+    if (p32) {
+        out["vs_f32"] = vs_f32_json(runs, runs32, *p32, a.ceiling);
+        print_runs(runs32, a.ceiling, p32->weight_gb, threads, " f32");
+        std::fprintf(stderr, "vs f32 weights, runs interleaved: f32 %.1f tokens/s; %s decodes %.2fx as fast (median of %d)\n",
+                     out["vs_f32"]["tokens_per_s"].get<double>(), kv::weight_type_name(m.weights.type),
+                     out["vs_f32"]["decode_ratio"].get<double>(), a.runs);
+    }
     if (a.as_json) print_json(out, 1);
     return 0;
 }
@@ -249,6 +305,8 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_flag("--json", a->as_json, "print a JSON record to stdout");
     c->add_flag("--stream", a->stream, "measure the machine's read bandwidth and the decode ceiling it implies");
     c->add_flag("--ceiling", a->ceiling, "measure read bandwidth before each run and report the share of the ceiling");
+    c->add_flag("--vs-f32", a->vs_f32,
+                "with --weights f16|bf16: interleave the same runs on the model held in f32, report the decode ratio");
     c->add_flag("--sweep", a->sweep, "ms per step at every position, cached and uncached");
     c->add_option("--max-pos", a->max_pos, "sweep positions [0, MAX) (default: the model's context)");
     c->add_option("--stride", a->stride, "sweep every STRIDE-th position");
@@ -267,6 +325,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
         if (c->count("--prompt") && !c->count("--draft")) throw UsageError("--prompt: only with --draft");
         a->have_prompt = c->count("--prompt") > 0;
         if (c->count("--draft")) return run_bench_draft(*a, *c);
+        if (a->vs_f32 && (a->stream || a->sweep)) throw UsageError("--vs-f32: only for timed runs (not --stream or --sweep)");
         if (a->stream) return run_stream(*a);
         return a->sweep ? run_sweep(*a) : run_bench(*a);
     };

@@ -40,6 +40,7 @@ struct BenchArgs {
     uint64_t seed = 0;
     // --sweep
     bool sweep = false, stream = false, ceiling = false;
+    bool vs_f32 = false;  // --vs-f32: the same runs on an f32 copy, interleaved
     int max_pos = 0, stride = 1, repeats = 1;
     std::string sweep_mode = "both", csv;
     PolicyArgs policy_args;

@@ -38,7 +38,7 @@ void add_weights_option(CLI::App* c, std::string& weights) {
 }
 
 void refuse_with_draft(const CLI::App& cmd) {
-    for (const char* opt : {"--window", "--sinks", "--kv-dtype", "--weights"})
+    for (const char* opt : {"--window", "--sinks", "--kv-dtype", "--weights", "--vs-f32"})
         if (cmd.count(opt) > 0)
             throw UsageError(std::string("--draft: speculative decoding runs the full f32 cache and the weights as "
                                          "stored; ") + opt + " is not supported with it (drop " + opt + ")");

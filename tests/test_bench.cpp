@@ -224,6 +224,29 @@ TEST_CASE("kvscope-cli bench prints the documented record, and --sweep one row p
         CHECK(j["new_tokens"] == 4);
         CHECK(j["runs"].size() == 3);
     }
+    SUBCASE("bench --vs-f32: the same runs on an f32 copy, one ratio per run pair") {
+        const auto [rc, out] =
+            cli("bench --model random:tiny --prompt-len 3 --new 4 --runs 3 --threads 2 --weights bf16 --vs-f32 --json");
+        REQUIRE(rc == 0);
+        const auto j = nlohmann::json::parse(out);
+        CHECK(j["weights"] == "bf16");
+        REQUIRE(j.contains("vs_f32"));
+        const auto& v = j["vs_f32"];
+        REQUIRE(v["runs"].size() == 3);
+        REQUIRE(v["decode_ratios"].size() == 3);
+        std::vector<double> ratios;
+        for (size_t i = 0; i < 3; ++i) {
+            CAPTURE(i);
+            const double r = j["runs"][i]["tokens_per_s"].get<double>() / v["runs"][i]["tokens_per_s"].get<double>();
+            CHECK(v["decode_ratios"][i].get<double>() == doctest::Approx(r));
+            ratios.push_back(r);
+        }
+        std::sort(ratios.begin(), ratios.end());
+        CHECK(v["decode_ratio"].get<double>() == doctest::Approx(ratios[1]));  // the median
+        CHECK(v["tokens_per_s"].get<double>() > 0);
+        CHECK(cli("bench --model random:tiny --new 2 --vs-f32").first == 2);  // already f32
+        CHECK(cli("bench --model random:tiny --weights f16 --vs-f32 --sweep").first == 2);
+    }
     SUBCASE("bench --no-cache") {
         const auto [rc, out] = cli("bench --model random:tiny --prompt-len 3 --new 4 --no-cache --json");
         REQUIRE(rc == 0);
