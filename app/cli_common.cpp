@@ -39,7 +39,7 @@ void add_weights_option(CLI::App* c, std::string& weights) {
 
 void refuse_with_draft(const CLI::App& cmd) {
     for (const char* opt : {"--window", "--sinks", "--kv-dtype", "--weights", "--vs-f32"})
-        if (cmd.count(opt) > 0)
+        if (const CLI::Option* o = cmd.get_option_no_throw(opt); o && o->count() > 0)
             throw UsageError(std::string("--draft: speculative decoding runs the full f32 cache and the weights as "
                                          "stored; ") + opt + " is not supported with it (drop " + opt + ")");
 }
