@@ -62,14 +62,16 @@ void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
         ImGui::SetTooltip("row %s", row.label.c_str());
 }
 
-// The coloured tag ("cache", "new", "recomp") with its text where rows are tall enough.
+// The coloured tag ("cache", "new", "recomp"), with its word where rows are tall enough.
 void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha) {
     const CacheGeometry& g = rp.g;
     const ImU32 sc = state_color(row.state, palette().dark);
     rp.dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h - g.gap), with_alpha(sc, alpha), 3.f);
-    if (!row_has_text(g, row.row)) return;
-    const float ts = g.text_rows ? rp.fs * 0.85f : rp.fs * 0.7f;
-    rp.dl->PushClipRect(ImVec2(g.x_tag, y - rp.fs), ImVec2(g.x_tag + g.tag_w, y + rp.fs), true);
+    // Rows shorter than the text keep the colour only (the key above names it): a tag's
+    // word over three rows' tags read as clutter at font scale 2.
+    if (!g.text_rows) return;
+    const float ts = rp.fs * 0.85f;
+    rp.dl->PushClipRect(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h), true);
     const ImVec4 cv = to_vec4(sc);
     const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
     rp.dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f),
