@@ -54,8 +54,9 @@ void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
         }
         lab += "...";
     }
-    rp.dl->PushClipRect(ImVec2(g.x0, y - fs), ImVec2(g.x_tag - 2, y + fs), true);
-    rp.dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, y + (g.row_h - ls) * 0.5f), palette().text, lab.c_str());
+    const float ly = row_label_y(g, y, ls);
+    rp.dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
+    rp.dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), palette().text, lab.c_str());
     rp.dl->PopClipRect();
     const ImVec2 mouse = ImGui::GetIO().MousePos;
     if (cut && ImGui::IsWindowHovered() && mouse.y >= y && mouse.y < y + g.row_h && mouse.x >= g.x0 && mouse.x < g.x_tag)
@@ -259,6 +260,11 @@ std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v) {
         out.push_back(std::move(row));
     }
     return out;
+}
+
+float row_label_y(const CacheGeometry& g, float y, float text_h) {
+    const float bottom = g.y0 + g.n_rows * g.row_h - text_h;
+    return std::max(g.y0, std::min(y + (g.row_h - text_h) * 0.5f, bottom));
 }
 
 CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,

@@ -151,6 +151,10 @@ struct CacheGeometry {
 };
 CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
                              float longest_label);
+// Where a row's label of height text_h goes: centred on the row at top y, kept inside
+// the rows' block (labels taller than short rows would stick out above the first row
+// and below the last, where a child window cuts them).
+float row_label_y(const CacheGeometry& g, float y, float text_h);
 
 // ---- the model: its field, its line, its weights ----------------------------
 // What the model field shows while its edit buffer is empty: the model's name

@@ -287,9 +287,9 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
     const int id = row_token(app.spec, row);
     const std::string label = std::to_string(row) + " " + (id >= 0 ? app.token_text(id) : "");
     if (g.text_rows || row % g.label_every == 0) {
-        dl->PushClipRect(ImVec2(g.x0, y - fs), ImVec2(g.x_tag - 2, y + fs), true);
-        dl->AddText(ImGui::GetFont(), fs * g.label_scale, ImVec2(g.x0, y + (g.row_h - fs * g.label_scale) * 0.5f),
-                    struck ? with_alpha(pal.text, 0.5f) : pal.text, label.c_str());
+        const float ls = fs * g.label_scale, ly = row_label_y(g, y, ls);
+        dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
+        dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), struck ? with_alpha(pal.text, 0.5f) : pal.text, label.c_str());
         dl->PopClipRect();
     }
     dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + h), tag_col, 3.f);
