@@ -71,7 +71,7 @@ void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha)
     // Rows shorter than the text keep the colour only (the key above names it): a tag's
     // word over three rows' tags read as clutter at font scale 2.
     if (!g.text_rows) return;
-    const float ts = rp.fs * 0.85f;
+    const float ts = rp.fs * std::min(0.85f, g.label_scale);
     rp.dl->PushClipRect(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h), true);
     const ImVec4 cv = to_vec4(sc);
     const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
@@ -275,9 +275,13 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     g.x0 = x0;
     g.y0 = y0;
     g.row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / std::max(rows, 1)), 3.f, fs * 1.3f);  // all fit if they can
-    g.text_rows = g.row_h >= fs * 0.8f;
+    // Row text (label, tag word) is as tall as its row allows, up to the font; rows
+    // too short for the smallest legible size (12 px, or 0.45 of a big font) carry it
+    // on every label_every-th row instead, at 0.8 of the font.
+    const float fit_px = std::min(fs, std::floor(g.row_h * 0.9f));
+    g.text_rows = fit_px >= std::max(12.f, fs * 0.45f);
     g.gap = g.row_h > 6 ? 1.f : 0.f;
-    g.label_scale = g.text_rows ? 1.f : 0.8f;
+    g.label_scale = g.text_rows ? fit_px / fs : 0.8f;
     g.label_every = g.text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / g.row_h)));
     // The label column is as wide as the longest label, up to 30% of the width.
     g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));

@@ -293,7 +293,10 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
         dl->PopClipRect();
     }
     dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + h), tag_col, 3.f);
-    if (g.text_rows) dl->AddText(ImVec2(g.x_tag + 4, y + (g.row_h - fs) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
+    if (g.text_rows) {
+        const float ts = fs * std::min(0.85f, g.label_scale);
+        dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
+    }
     if (gone) draw_cells(dl, g, y, side.gone_k, side.gone_v, row - side.gone_first, ks, vs, struck ? 0.3f : 1.f);
     else draw_cells(dl, g, y, side.k, side.v, row, ks, vs, 1.f);
     const float x1 = g.x_v + g.cw * g.hd;
