@@ -341,29 +341,3 @@ TEST_CASE("the help overlay (F1) with the layout keys fits the window at 1280x72
     CHECK(w->ContentSizeIdeal.y <= w->Size.y - pad.y * 2 - w->TitleBarHeight() + 1.f);
     MESSAGE("help overlay at 1280x720, font scale 2: " << w->Size.x << " x " << w->Size.y);
 }
-
-TEST_CASE("normal layout: at font scale 2 the cache rows stay legible and scroll, the newest in view") {
-    Window h;
-    Controller ctl("never");
-    AppState app;
-    six_steps(ctl, app, true);  // 9 cache rows
-    for (auto [W, H] : {std::pair{1280.f, 720.f}, std::pair{1920.f, 1080.f}}) {
-        CAPTURE(W);
-        h.resize(W, H, 2.f);
-        for (int f = 0; f < 6; ++f) h.frame(app);
-        REQUIRE(app.vs.layout.mode == LayoutMode::focus);
-        const PanelFit* rows = nullptr;
-        for (const PanelFit& f : app.vs.layout.fits)
-            if (f.name.rfind("KV cache + attention/", 0) == 0 && f.name.find("rows") != std::string::npos) rows = &f;
-        REQUIRE(rows != nullptr);
-        CAPTURE(rows->content_h);
-        CAPTURE(rows->visible_h);
-        const float fs = ImGui::GetFontSize();
-        CHECK(rows->scrolls);
-        CHECK(rows->content_h >= 9 * legible_row_h(fs));  // every row tall enough for its label
-        CHECK(rows->content_h > rows->visible_h);
-        const ImGuiWindow* child = ImGui::FindWindowByName(rows->name.substr(rows->name.find('/') + 1).c_str());
-        REQUIRE(child != nullptr);
-        CHECK(child->Scroll.y == doctest::Approx(child->ScrollMax.y).epsilon(0.01));  // the newest row in view
-    }
-}

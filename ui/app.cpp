@@ -350,9 +350,7 @@ void draw_single_slot(AppState& app, const Slot& s) {
     app.vs.layout.short_h = 0.f;
     panel(panel_title(app, p), s.r, true, [&] {
         const float y = ImGui::GetCursorScreenPos().y;
-        app.vs.layout.drawing_scrolls = s.scrolls;
         draw_panel_contents(app, p);
-        app.vs.layout.drawing_scrolls = false;
         end_panel(app, p, s, y, panel_tab_label(p));
     }, s.scrolls);
 }
@@ -384,9 +382,7 @@ void draw_tab_slot(AppState& app, const Slot& s) {
             ImGui::EndTabBar();
         }
         const float y = ImGui::GetCursorScreenPos().y;
-        app.vs.layout.drawing_scrolls = s.scrolls;
         draw_panel_contents(app, shown);
-        app.vs.layout.drawing_scrolls = false;
         end_panel(app, shown, s, y, panel_tab_label(shown));
     }, s.scrolls);
 }

@@ -168,7 +168,6 @@ struct LayoutChoice {
     bool compact_controls = false;
     std::vector<PanelFit> fits;      // every shown panel's fit, last frame (tests)
     float short_h = 0.f;             // set by a panel that shrinks to what it gets: how much more it needed
-    bool drawing_scrolls = false;    // the slot being drawn scrolls anyway (set around its contents)
 };
 
 struct Toast {

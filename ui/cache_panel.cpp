@@ -219,14 +219,7 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     // had less (more rows shrink, then scroll).
     const float readable = static_cast<float>(std::min<size_t>(rows.size(), 8)) * fs * 0.4f + fs * 1.1f;
     app.vs.layout.short_h = std::max(app.vs.layout.short_h, readable - avail.y);
-    // In a slot that scrolls anyway (the layout could not give it its minimum: the
-    // focus layout at font scale 2), a few rows keep a legible height and the child
-    // scrolls, the newest row in view, rather than shrinking to lines too thin to label.
-    constexpr size_t kLegibleRows = 16;
-    float rows_h = avail.y;
-    if (app.vs.layout.drawing_scrolls && rows.size() <= kLegibleRows)
-        rows_h = std::max(rows_h, static_cast<float>(rows.size()) * legible_row_h(fs) + fs * 1.4f);
-    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, rows_h, static_cast<int>(rows.size()),
+    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
                                            static_cast<int>(v.cache_k.cols()), longest);
     const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
                       abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size())),
@@ -269,8 +262,6 @@ std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v) {
     return out;
 }
 
-float legible_row_h(float fs) { return std::ceil(std::max(12.f, fs * 0.45f) / 0.9f); }
-
 float row_label_y(const CacheGeometry& g, float y, float text_h) {
     const float bottom = g.y0 + g.n_rows * g.row_h - text_h;
     return std::max(g.y0, std::min(y + (g.row_h - text_h) * 0.5f, bottom));
@@ -285,9 +276,10 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     g.y0 = y0;
     g.row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / std::max(rows, 1)), 3.f, fs * 1.3f);  // all fit if they can
     // Row text (label, tag word) is as tall as its row allows, up to the font; rows
-    // shorter than legible_row_h carry it on every label_every-th row, at 0.8 of the font.
+    // too short for the smallest legible size (12 px, or 0.45 of a big font) carry it
+    // on every label_every-th row instead, at 0.8 of the font.
     const float fit_px = std::min(fs, std::floor(g.row_h * 0.9f));
-    g.text_rows = g.row_h >= legible_row_h(fs);
+    g.text_rows = fit_px >= std::max(12.f, fs * 0.45f);
     g.gap = g.row_h > 6 ? 1.f : 0.f;
     g.label_scale = g.text_rows ? fit_px / fs : 0.8f;
     g.label_every = g.text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / g.row_h)));

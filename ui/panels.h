@@ -151,9 +151,6 @@ struct CacheGeometry {
 };
 CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
                              float longest_label);
-// The shortest row whose label and tag word are legible: text of 12 px, or 0.45 of a
-// big font, at 0.9 of the row. Shorter rows label every k-th row only.
-float legible_row_h(float font_px);
 // Where a row's label of height text_h goes: centred on the row at top y, kept inside
 // the rows' block (labels taller than short rows would stick out above the first row
 // and below the last, where a child window cuts them).
