@@ -259,7 +259,8 @@ void draw_scaling_panel(AppState& app) {
     for (const kv::SweepPoint& p : sv.points)
         if (p.ms_cached >= 0 && p.ms_uncached >= 0) last = &p;
     char summary[160] = "";
-    if (last && last->ms_cached > 0)
+    const bool measured = last && last->ms_cached > 0;
+    if (measured)
         std::snprintf(summary, sizeof summary, "At position %d: %s with cache, %s without (%.1fx)", last->pos,
                       fmt_ms(last->ms_cached).c_str(), fmt_ms(last->ms_uncached).c_str(),
                       last->ms_uncached / last->ms_cached);
@@ -282,7 +283,7 @@ void draw_scaling_panel(AppState& app) {
         draw_plot(sv, each, SweepCurves::uncached, "without cache");
     }
 
-    if (summary[0]) text_wrapped_colored(last ? pal.accent : pal.text_dim, "%s", summary);
+    if (summary[0]) text_wrapped_colored(measured ? pal.accent : pal.text_dim, "%s", summary);
 }
 
 }  // namespace kvui

@@ -27,7 +27,8 @@ bool cpu_runs(Kernel k);
 // The fastest kernel this CPU runs.
 Kernel detected_kernel();
 // The kernel in use (detected_kernel() unless set, or KVSCOPE_MATMUL=portable|avx2
-// at start-up). set_kernel throws kv::Error for a kernel the CPU cannot run. Not thread-safe: set it before running the engine.
+// at start-up). set_kernel throws kv::Error for a kernel the CPU cannot run. Not
+// thread-safe: set it before running the engine.
 Kernel kernel();
 void set_kernel(Kernel k);
 
