@@ -5,7 +5,7 @@
 //           [--window W --sinks S --kv-dtype T] [--weights f32|f16|bf16]
 // --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
 // speculative mode: each step is one round of draft-and-verify.
-// --lesson [--chapter N] opens lesson mode (ui/lesson.h) at chapter N; chapters that
+// --lesson [--chapter N] opens lesson mode (ui/lesson/lesson.h) at chapter N; chapters that
 // measure (the Scaling sweep) measure to the end before a --screenshot.
 // --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
@@ -31,11 +31,11 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/lesson.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 namespace {
 

@@ -29,7 +29,7 @@ set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION education)
-# Shared libraries from dpkg-shlibdeps; the fonts the window opens by path (ui/fonts.cpp).
+# Shared libraries from dpkg-shlibdeps; the fonts the window opens by path (ui/look/fonts.cpp).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 if(KVSCOPE_UI)
   set(CPACK_DEBIAN_PACKAGE_DEPENDS "fonts-dejavu-core")

@@ -5,7 +5,7 @@ KVSCOPE_PACKAGES=(
   libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
   libimgui-dev libstb-dev libglfw3-dev libgl-dev
   xvfb xauth xdotool fonts-dejavu-core
-  fonts-lohit-deva fonts-droid-fallback  # Devanagari; CJK, kana, Hangul (ui/fonts.cpp)
+  fonts-lohit-deva fonts-droid-fallback  # Devanagari; CJK, kana, Hangul (ui/look/fonts.cpp)
   python3 python3-numpy
   dpkg-dev desktop-file-utils  # the .deb check (scripts/test-package): dpkg-shlibdeps, desktop-file-validate
 )

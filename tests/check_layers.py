@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The include rules of docs/design.md ("Modules"), checked on every source file of
 core/, ui/ and app/: each module may include only the modules listed for it, core/
-never includes ImGui, GLFW or OpenGL, and a folder missing from the table fails (add
+and ui/runtime/ never include ImGui, GLFW or OpenGL, and a folder missing from the table fails (add
 it here and to docs/design.md). usage: check_layers.py SOURCE_DIR"""
 import os
 import re
@@ -9,6 +9,7 @@ import sys
 
 # module -> the modules its files may include ("core" is core/'s top level: error.h,
 # tensor.h, rng.h). A module may always include itself.
+CORE_NOT_TRAIN = {"core", "core/text", "core/model", "core/engine", "core/session"}
 MAY_INCLUDE = {
     "core": set(),
     "core/text": {"core"},
@@ -17,9 +18,19 @@ MAY_INCLUDE = {
     "core/engine/cuda": {"core", "core/model", "core/engine"},
     "core/session": {"core", "core/text", "core/model", "core/engine"},
     "core/train": {"core", "core/text", "core/model"},
-    "ui": {"core", "core/text", "core/model", "core/engine", "core/session"},
-    "app": {"core", "core/text", "core/model", "core/engine", "core/session", "core/train", "ui"},
+    # ui/: state (plain views and pure rules) < look (theme, fonts, colours) < panels <
+    # lesson < the frame (ui/app.cpp). The runtime (the worker threads, the loader, the
+    # controller) reaches only the state it publishes; nothing that draws includes it.
+    "ui/state": CORE_NOT_TRAIN,
+    "ui/runtime": CORE_NOT_TRAIN | {"ui/state"},
+    "ui/look": CORE_NOT_TRAIN | {"ui/state"},
+    "ui/panels": CORE_NOT_TRAIN | {"ui/state", "ui/look"},
+    "ui/lesson": CORE_NOT_TRAIN | {"ui/state", "ui/look", "ui/panels"},
+    "ui": CORE_NOT_TRAIN | {"ui/state", "ui/look", "ui/panels", "ui/lesson"},
+    "app": CORE_NOT_TRAIN | {"core/train", "ui", "ui/state", "ui/look", "ui/panels", "ui/lesson", "ui/runtime"},
 }
+# Folders whose files never draw: no ImGui, GLFW or GL (core/ and the UI's threads).
+NO_UI_LIBS = ("core", "ui/runtime")
 UI_LIBS = re.compile(r"#\s*include\s*[<\"](imgui|backends/imgui|GLFW/|GL/|stb_)")
 LOCAL = re.compile(r'#\s*include\s*"([^"]+)"')
 SOURCES = (".h", ".cpp", ".cu", ".cuh")
@@ -41,8 +52,8 @@ def main(root):
                 allowed = MAY_INCLUDE[module] | {module}
                 with open(os.path.join(root, path), encoding="utf-8") as src:
                     for n, line in enumerate(src, 1):
-                        if top == "core" and UI_LIBS.match(line.strip()):
-                            errors.append(f"{path}:{n}: core includes a UI library: {line.strip()}")
+                        if module.startswith(NO_UI_LIBS) and UI_LIBS.match(line.strip()):
+                            errors.append(f"{path}:{n}: {module} includes a UI library: {line.strip()}")
                         m = LOCAL.match(line.strip())
                         if not m or "/" not in m.group(1):
                             continue  # a file of the same folder, or a generated one

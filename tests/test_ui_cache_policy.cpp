@@ -13,11 +13,11 @@
 #include <string>
 
 #include "core/model/model_io.h"
-#include "ui/app_state.h"
-#include "ui/cache_policy_view.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/panels/cache_policy_view.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 #include "tests/ui_headless.h"
 
 using namespace kvui;

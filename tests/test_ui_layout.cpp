@@ -1,4 +1,4 @@
-// The normal layout (ui/layout.h) under a headless ImGui context (no GL): at 1280x720
+// The normal layout (ui/state/layout.h) under a headless ImGui context (no GL): at 1280x720
 // and 1920x1080, font scales 1, 1.5 and 2, cache on and off, after 6 steps, every
 // shown panel's content fits the room it got (ImGui's own cursor extents against its
 // content region, the window and its child windows) unless the layout marked it as
@@ -18,11 +18,11 @@
 #include <string>
 
 #include "tests/ui_headless.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/lesson.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 using namespace kvui;
 

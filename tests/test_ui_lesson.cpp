@@ -2,8 +2,9 @@
 // 1920x1080, font scales 1, 1.5 and 2, with the framed panel's content inside its
 // visible region (ImGui's own cursor extents, recorded in app.fits); each chapter's
 // text carries the numbers the engine gave for that state, recomputed here from the
-// traces and the DESIGN.md formulas; the keys (PageUp/PageDown included) move
-// through the chapters, and leaving restores the normal layout.
+// traces and the formulas of docs/design.md ("Counters", core/engine/formulas.h); the
+// keys (PageUp/PageDown included) move through the chapters, and leaving restores the
+// normal layout.
 #include <doctest/doctest.h>
 #include <imgui.h>
 #include <imgui_internal.h>
@@ -17,11 +18,11 @@
 
 #include "core/model/model_io.h"
 #include "core/session/session.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/lesson.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 using namespace kvui;
 
@@ -386,7 +387,7 @@ TEST_CASE("lesson: each chapter's text carries the engine's numbers for its stat
         const int64_t full = rows * 2 * L * Hkv * hd * 4;
         CHECK(has(s, "int8: " + str(i8.cache_bytes) + " bytes, saves " + str(full - i8.cache_bytes) + " bytes"));
         CHECK(has(s, "f16: " + str(f16.cache_bytes) + " bytes, saves " + str(full - f16.cache_bytes) + " bytes"));
-        // The rounding of the shown head, from the f32 rows with the DESIGN.md rules.
+        // The rounding of the shown head, from the f32 rows by the storage rules of core/engine/cache_policy.h (kv::int8_scale, docs/cache.md).
         REQUIRE(i8.cache_k_f32.rows() > 0);
         float e8 = 0.f, e16 = 0.f;
         for (int r = 0; r < static_cast<int>(i8.cache_k_f32.rows()); ++r) {

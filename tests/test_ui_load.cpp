@@ -1,4 +1,4 @@
-// Loading a model off the UI thread (ui/model_loader.h, Controller): the previous
+// Loading a model off the UI thread (ui/runtime/model_loader.h, Controller): the previous
 // model keeps working while the new one loads, progress reaches the window, Cancel
 // and a bad path keep the previous model and publish nothing, and the commands that
 // followed a load run on the new model once it is there.
@@ -11,9 +11,9 @@
 
 #include "core/model/model_io.h"
 #include "test_helpers.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
 
 using namespace kvui;
 

@@ -16,11 +16,11 @@
 #include "core/error.h"
 #include "core/model/model_io.h"
 #include "core/session/session.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
-#include "ui/sweep_runner.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
+#include "ui/runtime/sweep_runner.h"
+#include "ui/look/theme.h"
 #include "tests/ui_headless.h"
 
 using namespace kvui;

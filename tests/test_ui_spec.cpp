@@ -1,4 +1,4 @@
-// The window's speculative mode (ui/spec_view.h, ui/spec_runner.h): a round's record
+// The window's speculative mode (ui/state/spec_view.h, ui/runtime/spec_runner.h): a round's record
 // becomes the right token chips in both phases, the rolled-back row ranges follow the
 // round's arithmetic (target k - a rows, draft max(0, k - 1 - a)), the narration
 // carries the round's own numbers, Back restores both caches to a fresh run's rows
@@ -16,10 +16,10 @@
 #include "core/model/model_io.h"
 #include "core/session/session.h"
 #include "core/session/speculative.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 #include "tests/ui_headless.h"
 
 using namespace kvui;

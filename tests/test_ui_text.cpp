@@ -16,10 +16,10 @@
 #include "core/model/model_io.h"
 #include "core/text/utf8.h"
 #include "test_helpers.h"
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 namespace fs = std::filesystem;
 using namespace kvui;

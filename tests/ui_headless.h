@@ -10,10 +10,10 @@
 
 #include <utility>
 
-#include "ui/app_state.h"
-#include "ui/controller.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/state/app_state.h"
+#include "ui/runtime/controller.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 namespace kvtest {
 

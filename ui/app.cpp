@@ -1,5 +1,5 @@
 // draw_app: one frame of the whole window. Fixed windows in the slots of
-// compute_layout (ui/layout.h: no overlaps, no docking; a slot of several panels is a
+// compute_layout (ui/state/layout.h: no overlaps, no docking; a slot of several panels is a
 // tab bar), the keyboard map (1.86: keys are polled by GLFW key code through
 // IsKeyPressed(index)), the play timer, the help overlay and the toast. Each shown
 // panel's content height is measured for the next frame's layout, and its fit (content
@@ -14,10 +14,10 @@
 #include <string>
 
 #include "core/model/model_io.h"
-#include "ui/colormap.h"
-#include "ui/lesson.h"
-#include "ui/panels.h"
-#include "ui/theme.h"
+#include "ui/look/colormap.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
 
 namespace kvui {
 

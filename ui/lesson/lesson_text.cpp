@@ -1,0 +1,370 @@
+// The lesson chapters' live text (ui/lesson/lesson_text.h): helpers that format the
+// engine's numbers, then one function per chapter.
+#include "ui/lesson/lesson_text.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "core/engine/formulas.h"
+#include "core/model/model_io.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/cache_policy_view.h"
+#include "ui/panels/panels.h"
+
+namespace kvui::lesson_text {
+
+namespace {
+
+std::string num(int64_t x) { return std::to_string(x); }
+
+std::string pct(float p) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%.1f%%", p * 100.f);
+    return b;
+}
+
+std::string ratio(double a, double b) {
+    char r[32];
+    std::snprintf(r, sizeof r, "%.1fx", b > 0 ? a / b : 0.0);
+    return r;
+}
+
+std::string ms3(double ms) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f ms", ms);
+    return b;
+}
+
+std::string prob_of(const kv::StepTrace& t, int id) {
+    for (const kv::TopToken& tt : t.top)
+        if (tt.id == id) return pct(tt.prob);
+    return "?";
+}
+
+std::string quoted(const std::string& s) { return "'" + s + "'"; }
+
+// Bytes per cached token: 2 x L x Hkv x hd x 4 (f32).
+
+int64_t bytes_per_token(const kv::ModelConfig& c) { return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4); }
+
+}  // namespace
+
+std::string text_tokens(const AppState& app) {
+    const SessionView& v = app.main;
+    const int p = static_cast<int>(v.prompt_ids.size());
+    std::string s = "The prompt is cut into " + num(p) + " tokens: " + join_tokens(app, v.prompt_ids, 0, 12, "] [") +
+                    ". The model sees only their ids (";
+    for (int i = 0; i < p && i < 8; ++i) s += (i ? ", " : "") + num(v.prompt_ids[i]);
+    s += p > 8 ? ", ...)." : ").";
+    const kv::StepTrace* t = v.last();
+    if (!t) return s + " Press Space: the model reads them and predicts the next token.";
+    s += " From them it scores all " + num(app.model->config.vocab_size) + " tokens it knows for what comes next: ";
+    for (size_t i = 0; i < t->top.size() && i < 3; ++i)
+        s += (i ? ", " : "") + quoted(app.token_text(t->top[i].id)) + " " + pct(t->top[i].prob);
+    s += ". It takes " + quoted(app.token_text(t->next_id)) + ", appends it and predicts again: one token at a time.";
+    const int gen = static_cast<int>(v.tokens.size()) - p;
+    if (gen > 1) s += " Generated so far: " + quoted(join_tokens(app, v.tokens, p)) + ".";
+    return s + " Space: the next token.";
+}
+
+std::string text_prefill(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    if (v.history.empty()) return "Press Space to run the prefill.";
+    const kv::StepTrace& t = *v.history.front();
+    const int p = static_cast<int>(t.input_ids.size());
+    const kv::Counters& k = t.counters;
+    std::string s = "Step 0, the prefill, ran all " + num(p) + " prompt tokens through the model in one pass. In each of " +
+                    num(c.n_layer) + " layers and " + num(c.n_kv_head) + " kv heads every token got a key row and a value row: " +
+                    num(c.n_layer) + " x " + num(c.n_kv_head) + " x " + num(p) + " = " + num(k.kv_rows_computed) +
+                    " K/V rows, now cache rows 0-" + num(t.start_pos + p - 1) + " (" + num(k.cache_bytes) +
+                    " bytes). Attention is a triangle: token i looks at tokens 0..i, " + num(k.attn_scores) +
+                    " q.k scores in all.";
+    if (v.n_steps() > 1) s += " (You have stepped on: the cache now holds " + num(v.cache_rows) + " rows.)";
+    return s;
+}
+
+std::string text_decode(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::StepTrace* t = v.last();
+    if (!t || t->phase != kv::Phase::decode || !t->cache_on)
+        return "Press Space (with the cache on) for a decode step: one new token enters the model.";
+    const int pos = t->start_pos;
+    const kv::Counters& k = t->counters;
+    return "Step " + num(t->step) + ": only " + quoted(app.token_text(t->input_ids.front())) + " (position " + num(pos) +
+           ") entered the model. Its q asked one question per head: " + num(k.attn_scores) + " q.k scores (" +
+           num(c.n_layer) + " x " + num(c.n_head) + " x " + num(pos + 1) + " keys), then q was dropped. Its k and v became cache row " +
+           num(pos) + ": " + num(k.kv_rows_computed) + " K/V rows computed. Rows 0-" + num(pos - 1) + " were read, not computed: " +
+           num(k.kv_rows_reused) + " K/V rows reused. Next: " + quoted(app.token_text(t->next_id)) + ".";
+}
+
+std::string text_cache_off(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::StepTrace* t = v.last();
+    if (!t) return "The cache is off. Press Space a few times and watch the badges under the tokens.";
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int first = v.compute_counts.empty() ? 0 : v.compute_counts.front();
+    std::string s = "After " + num(v.n_steps()) + " steps with the cache " + (t->cache_on ? "on" : "off") + ", " +
+                    "the K and V of " + quoted(app.token_text(v.tokens.front())) + " have been computed " + num(first) +
+                    " times (x" + num(first) + " under it; with the cache: x1). This step ran all " +
+                    num(t->counters.tokens_processed) + " tokens again and recomputed " + num(t->counters.kv_rows_recomputed) +
+                    " K/V rows an earlier step already had.";
+    const float d = max_recompute_diff(*t);
+    if (d >= 0.f) s += " They come out the same: the largest difference from the cached rows, over all recorded heads, is " + fmt_diff(d) + ".";
+    (void)p;
+    return s;
+}
+
+std::string text_work(const AppState& app) {
+    const SessionView& v = app.main;
+    if (!app.compare || !app.other.valid || v.history.empty())
+        return "Turn on compare (the chapter does) and step: both modes run side by side and count their work.";
+    const SessionView& on = v.cache_on ? v : app.other;
+    const SessionView& off = v.cache_on ? app.other : v;
+    const kv::Counters& a = on.totals;
+    const kv::Counters& b = off.totals;
+    const kv::StepTrace& ta = *on.last();
+    const kv::StepTrace& tb = *off.last();
+    return "After " + num(v.n_steps()) + " steps, counted by the engine: K/V rows " + num(a.kv_rows_computed) +
+           " with the cache, " + num(b.kv_rows_computed) + " without (" + ratio(b.kv_rows_computed, a.kv_rows_computed) +
+           "); attention scores " + num(a.attn_scores) + " with, " + num(b.attn_scores) + " without (" +
+           ratio(b.attn_scores, a.attn_scores) + "). This step alone: " + num(ta.counters.attn_scores) +
+           " scores with the cache (grows by a row each step: linear), " + num(tb.counters.attn_scores) +
+           " without (the whole triangle again: quadratic).";
+}
+
+namespace {
+
+// FLOPs of the decode steps only (the prefill is the same work in both modes).
+
+double decode_flops(const SessionView& v) {
+    double f = 0;
+    for (const auto& t : v.history)
+        if (t->phase == kv::Phase::decode) f += static_cast<double>(t->counters.flops);
+    return f;
+}
+
+// Why the measured speed-up differs from the FLOPs saved, for the ratios on screen.
+
+std::string why_time(double time_ratio, double flops_ratio) {
+    if (time_ratio < flops_ratio)
+        return "Less than the FLOPs saved: a one-token step still reads every weight for one row, a batched step "
+               "reuses each weight for many rows; and fixed costs per step remain.";
+    return "More than the FLOPs saved: on a model this small the arithmetic takes microseconds, and the costs that "
+           "grow with every token processed (memory traffic, bookkeeping) weigh more than the multiplications.";
+}
+
+}  // namespace
+
+std::string text_time(const AppState& app) {
+    const SessionView& v = app.main;
+    std::string s, why;
+    if (app.compare && app.other.valid && v.n_steps() > 1) {
+        const SessionView& on = v.cache_on ? v : app.other;
+        const SessionView& off = v.cache_on ? app.other : v;
+        const double ma = decode_mean_ms(on), mb = decode_mean_ms(off);
+        const double fa = decode_flops(on), fb = decode_flops(off);
+        s = "Measured here over " + num(v.n_steps() - 1) + " decode steps (the window also records a trace of every "
+            "token processed): " + ms3(ma) + " per step with the cache, " + ms3(mb) + " without (" + ratio(mb, ma) +
+            " faster), for " + ratio(fb, fa) + " fewer FLOPs. ";
+        why = why_time(ma > 0 ? mb / ma : 0, fa > 0 ? fb / fa : 0);
+    } else {
+        s = "Step with compare on to measure both modes. ";
+    }
+    const ScalingView& sv = app.scaling;
+    const kv::SweepPoint* last = nullptr;
+    for (const kv::SweepPoint& p : sv.points)
+        if (p.ms_cached > 0 && p.ms_uncached > 0) last = &p;
+    if (sv.state == SweepState::running) {
+        s += "Sweep: measuring (" + pct(sv.progress) + ")... ";
+    } else if (last) {  // one step at position pos: 1 token against pos cached rows, or pos + 1 tokens
+        const kv::ModelConfig& c = app.model->config;
+        const double fc = static_cast<double>(kv::formula_step(c, {}, last->pos, 1, true).flops);
+        const double fu = static_cast<double>(kv::formula_step(c, {}, last->pos, 1, false).flops);
+        s += "Sweep (no trace): at position " + num(last->pos) + " one step takes " + ms3(last->ms_cached) + " with, " +
+             ms3(last->ms_uncached) + " without (" + ratio(last->ms_uncached, last->ms_cached) + "), for " +
+             ratio(fu, fc) + " fewer FLOPs (formula). ";
+        why = why_time(last->ms_uncached / last->ms_cached, fu / fc);
+    }
+    return s + why;
+}
+
+std::string text_memory(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t bpt = bytes_per_token(c);
+    std::string s = "Each cached token stores a key and a value for every layer and kv head: 2 x " + num(c.n_layer) + " x " +
+                    num(c.n_kv_head) + " x " + num(c.head_dim()) + " x 4 bytes = " + num(bpt) + " bytes per token. Now " +
+                    num(v.cache_rows) + " rows: " + num(v.cache_bytes) + " bytes. After each step: ";
+    for (size_t i = 0; i < v.history.size() && i < 10; ++i) s += (i ? ", " : "") + num(v.history[i]->counters.cache_bytes);
+    if (v.history.size() > 10) s += ", ...";
+    const int64_t gpt2 = cache_bytes_formula(12, 12, 64, 1, 4), llama = cache_bytes_formula(32, 8, 128, 1, 2);
+    return s + " (linear). GPT-2 124M: " + num(gpt2) + " bytes per token; Llama-3-8B: " + num(llama) +
+           " in fp16 with 8 kv heads shared by 32 query heads (grouped-query), 4x less than 32 kv heads.";
+}
+
+std::string text_stale(const AppState& app) {
+    if (!app.stale_demo || !app.other.valid) return "Press Home to set up the demonstration again.";
+    const SessionView& clean = app.main;
+    const SessionView& dirty = app.other;
+    const int p = static_cast<int>(clean.prompt_ids.size());
+    const int z = static_cast<int>(dirty.stale_ids.size());
+    std::string s = "A first prompt left " + num(z) + " rows in the cache. Then " + quoted(join_tokens(app, clean.prompt_ids)) +
+                    " runs twice. After a reset it continues " + quoted(join_tokens(app, clean.tokens, p)) +
+                    ". With the stale rows kept, its tokens sit at positions " + num(z) +
+                    ".. and attend to the old rows: " + quoted(join_tokens(app, dirty.tokens, p)) + ".";
+    if (!clean.history.empty() && !dirty.history.empty()) {
+        const kv::StepTrace& a = *clean.history.front();
+        const kv::StepTrace& b = *dirty.history.front();
+        const float d = max_abs_diff(a.logits, b.logits);
+        if (d >= 0.f) s += " Logits differ by up to " + fmt_diff(d) + ";";
+        s += " the first guess is " + quoted(app.token_text(b.next_id)) + " " + prob_of(b, b.next_id) + " instead of " +
+             quoted(app.token_text(a.next_id)) + " " + prob_of(a, a.next_id) + ".";
+    }
+    return s + " The fix: clear the cache between prompts.";
+}
+
+namespace {
+
+std::string g3(double x) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3g", x);
+    return b;
+}
+
+// Bytes of a full f32 cache (the textbook one) holding `rows` positions.
+
+int64_t full_f32_bytes(const kv::ModelConfig& c, int64_t rows) {
+    return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), rows, 4);
+}
+
+// "saves 6144 bytes (46.2%)" of `full`, or "costs ..." when the policy holds more.
+
+std::string saved_text(int64_t bytes, int64_t full) {
+    const int64_t d = full - bytes;
+    return (d >= 0 ? "saves " : "costs ") + num(d >= 0 ? d : -d) + " bytes (" +
+           pct(full > 0 ? static_cast<float>(d >= 0 ? d : -d) / static_cast<float>(full) : 0.f) + ")";
+}
+
+// The price of a policy, measured (StepTrace::vs_full: a full f32 cache fed the same
+
+// tokens): the latest step's max logit difference and top token, and over all steps.
+
+std::string price_text(const AppState& app, const SessionView& v) {
+    const kv::StepTrace* t = v.last();
+    if (!t || !t->vs_full.measured()) return "not measured (no step yet)";
+    float worst = 0.f;
+    int measured = 0, same = 0;
+    for (const auto& h : v.history)
+        if (h->vs_full.measured()) worst = std::max(worst, h->vs_full.max_abs_logit_diff), ++measured, same += h->vs_full.same_top1;
+    std::string s = "max logit difference " + g3(t->vs_full.max_abs_logit_diff) + " this step, " +
+                    (t->vs_full.same_top1 ? std::string("same top token")
+                                          : "top token changed (full f32: " + quoted(app.token_text(t->vs_full.ref_top1)) + ")");
+    return s + "; worst " + g3(worst) + " over " + num(measured) + " steps, same top token in " +
+           (same == measured ? "all" : num(same) + " of " + num(measured));
+}
+
+int64_t evicted_total(const SessionView& v) {
+    int64_t e = 0;
+    for (const auto& t : v.history) e += t->counters.kv_rows_evicted;
+    return e;
+}
+
+}  // namespace
+
+std::string text_window(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::CachePolicy& pol = v.policy;
+    if (!pol.windowed() || !v.last()) return "Press Home: the chapter sets a window of 6 with 2 sinks and steps.";
+    const int n = v.cache_positions;
+    const int64_t full = full_f32_bytes(c, n);
+    return "W = " + num(pol.window) + ", S = " + num(pol.sinks) + ": each query reads the " + num(pol.sinks) +
+           " sink positions and the last " + num(pol.window) + " (itself included); a row no later query reads is evicted. After " +
+           num(v.n_steps()) + " steps, " + num(n) + " positions: the cache holds " + num(v.cache_rows) + " rows, " +
+           num(v.cache_bytes) + " bytes; full f32 holds " + num(n) + " rows, " + num(full) + " bytes: " +
+           saved_text(v.cache_bytes, full) + ", and never more than " + num(kv::rows_kept(pol, c.n_ctx)) +
+           " rows. Evicted: " + num(evicted_total(v)) + " K/V rows. Against a full f32 cache on the same tokens: " +
+           price_text(app, v) + ".";
+}
+
+namespace {
+
+std::string storage_line(const AppState& app, const SessionView& v) {
+    const kv::ModelConfig& c = app.model->config;
+    const float e = rounding_error(v);
+    std::string s = std::string(kv::dtype_name(v.policy.dtype)) + ": " + num(v.cache_bytes) + " bytes, " +
+                    saved_text(v.cache_bytes, full_f32_bytes(c, v.cache_rows));
+    if (e >= 0.f) s += ", values off by up to " + g3(e) + ";";
+    return s + " " + price_text(app, v);
+}
+
+}  // namespace
+
+std::string text_storage(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    if (v.policy.dtype == kv::KvDtype::f32 || !v.last())
+        return "Press Home: the chapter stores the cache in int8 beside a copy in f16.";
+    std::string s = "Bytes per value: f32 4, f16 2, int8 1 (+ an f32 scale per row). " +
+                    num(v.cache_rows) + " rows, full f32: " + num(full_f32_bytes(c, v.cache_rows)) + " bytes. " +
+                    storage_line(app, v) + ".";
+    if (app.compare && app.other_own_policy && app.other.valid && app.other.last())
+        s += " " + storage_line(app, app.other) + ".";
+    return s;
+}
+
+std::string text_gqa(const AppState& app) {
+    const SessionView& v = app.main;
+    const kv::ModelConfig& c = app.model->config;
+    const kv::StepTrace* t = v.last();
+    if (c.n_kv_head == c.n_head || !t)
+        return "This model has one kv head per query head. Press Home: the chapter loads tiny-gqa.";
+    const int H = c.n_head, Hkv = c.n_kv_head, g = H / Hkv;
+    const int64_t bpt = bytes_per_token(c), mha = cache_bytes_formula(c.n_layer, H, c.head_dim(), 1, 4);
+    std::string heads;
+    for (int k = 0; k < Hkv && k < 3; ++k)
+        heads += (k ? ", " : "") + std::string("heads ") + num(k * g) + "-" + num(k * g + g - 1) + " read kv head " + num(k);
+    if (Hkv > 3) heads += ", ...";
+    const int keys = t->start_pos + static_cast<int>(t->input_ids.size());
+    return app.model_name + ": H = " + num(H) + " query heads share Hkv = " + num(Hkv) + " kv heads (" + heads +
+           "). Per token: 2 x " + num(c.n_layer) + " x " + num(Hkv) + " x " + num(c.head_dim()) + " x 4 = " + num(bpt) +
+           " bytes; one kv head per query head: " + num(mha) + " (" +
+           ratio(static_cast<double>(mha), static_cast<double>(bpt)) + "). Now " + num(v.cache_rows) + " rows: " +
+           num(v.cache_bytes) + " bytes counted by the engine (" + num(mha * v.cache_rows) + " with " + num(H) +
+           " kv heads). This step computed " + num(t->counters.kv_rows_computed) + " K/V rows (L x Hkv) but " +
+           num(t->counters.attn_scores) + " q.k scores (L x H x " + num(keys) +
+           " keys): each query head keeps its attention; only K and V are shared. Nothing is rounded or dropped.";
+}
+
+std::string text_spec(const AppState& app) {
+    const SpecView& sp = app.spec;
+    if (!sp.on) return "Press Home: the chapter turns speculative mode on with the bundled draft model.";
+    const kv::SpecCounters& k = sp.totals;
+    const int p = static_cast<int>(sp.prompt_ids.size());
+    const kv::ModelConfig& d = sp.draft_config;
+    std::string s = "The draft " + sp.draft_name + " (" + num(d.n_layer) + " x " + num(d.n_head) + " heads) proposes k = " +
+                    num(sp.k) + " tokens a round; the target " + app.model_name + " (" + num(app.model->config.n_layer) +
+                    " x " + num(app.model->config.n_head) + ") checks them in one pass and keeps them up to the first "
+                    "miss, plus its own token; rejected rows roll back in both caches.";
+    if (k.rounds == 0) return s + " Press Space for a round.";
+    char b[32];
+    std::snprintf(b, sizeof b, "%.2f", k.target_forwards_per_token());
+    return s + " After " + num(k.rounds) + " rounds: " + num(k.accepted) + " of " + num(k.proposed) + " drafts accepted (" +
+           pct(static_cast<float>(k.acceptance_rate())) + "); " + num(k.target_forwards) + " target passes for " +
+           num(k.new_tokens) + " new tokens = " + b + " passes per token (plain: 1.00). Same text as the target "
+           "alone: " + quoted(join_tokens(app, sp.tokens, p, 10)) + ".";
+}
+
+std::string text_next(const AppState& app) {
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t bpt = bytes_per_token(c);
+    return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
+           num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
+           "their bytes and measured error. Not in kvscope yet: paged caches (rows in blocks, a block table per request, "
+           "a shared prompt prefix stored once).";
+}
+
+}  // namespace kvui::lesson_text

@@ -1,0 +1,257 @@
+// Lesson mode on screen: the chapter's text across the top (title, plain words with
+// the engine's numbers, what to look at, the keys), then the chapter's two or three
+// panels large, the one to look at framed. Two panels only the lesson has live here
+// too: the stale-cache comparison (chapter 8) and where caches go next (chapter 13).
+// The framed panel's fit (its content extents against its visible region, itself
+// and its child windows) is recorded in app.fits every frame for the tests.
+#include <imgui.h>
+#include <imgui_internal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "core/engine/formulas.h"
+#include "core/model/model_io.h"
+#include "ui/look/colormap.h"
+#include "ui/lesson/lesson.h"
+#include "ui/panels/panels.h"
+#include "ui/state/spec_view.h"
+#include "ui/look/theme.h"
+
+namespace kvui {
+
+LessonLayout compute_lesson_layout(float W, float H, float font_px, float text_h, const Chapter& ch) {
+    LessonLayout L;
+    W = std::max(W, 200.f);
+    H = std::max(H, 200.f);
+    const float gap = 4.f;
+    const float line = font_px * 1.45f;
+    float th = text_h > 0 ? text_h : 7 * line;
+    th = std::clamp(th, std::min(3 * line, H * 0.45f), H * 0.45f);
+    L.text = {gap, gap, W - 2 * gap, th};
+    const float y0 = gap + th + gap;
+    const float A = std::max(line, H - y0 - gap);
+    // Few lines on screen (a big font on a small window): only the framed panel,
+    // full size, rather than every panel too small to read.
+    const bool compact = H / font_px < 30.f || W / font_px < 48.f;
+    const int n = compact ? 1 : static_cast<int>(ch.panels.size());
+    if (n <= 1) {
+        L.panels.push_back({gap, y0, W - 2 * gap, A});
+        return L;
+    }
+    if (ch.arrangement == LessonArrangement::columns) {
+        const float fw = std::floor((W - 3 * gap) * ch.focus_share);
+        L.panels.push_back({gap, y0, fw, A});
+        const float x = 2 * gap + fw, w = W - 3 * gap - fw;
+        const float h = (A - (n - 2) * gap) / (n - 1);
+        for (int i = 1; i < n; ++i) L.panels.push_back({x, y0 + (i - 1) * (h + gap), w, h});
+    } else {
+        const float fh = std::floor((A - gap) * ch.focus_share);
+        L.panels.push_back({gap, y0, W - 2 * gap, fh});
+        const float y = y0 + fh + gap, h = A - fh - gap;
+        const float w = (W - 2 * gap - (n - 2) * gap) / (n - 1);
+        for (int i = 1; i < n; ++i) L.panels.push_back({gap + (i - 1) * (w + gap), y, w, h});
+    }
+    return L;
+}
+
+namespace {
+
+constexpr ImGuiWindowFlags kFlags = ImGuiWindowFlags_NoMove | ImGuiWindowFlags_NoResize | ImGuiWindowFlags_NoCollapse |
+                                    ImGuiWindowFlags_NoSavedSettings | ImGuiWindowFlags_NoBringToFrontOnFocus;
+
+void draw_stale_column(const AppState& app, const SessionView& v, bool bug) {
+    const Palette& pal = palette();
+    const int p = static_cast<int>(v.prompt_ids.size());
+    const int z = static_cast<int>(v.stale_ids.size());
+    ImGui::PushFont(big_font());
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(bug ? pal.bad : pal.good));
+    text_wrapped("%s", bug ? "BUG: the stale cache kept" : "Clean: cache reset first");
+    ImGui::PopStyleColor();
+    ImGui::PopFont();
+    if (bug) {
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.bad));
+        text_wrapped("cache rows 0-%d: stale, from '%s'", z - 1, join_tokens(app, v.stale_ids, 0, 10).c_str());
+        ImGui::PopStyleColor();
+    } else {
+        ImGui::TextColored(to_vec4(pal.text_dim), "cache: empty before the prompt");
+    }
+    text_wrapped("prompt at positions %d-%d: '%s'", z, z + p - 1, join_tokens(app, v.prompt_ids).c_str());
+    ImGui::PushFont(big_font());
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(bug ? pal.bad : pal.accent));
+    text_wrapped("-> %s", v.tokens.size() > static_cast<size_t>(p) ? join_tokens(app, v.tokens, p).c_str() : "(step)");
+    ImGui::PopStyleColor();
+    ImGui::PopFont();
+    if (const kv::StepTrace* t = v.history.empty() ? nullptr : v.history.front().get()) {
+        float prob = 0.f;
+        for (const kv::TopToken& tt : t->top)
+            if (tt.id == t->next_id) prob = tt.prob;
+        text_wrapped("first guess '%s' (%.0f%%); cache %lld rows", app.token_text(t->next_id).c_str(), prob * 100.f,
+                           static_cast<long long>(v.cache_rows));
+    }
+}
+
+void draw_stale_panel(AppState& app) {
+    if (!app.stale_demo || !app.other.valid) {
+        text_wrapped("The demonstration is not set up: press Home.");
+        return;
+    }
+    if (!ImGui::BeginTable("##stale", 2, ImGuiTableFlags_BordersInnerV)) return;
+    ImGui::TableNextRow();
+    ImGui::TableNextColumn();
+    draw_stale_column(app, app.main, false);
+    ImGui::TableNextColumn();
+    draw_stale_column(app, app.other, true);
+    ImGui::EndTable();
+}
+
+void draw_next_steps_panel(AppState& app) {
+    if (!app.model) return;
+    const Palette& pal = palette();
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t bpt = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4);
+    const int64_t scales = 2LL * c.n_layer * c.n_kv_head * 4;  // one f32 scale per K and V row
+    const int64_t grouped = cache_bytes_formula(c.n_layer, std::max(1, c.n_kv_head / 2), c.head_dim(), 1, 4);
+    const kv::CachePolicy& win = lesson_chapter(9).setup.mode.policy;  // the policy chapter 9 runs
+    const int kept = static_cast<int>(kv::rows_kept(win, c.n_ctx));
+    struct Row {
+        std::string name, idea, here;
+    };
+    const std::vector<Row> rows = {
+        {"9  Sliding window + sinks", "keep the last W rows and the first S 'sink' rows",
+         "W " + std::to_string(win.window) + " + S " + std::to_string(win.sinks) + ": at most " + std::to_string(kept) +
+             " rows, " + human_bytes(static_cast<double>(bpt) * kept) + " instead of " +
+             human_bytes(static_cast<double>(bpt) * c.n_ctx) + " at n_ctx"},
+        {"10  f16 / int8 storage", "store each value in 2 bytes, or 1 byte plus a scale per row",
+         std::to_string(bpt / 2) + " / " + std::to_string(bpt / 4 + scales) + " bytes per token (f32: " +
+             std::to_string(bpt) + ")"},
+        {"11  Grouped-query attention", "several query heads share one kv head",
+         "half the kv heads: " + std::to_string(grouped) + " bytes per token"},
+        {"12  Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
+                                     "rejected rows roll back",
+         "same cache, fewer passes of the big model"},
+        {"Paged cache (not in kvscope yet)", "rows in blocks; requests with one prefix share them",
+         "a shared prompt stored once"},
+    };
+    if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
+    ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
+    ImGui::TableSetupColumn("what it does", ImGuiTableColumnFlags_WidthStretch, 1.5f);
+    ImGui::TableSetupColumn("for this model", ImGuiTableColumnFlags_WidthStretch, 1.3f);
+    ImGui::TableHeadersRow();
+    for (const Row& r : rows) {
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
+        text_wrapped("%s", r.name.c_str());
+        ImGui::PopStyleColor();
+        ImGui::TableNextColumn();
+        text_wrapped("%s", r.idea.c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", r.here.c_str());
+    }
+    ImGui::EndTable();
+}
+
+void draw_panel(AppState& app, LessonPanel p) {
+    switch (p) {
+    case LessonPanel::tokens: draw_tokens_panel(app); break;
+    case LessonPanel::qkv: draw_qkv_panel(app); break;
+    case LessonPanel::cache: draw_cache_panel(app); break;
+    case LessonPanel::work: draw_work_panel(app); break;
+    case LessonPanel::scaling: draw_scaling_panel(app); break;
+    case LessonPanel::next_token: draw_next_token_panel(app); break;
+    case LessonPanel::memory: draw_memory_panel(app); break;
+    case LessonPanel::narration: draw_narration_panel(app); break;
+    case LessonPanel::timeline: draw_timeline_panel(app); break;
+    case LessonPanel::stale: draw_stale_panel(app); break;
+    case LessonPanel::next_steps: draw_next_steps_panel(app); break;
+    case LessonPanel::spec_tokens: draw_spec_tokens_panel(app); break;
+    case LessonPanel::spec_cache: draw_spec_cache_panel(app); break;
+    case LessonPanel::spec_work: draw_spec_work(app); break;
+    }
+}
+
+bool nav_button(const char* label, bool enabled) {
+    ImGui::BeginDisabled(!enabled);
+    const bool pressed = ImGui::Button(label);
+    ImGui::EndDisabled();
+    return pressed;
+}
+
+void draw_text(AppState& app, const Chapter& ch, bool compact) {
+    const Palette& pal = palette();
+    const int n = lesson_chapter_count();
+    ImGui::BeginDisabled(app.busy);
+    if (nav_button("< Back (PgUp)", ch.number > 1)) goto_chapter(app, ch.number - 1);
+    ImGui::SameLine();
+    if (nav_button("Next (PgDn) >", ch.number < n)) goto_chapter(app, ch.number + 1);
+    ImGui::SameLine();
+    if (ImGui::Button("Again (Home)")) goto_chapter(app, ch.number);
+    ImGui::EndDisabled();
+    ImGui::SameLine();
+    if (ImGui::Button("Leave (Esc)")) leave_lesson(app);
+    // The keys beside the buttons when they fit on the line (Help, F1, lists them all).
+    ImGui::SameLine();
+    const float room = ImGui::GetContentRegionAvail().x;
+    const char* keys = lesson_keys_text();
+    if (ImGui::CalcTextSize(keys).x > room) keys = "Space: step";
+    if (ImGui::CalcTextSize(keys).x > room) keys = "";
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted(keys);
+    ImGui::PopStyleColor();
+    ImGui::PushFont(big_font());
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
+    text_wrapped("%d/%d  %s", ch.number, n, ch.title.c_str());
+    ImGui::PopStyleColor();
+    ImGui::PopFont();
+    text_wrapped("%s", chapter_text(ch, app).c_str());
+    if (!compact) {  // compact: the framed panel is the only one, its title says LOOK HERE
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
+        text_wrapped("Look at the framed panel: %s.", ch.look_at.c_str());
+        ImGui::PopStyleColor();
+    }
+    if (!app.error.empty()) ImGui::TextColored(to_vec4(pal.bad), "Error: %s", app.error.c_str());
+}
+
+}  // namespace
+
+void draw_lesson(AppState& app) {
+    const Chapter& ch = lesson_chapter(app.vs.lesson.chapter);
+    const ImGuiIO& io = ImGui::GetIO();
+    const ImGuiStyle& st = ImGui::GetStyle();
+    const LessonLayout L = compute_lesson_layout(io.DisplaySize.x, io.DisplaySize.y, ImGui::GetFontSize(),
+                                                 app.vs.lesson.text_h, ch);
+    ImGui::SetNextWindowPos(ImVec2(L.text.x, L.text.y));
+    ImGui::SetNextWindowSize(ImVec2(L.text.w, L.text.h));
+    if (ImGui::Begin("##lesson_text", nullptr, kFlags | ImGuiWindowFlags_NoTitleBar)) {
+        draw_text(app, ch, L.panels.size() < ch.panels.size());
+        app.vs.lesson.text_h = ImGui::GetCursorPosY() - ImGui::GetScrollY() + st.WindowPadding.y;
+    }
+    ImGui::End();
+    app.fits.clear();
+    for (size_t i = 0; i < ch.panels.size() && i < L.panels.size(); ++i) {
+        const Rect& r = L.panels[i];
+        const bool focus = i == 0;
+        char title[160];
+        std::snprintf(title, sizeof title, "%s%s###lesson_panel%zu", focus ? "LOOK HERE: " : "",
+                      lesson_panel_title(ch.panels[i]), i);
+        ImGui::SetNextWindowPos(ImVec2(r.x, r.y));
+        ImGui::SetNextWindowSize(ImVec2(r.w, r.h));
+        if (ImGui::Begin(title, nullptr, kFlags)) {
+            draw_panel(app, ch.panels[i]);
+            if (focus) record_fits(app.fits, ImGui::GetCurrentWindow(), ImGui::GetCurrentWindow()->Name, false);
+        }
+        ImGui::End();
+        if (focus) {
+            const float t = std::max(3.f, ImGui::GetFontSize() * 0.18f);
+            ImGui::GetForegroundDrawList()->AddRect(ImVec2(r.x + t * 0.5f, r.y + t * 0.5f),
+                                                    ImVec2(r.x + r.w - t * 0.5f, r.y + r.h - t * 0.5f),
+                                                    palette().accent, st.WindowRounding, 0, t);
+        }
+    }
+}
+
+}  // namespace kvui

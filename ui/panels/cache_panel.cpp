@@ -1,0 +1,353 @@
+// KV cache: the selected layer/kv head's cache as a matrix (rows = positions; K block,
+// then V block), each row tagged by how the latest step got it: read from the cache
+// (blue, "cache"), computed now (orange, "new", slides in) or recomputed because the
+// cache is off (magenta, "recomp", flashes). Attention weights sit beside the rows.
+// In compare mode the two sessions' caches are drawn side by side.
+#include <imgui.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
+#include "core/model/model_io.h"
+#include "ui/panels/cache_policy_view.h"
+#include "ui/look/colormap.h"
+#include "ui/look/heatmap.h"
+#include "ui/panels/panels.h"
+#include "ui/look/theme.h"
+
+namespace kvui {
+
+namespace {
+
+// What every row drawer needs: where, what, and the animation phases of this frame.
+struct RowPaint {
+    const AppState& app;
+    const SessionView& v;
+    const CacheGeometry& g;
+    ImDrawList* dl;
+    float fs;
+    float k_scale, v_scale;  // |max| of the K and V blocks, for the colour map
+    float a_new, a_flash;    // step_anim phases: slide-in (0.45 s), flash (1 s)
+};
+
+// Rows too short for text carry it on every label_every-th row, counted from the
+// newest (the last) row, so the row that just entered always has its label and tag.
+bool row_has_text(const CacheGeometry& g, int row) { return g.text_rows || (g.n_rows - 1 - row) % g.label_every == 0; }
+
+// "3 programming" in the label column; cut with "..." when too long (hover shows it whole).
+void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    if (!row_has_text(g, row.row)) return;
+    const float fs = rp.fs, ls = fs * g.label_scale;
+    std::string lab = row.label;
+    const float room = g.label_w - fs * 0.3f;
+    const bool cut = ImGui::CalcTextSize(lab.c_str()).x * g.label_scale > room;
+    if (cut) {  // drop characters (whole UTF-8 sequences) until "..." fits
+        while (!lab.empty() && ImGui::CalcTextSize((lab + "...").c_str()).x * g.label_scale > room) {
+            while (!lab.empty() && (static_cast<unsigned char>(lab.back()) & 0xC0) == 0x80) lab.pop_back();
+            if (!lab.empty()) lab.pop_back();
+        }
+        lab += "...";
+    }
+    const float ly = row_label_y(g, y, ls);
+    rp.dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
+    rp.dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), palette().text, lab.c_str());
+    rp.dl->PopClipRect();
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    if (cut && ImGui::IsWindowHovered() && mouse.y >= y && mouse.y < y + g.row_h && mouse.x >= g.x0 && mouse.x < g.x_tag)
+        ImGui::SetTooltip("row %s", row.label.c_str());
+}
+
+// The coloured tag ("cache", "new", "recomp"), with its word where rows are tall enough.
+void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha) {
+    const CacheGeometry& g = rp.g;
+    const ImU32 sc = state_color(row.state, palette().dark);
+    rp.dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h - g.gap), with_alpha(sc, alpha), 3.f);
+    // Rows shorter than the text keep the colour only (the key above names it): a tag's
+    // word over three rows' tags read as clutter at font scale 2.
+    if (!g.text_rows) return;
+    const float ts = rp.fs * std::min(0.85f, g.label_scale);
+    rp.dl->PushClipRect(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h), true);
+    const ImVec4 cv = to_vec4(sc);
+    const bool light_bg = 0.3f * cv.x + 0.59f * cv.y + 0.11f * cv.z > 0.5f;
+    rp.dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f),
+                   light_bg ? IM_COL32(0, 0, 0, 255) : IM_COL32(255, 255, 255, 255), row.tag);
+    rp.dl->PopClipRect();
+}
+
+// The row's K and V cells, shifted right by dx and faded to alpha.
+void draw_row_cells(const RowPaint& rp, int r, float y, float dx, float alpha) {
+    const CacheGeometry& g = rp.g;
+    const bool dark = palette().dark;
+    const float cw = g.cw, inner = cw > 5 ? 1.f : 0.f;
+    for (int c = 0; c < g.hd; ++c) {
+        rp.dl->AddRectFilled(ImVec2(g.x_k + dx + c * cw, y), ImVec2(g.x_k + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
+                             with_alpha(diverging(rp.v.cache_k(r, c) / rp.k_scale, dark), alpha));
+        rp.dl->AddRectFilled(ImVec2(g.x_v + dx + c * cw, y), ImVec2(g.x_v + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
+                             with_alpha(diverging(rp.v.cache_v(r, c) / rp.v_scale, dark), alpha));
+    }
+}
+
+// One drawer per row state. Read rows light up briefly after a step.
+void draw_read_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+    if (rp.a_flash >= 1.f) return;
+    const CacheGeometry& g = rp.g;
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                         with_alpha(state_color(row.state, palette().dark), 0.35f * (1 - rp.a_flash)));
+}
+
+// Computed rows slide in from the right and fade in.
+void draw_computed_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, rp.a_new);
+    draw_row_cells(rp, row.row, y, (1.f - rp.a_new) * rp.fs * 4, rp.a_new);
+}
+
+// Recomputed rows (cache off) flash their outline.
+void draw_recomputed_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+    if (rp.a_flash >= 1.f) return;
+    const CacheGeometry& g = rp.g;
+    const float f = 0.5f + 0.5f * std::sin(rp.a_flash * 18.f);
+    rp.dl->AddRect(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                   with_alpha(state_color(row.state, palette().dark), f * (1 - rp.a_flash)), 0.f, 0, 3.f);
+}
+
+// Evicted rows are gone: hollow grey cells struck through, the tag greyed. A row
+// evicted by this very step fades out.
+void draw_evicted_row(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    draw_row_tag(rp, row, y, 0.8f);
+    const ImU32 grey = with_alpha(state_color(RowState::evicted, palette().dark), 0.55f);
+    const float y1 = y + g.row_h - g.gap;
+    for (const float x : {g.x_k, g.x_v}) {
+        rp.dl->AddRect(ImVec2(x, y), ImVec2(x + g.cw * g.hd, y1), grey);
+        if (g.row_h >= 5) rp.dl->AddLine(ImVec2(x, (y + y1) * 0.5f), ImVec2(x + g.cw * g.hd, (y + y1) * 0.5f), grey);
+    }
+    if (!row.evicted_now || rp.a_flash >= 1.f) return;
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+                         with_alpha(state_color(RowState::evicted, palette().dark), 0.6f * (1 - rp.a_flash)));
+}
+
+void draw_resting_row(const RowPaint& rp, const CacheRow& row, float y) {
+    draw_row_tag(rp, row, y, 1.f);
+    draw_row_cells(rp, row.row, y, 0.f, 1.f);
+}
+
+// Hovering a cell shows its value (stored, and for f16/int8 the f32 value it replaced);
+// hovering the tag, the row's state.
+void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
+    const CacheGeometry& g = rp.g;
+    const ImVec2 mouse = ImGui::GetIO().MousePos;
+    if (!ImGui::IsWindowHovered() || mouse.y < y || mouse.y >= y + g.row_h) return;
+    const bool in_k = mouse.x >= g.x_k && mouse.x < g.x_k + g.cw * g.hd;
+    const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.hd;
+    if (in_k || in_v) {
+        const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0, g.hd - 1);
+        ImGui::SetTooltip("%s", cell_hover_text(rp.v, row, c, in_k).c_str());
+    } else if (mouse.x >= g.x_tag && mouse.x < g.x_tag + g.tag_w) {
+        ImGui::SetTooltip("row %d: %s%s", row.row, row.sink ? "sink (always read); " : "", row_state_name(row.state));
+    }
+}
+
+void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
+    const float y = rp.g.y0 + row.row * rp.g.row_h;
+    draw_row_label(rp, row, y);
+    switch (row.state) {
+    case RowState::read: draw_read_row(rp, row, y); break;
+    case RowState::computed: draw_computed_row(rp, row, y); break;
+    case RowState::recomputed: draw_recomputed_row(rp, row, y); break;
+    case RowState::evicted: draw_evicted_row(rp, row, y); break;
+    case RowState::empty: draw_resting_row(rp, row, y); break;
+    }
+    if (row.sink) {  // sinks: an outline around the tag, whatever their state
+        const CacheGeometry& g = rp.g;
+        rp.dl->AddRect(ImVec2(g.x_tag - 1, y - 0.5f), ImVec2(g.x_tag + g.tag_w + 1, y + g.row_h - g.gap + 0.5f),
+                       palette().text, 3.f, 0, 1.5f);
+    }
+    row_tooltip(rp, row, y);
+}
+
+// Caption line: "Cache ON  12 rows, K 16 + V 16 | ...", or why there is nothing to draw.
+bool draw_cache_caption(const SessionView& v, const char* caption) {
+    const Palette& pal = palette();
+    ImGui::PushFont(big_font());
+    ImGui::TextColored(to_vec4(state_color(v.cache_on ? RowState::read : RowState::recomputed, pal.dark)), "%s", caption);
+    ImGui::PopFont();
+    const kv::StepTrace* t = v.last();
+    const int rows = static_cast<int>(v.cache_k.rows());
+    ImGui::SameLine();
+    if (!t || rows == 0) {
+        ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
+        return false;
+    }
+    const int hd = static_cast<int>(v.cache_k.cols());
+    char b[256];
+    if (v.policy.is_default())
+        std::snprintf(b, sizeof b, " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
+    else
+        std::snprintf(b, sizeof b, " %s: %d rows held of %d, K %d + V %d | %s", policy_caption(v.policy).c_str(),
+                      v.cache_rows, rows, hd, hd, attention_caption(*t));
+    // Beside the caption when it fits, else wrapped on the lines below (large fonts).
+    if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b).x) ImGui::NewLine();
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
+    text_wrapped("%s", b);
+    ImGui::PopStyleColor();
+    return true;
+}
+
+// One session's cache: caption, then (in a scrolling child) the rows, the K/V
+// captions and the attention weights beside them.
+void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
+    if (!draw_cache_caption(v, caption)) return;
+    const float fs = ImGui::GetFontSize();
+    ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
+    const std::vector<CacheRow> rows = cache_rows(app, v);
+    float longest = 0.f;
+    for (const CacheRow& r : rows) longest = std::max(longest, ImGui::CalcTextSize(r.label.c_str()).x);
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    const ImVec2 avail = ImGui::GetContentRegionAvail();
+    // Readable: 8 rows (or all, when fewer) of 0.4 lines each, labels on every third
+    // one, and the K/V captions; the layout gives the panel more room next frame when it
+    // had less (more rows shrink, then scroll).
+    const float readable = static_cast<float>(std::min<size_t>(rows.size(), 8)) * fs * 0.4f + fs * 1.1f;
+    app.vs.layout.short_h = std::max(app.vs.layout.short_h, readable - avail.y);
+    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
+                                           static_cast<int>(v.cache_k.cols()), longest);
+    const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
+                      abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size())),
+                      abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size())),
+                      step_anim(app, 0.45f), step_anim(app, 1.0f)};
+    for (const CacheRow& row : rows) draw_cache_row(rp, row);
+    const float y_end = g.y0 + g.n_rows * g.row_h + 4;  // column captions under the matrix
+    rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
+    rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
+    draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head,
+                          AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w, v.policy});
+    ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.n_rows * g.row_h + fs * 1.3f));
+    // Keep the newest row in view right after a step.
+    if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) {
+        const float want = g.n_rows * g.row_h + fs * 1.3f - ImGui::GetWindowHeight();
+        if (want > 0) ImGui::SetScrollY(want);
+    }
+    ImGui::EndChild();
+}
+
+}  // namespace
+
+std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v) {
+    std::vector<CacheRow> out;
+    const kv::StepTrace* t = v.last();
+    if (!t) return out;
+    const int rows = static_cast<int>(v.cache_k.rows());
+    for (int r = 0; r < rows; ++r) {
+        CacheRow row;
+        row.row = r;
+        row.sink = v.policy.windowed() && r < v.policy.sinks;
+        row.read_now = std::binary_search(t->keys_read.begin(), t->keys_read.end(), r);
+        row.evicted_now = std::binary_search(t->evicted.begin(), t->evicted.end(), r);
+        const bool held = r < static_cast<int>(v.held.size()) ? v.held[static_cast<size_t>(r)] : true;
+        row.state = held ? row_state(*t, r) : RowState::evicted;
+        row.tag = row.sink && held ? "sink" : state_label(row.state);
+        row.label = std::to_string(r) + " " + (r < static_cast<int>(v.tokens.size()) ? app.token_text(v.tokens[r]) : "");
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+
+float row_label_y(const CacheGeometry& g, float y, float text_h) {
+    const float bottom = g.y0 + g.n_rows * g.row_h - text_h;
+    return std::max(g.y0, std::min(y + (g.row_h - text_h) * 0.5f, bottom));
+}
+
+CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
+                             float longest_label) {
+    CacheGeometry g;
+    g.n_rows = rows;
+    g.hd = hd;
+    g.x0 = x0;
+    g.y0 = y0;
+    g.row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / std::max(rows, 1)), 3.f, fs * 1.3f);  // all fit if they can
+    // Row text (label, tag word) is as tall as its row allows, up to the font; rows
+    // too short for the smallest legible size (12 px, or 0.45 of a big font) carry it
+    // on every label_every-th row instead, at 0.8 of the font.
+    const float fit_px = std::min(fs, std::floor(g.row_h * 0.9f));
+    g.text_rows = fit_px >= std::max(12.f, fs * 0.45f);
+    g.gap = g.row_h > 6 ? 1.f : 0.f;
+    g.label_scale = g.text_rows ? fit_px / fs : 0.8f;
+    g.label_every = g.text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / g.row_h)));
+    // The label column is as wide as the longest label, up to 30% of the width.
+    g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
+    g.tag_w = fs * 3.6f;
+    const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 8);
+    const float attn_share = rest * 0.3f;
+    g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
+    g.x_tag = x0 + g.label_w;
+    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
+    g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
+    g.x_attn = g.x_v + g.cw * hd + fs * 0.6f;
+    g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 3);
+    return g;
+}
+
+void draw_cache_panel(AppState& app) {
+    const Palette& pal = palette();
+    const SessionView& v = app.main;
+    if (app.model) {
+        const kv::ModelConfig& c = app.model->config;
+        const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
+        text_wrapped("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
+                           v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
+                           human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
+                           human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
+    }
+    // The key flows onto the next line when the panel is narrow.
+    const float fs = ImGui::GetFontSize();
+    const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
+    auto flow = [&](float w) {
+        if (ImGui::GetItemRectMax().x + ImGui::GetStyle().ItemSpacing.x + w <= right) ImGui::SameLine();
+    };
+    auto key_w = [&](const char* s) {
+        return ImGui::GetTextLineHeight() * 0.75f + ImGui::GetStyle().ItemSpacing.x + ImGui::CalcTextSize(s).x;
+    };
+    color_key(state_color(RowState::read, pal.dark), "read from cache");
+    flow(key_w("computed now"));
+    color_key(state_color(RowState::computed, pal.dark), "computed now");
+    flow(key_w("recomputed (cache off)"));
+    color_key(state_color(RowState::recomputed, pal.dark), "recomputed (cache off)");
+    if (v.policy.windowed() || (app.compare && app.other.policy.windowed())) {
+        flow(key_w("evicted"));
+        color_key(state_color(RowState::evicted, pal.dark), "evicted");
+    }
+    flow(fs * 4 + ImGui::CalcTextSize("  weight 0 1").x + ImGui::GetStyle().ItemSpacing.x * 3);
+    draw_sequential_legend(fs * 4, "  weight");
+    if (app.compare && app.other.valid) {
+        const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
+        // Two policies side by side are named by their policy; one policy by the cache mode.
+        const bool two_policies = !(v.policy == app.other.policy);
+        auto caption = [&](const SessionView& s) {
+            if (!two_policies) return std::string(s.cache_on ? "WITH cache" : "WITHOUT cache");
+            return policy_caption(s.policy) + (s.cache_on ? "" : " (cache off)");
+        };
+        ImGui::BeginChild("main_cache", ImVec2(w, 0), true);
+        draw_cache_view(app, v, caption(v).c_str());
+        ImGui::EndChild();
+        ImGui::SameLine();
+        ImGui::BeginChild("other_cache", ImVec2(0, 0), true);
+        draw_cache_view(app, app.other, caption(app.other).c_str());
+        ImGui::EndChild();
+    } else {
+        ImGui::BeginChild("main_cache", ImVec2(0, 0), false);
+        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: all rows recomputed");
+        ImGui::EndChild();
+    }
+}
+
+}  // namespace kvui
