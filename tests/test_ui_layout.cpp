@@ -226,8 +226,10 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
                     CAPTURE(fit.content_h);
                     CAPTURE(fit.visible_h);
                     CAPTURE(fit.scrolls);
-                    CHECK((fit.fits() || fit.scrolls));
+                    CHECK((fit.fits() || fit.scrolls ||
+                           (kvtest::cache_rows_scroll(app, fit.name) && fit.content_w <= fit.visible_w + 1.f)));
                 }
+                kvtest::check_cache_pictures(app);
                 // What the lesson is about: the tokens with their badges and the narration, whole.
                 for (std::string name : {"Tokens", "What just happened"}) {
                     CAPTURE(name);
@@ -241,6 +243,71 @@ TEST_CASE("normal layout: every shown panel fits at 1280x720 and 1920x1080, font
                 CAPTURE(spec);  // the badge "x6" is drawn, and whole
             }
     }
+}
+
+TEST_CASE("presenter rule: the cache after 6 steps without it shows all 9 rows, labelled, at 0.8 font heights") {
+    // The projector's sizes (font round(h/50) x scale: 21 px at 720p x1.5, 28 at 720p x2,
+    // 44 at 1080p x2); measured from the cache picture's own geometry (app.cache_drawn).
+    Window h;
+    Controller ctl("never");
+    AppState app;
+    six_steps(ctl, app, false);
+    struct Size {
+        float w, h, scale;
+    };
+    for (Size s : {Size{1280, 720, 1.5f}, Size{1920, 1080, 2.f}, Size{1280, 720, 2.f}}) {
+        CAPTURE(s.w);
+        CAPTURE(s.scale);
+        h.resize(s.w, s.h, s.scale);
+        for (int f = 0; f < 6; ++f) h.frame(app);
+        REQUIRE(app.cache_drawn.size() == 1u);
+        const CacheDrawn& d = app.cache_drawn.front();
+        CHECK(d.rows == 9);
+        CHECK(d.in_view == 9);  // the whole picture: 8 recomputed rows and the new one
+        CHECK(d.labelled == 9);
+        CHECK(d.row_h >= 0.8f * window_font_px(s.h, s.scale));
+        kvtest::check_cache_pictures(app);
+    }
+    // More rows than fit at a projector's font scroll, every one labelled, the newest in view.
+    for (int i = 0; i < 6; ++i) kvtest::run_command(ctl, app, {CommandKind::step});
+    for (Size s : {Size{1280, 720, 1.5f}, Size{1920, 1080, 2.f}, Size{1280, 720, 2.f}}) {
+        CAPTURE(s.w);
+        CAPTURE(s.scale);
+        h.resize(s.w, s.h, s.scale);
+        for (int f = 0; f < 6; ++f) h.frame(app);
+        REQUIRE(app.cache_drawn.size() == 1u);
+        CHECK(app.cache_drawn.front().rows == 15);
+        if (s.scale == 1.5f) CHECK(app.cache_drawn.front().in_view == 15);
+        else CHECK(app.cache_drawn.front().in_view >= 9);
+        kvtest::check_cache_pictures(app);
+    }
+}
+
+TEST_CASE("layout rule: hysteresis between the tabbed and focus layouts") {
+    // A size where two columns fit by less than a line: from tabbed it stays tabbed,
+    // from focus it stays focus (no flip-flop each frame).
+    LayoutInput in;
+    in.W = 1280;
+    in.font_px = window_font_px(720, 1.5f);
+    bool found = false;
+    for (float H = 500; H < 900 && !found; H += 1) {
+        in.H = H;
+        in.last_mode = LayoutMode::tabbed;
+        const Layout a = compute_layout(in);
+        in.last_mode = LayoutMode::focus;
+        const Layout b = compute_layout(in);
+        if (a.mode != LayoutMode::focus && b.mode == LayoutMode::focus) {
+            found = true;
+            CAPTURE(H);
+            in.H = H - 1;  // a pixel less: from tabbed, focus now (it no longer fits)...
+            in.last_mode = LayoutMode::tabbed;
+            CHECK(compute_layout(in).mode == LayoutMode::focus);
+            in.H = H + in.font_px;  // ...and a line more: from focus, back to tabbed
+            in.last_mode = LayoutMode::focus;
+            CHECK(compute_layout(in).mode != LayoutMode::focus);
+        }
+    }
+    CHECK(found);
 }
 
 TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) and all controls (M)") {

@@ -18,6 +18,7 @@
 
 #include "core/model/model_io.h"
 #include "core/session/session.h"
+#include "tests/ui_headless.h"
 #include "ui/state/app_state.h"
 #include "ui/runtime/controller.h"
 #include "ui/lesson/lesson.h"
@@ -222,8 +223,10 @@ TEST_CASE("lesson: every chapter's framed panel fits at 1280x720 and 1920x1080, 
                     CAPTURE(fit.visible_w);
                     CAPTURE(fit.content_h);
                     CAPTURE(fit.visible_h);
-                    CHECK(fit.fits());
+                    if (kvtest::cache_rows_scroll(app, fit.name)) CHECK(fit.content_w <= fit.visible_w + 1.f);
+                    else CHECK(fit.fits());
                 }
+                kvtest::check_cache_pictures(app);
                 // The text on top is not cut either: it got the height it asked for.
                 const Chapter& ch = lesson_chapter(n);
                 const LessonLayout L = compute_lesson_layout(s.w, s.h, ImGui::GetFontSize(), app.vs.lesson.text_h, ch);

@@ -380,25 +380,29 @@ TEST_CASE("cache panel rows: the state, tag and label of every row after each ki
     }
 }
 
-TEST_CASE("cache panel geometry: every row fits, columns in order inside the panel") {
-    const float fs = 18.f;
-    for (int rows : {4, 20, 64, 200}) {
-        CAPTURE(rows);
-        const float w = 900.f, h = 420.f;
-        const CacheGeometry g = cache_geometry(fs, 10.f, 20.f, w, h, rows, 16, 120.f);
-        CHECK(g.n_rows == rows);
-        CHECK(g.row_h >= 3.f);
-        CHECK(g.row_h <= fs * 1.3f);
-        if (rows * 3.f <= h - fs * 1.4f) CHECK(rows * g.row_h <= h - fs * 1.4f);  // all fit when they can
-        // Text on every row when the row holds at least 12 px of it, as tall as the row allows.
-        CHECK(g.text_rows == (std::min(fs, std::floor(g.row_h * 0.9f)) >= 12.f));
-        if (g.text_rows) CHECK(g.label_scale * fs <= g.row_h);
-        if (!g.text_rows) CHECK(g.label_every * g.row_h >= fs * 0.85f);  // sparse labels do not overlap
-        CHECK(g.x0 < g.x_tag);
-        CHECK(g.x_tag + g.tag_w < g.x_k);
-        CHECK(g.x_k + g.cw * g.hd < g.x_v);
-        CHECK(g.x_v + g.cw * g.hd < g.x_attn);
-        CHECK(g.x_attn + g.attn_w <= g.x0 + w);
+TEST_CASE("cache panel geometry: rows never under 0.8 font heights, all fit when they can, else they scroll") {
+    for (float fs : {14.f, 18.f, 21.f, 28.f, 44.f}) {
+        for (int rows : {1, 4, 9, 16, 20, 64, 200}) {
+            CAPTURE(fs);
+            CAPTURE(rows);
+            const float w = 900.f, h = 420.f;
+            const CacheGeometry g = cache_geometry(fs, 10.f, 20.f, w, h, rows, 16, 120.f);
+            CHECK(g.n_rows == rows);
+            CHECK(g.row_h >= 0.8f * fs);
+            CHECK(g.row_h >= 14.f);
+            CHECK(g.row_h <= fs * 1.3f);
+            CHECK(g.label_scale * fs >= 12.f);  // every row's label is drawn, at least 12 px
+            CHECK(g.label_scale * fs <= g.row_h);
+            const bool fit_min = rows * cache_row_min_h(fs) <= h;
+            CHECK(g.scrolls == !fit_min);
+            if (fit_min) CHECK(g.rows_h() <= h + 0.5f);                      // all fit when they can
+            if (g.captions) CHECK(g.rows_h() + fs * 1.4f <= h + 0.5f);       // with the K/V line under them
+            CHECK(g.x0 < g.x_tag);
+            CHECK(g.x_tag + g.tag_w < g.x_k);
+            CHECK(g.x_k + g.cw * g.hd < g.x_v);
+            CHECK(g.x_v + g.cw * g.hd < g.x_attn);
+            CHECK(g.x_attn + g.attn_w <= g.x0 + w);
+        }
     }
 }
 

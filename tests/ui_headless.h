@@ -8,6 +8,7 @@
 #include <imgui.h>
 #include <imgui_internal.h>
 
+#include <string>
 #include <utility>
 
 #include "ui/state/app_state.h"
@@ -69,6 +70,33 @@ inline void run_command(kvui::Controller& ctl, kvui::AppState& app, kvui::Comman
     ctl.submit(app);
     ctl.wait();
     ctl.poll(app);
+}
+
+// The presenter rule (docs/design.md) on every cache picture of the last frame,
+// measured from the picture's own geometry: rows at least 0.8 font heights, each
+// labelled with its position and token (12 px of text at least), the newest in view.
+inline void check_cache_pictures(const kvui::AppState& app) {
+    for (const kvui::CacheDrawn& d : app.cache_drawn) {
+        CAPTURE(d.name);
+        CAPTURE(d.rows);
+        CAPTURE(d.font_px);
+        CAPTURE(d.row_h);
+        CAPTURE(d.in_view);
+        CHECK(d.row_h >= 0.8f * d.font_px);
+        CHECK(d.labelled == d.rows);
+        CHECK(d.label_px >= 12.f);
+        if (d.rows > 0) CHECK(d.newest_in_view);
+    }
+}
+
+// A cache's rows may run past the bottom of their child window on purpose: more rows
+// than fit at 0.8 font heights scroll, the newest in view (checked above).
+inline bool cache_rows_scroll(const kvui::AppState& app, const std::string& fit_name) {
+    for (const kvui::CacheDrawn& d : app.cache_drawn)
+        if (d.in_view < d.rows && fit_name.size() >= d.name.size() &&
+            fit_name.compare(fit_name.size() - d.name.size(), d.name.size(), d.name) == 0)
+            return true;
+    return false;
 }
 
 }  // namespace kvtest

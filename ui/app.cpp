@@ -414,6 +414,8 @@ void draw_normal_layout(AppState& app) {
     in.controls_expanded = lc.controls_expanded;
     in.tall_work = app.vs.show_scaling;
     in.force_focus = lc.force_focus;
+    in.last_mode = lc.mode;
+    in.narration_beside = !app.compare && !app.spec.on;
     in.need = [&app](PanelId p, float w) { return panel_need(app, p, w); };
     const Layout L = compute_layout(in);
     lc.mode = L.mode;
@@ -470,6 +472,7 @@ void draw_app(AppState& app) {
         return;
     }
     app.fits.clear();
+    app.cache_drawn.clear();
     draw_normal_layout(app);
     if (app.vs.show_help) draw_help_overlay(app);
     draw_toast(app);

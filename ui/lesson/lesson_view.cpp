@@ -232,6 +232,7 @@ void draw_lesson(AppState& app) {
     }
     ImGui::End();
     app.fits.clear();
+    app.cache_drawn.clear();
     for (size_t i = 0; i < ch.panels.size() && i < L.panels.size(); ++i) {
         const Rect& r = L.panels[i];
         const bool focus = i == 0;

@@ -27,6 +27,10 @@ float window_font_px(float window_h, float font_scale) {
     return std::round(std::clamp(window_h / 50.f, 13.f, 44.f)) * font_scale;
 }
 
+bool presenter_font(float window_h, float font_px) { return window_h < 36.f * font_px; }
+
+bool presenter_font() { return presenter_font(ImGui::GetIO().DisplaySize.y, ImGui::GetFontSize()); }
+
 void apply_theme(bool dark, float ui_scale) {
     ImGuiStyle style;
     if (dark) ImGui::StyleColorsDark(&style);

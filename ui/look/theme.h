@@ -22,6 +22,11 @@ void apply_theme(bool dark, float ui_scale = 1.f);
 // The window's text size in px: 1/50 of its height (13..44 px, rounded), times the
 // user's font scale. The window and its headless tests both take it from here.
 float window_font_px(float window_h, float font_scale);
+// A projector's font: the window holds fewer than 36 lines of its text (1280x720 at
+// font scale 1.5 holds 34, 1920x1080 at 2 holds 24). Panels then keep to one header
+// line and drop the keys their tags already say (docs/design.md, "The presenter rule").
+bool presenter_font(float window_h, float font_px);
+bool presenter_font();  // of the current frame: the display's height, the current font
 const Palette& palette();
 // Puts the next item on the same line when `w` pixels still fit, else on a new one
 // (rows of controls that wrap at a large font instead of being clipped).

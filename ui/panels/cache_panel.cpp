@@ -4,6 +4,7 @@
 // cache is off (magenta, "recomp", flashes). Attention weights sit beside the rows.
 // In compare mode the two sessions' caches are drawn side by side.
 #include <imgui.h>
+#include <imgui_internal.h>
 
 #include <algorithm>
 #include <cmath>
@@ -33,16 +34,12 @@ struct RowPaint {
     float fs;
     float k_scale, v_scale;  // |max| of the K and V blocks, for the colour map
     float a_new, a_flash;    // step_anim phases: slide-in (0.45 s), flash (1 s)
+    int* labelled;           // rows whose label was drawn (CacheDrawn)
 };
-
-// Rows too short for text carry it on every label_every-th row, counted from the
-// newest (the last) row, so the row that just entered always has its label and tag.
-bool row_has_text(const CacheGeometry& g, int row) { return g.text_rows || (g.n_rows - 1 - row) % g.label_every == 0; }
 
 // "3 programming" in the label column; cut with "..." when too long (hover shows it whole).
 void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
     const CacheGeometry& g = rp.g;
-    if (!row_has_text(g, row.row)) return;
     const float fs = rp.fs, ls = fs * g.label_scale;
     std::string lab = row.label;
     const float room = g.label_w - fs * 0.3f;
@@ -58,19 +55,17 @@ void draw_row_label(const RowPaint& rp, const CacheRow& row, float y) {
     rp.dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
     rp.dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), palette().text, lab.c_str());
     rp.dl->PopClipRect();
+    ++*rp.labelled;
     const ImVec2 mouse = ImGui::GetIO().MousePos;
     if (cut && ImGui::IsWindowHovered() && mouse.y >= y && mouse.y < y + g.row_h && mouse.x >= g.x0 && mouse.x < g.x_tag)
         ImGui::SetTooltip("row %s", row.label.c_str());
 }
 
-// The coloured tag ("cache", "new", "recomp"), with its word where rows are tall enough.
+// The coloured tag with its word ("cache", "new", "recomp").
 void draw_row_tag(const RowPaint& rp, const CacheRow& row, float y, float alpha) {
     const CacheGeometry& g = rp.g;
     const ImU32 sc = state_color(row.state, palette().dark);
     rp.dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h - g.gap), with_alpha(sc, alpha), 3.f);
-    // Rows shorter than the text keep the colour only (the key above names it): a tag's
-    // word over three rows' tags read as clutter at font scale 2.
-    if (!g.text_rows) return;
     const float ts = rp.fs * std::min(0.85f, g.label_scale);
     rp.dl->PushClipRect(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + g.row_h), true);
     const ImVec4 cv = to_vec4(sc);
@@ -175,38 +170,99 @@ void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
     row_tooltip(rp, row, y);
 }
 
-// Caption line: "Cache ON  12 rows, K 16 + V 16 | ...", or why there is nothing to draw.
-bool draw_cache_caption(const SessionView& v, const char* caption) {
+// "12 rows, K 16 + V 16 | attention: 1 query", with the policy when it is not the full f32 cache.
+std::string cache_details(const SessionView& v, const kv::StepTrace& t) {
+    const int rows = static_cast<int>(v.cache_k.rows()), hd = static_cast<int>(v.cache_k.cols());
+    char b[256];
+    if (v.policy.is_default())
+        std::snprintf(b, sizeof b, "%d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(t));
+    else
+        std::snprintf(b, sizeof b, "%s: %d rows held of %d, K %d + V %d | %s", policy_caption(v.policy).c_str(),
+                      v.cache_rows, rows, hd, hd, attention_caption(t));
+    return b;
+}
+
+// The caption over one session's rows, or why there is nothing to draw. Roomy: the
+// caption in the big font, the details beside it or wrapped under it. Presenter: one
+// line in the text font, "Cache OFF: all rows recomputed  9 rows, 9.0 KiB", cut to the
+// width; hovering it shows the details (and, for a single cache, the key and layer).
+bool draw_cache_caption(const AppState& app, const SessionView& v, const char* caption, bool presenter) {
     const Palette& pal = palette();
-    ImGui::PushFont(big_font());
-    ImGui::TextColored(to_vec4(state_color(v.cache_on ? RowState::read : RowState::recomputed, pal.dark)), "%s", caption);
-    ImGui::PopFont();
+    const ImU32 col = state_color(v.cache_on ? RowState::read : RowState::recomputed, pal.dark);
     const kv::StepTrace* t = v.last();
-    const int rows = static_cast<int>(v.cache_k.rows());
+    const bool empty = !t || v.cache_k.rows() == 0;
+    if (presenter) {
+        char b[96];
+        std::snprintf(b, sizeof b, "  %d rows, %s", static_cast<int>(v.cache_k.rows()),
+                      human_bytes(static_cast<double>(v.cache_bytes)).c_str());
+        const float room = ImGui::GetContentRegionAvail().x, cw = ImGui::CalcTextSize(caption).x;
+        ImGui::TextColored(to_vec4(col), "%s", caption);
+        const bool hovered = ImGui::IsItemHovered();
+        if (!empty && cw + ImGui::CalcTextSize(b).x <= room) {
+            ImGui::SameLine(0, 0);
+            ImGui::TextColored(to_vec4(pal.text_dim), "%s", b);
+        }
+        if (!empty && (hovered || ImGui::IsItemHovered()))
+            ImGui::SetTooltip("%s\n%s", cache_details(v, *t).c_str(), cache_tooltip(app).c_str());
+        if (empty) ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
+        return !empty;
+    }
+    ImGui::PushFont(big_font());
+    ImGui::TextColored(to_vec4(col), "%s", caption);
+    ImGui::PopFont();
     ImGui::SameLine();
-    if (!t || rows == 0) {
+    if (empty) {
         ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
         return false;
     }
-    const int hd = static_cast<int>(v.cache_k.cols());
-    char b[256];
-    if (v.policy.is_default())
-        std::snprintf(b, sizeof b, " %d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(*t));
-    else
-        std::snprintf(b, sizeof b, " %s: %d rows held of %d, K %d + V %d | %s", policy_caption(v.policy).c_str(),
-                      v.cache_rows, rows, hd, hd, attention_caption(*t));
+    const std::string b = " " + cache_details(v, *t);
     // Beside the caption when it fits, else wrapped on the lines below (large fonts).
-    if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b).x) ImGui::NewLine();
+    if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b.c_str()).x) ImGui::NewLine();
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
-    text_wrapped("%s", b);
+    text_wrapped("%s", b.c_str());
     ImGui::PopStyleColor();
     return true;
 }
 
+}  // namespace
+
+void record_cache_drawn(AppState& app, const CacheGeometry& g, float fs, int labelled) {
+    const ImRect clip = ImGui::GetCurrentWindowRead()->InnerClipRect;  // without the scrollbars
+    const float top = clip.Min.y, bottom = clip.Max.y;
+    CacheDrawn d;
+    d.name = ImGui::GetCurrentWindowRead() ? ImGui::GetCurrentWindowRead()->Name : "";
+    d.font_px = fs;
+    d.row_h = g.row_h;
+    d.label_px = fs * g.label_scale;
+    d.rows = g.n_rows;
+    d.labelled = labelled;
+    for (int r = 0; r < g.n_rows; ++r) {
+        const float y = g.y0 + r * g.row_h;
+        const bool in = y >= top - 0.5f && y + g.row_h - g.gap <= bottom + 0.5f;
+        d.in_view += in;
+        if (r == g.n_rows - 1) d.newest_in_view = in;
+    }
+    app.cache_drawn.push_back(d);
+}
+
+namespace {
+
+}  // namespace
+
+bool newest_changed(const CacheGeometry& g) {
+    int* seen = ImGui::GetStateStorage()->GetIntRef(ImGui::GetID("##newest"), -1);
+    const int now = g.n_rows * 4096 + static_cast<int>(ImGui::GetWindowHeight());
+    const bool changed = *seen != now;
+    *seen = now;
+    return changed;
+}
+
+namespace {
+
 // One session's cache: caption, then (in a scrolling child) the rows, the K/V
 // captions and the attention weights beside them.
-void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
-    if (!draw_cache_caption(v, caption)) return;
+void draw_cache_view(AppState& app, const SessionView& v, const char* caption, bool presenter) {
+    if (!draw_cache_caption(app, v, caption, presenter)) return;
     const float fs = ImGui::GetFontSize();
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
     const std::vector<CacheRow> rows = cache_rows(app, v);
@@ -214,29 +270,29 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption) {
     for (const CacheRow& r : rows) longest = std::max(longest, ImGui::CalcTextSize(r.label.c_str()).x);
     const ImVec2 o = ImGui::GetCursorScreenPos();
     const ImVec2 avail = ImGui::GetContentRegionAvail();
-    // Readable: 8 rows (or all, when fewer) of 0.4 lines each, labels on every third
-    // one, and the K/V captions; the layout gives the panel more room next frame when it
-    // had less (more rows shrink, then scroll).
-    const float readable = static_cast<float>(std::min<size_t>(rows.size(), 8)) * fs * 0.4f + fs * 1.1f;
+    // Every row at its least height; the layout gives the panel more room next frame
+    // when it had less (else the rows scroll, the newest in view).
+    const float readable = static_cast<float>(rows.size()) * cache_row_min_h(fs);
     app.vs.layout.short_h = std::max(app.vs.layout.short_h, readable - avail.y);
     const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
                                            static_cast<int>(v.cache_k.cols()), longest);
+    int labelled = 0;
     const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
                       abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size())),
                       abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size())),
-                      step_anim(app, 0.45f), step_anim(app, 1.0f)};
+                      step_anim(app, 0.45f), step_anim(app, 1.0f), &labelled};
     for (const CacheRow& row : rows) draw_cache_row(rp, row);
-    const float y_end = g.y0 + g.n_rows * g.row_h + 4;  // column captions under the matrix
-    rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
-    rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
+    const float below = g.captions ? fs * 1.3f : 0.f;
+    if (g.captions) {  // column captions under the matrix
+        const float y_end = g.y0 + g.rows_h() + 4;
+        rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
+        rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
+    }
     draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head,
                           AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w, v.policy});
-    ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.n_rows * g.row_h + fs * 1.3f));
-    // Keep the newest row in view right after a step.
-    if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) {
-        const float want = g.n_rows * g.row_h + fs * 1.3f - ImGui::GetWindowHeight();
-        if (want > 0) ImGui::SetScrollY(want);
-    }
+    ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.rows_h() + below));
+    if (newest_changed(g) || !app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) ImGui::SetScrollHereY(1.f);
+    record_cache_drawn(app, g, fs, labelled);
     ImGui::EndChild();
 }
 
@@ -267,6 +323,8 @@ float row_label_y(const CacheGeometry& g, float y, float text_h) {
     return std::max(g.y0, std::min(y + (g.row_h - text_h) * 0.5f, bottom));
 }
 
+float cache_row_min_h(float fs) { return std::max(std::ceil(fs * 0.8f), 14.f); }
+
 CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
                              float longest_label) {
     CacheGeometry g;
@@ -274,18 +332,20 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     g.hd = hd;
     g.x0 = x0;
     g.y0 = y0;
-    g.row_h = std::clamp(std::floor((avail_h - fs * 1.4f) / std::max(rows, 1)), 3.f, fs * 1.3f);  // all fit if they can
-    // Row text (label, tag word) is as tall as its row allows, up to the font; rows
-    // too short for the smallest legible size (12 px, or 0.45 of a big font) carry it
-    // on every label_every-th row instead, at 0.8 of the font.
-    const float fit_px = std::min(fs, std::floor(g.row_h * 0.9f));
-    g.text_rows = fit_px >= std::max(12.f, fs * 0.45f);
+    const float min_h = cache_row_min_h(fs), caption_h = fs * 1.4f;
+    const int n = std::max(rows, 1);
+    g.captions = avail_h - caption_h >= n * min_h;
+    const float room = g.captions ? avail_h - caption_h : avail_h;
+    g.row_h = std::clamp(std::floor(room / n), min_h, std::floor(fs * 1.3f));
+    g.scrolls = n * g.row_h > room + 0.5f;
     g.gap = g.row_h > 6 ? 1.f : 0.f;
-    g.label_scale = g.text_rows ? fit_px / fs : 0.8f;
-    g.label_every = g.text_rows ? 1 : std::max(1, static_cast<int>(std::ceil(fs * 0.85f / g.row_h)));
+    g.label_scale = std::min(fs, std::floor(g.row_h * 0.9f)) / fs;  // at least 12 px, 0.72 of the font
     // The label column is as wide as the longest label, up to 30% of the width.
     g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
-    g.tag_w = fs * 3.6f;
+    g.tag_w = fs * 3.6f * std::max(g.label_scale, 0.85f);
+    // Narrow panels (compare's two caches) cut long labels ("..."; hover shows them)
+    // rather than push the attention column out of the panel.
+    g.label_w = std::max(fs * 2.f, std::min(g.label_w, avail_w - g.tag_w - fs * 9.5f));
     const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 8);
     const float attn_share = rest * 0.3f;
     g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
@@ -297,18 +357,27 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     return g;
 }
 
-void draw_cache_panel(AppState& app) {
+namespace {
+
+// "Layer 0, kv head 0.  Cache (all 2 layers x 4 kv heads): 9.0 KiB now, 64.0 KiB at n_ctx = 64"
+std::string cache_layer_line(const AppState& app) {
+    const SessionView& v = app.main;
+    if (!app.model) return "";
+    const kv::ModelConfig& c = app.model->config;
+    const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
+    char b[256];
+    std::snprintf(b, sizeof b, "Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
+                  v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
+                  human_bytes(static_cast<double>(v.cache_bytes)).c_str(), human_bytes(static_cast<double>(at_ctx)).c_str(),
+                  c.n_ctx);
+    return b;
+}
+
+// The key of the row tags and of the attention column; it flows onto the next line
+// when the panel is narrow.
+void draw_cache_key(const AppState& app) {
     const Palette& pal = palette();
     const SessionView& v = app.main;
-    if (app.model) {
-        const kv::ModelConfig& c = app.model->config;
-        const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
-        text_wrapped("Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
-                           v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
-                           human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
-                           human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
-    }
-    // The key flows onto the next line when the panel is narrow.
     const float fs = ImGui::GetFontSize();
     const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
     auto flow = [&](float w) {
@@ -328,6 +397,25 @@ void draw_cache_panel(AppState& app) {
     }
     flow(fs * 4 + ImGui::CalcTextSize("  weight 0 1").x + ImGui::GetStyle().ItemSpacing.x * 3);
     draw_sequential_legend(fs * 4, "  weight");
+}
+
+}  // namespace
+
+std::string cache_tooltip(const AppState& app) {
+    return cache_layer_line(app) +
+           "\nTags: cache = read from the cache, new = computed now, recomp = recomputed (cache off)"
+           "\nRight of the rows: the selected head's attention weights (0 .. 1)";
+}
+
+void draw_cache_panel(AppState& app) {
+    const SessionView& v = app.main;
+    // A projector's font: the rows get the height (presenter rule); the layer, the
+    // bytes and the key move into the caption's tooltip, the tags say their state.
+    const bool presenter = presenter_font();
+    if (!presenter) {
+        if (app.model) text_wrapped("%s", cache_layer_line(app).c_str());
+        draw_cache_key(app);
+    }
     if (app.compare && app.other.valid) {
         const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;
         // Two policies side by side are named by their policy; one policy by the cache mode.
@@ -337,15 +425,15 @@ void draw_cache_panel(AppState& app) {
             return policy_caption(s.policy) + (s.cache_on ? "" : " (cache off)");
         };
         ImGui::BeginChild("main_cache", ImVec2(w, 0), true);
-        draw_cache_view(app, v, caption(v).c_str());
+        draw_cache_view(app, v, caption(v).c_str(), presenter);
         ImGui::EndChild();
         ImGui::SameLine();
         ImGui::BeginChild("other_cache", ImVec2(0, 0), true);
-        draw_cache_view(app, app.other, caption(app.other).c_str());
+        draw_cache_view(app, app.other, caption(app.other).c_str(), presenter);
         ImGui::EndChild();
     } else {
         ImGui::BeginChild("main_cache", ImVec2(0, 0), false);
-        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: all rows recomputed");
+        draw_cache_view(app, v, v.cache_on ? "Cache ON" : "Cache OFF: all rows recomputed", presenter);
         ImGui::EndChild();
     }
 }

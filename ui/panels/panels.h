@@ -123,25 +123,40 @@ struct CacheRow {
 };
 // The rows of v's cache (none before the first step).
 std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v);
+// What hovering a presenter's one-line cache caption shows: the layer and kv head, the
+// bytes now and at n_ctx, the tags' key.
+std::string cache_tooltip(const AppState& app);
 // Where the cache view draws: columns left to right are label, tag, K block, V block,
-// attention weights. Rows are row_h tall and all fit when they can (3 px at least);
-// rows shorter than 0.8 font heights drop their text except every label_every-th.
+// attention weights. The presenter rule (docs/design.md, "The presenter rule"): every
+// row is at least cache_row_min_h tall and carries its label (position and token) and
+// its tag's word; rows share the height they get up to 1.3 font heights, and when
+// even the minimum does not fit they scroll (the newest kept in view). The K/V
+// captions under the rows take a line only when every row fits with it.
 struct CacheGeometry {
     int n_rows = 0, hd = 0;
     float x0 = 0, y0 = 0;               // top left of the rows
     float row_h = 0, gap = 0;           // row height, gap under each row
-    bool text_rows = true;
-    float label_scale = 1.f;
-    int label_every = 1;
+    float label_scale = 1.f;            // row text height / font height
+    bool captions = true;               // the "K" and "V" line under the rows
+    bool scrolls = false;               // the rows are taller than the room they had
     float label_w = 0, tag_w = 0, cw = 0;  // column widths (cw: one K or V cell)
     float x_tag = 0, x_k = 0, x_v = 0, x_attn = 0, attn_w = 0;
+    float rows_h() const { return n_rows * row_h; }
 };
+// The least height of a cache row: 0.8 of the font, and never under 14 px (12 px text).
+float cache_row_min_h(float font_px);
 CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
                              float longest_label);
 // Where a row's label of height text_h goes: centred on the row at top y, kept inside
 // the rows' block (labels taller than short rows would stick out above the first row
 // and below the last, where a child window cuts them).
 float row_label_y(const CacheGeometry& g, float y, float text_h);
+// Rows that scroll keep the newest in view: true when the current (child) window's rows
+// or height changed since its last frame (a step, a new layout), so it scrolls to the
+// newest row then, and otherwise leaves the scroll to the user.
+bool newest_changed(const CacheGeometry& g);
+// Appends what the rows in the current (child) window drew this frame to app.cache_drawn.
+void record_cache_drawn(AppState& app, const CacheGeometry& g, float font_px, int labelled);
 
 // ---- the model: its field, its line, its weights ----------------------------
 // What the model field shows while its edit buffer is empty: the model's name

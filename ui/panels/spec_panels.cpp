@@ -286,14 +286,14 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
     const char* tag = struck ? "gone" : fresh ? "new" : "cache";
     const int id = row_token(app.spec, row);
     const std::string label = std::to_string(row) + " " + (id >= 0 ? app.token_text(id) : "");
-    if (g.text_rows || row % g.label_every == 0) {
+    {
         const float ls = fs * g.label_scale, ly = row_label_y(g, y, ls);
         dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
         dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), struck ? with_alpha(pal.text, 0.5f) : pal.text, label.c_str());
         dl->PopClipRect();
     }
     dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + h), tag_col, 3.f);
-    if (g.text_rows) {
+    {
         const float ts = fs * std::min(0.85f, g.label_scale);
         dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
     }
@@ -310,6 +310,7 @@ void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase 
     const float fs = ImGui::GetFontSize();
     const int n_rows = side.rows.rolled_back.end > 0 ? side.rows.rolled_back.end : static_cast<int>(side.k->rows());
     ImGui::TextUnformatted(side.title);
+    if (presenter_font()) ImGui::SameLine();  // one line: the rows get the height
     if (ph == SpecPhase::written)
         text_wrapped_colored(pal.text_dim, "%d rows: %s written this round", n_rows,
                              rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
@@ -332,7 +333,7 @@ void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase 
     const float vs = abs_max(side.v->data(), static_cast<int>(side.v->size()));
     for (int r = 0; r < n_rows; ++r) draw_spec_row(app, side, g, r, ph, ks, vs);
     ImGui::Dummy(ImVec2(g.x_v + g.cw * hd - g.x0, n_rows * g.row_h + fs * 0.3f));
-    if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) ImGui::SetScrollHereY(1.f);
+    if (newest_changed(g) || !app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) ImGui::SetScrollHereY(1.f);
     ImGui::EndChild();
 }
 
@@ -355,11 +356,13 @@ void draw_spec_cache_panel(AppState& app) {
     ImGui::RadioButton("1 written", &app.vs.spec.hold, 1);
     flow(radio_w("2 rolled back"));
     ImGui::RadioButton("2 rolled back", &app.vs.spec.hold, 2);
-    color_key(state_color(RowState::read, pal.dark), "read from cache");
-    flow(key_w("written this round"));
-    color_key(state_color(RowState::computed, pal.dark), "written this round");
-    flow(key_w("rolled back (struck)"));
-    color_key(pal.bad, "rolled back (struck)");
+    if (!presenter_font()) {  // a projector's font: the tags say it ("cache", "new", "gone")
+        color_key(state_color(RowState::read, pal.dark), "read from cache");
+        flow(key_w("written this round"));
+        color_key(state_color(RowState::computed, pal.dark), "written this round");
+        flow(key_w("rolled back (struck)"));
+        color_key(pal.bad, "rolled back (struck)");
+    }
     const kv::SpecRound* r = s.last();
     const RoundRows none{{0, 0}, {0, 0}, {0, 0}};
     const CacheSide target{"Target's cache", &s.target_k, &s.target_v, &s.gone_k, &s.gone_v, s.gone_first,

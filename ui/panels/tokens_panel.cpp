@@ -171,6 +171,7 @@ struct Geometry {
     std::vector<Chip> chips;
     std::vector<ImVec2> at;  // (n_tok) each chip's row origin
     ImVec2 key_at;
+    bool key = true;  // the key is drawn (a presenter's font drops it rather than give it a row)
     float height = 0;
 };
 
@@ -207,8 +208,13 @@ Geometry tokens_geometry(const AppState& app, const std::vector<kv::PieceGroup>&
     const float fs = r.fs;
     const float kw = ImGui::CalcTextSize(kKey1).x + ImGui::CalcTextSize(kKey2).x + fs * 4;
     geo.key_at = ImVec2(cur.x + fs, cur.y + r.group_h + fs * 0.8f + r.pad);
-    if (geo.key_at.x + kw > width) geo.key_at = ImVec2(0, cur.y + r.row_h);
-    geo.height = std::max(cur.y + r.row_h, geo.key_at.y + fs * 1.5f) + 1.f;  // + the 1 px Dummy under it
+    if (geo.key_at.x + kw > width) {
+        // A row of its own for the key: not at a projector's font, where the chips'
+        // tooltips say it and the cache below needs the height (presenter rule).
+        geo.key = !presenter_font();
+        geo.key_at = ImVec2(0, cur.y + r.row_h);
+    }
+    geo.height = (geo.key ? std::max(cur.y + r.row_h, geo.key_at.y + fs * 1.5f) : cur.y + r.row_h) + 1.f;  // + the 1 px Dummy
     return geo;
 }
 
@@ -217,6 +223,11 @@ void draw_key(ImVec2 o, const Geometry& geo) {
     ImDrawList* dl = ImGui::GetWindowDrawList();
     const float fs = geo.r.fs;
     ImVec2 kp(o.x + geo.key_at.x, o.y + geo.key_at.y);
+    if (!geo.key) {
+        ImGui::SetCursorScreenPos(ImVec2(o.x, o.y + geo.height - 1.f));
+        ImGui::Dummy(ImVec2(1, 1));
+        return;
+    }
     dl->AddLine(ImVec2(kp.x, kp.y + fs), ImVec2(kp.x + fs, kp.y + fs), pal.prefill, 3.f);
     dl->AddText(ImVec2(kp.x + fs * 1.3f, kp.y), pal.text_dim, kKey1);
     kp.x += fs * 2 + ImGui::CalcTextSize(kKey1).x;

@@ -136,6 +136,17 @@ struct LessonState {
     bool load_asked = false;         // the setup's load_model was pushed
 };
 
+// What one cache picture drew this frame (the cache panel, each side in compare mode,
+// the speculative caches), from its own geometry: tests hold it to the presenter rule
+// (docs/design.md): rows at least 0.8 font heights, each labelled, the newest in view.
+struct CacheDrawn {
+    std::string name;
+    float font_px = 0, row_h = 0, label_px = 0;  // the label's text height
+    int rows = 0, labelled = 0;   // rows drawn; rows whose label (position and token) was drawn
+    int in_view = 0;              // rows wholly inside the visible region
+    bool newest_in_view = false;
+};
+
 // How a panel's content compares with the room it has (pixels), measured from
 // ImGui's own cursor extents at the end of the frame: the lesson records it for the
 // framed panel and its child windows; tests read it.
@@ -262,6 +273,7 @@ struct AppState {
     SweepRequest sweep_request = SweepRequest::none;
     bool quit = false;
     std::vector<PanelFit> fits;      // the framed lesson panel's, this frame
+    std::vector<CacheDrawn> cache_drawn;  // this frame's cache pictures (tests)
 
     void push(Command c) { pending.push_back(std::move(c)); }
     int n_layer() const;

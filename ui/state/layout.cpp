@@ -189,6 +189,29 @@ std::vector<Item> items_of(const LayoutInput& in, std::initializer_list<PanelId>
     return items;
 }
 
+// The focus layout with the narration beside the large slot instead of under it: the
+// tokens across the top, then the large slot (64% of the width) and the narration's
+// column. Taken when the narration under the slot leaves the slot less than its
+// content needs (the cache picture's rows at a projector's font): the slot gets the
+// whole height under the tokens, at least 26 fonts wide, and the narration is whole.
+bool place_narration_beside(Layout& L, const LayoutInput& in, float W, float top, float A) {
+    const float f = in.font_px;
+    const float nw = std::floor((W - 3 * kGap) * 0.36f), bw = W - 3 * kGap - nw;
+    if (bw < 26.f * f) return false;
+    const float th = need_of(in, PanelId::tokens, W - 2 * kGap).min;
+    const float below = A - th - kGap;
+    const std::vector<Item> big = items_of(
+        in, {PanelId::cache, PanelId::qkv, PanelId::work, PanelId::next_token, PanelId::memory, PanelId::timeline}, bw);
+    const Group g = group_items(big, 0u, f).front();
+    if (need_of(in, PanelId::narration, nw).min > below) return false;
+    const float y = top + th + kGap;
+    L.slots.push_back(Slot{{kGap, top, W - 2 * kGap, th}, {PanelId::tokens}, false});
+    L.slots.push_back(Slot{{kGap, y, bw, below}, g.panels, g.need.min > below + 0.5f});
+    L.slots.push_back(Slot{{2 * kGap + bw, y, nw, below}, {PanelId::narration}, false});
+    L.fits = g.need.min <= below + 0.5f;
+    return true;
+}
+
 // The slots under controls of height ch.
 Layout place(const LayoutInput& in, float W, float H, float ch, bool compact) {
     const float f = in.font_px;
@@ -205,7 +228,10 @@ Layout place(const LayoutInput& in, float W, float H, float ch, bool compact) {
         Plan rp = plan_column(
             items_of(in, {PanelId::work, PanelId::next_token, PanelId::memory, PanelId::timeline}, right_w), A, f,
             false);
-        if (lp.fits && rp.fits) {
+        // Hysteresis: back from the focus layout only with a line to spare in both
+        // columns, so a size at the border does not flip between the two each frame.
+        const float margin = in.last_mode == LayoutMode::focus ? f : 0.f;
+        if (lp.leftover >= margin && rp.leftover >= margin) {
             size_column(lp, A);
             size_column(rp, A);
             emit(L, lp, kGap, top, left_w);
@@ -220,10 +246,11 @@ Layout place(const LayoutInput& in, float W, float H, float ch, bool compact) {
                                     PanelId::memory, PanelId::timeline, PanelId::narration},
                                    w),
                           A, f, true);
+    L.mode = LayoutMode::focus;
+    if (!fp.fits && in.narration_beside && place_narration_beside(L, in, W, top, A)) return L;
     L.fits = fp.fits;
     size_column(fp, A);
     emit(L, fp, kGap, top, w);
-    L.mode = LayoutMode::focus;
     return L;
 }
 
@@ -317,9 +344,11 @@ Layout compute_layout(const LayoutInput& in) {
         std::clamp(in.controls_compact_h > 0 ? in.controls_compact_h + 2.f : 1.5f * line + 12.f, line, cap);
     Layout a = place(in, W, H, full, false);
     if (in.controls_expanded || a.mode == LayoutMode::tiled) return a;
-    // The controls fold to one row when that shows more, or when nothing fits anyway.
+    // The controls fold to one row when that shows more, or when nothing fits anyway,
+    // or in the focus layout.
     Layout b = place(in, W, H, compact, true);
-    return rank(b) > rank(a) || (rank(b) == rank(a) && !a.fits) ? b : a;
+    // In the focus layout the large slot gets what the folded controls leave.
+    return rank(b) > rank(a) || (rank(b) == rank(a) && (!a.fits || a.mode == LayoutMode::focus)) ? b : a;
 }
 
 Layout compute_layout(float W, float H, float font_px, float controls_h, bool tall_work) {

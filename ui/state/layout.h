@@ -66,6 +66,9 @@ struct LayoutInput {
     bool controls_expanded = false;  // the teacher asked for all controls (M)
     bool tall_work = false;          // the Work slot shows the Scaling plot
     bool force_focus = false;        // F: the one-column focus layout whatever fits
+    LayoutMode last_mode = LayoutMode::tiled;  // what the last frame used (hysteresis)
+    bool narration_beside = true;    // the focus layout may put the narration beside the large
+                                     // slot (not with two caches side by side in that slot)
     // The window heights (title bar included) a panel's content asks for at window
     // width w; 0: not known, the layout estimates them from the font size. For cache
     // and work, which take what is left, only a minimum above the estimate counts.
