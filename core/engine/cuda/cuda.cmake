@@ -55,6 +55,9 @@ if(KVSCOPE_CUDA_BUILT)
                  "architectures ${CMAKE_CUDA_ARCHITECTURES})")
   add_library(kvcuda OBJECT
     ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/cuda_engine.cpp
+    ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/cuda_forward.cpp
+    ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/cuda_graphs.cpp
+    ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/device_cache.cpp
     ${CMAKE_CURRENT_SOURCE_DIR}/engine/cuda/kernels.cu)
   target_include_directories(kvcuda PRIVATE ${CMAKE_SOURCE_DIR})
   target_link_libraries(kvcuda PRIVATE Eigen3::Eigen CUDA::cudart CUDA::cublas)
