@@ -5,7 +5,10 @@
 # kvscope: carry .deps there and configure with -DCMAKE_PREFIX_PATH=$PWD/.deps.
 # The top-level CMakeLists.txt adds .deps/include to the include path by itself.
 set -euo pipefail
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+# The repository root: this script lives in core/engine/cuda/, three folders down.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+[[ -f "$root/CMakeLists.txt" && -d "$root/core/engine/cuda" ]] ||
+    { echo "pack_deps: $root does not look like the kvscope root" >&2; exit 1; }
 out="$root/.deps"
 rm -rf "$out"
 mkdir -p "$out/include" "$out/share/cmake" "$out/lib/cmake/doctest" "$out/share/eigen3"
