@@ -10,6 +10,7 @@
 
 #include "test_helpers.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -131,7 +132,17 @@ const Gpt2BpeTokenizer* gpt2(std::string* why) {
     return tok.get();
 }
 
+// Splitting text into words needs PCRE2; a build without it loads the files and
+// decodes ids (the folder case below), and skips the cases that tokenize text.
+#if defined(KVSCOPE_HAVE_PCRE2)
+constexpr bool kHavePcre2 = true;
+#else
+constexpr bool kHavePcre2 = false;
+#endif
+#define REQUIRE_PCRE2() KVTEST_SKIP_UNLESS(kHavePcre2, "this build has no PCRE2, so text cannot be tokenized")
+
 #define REQUIRE_GPT2(tok)                                                                      \
+    REQUIRE_PCRE2();                                                                           \
     std::string gpt2_why;                                                                      \
     const Gpt2BpeTokenizer* tok = gpt2(&gpt2_why);                                             \
     if (!tok) {                                                                                \
@@ -203,6 +214,7 @@ TEST_CASE("byte_to_unicode is encoder.py's bytes_to_unicode") {
 }
 
 TEST_CASE("pre-tokenizer splits as the GPT-2 pattern does") {
+    REQUIRE_PCRE2();
     auto tok = tiny_tokenizer();
     using V = std::vector<std::string>;
     // Splits from Python's `regex` with encoder.py's pattern.
@@ -230,6 +242,7 @@ TEST_CASE("pre-tokenizer splits as the GPT-2 pattern does") {
 }
 
 TEST_CASE("merges apply by rank, every occurrence, left to right") {
+    REQUIRE_PCRE2();
     auto tok = tiny_tokenizer();
     const auto id = [&](const std::string& key) { return tok->id_of(key); };
     REQUIRE(tok->vocab_size() == 256 + static_cast<int>(kTinyMerges.size()));
@@ -247,6 +260,7 @@ TEST_CASE("merges apply by rank, every occurrence, left to right") {
 }
 
 TEST_CASE("decode(encode(x)) == x for any bytes, tiny vocabulary") {
+    REQUIRE_PCRE2();
     auto tok = tiny_tokenizer();
     for (const std::string& s : random_byte_strings(1234, 400)) {
         CAPTURE(hex(s));
@@ -257,6 +271,7 @@ TEST_CASE("decode(encode(x)) == x for any bytes, tiny vocabulary") {
 }
 
 TEST_CASE("token_text shows bytes that are not whole UTF-8 characters as hex") {
+    REQUIRE_PCRE2();
     auto tok = tiny_tokenizer();
     CHECK(tok->token_text(tok->id_of(byte_key(0xE2))) == "<0xE2>");
     CHECK(tok->token_text(tok->id_of(byte_key(0xFF))) == "<0xFF>");
@@ -348,7 +363,65 @@ TEST_CASE("load_gpt2_bpe returns the BPE tokenizer") {
     REQUIRE(tok);
     CHECK(tok->kind() == "gpt2-bpe");
     CHECK(tok->vocab_size() == 263);
-    CHECK(tok->decode(tok->encode("hello world").ids) == "hello world");
+    if (kHavePcre2) CHECK(tok->decode(tok->encode("hello world").ids) == "hello world");
+}
+
+// A folder in GPT-2's layout (config.json, model.safetensors, vocab.json, merges.txt)
+// opens in every build: ids need only the vocabulary (decode, token_text). Splitting
+// text into words needs PCRE2; a build without it says so in one line naming
+// vocab.json when, and only when, text is tokenized (issue 28: the GPU machine's
+// build has no PCRE2 and drives such folders with --ids).
+TEST_CASE("a BPE model folder runs on ids in every build, and only text needs PCRE2") {
+    const kvtest::TempDir dir("kvscope_bpe_folder");
+    const auto m = kvtest::random_model(263, 16, 16, 1, 2, 2, 5);
+    kv::save_model_folder(dir.path.string(), m->config, m->weights, nullptr);
+    write_file(dir.path / "vocab.json", tiny_vocab_json().dump());
+    write_file(dir.path / "merges.txt", tiny_merges_txt());
+    const std::string vocab = (dir.path / "vocab.json").string();
+
+    std::unique_ptr<kv::Model> loaded;
+    try {
+        loaded = kv::load_model(dir.path.string());
+    } catch (const kv::Error& e) {
+        FAIL_CHECK("loading the folder threw: " << std::string(e.what()));
+    }
+    REQUIRE(loaded);
+    REQUIRE(loaded->tokenizer);
+    CHECK(loaded->tokenizer->kind() == "gpt2-bpe");
+    CHECK(loaded->tokenizer->vocab_size() == 263);
+    CHECK(loaded->tokenizer->decode(std::vector<int>{104, 101, 258, 111}) == "hello");
+    CHECK(loaded->tokenizer->token_text(260) == "hello");
+
+    const std::string model = "--model '" + dir.path.string() + "' ";
+    const kvtest::Run lg = kvtest::run_cli("logits " + model + "--ids 104,101,108");
+    CHECK_MESSAGE(lg.rc == 0, lg.err);
+    const kvtest::Run gen = kvtest::run_cli("generate " + model + "--ids 104,101,108 --new 2");
+    CHECK_MESSAGE(gen.rc == 0, gen.err);
+    CHECK(gen.err.find("hel") != std::string::npos);  // the prompt, decoded
+
+    const kvtest::Run tk = kvtest::run_cli("tokenize " + model + "--text hello");
+    const kvtest::Run by_text = kvtest::run_cli("generate " + model + "--prompt hello --new 1");
+#if defined(KVSCOPE_HAVE_PCRE2)
+    CHECK(loaded->tokenizer->encode("hello").ids == std::vector<int>{256, 108, 257});  // he l lo
+    CHECK_MESSAGE(tk.rc == 0, tk.err);
+    CHECK_MESSAGE(by_text.rc == 0, by_text.err);
+#else
+    std::string msg;
+    try {
+        loaded->tokenizer->encode("hello");
+    } catch (const kv::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    CHECK(msg.find(vocab) != std::string::npos);
+    CHECK(msg.find("PCRE2") != std::string::npos);
+    for (const kvtest::Run* r : {&tk, &by_text}) {
+        CAPTURE(r->err);
+        CHECK(r->rc != 0);
+        CHECK(r->err.find(vocab) != std::string::npos);
+        CHECK(std::count(r->err.begin(), r->err.end(), '\n') == 1);
+    }
+#endif
 }
 
 TEST_CASE("GPT-2: ids known independently") {

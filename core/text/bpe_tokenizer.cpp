@@ -132,17 +132,15 @@ struct Gpt2BpeTokenizer::Regex {
     Regex& operator=(const Regex&) = delete;
 };
 #else
-struct Gpt2BpeTokenizer::Regex {
-    Regex() {
-        throw Error("GPT-2 BPE needs PCRE2 and this build has none (install libpcre2-dev and rebuild)");
-    }
-};
+// Without PCRE2 the files still load and ids still decode; pre_tokenize() says why
+// text cannot be split.
+struct Gpt2BpeTokenizer::Regex {};
 #endif
 
 Gpt2BpeTokenizer::Gpt2BpeTokenizer(const std::unordered_map<std::string, int>& vocab,
                                    const std::vector<BpeMerge>& merges, const std::string& vocab_name,
                                    const std::string& merges_name)
-    : regex_(std::make_unique<Regex>()), vocab_(vocab) {
+    : regex_(std::make_unique<Regex>()), vocab_name_(vocab_name), vocab_(vocab) {
     int max_id = -1;
     for (const auto& [key, id] : vocab) {
         if (id < 0 || id > (1 << 24))
@@ -279,7 +277,8 @@ std::vector<std::string> Gpt2BpeTokenizer::pre_tokenize(std::string_view text) c
     pcre2_match_data_free(md);
 #else
     (void)text;
-    throw Error("GPT-2 BPE needs PCRE2 and this build has none");
+    throw Error(vocab_name_ + ": this build has no PCRE2, which GPT-2 BPE needs to split text into words; "
+                "give token ids instead (--ids), or install libpcre2-dev and rebuild");
 #endif
     return words;
 }

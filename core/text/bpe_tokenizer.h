@@ -29,6 +29,9 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe(const std::string& vocab_json, const st
 // Special tokens are not recognised in text: "<|endoftext|>" in a prompt is encoded
 // as plain text (as encoder.py does), id 50256 only ever comes from the model.
 // encode() is const and thread-safe (the word cache has a mutex).
+// Only the pre-tokenizer needs PCRE2: a build without it loads the files and turns
+// ids into text (decode, token_text), and encode() / pre_tokenize() throw one line
+// naming vocab.json, so a model folder still runs on token ids (--ids).
 struct BpeMerge {
     std::string left, right;  // vocab.json keys; the merge produces left + right
     int line = 0;             // line in merges.txt, for error messages (0: unknown)
@@ -70,7 +73,8 @@ private:
     std::vector<int> bpe_word(std::string_view word) const;  // one pre-token -> ids
 
     struct Regex;
-    std::unique_ptr<Regex> regex_;
+    std::unique_ptr<Regex> regex_;                        // the compiled pattern (empty without PCRE2)
+    std::string vocab_name_;                              // vocab.json's path, for messages
     std::unordered_map<std::string, int> vocab_;          // vocab.json key -> id
     std::vector<std::string> bytes_;                      // id -> raw bytes
     int byte_id_[256] = {};                               // byte -> id of its token
