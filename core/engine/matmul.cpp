@@ -1,8 +1,8 @@
 // Weight products for f32/f16/bf16 weights (see matmul.h). Element types are tags:
 // F32 (float), F16 and BF16 (uint16_t bit patterns), each widened to f32 before the
-// multiply-add. The portable loops are plain C++; the AVX-512 ones are compiled for
-// that target with a pragma, whatever the build's -march, and only called when
-// the CPU reports AVX-512F/BW/VL.
+// multiply-add. The portable loops are plain C++; the AVX2 and AVX-512 ones are compiled
+// for their targets by a function attribute, whatever the build's -march, and only
+// called when CPUID reports the instructions and the OS saves their registers.
 #include "core/engine/matmul.h"
 
 #include <algorithm>
@@ -18,7 +18,13 @@
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define KV_HAVE_X86_PATHS 1
+#include <cpuid.h>
 #include <immintrin.h>
+// The instruction sets of the vector paths, on every function of theirs, lambdas and
+// inline helpers included: clang ignores `#pragma GCC target`, and neither compiler
+// inlines a target's intrinsics into a function (or lambda) compiled without it.
+#define KV_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
+#define KV_AVX2 __attribute__((target("avx2,fma,f16c")))
 #endif
 
 namespace kv::matmul {
@@ -111,8 +117,6 @@ struct AheadPrefetch {
 // ---------------------------------------------------------------- AVX-512 path
 
 #ifdef KV_HAVE_X86_PATHS
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,fma,f16c")
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ < 13
 // GCC 12's _mm512_reduce_add_ps starts from _mm512_undefined_pd() on purpose, and its
 // -Wuninitialized then fires inside the header (GCC bug 105593, fixed in GCC 13).
@@ -122,10 +126,10 @@ struct AheadPrefetch {
 #endif
 namespace {
 
-inline __mmask16 tail_mask(int left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u); }
+KV_AVX512 inline __mmask16 tail_mask(int left) { return left >= 16 ? __mmask16(0xffff) : __mmask16((1u << left) - 1u); }
 
 template <class T, bool Masked = true>
-inline __m512 vload(const typename T::E* p, __mmask16 m) {
+KV_AVX512 inline __m512 vload(const typename T::E* p, __mmask16 m) {
     if constexpr (std::is_same_v<T, F32>) {
         return Masked ? _mm512_maskz_loadu_ps(m, p) : _mm512_loadu_ps(p);
     } else {
@@ -140,7 +144,7 @@ inline __m512 vload(const typename T::E* p, __mmask16 m) {
 // One 16-column chunk of Y (full, or the masked tail) += sum_i x_i * W[row i]: the
 // unmasked loads and stores of full chunks are much cheaper than masked ones.
 template <class T, int R, bool Tail>
-inline void chunk_fma(float* y, const typename T::E* w0, int64_t ldw, const __m512* xb, __mmask16 m) {
+KV_AVX512 inline void chunk_fma(float* y, const typename T::E* w0, int64_t ldw, const __m512* xb, __mmask16 m) {
     __m512 acc = Tail ? _mm512_maskz_loadu_ps(m, y) : _mm512_loadu_ps(y);
     __m512 acc2 = _mm512_setzero_ps();
     for (int i = 0; i < R; i += 2) {
@@ -157,14 +161,14 @@ inline void chunk_fma(float* y, const typename T::E* w0, int64_t ldw, const __m5
 // Up to 4 rows of X against W's rows k (8 at a time), the whole width w per k, so
 // W is read once, row after row; Y rows stay in L1.
 template <class T>
-void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
-                       int64_t ldy) {
+KV_AVX512 void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw,
+                                 float* Y, int64_t ldy) {
     constexpr int R = 8;
     const auto* W = static_cast<const typename T::E*>(Wv);
     const int wf = w / 16 * 16;  // full chunks end here
     const __mmask16 mt = tail_mask(w - wf);
     for (int r = 0; r < n; ++r) std::fill_n(Y + r * ldy, w, 0.0f);
-    auto pass = [&](int k, auto rows) {
+    auto pass = [&](int k, auto rows) KV_AVX512 {
         constexpr int Rk = decltype(rows)::value;
         const typename T::E* w0 = W + k * ldw;
         for (int r = 0; r < n; ++r) {
@@ -188,7 +192,7 @@ void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const 
 // busy; the rows are adjacent, so this reads one contiguous block), unmasked but for
 // the tail of a row, reduced at the end.
 template <class T, int R>
-inline void dot_block(int C, const float* x, const typename T::E* h, float* out) {
+KV_AVX512 inline void dot_block(int C, const float* x, const typename T::E* h, float* out) {
     __m512 s[R];
     for (int i = 0; i < R; ++i) s[i] = _mm512_setzero_ps();
     const int cf = C / 16 * 16;
@@ -207,7 +211,7 @@ inline void dot_block(int C, const float* x, const typename T::E* h, float* out)
 }
 
 template <class T>
-void dot_rows_avx512(int rows, int C, const float* x, const void* Hv, float* out) {
+KV_AVX512 void dot_rows_avx512(int rows, int C, const float* x, const void* Hv, float* out) {
     const auto* H = static_cast<const typename T::E*>(Hv);
     int j = 0;
     for (; j + 8 <= rows; j += 8) dot_block<T, 8>(C, x, H + int64_t(j) * C, out + j);
@@ -215,7 +219,7 @@ void dot_rows_avx512(int rows, int C, const float* x, const void* Hv, float* out
 }
 
 template <class T>
-void widen_avx512(const void* src, float* dst, int64_t n) {
+KV_AVX512 void widen_avx512(const void* src, float* dst, int64_t n) {
     const auto* s = static_cast<const typename T::E*>(src);
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, vload<T, false>(s + i, 0));
@@ -229,7 +233,6 @@ void widen_avx512(const void* src, float* dst, int64_t n) {
 #ifdef KV_POP_UNINITIALIZED
 #pragma GCC diagnostic pop
 #endif
-#pragma GCC pop_options
 #endif  // KV_HAVE_X86_PATHS
 
 // ---------------------------------------------------------------- AVX2 path
@@ -238,12 +241,10 @@ void widen_avx512(const void* src, float* dst, int64_t n) {
 // last w % 8 columns take the portable loop.
 
 #ifdef KV_HAVE_X86_PATHS
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
 namespace {
 
 template <class T>
-inline __m256 vload8(const typename T::E* p) {
+KV_AVX2 inline __m256 vload8(const typename T::E* p) {
     if constexpr (std::is_same_v<T, F32>) {
         return _mm256_loadu_ps(p);
     } else {
@@ -257,7 +258,7 @@ inline __m256 vload8(const typename T::E* p) {
 
 // Y[r, c:c+8] += sum_{i < R} x_i * W[k + i, c:c+8], two accumulators.
 template <class T, int R>
-inline void chunk_fma8(float* y, const typename T::E* w0, int64_t ldw, const __m256* xb) {
+KV_AVX2 inline void chunk_fma8(float* y, const typename T::E* w0, int64_t ldw, const __m256* xb) {
     __m256 acc = _mm256_loadu_ps(y), acc2 = _mm256_setzero_ps();
     for (int i = 0; i < R; i += 2) {
         acc = _mm256_fmadd_ps(xb[i], vload8<T>(w0 + i * ldw), acc);
@@ -267,13 +268,13 @@ inline void chunk_fma8(float* y, const typename T::E* w0, int64_t ldw, const __m
 }
 
 template <class T>
-void rows_times_avx2(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw, float* Y,
-                     int64_t ldy) {
+KV_AVX2 void rows_times_avx2(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw,
+                             float* Y, int64_t ldy) {
     constexpr int R = 8;
     const auto* W = static_cast<const typename T::E*>(Wv);
     const int wf = w / 8 * 8;
     for (int r = 0; r < n; ++r) std::fill_n(Y + r * ldy, w, 0.0f);
-    auto pass = [&](int k, auto rows) {
+    auto pass = [&](int k, auto rows) KV_AVX2 {
         constexpr int Rk = decltype(rows)::value;
         const typename T::E* w0 = W + k * ldw;
         for (int r = 0; r < n; ++r) {
@@ -295,7 +296,7 @@ void rows_times_avx2(int n, int nk, int w, const float* X, int64_t ldx, const vo
     for (; k < nk; ++k) pass(k, std::integral_constant<int, 1>{});
 }
 
-inline float hsum8(__m256 v) {
+KV_AVX2 inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
@@ -303,7 +304,7 @@ inline float hsum8(__m256 v) {
 
 // R rows of H against x, 8 columns a step, one sum per row; the tail scalar.
 template <class T, int R>
-inline void dot_block8(int C, const float* x, const typename T::E* h, float* out) {
+KV_AVX2 inline void dot_block8(int C, const float* x, const typename T::E* h, float* out) {
     __m256 s[R];
     for (int i = 0; i < R; ++i) s[i] = _mm256_setzero_ps();
     const int cf = C / 8 * 8;
@@ -321,7 +322,7 @@ inline void dot_block8(int C, const float* x, const typename T::E* h, float* out
 }
 
 template <class T>
-void dot_rows_avx2(int rows, int C, const float* x, const void* Hv, float* out) {
+KV_AVX2 void dot_rows_avx2(int rows, int C, const float* x, const void* Hv, float* out) {
     const auto* H = static_cast<const typename T::E*>(Hv);
     int j = 0;
     for (; j + 8 <= rows; j += 8) dot_block8<T, 8>(C, x, H + int64_t(j) * C, out + j);
@@ -329,7 +330,7 @@ void dot_rows_avx2(int rows, int C, const float* x, const void* Hv, float* out) 
 }
 
 template <class T>
-void widen_avx2(const void* src, float* dst, int64_t n) {
+KV_AVX2 void widen_avx2(const void* src, float* dst, int64_t n) {
     const auto* s = static_cast<const typename T::E*>(src);
     int64_t i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, vload8<T>(s + i));
@@ -337,12 +338,34 @@ void widen_avx2(const void* src, float* dst, int64_t n) {
 }
 
 }  // namespace
-#pragma GCC pop_options
 #endif  // KV_HAVE_X86_PATHS
 
 // ---------------------------------------------------------------- dispatch
 
 namespace {
+
+#ifdef KV_HAVE_X86_PATHS
+// Which vector kernels this CPU runs, from CPUID and XGETBV (clang 14's
+// __builtin_cpu_supports knows no "f16c"). The same rule as libgcc's: AVX2, FMA and
+// F16C count only when the OS saves the YMM registers (XCR0 bits 1-2), AVX-512 only
+// when it saves the opmask and ZMM ones too (bits 5-7).
+struct CpuFeatures {
+    bool avx2 = false, avx512 = false;
+};
+
+CpuFeatures probe_cpu() {
+    CpuFeatures f;
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX)) return f;
+    const bool fma_f16c = (c & bit_FMA) && (c & bit_F16C);
+    unsigned xcr0, xcr0_hi;
+    __asm__ volatile("xgetbv" : "=a"(xcr0), "=d"(xcr0_hi) : "c"(0));  // _xgetbv() would need -mxsave
+    if ((xcr0 & 0x6u) != 0x6u || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
+    f.avx2 = fma_f16c && (b & bit_AVX2);
+    f.avx512 = fma_f16c && (xcr0 & 0xe6u) == 0xe6u && (b & bit_AVX512F) && (b & bit_AVX512BW) && (b & bit_AVX512VL);
+    return f;
+}
+#endif
 
 Kernel initial_kernel() {
     // KVSCOPE_MATMUL=portable|avx2 picks a slower kernel than the detected one.
@@ -399,14 +422,10 @@ const char* kernel_name(Kernel k) {
 
 bool cpu_runs(Kernel k) {
 #ifdef KV_HAVE_X86_PATHS
-    __builtin_cpu_init();
+    static const CpuFeatures cpu = probe_cpu();
     switch (k) {
-        case Kernel::avx512:
-            return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c") &&
-                   __builtin_cpu_supports("fma");
-        case Kernel::avx2:
-            return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        case Kernel::avx512: return cpu.avx512;
+        case Kernel::avx2: return cpu.avx2;
         case Kernel::portable: break;
     }
 #endif
