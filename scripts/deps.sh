@@ -8,6 +8,7 @@ KVSCOPE_PACKAGES=(
   fonts-lohit-deva fonts-droid-fallback  # Devanagari; CJK, kana, Hangul (ui/look/fonts.cpp)
   python3 python3-numpy
   dpkg-dev desktop-file-utils  # the .deb check (scripts/test-package): dpkg-shlibdeps, desktop-file-validate
+  clang  # .ci/run builds kvcore and the matmul test with clang too
 )
 
 kvscope_install_deps() {
