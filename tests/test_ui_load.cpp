@@ -70,7 +70,7 @@ std::string tiny_folder(const kvtest::TempDir& dir, const std::string& name, int
 
 }  // namespace
 
-TEST_CASE("async load: the previous model steps while the new one loads; progress reaches the window") {
+TEST_CASE("async load: the previous model steps while the new one loads, and progress reaches the window") {
     kvtest::TempDir dir("kvscope_async_load");
     const std::string folder = tiny_folder(dir, "next-model", 7);
     Controller ctl("never");
