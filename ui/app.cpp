@@ -363,10 +363,17 @@ void draw_tab_slot(AppState& app, const Slot& s) {
     app.vs.layout.short_h = 0.f;
     panel(id.c_str(), s.r, false, [&] {
         if (ImGui::BeginTabBar("##panels")) {
+            // The short labels when the full ones would be cut ("1 KV c..."): every tab whole.
+            const ImGuiStyle& st = ImGui::GetStyle();
+            float full = 0;
+            for (PanelId p : s.panels)
+                full += ImGui::CalcTextSize(panel_tab_label(p)).x + ImGui::CalcTextSize("0 ").x + st.FramePadding.x * 2 +
+                        st.ItemInnerSpacing.x;
+            const bool short_labels = full > ImGui::GetContentRegionAvail().x;
             for (PanelId p : s.panels) {
                 char label[64];
-                std::snprintf(label, sizeof label, "%d %s###tab%d", panel_key_number(p), panel_tab_label(p),
-                              panel_index(p));
+                std::snprintf(label, sizeof label, "%d %s###tab%d", panel_key_number(p),
+                              short_labels ? panel_tab_short(p) : panel_tab_label(p), panel_index(p));
                 if (ImGui::BeginTabItem(label, nullptr, p == shown ? ImGuiTabItemFlags_SetSelected : 0))
                     ImGui::EndTabItem();
                 if (ImGui::IsItemClicked()) {

@@ -173,18 +173,30 @@ void spec_chip_tooltip(const AppState& app, const SpecChip& c) {
     }
 }
 
+std::vector<std::pair<ImU32, const char*>> spec_token_keys() {
+    const Palette& pal = palette();
+    return {{pal.accent, "drafted (dashed)"}, {pal.good, "accepted"}, {pal.bad, "rejected (struck)"},
+            {pal.prefill, "prompt"}, {pal.decode, "generated"}};
+}
+
+float spec_key_item_w(const char* txt) { return ImGui::GetFontSize() * 2.4f + ImGui::CalcTextSize(txt).x; }
+
+// The whole key on one line.
+float spec_token_key_w() {
+    float w = 0;
+    for (const auto& k : spec_token_keys()) w += spec_key_item_w(k.second);
+    return w;
+}
+
 // The key, from `at`; a key that does not fit wraps to x0.
 void draw_spec_token_key(ImVec2 at, float x0) {
     const Palette& pal = palette();
     ImDrawList* dl = ImGui::GetWindowDrawList();
     const float fs = ImGui::GetFontSize();
-    const std::pair<ImU32, const char*> keys[] = {
-        {pal.accent, "drafted (dashed)"}, {pal.good, "accepted"}, {pal.bad, "rejected (struck)"}, {pal.prefill, "prompt"},
-        {pal.decode, "generated"}};
     const float right = ImGui::GetWindowPos().x + ImGui::GetWindowContentRegionMax().x;
     float x = at.x;
-    for (const auto& [col, txt] : keys) {
-        const float w = fs * 1.4f + ImGui::CalcTextSize(txt).x + fs;
+    for (const auto& [col, txt] : spec_token_keys()) {
+        const float w = spec_key_item_w(txt);
         if (x + w > right && x > x0) {
             x = x0;
             at.y += fs * 1.3f;
@@ -226,10 +238,16 @@ void draw_spec_tokens_panel(AppState& app) {
         if (ImGui::IsItemHovered()) spec_chip_tooltip(app, chips[i]);
         cur.x += l.w + gap;
     }
-    // The key after the last chip when it fits there, else on a row of its own.
-    const float key_w = ImGui::CalcTextSize("drafted (dashed)  accepted  rejected (struck)  prompt  generated").x + fs * 8;
-    if (cur.x + key_w <= right) draw_spec_token_key(ImVec2(cur.x + fs * 0.5f, cur.y + fs * 0.8f + pad), x0);
-    else draw_spec_token_key(ImVec2(x0, cur.y + row_h), x0);
+    // The key after the last chip when all of it fits there, else on a row of its own
+    // (not at a projector's font: the chips' tooltips say it, and the cache needs the height).
+    if (cur.x + fs * 0.5f + spec_token_key_w() <= right) {
+        draw_spec_token_key(ImVec2(cur.x + fs * 0.5f, cur.y + fs * 0.8f + pad), x0);
+    } else if (!presenter_font()) {
+        draw_spec_token_key(ImVec2(x0, cur.y + row_h), x0);
+    } else {
+        ImGui::SetCursorScreenPos(ImVec2(x0, cur.y + row_h));
+        ImGui::Dummy(ImVec2(1, 1));
+    }
     if (!app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3)  // the round's chips in view, from their row
         ImGui::SetScrollFromPosY(round_y - ImGui::GetWindowPos().y, 0.f);
 }
@@ -241,6 +259,7 @@ namespace {
 // One model's cache over the latest round, as drawn.
 struct CacheSide {
     const char* title;
+    const char* short_title;            // at a projector's font
     const kv::RowMat *k, *v;            // rows held now
     const kv::RowMat *gone_k, *gone_v;  // rolled-back rows' values (may have 0 rows)
     int gone_first = 0;
@@ -305,21 +324,31 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
 }
 
 // One model's cache rows in the current child window.
-void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase ph) {
+void draw_spec_cache_side(AppState& app, const CacheSide& side, SpecPhase ph) {
     const Palette& pal = palette();
     const float fs = ImGui::GetFontSize();
     const int n_rows = side.rows.rolled_back.end > 0 ? side.rows.rolled_back.end : static_cast<int>(side.k->rows());
-    ImGui::TextUnformatted(side.title);
-    if (presenter_font()) ImGui::SameLine();  // one line: the rows get the height
-    if (ph == SpecPhase::written)
-        text_wrapped_colored(pal.text_dim, "%d rows: %s written this round", n_rows,
-                             rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
-    else
-        text_wrapped_colored(pal.bad, "%d rows: %d kept, %s rolled back", n_rows, static_cast<int>(side.k->rows()),
-                             rows_text(side.rows.rolled_back).c_str());
+    if (presenter_font()) {  // one line, "Target: 10 kept, 4 rolled back": the rows get the height
+        const int kept = static_cast<int>(side.k->rows()), back = side.rows.rolled_back.end - side.rows.rolled_back.first;
+        if (ph == SpecPhase::written)
+            text_wrapped_colored(pal.text_dim, "%s: %d rows, %d new", side.short_title, n_rows,
+                                 side.rows.rolled_back.end - side.rows.kept.first);
+        else
+            text_wrapped_colored(pal.bad, "%s: %d kept, %d rolled back", side.short_title, kept, back);
+    } else {
+        ImGui::TextUnformatted(side.title);
+        if (ph == SpecPhase::written)
+            text_wrapped_colored(pal.text_dim, "%d rows: %s written this round", n_rows,
+                                 rows_text({side.rows.kept.first, side.rows.rolled_back.end}).c_str());
+        else
+            text_wrapped_colored(pal.bad, "%d rows: %d kept, %s rolled back", n_rows, static_cast<int>(side.k->rows()),
+                                 rows_text(side.rows.rolled_back).c_str());
+    }
     if (n_rows == 0) return;
     ImGui::BeginChild("rows", ImVec2(0, 0), false, ImGuiWindowFlags_HorizontalScrollbar);
     const ImVec2 o = ImGui::GetCursorScreenPos(), avail = ImGui::GetContentRegionAvail();
+    // Every row at its least height: the layout gives the panel more room next frame.
+    app.vs.layout.short_h = std::max(app.vs.layout.short_h, n_rows * cache_row_min_h(fs) - avail.y);
     float longest = 0;
     for (int r = 0; r < n_rows; ++r) {
         const int id = row_token(app.spec, r);
@@ -327,11 +356,18 @@ void draw_spec_cache_side(const AppState& app, const CacheSide& side, SpecPhase 
     }
     const int hd = static_cast<int>(side.k->cols());
     CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, n_rows, hd, longest);
-    g.cw = std::clamp((avail.x - (g.x_k - o.x) - fs * 0.6f) / (2 * hd), 1.f, fs * 1.2f);  // no attention column here
+    // No attention column here: whole labels ("3 programming") before wide cells, the
+    // cells keeping 2 px each at least.
+    g.label_w = std::max(g.label_w, std::min(longest * g.label_scale + fs * 0.5f,
+                                             avail.x - g.tag_w - fs * 1.5f - 2.f * hd * 2.f));
+    g.x_tag = g.x0 + g.label_w;
+    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
+    g.cw = std::clamp((avail.x - (g.x_k - o.x) - fs * 0.6f) / (2 * hd), 1.f, fs * 1.2f);
     g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
     const float ks = abs_max(side.k->data(), static_cast<int>(side.k->size()));
     const float vs = abs_max(side.v->data(), static_cast<int>(side.v->size()));
     for (int r = 0; r < n_rows; ++r) draw_spec_row(app, side, g, r, ph, ks, vs);
+    record_cache_drawn(app, g, fs, n_rows);  // every row carries its label
     ImGui::Dummy(ImVec2(g.x_v + g.cw * hd - g.x0, n_rows * g.row_h + fs * 0.3f));
     if (newest_changed(g) || !app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) ImGui::SetScrollHereY(1.f);
     ImGui::EndChild();
@@ -348,7 +384,12 @@ void draw_spec_cache_panel(AppState& app) {
     auto radio_w = [&](const char* l) { return ImGui::GetFrameHeight() + st.ItemInnerSpacing.x + ImGui::CalcTextSize(l).x; };
     auto key_w = [&](const char* l) { return ImGui::GetTextLineHeight() * 0.75f + st.ItemSpacing.x + ImGui::CalcTextSize(l).x; };
     ImGui::AlignTextToFramePadding();
-    ImGui::Text("Layer %d, kv head %d.  Show:", s.layer, s.kv_head);
+    if (presenter_font()) {  // the layer on hover: one line of radios
+        ImGui::Text("Show:");
+        if (ImGui::IsItemHovered()) ImGui::SetTooltip("layer %d, kv head %d", s.layer, s.kv_head);
+    } else {
+        ImGui::Text("Layer %d, kv head %d.  Show:", s.layer, s.kv_head);
+    }
     flow(radio_w("both phases"));
     ImGui::RadioButton("both phases", &app.vs.spec.hold, 0);
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("after each round: 1 rows written, then 2 rejected rows rolled back");
@@ -365,10 +406,10 @@ void draw_spec_cache_panel(AppState& app) {
     }
     const kv::SpecRound* r = s.last();
     const RoundRows none{{0, 0}, {0, 0}, {0, 0}};
-    const CacheSide target{"Target's cache", &s.target_k, &s.target_v, &s.gone_k, &s.gone_v, s.gone_first,
+    const CacheSide target{"Target's cache", "Target", &s.target_k, &s.target_v, &s.gone_k, &s.gone_v, s.gone_first,
                            r ? target_round_rows(*r) : none};
-    const CacheSide draft{"Draft's cache", &s.draft_k, &s.draft_v, nullptr, nullptr, 0, r ? draft_round_rows(*r) : none};
-    const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.62f;
+    const CacheSide draft{"Draft's cache", "Draft", &s.draft_k, &s.draft_v, nullptr, nullptr, 0, r ? draft_round_rows(*r) : none};
+    const float w = (ImGui::GetContentRegionAvail().x - ImGui::GetStyle().ItemSpacing.x) * 0.5f;  // both caches hold the same positions
     ImGui::BeginChild("spec_target", ImVec2(w, 0), true);
     draw_spec_cache_side(app, target, ph);
     ImGui::EndChild();

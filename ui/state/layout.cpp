@@ -275,6 +275,18 @@ const char* panel_tab_label(PanelId p) {
     return "";
 }
 
+const char* panel_tab_short(PanelId p) {
+    switch (p) {
+    case PanelId::cache: return "Cache";
+    case PanelId::qkv: return "QKV";
+    case PanelId::work: return "Work";
+    case PanelId::next_token: return "Next";
+    case PanelId::memory: return "Memory";
+    case PanelId::timeline: return "Time";
+    default: return panel_tab_label(p);
+    }
+}
+
 int panel_key_number(PanelId p) {
     switch (p) {
     case PanelId::cache: return 1;

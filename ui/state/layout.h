@@ -33,6 +33,7 @@ constexpr std::array<PanelId, kPanelCount> kAllPanels = {PanelId::tokens,     Pa
                                                          PanelId::timeline,   PanelId::narration};
 inline int panel_index(PanelId p) { return static_cast<int>(p); }
 const char* panel_tab_label(PanelId p);  // short, for tabs: "KV cache", "Q/K/V", ...
+const char* panel_tab_short(PanelId p);  // shorter, where the labels would not fit: "Cache", "QKV", ...
 // The number key that shows a panel (1-6: cache .. timeline), 0 for the pinned ones.
 int panel_key_number(PanelId p);
 bool panel_pinned(PanelId p);  // tokens and narration: never in a tab group
