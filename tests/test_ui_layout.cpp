@@ -310,6 +310,35 @@ TEST_CASE("layout rule: hysteresis between the tabbed and focus layouts") {
     CHECK(found);
 }
 
+TEST_CASE("normal layout: the Scaling tab's first show settles at once (no redraw of the column frames later)") {
+    Window h;
+    Controller ctl("never");
+    AppState app;
+    six_steps(ctl, app, true);
+    for (float scale : {1.f, 1.5f}) {
+        CAPTURE(scale);
+        h.resize(1280, 720, scale);
+        app.vs.show_scaling = false;
+        for (int f = 0; f < 6; ++f) h.frame(app);
+        app.vs.show_scaling = true;  // as G or a click on the tab
+        std::vector<std::vector<float>> frames;
+        for (int f = 0; f < 5; ++f) {
+            h.frame(app);
+            std::vector<float> v;
+            for (const PanelFit& fit : app.vs.layout.fits) {
+                if (fit.name.find('/') != std::string::npos) continue;  // windows, not their children
+                v.push_back(fit.visible_w);
+                v.push_back(fit.visible_h);
+            }
+            frames.push_back(v);
+        }
+        for (size_t f = 1; f < frames.size(); ++f) {
+            CAPTURE(f);
+            CHECK(frames[f] == frames[0]);
+        }
+    }
+}
+
 TEST_CASE("normal layout: the keys pick tabs (1-6, Tab), the focus layout (F) and all controls (M)") {
     Window h;
     h.resize(1280, 720, 1.5f);

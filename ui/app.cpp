@@ -303,6 +303,12 @@ float child_overflow(const ImGuiWindow* w) {
     return over;
 }
 
+// Where a panel's measurements live: the Work slot's Scaling tab has a list of its own.
+std::vector<LayoutChoice::Measured>& measured_list(AppState& app, PanelId p) {
+    LayoutChoice& lc = app.vs.layout;
+    return p == PanelId::work && app.vs.show_scaling ? lc.measured_scaling : lc.measured[size_t(panel_index(p))];
+}
+
 void measure(AppState& app, PanelId p, const ImGuiWindow* w, float content_y) {
     LayoutChoice& lc = app.vs.layout;
     const float over = std::max(child_overflow(w), lc.short_h);
@@ -315,7 +321,7 @@ void measure(AppState& app, PanelId p, const ImGuiWindow* w, float content_y) {
     if (exact) n.min = n.want = chrome_h() + content;
     else if (over > 0 || content > visible + 0.5f) n.min = n.want = chrome_h() + std::max(content, visible) + over;
     else return;
-    auto& list = lc.measured[size_t(panel_index(p))];
+    auto& list = measured_list(app, p);
     for (auto& m : list)
         if (std::fabs(m.w - w->Size.x) < 1.5f) {
             m.need = exact ? n : PanelNeed{std::max(m.need.min, n.min), std::max(m.need.want, n.want)};
@@ -329,13 +335,16 @@ void forget_stale_measurements(AppState& app) {
     const ImGuiIO& io = ImGui::GetIO();
     size_t key = std::hash<float>()(io.DisplaySize.x) * 31 + std::hash<float>()(io.DisplaySize.y);
     key = key * 31 + std::hash<float>()(ImGui::GetFontSize());
+    // Not the Scaling tab: its Work slot keeps measurements of its own (measured_list),
+    // so its first show does not throw away the other panels' and redraw them frames later.
     key = key * 31 + (app.compare ? 1 : 0) + (app.spec.on ? 2 : 0) + (app.main.cache_on ? 4 : 0) +
-          (app.vs.show_scaling ? 8 : 0) + (app.error.empty() ? 0 : 16);
+          (app.error.empty() ? 0 : 16);
     key = key * 31 + std::hash<const void*>()(app.model);
     LayoutChoice& lc = app.vs.layout;
     if (key == lc.measured_key) return;
     lc.measured_key = key;
     for (auto& m : lc.measured) m.clear();
+    lc.measured_scaling.clear();
     lc.controls_full_h = lc.controls_compact_h = 0.f;
 }
 
@@ -461,7 +470,8 @@ PanelNeed panel_need(const AppState& app, PanelId p, float window_w) {
         return {chrome + next_token_panel_height(app, 3), chrome + next_token_panel_height(app, 1 << 20)};
     default: break;
     }
-    for (const auto& m : app.vs.layout.measured[size_t(panel_index(p))])
+    const LayoutChoice& lc = app.vs.layout;
+    for (const auto& m : p == PanelId::work && app.vs.show_scaling ? lc.measured_scaling : lc.measured[size_t(panel_index(p))])
         if (std::fabs(m.w - window_w) < 1.5f) return m.need;
     return {};
 }

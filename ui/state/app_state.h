@@ -172,6 +172,7 @@ struct LayoutChoice {
         PanelNeed need;              // window heights its content asked
     };
     std::array<std::vector<Measured>, kPanelCount> measured;
+    std::vector<Measured> measured_scaling;  // the Work slot while it shows the Scaling tab
     size_t measured_key = 0;         // the content and size the measurements belong to
     LayoutMode mode = LayoutMode::tiled;  // what the last frame used
     int slots = 0;
