@@ -82,7 +82,9 @@ struct StepPlan {
     int step = 0;
     std::vector<BlockCopy> copies;  // copy-on-write copies, before the forward
     std::vector<SeqWork> work;      // decodes (admission order), then admitted prefills
-    std::vector<int> running, admitted, finished, preempted;  // sequence ids
+    // Sequence ids: running = every sequence that sampled a token this step (decodes,
+    // admitted prefills and their forks); finished ones also ran; preempted ones did not.
+    std::vector<int> running, admitted, finished, preempted;
     int tokens = 0;                 // positions computed this step
     PoolCounts blocks;              // after the step
     int waste_slots = 0;            // after the step
