@@ -84,4 +84,16 @@ void color_key(ImU32 color, const char* label) {
     ImGui::TextUnformatted(label);
 }
 
+void dashed_rect(ImDrawList* dl, ImVec2 a, ImVec2 b, ImU32 col, float th) {
+    for (float x = a.x; x < b.x; x += 8.f) {
+        dl->AddLine(ImVec2(x, a.y), ImVec2(std::min(x + 4.f, b.x), a.y), col, th);
+        dl->AddLine(ImVec2(x, b.y), ImVec2(std::min(x + 4.f, b.x), b.y), col, th);
+    }
+    for (float y = a.y; y < b.y; y += 8.f) {
+        dl->AddLine(ImVec2(a.x, y), ImVec2(a.x, std::min(y + 4.f, b.y)), col, th);
+        dl->AddLine(ImVec2(b.x, y), ImVec2(b.x, std::min(y + 4.f, b.y)), col, th);
+    }
+}
+
+
 }  // namespace kvui

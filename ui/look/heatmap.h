@@ -17,6 +17,8 @@ void draw_diverging_legend(float scale, bool dark, float width);
 void draw_sequential_legend(float width, const char* label);
 // Largest |value| over rows, at least 1e-6 (shared colour scale).
 float abs_max(const float* vals, int n);
+// A dashed rectangle outline from a to b (a drafted token, a row written this round).
+void dashed_rect(ImDrawList* dl, ImVec2 a, ImVec2 b, ImU32 col, float th);
 // A small filled square in a colour followed by a text label, on one line.
 void color_key(ImU32 color, const char* label);
 
