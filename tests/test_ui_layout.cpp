@@ -11,6 +11,7 @@
 #include <imgui_internal.h>
 
 #include <algorithm>
+#include <array>
 #include <cfloat>
 #include <cmath>
 #include <cstdio>
@@ -252,35 +253,32 @@ TEST_CASE("presenter rule: the cache after 6 steps without it shows all 9 rows, 
     Controller ctl("never");
     AppState app;
     six_steps(ctl, app, false);
-    struct Size {
-        float w, h, scale;
+    // At each projector size: the one cache picture drawn, held to the rule.
+    const std::array<std::array<float, 3>, 3> sizes = {{{1280, 720, 1.5f}, {1920, 1080, 2.f}, {1280, 720, 2.f}}};
+    auto at_sizes = [&](auto check) {
+        for (const auto& [w, H, scale] : sizes) {
+            CAPTURE(w);
+            CAPTURE(scale);
+            h.resize(w, H, scale);
+            for (int f = 0; f < 6; ++f) h.frame(app);
+            REQUIRE(app.cache_drawn.size() == 1u);
+            kvtest::check_cache_pictures(app);
+            check(app.cache_drawn.front(), H, scale);
+        }
     };
-    for (Size s : {Size{1280, 720, 1.5f}, Size{1920, 1080, 2.f}, Size{1280, 720, 2.f}}) {
-        CAPTURE(s.w);
-        CAPTURE(s.scale);
-        h.resize(s.w, s.h, s.scale);
-        for (int f = 0; f < 6; ++f) h.frame(app);
-        REQUIRE(app.cache_drawn.size() == 1u);
-        const CacheDrawn& d = app.cache_drawn.front();
+    at_sizes([](const CacheDrawn& d, float H, float scale) {
         CHECK(d.rows == 9);
         CHECK(d.in_view == 9);  // the whole picture: 8 recomputed rows and the new one
         CHECK(d.labelled == 9);
-        CHECK(d.row_h >= 0.8f * window_font_px(s.h, s.scale));
-        kvtest::check_cache_pictures(app);
-    }
+        CHECK(d.row_h >= 0.8f * window_font_px(H, scale));
+    });
     // More rows than fit at a projector's font scroll, every one labelled, the newest in view.
     for (int i = 0; i < 6; ++i) kvtest::run_command(ctl, app, {CommandKind::step});
-    for (Size s : {Size{1280, 720, 1.5f}, Size{1920, 1080, 2.f}, Size{1280, 720, 2.f}}) {
-        CAPTURE(s.w);
-        CAPTURE(s.scale);
-        h.resize(s.w, s.h, s.scale);
-        for (int f = 0; f < 6; ++f) h.frame(app);
-        REQUIRE(app.cache_drawn.size() == 1u);
-        CHECK(app.cache_drawn.front().rows == 15);
-        if (s.scale == 1.5f) CHECK(app.cache_drawn.front().in_view == 15);
-        else CHECK(app.cache_drawn.front().in_view >= 9);
-        kvtest::check_cache_pictures(app);
-    }
+    at_sizes([](const CacheDrawn& d, float, float scale) {
+        CHECK(d.rows == 15);
+        if (scale == 1.5f) CHECK(d.in_view == 15);
+        else CHECK(d.in_view >= 9);
+    });
 }
 
 TEST_CASE("layout rule: hysteresis between the tabbed and focus layouts") {
