@@ -116,3 +116,9 @@ for i, args in enumerate([
     out("fuzz_cli", f"args{i}", "\0".join(args))
 out("fuzz_cli", "ids", "1,2,,3")
 out("fuzz_cli", "ids_big", "99999999999999999999,-1, 7")
+
+# ---- fuzz_requests: a --requests file (JSON Lines)
+out("fuzz_requests", "ids", '{"ids": [5, 9, 3, 7], "new": 4}\n{"ids": [5, 9, 3, 8], "new": 2, "arrive": 1}\n')
+out("fuzz_requests", "prompt", '{"prompt": "the cat sat on", "new": 3}\n\n{"prompt": "a b", "new": 1, "arrive": 2}\n')
+out("fuzz_requests", "fork", '{"ids": [1, 2, 3, 4, 5], "new": 6, "fork": 3}\r\n  \r\n{"ids": [1, 2, 3], "new": 2}\r\n')
+out("fuzz_requests", "bad", '{"ids": [1, 2.5], "new": 0, "arrive": -1, "x": 1}\n{"prompt": "a", "ids": [1]}\n[1]\n{"ids": [1], "new": 2, "new": 3}\n{"ids": [99], "new": 40}\n{"ids"\n')
