@@ -402,6 +402,15 @@ TEST_CASE("cache panel geometry: rows never under 0.8 font heights, all fit when
             CHECK(g.x_k + g.cw * g.hd < g.x_v);
             CHECK(g.x_v + g.cw * g.hd < g.x_attn);
             CHECK(g.x_attn + g.attn_w <= g.x0 + w);
+            // Without the attention column (the speculative caches): the label whole
+            // when the cells keep 2 px each, the cells inside the panel.
+            const float sw = std::max(300.f, fs * 12.f);  // a half panel, at least 12 fonts wide
+            const CacheGeometry s = cache_geometry(fs, 10.f, 20.f, sw, h, rows, 16, 120.f, false);
+            CHECK(s.row_h == g.row_h);
+            if (sw - s.tag_w - fs * 1.5f - 64.f >= 120.f * s.label_scale + fs * 0.5f)
+                CHECK(s.label_w >= 120.f * s.label_scale + fs * 0.5f);
+            CHECK(s.x_tag + s.tag_w < s.x_k);
+            CHECK(s.x_v + s.cw * s.hd <= s.x0 + sw);
         }
     }
 }

@@ -304,8 +304,9 @@ float child_overflow(const ImGuiWindow* w) {
 }
 
 // Where a panel's measurements live: the Work slot's Scaling tab has a list of its own.
-std::vector<LayoutChoice::Measured>& measured_list(AppState& app, PanelId p) {
-    LayoutChoice& lc = app.vs.layout;
+template <class App>
+auto& measured_list(App& app, PanelId p) {
+    auto& lc = app.vs.layout;
     return p == PanelId::work && app.vs.show_scaling ? lc.measured_scaling : lc.measured[size_t(panel_index(p))];
 }
 
@@ -470,8 +471,7 @@ PanelNeed panel_need(const AppState& app, PanelId p, float window_w) {
         return {chrome + next_token_panel_height(app, 3), chrome + next_token_panel_height(app, 1 << 20)};
     default: break;
     }
-    const LayoutChoice& lc = app.vs.layout;
-    for (const auto& m : p == PanelId::work && app.vs.show_scaling ? lc.measured_scaling : lc.measured[size_t(panel_index(p))])
+    for (const auto& m : measured_list(app, p))
         if (std::fabs(m.w - window_w) < 1.5f) return m.need;
     return {};
 }

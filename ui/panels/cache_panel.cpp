@@ -184,8 +184,8 @@ std::string cache_details(const SessionView& v, const kv::StepTrace& t) {
 
 // The caption over one session's rows, or why there is nothing to draw. Roomy: the
 // caption in the big font, the details beside it or wrapped under it. Presenter: one
-// line in the text font, "Cache OFF: all rows recomputed  9 rows, 9.0 KiB", cut to the
-// width; hovering it shows the details (and, for a single cache, the key and layer).
+// line in the text font, "Cache OFF: all rows recomputed  9 rows, 9.0 KiB" (the rows
+// and bytes only where they fit); hovering it shows the details, the layer and the key.
 bool draw_cache_caption(const AppState& app, const SessionView& v, const char* caption, bool presenter) {
     const Palette& pal = palette();
     const ImU32 col = state_color(v.cache_on ? RowState::read : RowState::recomputed, pal.dark);
@@ -227,10 +227,10 @@ bool draw_cache_caption(const AppState& app, const SessionView& v, const char* c
 }  // namespace
 
 void record_cache_drawn(AppState& app, const CacheGeometry& g, float fs, int labelled) {
-    const ImRect clip = ImGui::GetCurrentWindowRead()->InnerClipRect;  // without the scrollbars
-    const float top = clip.Min.y, bottom = clip.Max.y;
+    const ImGuiWindow* w = ImGui::GetCurrentWindowRead();
+    const float top = w->InnerClipRect.Min.y, bottom = w->InnerClipRect.Max.y;  // without the scrollbars
     CacheDrawn d;
-    d.name = ImGui::GetCurrentWindowRead() ? ImGui::GetCurrentWindowRead()->Name : "";
+    d.name = w->Name;
     d.font_px = fs;
     d.row_h = g.row_h;
     d.label_px = fs * g.label_scale;
@@ -244,10 +244,6 @@ void record_cache_drawn(AppState& app, const CacheGeometry& g, float fs, int lab
     }
     app.cache_drawn.push_back(d);
 }
-
-namespace {
-
-}  // namespace
 
 bool newest_changed(const CacheGeometry& g) {
     int* seen = ImGui::GetStateStorage()->GetIntRef(ImGui::GetID("##newest"), -1);
@@ -326,7 +322,7 @@ float row_label_y(const CacheGeometry& g, float y, float text_h) {
 float cache_row_min_h(float fs) { return std::max(std::ceil(fs * 0.8f), 14.f); }
 
 CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
-                             float longest_label) {
+                             float longest_label, bool attention) {
     CacheGeometry g;
     g.n_rows = rows;
     g.hd = hd;
@@ -341,16 +337,26 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     g.gap = g.row_h > 6 ? 1.f : 0.f;
     g.label_scale = std::min(fs, std::floor(g.row_h * 0.9f)) / fs;  // at least 12 px, 0.72 of the font
     // The label column is as wide as the longest label, up to 30% of the width.
-    g.label_w = std::min(longest_label * g.label_scale + fs * 0.5f, std::max(fs * 3.f, avail_w * 0.3f));
+    const float whole_label = longest_label * g.label_scale + fs * 0.5f;
+    g.label_w = std::min(whole_label, std::max(fs * 3.f, avail_w * 0.3f));
     g.tag_w = fs * 3.6f * std::max(g.label_scale, 0.85f);
     // Narrow panels (compare's two caches) cut long labels ("..."; hover shows them)
     // rather than push the attention column out of the panel.
     g.label_w = std::max(fs * 2.f, std::min(g.label_w, avail_w - g.tag_w - fs * 9.5f));
+    // Without an attention column: whole labels ("3 programming") before wide cells,
+    // the cells keeping 2 px each at least.
+    if (!attention) g.label_w = std::max(g.label_w, std::min(whole_label, avail_w - g.tag_w - fs * 1.5f - 4.f * hd));
+    g.x_tag = x0 + g.label_w;
+    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
+    if (!attention) {
+        g.cw = std::clamp((avail_w - (g.x_k - x0) - fs * 0.6f) / (2 * hd), 1.f, fs * 1.2f);
+        g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
+        g.x_attn = g.x_v + g.cw * hd;
+        return g;
+    }
     const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 8);
     const float attn_share = rest * 0.3f;
     g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
-    g.x_tag = x0 + g.label_w;
-    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
     g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
     g.x_attn = g.x_v + g.cw * hd + fs * 0.6f;
     g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 3);

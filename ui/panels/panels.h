@@ -145,8 +145,10 @@ struct CacheGeometry {
 };
 // The least height of a cache row: 0.8 of the font, and never under 14 px (12 px text).
 float cache_row_min_h(float font_px);
+// attention: the attention column beside the rows (the speculative caches have none:
+// their labels are whole and their cells take the rest).
 CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
-                             float longest_label);
+                             float longest_label, bool attention = true);
 // Where a row's label of height text_h goes: centred on the row at top y, kept inside
 // the rows' block (labels taller than short rows would stick out above the first row
 // and below the last, where a child window cuts them).

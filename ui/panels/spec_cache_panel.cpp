@@ -66,17 +66,13 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
     const char* tag = struck ? "gone" : fresh ? "new" : "cache";
     const int id = row_token(app.spec, row);
     const std::string label = std::to_string(row) + " " + (id >= 0 ? app.token_text(id) : "");
-    {
-        const float ls = fs * g.label_scale, ly = row_label_y(g, y, ls);
-        dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
-        dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), struck ? with_alpha(pal.text, 0.5f) : pal.text, label.c_str());
-        dl->PopClipRect();
-    }
+    const float ls = fs * g.label_scale, ly = row_label_y(g, y, ls);
+    dl->PushClipRect(ImVec2(g.x0, ly), ImVec2(g.x_tag - 2, ly + ls), true);
+    dl->AddText(ImGui::GetFont(), ls, ImVec2(g.x0, ly), struck ? with_alpha(pal.text, 0.5f) : pal.text, label.c_str());
+    dl->PopClipRect();
     dl->AddRectFilled(ImVec2(g.x_tag, y), ImVec2(g.x_tag + g.tag_w, y + h), tag_col, 3.f);
-    {
-        const float ts = fs * std::min(0.85f, g.label_scale);
-        dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
-    }
+    const float ts = fs * std::min(0.85f, g.label_scale);
+    dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
     if (gone) draw_cells(dl, g, y, side.gone_k, side.gone_v, row - side.gone_first, ks, vs, struck ? 0.3f : 1.f);
     else draw_cells(dl, g, y, side.k, side.v, row, ks, vs, 1.f);
     const float x1 = g.x_v + g.cw * g.hd;
@@ -116,15 +112,7 @@ void draw_spec_cache_side(AppState& app, const CacheSide& side, SpecPhase ph) {
         longest = std::max(longest, ImGui::CalcTextSize((std::to_string(r) + " " + (id >= 0 ? app.token_text(id) : "")).c_str()).x);
     }
     const int hd = static_cast<int>(side.k->cols());
-    CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, n_rows, hd, longest);
-    // No attention column here: whole labels ("3 programming") before wide cells, the
-    // cells keeping 2 px each at least.
-    g.label_w = std::max(g.label_w, std::min(longest * g.label_scale + fs * 0.5f,
-                                             avail.x - g.tag_w - fs * 1.5f - 2.f * hd * 2.f));
-    g.x_tag = g.x0 + g.label_w;
-    g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
-    g.cw = std::clamp((avail.x - (g.x_k - o.x) - fs * 0.6f) / (2 * hd), 1.f, fs * 1.2f);
-    g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
+    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, n_rows, hd, longest, false);
     const float ks = abs_max(side.k->data(), static_cast<int>(side.k->size()));
     const float vs = abs_max(side.v->data(), static_cast<int>(side.v->size()));
     for (int r = 0; r < n_rows; ++r) draw_spec_row(app, side, g, r, ph, ks, vs);
