@@ -173,20 +173,25 @@ TEST_CASE("serve: a pool too small for all requests preempts, recomputes and giv
     CHECK(small.peak_blocks <= 7);
 }
 
+// 240 requests of random lengths, prefixes, forks and arrivals over 1000 steps, a pool
+// of 12 blocks: the invariants after every step, every logit against the alone path.
 TEST_CASE("serve: a randomized run keeps the invariants and equals the alone path") {
     auto m = serve_model();
     auto e = kv::make_cpu_engine(*m);
     kv::SplitMix64 rng{2026};
     std::vector<kv::ServeRequest> reqs;
     const std::vector<int> shared = kvtest::seq_ids(8, 96, 9);
-    for (int i = 0; i < 10; ++i) {
+    for (int i = 0; i < 240; ++i) {
         std::vector<int> p(shared.begin(), shared.begin() + long(rng.next() % 9));
         const int tail = 1 + int(rng.next() % 6);
         for (int t = 0; t < tail; ++t) p.push_back(int(rng.next() % 96));
-        reqs.push_back(req(p, 1 + int(rng.next() % 10), int(rng.next() % 8), 1 + int(rng.next() % 2)));
+        reqs.push_back(req(p, 1 + int(rng.next() % 10), int(rng.next() % 1000), 1 + int(rng.next() % 2)));
     }
     Captured cap;
     const kv::ServeResult r = serve(*e, reqs, options(12), &cap);
+    CHECK(r.steps.size() >= 1000);
+    CHECK(r.preemptions > 0);
+    CHECK(r.prefix_hits > 0);
     for (const kv::ServeSeqResult& s : r.seqs) {
         CAPTURE(s.id);
         CHECK(int(s.tokens.size()) == reqs[size_t(s.request)].new_tokens);
