@@ -164,7 +164,11 @@ private:
     std::vector<Part> batch_;  // forward_batch()'s parts
     StepTrace no_trace_;       // the batched step records no heads
     std::vector<float> parts_;  // (tasks, kFewRows, max(Q, 4C)) partial sums of linear_few
-    static constexpr int kFewRows = 4;  // up to this many rows take linear_few
+    static constexpr int kFewRows = 16;  // rows linear_few can take (the size of parts_)
+    // Up to this many rows take linear_few and the chunked head: 16 with the AVX-512
+    // kernel, which blocks 8 or 4 rows per load of W (a batch of 8 decodes 1.3x faster
+    // than through Eigen, docs/benchmarks.md "Serving"), else 4 (unmeasured beyond).
+    int few_rows() const { return matmul::kernel() == matmul::Kernel::avx512 ? kFewRows : 4; }
     std::vector<Counters> head_cnt_;  // (H) per-head counts of one attention call
 };
 
@@ -183,7 +187,7 @@ void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const
     const bool h16 = w_.type != WeightType::f32;
     const int in = h16 ? int(W16.rows) : int(W.rows()), out = h16 ? int(W16.cols) : int(W.cols());
     cnt.flops += 2LL * n * in * out;
-    if (n <= kFewRows) {
+    if (n <= few_rows()) {
         linear_few(Y, X, n, h16 ? static_cast<const void*>(W16.data) : W.data(), in, out, b, accumulate, gelu);
         return;
     }
@@ -218,13 +222,23 @@ void CpuEngine::linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int
         matmul::rows_times(t, n, k1 - k0, out, X.data() + k0, X.cols(),
                            static_cast<const char*>(W) + int64_t(k0) * out * esize, out, parts_.data() + p * stride, out);
     });
-    for (int r = 0; r < n; ++r) {
-        auto y = Y.row(r).head(out);
-        if (!accumulate) y = b;
-        else y += b;
-        for (int p = 0; p < parts; ++p) y += Eigen::Map<const RowVec>(parts_.data() + p * stride + int64_t(r) * out, out);
-        if (gelu) gelu_inplace(y);
-    }
+    // The parts' sums, the bias and GELU: by column ranges on the pool when a batch
+    // brings several rows, on this thread for one row (a few microseconds).
+    auto reduce = [&](int c0, int w) {
+        for (int r = 0; r < n; ++r) {
+            auto y = Y.row(r).segment(c0, w);
+            if (!accumulate) y = b.segment(c0, w);
+            else y += b.segment(c0, w);
+            for (int p = 0; p < parts; ++p)
+                y += Eigen::Map<const RowVec>(parts_.data() + p * stride + int64_t(r) * out + c0, w);
+            if (gelu) gelu_inplace(y);
+        }
+    };
+    if (n == 1) return reduce(0, out);
+    const Split sp{out, n_parts()};
+    pool_->parallel_for(sp.parts, [&](int i) {
+        if (sp.end(i) > sp.begin(i)) reduce(sp.begin(i), sp.end(i) - sp.begin(i));
+    });
 }
 
 void CpuEngine::head_row(const float* h, float* logits) {
@@ -437,17 +451,30 @@ void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const
 
 // Split by vocabulary rows: each thread takes contiguous rows of the (V, C) head.
 void CpuEngine::head_rows(int m, float* out) {
-    const int V = cfg_.vocab_size;
+    const int V = cfg_.vocab_size, C = cfg_.n_embd;
     const Split sp{V, n_parts()};
     const RowMat& head = w_.head(cfg_);
+    const bool h16 = w_.type != WeightType::f32;
+    const void* H = h16 ? static_cast<const void*>(w_.head16(cfg_).data) : head.data();
+    const int esize = weight_type_bytes(w_.type);
     Eigen::Map<RowMat> o(out, m, V);
     pool_->parallel_for(sp.parts, [&](int i) {
         const int a = sp.begin(i), len = sp.end(i) - a;
         if (len <= 0) return;
-        if (w_.type == WeightType::f32)
+        if (m <= few_rows()) {
+            // A batch's few rows: the head read from memory once, in chunks of rows
+            // that stay in cache while each of the m rows takes its dot products.
+            constexpr int kChunk = 64;
+            for (int c0 = a; c0 < a + len; c0 += kChunk) {
+                const int cl = std::min(kChunk, a + len - c0);
+                const char* Hc = static_cast<const char*>(H) + int64_t(c0) * C * esize;
+                for (int r = 0; r < m; ++r) matmul::dot_rows(w_.type, cl, C, h_.row(r).data(), Hc, out + int64_t(r) * V + c0);
+            }
+        } else if (!h16) {
             o.middleCols(a, len).noalias() = h_.topRows(m) * head.middleRows(a, len).transpose();
-        else
+        } else {
             matmul::many_rows_dot(w_.head16(cfg_), a, len, m, h_.data(), h_.cols(), out + a, V);
+        }
     });
 }
 
