@@ -93,7 +93,8 @@ json step_json(const kv::ServeStep& s, bool tables) {
     json j = {{"step", s.step},         {"running", s.running},   {"admitted", s.admitted},
               {"finished", s.finished}, {"preempted", s.preempted}, {"tokens", s.tokens},
               {"blocks", blocks_json(s.blocks)}, {"waste_slots", s.waste_slots}, {"copies", s.copies},
-              {"kv_rows_computed", s.kv_rows_computed}, {"ms", s.ms}};
+              {"kv_rows_computed", s.kv_rows_computed}, {"held_positions", s.held_positions},
+              {"contiguous_slots", s.contiguous_slots}, {"ms", s.ms}};
     if (tables) {
         json t = json::array();
         for (const auto& [id, table] : s.tables) t.push_back({{"id", id}, {"block_table", table}});

@@ -103,6 +103,11 @@ ServeResult run_serve(Engine& engine, const std::vector<ServeRequest>& requests,
         run.rec = &rec;
         const StepPlan plan = sched.step(sample, std::ref(run));
         rec = record_of(plan, std::move(rec));
+        for (const Sequence& q : sched.sequences())
+            if (q.state == SeqState::running) {
+                rec.held_positions += q.table.n_pos;
+                rec.contiguous_slots += q.n_prompt + q.new_tokens;
+            }
         res.total_ms += rec.ms;
         if (on_step) on_step(sched, rec);
         res.steps.push_back(std::move(rec));

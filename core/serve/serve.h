@@ -35,6 +35,9 @@ struct ServeStep {
     int waste_slots = 0;
     int copies = 0;          // copy-on-write copies before the forward
     int64_t kv_rows_computed = 0, kv_rows_recomputed = 0;  // summed over the step's sequences
+    // After the step, over the running sequences: positions held, and the slots a
+    // contiguous reservation of prompt + new each would hold for them.
+    int held_positions = 0, contiguous_slots = 0;
     double ms = 0.0;         // the batched forward (and its copies)
     std::vector<std::pair<int, std::vector<int>>> tables;  // (sequence, table) when trace_tables
 };
