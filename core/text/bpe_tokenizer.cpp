@@ -131,7 +131,7 @@ struct Gpt2BpeTokenizer::Regex {
             if (step.prefix_space) continue;
             int err = 0;
             PCRE2_SIZE off = 0;
-            const uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF | (step.literal ? PCRE2_LITERAL : 0);
+            const uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
             codes.back() = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(step.pattern.data()), step.pattern.size(), opts,
                                          &err, &off, nullptr);
             if (!codes.back()) {

@@ -63,7 +63,6 @@ struct BpeTextRules {
     struct Step {
         std::string pattern;        // PCRE2 pattern: each match and each gap between matches is a word
                                     // (Hugging Face Split, behaviour "Isolated"; an empty match splits nothing)
-        bool literal = false;       // pattern is plain text (Split {"String": ...})
         bool prefix_space = false;  // this step instead puts ' ' before every word that does not start
                                     // with one (ByteLevel add_prefix_space)
     };

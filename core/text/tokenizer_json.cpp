@@ -4,6 +4,7 @@
 #include "core/text/tokenizer_json.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "core/error.h"
 
@@ -63,7 +64,7 @@ std::string shown(const json& v) {
     if (s.size() > 60) s = s.substr(0, 57) + "...";
     for (char& c : s)
         if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    return "\"" + s + "\"";
+    return v.is_string() ? "\"" + s + "\"" : s;
 }
 
 // The "type" of a component object ("" when absent or not a string).
@@ -166,12 +167,24 @@ void read_normalizer(const json& j, const std::string& path, BpeTextRules& rules
     }
 }
 
+// A PCRE2 pattern matching `text` itself: every ASCII character but letters and digits
+// escaped (PCRE2_LITERAL cannot be combined with the UTF options).
+std::string regex_for_text(const std::string& text) {
+    std::string out;
+    for (char c : text) {
+        const unsigned char u = static_cast<unsigned char>(c);
+        if (u < 0x80 && !std::isalnum(u)) out += '\\';
+        out += c;
+    }
+    return out;
+}
+
 // One pre-tokenizer of the Sequence, appended to rules.steps; true for ByteLevel.
 bool read_pre_tokenizer_step(const json& p, const std::string& path, BpeTextRules& rules) {
     if (!p.is_object()) throw Error(path + ": pre_tokenizer " + shown(p) + " is not an object");
     const std::string type = type_of(p);
     if (type == "ByteLevel") {
-        if (flag(p, "add_prefix_space", false, path + ": ByteLevel")) rules.steps.push_back({"", false, true});
+        if (flag(p, "add_prefix_space", false, path + ": ByteLevel")) rules.steps.push_back({"", true});
         if (flag(p, "use_regex", true, path + ": ByteLevel")) rules.steps.push_back({gpt2_split_pattern()});
         return true;
     }
@@ -190,7 +203,7 @@ bool read_pre_tokenizer_step(const json& p, const std::string& path, BpeTextRule
     if (pat.contains("Regex") && pat["Regex"].is_string())
         rules.steps.push_back({split_regex_for_pcre2(pat["Regex"].get<std::string>(), path)});
     else if (pat.contains("String") && pat["String"].is_string())
-        rules.steps.push_back({pat["String"].get<std::string>(), true});
+        rules.steps.push_back({regex_for_text(pat["String"].get<std::string>())});
     else
         throw Error(path + ": Split pattern " + shown(pat) + " is neither {\"Regex\": ...} nor {\"String\": ...}");
     return false;
