@@ -111,6 +111,17 @@ TEST_CASE("tokenizer.json: merges as strings and as pairs give the same tokenize
     CHECK(ta->vocab_size() == 303);
 }
 
+TEST_CASE("tokenizer.json loads and decodes ids in any build, with or without PCRE2") {
+    const auto t = parse(tiny_json());
+    CHECK(t->decode(std::vector<int>{259, 260, 300}) == "hello w<|eot|>");
+    CHECK(t->token_text(263) == "é");
+#if !defined(KVSCOPE_HAVE_PCRE2)
+    CHECK(error_of([&] { t->encode("hello"); }) ==
+          "tok.json: this build has no PCRE2, which byte-level BPE needs to split text into words; give token ids "
+          "instead (--ids), or install libpcre2-dev and rebuild");
+#endif
+}
+
 TEST_CASE("tokenizer.json: added tokens are matched first, longest at the leftmost place") {
     REQUIRE_PCRE2();
     const auto t = parse(tiny_json());

@@ -372,20 +372,20 @@ std::vector<std::string> Gpt2BpeTokenizer::pre_tokenize(std::string_view text) c
     if (text.empty()) return words;
     words.emplace_back(rules_.nfc ? to_nfc(text, vocab_name_) : std::string(text));
 #if defined(KVSCOPE_HAVE_PCRE2)
-    pcre2_match_data* md = pcre2_match_data_create(8, nullptr);
+    const std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(pcre2_match_data_create(8, nullptr),
+                                                                        pcre2_match_data_free);
     if (!md) throw Error("GPT-2 pre-tokenizer: out of memory for PCRE2 match data");
     std::vector<std::string> next;
     for (std::size_t k = 0; k < rules_.steps.size(); ++k) {
         next.clear();
         for (std::string& w : words) {
             if (rules_.steps[k].prefix_space) next.push_back(w.starts_with(' ') ? std::move(w) : " " + w);
-            else split_isolated(regex_->codes[k], md, w, next);
+            else split_isolated(regex_->codes[k], md.get(), w, next);
         }
         words.swap(next);
     }
-    pcre2_match_data_free(md);
 #else
-    throw Error(vocab_name_ + ": this build has no PCRE2, which GPT-2 BPE needs to split text into words; "
+    throw Error(vocab_name_ + ": this build has no PCRE2, which byte-level BPE needs to split text into words; "
                 "give token ids instead (--ids), or install libpcre2-dev and rebuild");
 #endif
     return words;

@@ -29,8 +29,9 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe(const std::string& vocab_json, const st
 // with \s = Unicode White_Space, as in Python's `regex` module. Bytes that are not
 // valid UTF-8 match nothing; each run of them becomes a word of its own, so
 // decode(encode(x)) == x for any byte string.
-// Special tokens are not recognised in text: "<|endoftext|>" in a prompt is encoded
-// as plain text (as encoder.py does), id 50256 only ever comes from the model.
+// From vocab.json + merges.txt, special tokens are not recognised in text:
+// "<|endoftext|>" in a prompt is encoded as plain text (as encoder.py does), id 50256
+// only ever comes from the model. A tokenizer.json's added tokens are (BpeTextRules).
 // encode() is const and thread-safe (the word cache has a mutex).
 // Only the pre-tokenizer needs PCRE2: a build without it loads the files and turns
 // ids into text (decode, token_text), and encode() / pre_tokenize() throw one line
