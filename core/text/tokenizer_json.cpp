@@ -61,7 +61,11 @@ using json = nlohmann::json;
 // One short printable quote of a JSON value for a message.
 std::string shown(const json& v) {
     std::string s = v.is_string() ? v.get<std::string>() : v.dump();
-    if (s.size() > 60) s = s.substr(0, 57) + "...";
+    if (s.size() > 60) {
+        std::size_t cut = 57;  // not inside a UTF-8 character
+        while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+        s = s.substr(0, cut) + "...";
+    }
     for (char& c : s)
         if (static_cast<unsigned char>(c) < 0x20) c = ' ';
     return v.is_string() ? "\"" + s + "\"" : s;
@@ -113,17 +117,17 @@ void read_merges(const json& m, const std::string& path, std::vector<BpeMerge>& 
     for (std::size_t i = 0; i < m.size(); ++i) {
         const json& e = m[i];
         const int entry = static_cast<int>(i) + 1;
-        const std::string bad = path + ": model \"merges\" entry " + std::to_string(entry) + " is " + shown(e);
+        const auto bad = [&] { return path + ": model \"merges\" entry " + std::to_string(entry) + " is " + shown(e); };
         if (e.is_string()) {
             const std::string s = e.get<std::string>();
             const std::size_t sp = s.find(' ');
             if (sp == 0 || sp == std::string::npos || sp + 1 == s.size() || s.find(' ', sp + 1) != std::string::npos)
-                throw Error(bad + ", expected two tokens separated by one space");
+                throw Error(bad() + ", expected two tokens separated by one space");
             merges.push_back({s.substr(0, sp), s.substr(sp + 1), entry});
         } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
             merges.push_back({e[0].get<std::string>(), e[1].get<std::string>(), entry});
         } else {
-            throw Error(bad + ", expected \"left right\" or [\"left\", \"right\"]");
+            throw Error(bad() + ", expected \"left right\" or [\"left\", \"right\"]");
         }
     }
 }
