@@ -139,6 +139,27 @@ TEST_CASE("tokenizer.json: added tokens are matched first, longest at the leftmo
     CHECK(t->decode(ids(*t, "x <|eot|>! hello")) == "x <|eot|>! hello");
 }
 
+TEST_CASE("tokenizer.json: the post-processor's leading special tokens are kept, not added") {
+    REQUIRE_PCRE2();
+    json j = tiny_json();
+    CHECK(parse(j)->rules().prefix_ids.empty());
+    // As Llama 3's file has it: ByteLevel, then a template "<|eot|> $A".
+    const json templ = {{"type", "TemplateProcessing"},
+                        {"single", json::array({{{"SpecialToken", {{"id", "<|eot|>"}, {"type_id", 0}}}},
+                                                {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                                                {{"SpecialToken", {{"id", "<tool>"}, {"type_id", 0}}}}})},
+                        {"special_tokens", {{"<|eot|>", {{"id", "<|eot|>"}, {"ids", {300}}, {"tokens", {"<|eot|>"}}}},
+                                            {"<tool>", {{"id", "<tool>"}, {"ids", {302}}, {"tokens", {"<tool>"}}}}}}};
+    j["post_processor"] = {{"type", "Sequence"}, {"processors", json::array({{{"type", "ByteLevel"}}, templ})}};
+    const auto t = parse(j);
+    CHECK(t->rules().prefix_ids == std::vector<int>{300});
+    CHECK(ids(*t, "hello") == std::vector<int>{259});
+    j["post_processor"] = templ;
+    j["post_processor"]["special_tokens"].erase("<|eot|>");
+    CHECK(error_of([&] { parse(j); }) ==
+          "tok.json: post_processor uses the special token \"<|eot|>\" without its ids");
+}
+
 TEST_CASE("tokenizer.json: ignore_merges takes a whole-word token as it is") {
     REQUIRE_PCRE2();
     json j = tiny_json();

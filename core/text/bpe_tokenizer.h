@@ -71,6 +71,8 @@ struct BpeTextRules {
     std::vector<AddedToken> added;  // matched first, longest at the leftmost position
     bool ignore_merges = false;     // a word that is a whole vocabulary entry is that token (Llama 3)
     bool nfc = false;               // text between added tokens is put in Unicode NFC first (Qwen2)
+    std::vector<int> prefix_ids;    // what the post-processor puts before a text (Llama 3's
+                                    // <|begin_of_text|>); encode() does not add them
     std::string merge_unit = "line";  // what BpeMerge::line counts, for messages ("line", "entry")
 };
 

@@ -251,6 +251,35 @@ void read_added_tokens(const json& j, const std::string& path, BpeTextRules& rul
     }
 }
 
+// The special tokens TemplateProcessing's "single" template puts before the text ($A),
+// alone or in a Sequence of post-processors; the other post-processors change no ids.
+void read_post_processor(const json& j, const std::string& path, BpeTextRules& rules) {
+    const auto it = j.find("post_processor");
+    if (it == j.end() || !it->is_object()) return;
+    std::vector<const json*> parts{&*it};
+    if (type_of(*it) == "Sequence" && it->contains("processors") && (*it)["processors"].is_array()) {
+        parts.clear();
+        for (const json& p : (*it)["processors"]) parts.push_back(&p);
+    }
+    for (const json* p : parts) {
+        if (type_of(*p) != "TemplateProcessing" || !p->contains("single")) continue;
+        const json& specials = p->contains("special_tokens") ? (*p)["special_tokens"] : json::object();
+        for (const json& item : (*p)["single"]) {
+            if (item.contains("Sequence")) break;
+            if (!item.contains("SpecialToken")) continue;
+            const json& name = item.at("SpecialToken").at("id");
+            const auto s = specials.find(name.get<std::string>());
+            if (s == specials.end() || !s->contains("ids"))
+                throw Error(path + ": post_processor uses the special token " + shown(name) + " without its ids");
+            for (const json& id : (*s)["ids"]) {
+                if (!id.is_number_integer() || id.get<long long>() < 0 || id.get<long long>() > (1 << 24))
+                    throw Error(path + ": post_processor gives " + shown(name) + " the id " + shown(id));
+                rules.prefix_ids.push_back(static_cast<int>(id.get<long long>()));
+            }
+        }
+    }
+}
+
 void check_decoder(const json& j, const std::string& path) {
     const auto it = j.find("decoder");
     if (it == j.end() || it->is_null() || type_of(*it) == "ByteLevel") return;
@@ -279,6 +308,7 @@ std::unique_ptr<Gpt2BpeTokenizer> parse_tokenizer_json(std::string_view text, co
         read_normalizer(j, path, rules);
         read_pre_tokenizer(j, path, rules);
         read_added_tokens(j, path, rules);
+        read_post_processor(j, path, rules);
         check_decoder(j, path);
     } catch (const json::exception& e) {  // a value of an unexpected JSON type the reads above missed
         throw Error(path + ": unexpected content (" + std::string(e.what()).substr(0, 160) + ")");

@@ -6,10 +6,11 @@
 //                String pattern, behaviour "Isolated") and Digits, in a Sequence
 //   added_tokens matched in the text before anything else; `special` is kept
 //   decoder      ByteLevel
+//   post_processor  only the special tokens TemplateProcessing puts first (prefix_ids)
 // Anything else that changes how text becomes ids (another model type, normalizer or
 // pre-tokenizer, BPE dropout, byte fallback, subword prefixes, lstrip/rstrip/single_word
 // added tokens) is refused with one line naming the file and the thing. The
-// post-processor is not applied: encode() adds no BOS or template tokens.
+// post-processor is not applied: encode() adds no BOS; rules().prefix_ids holds it.
 #pragma once
 #include <memory>
 #include <string>
