@@ -2,7 +2,7 @@
 # needs when any is missing (apt-get, through sudo when not root).
 KVSCOPE_PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev libpcre2-dev
+  libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libicu-dev
   libimgui-dev libstb-dev libglfw3-dev libgl-dev
   xvfb xauth xdotool fonts-dejavu-core
   fonts-lohit-deva fonts-droid-fallback  # Devanagari; CJK, kana, Hangul (ui/look/fonts.cpp)

@@ -251,9 +251,9 @@ TEST_CASE("config.json errors name the file and the key") {
         std::ofstream(p) << R"({"vocab_size": 50, "n_positions": 16, "n_embd": 65535, "n_layer": 1, "n_head": 65535})";
         CHECK(read_config_json(p).n_head == 65535);
     }
-    SUBCASE("not GPT-2") {
-        std::ofstream(p) << "{" << good << R"(, "model_type": "llama"})";
-        CHECK_ERROR(read_config_json(p), p, "llama");
+    SUBCASE("neither GPT-2 nor the Llama family") {
+        std::ofstream(p) << "{" << good << R"(, "model_type": "bert"})";
+        CHECK_ERROR(read_config_json(p), p, "model_type \"bert\" is not supported");
     }
     SUBCASE("tie_word_embeddings not a bool") {
         std::ofstream(p) << "{" << good << R"(, "tie_word_embeddings": 1})";

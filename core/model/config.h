@@ -1,29 +1,67 @@
-// ModelConfig: the shape of a GPT-2-family model (learned positions, pre-LayerNorm,
-// GELU MLP, tied or untied head). Notation used across core/:
+// ModelConfig: the shape of a model of either family kvscope knows:
+//   gpt2   learned positions, pre-LayerNorm, GELU MLP (4C wide), tied or untied head;
+//   llama  RoPE, RMSNorm, SwiGLU MLP (F wide), grouped-query heads, optional q/k/v
+//          biases (Qwen2): Hugging Face LlamaForCausalLM, Qwen2ForCausalLM and
+//          MistralForCausalLM configs.
+// Notation used across core/:
 //   V vocab_size, T n_ctx, C n_embd, L n_layer, H n_head, Hkv n_kv_head,
-//   hd head_dim = C/H, kv_dim = Hkv*hd.
+//   hd head_dim (C/H unless the config gives it), kv_dim = Hkv*hd, F n_ff.
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kv {
 
 // The kv head query head h reads: H / Hkv query heads share each kv head.
 inline int kv_head_of(int h, int n_head, int n_kv_head) { return h / (n_head / n_kv_head); }
 
+enum class ModelFamily { gpt2, llama };
+
+// Rotary position embedding of the Llama family, as transformers' modeling_rope_utils
+// defines it: rope_type "default" (rope_theta alone) or "llama3" (Llama 3.1's scaling).
+struct RopeConfig {
+    enum class Type { standard, llama3 };  // transformers' "default" and "llama3"
+    Type type = Type::standard;
+    double theta = 10000.0;              // rope_theta
+    double factor = 1.0;                 // llama3: factor
+    double low_freq_factor = 1.0;        // llama3: low_freq_factor
+    double high_freq_factor = 4.0;       // llama3: high_freq_factor
+    int original_max_position_embeddings = 0;  // llama3: the context the model was trained for
+    bool operator==(const RopeConfig&) const = default;
+};
+
+// The rotation rate of each pair (i, i + hd/2) of a query or key row: hd/2 values,
+// inv_freq[i] = theta^(-2i/hd), rescaled for "llama3" exactly as transformers'
+// _compute_llama3_parameters does (wavelengths longer than
+// original_max_position_embeddings / low_freq_factor divided by factor, shorter than
+// .../high_freq_factor kept, the band between blended). Computed in double, returned
+// rounded to float (transformers computes in float32: equal to within 1 ulp).
+std::vector<float> rope_inv_freq(int head_dim, const RopeConfig& rope);
+
 struct ModelConfig {
+    ModelFamily family = ModelFamily::gpt2;
     int vocab_size = 0;
-    int n_ctx = 0;        // T: positions the model knows (wpe rows)
+    int n_ctx = 0;        // T: positions the model knows (wpe rows; max_position_embeddings)
     int n_embd = 0;       // C
     int n_layer = 0;      // L
     int n_head = 0;       // H
     int n_kv_head = 0;    // Hkv (= H for GPT-2; fewer for grouped-query attention)
-    float layer_norm_epsilon = 1e-5f;
-    bool tied_head = true;  // lm_head shares wte
+    float layer_norm_epsilon = 1e-5f;  // the norm's epsilon: LayerNorm's, or RMSNorm's (rms_norm_eps)
+    bool tied_head = true;  // lm_head shares wte (embed_tokens)
+    // Llama family only (left at these values for GPT-2):
+    int n_ff = 0;              // F: the SwiGLU MLP's width (intermediate_size)
+    int explicit_head_dim = 0; // hd when config.json gives head_dim; 0: C / H
+    bool qkv_bias = false;     // q/k/v projections have biases (Qwen2; Llama's attention_bias)
+    bool o_bias = false;       // o_proj has a bias (Llama's attention_bias)
+    RopeConfig rope;
+    int sliding_window = 0;    // Mistral's sliding_window (0: none); recorded, not applied yet
 
-    int head_dim() const { return n_embd / n_head; }
+    bool is_llama() const { return family == ModelFamily::llama; }
+    int head_dim() const { return explicit_head_dim > 0 ? explicit_head_dim : n_embd / n_head; }
+    int q_dim() const { return n_head * head_dim(); }  // = C for GPT-2
     int kv_dim() const { return n_kv_head * head_dim(); }
-    int qkv_dim() const { return n_embd + 2 * kv_dim(); }  // c_attn output width
+    int qkv_dim() const { return q_dim() + 2 * kv_dim(); }  // c_attn output width
     int kv_head_of(int h) const { return kv::kv_head_of(h, n_head, n_kv_head); }
     // Number of floats in all weights (wte counted once when tied).
     int64_t n_params() const;
@@ -31,11 +69,24 @@ struct ModelConfig {
     int64_t n_params_nonembedding() const;
     // Throws kv::Error naming `where` when the shape is impossible.
     void validate(const std::string& where) const;
+    void validate_llama(const std::string& where) const;  // the Llama-only fields
     bool operator==(const ModelConfig&) const = default;
 
     static ModelConfig tiny();        // the shape of random:tiny
     static ModelConfig gpt2_124m();   // 50257 vocab, 1024 ctx, 768 wide, 12 layers, 12 heads
     static ModelConfig gpt2_355m();   // 50257 vocab, 1024 ctx, 1024 wide, 24 layers, 16 heads (GPT-2 medium)
+    static ModelConfig llama_tiny();    // random:llama-tiny: 96 vocab, 64 wide, 2 layers, 4 heads, 2 kv heads
+    static ModelConfig smollm2_135m();  // HuggingFaceTB/SmolLM2-135M: 576 wide, 30 layers, 9/3 heads, tied
+    static ModelConfig qwen25_05b();    // Qwen/Qwen2.5-0.5B: 896 wide, 24 layers, 14/2 heads, q/k/v biases
 };
+
+// True for the config.json model_type values of the Llama family: "llama", "qwen2",
+// "mistral".
+bool is_llama_model_type(const std::string& model_type);
+// config.json of LlamaForCausalLM, Qwen2ForCausalLM or MistralForCausalLM, as
+// transformers 4.x (rope_theta, rope_scaling) or 5.x (rope_parameters) writes it.
+// Throws kv::Error naming `path` for a missing or bad key and, with one line, for
+// what kvscope does not support (another rope type, another activation, MLP biases).
+ModelConfig parse_llama_config(const std::string& json_text, const std::string& path);
 
 }  // namespace kv

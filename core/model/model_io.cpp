@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "core/text/bpe_tokenizer.h"
+#include "core/text/tokenizer_json.h"
 #include "core/error.h"
 #include "core/model/safetensors.h"
 
@@ -90,9 +91,10 @@ ModelConfig read_config_json(const std::string& path) {
     if (const auto it = j.find("model_type"); it != j.end()) {
         if (!it->is_string()) throw Error(path + ": key \"model_type\" must be a string, found " + type_name_of(*it));
         const auto mt = it->get<std::string>();
+        if (is_llama_model_type(mt)) return parse_llama_config(text, path);
         if (mt != "gpt2")
             throw Error(path + ": model_type \"" + one_line(mt, 40) +
-                        "\" is not supported (kvscope reads GPT-2 family models, model_type \"gpt2\")");
+                        "\" is not supported (kvscope reads model_type \"gpt2\", \"llama\", \"qwen2\" and \"mistral\")");
     }
 
     ModelConfig c;
@@ -119,6 +121,7 @@ ModelConfig read_config_json(const std::string& path) {
 
 void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
     cfg.validate(path);
+    if (cfg.is_llama()) throw Error(path + ": writing a Llama-family config.json is not built yet");
     ordered_json j;
     j["model_type"] = "gpt2";
     j["architectures"] = {"GPT2LMHeadModel"};
@@ -405,6 +408,13 @@ namespace {
 const char* kFolderHint =
     "expected a folder with config.json and model.safetensors, or random:tiny / random:gpt2-124m";
 
+// Until the Llama forward exists, a Llama-family model is refused where weights would be made or read.
+void refuse_llama_forward(const ModelConfig& cfg, const std::string& who) {
+    if (cfg.is_llama())
+        throw Error(who + ": the Llama family's forward is not built yet (its config.json and tokenizer.json "
+                          "load: kvscope-cli tokenize works; generating does not)");
+}
+
 
 // random:SHAPE[:SEED] -> its shape, seed and canonical name "random:SHAPE:SEED".
 struct RandomSpec {
@@ -426,9 +436,13 @@ RandomSpec parse_random_spec(const std::string& spec) {
     if (shape == "tiny") r.cfg = ModelConfig::tiny();
     else if (shape == "gpt2-124m") r.cfg = ModelConfig::gpt2_124m();
     else if (shape == "gpt2-355m") r.cfg = ModelConfig::gpt2_355m();
+    else if (shape == "llama-tiny") r.cfg = ModelConfig::llama_tiny();
+    else if (shape == "smollm2-135m") r.cfg = ModelConfig::smollm2_135m();
+    else if (shape == "qwen2.5-0.5b") r.cfg = ModelConfig::qwen25_05b();
     else
         throw Error("model '" + spec + "': unknown random shape '" + shape +
-                    "' (expected random:tiny, random:gpt2-124m or random:gpt2-355m, optionally followed by :SEED)");
+                    "' (expected random:tiny, random:gpt2-124m, random:gpt2-355m, random:llama-tiny, "
+                    "random:smollm2-135m or random:qwen2.5-0.5b, optionally followed by :SEED)");
     r.name = "random:" + shape + ":" + std::to_string(r.seed);
     return r;
 }
@@ -458,15 +472,21 @@ std::string folder_name(const std::string& dir) {
     return name;
 }
 
-// The folder's tokenizer (vocab.txt, or vocab.json + merges.txt), checked against
-// cfg.vocab_size; null when the folder has none.
+// The folder's tokenizer, checked against cfg.vocab_size; null when the folder has none.
+// GPT-2 folders: vocab.txt, or vocab.json + merges.txt, else tokenizer.json. Llama-family
+// folders: tokenizer.json first (their vocab.json + merges.txt lack its pre-tokenizer).
 std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelConfig& cfg) {
     const fs::path d(dir);
-    const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt";
+    const fs::path vocab_txt = d / "vocab.txt", vocab_json = d / "vocab.json", merges = d / "merges.txt",
+                   tok_json = d / "tokenizer.json";
     std::error_code ec;
     std::unique_ptr<Tokenizer> tok;
     std::string tok_file;
-    if (fs::exists(vocab_txt, ec)) {
+    const bool json_first = cfg.is_llama() && fs::exists(tok_json, ec);
+    if (json_first) {
+        tok = load_tokenizer_json(tok_json.string());
+        tok_file = tok_json.string();
+    } else if (fs::exists(vocab_txt, ec)) {
         tok = WordTokenizer::load(vocab_txt.string());
         tok_file = vocab_txt.string();
     } else if (fs::exists(vocab_json, ec) && fs::exists(merges, ec)) {
@@ -476,6 +496,9 @@ std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelC
         throw Error(merges.string() + ": no such file (vocab.json needs merges.txt beside it)");
     } else if (fs::exists(merges, ec)) {
         throw Error(vocab_json.string() + ": no such file (merges.txt needs vocab.json beside it)");
+    } else if (fs::exists(tok_json, ec)) {
+        tok = load_tokenizer_json(tok_json.string());
+        tok_file = tok_json.string();
     }
     if (tok && tok->vocab_size() > cfg.vocab_size)
         throw Error(tok_file + ": has " + std::to_string(tok->vocab_size()) +
@@ -488,6 +511,7 @@ std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelC
 std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name,
                                          const std::function<void(int)>& part_done) {
     cfg.validate(name);
+    refuse_llama_forward(cfg, "model '" + name + "'");
     auto m = std::make_unique<Model>();
     m->name = name;
     m->config = cfg;
@@ -505,6 +529,7 @@ std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightT
     }
     if (spec.starts_with("random:")) {
         const RandomSpec r = parse_random_spec(spec);
+        refuse_llama_forward(r.cfg, "model '" + spec + "'");
         const auto slots = slots_of(r.cfg, nullptr);
         auto slot_bytes = [](const Slot& sl) { return sl.shape[0] * (sl.shape.size() > 1 ? sl.shape[1] : 1) * 4; };
         int64_t bytes = 0;
@@ -544,6 +569,7 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<W
 
     auto m = std::make_unique<Model>();
     m->config = read_config_json(config_path);
+    refuse_llama_forward(m->config, "model '" + dir + "'");
     try {
         m->weights = read_safetensors(st_path, m->config, weights, hooks);
     } catch (const LoadCancelled&) {

@@ -22,6 +22,12 @@
 #include <pcre2.h>
 #endif
 
+#if defined(KVSCOPE_HAVE_ICU)
+#include <unicode/bytestream.h>
+#include <unicode/normalizer2.h>
+#include <unicode/utypes.h>
+#endif
+
 #if __has_include(<nlohmann/json.hpp>)
 #include <nlohmann/json.hpp>
 #define KVSCOPE_BPE_HAVE_JSON 1
@@ -80,7 +86,7 @@ std::uint64_t pair_key(int a, int b) {
 std::string read_file(const std::string& path, const char* what) {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec))
-        throw Error(path + ": no such file (GPT-2 BPE needs " + what + ")");
+        throw Error(path + ": no such file (byte-level BPE needs " + what + ")");
     if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a directory, expected " + what);
     std::ifstream in(path, std::ios::binary);
     if (!in) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
@@ -96,6 +102,7 @@ std::string read_file(const std::string& path, const char* what) {
 constexpr const char* kGpt2Pattern =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^" KV_WS "\\p{L}\\p{N}]+|[" KV_WS "]+(?![^" KV_WS
     "])|[" KV_WS "]+";
+constexpr const char* kWhiteSpace = KV_WS;
 #undef KV_WS
 
 }  // namespace
@@ -110,79 +117,124 @@ char32_t Gpt2BpeTokenizer::byte_to_unicode(std::uint8_t b) {
     return static_cast<char32_t>(256 + n);
 }
 
+const char* gpt2_split_pattern() { return kGpt2Pattern; }
+const char* white_space_class() { return kWhiteSpace; }
+std::string read_tokenizer_file(const std::string& path, const char* what) { return read_file(path, what); }
+
 #if defined(KVSCOPE_HAVE_PCRE2)
+// One compiled pattern per pre-tokenizer step (null for a prefix-space step).
 struct Gpt2BpeTokenizer::Regex {
-    pcre2_code* code = nullptr;
-    bool jit = false;
-    Regex() {
-        int err = 0;
-        PCRE2_SIZE off = 0;
-        code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(kGpt2Pattern), PCRE2_ZERO_TERMINATED,
-                             PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &off, nullptr);
-        if (!code) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(err, msg, sizeof msg);
-            throw Error("GPT-2 pre-tokenizer pattern does not compile with this PCRE2 at offset " +
-                        std::to_string(off) + ": " + reinterpret_cast<const char*>(msg));
+    std::vector<pcre2_code*> codes;
+    Regex(const std::vector<BpeTextRules::Step>& steps, const std::string& source) {
+        for (const auto& step : steps) {
+            codes.push_back(nullptr);
+            if (step.prefix_space) continue;
+            int err = 0;
+            PCRE2_SIZE off = 0;
+            const uint32_t opts = PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF;
+            codes.back() = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(step.pattern.data()), step.pattern.size(), opts,
+                                         &err, &off, nullptr);
+            if (!codes.back()) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(err, msg, sizeof msg);
+                throw Error(source + ": pre-tokenizer pattern " + quote_token(step.pattern) +
+                            " does not compile with PCRE2 at offset " + std::to_string(off) + ": " +
+                            reinterpret_cast<const char*>(msg));
+            }
+            pcre2_jit_compile(codes.back(), PCRE2_JIT_COMPLETE);  // slower without, same result
         }
-        jit = pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) == 0;
     }
-    ~Regex() { pcre2_code_free(code); }
+    ~Regex() {
+        for (pcre2_code* c : codes) pcre2_code_free(c);
+    }
     Regex(const Regex&) = delete;
     Regex& operator=(const Regex&) = delete;
 };
 #else
 // Without PCRE2 the files still load and ids still decode; pre_tokenize() says why
 // text cannot be split.
-struct Gpt2BpeTokenizer::Regex {};
+struct Gpt2BpeTokenizer::Regex {
+    Regex(const std::vector<BpeTextRules::Step>&, const std::string&) {}
+};
 #endif
 
 Gpt2BpeTokenizer::Gpt2BpeTokenizer(const std::unordered_map<std::string, int>& vocab,
                                    const std::vector<BpeMerge>& merges, const std::string& vocab_name,
-                                   const std::string& merges_name)
-    : regex_(std::make_unique<Regex>()), vocab_name_(vocab_name), vocab_(vocab) {
+                                   const std::string& merges_name, BpeTextRules rules)
+    : rules_(std::move(rules)), vocab_name_(vocab_name), vocab_(vocab) {
+    regex_ = std::make_unique<Regex>(rules_.steps, vocab_name);
+    index_vocab();
+    index_merges(merges, merges_name);
+}
+
+// bytes_, special_, byte_id_ and added_first_ from vocab_ and rules_.added.
+void Gpt2BpeTokenizer::index_vocab() {
+    const std::string& name = vocab_name_;
     int max_id = -1;
-    for (const auto& [key, id] : vocab) {
+    for (const auto& [key, id] : vocab_) {
         if (id < 0 || id > (1 << 24))
-            throw Error(vocab_name + ": token " + quote_token(key) + " has id " + std::to_string(id) +
+            throw Error(name + ": token " + quote_token(key) + " has id " + std::to_string(id) +
                         ", expected 0 .. 16777216");
         max_id = std::max(max_id, id);
     }
+    for (const AddedToken& a : rules_.added) {
+        if (a.id < 0 || a.id > (1 << 24))
+            throw Error(name + ": added token " + quote_token(a.content) + " has id " + std::to_string(a.id) +
+                        ", expected 0 .. 16777216");
+        if (a.content.empty()) throw Error(name + ": added token " + std::to_string(a.id) + " has no content");
+        max_id = std::max(max_id, a.id);
+    }
     std::vector<const std::string*> owner(static_cast<std::size_t>(max_id + 1), nullptr);
     bytes_.resize(static_cast<std::size_t>(max_id + 1));
-    for (const auto& [key, id] : vocab) {
+    special_.assign(bytes_.size(), false);
+    for (const auto& [key, id] : vocab_) {
         if (owner[id])
-            throw Error(vocab_name + ": id " + std::to_string(id) + " is given to both " + quote_token(*owner[id]) +
+            throw Error(name + ": id " + std::to_string(id) + " is given to both " + quote_token(*owner[id]) +
                         " and " + quote_token(key));
         owner[id] = &key;
         bytes_[id] = key_to_bytes(key);
     }
+    // An added token stands for its own text, also where the vocabulary has its id.
+    for (std::size_t i = 0; i < rules_.added.size(); ++i) {
+        const AddedToken& a = rules_.added[i];
+        bytes_[a.id] = a.content;
+        special_[a.id] = a.special;
+        added_first_[static_cast<unsigned char>(a.content[0])].push_back(static_cast<int>(i));
+    }
+    for (auto& list : added_first_)  // longest first: the longest match at a position wins
+        std::stable_sort(list.begin(), list.end(), [&](int x, int y) {
+            return rules_.added[x].content.size() > rules_.added[y].content.size();
+        });
     for (int b = 0; b < 256; ++b) {
         const std::string key = utf8_encode(byte_to_unicode(static_cast<std::uint8_t>(b)));
-        const auto it = vocab.find(key);
-        if (it == vocab.end()) {
+        const auto it = vocab_.find(key);
+        if (it == vocab_.end()) {
             char hex[8];
             std::snprintf(hex, sizeof hex, "0x%02X", b);
-            throw Error(vocab_name + ": missing the token " + quote_token(key) + " for byte " + hex +
+            throw Error(name + ": missing the token " + quote_token(key) + " for byte " + hex +
                         "; a GPT-2 byte-level vocabulary has one token for each of the 256 bytes");
         }
         byte_id_[b] = it->second;
     }
+}
+
+void Gpt2BpeTokenizer::index_merges(const std::vector<BpeMerge>& merges, const std::string& merges_name) {
+    const std::string& vocab_name = vocab_name_;
     const auto where = [&](const BpeMerge& m) {
         return "merge '" + display_bytes(m.left) + " " + display_bytes(m.right) + "' at " + merges_name +
-               (m.line > 0 ? " line " + std::to_string(m.line) : "");
+               (m.line > 0 ? " " + rules_.merge_unit + " " + std::to_string(m.line) : "");
     };
     const std::string disagree = vocab_name + " and " + merges_name + " disagree: ";
     for (std::size_t rank = 0; rank < merges.size(); ++rank) {
         const BpeMerge& m = merges[rank];
-        const auto l = vocab.find(m.left);
-        if (l == vocab.end())
+        const auto l = vocab_.find(m.left);
+        if (l == vocab_.end())
             throw Error(disagree + where(m) + " uses " + quote_token(m.left) + ", which is not in " + vocab_name);
-        const auto r = vocab.find(m.right);
-        if (r == vocab.end())
+        const auto r = vocab_.find(m.right);
+        if (r == vocab_.end())
             throw Error(disagree + where(m) + " uses " + quote_token(m.right) + ", which is not in " + vocab_name);
-        const auto res = vocab.find(m.left + m.right);
-        if (res == vocab.end())
+        const auto res = vocab_.find(m.left + m.right);
+        if (res == vocab_.end())
             throw Error(disagree + where(m) + " produces " + quote_token(m.left + m.right) + ", which is not in " +
                         vocab_name);
         // A repeated merge takes its later rank, as dict(zip(merges, range(n))) does.
@@ -253,31 +305,87 @@ std::unique_ptr<Tokenizer> load_gpt2_bpe(const std::string& vocab_json, const st
     return Gpt2BpeTokenizer::load(vocab_json, merges_txt);
 }
 
+namespace {
+
+#if defined(KVSCOPE_HAVE_PCRE2)
+// Splits `text` at the matches of `code` as Hugging Face's Split "Isolated" does: each
+// match and each gap between matches becomes a word; an empty match splits nothing.
+// Invalid UTF-8 matches nothing (PCRE2_MATCH_INVALID_UTF), so it lands in a gap.
+void split_isolated(const pcre2_code* code, pcre2_match_data* md, std::string_view text,
+                    std::vector<std::string>& out) {
+    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
+    std::size_t gap = 0, from = 0;
+    while (from < text.size()) {
+        if (pcre2_match(code, subject, text.size(), from, 0, md, nullptr) < 0) break;  // no match, or an error
+        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
+        const std::size_t start = ov[0], end = ov[1];
+        if (end <= start) {  // empty: look again one character further on
+            const std::size_t n = utf8_char_len(text, start);
+            from = start + (n ? n : 1);
+            continue;
+        }
+        if (start > gap) out.emplace_back(text.substr(gap, start - gap));
+        out.emplace_back(text.substr(start, end - start));
+        gap = from = end;
+    }
+    if (gap < text.size()) out.emplace_back(text.substr(gap));
+}
+#endif
+
+#if defined(KVSCOPE_HAVE_ICU)
+std::string nfc_valid_utf8(std::string_view s, const std::string& source) {
+    UErrorCode st = U_ZERO_ERROR;
+    const icu::Normalizer2* n = icu::Normalizer2::getNFCInstance(st);
+    const icu::StringPiece in(s.data(), static_cast<int32_t>(s.size()));
+    if (U_SUCCESS(st) && n->isNormalizedUTF8(in, st) && U_SUCCESS(st)) return std::string(s);
+    std::string out;
+    icu::StringByteSink<std::string> sink(&out);
+    if (U_SUCCESS(st)) n->normalizeUTF8(0, in, sink, nullptr, st);
+    if (U_FAILURE(st)) throw Error(source + ": NFC normalization failed (ICU: " + u_errorName(st) + ")");
+    return out;
+}
+#endif
+
+// Unicode NFC of s; runs of bytes that are not valid UTF-8 are kept as they are.
+std::string to_nfc(std::string_view s, const std::string& source) {
+    const bool ascii = std::all_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+    if (ascii) return std::string(s);  // ASCII text is always in NFC
+#if defined(KVSCOPE_HAVE_ICU)
+    std::string out;
+    for (std::size_t i = 0; i < s.size();) {
+        std::size_t j = i;
+        while (j < s.size() && utf8_char_len(s, j) > 0) j += utf8_char_len(s, j);
+        out += nfc_valid_utf8(s.substr(i, j - i), source);
+        for (i = j; i < s.size() && utf8_char_len(s, i) == 0; ++i) out += s[i];
+    }
+    return out;
+#else
+    throw Error(source + ": this tokenizer puts text in Unicode NFC, and this build has no ICU to do it, so only "
+                "ASCII text can be tokenized; install libicu-dev and rebuild, or give token ids (--ids)");
+#endif
+}
+
+}  // namespace
+
 std::vector<std::string> Gpt2BpeTokenizer::pre_tokenize(std::string_view text) const {
     std::vector<std::string> words;
+    if (text.empty()) return words;
+    words.emplace_back(rules_.nfc ? to_nfc(text, vocab_name_) : std::string(text));
 #if defined(KVSCOPE_HAVE_PCRE2)
-    pcre2_match_data* md = pcre2_match_data_create_from_pattern(regex_->code, nullptr);
+    const std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(pcre2_match_data_create(8, nullptr),
+                                                                        pcre2_match_data_free);
     if (!md) throw Error("GPT-2 pre-tokenizer: out of memory for PCRE2 match data");
-    const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());
-    std::size_t pos = 0;
-    while (pos < text.size()) {
-        // Invalid UTF-8 matches nothing (PCRE2_MATCH_INVALID_UTF): the bytes skipped
-        // between two matches become a word of their own.
-        const int rc = pcre2_match(regex_->code, subject, text.size(), pos, 0, md, nullptr);
-        if (rc < 0) {  // PCRE2_ERROR_NOMATCH, or any error: keep the rest as one word
-            words.emplace_back(text.substr(pos));
-            break;
+    std::vector<std::string> next;
+    for (std::size_t k = 0; k < rules_.steps.size(); ++k) {
+        next.clear();
+        for (std::string& w : words) {
+            if (rules_.steps[k].prefix_space) next.push_back(w.starts_with(' ') ? std::move(w) : " " + w);
+            else split_isolated(regex_->codes[k], md.get(), w, next);
         }
-        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
-        const std::size_t start = ov[0], end = std::max<std::size_t>(ov[1], start + 1);
-        if (start > pos) words.emplace_back(text.substr(pos, start - pos));
-        words.emplace_back(text.substr(start, end - start));
-        pos = end;
+        words.swap(next);
     }
-    pcre2_match_data_free(md);
 #else
-    (void)text;
-    throw Error(vocab_name_ + ": this build has no PCRE2, which GPT-2 BPE needs to split text into words; "
+    throw Error(vocab_name_ + ": this build has no PCRE2, which byte-level BPE needs to split text into words; "
                 "give token ids instead (--ids), or install libpcre2-dev and rebuild");
 #endif
     return words;
@@ -291,8 +399,13 @@ std::vector<int> Gpt2BpeTokenizer::bpe_word(std::string_view word) const {
         if (it != cache_.end()) return it->second;
     }
     std::vector<int> w;
-    w.reserve(word.size());
-    for (char c : word) w.push_back(byte_id_[static_cast<unsigned char>(c)]);
+    if (rules_.ignore_merges) {  // a word that is a whole token is that token
+        std::string key;
+        for (char c : word) key += utf8_encode(byte_to_unicode(static_cast<std::uint8_t>(c)));
+        if (const auto it = vocab_.find(key); it != vocab_.end()) w.push_back(it->second);
+    }
+    if (w.empty())
+        for (char c : word) w.push_back(byte_id_[static_cast<unsigned char>(c)]);
     std::vector<int> next;
     next.reserve(w.size());
     while (w.size() > 1) {
@@ -327,15 +440,38 @@ std::vector<int> Gpt2BpeTokenizer::bpe_word(std::string_view word) const {
     return w;
 }
 
-Encoding Gpt2BpeTokenizer::encode(std::string_view text) const {
-    Encoding enc;
+void Gpt2BpeTokenizer::encode_span(std::string_view text, Encoding& enc) const {
     for (const std::string& word : pre_tokenize(text)) {
         for (int id : bpe_word(word)) {
             enc.ids.push_back(id);
             enc.pieces.push_back(bytes_[id]);
         }
     }
+}
+
+// Added tokens first (the longest at the leftmost position, as Hugging Face's
+// Aho-Corasick "leftmost longest" does), then the text between them word by word.
+Encoding Gpt2BpeTokenizer::encode(std::string_view text) const {
+    Encoding enc;
+    std::size_t span = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        for (int a : added_first_[static_cast<unsigned char>(text[i])]) {
+            const AddedToken& t = rules_.added[a];
+            if (text.compare(i, t.content.size(), t.content) != 0) continue;
+            encode_span(text.substr(span, i - span), enc);
+            enc.ids.push_back(t.id);
+            enc.pieces.push_back(t.content);
+            span = i + t.content.size();
+            i = span - 1;
+            break;
+        }
+    }
+    encode_span(text.substr(span), enc);
     return enc;
+}
+
+bool Gpt2BpeTokenizer::is_special(int id) const {
+    return id >= 0 && id < static_cast<int>(special_.size()) && special_[id];
 }
 
 std::string Gpt2BpeTokenizer::token_bytes(int id) const {

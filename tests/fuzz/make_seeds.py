@@ -122,3 +122,54 @@ out("fuzz_requests", "ids", '{"ids": [5, 9, 3, 7], "new": 4}\n{"ids": [5, 9, 3, 
 out("fuzz_requests", "prompt", '{"prompt": "the cat sat on", "new": 3}\n\n{"prompt": "a b", "new": 1, "arrive": 2}\n')
 out("fuzz_requests", "fork", '{"ids": [1, 2, 3, 4, 5], "new": 6, "fork": 3}\r\n  \r\n{"ids": [1, 2, 3], "new": 2}\r\n')
 out("fuzz_requests", "bad", '{"ids": [1, 2.5], "new": 0, "arrive": -1, "x": 1}\n{"prompt": "a", "ids": [1]}\n[1]\n{"ids": [1], "new": 2, "new": 3}\n{"ids": [99], "new": 40}\n{"ids"\n')
+
+# ---- fuzz_tokenizer_json: a tokenizer.json, then optionally "\n\x01" and a text
+def byte_key(b):
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    cs = bs[:]
+    n = 0
+    for c in range(256):
+        if c not in bs:
+            bs.append(c)
+            cs.append(256 + n)
+            n += 1
+    return chr(cs[bs.index(b)])
+
+
+def tokenizer_json(pre, merges_as_pairs=False, normalizer=None, ignore_merges=False):
+    vocab = {byte_key(b): b for b in range(256)}
+    merges = [("h", "e"), ("l", "l"), ("he", "ll"), ("hell", "o"), (byte_key(32), "w"), ("1", "2")]
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    return json.dumps({
+        "version": "1.0",
+        "added_tokens": [{"id": 300, "content": "<|eot|>", "special": True, "normalized": False},
+                         {"id": 301, "content": "<tool>", "special": False, "normalized": False}],
+        "normalizer": normalizer, "pre_tokenizer": pre, "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None, "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": False, "byte_fallback": False,
+                  "ignore_merges": ignore_merges, "vocab": vocab,
+                  "merges": [[l, r] for l, r in merges] if merges_as_pairs else [l + " " + r for l, r in merges]},
+    }, ensure_ascii=False)
+
+
+llama3_re = ("(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+             "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+")
+byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}
+out("fuzz_tokenizer_json", "llama3_form", tokenizer_json(
+    {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": llama3_re}, "behavior": "Isolated",
+                                            "invert": False}, byte_level]}, ignore_merges=True))
+out("fuzz_tokenizer_json", "qwen_form", tokenizer_json(
+    {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": llama3_re.replace("{1,3}", "")},
+                                            "behavior": "Isolated", "invert": False}, byte_level]},
+    merges_as_pairs=True, normalizer={"type": "NFC"}) + "\n\x01cafe\u0301 12345 <|eot|><tool>\u2028x")
+out("fuzz_tokenizer_json", "smollm2_form", tokenizer_json(
+    {"type": "Sequence", "pretokenizers": [{"type": "Digits", "individual_digits": True},
+                                           {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]}))
+out("fuzz_tokenizer_json", "prefix_space", tokenizer_json(
+    {"type": "ByteLevel", "add_prefix_space": True, "use_regex": True}) + "\n\x01hello <|eot|>world")
+out("fuzz_tokenizer_json", "split_string", tokenizer_json(
+    {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"String": ". "}, "behavior": "Isolated"},
+                                           byte_level]}) + "\n\x01a. b.. c\xff")
+out("fuzz_tokenizer_json", "refused", tokenizer_json({"type": "Metaspace"}, normalizer={"type": "Lowercase"}))
