@@ -45,4 +45,14 @@ std::string AppState::token_text(int id) const {
     return out;
 }
 
+std::string window_title(const AppState& app) {
+    const kv::StepTrace* t = app.main.last();
+    if (!t) return kTitle;
+    std::string s = "kvscope: Step " + std::to_string(t->step) + ", " + kv::phase_name(t->phase);
+    s += app.main.cache_on ? ", cache on, next '" : ", cache off, next '";
+    s += app.token_text(t->next_id);
+    s += "'";
+    return s;
+}
+
 }  // namespace kvui
