@@ -318,6 +318,9 @@ TEST_CASE("window title names the latest step, the cache mode and the next token
     run(ctl, app, Command{CommandKind::step});
     const std::string next = app.token_text(app.main.last()->next_id);
     CHECK(window_title(app) == "kvscope: Step 1, decode, cache off, next '" + next + "'");
+    app.vs.lesson.on = true;
+    app.vs.lesson.chapter = 4;
+    CHECK(window_title(app) == "kvscope: Step 1, decode, cache off, next '" + next + "' (lesson chapter 4)");
 }
 
 TEST_CASE("token badges count how often each position's K/V were computed (lesson point 1)") {
