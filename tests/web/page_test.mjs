@@ -2,9 +2,10 @@
 // opens build-web/site at 1280x720 and does what a student would: C (cache off), then
 // Space six times. The page's title is the window title (kvui::window_title), so it
 // says what the window shows: the prefill predicts "language" after "Python is a
-// programming", and the sixth step is "Step 5, decode, cache off". The screenshot
-// must hold the cache panel's 9 rows (8 recomputed, 1 computed now) in their tag
-// colours. Then L and Right x3 open lesson chapter 4. Screenshots go to OUT_DIR.
+// programming", and the sixth step is "Step 5, decode, cache off". Then L and Right
+// x3 open lesson chapter 4. Screenshots go to OUT_DIR; scripts/web --test then has
+// tests/ui_png_check.cpp find the cache panel's 9 rows (8 recomputed, 1 computed now)
+// in their tag colours in step5-cache-off.png, as the desktop's presenter test does.
 //   node tests/web/page_test.mjs SITE_DIR OUT_DIR        (scripts/web --test runs it)
 import fs from 'node:fs';
 import path from 'node:path';
@@ -58,6 +59,7 @@ async function run(page, url, errors) {
     await waitTitle(page, `Step ${step}`, (s) => document.title.startsWith(`kvscope: Step ${s}, decode, cache off`),
                     step);
   }
+  await new Promise((done) => setTimeout(done, 1500));  // the new row's slide-in and flash (cache_panel.cpp) end
   await screenshot(page, 'step5-cache-off.png');
   await press(page, 'KeyL');
   for (let i = 0; i < 3; ++i) await press(page, 'ArrowRight');
