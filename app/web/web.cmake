@@ -30,9 +30,8 @@ add_compile_options(-fexceptions)
 add_link_options(-fexceptions)
 
 # stb (libstb-dev's headers): fonts.cpp reads font metrics, the S key writes PNGs.
-file(WRITE "${CMAKE_BINARY_DIR}/stb_impl.cpp"
-     "#define STB_TRUETYPE_IMPLEMENTATION\n#include <stb_truetype.h>\n"
-     "#define STB_IMAGE_WRITE_IMPLEMENTATION\n#include <stb_image_write.h>\n")
+file(CONFIGURE OUTPUT "${CMAKE_BINARY_DIR}/stb_impl.cpp" CONTENT  # written only when it changes
+     "#define STB_TRUETYPE_IMPLEMENTATION\n#include <stb_truetype.h>\n#define STB_IMAGE_WRITE_IMPLEMENTATION\n#include <stb_image_write.h>\n")
 # Dear ImGui with std::string input fields and its GLFW and OpenGL 3 backends, the
 # latter on OpenGL ES 3 (WebGL 2).
 add_library(kvscope_imgui STATIC
