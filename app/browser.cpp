@@ -7,8 +7,8 @@
 namespace kvweb {
 
 void page_size(int& w, int& h) {
-    w = EM_ASM_INT({ return window.innerWidth; });
-    h = EM_ASM_INT({ return window.innerHeight; });
+    w = EM_ASM_INT({ return Math.round(window.innerWidth * (window.devicePixelRatio || 1)); });
+    h = EM_ASM_INT({ return Math.round(window.innerHeight * (window.devicePixelRatio || 1)); });
 }
 
 void run_main_loop(void (*frame)(void*), void* arg) {

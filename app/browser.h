@@ -6,7 +6,8 @@
 
 namespace kvweb {
 
-// The browser window's inner size in CSS pixels: the canvas fills the page.
+// The browser window's inner size in device pixels (CSS pixels times the
+// devicePixelRatio): the canvas fills the page at the screen's own resolution.
 void page_size(int& w, int& h);
 // Calls frame(arg) once per animation frame, for as long as the page is open; never
 // returns (the caller's stack is kept, so its locals stay valid).
