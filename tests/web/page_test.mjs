@@ -3,7 +3,7 @@
 // Space six times. The page's title is the window title (kvui::window_title), so it
 // says what the window shows: the prefill predicts "language" after "Python is a
 // programming", and the sixth step is "Step 5, decode, cache off". Then L and Right
-// x3 open lesson chapter 4. Screenshots go to OUT_DIR; scripts/web --test then has
+// x3 open lesson chapter 4. S (before L) must download a PNG. Screenshots go to OUT_DIR; scripts/web --test then has
 // tests/ui_png_check.cpp find the cache panel's 9 rows (8 recomputed, 1 computed now)
 // in their tag colours in step5-cache-off.png, as the desktop's presenter test does.
 //   node tests/web/page_test.mjs SITE_DIR OUT_DIR        (scripts/web --test runs it)
@@ -42,6 +42,24 @@ async function screenshot(page, name) {
   console.log(`page_test: wrote ${file}`);
 }
 
+// S saves a screenshot; in the browser that is a download of kvscope-DATE-TIME.png.
+async function downloadedScreenshot(page) {
+  const cdp = await page.createCDPSession();
+  await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: path.resolve(outDir) });
+  await press(page, 'KeyS');
+  const png = (f) => /^kvscope-\d{8}-\d{6}\.png$/.test(f);
+  for (let waited = 0; waited < 10000; waited += 100) {
+    const f = fs.readdirSync(outDir).find(png);
+    const bytes = f ? fs.readFileSync(path.join(outDir, f)) : null;
+    if (bytes && bytes.length > 8 && bytes.subarray(1, 4).toString() === 'PNG') {
+      console.log(`page_test: S downloaded ${f} (${bytes.length} bytes)`);
+      return;
+    }
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  fail('S did not download a kvscope-*.png within 10 s');
+}
+
 async function run(page, url, errors) {
   await page.goto(url);
   try {
@@ -61,6 +79,7 @@ async function run(page, url, errors) {
   }
   await new Promise((done) => setTimeout(done, 1500));  // the new row's slide-in and flash (cache_panel.cpp) end
   await screenshot(page, 'step5-cache-off.png');
+  await downloadedScreenshot(page);
   await press(page, 'KeyL');
   for (let i = 0; i < 3; ++i) await press(page, 'ArrowRight');
   await waitTitle(page, 'lesson chapter 4', () => document.title.endsWith('(lesson chapter 4)'));
