@@ -323,6 +323,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_tk->add_option("--text", tk_text, "text to tokenize")->required();
 
     auto run_bench = cli::add_bench_command(app);
+    auto run_serve = cli::add_serve_command(app);
 
     std::string ex_model, ex_weights, ex_out;
     auto* c_ex = app.add_subcommand("export", "write a model folder (e.g. a random model in bf16) for other tools");
@@ -378,6 +379,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
         if (*c_tk) return run_tokenize(tk_model, tk_text);
         if (*c_ex) return run_export(ex_model, ex_weights, ex_out);
         if (int rc = run_bench(); rc >= 0) return rc;
+        if (int rc = run_serve(); rc >= 0) return rc;
         if (*c_tr) {
             const kv::TrainReport r = kv::train_model(topt);
             std::fprintf(stderr, "trained %d steps in %.1f s: train loss %.4f, held-out loss %.4f, %lld parameters, "

@@ -20,6 +20,7 @@
 #include "app/cli_common.h"
 #include "core/engine/matmul.h"
 #include "core/session/bench.h"
+#include "core/text/tokenizer.h"
 
 namespace cli {
 
@@ -209,6 +210,52 @@ int run_bench(const BenchArgs& a) {
     return 0;
 }
 
+// "1,2,4,8" -> sizes; a UsageError naming --batch otherwise.
+std::vector<int> batch_sizes(const std::string& text) {
+    std::vector<int> sizes;
+    try {
+        for (int id : kv::parse_token_ids(text)) sizes.push_back(id);
+    } catch (const kv::Error&) {
+        sizes.clear();
+    }
+    if (sizes.empty() || std::any_of(sizes.begin(), sizes.end(), [](int s) { return s < 1 || s > 256; }))
+        throw UsageError("--batch: '" + text + "' is not a list of batch sizes 1..256 (example: --batch 1,2,4,8,16)");
+    return sizes;
+}
+
+// Aggregate decode tokens/s by batch size, all measured in this run.
+int run_batch(const BenchArgs& a) {
+    const std::vector<int> sizes = batch_sizes(a.batch);
+    auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
+    kv::BatchBenchOptions o;
+    o.backend = a.backend;
+    o.threads = a.threads;
+    o.prompt_len = a.prompt_len;
+    o.steps = a.n_new;
+    o.warmup = a.warmup;
+    o.seed = a.seed;
+    o.policy = a.policy;
+    json points = json::array();
+    double base = 0;
+    for (int size : sizes) {
+        const kv::BatchPoint p = kv::measure_batch(*m, o, size);
+        if (points.empty()) base = p.tokens_per_s;
+        std::fprintf(stderr, "batch %3d: %8.2f ms/step  %8.1f tokens/s  (%.2fx the first size)\n", p.size,
+                     p.ms_per_step, p.tokens_per_s, p.tokens_per_s / base);
+        points.push_back({{"size", p.size}, {"tokens_per_s", p.tokens_per_s}, {"ms_per_step", p.ms_per_step}});
+    }
+    std::fprintf(stderr, "%s, %s weights, %d threads, prompt %d, %d timed steps after %d warm-up\n", m->name.c_str(),
+                 kv::weight_type_name(m->weights.type), effective_threads(a.threads), a.prompt_len, a.n_new, a.warmup);
+    if (a.as_json) {
+        json out = {{"model", model_json(*m)}, {"weights", kv::weight_type_name(m->weights.type)},
+                    {"backend", a.backend}, {"threads", effective_threads(a.threads)}, {"prompt_len", a.prompt_len},
+                    {"new_tokens", a.n_new}, {"batch", points}};
+        if (a.policy_args.given) out["cache"] = policy_json(a.policy);
+        print_json(out, 1);
+    }
+    return 0;
+}
+
 // Read bandwidth of the machine and the decode ceiling it implies for the model.
 int run_stream(const BenchArgs& a) {
     auto m = open_model(a.model.empty() ? "random:gpt2-124m" : a.model, a.weights);
@@ -317,6 +364,7 @@ std::function<int()> add_bench_command(CLI::App& app) {
     c->add_option("--draft", a->draft, "speculative decoding with this draft model, next to plain decoding");
     c->add_option("--draft-k", a->draft_k, "with --draft: tokens proposed per round, 1..16 (default 4)");
     c->add_option("--prompt", a->prompt, "with --draft: prompt text (else --prompt-len pseudo-random ids)");
+    c->add_option("--batch", a->batch, "batched decode at these batch sizes, e.g. 1,2,4,8,16 (aggregate tokens/s)");
     add_policy_options(c, a->policy_args);
     return [a, c]() {
         if (!*c) return -1;
@@ -327,6 +375,11 @@ std::function<int()> add_bench_command(CLI::App& app) {
         if (c->count("--draft")) return run_bench_draft(*a, *c);
         if (a->vs_f32 && (a->stream || a->sweep)) throw UsageError("--vs-f32: only for timed runs (not --stream or --sweep)");
         if (a->stream) return run_stream(*a);
+        if (c->count("--batch")) {
+            if (a->sweep || a->no_cache || a->vs_f32 || a->runs != 1)
+                throw UsageError("--batch: not with --sweep, --no-cache, --vs-f32 or --runs");
+            return run_batch(*a);
+        }
         return a->sweep ? run_sweep(*a) : run_bench(*a);
     };
 }

@@ -15,6 +15,7 @@ class App;
 namespace cli {
 
 std::function<int()> add_bench_command(CLI::App& app);
+std::function<int()> add_serve_command(CLI::App& app);  // cli_serve.cpp
 
 // generate's and compare's options (parsed in cli_app.cpp).
 struct GenerateArgs {
@@ -49,6 +50,8 @@ struct BenchArgs {
     std::string draft, prompt;
     bool have_prompt = false;  // --prompt was given
     int draft_k = 4;
+    // --batch 1,2,4,8: batched decode through the paged pool
+    std::string batch;
 };
 // bench --draft SPEC --draft-k K [--prompt TEXT] (cli_speculative.cpp).
 int run_bench_speculative(const BenchArgs& a);

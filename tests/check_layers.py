@@ -19,7 +19,7 @@ MAY_INCLUDE = {
     "core/session": {"core", "core/text", "core/model", "core/engine"},
     "core/train": {"core", "core/text", "core/model"},
     # The block pool and scheduler are bookkeeping; only the baseline's bytes need the engine.
-    "core/serve": {"core", "core/model", "core/engine"},
+    "core/serve": {"core", "core/model", "core/engine", "core/session"},
     # ui/: state (plain views and pure rules) < look (theme, fonts, colours) < panels <
     # lesson < the frame (ui/app.cpp). The runtime (the worker threads, the loader, the
     # controller) reaches only the state it publishes; nothing that draws includes it.

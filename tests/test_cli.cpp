@@ -21,11 +21,7 @@ namespace {
 using kvtest::Run;
 using kvtest::run_cli;
 
-int count_lines(const std::string& s) {
-    int n = 0;
-    for (char c : s) n += c == '\n';
-    return n;
-}
+using kvtest::count_lines;
 
 }  // namespace
 

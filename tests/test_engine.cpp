@@ -325,3 +325,38 @@ TEST_CASE("sampling: the token of a step depends on (seed, step) alone, and foll
     for (float x : logits) z += std::exp(x);
     CHECK(top[0].prob == doctest::Approx(std::exp(2.0f) / z));
 }
+
+// Steps of several tokens after the window has slid (a prefill in chunks, a prompt
+// behind stale rows) and windows wider than an attention tile of 32 rows: the tile's
+// shared key products must leave out what a later row's window has passed, and count
+// no key twice. Each chunking must equal one token a step, whose tiles have one row.
+TEST_CASE("a windowed step of many tokens equals one token a step, for any chunking and window") {
+    auto m = kvtest::random_model(96, 80, 32, 2, 4, 2, 11);
+    auto e = kv::make_cpu_engine(*m);
+    const std::vector<int> ids = kvtest::seq_ids(72, 96, 1);
+    auto last_logits = [&](const kv::CachePolicy& pol, const std::vector<int>& cuts) {
+        auto c = e->make_cache(pol);
+        kv::StepTrace tr;
+        int p = 0;
+        for (int cut : cuts) {
+            kv::ForwardRequest fr;
+            fr.ids = std::span<const int>(ids).subspan(size_t(p), size_t(cut - p));
+            fr.start_pos = p;
+            fr.trace_opts.record = false;
+            e->forward(fr, *c, tr);
+            p = cut;
+        }
+        return tr.logits;
+    };
+    std::vector<int> one_by_one(72);
+    for (int i = 0; i < 72; ++i) one_by_one[size_t(i)] = i + 1;
+    for (const kv::CachePolicy& pol : {kv::CachePolicy{6, 2}, kv::CachePolicy{6, 0}, kv::CachePolicy{40, 2},
+                                       kv::CachePolicy{40, 0}, kv::CachePolicy{33, 1}}) {
+        const std::vector<float> want = last_logits(pol, one_by_one);
+        for (const std::vector<int>& cuts : std::vector<std::vector<int>>{{72}, {8, 72}, {9, 12, 72}, {40, 72}, {50, 70, 72}}) {
+            CAPTURE(kv::policy_text(pol));
+            CAPTURE(cuts[0]);
+            CHECK(kvtest::max_abs_diff(last_logits(pol, cuts), want) < 1e-5f);
+        }
+    }
+}

@@ -80,6 +80,13 @@ inline Run run_cli(const std::string& args, const std::string& prefix = "") {
     return run_shell(prefix + "'" + KVSCOPE_CLI + "' " + args);
 }
 
+// Lines in a command's output (newlines).
+inline int count_lines(const std::string& s) {
+    int n = 0;
+    for (char c : s) n += c == '\n';
+    return n;
+}
+
 // The message of the kv::Error that f() throws; "<no exception>" when it throws
 // nothing, "<not a kv::Error> ..." for any other exception.
 template <class F>

@@ -10,6 +10,7 @@
 //         row), q = round-half-away-from-zero(x / s) clamped to [-127, 127], read as q * s.
 // docs/cache.md explains how the cache applies them.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <string>
 
@@ -32,6 +33,9 @@ struct CachePolicy {
     bool is_default() const { return window == 0 && dtype == KvDtype::f32; }
     // Does the query at position q read the key at position k?
     bool reads(int q, int k) const { return k <= q && (window == 0 || k < sinks || k > q - window); }
+    // Does some query at a position in [q0, q1] read the key at position k? (q =
+    // max(k, q0) is the one most likely to.) The keys a step of queries [q0, q1] needs.
+    bool read_by_some(int q0, int q1, int k) const { return k <= q1 && reads(std::max(k, q0), k); }
     // Does a cache that has seen positions [0, n) keep position k (can a query at n or later read it)?
     bool keeps(int n, int k) const { return k < n && (window == 0 || k < sinks || k > n - window); }
     bool operator==(const CachePolicy&) const = default;

@@ -2,6 +2,7 @@
 // forward pass, the trace fields every backend fills the same way, which heads a
 // trace records, and the factory that picks a backend by name.
 #include <string>
+#include <vector>
 
 #include "core/engine/engine.h"
 #include "core/error.h"
@@ -23,6 +24,39 @@ void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, co
         if (id < 0 || id >= cfg.vocab_size)
             throw Error("forward: token id " + std::to_string(id) + " is outside the vocabulary [0, " +
                         std::to_string(cfg.vocab_size) + ")");
+}
+
+void check_batch(const ModelConfig& cfg, std::span<const BatchSeq> seqs, const PagedKV& pool) {
+    if (!(pool.config() == cfg)) throw Error("batch: the pool was made for another model");
+    if (seqs.empty()) throw Error("batch: no sequences");
+    const int B = pool.block_size();
+    std::vector<char> written(size_t(pool.n_blocks()) * B, 0);
+    for (const BatchSeq& s : seqs) {
+        const int n = int(s.ids.size()), end = s.start_pos + n;
+        if (n == 0) throw Error("batch: a sequence with no tokens");
+        if (s.start_pos < 0 || end > cfg.n_ctx)
+            throw Error("batch: positions up to " + std::to_string(end) + " exceed the model's context of " +
+                        std::to_string(cfg.n_ctx));
+        if (int64_t(s.table.size()) * B < end)
+            throw Error("batch: a block table of " + std::to_string(s.table.size()) + " blocks cannot hold " +
+                        std::to_string(end) + " positions");
+        for (int b : s.table)
+            if (b < 0 || b >= pool.n_blocks()) throw Error("batch: block " + std::to_string(b) + " is not in the pool");
+        for (int id : s.ids)
+            if (id < 0 || id >= cfg.vocab_size)
+                throw Error("batch: token id " + std::to_string(id) + " is outside the vocabulary");
+        for (int p = s.start_pos; p < end; ++p)
+            if (written[size_t(paged_slot(s.table, B, p))]++)
+                throw Error("batch: two sequences write position " + std::to_string(p) + "'s slot");
+    }
+}
+
+std::unique_ptr<PagedKV> Engine::make_paged(const CachePolicy&, int, int) const {
+    throw Error(backend() + " backend: serving from a paged pool is not built for it (use --backend cpu)");
+}
+
+void Engine::forward_batch(std::span<const BatchSeq>, PagedKV&, BatchResult&) {
+    throw Error(backend() + " backend: batched steps are not built for it (use --backend cpu)");
 }
 
 void check_cache_head(const ModelConfig& cfg, int layer, int kv_head) {

@@ -13,6 +13,7 @@
 
 #include "core/model/config.h"
 #include "core/engine/kv_cache.h"
+#include "core/engine/paged_kv.h"
 #include "core/engine/trace.h"
 
 namespace kv {
@@ -44,6 +45,26 @@ struct ForwardRequest {
     TraceOptions trace_opts;
 };
 
+// One sequence of a batched step (serving): its tokens at positions [start_pos,
+// start_pos + n); every position before start_pos is in the pool already, and `table`
+// covers [0, start_pos + n) (kv::paged_slot).
+struct BatchSeq {
+    std::span<const int> ids;
+    int start_pos = 0;
+    std::span<const int> table;
+    int n_known = 0;  // positions an earlier step had computed (for kv_rows_recomputed)
+};
+
+// What a batched step returns. Per sequence, the counters of its own work (kv rows
+// computed, reused and recomputed, attention scores and their flops, tokens); `total`
+// adds the weight products, run once over all the step's tokens.
+struct BatchResult {
+    std::vector<float> logits;       // (m, V): the last position of each sequence
+    std::vector<Counters> counters;  // (m)
+    Counters total;
+    double ms = 0.0;
+};
+
 class Engine {
 public:
     virtual ~Engine() = default;
@@ -60,6 +81,13 @@ public:
     virtual void forward(const ForwardRequest& req, KVCache& cache, StepTrace& trace,
                          std::vector<float>* logits_all = nullptr) = 0;
 
+    // Serving: a pool of n_blocks blocks of block_size slots in this backend's memory,
+    // and one forward over several sequences reading and writing it through their
+    // block tables. Every sequence's logits equal the same sequence run alone through
+    // forward(). Backends without it throw kv::Error with one line.
+    virtual std::unique_ptr<PagedKV> make_paged(const CachePolicy& policy, int n_blocks, int block_size) const;
+    virtual void forward_batch(std::span<const BatchSeq> seqs, PagedKV& pool, BatchResult& out);
+
     virtual void set_threads(int n) { (void)n; }
 };
 
@@ -67,6 +95,10 @@ public:
 // present, start_pos within the positions the cache has seen, the context not
 // exceeded, ids in range, the cache made for this model.
 void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, const KVCache& cache);
+// The same checks for a batched step (throws kv::Error): at least one sequence, each
+// with tokens, within the context, ids in range, tables covering its positions with
+// blocks of the pool, and no two sequences writing the same slot.
+void check_batch(const ModelConfig& cfg, std::span<const BatchSeq> seqs, const PagedKV& pool);
 // Checks a (layer, kv head) pair for reading a cache (throws kv::Error).
 void check_cache_head(const ModelConfig& cfg, int layer, int kv_head);
 // Fills the fields every backend sets the same way once the work is done: the

@@ -1,14 +1,18 @@
 // CpuEngine: the reference GPT-2 forward pass on the CPU with Eigen, reading and
-// writing a HostKVCache, filling a StepTrace. Notation: n tokens processed this
-// step at positions p0..p0+n-1; the keys are the cache slots some query of the step
-// reads (KVCache::keys_for), nk of them in ascending position, key j at key_pos_[j];
-// C n_embd, Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv heads.
-// Counters are incremented in the loops that do the work, never from formulas.
+// writing a HostKVCache (one sequence, filling a StepTrace) or a HostPagedKV (a
+// batched serving step). Both run the same layers over "parts": a part is one
+// sequence's n tokens at positions p0..p0+n-1, rows [row0, row0 + n) of the step's
+// activations; its keys are the slots some query of it reads (KVCache::keys_for, or
+// its block table under the policy's mask), nk of them in ascending position, key j
+// at key_pos[j]. The weight products run once over all parts' rows; attention runs
+// per part. C n_embd, Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv
+// heads. Counters are incremented in the loops that do the work, never from formulas.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 
 #include "core/engine/engine.h"
@@ -58,21 +62,31 @@ struct Split {
     }
 };
 
+// One sequence's share of a forward (see the top of this file).
+struct Part {
+    int row0 = 0, n = 0, p0 = 0, n_known = 0;
+    std::span<const int> ids;              // (n)
+    std::vector<int> new_slots;            // (n) where this step's K/V rows go
+    std::vector<int> key_slots, key_pos;   // (nk) the keys its queries read
+    int keys_cached = 0;                   // keys at positions < p0: read, not computed
+    Counters cnt;                          // its kv rows and attention
+
+    void reserve(int T) {
+        new_slots.reserve(size_t(T));
+        key_slots.reserve(size_t(T));
+        key_pos.reserve(size_t(T));
+    }
+};
+
 class CpuEngine final : public Engine {
 public:
     explicit CpuEngine(const Model& model) : cfg_(model.config), w_(model.weights) {
-        const int T = cfg_.n_ctx, C = cfg_.n_embd;
-        x_ = RowMat::Zero(T, C);
-        h_ = RowMat::Zero(T, C);
-        qkv_ = RowMat::Zero(T, cfg_.qkv_dim());
-        att_ = RowMat::Zero(T, C);
-        fc_ = RowMat::Zero(T, 4 * C);
+        const int T = cfg_.n_ctx;
+        ensure_rows(T);
         scores_ = RowMat::Zero(int64_t(cfg_.n_head) * kTile, T);
         k_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
         v_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
-        key_slots_.reserve(size_t(T));
-        key_pos_.reserve(size_t(T));
-        new_slots_.reserve(size_t(T));
+        single_.reserve(T);
         logits_ = RowVec::Zero(cfg_.vocab_size);
         head_cnt_.assign(cfg_.n_head, Counters{});
         set_threads(0);
@@ -82,6 +96,9 @@ public:
     const ModelConfig& config() const override { return cfg_; }
     std::unique_ptr<KVCache> make_cache(const CachePolicy& policy) const override {
         return std::make_unique<HostKVCache>(cfg_, policy);
+    }
+    std::unique_ptr<PagedKV> make_paged(const CachePolicy& policy, int n_blocks, int block_size) const override {
+        return std::make_unique<HostPagedKV>(cfg_, policy, n_blocks, block_size);
     }
 
     // n <= 0: one thread per hardware thread.
@@ -94,17 +111,27 @@ public:
     }
 
     void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
+    void forward_batch(std::span<const BatchSeq> seqs, PagedKV& pool, BatchResult& out) override;
 
 private:
     static constexpr int kTile = 32;  // query rows per attention tile
 
-    // The key rows of layer l as f32 (a view of the cache, or decoded into k_tmp_/v_tmp_).
-    HostKVCache::Rows key_rows(const HostKVCache& cache, int l);
-    // Attention of the n new rows of qkv_ over the keys (the cache's slots for this
-    // step, under its mask), one task per query head; fills att_ and the trace of
-    // recorded heads.
-    void attention(int l, int p0, int n, int r0, const HostKVCache::Rows& kv, const CachePolicy& pol,
-                   StepTrace& tr, Counters& cnt);
+    // Activations for at least n rows (a batched step may exceed n_ctx rows).
+    void ensure_rows(int n);
+    // The trace's head records for n rows from row r0 (none unless the options record).
+    void begin_head_traces(const ForwardRequest& req, int n, int r0, StepTrace& tr) const;
+    // x = wte[id] + wpe[pos] for the part's rows.
+    void embed(const Part& pt);
+    // Every layer over rows [0, n_rows): the weight products once, each part's K/V
+    // into `store` at its new slots, attention per part. Trace rows from r0 of the
+    // first part are recorded into tr's heads (the single path has one part).
+    void layers(int n_rows, std::span<Part> parts, HostRows& store, const CachePolicy& pol, int r0,
+                StepTrace& tr, Counters& cnt);
+    // The key rows of a part in layer l as f32 (a view of the store, or decoded into k_tmp_/v_tmp_).
+    HostRows::Rows key_rows(const HostRows& store, const Part& pt, int l);
+    // Attention of a part's rows of qkv_ over its keys, under the policy's mask, one
+    // task per query head; fills its rows of att_ and the trace of recorded heads.
+    void attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol, StepTrace& tr);
     // Y = X * W + b (or Y += X * W + b), then GELU when asked; X (n, in), W (in, out)
     // held in f32 (W) or f16/bf16 (W16, when w_.type says so).
     void linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
@@ -115,6 +142,8 @@ private:
                     bool accumulate, bool gelu);
     // The logits of one row h against the head's rows, split by vocabulary rows.
     void head_row(const float* h, float* logits);
+    // The logits of the first m rows of h_ into out (m, V), split by vocabulary rows.
+    void head_rows(int m, float* out);
 
     int n_parts() const { return pool_->size() == 1 ? 1 : pool_->size() * 4; }
 
@@ -122,28 +151,43 @@ private:
     const Weights& w_;
     std::mutex busy_;  // one forward at a time: the scratch below is shared
     std::unique_ptr<ThreadPool> pool_;
-    // Activations, preallocated to n_ctx rows; a step uses the top n rows.
-    RowMat x_;       // (T, C) residual stream
-    RowMat h_;       // (T, C) LayerNorm output
-    RowMat qkv_;     // (T, Q) [q | k | v] per position
-    RowMat att_;     // (T, C) attention output, heads side by side
-    RowMat fc_;      // (T, 4C) MLP hidden
+    // Activations, preallocated to n_ctx rows (more for a large batch); a step uses the top rows.
+    RowMat x_;       // (rows, C) residual stream
+    RowMat h_;       // (rows, C) LayerNorm output
+    RowMat qkv_;     // (rows, Q) [q | k | v] per position
+    RowMat att_;     // (rows, C) attention output, heads side by side
+    RowMat fc_;      // (rows, 4C) MLP hidden
     RowMat scores_;  // (H * kTile, T) each head's scores for one tile of query rows
     RowVec logits_;  // (V)
-    RowMat k_tmp_, v_tmp_;             // (T, kv_dim) keys/values decoded from f16/int8 or gathered
-    std::vector<int> key_slots_, key_pos_;  // (nk) the step's keys: cache slot, position
-    std::vector<int> new_slots_;       // (n) the slots of this step's positions
+    RowMat k_tmp_, v_tmp_;     // (T, kv_dim) keys/values decoded from f16/int8 or gathered
+    Part single_;              // forward()'s one part
+    std::vector<Part> batch_;  // forward_batch()'s parts
+    StepTrace no_trace_;       // the batched step records no heads
     std::vector<float> parts_;  // (tasks, kFewRows, max(Q, 4C)) partial sums of linear_few
-    static constexpr int kFewRows = 4;  // up to this many rows take linear_few
+    static constexpr int kFewRows = 16;  // rows linear_few can take (the size of parts_)
+    // Up to this many rows take linear_few and the chunked head: 16 with the AVX-512
+    // kernel, which blocks 8 or 4 rows per load of W (a batch of 8 decodes 1.3x faster
+    // than through Eigen, docs/benchmarks.md "Serving"), else 4 (unmeasured beyond).
+    int few_rows() const { return matmul::kernel() == matmul::Kernel::avx512 ? kFewRows : 4; }
     std::vector<Counters> head_cnt_;  // (H) per-head counts of one attention call
 };
+
+void CpuEngine::ensure_rows(int n) {
+    if (x_.rows() >= n) return;
+    const int C = cfg_.n_embd;
+    x_ = RowMat::Zero(n, C);
+    h_ = RowMat::Zero(n, C);
+    qkv_ = RowMat::Zero(n, cfg_.qkv_dim());
+    att_ = RowMat::Zero(n, C);
+    fc_ = RowMat::Zero(n, 4 * C);
+}
 
 void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
                        bool accumulate, bool gelu, Counters& cnt) {
     const bool h16 = w_.type != WeightType::f32;
     const int in = h16 ? int(W16.rows) : int(W.rows()), out = h16 ? int(W16.cols) : int(W.cols());
     cnt.flops += 2LL * n * in * out;
-    if (n <= kFewRows) {
+    if (n <= few_rows()) {
         linear_few(Y, X, n, h16 ? static_cast<const void*>(W16.data) : W.data(), in, out, b, accumulate, gelu);
         return;
     }
@@ -178,13 +222,23 @@ void CpuEngine::linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int
         matmul::rows_times(t, n, k1 - k0, out, X.data() + k0, X.cols(),
                            static_cast<const char*>(W) + int64_t(k0) * out * esize, out, parts_.data() + p * stride, out);
     });
-    for (int r = 0; r < n; ++r) {
-        auto y = Y.row(r).head(out);
-        if (!accumulate) y = b;
-        else y += b;
-        for (int p = 0; p < parts; ++p) y += Eigen::Map<const RowVec>(parts_.data() + p * stride + int64_t(r) * out, out);
-        if (gelu) gelu_inplace(y);
-    }
+    // The parts' sums, the bias and GELU: by column ranges on the pool when a batch
+    // brings several rows, on this thread for one row (a few microseconds).
+    auto reduce = [&](int c0, int w) {
+        for (int r = 0; r < n; ++r) {
+            auto y = Y.row(r).segment(c0, w);
+            if (!accumulate) y = b.segment(c0, w);
+            else y += b.segment(c0, w);
+            for (int p = 0; p < parts; ++p)
+                y += Eigen::Map<const RowVec>(parts_.data() + p * stride + int64_t(r) * out + c0, w);
+            if (gelu) gelu_inplace(y);
+        }
+    };
+    if (n == 1) return reduce(0, out);
+    const Split sp{out, n_parts()};
+    pool_->parallel_for(sp.parts, [&](int i) {
+        if (sp.end(i) > sp.begin(i)) reduce(sp.begin(i), sp.end(i) - sp.begin(i));
+    });
 }
 
 void CpuEngine::head_row(const float* h, float* logits) {
@@ -200,13 +254,13 @@ void CpuEngine::head_row(const float* h, float* logits) {
     });
 }
 
-HostKVCache::Rows CpuEngine::key_rows(const HostKVCache& cache, int l) {
-    HostKVCache::Rows rows;
-    if (cache.direct_rows(l, key_slots_, rows)) return rows;
-    const int nk = int(key_slots_.size());
+HostRows::Rows CpuEngine::key_rows(const HostRows& store, const Part& pt, int l) {
+    HostRows::Rows rows;
+    if (store.direct_rows(l, pt.key_slots, rows)) return rows;
+    const int nk = int(pt.key_slots.size());
     const Split sp{nk, std::min(n_parts(), std::max(1, nk / 32))};
     pool_->parallel_for(sp.parts, [&](int i) {
-        cache.decode_rows(l, key_slots_, std::min(nk, i * nk / sp.parts), std::min(nk, (i + 1) * nk / sp.parts),
+        store.decode_rows(l, pt.key_slots, std::min(nk, i * nk / sp.parts), std::min(nk, (i + 1) * nk / sp.parts),
                           k_tmp_.data(), v_tmp_.data());
     });
     return {k_tmp_.data(), v_tmp_.data(), cfg_.kv_dim()};
@@ -242,10 +296,13 @@ KeyRange key_range(const std::vector<int>& key_pos, const CachePolicy& pol, int 
 // all keys so far without a window) and [c0, c1) (the window all rows share); each
 // row then adds its own keys one dot product at a time. Without a window this is
 // "shared keys as one product, then the tile's triangle".
-void CpuEngine::attention(int l, int p0, int n, int r0, const HostKVCache::Rows& kv, const CachePolicy& pol,
-                          StepTrace& tr, Counters& cnt) {
+void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol,
+                          StepTrace& tr) {
     const int C = cfg_.n_embd, H = cfg_.n_head, hd = cfg_.head_dim(), Qd = cfg_.qkv_dim(), T = cfg_.n_ctx;
-    const int kvd = cfg_.kv_dim(), nk = int(key_pos_.size());
+    const int kvd = cfg_.kv_dim(), nk = int(pt.key_pos.size()), p0 = pt.p0, n = pt.n;
+    const std::vector<int>& key_pos = pt.key_pos;
+    const float* qkv = qkv_.data() + int64_t(pt.row0) * Qd;  // the part's rows
+    float* att = att_.data() + int64_t(pt.row0) * C;
     const float scale = 1.0f / std::sqrt(float(hd));
     for (auto& hc : head_cnt_) hc = Counters{};
     pool_->parallel_for(H, [&](int h) {
@@ -258,23 +315,31 @@ void CpuEngine::attention(int l, int p0, int n, int r0, const HostKVCache::Rows&
         ConstBlockMap V(kv.v + g * hd, nk, hd, Stride(kv.row_stride));
         for (int i0 = 0; i0 < n; i0 += kTile) {
             const int rows = std::min(kTile, n - i0);
-            const KeyRange first = key_range(key_pos_, pol, p0 + i0), last = key_range(key_pos_, pol, p0 + i0 + rows - 1);
-            // Keys from own0 on are the tile's own positions: a per-row triangle.
+            const KeyRange first = key_range(key_pos, pol, p0 + i0), last = key_range(key_pos, pol, p0 + i0 + rows - 1);
+            // Keys from own0 on are the tile's own positions: a per-row triangle. Every
+            // row reads [0, a): the first and the last row's s bound it (a row whose
+            // window has not slid past the sinks counts as one run [0, hi), so a later
+            // row's smaller s is the bound once the window slides inside the tile).
             const int own0 = first.hi - 1;
-            const int a = std::min(first.s, own0), c0 = last.lo, c1 = std::max(c0, std::min(first.hi, own0));
-            ConstBlockMap Qt(qkv_.data() + int64_t(i0) * Qd + h * hd, rows, hd, Stride(Qd));
+            const int a = std::min({first.s, last.s, own0}), c0 = last.lo, c1 = std::max(c0, std::min(first.hi, own0));
+            ConstBlockMap Qt(qkv + int64_t(i0) * Qd + h * hd, rows, hd, Stride(Qd));
             BlockMap S(scores_.data() + int64_t(h) * kTile * T, rows, T, Stride(T));
-            BlockMap O(att_.data() + int64_t(i0) * C + h * hd, rows, hd, Stride(C));
+            BlockMap O(att + int64_t(i0) * C + h * hd, rows, hd, Stride(C));
             // The row's own keys: [a, s) and [lo, hi) without the shared [c0, c1).
+            // (A row whose window has not slid reads one run [0, hi) as its "sinks",
+            // which can cover [c0, c1) too: both ranges skip it.)
             auto for_own = [&](const KeyRange& kr, auto&& f) {
-                for (int j = a; j < kr.s; ++j) f(j);
-                for (int j = kr.lo; j < std::min(kr.hi, c0); ++j) f(j);
-                for (int j = std::max(kr.lo, c1); j < kr.hi; ++j) f(j);
+                auto outside_shared = [&](int b, int e) {
+                    for (int j = b; j < std::min(e, c0); ++j) f(j);
+                    for (int j = std::max(b, c1); j < e; ++j) f(j);
+                };
+                outside_shared(a, kr.s);
+                outside_shared(kr.lo, kr.hi);
             };
             if (a > 0) S.leftCols(a).noalias() = Qt * K.topRows(a).transpose();
             if (c1 > c0) S.middleCols(c0, c1 - c0).noalias() = Qt * K.middleRows(c0, c1 - c0).transpose();
             for (int r = 0; r < rows; ++r) {
-                const KeyRange kr = key_range(key_pos_, pol, p0 + i0 + r);
+                const KeyRange kr = key_range(key_pos, pol, p0 + i0 + r);
                 for_own(kr, [&](int j) { S(r, j) = Qt.row(r).dot(K.row(j)); });
                 hc.attn_scores += kr.count();
                 // Softmax over the keys read: [0, s) and [lo, hi).
@@ -298,27 +363,119 @@ void CpuEngine::attention(int l, int p0, int n, int r0, const HostKVCache::Rows&
                 O.setZero();
             if (c1 > c0) O.noalias() += S.middleCols(c0, c1 - c0) * V.middleRows(c0, c1 - c0);
             for (int r = 0; r < rows; ++r) {
-                const KeyRange kr = key_range(key_pos_, pol, p0 + i0 + r);
+                const KeyRange kr = key_range(key_pos, pol, p0 + i0 + r);
                 for_own(kr, [&](int j) { O.row(r) += S(r, j) * V.row(j); });
                 hc.flops += 2LL * kr.count() * hd * 2;  // q.k and weights.v
             }
             if (ht) {
                 for (int r = std::max(0, r0 - i0); r < rows; ++r) {
                     const int i = i0 + r, row = i - r0;
-                    const KeyRange kr = key_range(key_pos_, pol, p0 + i);
+                    const KeyRange kr = key_range(key_pos, pol, p0 + i);
                     ht->q.row(row) = Qt.row(r);
-                    ht->k.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + C + g * hd, hd);
-                    ht->v.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + C + kvd + g * hd, hd);
-                    for (int j = 0; j < kr.s; ++j) ht->attn(row, key_pos_[size_t(j)]) = S(r, j);
-                    for (int j = kr.lo; j < kr.hi; ++j) ht->attn(row, key_pos_[size_t(j)]) = S(r, j);
+                    ht->k.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qd + C + g * hd, hd);
+                    ht->v.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qd + C + kvd + g * hd, hd);
+                    for (int j = 0; j < kr.s; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
+                    for (int j = kr.lo; j < kr.hi; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
                 }
             }
         }
     });
     for (const auto& hc : head_cnt_) {
-        cnt.attn_scores += hc.attn_scores;
-        cnt.flops += hc.flops;
+        pt.cnt.attn_scores += hc.attn_scores;
+        pt.cnt.flops += hc.flops;
     }
+}
+
+void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, StepTrace& tr) const {
+    const TraceOptions& topt = req.trace_opts;
+    const int hd = cfg_.head_dim(), nk = req.start_pos + n;  // positions the attention rows span
+    tr.heads.clear();
+    if (!topt.record) return;
+    for (int l = 0; l < cfg_.n_layer; ++l)
+        for (int h = 0; h < cfg_.n_head; ++h) {
+            if (!topt.all_heads && !(l == topt.layer && h == topt.head)) continue;
+            HeadTrace ht;
+            ht.layer = l;
+            ht.head = h;
+            ht.kv_head = cfg_.kv_head_of(h);
+            ht.first_pos = req.start_pos + r0;
+            ht.q.resize(n - r0, hd);
+            ht.k.resize(n - r0, hd);
+            ht.v.resize(n - r0, hd);
+            ht.attn = RowMat::Zero(n - r0, nk);
+            tr.heads.push_back(std::move(ht));
+        }
+}
+
+void CpuEngine::embed(const Part& pt) {
+    for (int i = 0; i < pt.n; ++i) {
+        w_.token_row(pt.ids[size_t(i)], x_.row(pt.row0 + i).data());
+        x_.row(pt.row0 + i) += w_.wpe.row(pt.p0 + i);
+    }
+}
+
+void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const CachePolicy& pol, int r0,
+                       StepTrace& tr, Counters& cnt) {
+    const int C = cfg_.n_embd, Hkv = cfg_.n_kv_head, kvd = cfg_.kv_dim();
+    auto X = x_.topRows(n_rows);
+    auto Hs = h_.topRows(n_rows);
+    for (int l = 0; l < cfg_.n_layer; ++l) {
+        const LayerWeights& lw = w_.layers[l];
+
+        // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b.
+        layernorm(Hs, X, lw.ln_1_w, lw.ln_1_b, cfg_.layer_norm_epsilon);
+        linear(qkv_, h_, n_rows, lw.attn_w, lw.attn_w16, lw.attn_b, false, false, cnt);
+
+        for (Part& pt : parts) {
+            // K and V of the new positions enter the store, in the slots placed for them.
+            for (int i = 0; i < pt.n; ++i) {
+                const float* row = qkv_.row(pt.row0 + i).data();
+                store.write(l, pt.new_slots[size_t(i)], row + C, row + C + kvd);
+                pt.cnt.kv_rows_computed += Hkv;
+                if (pt.p0 + i < pt.n_known) pt.cnt.kv_rows_recomputed += Hkv;
+            }
+            // The keys read from the cache, of every kv head.
+            for (int g = 0; g < Hkv; ++g) pt.cnt.kv_rows_reused += pt.keys_cached;
+            attention(l, pt, r0, key_rows(store, pt, l), pol, tr);
+        }
+
+        // x += att * c_proj + b
+        linear(x_, att_, n_rows, lw.attn_proj_w, lw.attn_proj_w16, lw.attn_proj_b, true, false, cnt);
+
+        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj + b
+        layernorm(Hs, X, lw.ln_2_w, lw.ln_2_b, cfg_.layer_norm_epsilon);
+        linear(fc_, h_, n_rows, lw.fc_w, lw.fc_w16, lw.fc_b, false, true, cnt);
+        linear(x_, fc_, n_rows, lw.mlp_proj_w, lw.mlp_proj_w16, lw.mlp_proj_b, true, false, cnt);
+    }
+}
+
+// Split by vocabulary rows: each thread takes contiguous rows of the (V, C) head.
+void CpuEngine::head_rows(int m, float* out) {
+    const int V = cfg_.vocab_size, C = cfg_.n_embd;
+    const Split sp{V, n_parts()};
+    const RowMat& head = w_.head(cfg_);
+    const bool h16 = w_.type != WeightType::f32;
+    const void* H = h16 ? static_cast<const void*>(w_.head16(cfg_).data) : head.data();
+    const int esize = weight_type_bytes(w_.type);
+    Eigen::Map<RowMat> o(out, m, V);
+    pool_->parallel_for(sp.parts, [&](int i) {
+        const int a = sp.begin(i), len = sp.end(i) - a;
+        if (len <= 0) return;
+        if (m <= few_rows()) {
+            // A batch's few rows: the head read from memory once, in chunks of rows
+            // that stay in cache while each of the m rows takes its dot products.
+            constexpr int kChunk = 64;
+            for (int c0 = a; c0 < a + len; c0 += kChunk) {
+                const int cl = std::min(kChunk, a + len - c0);
+                const char* Hc = static_cast<const char*>(H) + int64_t(c0) * C * esize;
+                for (int r = 0; r < m; ++r) matmul::dot_rows(w_.type, cl, C, h_.row(r).data(), Hc, out + int64_t(r) * V + c0);
+            }
+        } else if (!h16) {
+            o.middleCols(a, len).noalias() = h_.topRows(m) * head.middleRows(a, len).transpose();
+        } else {
+            matmul::many_rows_dot(w_.head16(cfg_), a, len, m, h_.data(), h_.cols(), out + a, V);
+        }
+    });
 }
 
 void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace& tr, std::vector<float>* logits_all) {
@@ -327,100 +484,39 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     if (!host) throw Error("cpu backend: the cache was made by another backend");
     HostKVCache& cache = *host;
     std::lock_guard<std::mutex> lock(busy_);
-    const int n = int(req.ids.size());
-    const int p0 = req.start_pos;
-    const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
-    const int kvd = cfg_.kv_dim(), V = cfg_.vocab_size;
+    const int n = int(req.ids.size()), p0 = req.start_pos, C = cfg_.n_embd, V = cfg_.vocab_size;
     check_forward_request(cfg_, req, cache);
     cache.truncate(p0);  // positions at and after start_pos are computed again
+    Part& pt = single_;
+    pt.row0 = 0, pt.n = n, pt.p0 = p0, pt.n_known = req.n_known, pt.ids = req.ids, pt.cnt = Counters{};
     const std::vector<int>& placed = cache.place(n);
-    new_slots_.assign(placed.begin(), placed.end());
-    cache.keys_for(p0, p0 + n - 1, key_slots_, key_pos_);
-    const int nk = p0 + n;  // positions the trace's attention rows span
-    int keys_cached = 0;    // keys read from the cache, not computed this step
-    for (int k : key_pos_) keys_cached += k < p0;
+    pt.new_slots.assign(placed.begin(), placed.end());
+    cache.keys_for(p0, p0 + n - 1, pt.key_slots, pt.key_pos);
+    pt.keys_cached = 0;
+    for (int k : pt.key_pos) pt.keys_cached += k < p0;
+
+    // Which heads the trace records, and which rows.
+    const int r0 = req.trace_opts.record ? std::max(0, n - std::max(1, req.trace_opts.max_rows)) : n;
+    begin_head_traces(req, n, r0, tr);
 
     Counters cnt;
     cnt.tokens_processed = n;
-
-    // Which heads the trace records, and which rows.
-    const TraceOptions& topt = req.trace_opts;
-    const int r0 = topt.record ? std::max(0, n - std::max(1, topt.max_rows)) : n;  // first recorded row
-    tr.heads.clear();
-    if (topt.record) {
-        for (int l = 0; l < cfg_.n_layer; ++l)
-            for (int h = 0; h < H; ++h) {
-                if (!topt.all_heads && !(l == topt.layer && h == topt.head)) continue;
-                HeadTrace ht;
-                ht.layer = l;
-                ht.head = h;
-                ht.kv_head = cfg_.kv_head_of(h);
-                ht.first_pos = p0 + r0;
-                ht.q.resize(n - r0, hd);
-                ht.k.resize(n - r0, hd);
-                ht.v.resize(n - r0, hd);
-                ht.attn = RowMat::Zero(n - r0, nk);
-                tr.heads.push_back(std::move(ht));
-            }
-    }
-
-    // Embeddings: x = wte[id] + wpe[pos].
-    for (int i = 0; i < n; ++i) {
-        w_.token_row(req.ids[i], x_.row(i).data());
-        x_.row(i) += w_.wpe.row(p0 + i);
-    }
-
-    auto X = x_.topRows(n);
-    auto Hs = h_.topRows(n);
-
-    for (int l = 0; l < cfg_.n_layer; ++l) {
-        const LayerWeights& lw = w_.layers[l];
-
-        // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b.
-        layernorm(Hs, X, lw.ln_1_w, lw.ln_1_b, cfg_.layer_norm_epsilon);
-        linear(qkv_, h_, n, lw.attn_w, lw.attn_w16, lw.attn_b, false, false, cnt);
-
-        // K and V of the new positions enter the cache, in the slots it placed them.
-        for (int i = 0; i < n; ++i) {
-            cache.write(l, new_slots_[size_t(i)], qkv_.row(i).data() + C, qkv_.row(i).data() + C + kvd);
-            cnt.kv_rows_computed += Hkv;
-            if (p0 + i < req.n_known) cnt.kv_rows_recomputed += Hkv;
-        }
-        // The keys read from the cache, of every kv head.
-        for (int g = 0; g < Hkv; ++g) cnt.kv_rows_reused += keys_cached;
-
-        attention(l, p0, n, r0, key_rows(cache, l), cache.policy(), tr, cnt);
-
-        // x += att * c_proj + b
-        linear(x_, att_, n, lw.attn_proj_w, lw.attn_proj_w16, lw.attn_proj_b, true, false, cnt);
-
-        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj + b
-        layernorm(Hs, X, lw.ln_2_w, lw.ln_2_b, cfg_.layer_norm_epsilon);
-        linear(fc_, h_, n, lw.fc_w, lw.fc_w16, lw.fc_b, false, true, cnt);
-        linear(x_, fc_, n, lw.mlp_proj_w, lw.mlp_proj_w16, lw.mlp_proj_b, true, false, cnt);
-    }
+    embed(pt);
+    layers(n, std::span<Part>(&pt, 1), cache.rows(), cache.policy(), r0, tr, cnt);
+    cnt += pt.cnt;
     // Rows no later query can read leave the cache.
     const std::vector<int>& evicted = cache.evict();
-    cnt.kv_rows_evicted += int64_t(cfg_.n_layer) * Hkv * int64_t(evicted.size());
+    cnt.kv_rows_evicted += int64_t(cfg_.n_layer) * cfg_.n_kv_head * int64_t(evicted.size());
     if (tr.keys_read.capacity() < size_t(cfg_.n_ctx)) tr.keys_read.reserve(size_t(cfg_.n_ctx));
-    tr.keys_read.assign(key_pos_.begin(), key_pos_.end());
+    tr.keys_read.assign(pt.key_pos.begin(), pt.key_pos.end());
 
-    // Head: final LayerNorm and logits, for the last position (or all). Split by
-    // vocabulary rows: each thread takes contiguous rows of the (V, C) head.
-    const RowMat& head = w_.head(cfg_);
-    const Split sp{V, n_parts()};
+    // Head: final LayerNorm and logits, for the last position (or all).
+    auto X = x_.topRows(n);
+    auto Hs = h_.topRows(n);
     if (req.all_logits && logits_all) {
         layernorm(Hs, X, w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
         logits_all->resize(size_t(n) * V);
-        Eigen::Map<RowMat> out(logits_all->data(), n, V);
-        pool_->parallel_for(sp.parts, [&](int i) {
-            const int a = sp.begin(i), len = sp.end(i) - a;
-            if (len <= 0) return;
-            if (w_.type == WeightType::f32)
-                out.middleCols(a, len).noalias() = Hs * head.middleRows(a, len).transpose();
-            else
-                matmul::many_rows_dot(w_.head16(cfg_), a, len, n, h_.data(), h_.cols(), out.data() + a, V);
-        });
+        head_rows(n, logits_all->data());
         cnt.flops += 2LL * n * C * V;
         tr.logits.assign(logits_all->end() - V, logits_all->end());
     } else {
@@ -431,6 +527,60 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     }
 
     finish_trace(tr, req, cache, cnt, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void CpuEngine::forward_batch(std::span<const BatchSeq> seqs, PagedKV& any_pool, BatchResult& out) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto* host = dynamic_cast<HostPagedKV*>(&any_pool);
+    if (!host) throw Error("cpu backend: the pool was made by another backend");
+    std::lock_guard<std::mutex> lock(busy_);
+    check_batch(cfg_, seqs, *host);
+    const CachePolicy& pol = host->policy();
+    const int m = int(seqs.size()), B = host->block_size(), C = cfg_.n_embd, V = cfg_.vocab_size;
+    batch_.resize(size_t(m));
+    int rows = 0;
+    for (int i = 0; i < m; ++i) {
+        const BatchSeq& s = seqs[size_t(i)];
+        Part& pt = batch_[size_t(i)];
+        pt.row0 = rows, pt.n = int(s.ids.size()), pt.p0 = s.start_pos, pt.n_known = s.n_known;
+        pt.ids = s.ids, pt.cnt = Counters{}, pt.keys_cached = 0;
+        pt.new_slots.clear(), pt.key_slots.clear(), pt.key_pos.clear();
+        const int q1 = pt.p0 + pt.n - 1;
+        for (int p = pt.p0; p <= q1; ++p) pt.new_slots.push_back(paged_slot(s.table, B, p));
+        for (int k = 0; k <= q1; ++k)
+            if (pol.read_by_some(pt.p0, q1, k)) {
+                pt.key_slots.push_back(paged_slot(s.table, B, k));
+                pt.key_pos.push_back(k);
+                pt.keys_cached += k < pt.p0;
+            }
+        rows += pt.n;
+    }
+    ensure_rows(rows);
+    Counters cnt;
+    cnt.tokens_processed = rows;
+    for (const Part& pt : batch_) embed(pt);
+    layers(rows, batch_, host->rows(), pol, rows, no_trace_, cnt);
+
+    // Head: the final LayerNorm of each sequence's last row into h_'s first m rows.
+    for (int i = 0; i < m; ++i) {
+        const Part& pt = batch_[size_t(i)];
+        layernorm(h_.row(i), x_.row(pt.row0 + pt.n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
+    }
+    out.logits.resize(size_t(m) * V);
+    head_rows(m, out.logits.data());
+    cnt.flops += 2LL * m * C * V;
+    out.counters.resize(size_t(m));
+    for (int i = 0; i < m; ++i) {
+        Counters& c = out.counters[size_t(i)];
+        const Part& pt = batch_[size_t(i)];
+        c = pt.cnt;
+        c.tokens_processed = pt.n;
+        c.cache_rows = pt.p0 + pt.n;
+        c.cache_bytes = cache_bytes_for(cfg_, pol.dtype, c.cache_rows);
+        cnt += pt.cnt;
+    }
+    out.total = cnt;
+    out.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace

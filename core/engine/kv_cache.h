@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "core/engine/cache_policy.h"
+#include "core/engine/host_rows.h"
 #include "core/model/config.h"
 #include "core/tensor.h"
 
@@ -112,7 +113,7 @@ private:
     std::map<int, std::vector<char>> log_;  // evicted position -> its rows (save_slot)
 };
 
-// The CPU's cache: host memory, f32, f16 or int8.
+// The CPU's cache: host memory, f32, f16 or int8; its rows live in a HostRows.
 class HostKVCache final : public KVCache {
 public:
     HostKVCache(const ModelConfig& cfg, const CachePolicy& policy);
@@ -120,41 +121,20 @@ public:
     void write(int layer, int slot, const float* k_row, const float* v_row) override;
     bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v,
                    bool unrounded = false) const override;
-    void set_keep_unrounded(bool on) override;
+    void set_keep_unrounded(bool on) override { rows_.set_keep_unrounded(on); }
 
-    // K and V of `slots` in `layer` as f32 rows for the attention loop, without a
-    // copy: true when the rows are f32 and the slots consecutive (then `rows` points
-    // into the storage, row_stride floats apart); false otherwise (decode_rows then).
-    struct Rows {
-        const float* k = nullptr;
-        const float* v = nullptr;
-        int row_stride = 0;
-    };
-    bool direct_rows(int layer, std::span<const int> slots, Rows& rows) const;
-    // Decodes the rows of slots[i0, i1) of `layer` into k_out and v_out (row i of the
-    // list at row i, kv_dim floats a row). Safe to call from several threads at once.
-    void decode_rows(int layer, std::span<const int> slots, int i0, int i1, float* k_out, float* v_out) const;
+    // The storage, for the CPU engine's layers: they write the rows of the slots
+    // place() gave and read them through HostRows::direct_rows and decode_rows.
+    const HostRows& rows() const { return rows_; }
+    HostRows& rows() { return rows_; }
 
 protected:
-    void grow(int n) override;
-    std::vector<char> save_slot(int slot) const override;
-    void load_slot(int slot, const std::vector<char>& bytes) override;
+    void grow(int n) override { rows_.resize(n); }
+    std::vector<char> save_slot(int slot) const override { return rows_.save_slot(slot); }
+    void load_slot(int slot, const std::vector<char>& bytes) override { rows_.load_slot(slot, bytes); }
 
 private:
-    // One layer's storage; only the arrays of the policy's dtype are used.
-    struct Layer {
-        RowMat k32, v32;                       // (slots, kv_dim) f32
-        std::vector<uint16_t> k16, v16;        // (slots * kv_dim) f16 bits
-        std::vector<int8_t> k8, v8;            // (slots * kv_dim) int8
-        std::vector<float> ks, vs;             // (slots * Hkv) int8 scales
-        RowMat k_raw, v_raw;                   // (slots, kv_dim) unrounded rows (keep_unrounded)
-    };
-    void decode_row(const Layer& st, bool is_k, int slot, int g, float* out) const;  // one kv head, hd values
-    size_t slot_bytes() const;
-
-    int slots_ = 0;
-    bool keep_unrounded_ = false;
-    std::vector<Layer> layers_;  // L
+    HostRows rows_;
 };
 
 }  // namespace kv

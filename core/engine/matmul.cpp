@@ -159,8 +159,29 @@ KV_AVX512 inline void chunk_fma(float* y, const typename T::E* w0, int64_t ldw, 
         _mm512_storeu_ps(y, acc);
 }
 
-// Up to 4 rows of X against W's rows k (8 at a time), the whole width w per k, so
-// W is read once, row after row; Y rows stay in L1.
+// NR rows of X against one 16-column chunk of R rows of W: each W load feeds NR
+// FMAs into NR accumulators (the rows' Y chunks), x broadcast from memory.
+template <class T, int R, int NR, bool Tail>
+KV_AVX512 inline void chunk_fma_rows(float* y, int64_t ldy, const typename T::E* w0, int64_t ldw, const float* x,
+                                     int64_t ldx, __mmask16 m) {
+    __m512 acc[NR];
+    for (int r = 0; r < NR; ++r) acc[r] = Tail ? _mm512_maskz_loadu_ps(m, y + r * ldy) : _mm512_loadu_ps(y + r * ldy);
+    for (int i = 0; i < R; ++i) {
+        const __m512 wv = vload<T, Tail>(w0 + i * ldw, m);
+        for (int r = 0; r < NR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(x[r * ldx + i]), wv, acc[r]);
+    }
+    for (int r = 0; r < NR; ++r) {
+        if (Tail)
+            _mm512_mask_storeu_ps(y + r * ldy, m, acc[r]);
+        else
+            _mm512_storeu_ps(y + r * ldy, acc[r]);
+    }
+}
+
+// Rows of X against W's rows k (8 at a time), the whole width w per k, so W is read
+// once from memory, row after row. One row alone takes two accumulators per chunk;
+// batches (serving) go 8 or 4 rows at a time, each W chunk loaded once for all of them
+// (the 8 rows of W stay in L2 across the groups).
 template <class T>
 KV_AVX512 void rows_times_avx512(int n, int nk, int w, const float* X, int64_t ldx, const void* Wv, int64_t ldw,
                                  float* Y, int64_t ldy) {
@@ -169,20 +190,36 @@ KV_AVX512 void rows_times_avx512(int n, int nk, int w, const float* X, int64_t l
     const int wf = w / 16 * 16;  // full chunks end here
     const __mmask16 mt = tail_mask(w - wf);
     for (int r = 0; r < n; ++r) std::fill_n(Y + r * ldy, w, 0.0f);
+    auto group = [&](int k, int r, auto rows, auto nr) KV_AVX512 {
+        constexpr int Rk = decltype(rows)::value, NR = decltype(nr)::value;
+        const typename T::E* w0 = W + k * ldw;
+        const float* x = X + r * ldx + k;
+        float* y = Y + r * ldy;
+        AheadPrefetch pf(w0, r == 0 && ldw == w ? Rk : 0, int64_t(w) * int64_t(sizeof(typename T::E)), wf / 16);
+        for (int c = 0; c < wf; c += 16) {
+            pf.step();
+            chunk_fma_rows<T, Rk, NR, false>(y + c, ldy, w0 + c, ldw, x, ldx, 0);
+        }
+        if (wf < w) chunk_fma_rows<T, Rk, NR, true>(y + wf, ldy, w0 + wf, ldw, x, ldx, mt);
+    };
     auto pass = [&](int k, auto rows) KV_AVX512 {
         constexpr int Rk = decltype(rows)::value;
-        const typename T::E* w0 = W + k * ldw;
-        for (int r = 0; r < n; ++r) {
+        if (n == 1) {  // one row: two accumulators keep both FMA pipes busy
             __m512 xb[Rk];
-            for (int i = 0; i < Rk; ++i) xb[i] = _mm512_set1_ps(X[r * ldx + k + i]);
-            float* y = Y + r * ldy;
-            AheadPrefetch pf(w0, r == 0 && ldw == w ? Rk : 0, int64_t(w) * int64_t(sizeof(typename T::E)), wf / 16);
+            for (int i = 0; i < Rk; ++i) xb[i] = _mm512_set1_ps(X[k + i]);
+            const typename T::E* w0 = W + k * ldw;
+            AheadPrefetch pf(w0, ldw == w ? Rk : 0, int64_t(w) * int64_t(sizeof(typename T::E)), wf / 16);
             for (int c = 0; c < wf; c += 16) {
                 pf.step();
-                chunk_fma<T, Rk, false>(y + c, w0 + c, ldw, xb, 0);
+                chunk_fma<T, Rk, false>(Y + c, w0 + c, ldw, xb, 0);
             }
-            if (wf < w) chunk_fma<T, Rk, true>(y + wf, w0 + wf, ldw, xb, mt);
+            if (wf < w) chunk_fma<T, Rk, true>(Y + wf, w0 + wf, ldw, xb, mt);
+            return;
         }
+        int r = 0;
+        for (; r + 8 <= n; r += 8) group(k, r, rows, std::integral_constant<int, 8>{});
+        for (; r + 4 <= n; r += 4) group(k, r, rows, std::integral_constant<int, 4>{});
+        for (; r < n; ++r) group(k, r, rows, std::integral_constant<int, 1>{});
     };
     int k = 0;
     for (; k + R <= nk; k += R) pass(k, std::integral_constant<int, R>{});

@@ -34,7 +34,9 @@ void set_kernel(Kernel k);
 
 // Y[r, 0:w] = sum_{k < nk} X[r, k] * W[k, 0:w] for r < n (Y overwritten). W is the
 // (nk, ldw) row-major block of element type t (f32: W points at floats), starting at
-// its first row and column. For n <= 4 reading W once, in memory order.
+// its first row and column. W is read once, in memory order, for any n (meant for
+// few rows: the CPU engine sends it up to 16); the AVX-512 kernel loads each chunk of
+// W once for 8 or 4 rows of X at a time.
 void rows_times(WeightType t, int n, int nk, int w, const float* X, int64_t ldx, const void* W, int64_t ldw,
                 float* Y, int64_t ldy);
 

@@ -56,12 +56,13 @@ Scheduler::Scheduler(const SchedulerConfig& cfg, const std::vector<ServeRequest>
                      [&](int a, int b) { return arrive_[size_t(a)] < arrive_[size_t(b)]; });
 }
 
-StepPlan Scheduler::step(const SampleFn& sample) {
+StepPlan Scheduler::step(const SampleFn& sample, const ExecuteFn& execute) {
     StepPlan plan;
     plan.step = step_;
     arrive();
     decode_running(plan);
     if (plan.preempted.empty()) admit_waiting(plan);  // as vLLM: no admission in a step that preempted
+    if (execute) execute(plan);
     sample_and_finish(plan, sample);
     plan.blocks = pool_.counts();
     plan.waste_slots = pool_.waste_slots();

@@ -18,7 +18,8 @@
 //   3. unless step 2 preempted, waiting sequences are admitted in order while max_batch
 //      allows and the pool has the blocks for their known tokens after prefix hits; a
 //      request's first prefill forks it into F sequences sharing every block;
-//   4. the caller samples one token per sequence that ran (the callback), full blocks
+//   4. the caller runs the plan (`execute`, when given) and samples one token per
+//      sequence that ran (`sample`), full blocks
 //      get their identity, and sequences that have their N tokens finish (blocks freed).
 // The returned StepPlan is what an engine executes: copies first, then each entry's
 // positions through its block table.
@@ -93,6 +94,9 @@ struct StepPlan {
 // The caller's sampler: the next token of sequence `s` (all its known tokens are in
 // the pool when it is called).
 using SampleFn = std::function<int(const Sequence& s)>;
+// The caller's engine: runs the step's plan (copies, then every work entry) once it
+// is made and before any token is sampled. Every running sequence's table is current.
+using ExecuteFn = std::function<void(const StepPlan& plan)>;
 
 class Scheduler {
 public:
@@ -101,7 +105,7 @@ public:
     // p + N - 1 positions need more than P blocks.
     Scheduler(const SchedulerConfig& cfg, const std::vector<ServeRequest>& requests);
 
-    StepPlan step(const SampleFn& sample);
+    StepPlan step(const SampleFn& sample, const ExecuteFn& execute = {});
     bool done() const { return n_finished_ == int(seqs_.size()); }
     int step_index() const { return step_; }
 

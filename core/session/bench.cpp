@@ -20,6 +20,51 @@ std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed) {
     return ids;
 }
 
+BatchPoint measure_batch(const Model& model, const BatchBenchOptions& opt, int size) {
+    const ModelConfig& cfg = model.config;
+    const int B = 16, positions = opt.prompt_len + opt.warmup + opt.steps;
+    if (size < 1) throw Error("--batch: sizes must be at least 1");
+    if (opt.prompt_len < 1 || opt.steps < 1 || opt.warmup < 0)
+        throw Error("--batch: needs --prompt-len and --new of at least 1 and --warmup of at least 0");
+    if (positions > cfg.n_ctx)
+        throw Error("--batch: --prompt-len + --warmup + --new = " + std::to_string(positions) +
+                    " positions exceed the model's context of " + std::to_string(cfg.n_ctx));
+    auto engine = make_engine(model, opt.backend);
+    engine->set_threads(opt.threads);
+    const int per_seq = (positions + B - 1) / B;
+    auto pool = engine->make_paged(opt.policy, size * per_seq, B);
+    const size_t n = static_cast<size_t>(size);
+    std::vector<std::vector<int>> tables(n), ids(n);
+    std::vector<BatchSeq> batch(n);
+    for (int i = 0; i < size; ++i) {
+        for (int b = 0; b < per_seq; ++b) tables[size_t(i)].push_back(i * per_seq + b);
+        ids[size_t(i)] = bench_ids(cfg, opt.prompt_len, opt.seed + uint64_t(i));
+    }
+    BatchResult out;
+    std::vector<int> next(n);
+    auto run = [&](bool prefill, int pos) {  // every sequence: its prompt, or one token at pos
+        for (int i = 0; i < size; ++i)
+            batch[size_t(i)] = prefill ? BatchSeq{ids[size_t(i)], 0, tables[size_t(i)]}
+                                       : BatchSeq{std::span<const int>(&next[size_t(i)], 1), pos, tables[size_t(i)]};
+        engine->forward_batch(batch, *pool, out);
+        for (int i = 0; i < size; ++i) {
+            const float* l = out.logits.data() + size_t(i) * cfg.vocab_size;
+            next[size_t(i)] = int(std::max_element(l, l + cfg.vocab_size) - l);
+        }
+    };
+    run(true, 0);
+    int pos = opt.prompt_len;
+    for (int w = 0; w < opt.warmup; ++w) run(false, pos++);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < opt.steps; ++s) run(false, pos++);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    BatchPoint p;
+    p.size = size;
+    p.ms_per_step = ms / opt.steps;
+    p.tokens_per_s = size * 1000.0 / p.ms_per_step;
+    return p;
+}
+
 int64_t decode_weight_bytes(const ModelConfig& cfg, WeightType t) {
     const int64_t C = cfg.n_embd, Q = cfg.qkv_dim();
     const int64_t matrices = cfg.n_layer * (C * Q + C * C + 2 * C * 4 * C) + int64_t(cfg.vocab_size) * C;

@@ -45,6 +45,25 @@ std::vector<int> sweep_positions(const ModelConfig& cfg, const SweepOptions& opt
 std::vector<SweepPoint> run_sweep(const Model& model, const SweepOptions& opt,
                                   const std::function<bool(float progress)>& on_progress = {});
 
+// Batched decode (serving; `kvscope-cli bench --batch`): `size` sequences with prompts
+// of prompt_len pseudo-random ids (seed + i) are prefilled into one paged pool (blocks
+// of 16), then decode together, one token each a step, through Engine::forward_batch:
+// `warmup` untimed steps, then `steps` timed ones. Each step feeds every sequence its
+// greedy token. Throws kv::Error naming the option when the positions exceed n_ctx.
+struct BatchBenchOptions {
+    std::string backend = "cpu";
+    int threads = 0;
+    int prompt_len = 16, steps = 32, warmup = 2;
+    uint64_t seed = 0;
+    CachePolicy policy;
+};
+struct BatchPoint {
+    int size = 0;
+    double ms_per_step = 0.0;   // mean over the timed steps
+    double tokens_per_s = 0.0;  // size tokens a step: aggregate over the batch
+};
+BatchPoint measure_batch(const Model& model, const BatchBenchOptions& opt, int size);
+
 // The fixed pseudo-random token ids benchmarks feed: n ids in [0, vocab).
 std::vector<int> bench_ids(const ModelConfig& cfg, int n, uint64_t seed);
 

@@ -1,0 +1,133 @@
+// Serving with an engine: see serve.h.
+#include "core/serve/serve.h"
+
+#include <algorithm>
+#include <chrono>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/rng.h"
+
+namespace kv {
+
+uint64_t fork_seed(uint64_t seed, int fork) {
+    if (fork == 0) return seed;
+    SplitMix64 mix{seed ^ (0x9e3779b97f4a7c15ULL * uint64_t(fork))};
+    return mix.next();
+}
+
+namespace {
+
+// The engine side of one step: copies, then one batched forward over the plan's work.
+// Keeps each sampler's logits for the sampling that follows.
+struct StepRunner {
+    Engine& engine;
+    PagedKV& pool;
+    const Scheduler& sched;
+    std::vector<BatchSeq> batch;
+    BatchResult out;
+    std::unordered_map<int, size_t> row_of;  // sequence -> its logits row
+    std::vector<int> computed;               // per sequence: positions some step has computed
+    ServeStep* rec = nullptr;
+    std::vector<ServeSeqResult>* seqs = nullptr;
+    bool trace_tables = false;
+
+    void operator()(const StepPlan& plan) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (const BlockCopy& c : plan.copies) pool.copy_block(c.src, c.dst);
+        batch.clear();
+        row_of.clear();
+        out.logits.clear();
+        for (const SeqWork& w : plan.work) {
+            batch.push_back({w.input_ids, w.first_pos, w.table, computed[size_t(w.seq)]});
+            for (int id : w.samplers) row_of[id] = batch.size() - 1;
+        }
+        if (!batch.empty()) engine.forward_batch(batch, pool, out);
+        for (size_t i = 0; i < batch.size(); ++i) {
+            const SeqWork& w = plan.work[i];
+            const Counters& c = out.counters[i];
+            rec->kv_rows_computed += c.kv_rows_computed;
+            rec->kv_rows_recomputed += c.kv_rows_recomputed;
+            (*seqs)[size_t(w.seq)].kv_rows_computed += c.kv_rows_computed;
+            (*seqs)[size_t(w.seq)].kv_rows_recomputed += c.kv_rows_recomputed;
+            int& done = computed[size_t(w.seq)];
+            done = std::max(done, w.first_pos + w.n);
+        }
+        for (const auto& [id, row] : row_of) {
+            (*seqs)[size_t(id)].block_table = sched.sequences()[size_t(id)].table.blocks;
+            if (trace_tables) rec->tables.push_back({id, sched.sequences()[size_t(id)].table.blocks});
+        }
+        rec->copies = int(plan.copies.size());
+        rec->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    }
+};
+
+ServeStep record_of(const StepPlan& plan, ServeStep rec) {
+    rec.step = plan.step;
+    rec.running = plan.running;
+    rec.admitted = plan.admitted;
+    rec.finished = plan.finished;
+    rec.preempted = plan.preempted;
+    rec.tokens = plan.tokens;
+    rec.blocks = plan.blocks;
+    rec.waste_slots = plan.waste_slots;
+    return rec;
+}
+
+}  // namespace
+
+ServeResult run_serve(Engine& engine, const std::vector<ServeRequest>& requests, const ServeOptions& opt,
+                      const LogitsFn& on_logits, const StepFn& on_step) {
+    Scheduler sched(opt.sched, requests);
+    std::unique_ptr<PagedKV> pool = engine.make_paged(opt.policy, opt.sched.pool_blocks, opt.sched.block_size);
+    ServeResult res;
+    res.block_size = pool->block_size();
+    res.n_blocks = pool->n_blocks();
+    res.bytes_per_block = pool->bytes_per_block();
+    for (const Sequence& s : sched.sequences())
+        res.seqs.push_back({s.id, s.request, s.fork, s.tokens, {}, 0, 0, 0, 0, {}});
+
+    StepRunner run{engine, *pool, sched, {}, {}, {}, std::vector<int>(res.seqs.size(), 0), nullptr, &res.seqs,
+                   opt.trace_tables};
+    const int V = engine.config().vocab_size;
+    auto sample = [&](const Sequence& s) {
+        const size_t row = run.row_of.at(s.id);
+        std::span<const float> logits(run.out.logits.data() + row * size_t(V), size_t(V));
+        if (on_logits) on_logits(s.id, s.generated(), logits);
+        SamplingOptions so = opt.sampling;
+        so.seed = fork_seed(opt.sampling.seed, s.fork);
+        return sample_token(std::vector<float>(logits.begin(), logits.end()), so, s.generated());
+    };
+    while (!sched.done()) {
+        ServeStep rec;
+        run.rec = &rec;
+        const StepPlan plan = sched.step(sample, std::ref(run));
+        rec = record_of(plan, std::move(rec));
+        for (const Sequence& q : sched.sequences())
+            if (q.state == SeqState::running) {
+                rec.held_positions += q.table.n_pos;
+                rec.contiguous_slots += q.n_prompt + q.new_tokens;
+            }
+        res.total_ms += rec.ms;
+        if (on_step) on_step(sched, rec);
+        res.steps.push_back(std::move(rec));
+    }
+    for (ServeSeqResult& r : res.seqs) {
+        const Sequence& s = sched.sequences()[size_t(r.id)];
+        r.tokens.assign(s.tokens.begin() + s.n_prompt, s.tokens.end());
+        r.prefix_blocks_hit = s.prefix_blocks_hit;
+        r.preemptions = s.preemptions;
+        res.kv_rows_recomputed += r.kv_rows_recomputed;
+        res.tokens_generated += int(r.tokens.size());
+    }
+    res.peak_blocks = sched.peak_used_blocks();
+    res.peak_bytes = int64_t(res.peak_blocks) * res.bytes_per_block;
+    res.prefix_hits = sched.prefix_hits();
+    res.cow_copies = sched.pool().cow_copies();
+    res.preemptions = sched.preemptions();
+    res.contiguous = contiguous_baseline(requests, int64_t(res.n_blocks) * res.bytes_per_block,
+                                         bytes_per_slot(engine.config(), opt.policy.dtype));
+    return res;
+}
+
+}  // namespace kv
