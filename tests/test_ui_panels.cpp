@@ -304,6 +304,25 @@ TEST_CASE("narration tells the step's own numbers") {
           std::string::npos);
 }
 
+TEST_CASE("window title names the latest step, the cache mode and the next token") {
+    const std::string dir = kv::default_model_dir();
+    REQUIRE_MESSAGE(!dir.empty(), "the bundled model is in the source tree (assets/models/tiny-gpt)");
+    Controller ctl("never");
+    AppState app;
+    ctl.open(app, dir, "cpu", "Python is a programming");
+    REQUIRE(app.model != nullptr);
+    CHECK(window_title(app) == kTitle);
+    run(ctl, app, Command{CommandKind::step});
+    CHECK(window_title(app) == "kvscope: Step 0, prefill, cache on, next 'language'");
+    run(ctl, app, cache_cmd(false));
+    run(ctl, app, Command{CommandKind::step});
+    const std::string next = app.token_text(app.main.last()->next_id);
+    CHECK(window_title(app) == "kvscope: Step 1, decode, cache off, next '" + next + "'");
+    app.vs.lesson.on = true;
+    app.vs.lesson.chapter = 4;
+    CHECK(window_title(app) == "kvscope: Step 1, decode, cache off, next '" + next + "' (lesson chapter 4)");
+}
+
 TEST_CASE("token badges count how often each position's K/V were computed (lesson point 1)") {
     Controller ctl("never");
     AppState app;

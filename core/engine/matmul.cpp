@@ -13,6 +13,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "core/bit_cast.h"
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -37,11 +38,11 @@ inline float f16_to_f32(uint16_t h) {
     // Exponent/mantissa shifted into place and rescaled by 2^112: exact for normal
     // and subnormal halves; Inf/NaN get the float's all-ones exponent.
     const uint32_t sign = uint32_t(h & 0x8000u) << 16;
-    float v = std::bit_cast<float>(uint32_t(h & 0x7fffu) << 13) * 0x1p112f;
-    if ((h & 0x7c00u) == 0x7c00u) v = std::bit_cast<float>(std::bit_cast<uint32_t>(v) | 0x7f800000u);
-    return std::bit_cast<float>(std::bit_cast<uint32_t>(v) | sign);
+    float v = kv::bit_cast<float>(uint32_t(h & 0x7fffu) << 13) * 0x1p112f;
+    if ((h & 0x7c00u) == 0x7c00u) v = kv::bit_cast<float>(kv::bit_cast<uint32_t>(v) | 0x7f800000u);
+    return kv::bit_cast<float>(kv::bit_cast<uint32_t>(v) | sign);
 }
-inline float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+inline float bf16_to_f32(uint16_t b) { return kv::bit_cast<float>(uint32_t(b) << 16); }
 
 struct F32 { using E = float; static float get(E v) { return v; } };
 struct F16 { using E = uint16_t; static float get(E v) { return f16_to_f32(v); } };

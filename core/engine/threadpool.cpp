@@ -17,10 +17,10 @@ namespace {
 constexpr int kSpin = 2000;
 }  // namespace
 
-int ThreadPool::default_threads() { return std::max(1, int(std::thread::hardware_concurrency())); }
+int ThreadPool::default_threads() { return kHaveThreads ? std::max(1, int(std::thread::hardware_concurrency())) : 1; }
 
 ThreadPool::ThreadPool(int n_threads) {
-    const int n = n_threads > 0 ? n_threads : default_threads();
+    const int n = kHaveThreads && n_threads > 0 ? n_threads : default_threads();
     workers_.reserve(n - 1);
     for (int i = 1; i < n; ++i) workers_.emplace_back([this] { worker_loop(); });
 }

@@ -4,6 +4,8 @@
 // OS has descheduled only delays the task it holds, not a fixed share of the work.
 // parallel_for neither allocates nor copies the callable: a decode step stays
 // allocation-free. Not reentrant: one parallel_for at a time per pool.
+// In the browser build (Emscripten without pthreads, docs/design.md "In the browser")
+// no thread can start: every pool has size 1 and runs its tasks on the caller.
 #pragma once
 #include <atomic>
 #include <condition_variable>
@@ -15,9 +17,16 @@
 
 namespace kv {
 
+// False where std::thread cannot start a thread (a WebAssembly build without pthreads).
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+inline constexpr bool kHaveThreads = false;
+#else
+inline constexpr bool kHaveThreads = true;
+#endif
+
 class ThreadPool {
 public:
-    // n_threads <= 0 means std::thread::hardware_concurrency().
+    // n_threads <= 0 means std::thread::hardware_concurrency(); always 1 without threads.
     explicit ThreadPool(int n_threads = 0);
     ~ThreadPool();
     ThreadPool(const ThreadPool&) = delete;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -57,6 +58,19 @@ std::string type_name_of(const json& v) {
     if (v.is_number()) return "integer " + v.dump();
     if (v.is_string()) return "string " + one_line(v.dump(), 40);
     return v.type_name();
+}
+
+// The shortest decimal that reads back as the same float, as a double (1e-05, not
+// 9.99999974e-06): the fewest significant digits %g needs (std::to_chars on floats is
+// missing from libc++ 13, the browser build's).
+double shortest_decimal(float x) {
+    char buf[32];
+    for (int digits = 1; digits < 9; ++digits) {
+        std::snprintf(buf, sizeof buf, "%.*g", digits, double(x));
+        if (std::strtof(buf, nullptr) == x) return std::strtod(buf, nullptr);
+    }
+    std::snprintf(buf, sizeof buf, "%.9g", double(x));  // 9 digits always read back
+    return std::strtod(buf, nullptr);
 }
 
 }  // namespace
@@ -134,10 +148,7 @@ void write_config_json(const std::string& path, const ModelConfig& cfg, WeightTy
     if (cfg.n_kv_head != cfg.n_head) j["n_kv_head"] = cfg.n_kv_head;
     j["n_inner"] = nullptr;  // 4 * n_embd
     j["activation_function"] = "gelu_new";
-    // The shortest decimal that reads back as the same float (1e-05, not 9.99999974e-06).
-    char eps[32];
-    const auto r = std::to_chars(eps, eps + sizeof eps, cfg.layer_norm_epsilon);
-    j["layer_norm_epsilon"] = std::strtod(std::string(eps, r.ptr).c_str(), nullptr);
+    j["layer_norm_epsilon"] = shortest_decimal(cfg.layer_norm_epsilon);
     j["tie_word_embeddings"] = cfg.tied_head;
     j["resid_pdrop"] = 0.0;
     j["embd_pdrop"] = 0.0;

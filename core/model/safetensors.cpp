@@ -17,6 +17,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/bit_cast.h"
 #include "core/error.h"
 
 static_assert(std::endian::native == std::endian::little, "safetensors data is little-endian");
@@ -56,21 +57,21 @@ float half_to_float(uint16_t h) {
         const float v = std::ldexp(float(mant), -24);
         return sign ? -v : v;
     }
-    if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // Inf / NaN
-    return std::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
+    if (exp == 31) return kv::bit_cast<float>(sign | 0x7f800000u | (mant << 13));  // Inf / NaN
+    return kv::bit_cast<float>(sign | ((exp + 112u) << 23) | (mant << 13));
 }
 
-float bf16_to_float(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+float bf16_to_float(uint16_t b) { return kv::bit_cast<float>(uint32_t(b) << 16); }
 
 uint16_t float_to_half(float f) {
-    uint32_t x = std::bit_cast<uint32_t>(f);
+    uint32_t x = kv::bit_cast<uint32_t>(f);
     const uint16_t sign = uint16_t((x >> 16) & 0x8000u);
     x &= 0x7fffffffu;
     if (x >= 0x7f800000u) return uint16_t(sign | 0x7c00u | (x > 0x7f800000u ? 0x200u : 0u));  // Inf / NaN
     if (x >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // >= 65520 rounds to Inf
     if (x < 0x38800000u) {
         // Below the smallest normal half (2^-14): subnormal, round to nearest even.
-        const float a = std::bit_cast<float>(x);
+        const float a = kv::bit_cast<float>(x);
         return uint16_t(sign | uint16_t(std::nearbyint(a * 16777216.0f)));
     }
     uint32_t h = ((x >> 23) - 112u) << 10 | ((x & 0x7fffffu) >> 13);
@@ -80,7 +81,7 @@ uint16_t float_to_half(float f) {
 }
 
 uint16_t float_to_bf16(float f) {
-    const uint32_t x = std::bit_cast<uint32_t>(f);
+    const uint32_t x = kv::bit_cast<uint32_t>(f);
     if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // quiet NaN
     return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }

@@ -6,6 +6,8 @@
 #include <thread>
 #include <utility>
 
+#include "ui/runtime/spawn.h"
+
 namespace kvui {
 
 class BatchWorker {
@@ -20,7 +22,7 @@ public:
         join();
         running_ = true;
         done_ = false;
-        thread_ = std::thread([this, job = std::move(job)] {
+        thread_ = spawn([this, job = std::move(job)] {
             job();
             done_ = true;
         });

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <exception>
 
+#include "ui/runtime/spawn.h"
+
 namespace kvui {
 
 void ModelLoader::start(const std::string& spec, std::optional<kv::WeightType> weights) {
@@ -18,7 +20,7 @@ void ModelLoader::start(const std::string& spec, std::optional<kv::WeightType> w
         view_.weights = weights;
     }
     view_running_ = true;
-    thread_ = std::thread([this, spec, weights] { work(spec, weights); });
+    thread_ = spawn([this, spec, weights] { work(spec, weights); });
 }
 
 void ModelLoader::join() {

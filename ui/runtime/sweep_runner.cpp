@@ -7,6 +7,8 @@
 #include <chrono>
 #include <exception>
 
+#include "ui/runtime/spawn.h"
+
 namespace kvui {
 
 const char* sweep_state_name(SweepState s) {
@@ -35,7 +37,7 @@ void SweepRunner::start(const kv::Model& model, const kv::SweepOptions& opt, boo
         view_.overlay = overlay;
         view_.other_weights = other_weight_type(model.weights.type);
     }
-    thread_ = std::thread([this, &model, opt, overlay] { work(model, opt, overlay); });
+    thread_ = spawn([this, &model, opt, overlay] { work(model, opt, overlay); });
 }
 
 void SweepRunner::join() {

@@ -45,4 +45,16 @@ std::string AppState::token_text(int id) const {
     return out;
 }
 
+std::string window_title(const AppState& app) {
+    const kv::StepTrace* t = app.main.last();
+    std::string s = t ? "kvscope: Step " + std::to_string(t->step) + ", " + kv::phase_name(t->phase) : kTitle;
+    if (t) {
+        s += app.main.cache_on ? ", cache on, next '" : ", cache off, next '";
+        s += app.token_text(t->next_id);
+        s += "'";
+    }
+    if (app.vs.lesson.on) s += " (lesson chapter " + std::to_string(app.vs.lesson.chapter) + ")";
+    return s;
+}
+
 }  // namespace kvui

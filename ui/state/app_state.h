@@ -283,4 +283,11 @@ struct AppState {
     std::string token_text(int id) const;
 };
 
+// The window's title: the latest step of the main session as the narration names it,
+// "kvscope: Step 5, decode, cache off, next 'writing'", or kTitle before the first step,
+// then " (lesson chapter 4)" in lesson mode.
+// In the browser it is the page's title, which the browser test reads (tests/web).
+inline constexpr const char* kTitle = "kvscope: the KV cache, step by step";
+std::string window_title(const AppState& app);
+
 }  // namespace kvui
