@@ -68,8 +68,10 @@ struct Part {
     std::span<const int> ids;              // (n)
     std::vector<int> new_slots;            // (n) where this step's K/V rows go
     std::vector<int> key_slots, key_pos;   // (nk) the keys its queries read
-    int keys_cached = 0;                   // keys at positions < p0: read, not computed
     Counters cnt;                          // its kv rows and attention
+
+    // Keys at positions before p0: read from the cache, not computed this step.
+    int keys_cached() const { return int(std::lower_bound(key_pos.begin(), key_pos.end(), p0) - key_pos.begin()); }
 
     void reserve(int T) {
         new_slots.reserve(size_t(T));
@@ -140,10 +142,9 @@ private:
     // into its own partial sums (parts_), which are then added into Y.
     void linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int in, int out, const RowVec& b,
                     bool accumulate, bool gelu);
-    // The logits of one row h against the head's rows, split by vocabulary rows.
-    void head_row(const float* h, float* logits);
-    // The logits of the first m rows of h_ into out (m, V), split by vocabulary rows.
-    void head_rows(int m, float* out);
+    // The logits of m rows h (C floats each, ldh apart) into out (m, V), split by
+    // vocabulary rows: one decode row, a batch's few rows, or a prefill's every row.
+    void head_rows(const float* h, int64_t ldh, int m, float* out);
 
     int n_parts() const { return pool_->size() == 1 ? 1 : pool_->size() * 4; }
 
@@ -239,19 +240,6 @@ void CpuEngine::linear_few(RowMat& Y, const RowMat& X, int n, const void* W, int
     const Split sp{out, n_parts()};
     pool_->parallel_for(sp.parts, [&](int i) {
         if (sp.end(i) > sp.begin(i)) reduce(sp.begin(i), sp.end(i) - sp.begin(i));
-    });
-}
-
-void CpuEngine::head_row(const float* h, float* logits) {
-    const int V = cfg_.vocab_size, C = cfg_.n_embd;
-    const Split sp{V, n_parts()};
-    const bool h16 = w_.type != WeightType::f32;
-    const void* H = h16 ? static_cast<const void*>(w_.head16(cfg_).data) : w_.head(cfg_).data();
-    const int esize = weight_type_bytes(w_.type);
-    pool_->parallel_for(sp.parts, [&](int i) {
-        const int a = sp.begin(i), len = sp.end(i) - a;
-        if (len > 0)
-            matmul::dot_rows(w_.type, len, C, h, static_cast<const char*>(H) + int64_t(a) * C * esize, logits + a);
     });
 }
 
@@ -436,7 +424,8 @@ void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const
                 if (pt.p0 + i < pt.n_known) pt.cnt.kv_rows_recomputed += Hkv;
             }
             // The keys read from the cache, of every kv head.
-            for (int g = 0; g < Hkv; ++g) pt.cnt.kv_rows_reused += pt.keys_cached;
+            const int reused = pt.keys_cached();
+            for (int g = 0; g < Hkv; ++g) pt.cnt.kv_rows_reused += reused;
             attention(l, pt, r0, key_rows(store, pt, l), pol, tr);
         }
 
@@ -451,30 +440,31 @@ void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const
 }
 
 // Split by vocabulary rows: each thread takes contiguous rows of the (V, C) head.
-void CpuEngine::head_rows(int m, float* out) {
+void CpuEngine::head_rows(const float* h, int64_t ldh, int m, float* out) {
     const int V = cfg_.vocab_size, C = cfg_.n_embd;
     const Split sp{V, n_parts()};
     const RowMat& head = w_.head(cfg_);
     const bool h16 = w_.type != WeightType::f32;
     const void* H = h16 ? static_cast<const void*>(w_.head16(cfg_).data) : head.data();
     const int esize = weight_type_bytes(w_.type);
-    Eigen::Map<RowMat> o(out, m, V);
     pool_->parallel_for(sp.parts, [&](int i) {
         const int a = sp.begin(i), len = sp.end(i) - a;
         if (len <= 0) return;
         if (m <= few_rows()) {
-            // A batch's few rows: the head read from memory once, in chunks of rows
-            // that stay in cache while each of the m rows takes its dot products.
-            constexpr int kChunk = 64;
-            for (int c0 = a; c0 < a + len; c0 += kChunk) {
-                const int cl = std::min(kChunk, a + len - c0);
+            // Few rows: the head read from memory once, in memory order. For several
+            // rows in chunks of 64 head rows that stay in cache while each row takes
+            // its dot products; one row streams its whole range.
+            const int chunk = m == 1 ? len : 64;
+            for (int c0 = a; c0 < a + len; c0 += chunk) {
+                const int cl = std::min(chunk, a + len - c0);
                 const char* Hc = static_cast<const char*>(H) + int64_t(c0) * C * esize;
-                for (int r = 0; r < m; ++r) matmul::dot_rows(w_.type, cl, C, h_.row(r).data(), Hc, out + int64_t(r) * V + c0);
+                for (int r = 0; r < m; ++r) matmul::dot_rows(w_.type, cl, C, h + r * ldh, Hc, out + int64_t(r) * V + c0);
             }
         } else if (!h16) {
-            o.middleCols(a, len).noalias() = h_.topRows(m) * head.middleRows(a, len).transpose();
+            Eigen::Map<RowMat> o(out, m, V);
+            o.middleCols(a, len).noalias() = ConstBlockMap(h, m, C, Stride(ldh)) * head.middleRows(a, len).transpose();
         } else {
-            matmul::many_rows_dot(w_.head16(cfg_), a, len, m, h_.data(), h_.cols(), out + a, V);
+            matmul::many_rows_dot(w_.head16(cfg_), a, len, m, h, ldh, out + a, V);
         }
     });
 }
@@ -493,8 +483,6 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     const std::vector<int>& placed = cache.place(n);
     pt.new_slots.assign(placed.begin(), placed.end());
     cache.keys_for(p0, p0 + n - 1, pt.key_slots, pt.key_pos);
-    pt.keys_cached = 0;
-    for (int k : pt.key_pos) pt.keys_cached += k < p0;
 
     // Which heads the trace records, and which rows.
     const int r0 = req.trace_opts.record ? std::max(0, n - std::max(1, req.trace_opts.max_rows)) : n;
@@ -517,12 +505,12 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     if (req.all_logits && logits_all) {
         layernorm(Hs, X, w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
         logits_all->resize(size_t(n) * V);
-        head_rows(n, logits_all->data());
+        head_rows(h_.data(), h_.cols(), n, logits_all->data());
         cnt.flops += 2LL * n * C * V;
         tr.logits.assign(logits_all->end() - V, logits_all->end());
     } else {
         layernorm(h_.row(n - 1), x_.row(n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
-        head_row(h_.row(n - 1).data(), logits_.data());
+        head_rows(h_.row(n - 1).data(), h_.cols(), 1, logits_.data());
         cnt.flops += 2LL * C * V;
         tr.logits.assign(logits_.data(), logits_.data() + V);
     }
@@ -537,23 +525,15 @@ void CpuEngine::forward_batch(std::span<const BatchSeq> seqs, PagedKV& any_pool,
     std::lock_guard<std::mutex> lock(busy_);
     check_batch(cfg_, seqs, *host);
     const CachePolicy& pol = host->policy();
-    const int m = int(seqs.size()), B = host->block_size(), C = cfg_.n_embd, V = cfg_.vocab_size;
+    const int m = int(seqs.size()), C = cfg_.n_embd, V = cfg_.vocab_size;
     batch_.resize(size_t(m));
     int rows = 0;
     for (int i = 0; i < m; ++i) {
         const BatchSeq& s = seqs[size_t(i)];
         Part& pt = batch_[size_t(i)];
         pt.row0 = rows, pt.n = int(s.ids.size()), pt.p0 = s.start_pos, pt.n_known = s.n_known;
-        pt.ids = s.ids, pt.cnt = Counters{}, pt.keys_cached = 0;
-        pt.new_slots.clear(), pt.key_slots.clear(), pt.key_pos.clear();
-        const int q1 = pt.p0 + pt.n - 1;
-        for (int p = pt.p0; p <= q1; ++p) pt.new_slots.push_back(paged_slot(s.table, B, p));
-        for (int k = 0; k <= q1; ++k)
-            if (pol.read_by_some(pt.p0, q1, k)) {
-                pt.key_slots.push_back(paged_slot(s.table, B, k));
-                pt.key_pos.push_back(k);
-                pt.keys_cached += k < pt.p0;
-            }
+        pt.ids = s.ids, pt.cnt = Counters{};
+        host->slots_for(s.table, pt.p0, pt.n, pt.new_slots, pt.key_slots, pt.key_pos);
         rows += pt.n;
     }
     ensure_rows(rows);
@@ -568,7 +548,7 @@ void CpuEngine::forward_batch(std::span<const BatchSeq> seqs, PagedKV& any_pool,
         layernorm(h_.row(i), x_.row(pt.row0 + pt.n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
     }
     out.logits.resize(size_t(m) * V);
-    head_rows(m, out.logits.data());
+    head_rows(h_.data(), h_.cols(), m, out.logits.data());
     cnt.flops += 2LL * m * C * V;
     out.counters.resize(size_t(m));
     for (int i = 0; i < m; ++i) {

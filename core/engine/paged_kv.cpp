@@ -15,6 +15,18 @@ PagedKV::PagedKV(const ModelConfig& cfg, const CachePolicy& policy, int n_blocks
     if (n_blocks < 1) throw Error("pool: " + std::to_string(n_blocks) + " blocks (needs at least 1)");
 }
 
+void PagedKV::slots_for(std::span<const int> table, int p0, int n, std::vector<int>& new_slots,
+                        std::vector<int>& key_slots, std::vector<int>& key_pos) const {
+    const int q1 = p0 + n - 1;
+    new_slots.clear(), key_slots.clear(), key_pos.clear();
+    for (int p = p0; p <= q1; ++p) new_slots.push_back(paged_slot(table, block_size_, p));
+    for (int k = 0; k <= q1; ++k)
+        if (policy_.read_by_some(p0, q1, k)) {
+            key_slots.push_back(paged_slot(table, block_size_, k));
+            key_pos.push_back(k);
+        }
+}
+
 int64_t PagedKV::bytes_per_block() const { return cache_bytes_for(cfg_, policy_.dtype, block_size_); }
 
 HostPagedKV::HostPagedKV(const ModelConfig& cfg, const CachePolicy& policy, int n_blocks, int block_size)

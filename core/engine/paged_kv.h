@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <span>
+#include <vector>
 
 #include "core/engine/cache_policy.h"
 #include "core/engine/host_rows.h"
@@ -35,6 +36,13 @@ public:
     int block_size() const { return block_size_; }
     // Every layer's K and V of B positions (kv::cache_bytes_for of B rows).
     int64_t bytes_per_block() const;
+
+    // A step of one sequence's positions [p0, p0 + n) through its block table: the
+    // slots their rows go to (new_slots), and the held keys some query of the step
+    // reads under the policy's mask, in ascending position (key_slots, key_pos), as
+    // KVCache::keys_for gives them for one sequence's cache. Clears all three.
+    void slots_for(std::span<const int> table, int p0, int n, std::vector<int>& new_slots, std::vector<int>& key_slots,
+                   std::vector<int>& key_pos) const;
 
     // Block src's rows (every layer, every slot) into block dst: copy-on-write.
     virtual void copy_block(int src, int dst) = 0;

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <unordered_map>
 
 #include "core/error.h"
 #include "core/rng.h"
@@ -26,7 +25,7 @@ struct StepRunner {
     const Scheduler& sched;
     std::vector<BatchSeq> batch;
     BatchResult out;
-    std::unordered_map<int, size_t> row_of;  // sequence -> its logits row
+    std::vector<size_t> row_of;              // per sequence: its logits row in this step
     std::vector<int> computed;               // per sequence: positions some step has computed
     ServeStep* rec = nullptr;
     std::vector<ServeSeqResult>* seqs = nullptr;
@@ -36,11 +35,10 @@ struct StepRunner {
         const auto t0 = std::chrono::steady_clock::now();
         for (const BlockCopy& c : plan.copies) pool.copy_block(c.src, c.dst);
         batch.clear();
-        row_of.clear();
         out.logits.clear();
         for (const SeqWork& w : plan.work) {
             batch.push_back({w.input_ids, w.first_pos, w.table, computed[size_t(w.seq)]});
-            for (int id : w.samplers) row_of[id] = batch.size() - 1;
+            for (int id : w.samplers) row_of[size_t(id)] = batch.size() - 1;
         }
         if (!batch.empty()) engine.forward_batch(batch, pool, out);
         for (size_t i = 0; i < batch.size(); ++i) {
@@ -53,10 +51,12 @@ struct StepRunner {
             int& done = computed[size_t(w.seq)];
             done = std::max(done, w.first_pos + w.n);
         }
-        for (const auto& [id, row] : row_of) {
-            (*seqs)[size_t(id)].block_table = sched.sequences()[size_t(id)].table.blocks;
-            if (trace_tables) rec->tables.push_back({id, sched.sequences()[size_t(id)].table.blocks});
-        }
+        for (const SeqWork& w : plan.work)
+            for (int id : w.samplers) {
+                const std::vector<int>& table = sched.sequences()[size_t(id)].table.blocks;
+                (*seqs)[size_t(id)].block_table = table;
+                if (trace_tables) rec->tables.push_back({id, table});
+            }
         rec->copies = int(plan.copies.size());
         rec->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     }
@@ -87,11 +87,11 @@ ServeResult run_serve(Engine& engine, const std::vector<ServeRequest>& requests,
     for (const Sequence& s : sched.sequences())
         res.seqs.push_back({s.id, s.request, s.fork, s.tokens, {}, 0, 0, 0, 0, {}});
 
-    StepRunner run{engine, *pool, sched, {}, {}, {}, std::vector<int>(res.seqs.size(), 0), nullptr, &res.seqs,
-                   opt.trace_tables};
+    StepRunner run{engine, *pool, sched, {}, {}, std::vector<size_t>(res.seqs.size(), 0),
+                   std::vector<int>(res.seqs.size(), 0), nullptr, &res.seqs, opt.trace_tables};
     const int V = engine.config().vocab_size;
     auto sample = [&](const Sequence& s) {
-        const size_t row = run.row_of.at(s.id);
+        const size_t row = run.row_of[size_t(s.id)];
         std::span<const float> logits(run.out.logits.data() + row * size_t(V), size_t(V));
         if (on_logits) on_logits(s.id, s.generated(), logits);
         SamplingOptions so = opt.sampling;
