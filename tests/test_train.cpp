@@ -24,11 +24,14 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
+#include <nlohmann/json.hpp>
+
 #include "core/model/safetensors.h"
 #include "core/text/tokenizer.h"
 #include "core/train/train.h"
 #include "core/train/train_internal.h"
 #include "core/model/weights.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 
@@ -556,4 +559,71 @@ TEST_CASE("bundled tiny-llama: the trainer's own forward continues \"Python is a
     std::string words;
     for (const auto& w : trainer_greedy(dir, "Python", 4)) words += (words.empty() ? "" : " ") + w;
     CHECK(words == "is a programming language");
+}
+
+// ---- The trainer's Llama forward against an independent one ----------------------
+
+namespace {
+
+// The worst |trainer - reference| - (1e-4 + 1e-4 |reference|) over every logit of every
+// position of ids, the reference being tests/reference/llama_pure.py (plain Python,
+// float64, written from modeling_llama.py) on the same folder.
+double worst_against_pure_python(const fs::path& dir, const std::vector<int>& ids) {
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "config.json").string());
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.read_safetensors((dir / "model.safetensors").string());
+    m.forward(ids, {}, 1, int(ids.size()));
+    std::string list;
+    for (int id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+    const kvtest::Run r = kvtest::run_shell("python3 '" KVSCOPE_SOURCE_DIR "/tests/reference/llama_pure.py' '" +
+                                            dir.string() + "' " + list);
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    const auto ref = nlohmann::json::parse(r.out).at("logits");
+    REQUIRE(ref.size() == ids.size());
+    const auto ours = m.logits();
+    double worst = -1;
+    size_t worst_i = 0;
+    for (size_t p = 0; p < ids.size(); ++p) {
+        REQUIRE(ref[p].size() == size_t(cfg.vocab_size));
+        for (int v = 0; v < cfg.vocab_size; ++v) {
+            const double want = ref[p][size_t(v)].get<double>(), got = ours[p * size_t(cfg.vocab_size) + size_t(v)];
+            const double excess = std::abs(got - want) - (1e-4 + 1e-4 * std::abs(want));
+            if (excess > worst || worst < -0.5) worst = excess, worst_i = p * size_t(cfg.vocab_size) + size_t(v);
+        }
+    }
+    CAPTURE(worst_i);
+    return worst;
+}
+
+bool have_python3() { return std::system("python3 -c 'import json, struct' >/dev/null 2>&1") == 0; }
+
+}  // namespace
+
+TEST_CASE("trainer Llama forward equals an independent plain-Python forward on the bundled tiny-llama") {
+    KVTEST_SKIP_UNLESS(have_python3(), "python3 not found");
+    const fs::path dir = fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-llama";
+    const auto tok = kv::WordTokenizer::load((dir / "vocab.txt").string());
+    const std::vector<int> ids = tok->encode("Python is a programming language used for the web").ids;
+    CHECK(worst_against_pure_python(dir, ids) <= 0.0);
+}
+
+TEST_CASE("trainer Llama forward equals an independent plain-Python forward with head_dim apart from C/H and one kv head") {
+    KVTEST_SKIP_UNLESS(have_python3(), "python3 not found");
+    kv::ModelConfig cfg = micro_config(1, kv::ModelFamily::llama);
+    cfg.n_ctx = 9;
+    cfg.explicit_head_dim = 6;  // Dq = 12 beside C = 8
+    cfg.rope.theta = 10000.0;
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.init_random(5);
+    // Off the init (norm weights 1, small matrices), so that every part shows in the logits.
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.f, 0.5f);
+    for (float& p : m.params()) p += nd(rng);
+    std::vector<std::string> vocab = {"<unk>", "<eos>"};
+    while (int(vocab.size()) < cfg.vocab_size) vocab.push_back("w" + std::to_string(vocab.size()));
+    const fs::path dir = temp_dir("pure");
+    kv::write_llama_folder((dir / "m").string(), m, vocab);
+    CHECK(worst_against_pure_python(dir / "m", {3, 1, 4, 1, 5, 9, 2, 6, 5}) <= 0.0);
+    fs::remove_all(dir);
 }

@@ -2,9 +2,10 @@
 // corpus split into training sentences and a held-out tenth, and train_model(), which
 // fills each batch row with randomly drawn training sentences (each closed by <eos>),
 // runs forward, backward and AdamW for the given steps, reports progress and the
-// held-out loss, and writes the model folder. The model itself is in
-// train_params.cpp, train_forward.cpp and train_backward.cpp, the optimiser in
-// train_optimizer.cpp. Single-threaded, buffers aligned: a seed gives bit-identical
+// held-out loss, and writes the model folder (GPT-2 through save_model_folder, a
+// Llama through write_llama_folder, here). The model's shape is train_config()'s;
+// the model itself is in train_params.cpp, train_forward.cpp and train_backward.cpp,
+// the optimiser in train_optimizer.cpp. Single-threaded, buffers aligned: a seed gives bit-identical
 // weights on every run.
 // Notation: B batch rows, T sequence length (n_ctx).
 #include "core/train/train.h"

@@ -93,7 +93,7 @@ using TrainBuf = std::vector<R, Eigen::aligned_allocator<R>>;
 template <class R>
 class Trainer {
 public:
-    // Throws kv::Error (untied head, T > n_ctx, biases or scaled RoPE on a Llama).
+    // Throws kv::Error (untied head, T > n_ctx, attention biases on a Llama).
     Trainer(const ModelConfig& cfg, int B, int T);
     ~Trainer();
     Trainer(Trainer&&) noexcept;
