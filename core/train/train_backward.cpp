@@ -159,6 +159,18 @@ void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* q
         }
 }
 
+// The mean cross-entropy over N rows: dlogits = (probs - onehot(target)) / N (set, not added).
+template <class R>
+void crossentropy_backward(R* dlogits, const R* probs, const int* targets, int N, int V) {
+    const R inv_n = R(1) / N;
+    for (int n = 0; n < N; ++n) {
+        const R* p = probs + int64_t(n) * V;
+        R* d = dlogits + int64_t(n) * V;
+        for (int v = 0; v < V; ++v) d[v] = p[v] * inv_n;
+        d[targets[n]] -= inv_n;
+    }
+}
+
 template <class R>
 void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     const R s = std::sqrt(R(2) / R(M_PI));
@@ -180,7 +192,8 @@ void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     template void layernorm_backward<R>(R*, R*, R*, const R*, const R*, const R*, const R*, const R*, int, int); \
     template void matmul_backward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, int, bool);        \
     template void attention_backward<R>(R*, R*, const R*, const R*, const R*, int, int, int, int, int);     \
-    template void gelu_backward<R>(R*, const R*, const R*, int64_t);
+    template void gelu_backward<R>(R*, const R*, const R*, int64_t);                                        \
+    template void crossentropy_backward<R>(R*, const R*, const int*, int, int);
 KV_BACKWARD_KERNELS(float)
 KV_BACKWARD_KERNELS(double)
 #undef KV_BACKWARD_KERNELS
@@ -207,14 +220,7 @@ void Trainer<R>::backward() {
             layernorm_backward(dinp, dw, db, dout, in, w, mean, rstd, N, C);
     };
 
-    // Cross-entropy of the mean loss: dlogits = (probs - onehot) / N.
-    const R inv_n = R(1) / N;
-    for (int n = 0; n < N; ++n) {
-        const R* p = a.probs.data() + int64_t(n) * V;
-        R* d = a.dlogits.data() + int64_t(n) * V;
-        for (int v = 0; v < V; ++v) d[v] = p[v] * inv_n;
-        d[a.targets[n]] -= inv_n;
-    }
+    crossentropy_backward(a.dlogits.data(), a.probs.data(), a.targets.data(), N, V);
     // Tied head: dlnf = dlogits * wte; dwte += dlogits^T * lnf.
     CMatMap<R> dlogits(a.dlogits.data(), N, V);
     MatMap<R>(a.dln.data(), N, C).noalias() = dlogits * CMatMap<R>(P(0), V, C);

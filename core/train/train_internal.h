@@ -90,6 +90,7 @@ void attention_backward(R* dqkv, R* scratch, const R* dout, const R* qkv, const 
                         int Hkv);
 template <class R> void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n);
 template <class R> void swiglu_backward(R* dfch, const R* fch, const R* dout, int N, int F);
+template <class R> void crossentropy_backward(R* dlogits, const R* probs, const int* targets, int N, int V);
 
 }  // namespace train_detail
 

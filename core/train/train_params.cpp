@@ -36,10 +36,6 @@ std::vector<float*> weight_pointers(Weights& w) {
     return p;
 }
 
-}  // namespace
-
-namespace {
-
 // Llama names as LlamaForCausalLM's state_dict has them (modeling_llama.py).
 std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     const int V = cfg.vocab_size, C = cfg.n_embd, Dq = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
@@ -64,6 +60,22 @@ std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     }
     add("model.norm.weight", 1, C, false);
     return out;
+}
+
+// RoPE's (T, hd/2) cos and sin tables. transformers: freqs = inv_freq (f32) * pos
+// (f32), then cos and sin of that f32 angle.
+template <class R>
+void rope_tables(TrainBuf<R>& cos_t, TrainBuf<R>& sin_t, const ModelConfig& cfg, int T) {
+    const std::vector<float> inv_freq = rope_inv_freq(cfg.head_dim(), cfg.rope);
+    const int half = cfg.head_dim() / 2;
+    cos_t.resize(int64_t(T) * half);
+    sin_t.resize(int64_t(T) * half);
+    for (int p = 0; p < T; ++p)
+        for (int i = 0; i < half; ++i) {
+            const R angle = R(float(p) * inv_freq[size_t(i)]);
+            cos_t[int64_t(p) * half + i] = std::cos(angle);
+            sin_t[int64_t(p) * half + i] = std::sin(angle);
+        }
 }
 
 }  // namespace
@@ -133,19 +145,7 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
         l.fch_act.resize(N * M);
         l.res3.resize(N * C);
     }
-    if (cfg_.is_llama()) {
-        // transformers: freqs = inv_freq (f32) * pos (f32), then cos and sin of it.
-        const std::vector<float> inv_freq = rope_inv_freq(cfg_.head_dim(), cfg_.rope);
-        const int half = cfg_.head_dim() / 2;
-        a.rope_cos.resize(int64_t(T) * half);
-        a.rope_sin.resize(int64_t(T) * half);
-        for (int p = 0; p < T; ++p)
-            for (int i = 0; i < half; ++i) {
-                const R angle = R(float(p) * inv_freq[size_t(i)]);
-                a.rope_cos[int64_t(p) * half + i] = std::cos(angle);
-                a.rope_sin[int64_t(p) * half + i] = std::sin(angle);
-            }
-    }
+    if (cfg_.is_llama()) rope_tables(a.rope_cos, a.rope_sin, cfg_, T);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
     a.lnf_rstd.resize(N);
