@@ -340,6 +340,20 @@ TEST_CASE("train_model rejects bad input with a kv::Error naming it") {
         opt.steps = 0;
         CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("steps"), kv::Error);
     }
+    SUBCASE("an MLP width for GPT-2") {
+        std::ofstream(dir / "c.txt") << kTinyCorpus;
+        opt.corpus = (dir / "c.txt").string();
+        opt.n_ff = 100;
+        CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("--ff"), kv::Error);
+    }
+    SUBCASE("an odd head size for RoPE") {
+        std::ofstream(dir / "c.txt") << kTinyCorpus;
+        opt.corpus = (dir / "c.txt").string();
+        opt.family = kv::ModelFamily::llama;
+        opt.n_embd = 12;
+        opt.n_head = 4;
+        CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("even for RoPE"), kv::Error);
+    }
     fs::remove_all(dir);
 }
 
