@@ -246,7 +246,8 @@ int run_tokenize(const std::string& model, const std::string& text) {
 // ---- export ----
 // A model folder written with the project's own writer: config.json, model.safetensors
 // with the matrices in the held type (--weights), and the tokenizer files when the
-// model has them (vocab.txt written; vocab.json + merges.txt copied from its folder).
+// model has them (vocab.txt written; vocab.json + merges.txt and tokenizer.json copied
+// from its folder).
 int run_export(const std::string& model, const std::string& weights, const std::string& out) {
     namespace fs = std::filesystem;
     auto m = open_model(model, weights);
@@ -256,7 +257,7 @@ int run_export(const std::string& model, const std::string& weights, const std::
         throw UsageError("--out: '" + out + "' already holds a model.safetensors; choose an empty folder");
     kv::save_model_folder(out, m->config, m->weights, m->tokenizer.get());
     if (m->tokenizer && !m->path.empty() && !fs::exists(fs::path(out) / "vocab.txt", ec))
-        for (const char* f : {"vocab.json", "merges.txt"})
+        for (const char* f : {"vocab.json", "merges.txt", "tokenizer.json"})
             if (fs::exists(fs::path(m->path) / f, ec)) {
                 fs::copy_file(fs::path(m->path) / f, fs::path(out) / f, fs::copy_options::overwrite_existing, ec);
                 if (ec) throw kv::Error(out + "/" + f + ": cannot write (" + ec.message() + ")");

@@ -69,8 +69,12 @@ TEST_CASE("a cached decode step allocates nothing") {
     std::free(probe);
     REQUIRE(g_allocs.load() == 1);
 
-    auto m = kvtest::random_model(500, 64, 64, 3, 4, 2, 3);
+    // GPT-2, and the Llama family (RoPE, RMSNorm and SwiGLU on their own scratch).
+    auto gpt2 = kvtest::random_model(500, 64, 64, 3, 4, 2, 3);
+    auto llama = kvtest::random_llama(kv::ModelConfig::llama_tiny(), 3);
+    for (const kv::Model* m : {gpt2.get(), llama.get()})
     for (int threads : {1, 2, 4}) {
+        CAPTURE(m->config.is_llama());
         CAPTURE(threads);
         auto e = kv::make_cpu_engine(*m);
         auto cache = e->make_cache({});
