@@ -511,16 +511,20 @@ TEST_CASE("llama_config_json writes what parse_llama_config reads back to the sa
     opt.family = kv::ModelFamily::llama;
     opt.n_kv_head = 2;
     const kv::ModelConfig cfg = kv::train_config(opt, 1058);
-    const std::string text = kv::llama_config_json(cfg, 1, 1);
+    const std::string text = kv::llama_config_json("config.json", cfg, kv::WeightType::f32, 1, 1);
     CHECK(kv::parse_llama_config(text, "config.json") == cfg);
     CHECK(text.find("\"architectures\": [\n    \"LlamaForCausalLM\"\n  ]") != std::string::npos);
     CHECK(text.find("\"rms_norm_eps\": 1e-05") != std::string::npos);
     CHECK(text.find("\"tie_word_embeddings\": true") != std::string::npos);
     CHECK(cfg.n_ff == 176);
     CHECK(cfg.head_dim() == 16);
+    CHECK(text.find("\"bos_token_id\": 1") != std::string::npos);
+    CHECK(text.find("\"eos_token_id\": 1") != std::string::npos);
     kv::ModelConfig qwen = cfg;
-    qwen.qkv_bias = true;  // q/k/v biases without o_proj's: not a LlamaConfig
-    CHECK_THROWS_WITH_AS(kv::llama_config_json(qwen, 1, 1), doctest::Contains("Qwen2"), kv::Error);
+    qwen.qkv_bias = true;  // q/k/v biases without o_proj's: a Qwen2
+    const std::string qtext = kv::llama_config_json("config.json", qwen);
+    CHECK(qtext.find("Qwen2ForCausalLM") != std::string::npos);
+    CHECK(kv::parse_llama_config(qtext, "config.json") == qwen);
 }
 
 TEST_CASE("train_model writes a Llama folder that reads back into the trainer, deterministically") {

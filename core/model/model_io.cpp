@@ -73,13 +73,15 @@ double shortest_decimal(float x) {
     return std::strtod(buf, nullptr);
 }
 
-void write_json_file(const std::string& path, const ordered_json& j) {
+void write_text_file(const std::string& path, const std::string& text) {
     std::ofstream out(path, std::ios::trunc);
     if (!out) throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
-    out << j.dump(2) << "\n";
+    out << text;
     out.flush();
     if (!out) throw Error(path + ": write failed");
 }
+
+void write_json_file(const std::string& path, const ordered_json& j) { write_text_file(path, j.dump(2) + "\n"); }
 
 }  // namespace
 
@@ -148,10 +150,10 @@ const char* torch_dtype_name(WeightType held) {
     return held == WeightType::f16 ? "float16" : held == WeightType::bf16 ? "bfloat16" : "float32";
 }
 
-// A Llama-family config.json as transformers 4.x writes it (rope_theta, rope_scaling),
-// which 5.x also reads: model_type "qwen2" for q/k/v biases without an o_proj bias,
-// "mistral" for a sliding window, else "llama" (attention_bias for biases on all four).
-ordered_json llama_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
+}  // namespace
+
+std::string llama_config_json(const std::string& path, const ModelConfig& cfg, WeightType held, int bos_token_id,
+                              int eos_token_id) {
     if (cfg.o_bias && !cfg.qkv_bias)
         throw Error(path + ": an o_proj bias without q/k/v biases has no transformers class");
     const bool qwen2 = cfg.qkv_bias && !cfg.o_bias, mistral = !cfg.qkv_bias && cfg.sliding_window > 0;
@@ -188,14 +190,14 @@ ordered_json llama_config_json(const std::string& path, const ModelConfig& cfg, 
     j["attention_dropout"] = 0.0;
     j["use_cache"] = true;
     j["torch_dtype"] = torch_dtype_name(held);
-    return j;
+    if (bos_token_id >= 0) j["bos_token_id"] = bos_token_id;
+    if (eos_token_id >= 0) j["eos_token_id"] = eos_token_id;
+    return j.dump(2) + "\n";
 }
-
-}  // namespace
 
 void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
     cfg.validate(path);
-    if (cfg.is_llama()) return write_json_file(path, llama_config_json(path, cfg, held));
+    if (cfg.is_llama()) return write_text_file(path, llama_config_json(path, cfg, held));
     ordered_json j;
     j["model_type"] = "gpt2";
     j["architectures"] = {"GPT2LMHeadModel"};

@@ -21,6 +21,13 @@ namespace kv {
 ModelConfig read_config_json(const std::string& path);
 // torch_dtype names `held`, the type model.safetensors holds the matrices in.
 void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held = WeightType::f32);
+// The config.json text of a Llama-family cfg as transformers 4.x writes it (rope_theta,
+// rope_scaling; 5.x reads it too), which parse_llama_config reads back to cfg:
+// model_type "qwen2" for q/k/v biases without an o_proj bias, "mistral" for a sliding
+// window, else "llama" (attention_bias for biases on all four); bos/eos token ids when
+// not negative. Throws kv::Error naming `path` for what no transformers class holds.
+std::string llama_config_json(const std::string& path, const ModelConfig& cfg, WeightType held = WeightType::f32,
+                              int bos_token_id = -1, int eos_token_id = -1);
 
 // How far a load has come: tensors and bytes (as stored in model.safetensors) read.
 struct LoadProgress {

@@ -216,7 +216,7 @@ void write_llama_folder(const std::string& dir, const Trainer<float>& model, con
     {
         const std::string path = (d / "config.json").string();
         std::ofstream out(path, std::ios::trunc);
-        out << llama_config_json(cfg, eos, eos);
+        out << llama_config_json(path, cfg, WeightType::f32, eos, eos);
         out.flush();
         if (!out) throw Error(path + ": cannot write");
     }

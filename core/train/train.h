@@ -139,7 +139,7 @@ extern template class Trainer<float>;
 extern template class Trainer<double>;
 
 // A Hugging Face LlamaForCausalLM folder from a trained Llama-family model:
-// config.json (llama_config_json, config.h; bos and eos are <eos>, id 1),
+// config.json (llama_config_json, model_io.h; bos and eos are <eos>, id 1),
 // model.safetensors (Trainer::write_safetensors: no lm_head.weight, the head is tied,
 // as save_pretrained writes it) and vocab.txt. Throws kv::Error naming the file.
 void write_llama_folder(const std::string& dir, const Trainer<float>& model, const std::vector<std::string>& vocab);
