@@ -128,31 +128,48 @@ std::vector<double> masked_forward(const kv::Model& m, const std::vector<int>& i
 
 }  // namespace
 
-TEST_CASE("every policy: cached == uncached at every step, and the counters equal the formulas") {
-    for (const Shape& sh : kShapes) {
-        auto m = kvtest::random_model(sh.V, sh.T, sh.C, sh.L, sh.H, sh.Hkv, sh.seed);
-        for (const CachePolicy& pol : kPolicies) {
-            CAPTURE(sh.Hkv);
-            CAPTURE(kv::policy_text(pol));
-            auto engine = std::shared_ptr<kv::Engine>(kv::make_cpu_engine(*m));
-            kv::Session on(*m, engine, pol), off(*m, engine, pol);
-            off.set_cache(false);
-            const int p = 6;
-            on.set_prompt_ids(kvtest::seq_ids(p, sh.V, 1));
-            off.set_prompt_ids(kvtest::seq_ids(p, sh.V, 1));
-            for (int s = 0; s < 14; ++s) {
-                CAPTURE(s);
-                const kv::StepTrace& a = on.step();
-                const kv::StepTrace& b = off.step();
-                CHECK(max_abs_diff(a.logits, b.logits) <= bound(pol));
-                REQUIRE(a.next_id == b.next_id);
-                kvtest::check_counters(a.counters, kv::formula_step(m->config, pol, p, s, true));
-                kvtest::check_counters(b.counters, kv::formula_step(m->config, pol, p, s, false));
-            }
-            kvtest::check_counters(on.totals(), kv::formula_total(m->config, pol, p, 14, true));
-            if (pol.windowed()) CHECK(on.totals().kv_rows_evicted > 0);
-            CHECK(on.cache().n_used() == kv::rows_kept(pol, p + 13));
+namespace {
+
+// Cached == uncached at every step under every policy, counters == the formulas.
+void check_every_policy(const kv::Model& m) {
+    const int V = m.config.vocab_size;
+    for (const CachePolicy& pol : kPolicies) {
+        CAPTURE(m.config.n_kv_head);
+        CAPTURE(kv::policy_text(pol));
+        auto engine = std::shared_ptr<kv::Engine>(kv::make_cpu_engine(m));
+        kv::Session on(m, engine, pol), off(m, engine, pol);
+        off.set_cache(false);
+        const int p = 6;
+        on.set_prompt_ids(kvtest::seq_ids(p, V, 1));
+        off.set_prompt_ids(kvtest::seq_ids(p, V, 1));
+        for (int s = 0; s < 14; ++s) {
+            CAPTURE(s);
+            const kv::StepTrace& a = on.step();
+            const kv::StepTrace& b = off.step();
+            CHECK(max_abs_diff(a.logits, b.logits) <= bound(pol));
+            REQUIRE(a.next_id == b.next_id);
+            kvtest::check_counters(a.counters, kv::formula_step(m.config, pol, p, s, true));
+            kvtest::check_counters(b.counters, kv::formula_step(m.config, pol, p, s, false));
         }
+        kvtest::check_counters(on.totals(), kv::formula_total(m.config, pol, p, 14, true));
+        if (pol.windowed()) CHECK(on.totals().kv_rows_evicted > 0);
+        CHECK(on.cache().n_used() == kv::rows_kept(pol, p + 13));
+    }
+}
+
+}  // namespace
+
+TEST_CASE("every policy: cached == uncached at every step, and the counters equal the formulas") {
+    for (const Shape& sh : kShapes) check_every_policy(*kvtest::random_model(sh.V, sh.T, sh.C, sh.L, sh.H, sh.Hkv, sh.seed));
+}
+
+// The Llama family: RoPE keys are stored rotated at their absolute positions, so a
+// window's surviving rows (and the sinks) are read back unchanged after evictions.
+TEST_CASE("Llama family, every policy: cached == uncached at every step, and the counters equal the formulas") {
+    uint64_t seed = 40;
+    for (const kv::ModelConfig& cfg : kvtest::llama_shapes()) {
+        CAPTURE(cfg.qkv_bias);
+        check_every_policy(*kvtest::random_llama(cfg, seed++));
     }
 }
 

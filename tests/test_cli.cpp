@@ -264,3 +264,37 @@ TEST_CASE("export writes a folder in the held weight type that loads back to the
     CHECK(again.rc == 2);
     CHECK(again.err.find("--out") != std::string::npos);
 }
+
+TEST_CASE("the Llama family on the command line: generate, compare, logits and bench on random:llama-tiny") {
+    const Run c = run_cli("compare --model random:llama-tiny --ids 5,9,3,7 --new 12 --window 6 --sinks 2 --json");
+    REQUIRE(c.rc == 0);
+    const json d = json::parse(c.out);
+    const int L = d["model"]["n_layer"], Hkv = d["model"]["n_kv_head"];
+    CHECK(Hkv == 2);
+    REQUIRE(d["steps"].size() == 12);
+    for (const json& st : d["steps"]) {
+        CHECK(st["max_abs_logit_diff"].get<double>() <= 1e-4);
+        CHECK(st["cached"]["next_id"] == st["uncached"]["next_id"]);
+    }
+    CHECK(d["totals"]["cached"]["kv_rows_computed"] == L * Hkv * (4 + 12 - 1));
+    const Run a = run_cli("logits --model random:llama-tiny:2 --ids 4,8,15,16,23 --all-positions --weights bf16");
+    const Run b = run_cli("logits --model random:llama-tiny:2 --ids 4,8,15,16,23 --all-positions --weights bf16 --no-cache");
+    REQUIRE(a.rc == 0);
+    REQUIRE(b.rc == 0);
+    const json la = json::parse(a.out)["logits"], lb = json::parse(b.out)["logits"];
+    REQUIRE(la.size() == 5);
+    double worst = 0;
+    for (size_t i = 0; i < 5; ++i)
+        for (size_t j = 0; j < la[i].size(); ++j)
+            worst = std::max(worst, std::abs(la[i][j].get<double>() - lb[i][j].get<double>()));
+    CHECK(worst <= 1e-4);
+    const Run g = run_cli("generate --model random:llama-tiny --ids 1,2,3 --new 4 --kv-dtype int8 --json");
+    REQUIRE(g.rc == 0);
+    CHECK(json::parse(g.out)["steps"].size() == 4);
+    const Run bench = run_cli("bench --model random:llama-tiny --prompt-len 8 --new 8 --threads 1 --json");
+    REQUIRE(bench.rc == 0);
+    CHECK(json::parse(bench.out)["tokens_per_s"].get<double>() > 0);
+    const Run cuda = run_cli("logits --model random:llama-tiny --ids 1,2 --backend cuda");
+    CHECK(cuda.rc == 1);
+    CHECK(cuda.err.find("Llama") != std::string::npos);
+}

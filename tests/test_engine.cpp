@@ -360,3 +360,43 @@ TEST_CASE("a windowed step of many tokens equals one token a step, for any chunk
         }
     }
 }
+
+// RoPE models: the trace keeps each key before and after its rotation; the cache holds
+// the rotated one. The rotation is written here from transformers' apply_rotary_pos_emb
+// (pairs (i, i + hd/2) turned by pos * inv_freq[i]), in double.
+TEST_CASE("Llama family: the trace keeps k before and after RoPE, and the cache holds the rotated k") {
+    auto m = kvtest::random_llama(kv::ModelConfig::llama_tiny(), 13);
+    const kv::ModelConfig& c = m->config;
+    const int p = 5, hd = c.head_dim(), half = hd / 2;
+    const std::vector<float> inv = kv::rope_inv_freq(hd, c.rope);
+    kv::Session s(*m, kv::make_cpu_engine(*m));
+    s.set_prompt_ids(kvtest::seq_ids(p, c.vocab_size));
+    s.step();
+    const auto& t = s.step();  // decode: one row at position p
+    REQUIRE(t.heads.size() == size_t(c.n_layer * c.n_head));
+    for (const auto& h : t.heads) {
+        CAPTURE(h.layer);
+        CAPTURE(h.head);
+        REQUIRE(h.k_before_rope.rows() == 1);
+        REQUIRE(h.k_before_rope.cols() == hd);
+        CHECK(h.first_pos == p);
+        double worst = 0;
+        for (int i = 0; i < half; ++i) {
+            const double a = double(float(p) * inv[size_t(i)]);
+            const double x1 = h.k_before_rope(0, i), x2 = h.k_before_rope(0, i + half);
+            worst = std::max(worst, std::abs(h.k(0, i) - (x1 * std::cos(a) - x2 * std::sin(a))));
+            worst = std::max(worst, std::abs(h.k(0, i + half) - (x2 * std::cos(a) + x1 * std::sin(a))));
+        }
+        CHECK(worst <= 1e-5);
+        CHECK((h.k - h.k_before_rope).cwiseAbs().maxCoeff() > 1e-3f);  // the rotation is not the identity
+        kv::RowMat K, V;
+        s.cache().read_positions(h.layer, h.kv_head, K, V);
+        REQUIRE(K.rows() == p + 1);
+        CHECK((K.row(p) - h.k.row(0)).cwiseAbs().maxCoeff() == 0.0f);
+    }
+    // GPT-2 records no pre-rotation keys.
+    auto g = random_model(40, 32, 32, 2, 4, 4, 12);
+    kv::Session sg(*g, kv::make_cpu_engine(*g));
+    sg.set_prompt_ids(kvtest::seq_ids(3, 40));
+    CHECK(sg.step().heads.at(0).k_before_rope.size() == 0);
+}

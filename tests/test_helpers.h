@@ -146,6 +146,41 @@ inline std::unique_ptr<kv::Model> random_model(int V, int T, int C, int L, int H
     return m;
 }
 
+// A random Llama-family model of cfg's shape (random:llama-tiny's init), with norm
+// weights apart from 1, q/k/v biases (when cfg has them) nonzero and q/k large enough
+// that attention is far from uniform.
+inline std::unique_ptr<kv::Model> random_llama(const kv::ModelConfig& cfg, uint64_t seed) {
+    auto m = kv::make_random_model(cfg, seed, "test-llama");
+    uint64_t st = seed * 0x9E3779B97F4A7C15ULL + 7;
+    auto jitter = [&](auto& t, float scale, float base) {
+        for (Eigen::Index i = 0; i < t.size(); ++i) {
+            st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+            t.data()[i] = base + scale * (float(st % 20001) / 10000.0f - 1.0f);
+        }
+    };
+    for (auto& l : m->weights.layers) {
+        l.attn_w *= 8.0f;
+        jitter(l.ln_1_w, 0.2f, 1.0f), jitter(l.ln_2_w, 0.2f, 1.0f);
+        if (cfg.qkv_bias) jitter(l.attn_b, 0.2f, 0.0f);
+    }
+    jitter(m->weights.ln_f_w, 0.2f, 1.0f);
+    m->weights.wte *= 25.0f;
+    if (!cfg.tied_head) m->weights.lm_head *= 25.0f;
+    return m;
+}
+
+// Llama-family shapes the policy, serving and speculative tests run: random:llama-tiny,
+// and a Qwen2-like one (q/k/v biases, untied head, head_dim 24 so q_dim != C).
+inline std::vector<kv::ModelConfig> llama_shapes() {
+    kv::ModelConfig q = kv::ModelConfig::llama_tiny();
+    q.qkv_bias = true;
+    q.tied_head = false;
+    q.explicit_head_dim = 24;
+    q.n_kv_head = 1;
+    q.rope.theta = 1000000.0;
+    return {kv::ModelConfig::llama_tiny(), q};
+}
+
 // Counters of step s (docs/design.md, "Counters") for a prompt of p tokens: core's formulas.
 inline kv::Counters expected_counters(const kv::ModelConfig& c, int p, int s, bool cache,
                                       const kv::CachePolicy& pol = {}) {

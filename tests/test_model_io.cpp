@@ -981,3 +981,115 @@ TEST_CASE("load progress of a random model: wte and wpe, then each layer as it i
         CHECK(seen2.back().tensors_done == 2 + per_layer);
     }
 }
+
+// ---------------------------------------------------------------- Llama-family folders
+
+namespace {
+
+std::string text_of(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A written safetensors file back as raw tensors (to edit and write again).
+std::vector<RawTensor> raw_of(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    uint64_t n = 0;
+    std::memcpy(&n, all.data(), 8);
+    const json h = json::parse(all.substr(8, n));
+    std::vector<RawTensor> ts;
+    for (const auto& [name, info] : h.items()) {
+        if (name == "__metadata__") continue;
+        const uint64_t b = info["data_offsets"][0], e = info["data_offsets"][1];
+        ts.push_back({name, info["dtype"], info["shape"].get<std::vector<int64_t>>(), all.substr(8 + n + b, e - b)});
+    }
+    return ts;
+}
+
+}  // namespace
+
+TEST_CASE("a Llama-family folder is written with transformers' names and nn.Linear shapes") {
+    TempDir d;
+    ModelConfig c = ModelConfig::llama_tiny();  // 64 wide, 4 heads of 16, 2 kv heads, F 176, V 96
+    c.qkv_bias = true;
+    c.tied_head = false;
+    const auto m = make_random_model(c, 3, "t");
+    save_model_folder(d.path.string(), c, m->weights, nullptr);
+    // Written out here from transformers' Qwen2ForCausalLM state dict, not from model_io.cpp.
+    std::map<std::string, std::vector<int64_t>> want = {{"model.embed_tokens.weight", {96, 64}},
+                                                        {"model.norm.weight", {64}},
+                                                        {"lm_head.weight", {96, 64}}};
+    for (int l = 0; l < 2; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        want[p + "input_layernorm.weight"] = {64};
+        want[p + "post_attention_layernorm.weight"] = {64};
+        want[p + "self_attn.q_proj.weight"] = {64, 64};
+        want[p + "self_attn.q_proj.bias"] = {64};
+        want[p + "self_attn.k_proj.weight"] = {32, 64};
+        want[p + "self_attn.k_proj.bias"] = {32};
+        want[p + "self_attn.v_proj.weight"] = {32, 64};
+        want[p + "self_attn.v_proj.bias"] = {32};
+        want[p + "self_attn.o_proj.weight"] = {64, 64};
+        want[p + "mlp.gate_proj.weight"] = {176, 64};
+        want[p + "mlp.up_proj.weight"] = {176, 64};
+        want[p + "mlp.down_proj.weight"] = {64, 176};
+    }
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& [name, info] : read_safetensors_header(d / "model.safetensors")) got[name] = info.shape;
+    CHECK(got == want);
+    const json j = json::parse(text_of(d / "config.json"));
+    CHECK(j["model_type"] == "qwen2");
+    CHECK(j["architectures"][0] == "Qwen2ForCausalLM");
+    CHECK(j["intermediate_size"] == 176);
+    CHECK(j["num_key_value_heads"] == 2);
+    CHECK(j["tie_word_embeddings"] == false);
+    // k_proj.weight row r is key feature r: column r of the held [q|k|v] matrix, past q.
+    const auto ts = raw_of(d / "model.safetensors");
+    for (const auto& t : ts)
+        if (t.name == "model.layers.1.self_attn.k_proj.weight") {
+            const float* v = reinterpret_cast<const float*>(t.bytes.data());
+            CHECK(v[5 * 64 + 7] == m->weights.layers[1].attn_w(7, 64 + 5));
+        }
+    auto back = load_model_folder(d.path.string());
+    CHECK(back->config == c);
+    CHECK(back->weights.layers[1].attn_w == m->weights.layers[1].attn_w);
+    CHECK(back->weights.layers[0].fc_w == m->weights.layers[0].fc_w);
+    CHECK(back->weights.layers[0].attn_b == m->weights.layers[0].attn_b);
+}
+
+TEST_CASE("Llama-family tensors that disagree with config.json are named in one line") {
+    TempDir d;
+    const ModelConfig c = ModelConfig::llama_tiny();
+    const auto m = make_random_model(c, 4, "t");
+    save_model_folder(d.path.string(), c, m->weights, nullptr);
+    const std::string p = d / "model.safetensors";
+    auto ts = raw_of(p);
+    auto load = [&] {
+        write_raw(p, ts);
+        return load_model_folder(d.path.string());
+    };
+    SUBCASE("missing tensor") {
+        erase_tensor(ts, "model.layers.1.mlp.up_proj.weight");
+        CHECK_ERROR(load(), p, "model.layers.1.mlp.up_proj.weight", "missing");
+    }
+    SUBCASE("a Linear weight stored (in, out)") {
+        auto* t = find_tensor(ts, "model.layers.0.self_attn.k_proj.weight");
+        t->shape = {64, 32};
+        CHECK_ERROR(load(), p, "k_proj.weight has shape [64, 32], config.json says [32, 64]", "[out, in]");
+    }
+    SUBCASE("a bias the config does not ask for") {
+        ts.push_back({"model.layers.0.self_attn.q_proj.bias", "F32", {64}, std::string(4 * 64, '\0')});
+        CHECK_ERROR(load(), p, "model.layers.0.self_attn.q_proj.bias", "attention_bias");
+    }
+    SUBCASE("more layers in the file than the config") {
+        json j = json::parse(text_of(d / "config.json"));
+        j["num_hidden_layers"] = 1;
+        std::ofstream(d / "config.json") << j.dump();
+        CHECK_ERROR(load(), p, "model.layers.1.", "num_hidden_layers 1");
+    }
+    SUBCASE("an unsupported dtype") {
+        find_tensor(ts, "model.norm.weight")->dtype = "I32";
+        CHECK_ERROR(load(), p, "model.norm.weight", "I32");
+    }
+}

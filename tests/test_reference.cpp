@@ -1,5 +1,6 @@
-// The engine against an independent NumPy GPT-2 (tests/reference/gpt2_numpy.py) on
-// random small GPT-2 folders in Hugging Face layout: every position, atol 1e-4.
+// The engine against independent NumPy forwards (tests/reference/gpt2_numpy.py and
+// llama_numpy.py) on random small folders in Hugging Face layout (GPT-2; Llama, Qwen2
+// with biases and an untied head, Llama 3 rope scaling): every position, atol 1e-4.
 // Skipped where python3 has no NumPy, failed under CI (scripts/deps.sh installs it).
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -7,7 +8,10 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 #include "core/engine/engine.h"
@@ -42,6 +46,7 @@ struct RefDiff {
 
 RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vector<int>& ids,
                       kv::WeightType weights = kv::WeightType::f32) {
+    const std::string script = m.config.is_llama() ? "llama_numpy.py" : "gpt2_numpy.py";
     auto engine = kv::make_cpu_engine(m);
     kv::ForwardRequest req;
     req.ids = ids;
@@ -65,8 +70,8 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
     for (int id : ids) id_list += (id_list.empty() ? "" : ",") + std::to_string(id);
     const std::string round =
         weights == kv::WeightType::f32 ? "" : std::string(" --round ") + kv::weight_type_name(weights);
-    const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR
-                                               "/tests/reference/gpt2_numpy.py' '" + dir + "' " + id_list + round))["logits"];
+    const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR "/tests/reference/" + script +
+                                               "' '" + dir + "' " + id_list + round))["logits"];
     const int V = m.config.vocab_size;
     REQUIRE(ref.size() == ids.size());
     RefDiff d;
@@ -159,4 +164,125 @@ TEST_CASE("f16/bf16 weights: engine logits match NumPy with the weights rounded 
             CHECK(unrounded.worst > 1e-3);  // the rounding is real and visible
         }
     fs::remove_all(root);
+}
+
+namespace {
+
+std::string read_text(const std::string& path) {
+    std::ifstream in(path);
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+void write_text(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::trunc);
+    out << text;
+    REQUIRE(out.good());
+}
+
+// A random Llama-family model of cfg's shape with values large enough that attention
+// is not uniform and the logits exceed 1, written to dir in Hugging Face layout.
+std::unique_ptr<kv::Model> llama_folder(kv::ModelConfig cfg, uint64_t seed, const fs::path& dir) {
+    auto m = kv::make_random_model(cfg, seed, "llama test");
+    for (auto& l : m->weights.layers) {
+        l.attn_w *= 8.0f;
+        l.attn_b *= 10.0f;  // q/k/v biases (zero without them)
+        for (int i = 0; i < l.ln_1_w.size(); ++i) {  // norm weights apart from 1, each its own
+            l.ln_1_w[i] += 0.3f * std::sin(float(i));
+            l.ln_2_w[i] += 0.3f * std::cos(float(i));
+            m->weights.ln_f_w[i] = 1.0f + 0.2f * std::sin(0.5f * float(i));
+        }
+    }
+    m->weights.wte *= 25.0f;
+    if (!cfg.tied_head) m->weights.lm_head *= 25.0f;
+    fs::create_directories(dir);
+    kv::save_model_folder(dir.string(), m->config, m->weights, nullptr);
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("Llama-family logits match an independent NumPy forward at every position") {
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
+    const fs::path root = fs::temp_directory_path() / ("kvscope_llama_ref_" + std::to_string(::getpid()));
+    kv::ModelConfig qwen2 = kv::ModelConfig::llama_tiny();  // Qwen2 layout: q/k/v biases, untied head
+    qwen2.qkv_bias = true;
+    qwen2.tied_head = false;
+    qwen2.rope.theta = 1000000.0;
+    qwen2.layer_norm_epsilon = 1e-6f;
+    kv::ModelConfig llama3 = kv::ModelConfig::llama_tiny();  // Llama 3 rope scaling, head_dim != C / H
+    llama3.explicit_head_dim = 24;
+    llama3.n_layer = 3;
+    llama3.rope.type = kv::RopeConfig::Type::llama3;
+    llama3.rope.theta = 500000.0;
+    llama3.rope.factor = 8.0;
+    llama3.rope.low_freq_factor = 1.0;
+    llama3.rope.high_freq_factor = 4.0;
+    llama3.rope.original_max_position_embeddings = 16;
+    struct Case {
+        const char* what;
+        kv::ModelConfig cfg;
+        bool rope_parameters;  // rewrite config.json in the transformers 5.x form
+    };
+    const Case cases[] = {{"random:llama-tiny", kv::ModelConfig::llama_tiny(), false},
+                          {"qwen2 (biases, untied)", qwen2, false},
+                          {"llama3 rope_parameters", llama3, true}};
+    int k = 0;
+    for (const Case& c : cases) {
+        const std::string what = c.what;
+        CAPTURE(what);
+        const fs::path dir = root / std::to_string(k++);
+        auto m = llama_folder(c.cfg, 500 + k, dir);
+        if (c.rope_parameters) {  // 5.x: rope_theta and the scaling inside rope_parameters
+            const std::string cfg_path = (dir / "config.json").string();
+            auto j = nlohmann::json::parse(read_text(cfg_path));
+            auto rp = j["rope_scaling"];
+            rp["rope_theta"] = j["rope_theta"];
+            j.erase("rope_scaling");
+            j.erase("rope_theta");
+            j["rope_parameters"] = rp;
+            write_text(cfg_path, j.dump(2));
+        }
+        auto loaded = kv::load_model_folder(dir.string());
+        REQUIRE(loaded->config == m->config);
+        const auto ids = kvtest::seq_ids(40, c.cfg.vocab_size, k);
+        // The model as made (before writing) and as read back: both against the file.
+        for (const kv::Model* mm : {m.get(), loaded.get()}) {
+            const RefDiff d = against_numpy(*mm, dir.string(), ids);
+            CAPTURE(d.pos);
+            CAPTURE(d.j);
+            MESSAGE(what << ": worst |engine - numpy| = " << d.worst << " at position " << d.pos
+                           << " (largest |logit| " << d.largest << "), whole sequence and token by token");
+            CHECK(d.largest > 1.0);
+            CHECK(d.worst <= 1e-4);
+        }
+        // 16-bit weights against the reference rounded the same way.
+        for (auto t : {kv::WeightType::f16, kv::WeightType::bf16}) {
+            auto m16 = kv::load_model_folder(dir.string(), t);
+            const RefDiff d = against_numpy(*m16, dir.string(), ids, t);
+            CAPTURE(kv::weight_type_name(t));
+            CHECK(d.worst <= 1e-4);
+            CHECK(against_numpy(*m16, dir.string(), ids).worst > 1e-3);  // the rounding is visible
+        }
+    }
+    fs::remove_all(root);
+}
+
+// A folder stored in BF16 (as SmolLM2 and Qwen2.5 ship) loads held in bf16, and the
+// reference reading the same file agrees.
+TEST_CASE("a Llama folder stored in bf16 loads as stored and matches NumPy") {
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
+    const fs::path dir = fs::temp_directory_path() / ("kvscope_llama_bf16_" + std::to_string(::getpid()));
+    auto m = llama_folder(kv::ModelConfig::llama_tiny(), 77, dir);
+    kv::set_weight_type(m->weights, m->config, kv::WeightType::bf16);
+    kv::save_model_folder(dir.string(), m->config, m->weights, nullptr);
+    auto loaded = kv::load_model_folder(dir.string());
+    CHECK(loaded->weights.type == kv::WeightType::bf16);
+    const RefDiff d = against_numpy(*loaded, dir.string(), kvtest::seq_ids(30, 96, 3));
+    CHECK(d.largest > 1.0);
+    CHECK(d.worst <= 1e-4);
+    fs::remove_all(dir);
 }

@@ -88,9 +88,10 @@ float alone_diff(kv::Engine& e, const kv::ServeSeqResult& s, const kv::CachePoli
 
 }  // namespace
 
-TEST_CASE("serve: every sequence's batched logits equal it run alone, under full, window and int8") {
-    auto m = serve_model();
-    auto e = kv::make_cpu_engine(*m);
+namespace {
+
+void check_batched_equals_alone(const kv::Model& m) {
+    auto e = kv::make_cpu_engine(m);
     const std::vector<kv::CachePolicy> pols = {{}, {6, 2, kv::KvDtype::f32}, {0, 0, kv::KvDtype::int8}};
     for (const kv::CachePolicy& pol : pols) {
         CAPTURE(kv::policy_text(pol));
@@ -104,6 +105,21 @@ TEST_CASE("serve: every sequence's batched logits equal it run alone, under full
             CAPTURE(s.id);
             CHECK(alone_diff(*e, s, pol, cap) <= 1e-4f);
         }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("serve: every sequence's batched logits equal it run alone, under full, window and int8") {
+    check_batched_equals_alone(*serve_model());
+}
+
+// The Llama family in a batch: each row turned by its own sequence's positions.
+TEST_CASE("serve: Llama family, every sequence's batched logits equal it run alone") {
+    uint64_t seed = 60;
+    for (const kv::ModelConfig& cfg : kvtest::llama_shapes()) {
+        CAPTURE(cfg.qkv_bias);
+        check_batched_equals_alone(*kvtest::random_llama(cfg, seed++));
     }
 }
 

@@ -230,6 +230,25 @@ TEST_CASE("speculative: greedy output equals the target's plain greedy output") 
             }
         }
     }
+    SUBCASE("Llama family: a smaller draft of the same family, and the target as its own draft") {
+        auto t = kvtest::random_llama(kv::ModelConfig::llama_tiny(), 70);
+        kv::ModelConfig dc = kv::ModelConfig::llama_tiny();
+        dc.n_layer = 1;
+        auto d = kvtest::random_llama(dc, 71);
+        for (int salt = 0; salt < 3; ++salt) {
+            const std::vector<int> prompt = kvtest::seq_ids(3 + salt, 96, salt);
+            const std::vector<int> want = plain_greedy(*t, prompt, 20);
+            for (int k : ks) {
+                CAPTURE(salt);
+                CAPTURE(k);
+                kv::SpecDecoder sd = make_pair(*t, *d, k);
+                CHECK(speculative(sd, prompt, 20) == want);
+                kv::SpecDecoder self = make_pair(*t, *t, k);
+                CHECK(speculative(self, prompt, 20) == want);
+                CHECK(self.totals().rejected == 0);
+            }
+        }
+    }
     SUBCASE("random pair that always agrees (the draft is the target)") {
         auto m = kvtest::random_model(64, 64, 32, 2, 4, 2, 21);
         for (int salt = 0; salt < 5; ++salt) {

@@ -1,12 +1,16 @@
-// CpuEngine: the reference GPT-2 forward pass on the CPU with Eigen, reading and
+// CpuEngine: the reference forward pass of both families on the CPU with Eigen, reading and
 // writing a HostKVCache (one sequence, filling a StepTrace) or a HostPagedKV (a
 // batched serving step). Both run the same layers over "parts": a part is one
 // sequence's n tokens at positions p0..p0+n-1, rows [row0, row0 + n) of the step's
 // activations; its keys are the slots some query of it reads (KVCache::keys_for, or
 // its block table under the policy's mask), nk of them in ascending position, key j
 // at key_pos[j]. The weight products run once over all parts' rows; attention runs
-// per part. C n_embd, Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv
-// heads. Counters are incremented in the loops that do the work, never from formulas.
+// per part. C n_embd, Qd = q_dim (C for GPT-2), Q = Qd + 2*kv_dim (c_attn width), hd
+// head_dim, H heads, Hkv kv heads, FC fc_dim (4C or 2F), FF ff_dim (4C or F).
+// The family chooses three blocks of the one layer loop (docs/design.md, "Model
+// families"): the norm (LayerNorm or RMSNorm), positions (wpe added to the embedding,
+// or RoPE on q and k after the projection) and the MLP's activation (GELU, or SwiGLU).
+// Counters are incremented in the loops that do the work, never from formulas.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,6 +23,7 @@
 #include "core/error.h"
 #include "core/engine/kv_cache.h"
 #include "core/engine/matmul.h"
+#include "core/model/llama_math.h"
 #include "core/model/model_io.h"
 #include "core/engine/threadpool.h"
 
@@ -84,6 +89,7 @@ class CpuEngine final : public Engine {
 public:
     explicit CpuEngine(const Model& model) : cfg_(model.config), w_(model.weights) {
         const int T = cfg_.n_ctx;
+        if (cfg_.is_llama()) inv_freq_ = rope_inv_freq(cfg_.head_dim(), cfg_.rope);
         ensure_rows(T);
         scores_ = RowMat::Zero(int64_t(cfg_.n_head) * kTile, T);
         k_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
@@ -109,7 +115,8 @@ public:
         if (pool_ && pool_->size() == want) return;
         pool_.reset();
         pool_ = std::make_unique<ThreadPool>(want);
-        parts_.assign(size_t(n_parts()) * kFewRows * std::max(cfg_.qkv_dim(), 4 * cfg_.n_embd), 0.0f);
+        if (cfg_.is_llama()) rope_cs_.assign(size_t(want) * size_t(cfg_.head_dim()), 0.0f);
+        parts_.assign(size_t(n_parts()) * kFewRows * std::max({cfg_.qkv_dim(), cfg_.fc_dim(), cfg_.n_embd}), 0.0f);
     }
 
     void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
@@ -122,8 +129,15 @@ private:
     void ensure_rows(int n);
     // The trace's head records for n rows from row r0 (none unless the options record).
     void begin_head_traces(const ForwardRequest& req, int n, int r0, StepTrace& tr) const;
-    // x = wte[id] + wpe[pos] for the part's rows.
+    // x = wte[id] (+ wpe[pos] for GPT-2) for the part's rows.
     void embed(const Part& pt);
+    // out = LayerNorm(x) * w + b (GPT-2) or RMSNorm(x) * w (Llama family), row by row.
+    void norm(Eigen::Ref<RowMat> out, const Eigen::Ref<const RowMat>& x, const RowVec& w, const RowVec& b) const;
+    // RoPE (Llama family): q and k of every part's rows in qkv_ turned by their absolute
+    // positions; the recorded heads of layer l keep k before the turn.
+    void rope(int l, std::span<Part> parts, int r0, StepTrace& tr);
+    // SwiGLU (Llama family): ff_ = silu(gate) * up from fc_'s [gate | up] rows.
+    void swiglu(int n_rows);
     // Every layer over rows [0, n_rows): the weight products once, each part's K/V
     // into `store` at its new slots, attention per part. Trace rows from r0 of the
     // first part are recorded into tr's heads (the single path has one part).
@@ -154,17 +168,20 @@ private:
     std::unique_ptr<ThreadPool> pool_;
     // Activations, preallocated to n_ctx rows (more for a large batch); a step uses the top rows.
     RowMat x_;       // (rows, C) residual stream
-    RowMat h_;       // (rows, C) LayerNorm output
-    RowMat qkv_;     // (rows, Q) [q | k | v] per position
-    RowMat att_;     // (rows, C) attention output, heads side by side
-    RowMat fc_;      // (rows, 4C) MLP hidden
+    RowMat h_;       // (rows, C) LayerNorm (RMSNorm) output
+    RowMat qkv_;     // (rows, Q) [q | k | v] per position (RoPE models: q and k rotated in place)
+    RowMat att_;     // (rows, Qd) attention output, heads side by side
+    RowMat fc_;      // (rows, FC) MLP hidden: gelu(c_fc), or [gate | up] before SwiGLU
+    RowMat ff_;      // (rows, F) silu(gate) * up (Llama family; else empty)
+    std::vector<float> inv_freq_;  // (hd/2) RoPE's rate per pair (Llama family; else empty)
+    std::vector<float> rope_cs_;   // (threads, hd) each task's cos and sin of one position
     RowMat scores_;  // (H * kTile, T) each head's scores for one tile of query rows
     RowVec logits_;  // (V)
     RowMat k_tmp_, v_tmp_;     // (T, kv_dim) keys/values decoded from f16/int8 or gathered
     Part single_;              // forward()'s one part
     std::vector<Part> batch_;  // forward_batch()'s parts
     StepTrace no_trace_;       // the batched step records no heads
-    std::vector<float> parts_;  // (tasks, kFewRows, max(Q, 4C)) partial sums of linear_few
+    std::vector<float> parts_;  // (tasks, kFewRows, max(Q, FC, C)) partial sums of linear_few
     static constexpr int kFewRows = 16;  // rows linear_few can take (the size of parts_)
     // Up to this many rows take linear_few and the chunked head: 16 with the AVX-512
     // kernel, which blocks 8 or 4 rows per load of W (a batch-8 step of GPT-2 124M in
@@ -180,8 +197,9 @@ void CpuEngine::ensure_rows(int n) {
     x_ = RowMat::Zero(n, C);
     h_ = RowMat::Zero(n, C);
     qkv_ = RowMat::Zero(n, cfg_.qkv_dim());
-    att_ = RowMat::Zero(n, C);
-    fc_ = RowMat::Zero(n, 4 * C);
+    att_ = RowMat::Zero(n, cfg_.q_dim());
+    fc_ = RowMat::Zero(n, cfg_.fc_dim());
+    if (cfg_.is_llama()) ff_ = RowMat::Zero(n, cfg_.ff_dim());
 }
 
 void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
@@ -287,11 +305,12 @@ KeyRange key_range(const std::vector<int>& key_pos, const CachePolicy& pol, int 
 // "shared keys as one product, then the tile's triangle".
 void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol,
                           StepTrace& tr) {
-    const int C = cfg_.n_embd, H = cfg_.n_head, hd = cfg_.head_dim(), Qd = cfg_.qkv_dim(), T = cfg_.n_ctx;
+    // Qw: a qkv_ row's width; Dq: q's width (= C for GPT-2), where k starts in the row.
+    const int H = cfg_.n_head, hd = cfg_.head_dim(), Qw = cfg_.qkv_dim(), Dq = cfg_.q_dim(), T = cfg_.n_ctx;
     const int kvd = cfg_.kv_dim(), nk = int(pt.key_pos.size()), p0 = pt.p0, n = pt.n;
     const std::vector<int>& key_pos = pt.key_pos;
-    const float* qkv = qkv_.data() + int64_t(pt.row0) * Qd;  // the part's rows
-    float* att = att_.data() + int64_t(pt.row0) * C;
+    const float* qkv = qkv_.data() + int64_t(pt.row0) * Qw;  // the part's rows
+    float* att = att_.data() + int64_t(pt.row0) * Dq;
     const float scale = 1.0f / std::sqrt(float(hd));
     for (auto& hc : head_cnt_) hc = Counters{};
     pool_->parallel_for(H, [&](int h) {
@@ -311,9 +330,9 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
             // row's smaller s is the bound once the window slides inside the tile).
             const int own0 = first.hi - 1;
             const int a = std::min({first.s, last.s, own0}), c0 = last.lo, c1 = std::max(c0, std::min(first.hi, own0));
-            ConstBlockMap Qt(qkv + int64_t(i0) * Qd + h * hd, rows, hd, Stride(Qd));
+            ConstBlockMap Qt(qkv + int64_t(i0) * Qw + h * hd, rows, hd, Stride(Qw));
             BlockMap S(scores_.data() + int64_t(h) * kTile * T, rows, T, Stride(T));
-            BlockMap O(att + int64_t(i0) * C + h * hd, rows, hd, Stride(C));
+            BlockMap O(att + int64_t(i0) * Dq + h * hd, rows, hd, Stride(Dq));
             // The row's own keys: [a, s) and [lo, hi) without the shared [c0, c1).
             // (A row whose window has not slid reads one run [0, hi) as its "sinks",
             // which can cover [c0, c1) too: both ranges skip it.)
@@ -361,8 +380,8 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
                     const int i = i0 + r, row = i - r0;
                     const KeyRange kr = key_range(key_pos, pol, p0 + i);
                     ht->q.row(row) = Qt.row(r);
-                    ht->k.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qd + C + g * hd, hd);
-                    ht->v.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qd + C + kvd + g * hd, hd);
+                    ht->k.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qw + Dq + g * hd, hd);
+                    ht->v.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qw + Dq + kvd + g * hd, hd);
                     for (int j = 0; j < kr.s; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
                     for (int j = kr.lo; j < kr.hi; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
                 }
@@ -390,6 +409,7 @@ void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, Step
             ht.first_pos = req.start_pos + r0;
             ht.q.resize(n - r0, hd);
             ht.k.resize(n - r0, hd);
+            if (cfg_.is_llama()) ht.k_before_rope.resize(n - r0, hd);
             ht.v.resize(n - r0, hd);
             ht.attn = RowMat::Zero(n - r0, nk);
             tr.heads.push_back(std::move(ht));
@@ -399,27 +419,70 @@ void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, Step
 void CpuEngine::embed(const Part& pt) {
     for (int i = 0; i < pt.n; ++i) {
         w_.token_row(pt.ids[size_t(i)], x_.row(pt.row0 + i).data());
-        x_.row(pt.row0 + i) += w_.wpe.row(pt.p0 + i);
+        if (!cfg_.is_llama()) x_.row(pt.row0 + i) += w_.wpe.row(pt.p0 + i);
     }
+}
+
+void CpuEngine::norm(Eigen::Ref<RowMat> out, const Eigen::Ref<const RowMat>& x, const RowVec& w, const RowVec& b) const {
+    if (!cfg_.is_llama()) return layernorm(out, x, w, b, cfg_.layer_norm_epsilon);
+    for (int i = 0; i < x.rows(); ++i)
+        rms_norm(out.row(i).data(), x.row(i).data(), w.data(), int(x.cols()), cfg_.layer_norm_epsilon);
+}
+
+void CpuEngine::rope(int l, std::span<Part> parts, int r0, StepTrace& tr) {
+    const int H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim(), half = hd / 2, Dq = cfg_.q_dim();
+    for (auto& ht : tr.heads)  // the single path: one part from row 0, recorded rows from r0
+        if (ht.layer == l)
+            for (int r = 0; r < ht.k_before_rope.rows(); ++r)
+                ht.k_before_rope.row(r) = qkv_.row(r0 + r).segment(Dq + ht.kv_head * hd, hd);
+    for (const Part& pt : parts) {
+        const int tasks = std::min(pt.n, pool_->size());
+        pool_->parallel_for(tasks, [&](int t) {
+            float* cs = rope_cs_.data() + int64_t(t) * hd;  // cos (half), sin (half)
+            for (int i = int(int64_t(pt.n) * t / tasks); i < int(int64_t(pt.n) * (t + 1) / tasks); ++i) {
+                rope_angles(pt.p0 + i, inv_freq_.data(), half, cs, cs + half);
+                float* row = qkv_.row(pt.row0 + i).data();
+                for (int h = 0; h < H; ++h) rope_rotate(row + h * hd, hd, cs, cs + half);
+                for (int g = 0; g < Hkv; ++g) rope_rotate(row + Dq + g * hd, hd, cs, cs + half);
+            }
+        });
+    }
+}
+
+void CpuEngine::swiglu(int n_rows) {
+    const int F = cfg_.n_ff;
+    auto rows = [&](int a, int b) {
+        for (int r = a; r < b; ++r) {
+            const float* gu = fc_.row(r).data();
+            float* out = ff_.row(r).data();
+            for (int i = 0; i < F; ++i) out[i] = silu(gu[i]) * gu[F + i];
+        }
+    };
+    if (n_rows == 1) return rows(0, 1);
+    const int tasks = std::min(n_rows, pool_->size());
+    pool_->parallel_for(tasks, [&](int t) { rows(int(int64_t(n_rows) * t / tasks), int(int64_t(n_rows) * (t + 1) / tasks)); });
 }
 
 void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const CachePolicy& pol, int r0,
                        StepTrace& tr, Counters& cnt) {
-    const int C = cfg_.n_embd, Hkv = cfg_.n_kv_head, kvd = cfg_.kv_dim();
+    const int Dq = cfg_.q_dim(), Hkv = cfg_.n_kv_head, kvd = cfg_.kv_dim();
+    const bool llama = cfg_.is_llama();
     auto X = x_.topRows(n_rows);
     auto Hs = h_.topRows(n_rows);
     for (int l = 0; l < cfg_.n_layer; ++l) {
         const LayerWeights& lw = w_.layers[l];
 
-        // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b.
-        layernorm(Hs, X, lw.ln_1_w, lw.ln_1_b, cfg_.layer_norm_epsilon);
+        // Attention block: h = norm1(x); [q|k|v] = h * c_attn + b; RoPE turns q and k.
+        norm(Hs, X, lw.ln_1_w, lw.ln_1_b);
         linear(qkv_, h_, n_rows, lw.attn_w, lw.attn_w16, lw.attn_b, false, false, cnt);
+        if (llama) rope(l, parts, r0, tr);
 
         for (Part& pt : parts) {
-            // K and V of the new positions enter the store, in the slots placed for them.
+            // K and V of the new positions enter the store, in the slots placed for them
+            // (RoPE models: the rotated K).
             for (int i = 0; i < pt.n; ++i) {
                 const float* row = qkv_.row(pt.row0 + i).data();
-                store.write(l, pt.new_slots[size_t(i)], row + C, row + C + kvd);
+                store.write(l, pt.new_slots[size_t(i)], row + Dq, row + Dq + kvd);
                 pt.cnt.kv_rows_computed += Hkv;
                 if (pt.p0 + i < pt.n_known) pt.cnt.kv_rows_recomputed += Hkv;
             }
@@ -432,10 +495,12 @@ void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const
         // x += att * c_proj + b
         linear(x_, att_, n_rows, lw.attn_proj_w, lw.attn_proj_w16, lw.attn_proj_b, true, false, cnt);
 
-        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj + b
-        layernorm(Hs, X, lw.ln_2_w, lw.ln_2_b, cfg_.layer_norm_epsilon);
-        linear(fc_, h_, n_rows, lw.fc_w, lw.fc_w16, lw.fc_b, false, true, cnt);
-        linear(x_, fc_, n_rows, lw.mlp_proj_w, lw.mlp_proj_w16, lw.mlp_proj_b, true, false, cnt);
+        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj + b, or for the Llama family
+        // x += (silu(h * gate) * (h * up)) * down with h = RMSNorm2(x).
+        norm(Hs, X, lw.ln_2_w, lw.ln_2_b);
+        linear(fc_, h_, n_rows, lw.fc_w, lw.fc_w16, lw.fc_b, false, !llama, cnt);
+        if (llama) swiglu(n_rows);
+        linear(x_, llama ? ff_ : fc_, n_rows, lw.mlp_proj_w, lw.mlp_proj_w16, lw.mlp_proj_b, true, false, cnt);
     }
 }
 
@@ -499,17 +564,17 @@ void CpuEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrace
     if (tr.keys_read.capacity() < size_t(cfg_.n_ctx)) tr.keys_read.reserve(size_t(cfg_.n_ctx));
     tr.keys_read.assign(pt.key_pos.begin(), pt.key_pos.end());
 
-    // Head: final LayerNorm and logits, for the last position (or all).
+    // Head: final norm and logits, for the last position (or all).
     auto X = x_.topRows(n);
     auto Hs = h_.topRows(n);
     if (req.all_logits && logits_all) {
-        layernorm(Hs, X, w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
+        norm(Hs, X, w_.ln_f_w, w_.ln_f_b);
         logits_all->resize(size_t(n) * V);
         head_rows(h_.data(), h_.cols(), n, logits_all->data());
         cnt.flops += 2LL * n * C * V;
         tr.logits.assign(logits_all->end() - V, logits_all->end());
     } else {
-        layernorm(h_.row(n - 1), x_.row(n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
+        norm(h_.row(n - 1), x_.row(n - 1), w_.ln_f_w, w_.ln_f_b);
         head_rows(h_.row(n - 1).data(), h_.cols(), 1, logits_.data());
         cnt.flops += 2LL * C * V;
         tr.logits.assign(logits_.data(), logits_.data() + V);
@@ -545,7 +610,7 @@ void CpuEngine::forward_batch(std::span<const BatchSeq> seqs, PagedKV& any_pool,
     // Head: the final LayerNorm of each sequence's last row into h_'s first m rows.
     for (int i = 0; i < m; ++i) {
         const Part& pt = batch_[size_t(i)];
-        layernorm(h_.row(i), x_.row(pt.row0 + pt.n - 1), w_.ln_f_w, w_.ln_f_b, cfg_.layer_norm_epsilon);
+        norm(h_.row(i), x_.row(pt.row0 + pt.n - 1), w_.ln_f_w, w_.ln_f_b);
     }
     out.logits.resize(size_t(m) * V);
     head_rows(h_.data(), h_.cols(), m, out.logits.data());

@@ -37,9 +37,11 @@ Counters formula_step(const ModelConfig& c, const CachePolicy& pol, int p, int s
     e.kv_rows_evicted = L * Hkv * (held - rows_kept(pol, m));
     e.cache_rows = rows_kept(pol, m);
     e.cache_bytes = cache_bytes_for(c, pol.dtype, e.cache_rows);
-    // FLOPs: projections for n rows in every layer (qkv, attention out, the MLP's two),
-    // q.k and weights.v for every score, the head for the last row.
-    e.flops = L * 2 * n * C * (c.qkv_dim() + C + 4 * C + 4 * C) + 4 * hd * e.attn_scores + 2 * C * c.vocab_size;
+    // FLOPs: projections for n rows in every layer (qkv, attention out, the MLP's two
+    // (GPT-2) or three (gate, up, down) products), q.k and weights.v for every score,
+    // the head for the last row.
+    const int64_t per_row = C * c.qkv_dim() + int64_t(c.q_dim()) * C + C * c.fc_dim() + int64_t(c.ff_dim()) * C;
+    e.flops = L * 2 * n * per_row + 4 * hd * e.attn_scores + 2 * C * c.vocab_size;
     return e;
 }
 

@@ -39,7 +39,10 @@ struct HeadTrace {
     int kv_head = 0;
     int first_pos = 0;  // position of row 0 of q, k, v, attn
     RowMat q;     // (r, hd)  queries of the recorded positions
-    RowMat k;     // (r, hd)  keys computed this step
+    RowMat k;     // (r, hd)  keys computed this step, as the cache stores them (RoPE models: rotated)
+    // RoPE models (the Llama family) only, else empty: the same keys before their
+    // rotation by position (k_proj's output, + bias); k is this turned by first_pos + row.
+    RowMat k_before_rope;  // (r, hd)
     RowMat v;     // (r, hd)  values computed this step
     RowMat attn;  // (r, nk)  softmax weights, 0 above the causal diagonal
     // Max |difference| between keys/values recomputed this step and the rows the

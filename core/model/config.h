@@ -62,6 +62,10 @@ struct ModelConfig {
     int q_dim() const { return n_head * head_dim(); }  // = C for GPT-2
     int kv_dim() const { return n_kv_head * head_dim(); }
     int qkv_dim() const { return q_dim() + 2 * kv_dim(); }  // c_attn output width
+    // The MLP's first product's width: 4C (c_fc) or 2F ([gate | up], side by side).
+    int fc_dim() const { return is_llama() ? 2 * n_ff : 4 * n_embd; }
+    // The width entering the MLP's last product: 4C (gelu(c_fc)) or F (silu(gate) * up).
+    int ff_dim() const { return is_llama() ? n_ff : 4 * n_embd; }
     int kv_head_of(int h) const { return kv::kv_head_of(h, n_head, n_kv_head); }
     // Number of floats in all weights (wte counted once when tied).
     int64_t n_params() const;

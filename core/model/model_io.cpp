@@ -73,6 +73,14 @@ double shortest_decimal(float x) {
     return std::strtod(buf, nullptr);
 }
 
+void write_json_file(const std::string& path, const ordered_json& j) {
+    std::ofstream out(path, std::ios::trunc);
+    if (!out) throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) throw Error(path + ": write failed");
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------- config.json
@@ -133,9 +141,61 @@ ModelConfig read_config_json(const std::string& path) {
     return c;
 }
 
+namespace {
+
+// transformers' dtype name of a held type.
+const char* torch_dtype_name(WeightType held) {
+    return held == WeightType::f16 ? "float16" : held == WeightType::bf16 ? "bfloat16" : "float32";
+}
+
+// A Llama-family config.json as transformers 4.x writes it (rope_theta, rope_scaling),
+// which 5.x also reads: model_type "qwen2" for q/k/v biases without an o_proj bias,
+// "mistral" for a sliding window, else "llama" (attention_bias for biases on all four).
+ordered_json llama_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
+    if (cfg.o_bias && !cfg.qkv_bias)
+        throw Error(path + ": an o_proj bias without q/k/v biases has no transformers class");
+    const bool qwen2 = cfg.qkv_bias && !cfg.o_bias, mistral = !cfg.qkv_bias && cfg.sliding_window > 0;
+    if (cfg.qkv_bias && cfg.o_bias && cfg.sliding_window > 0)
+        throw Error(path + ": a sliding window with attention biases has no transformers class kvscope writes");
+    ordered_json j;
+    j["model_type"] = qwen2 ? "qwen2" : mistral ? "mistral" : "llama";
+    j["architectures"] = {qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"};
+    j["vocab_size"] = cfg.vocab_size;
+    j["max_position_embeddings"] = cfg.n_ctx;
+    j["hidden_size"] = cfg.n_embd;
+    j["intermediate_size"] = cfg.n_ff;
+    j["num_hidden_layers"] = cfg.n_layer;
+    j["num_attention_heads"] = cfg.n_head;
+    j["num_key_value_heads"] = cfg.n_kv_head;
+    if (cfg.explicit_head_dim > 0) j["head_dim"] = cfg.explicit_head_dim;
+    j["hidden_act"] = "silu";
+    j["rms_norm_eps"] = shortest_decimal(cfg.layer_norm_epsilon);
+    j["rope_theta"] = cfg.rope.theta;
+    if (cfg.rope.type == RopeConfig::Type::llama3)
+        j["rope_scaling"] = {{"rope_type", "llama3"},
+                             {"factor", cfg.rope.factor},
+                             {"low_freq_factor", cfg.rope.low_freq_factor},
+                             {"high_freq_factor", cfg.rope.high_freq_factor},
+                             {"original_max_position_embeddings", cfg.rope.original_max_position_embeddings}};
+    else
+        j["rope_scaling"] = nullptr;
+    if (!qwen2) j["attention_bias"] = cfg.qkv_bias;
+    if (!qwen2) j["mlp_bias"] = false;
+    if (qwen2) j["use_sliding_window"] = false;
+    if (mistral) j["sliding_window"] = cfg.sliding_window;
+    j["tie_word_embeddings"] = cfg.tied_head;
+    j["initializer_range"] = 0.02;
+    j["attention_dropout"] = 0.0;
+    j["use_cache"] = true;
+    j["torch_dtype"] = torch_dtype_name(held);
+    return j;
+}
+
+}  // namespace
+
 void write_config_json(const std::string& path, const ModelConfig& cfg, WeightType held) {
     cfg.validate(path);
-    if (cfg.is_llama()) throw Error(path + ": writing a Llama-family config.json is not built yet");
+    if (cfg.is_llama()) return write_json_file(path, llama_config_json(path, cfg, held));
     ordered_json j;
     j["model_type"] = "gpt2";
     j["architectures"] = {"GPT2LMHeadModel"};
@@ -160,12 +220,8 @@ void write_config_json(const std::string& path, const ModelConfig& cfg, WeightTy
     j["use_cache"] = true;
     j["bos_token_id"] = cfg.vocab_size - 1;  // 50256 for GPT-2's vocabulary
     j["eos_token_id"] = cfg.vocab_size - 1;
-    j["torch_dtype"] = held == WeightType::f16 ? "float16" : held == WeightType::bf16 ? "bfloat16" : "float32";
-    std::ofstream out(path, std::ios::trunc);
-    if (!out) throw Error(path + ": cannot write (" + std::string(std::strerror(errno)) + ")");
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) throw Error(path + ": write failed");
+    j["torch_dtype"] = torch_dtype_name(held);
+    write_json_file(path, j);
 }
 
 // ---------------------------------------------------------------- safetensors <-> Weights
@@ -334,10 +390,234 @@ Weights read_tensors(const std::shared_ptr<SafetensorsFile>& f, const std::vecto
 
 }  // namespace
 
+// ---------------------------------------------------------------- Llama-family tensors
+
+namespace {
+
+// One Hugging Face tensor of a Llama-family model and where Weights holds it: a vector
+// (a norm weight, or a q/k/v/o bias: n floats at `vec`), or a matrix piece of
+// weight_matrices(w, cfg)[matrix]: an nn.Linear weight stored (out, in) and held
+// transposed in columns [col0, col0 + out) of an (in, width) matrix, or an embedding
+// / head (V, C) held as stored. The file order is transformers' state-dict order.
+struct HfTensor {
+    std::string name;
+    std::vector<int64_t> shape;  // as stored
+    int matrix = -1;             // -1: a vector
+    int64_t col0 = 0;
+    bool transposed = false;
+    float* vec = nullptr;        // null when no Weights are given
+};
+
+std::vector<HfTensor> hf_tensors(const ModelConfig& cfg, Weights* w) {
+    const int64_t V = cfg.vocab_size, C = cfg.n_embd, Qd = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
+    std::vector<HfTensor> s;
+    auto vec = [&](std::string n, int64_t len, RowVec* v, int64_t off) {
+        s.push_back({std::move(n), {len}, -1, 0, false, w ? v->data() + off : nullptr});
+    };
+    auto lin = [&](std::string n, int64_t out, int64_t in, int m, int64_t col0) {
+        s.push_back({std::move(n), {out, in}, m, col0, true, nullptr});
+    };
+    s.push_back({"model.embed_tokens.weight", {V, C}, 0, 0, false, nullptr});
+    for (int i = 0; i < cfg.n_layer; ++i) {
+        LayerWeights* l = w ? &w->layers[size_t(i)] : nullptr;
+        auto at = [&](RowVec LayerWeights::*f) { return l ? &(l->*f) : nullptr; };
+        const std::string h = "model.layers." + std::to_string(i) + ".";
+        const int m = 1 + 4 * i;  // weight_matrices: attn, proj, fc, mlp proj
+        vec(h + "input_layernorm.weight", C, at(&LayerWeights::ln_1_w), 0);
+        const char* qkv[] = {"q", "k", "v"};
+        const int64_t off[] = {0, Qd, Qd + kvd}, width[] = {Qd, kvd, kvd};
+        for (int k = 0; k < 3; ++k) {
+            const std::string p = h + "self_attn." + qkv[k] + "_proj.";
+            lin(p + "weight", width[k], C, m, off[k]);
+            if (cfg.qkv_bias) vec(p + "bias", width[k], at(&LayerWeights::attn_b), off[k]);
+        }
+        lin(h + "self_attn.o_proj.weight", C, Qd, m + 1, 0);
+        if (cfg.o_bias) vec(h + "self_attn.o_proj.bias", C, at(&LayerWeights::attn_proj_b), 0);
+        vec(h + "post_attention_layernorm.weight", C, at(&LayerWeights::ln_2_w), 0);
+        lin(h + "mlp.gate_proj.weight", F, C, m + 2, 0);
+        lin(h + "mlp.up_proj.weight", F, C, m + 2, F);
+        lin(h + "mlp.down_proj.weight", C, F, m + 3, 0);
+    }
+    vec("model.norm.weight", C, w ? &w->ln_f_w : nullptr, 0);
+    if (!cfg.tied_head) s.push_back({"lm_head.weight", {V, C}, 1 + 4 * cfg.n_layer, 0, false, nullptr});
+    return s;
+}
+
+// Layer index of "model.layers.N.", or -1.
+int hf_layer_index(std::string_view v) {
+    if (!v.starts_with("model.layers.")) return -1;
+    v.remove_prefix(13);
+    int n = -1;
+    const auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+    if (ec != std::errc() || p == v.data() || p == v.data() + v.size() || *p != '.' || p - v.data() > 6) return -1;
+    return n;
+}
+
+// Names, shapes and dtypes of the file against cfg (lm_head.weight present: untied),
+// before anything is allocated; every tensor of the file must be one cfg expects
+// (transformers' old rotary_emb.inv_freq buffers aside), so a config.json without the
+// biases the file has is caught rather than ignored.
+void check_hf_tensors(const SafetensorsFile& f, const std::string& path, ModelConfig& cfg) {
+    const bool has_head = f.has("lm_head.weight");
+    if (!has_head && !cfg.tied_head)
+        throw Error(path + ": tensor lm_head.weight is missing (config.json says tie_word_embeddings: false)");
+    cfg.tied_head = !has_head;
+    std::map<std::string, const HfTensor*> expected;
+    const auto list = hf_tensors(cfg, nullptr);
+    for (const auto& t : list) expected[t.name] = &t;
+    for (const auto& [name, info] : f.tensors()) {
+        if (expected.count(name) || name.ends_with("rotary_emb.inv_freq")) continue;
+        const int li = hf_layer_index(name);
+        if (li >= cfg.n_layer)
+            throw Error(path + ": tensor " + name + " belongs to layer " + std::to_string(li) +
+                        " but config.json says num_hidden_layers " + std::to_string(cfg.n_layer));
+        throw Error(path + ": tensor " + name + " is not part of this model" +
+                    (name.ends_with(".bias") ? " (config.json asks for no such bias: see attention_bias / model_type)"
+                                             : " (kvscope reads LlamaForCausalLM, Qwen2ForCausalLM and "
+                                               "MistralForCausalLM names)"));
+    }
+    for (const auto& t : list) {
+        if (!f.has(t.name)) throw Error(path + ": tensor " + t.name + " is missing");
+        const TensorInfo& i = f.tensors().at(t.name);
+        if (i.shape != t.shape)
+            throw Error(path + ": tensor " + t.name + " has shape " + shape_str(i.shape) + ", config.json says " +
+                        shape_str(t.shape) + (t.transposed ? " (nn.Linear order: [out, in])" : ""));
+        if (i.dtype != "F32" && i.dtype != "F16" && i.dtype != "BF16")
+            throw Error(path + ": tensor " + t.name + " has dtype " + i.dtype +
+                        ", which kvscope does not read (supported: F32, F16, BF16)");
+    }
+}
+
+// The held matrix `m` assembled in f32 from its pieces of the file (transposing
+// nn.Linear weights), into `out` (rows, cols).
+void assemble_matrix(const SafetensorsFile& f, const std::vector<HfTensor>& list, int m, RowMat& out,
+                     std::vector<float>& buf, LoadTicker& ticker) {
+    for (const auto& t : list) {
+        if (t.matrix != m) continue;
+        const int64_t r = t.shape[0], c = t.shape[1];
+        buf.resize(size_t(r * c));
+        f.read_f32(t.name, buf.data(), r * c);
+        const Eigen::Map<const RowMat> stored(buf.data(), r, c);
+        if (t.transposed)
+            out.middleCols(t.col0, r) = stored.transpose();
+        else
+            out = stored;
+        const TensorInfo& i = f.tensors().at(t.name);
+        ticker.tick(int64_t(i.end - i.begin));
+    }
+}
+
+// The (rows, cols) a held matrix has, from its pieces.
+std::pair<int64_t, int64_t> held_shape(const std::vector<HfTensor>& list, int m) {
+    int64_t rows = 0, cols = 0;
+    for (const auto& t : list) {
+        if (t.matrix != m) continue;
+        if (!t.transposed) return {t.shape[0], t.shape[1]};
+        rows = t.shape[1];
+        cols = std::max(cols, t.col0 + t.shape[0]);
+    }
+    return {rows, cols};
+}
+
+Weights read_hf_tensors(const std::shared_ptr<SafetensorsFile>& f, ModelConfig& cfg, std::optional<WeightType> want,
+                        const LoadHooks* hooks) {
+    check_hf_tensors(*f, f->path(), cfg);
+    const auto names = hf_tensors(cfg, nullptr);
+    std::string mdtype;  // the matrices' stored dtype, "mixed" when they differ
+    int64_t total = 0;
+    for (const auto& t : names) {
+        const TensorInfo& i = f->tensors().at(t.name);
+        total += int64_t(i.end - i.begin);
+        if (t.matrix >= 0) mdtype = mdtype.empty() || mdtype == i.dtype ? i.dtype : "mixed";
+    }
+    const WeightType held = want ? *want
+                            : mdtype == "F16"  ? WeightType::f16
+                            : mdtype == "BF16" ? WeightType::bf16
+                                               : WeightType::f32;
+    LoadTicker ticker(hooks, f->path(), int(names.size()), total);
+    Weights w = allocate_weights(cfg, held);
+    const auto list = hf_tensors(cfg, &w);
+    for (const auto& t : list) {
+        if (t.matrix >= 0) continue;
+        f->read_f32(t.name, t.vec, t.shape[0]);
+        const TensorInfo& i = f->tensors().at(t.name);
+        ticker.tick(int64_t(i.end - i.begin));
+    }
+    // One matrix at a time: f32 assembles in place; 16-bit assembles in f32, then rounds
+    // (exact when the file holds the same 16-bit type).
+    std::vector<float> buf;
+    RowMat tmp;
+    auto mats = weight_matrices(w, cfg);
+    for (int m = 0; m < int(mats.size()); ++m) {
+        if (held == WeightType::f32) {
+            assemble_matrix(*f, list, m, *mats[size_t(m)].f32, buf, ticker);
+            continue;
+        }
+        const auto [rows, cols] = held_shape(list, m);
+        tmp.resize(rows, cols);
+        assemble_matrix(*f, list, m, tmp, buf, ticker);
+        *mats[size_t(m)].h16 = Mat16::round(tmp.data(), rows, cols, held, f->path() + ": tensor " + mats[size_t(m)].name);
+    }
+    check_weights(cfg, w, f->path());
+    return w;
+}
+
+// The Llama family's tensors in transformers' names: nn.Linear weights transposed back
+// to (out, in), in the held type (F32, F16 or BF16); norms and biases in F32.
+void write_hf_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
+    auto& mw = const_cast<Weights&>(w);  // hf_tensors and weight_matrices hand out pointers; writing only reads
+    const auto mats = weight_matrices(mw, cfg);
+    const auto list = hf_tensors(cfg, &mw);
+    std::vector<std::vector<uint16_t>> held16;  // owned bytes of each tensor written
+    std::vector<std::vector<float>> held32;
+    held16.reserve(list.size());
+    held32.reserve(list.size());
+    std::vector<TensorOut> out;
+    RowMat full;  // the current held matrix in f32
+    int full_m = -1;
+    for (const auto& t : list) {
+        if (t.matrix < 0) {
+            out.push_back({t.name, t.shape, t.vec, "F32"});
+            continue;
+        }
+        if (t.matrix != full_m) {
+            const MatrixRef& r = mats[size_t(t.matrix)];
+            if (w.type == WeightType::f32) {
+                full = *r.f32;
+            } else {
+                full.resize(r.h16->rows, r.h16->cols);
+                r.h16->widen(full.data());
+            }
+            full_m = t.matrix;
+        }
+        const int64_t rows = t.shape[0], cols = t.shape[1];
+        std::vector<float> v(size_t(rows * cols));
+        Eigen::Map<RowMat> dst(v.data(), rows, cols);
+        if (t.transposed)
+            dst = full.middleCols(t.col0, rows).transpose();
+        else
+            dst = full;
+        if (w.type == WeightType::f32) {
+            held32.push_back(std::move(v));
+            out.push_back({t.name, t.shape, held32.back().data(), "F32"});
+            continue;
+        }
+        std::vector<uint16_t> h(v.size());
+        for (size_t k = 0; k < v.size(); ++k)
+            h[k] = w.type == WeightType::f16 ? float_to_half(v[k]) : float_to_bf16(v[k]);
+        held16.push_back(std::move(h));
+        out.push_back({t.name, t.shape, held16.back().data(), w.type == WeightType::f16 ? "F16" : "BF16"});
+    }
+    write_safetensors_tensors(path, out);
+}
+
+}  // namespace
+
 Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optional<WeightType> want,
                          const LoadHooks* hooks) {
     cfg.validate("config.json");
     const auto file = std::make_shared<SafetensorsFile>(path);
+    if (cfg.is_llama()) return read_hf_tensors(file, cfg, want, hooks);
     const SafetensorsFile& f = *file;
 
     // The head: lm_head.weight present means untied.
@@ -394,6 +674,7 @@ Weights read_safetensors(const std::string& path, ModelConfig& cfg, std::optiona
 // bits, nothing rounded again); vectors and wpe in F32.
 void write_safetensors(const std::string& path, const ModelConfig& cfg, const Weights& w) {
     check_weights(cfg, w, path);
+    if (cfg.is_llama()) return write_hf_safetensors(path, cfg, w);
     auto& mw = const_cast<Weights&>(w);  // slots_of and weight_matrices hand out pointers; writing only reads
     std::map<std::string, const Mat16*> held16;
     if (w.type != WeightType::f32)
@@ -418,14 +699,6 @@ namespace {
 
 const char* kFolderHint =
     "expected a folder with config.json and model.safetensors, or random:tiny / random:gpt2-124m";
-
-// Until the Llama forward exists, a Llama-family model is refused where weights would be made or read.
-void refuse_llama_forward(const ModelConfig& cfg, const std::string& who) {
-    if (cfg.is_llama())
-        throw Error(who + ": the Llama family's forward is not built yet (its config.json and tokenizer.json "
-                          "load: kvscope-cli tokenize works; generating does not)");
-}
-
 
 // random:SHAPE[:SEED] -> its shape, seed and canonical name "random:SHAPE:SEED".
 struct RandomSpec {
@@ -522,7 +795,6 @@ std::unique_ptr<Tokenizer> folder_tokenizer(const std::string& dir, const ModelC
 std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, uint64_t seed, const std::string& name,
                                          const std::function<void(int)>& part_done) {
     cfg.validate(name);
-    refuse_llama_forward(cfg, "model '" + name + "'");
     auto m = std::make_unique<Model>();
     m->name = name;
     m->config = cfg;
@@ -540,18 +812,24 @@ std::unique_ptr<Model> load_model(const std::string& spec, std::optional<WeightT
     }
     if (spec.starts_with("random:")) {
         const RandomSpec r = parse_random_spec(spec);
-        refuse_llama_forward(r.cfg, "model '" + spec + "'");
-        const auto slots = slots_of(r.cfg, nullptr);
-        auto slot_bytes = [](const Slot& sl) { return sl.shape[0] * (sl.shape.size() > 1 ? sl.shape[1] : 1) * 4; };
+        // Each tensor's f32 bytes and the part that makes it (random_weights' part_done):
+        // 0 what comes before layer 0 (wte and wpe, or embed_tokens), l + 1 layer l, and
+        // L + 1 what follows the layers (ticked by finish()).
+        std::vector<std::pair<int64_t, int>> tensors;
+        auto add = [&](const std::vector<int64_t>& shape, int layer) {
+            const int part = layer >= 0 ? layer + 1 : tensors.empty() || tensors.back().second == 0 ? 0 : r.cfg.n_layer + 1;
+            tensors.emplace_back(shape[0] * (shape.size() > 1 ? shape[1] : 1) * 4, part);
+        };
+        if (r.cfg.is_llama())
+            for (const auto& t : hf_tensors(r.cfg, nullptr)) add(t.shape, hf_layer_index(t.name));
+        else
+            for (const auto& t : slots_of(r.cfg, nullptr)) add(t.shape, layer_index(t.name));
         int64_t bytes = 0;
-        for (const Slot& sl : slots) bytes += slot_bytes(sl);
-        LoadTicker ticker(hooks, "model '" + spec + "'", int(slots.size()), bytes);
-        // Part 0 is wte and wpe (the first 2 slots), part l + 1 layer l ("h.l." slots).
-        const auto per_layer = std::count_if(slots.begin(), slots.end(), [](const Slot& sl) { return sl.name.starts_with("h.0."); });
+        for (const auto& t : tensors) bytes += t.first;
+        LoadTicker ticker(hooks, "model '" + spec + "'", int(tensors.size()), bytes);
         size_t next = 0;
         auto part_done = [&](int part) {
-            for (const size_t end = 2 + size_t(part) * size_t(per_layer); next < end && next < slots.size(); ++next)
-                ticker.tick(slot_bytes(slots[next]));
+            for (; next < tensors.size() && tensors[next].second <= part; ++next) ticker.tick(tensors[next].first);
         };
         auto m = make_random_model(r.cfg, r.seed, r.name, hooks ? part_done : std::function<void(int)>{});
         if (weights) set_weight_type(m->weights, m->config, *weights);
@@ -580,7 +858,6 @@ std::unique_ptr<Model> load_model_folder(const std::string& dir, std::optional<W
 
     auto m = std::make_unique<Model>();
     m->config = read_config_json(config_path);
-    refuse_llama_forward(m->config, "model '" + dir + "'");
     try {
         m->weights = read_safetensors(st_path, m->config, weights, hooks);
     } catch (const LoadCancelled&) {

@@ -74,9 +74,18 @@ void Weights::require_f32(const std::string& what) const {
 }
 
 std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg) {
-    std::vector<MatrixRef> v = {{&w.wte, &w.wte16, "wte.weight"}};
+    const bool llama = cfg.is_llama();
+    std::vector<MatrixRef> v = {{&w.wte, &w.wte16, llama ? "model.embed_tokens.weight" : "wte.weight"}};
     for (size_t i = 0; i < w.layers.size(); ++i) {
         auto& l = w.layers[i];
+        if (llama) {
+            const std::string h = "model.layers." + std::to_string(i) + ".";
+            v.push_back({&l.attn_w, &l.attn_w16, h + "self_attn.{q,k,v}_proj.weight"});
+            v.push_back({&l.attn_proj_w, &l.attn_proj_w16, h + "self_attn.o_proj.weight"});
+            v.push_back({&l.fc_w, &l.fc_w16, h + "mlp.{gate,up}_proj.weight"});
+            v.push_back({&l.mlp_proj_w, &l.mlp_proj_w16, h + "mlp.down_proj.weight"});
+            continue;
+        }
         const std::string h = "h." + std::to_string(i) + ".";
         v.push_back({&l.attn_w, &l.attn_w16, h + "attn.c_attn.weight"});
         v.push_back({&l.attn_proj_w, &l.attn_proj_w16, h + "attn.c_proj.weight"});
@@ -116,30 +125,31 @@ void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t) {
 }
 
 Weights allocate_weights(const ModelConfig& cfg, WeightType held) {
-    const int C = cfg.n_embd, Q = cfg.qkv_dim();
+    const int C = cfg.n_embd, Q = cfg.qkv_dim(), Qd = cfg.q_dim(), FC = cfg.fc_dim(), FF = cfg.ff_dim();
+    const int Cb = cfg.is_llama() ? 0 : C;  // LayerNorm biases (none in RMSNorm)
     const bool mats = held == WeightType::f32;
     auto mat = [&](int64_t r, int64_t c) { return mats ? RowMat(RowMat::Zero(r, c)) : RowMat(); };
     Weights w;
     w.type = held;
     w.wte = mat(cfg.vocab_size, C);
-    w.wpe = RowMat::Zero(cfg.n_ctx, C);
+    w.wpe = RowMat::Zero(cfg.is_llama() ? 0 : cfg.n_ctx, C);
     w.layers.resize(cfg.n_layer);
     for (auto& l : w.layers) {
         l.ln_1_w = RowVec::Zero(C);
-        l.ln_1_b = RowVec::Zero(C);
+        l.ln_1_b = RowVec::Zero(Cb);
         l.attn_w = mat(C, Q);
         l.attn_b = RowVec::Zero(Q);
-        l.attn_proj_w = mat(C, C);
+        l.attn_proj_w = mat(Qd, C);
         l.attn_proj_b = RowVec::Zero(C);
         l.ln_2_w = RowVec::Zero(C);
-        l.ln_2_b = RowVec::Zero(C);
-        l.fc_w = mat(C, 4 * C);
-        l.fc_b = RowVec::Zero(4 * C);
-        l.mlp_proj_w = mat(4 * C, C);
+        l.ln_2_b = RowVec::Zero(Cb);
+        l.fc_w = mat(C, FC);
+        l.fc_b = RowVec::Zero(FC);
+        l.mlp_proj_w = mat(FF, C);
         l.mlp_proj_b = RowVec::Zero(C);
     }
     w.ln_f_w = RowVec::Zero(C);
-    w.ln_f_b = RowVec::Zero(C);
+    w.ln_f_b = RowVec::Zero(Cb);
     if (!cfg.tied_head) w.lm_head = mat(cfg.vocab_size, C);
     return w;
 }
@@ -173,11 +183,13 @@ Weights random_weights(const ModelConfig& cfg, uint64_t seed, const std::functio
     for (auto& l : w.layers) {
         l.ln_1_w.setOnes();
         l.ln_2_w.setOnes();
+        const bool gpt2 = !cfg.is_llama();
         fill_normal(l.attn_w.data(), l.attn_w.size(), std, rng);
-        fill_normal(l.attn_b.data(), l.attn_b.size(), std, rng);
+        if (gpt2 || cfg.qkv_bias) fill_normal(l.attn_b.data(), l.attn_b.size(), std, rng);
         fill_normal(l.attn_proj_w.data(), l.attn_proj_w.size(), proj_std, rng);
+        if (cfg.o_bias) fill_normal(l.attn_proj_b.data(), l.attn_proj_b.size(), std, rng);
         fill_normal(l.fc_w.data(), l.fc_w.size(), std, rng);
-        fill_normal(l.fc_b.data(), l.fc_b.size(), std, rng);
+        if (gpt2) fill_normal(l.fc_b.data(), l.fc_b.size(), std, rng);
         fill_normal(l.mlp_proj_w.data(), l.mlp_proj_w.size(), proj_std, rng);
         if (part_done) part_done(++part);
     }
@@ -239,30 +251,36 @@ void check_matrix(const Weights& w, const M& f, const Mat16& h, int64_t rows, in
 }  // namespace
 
 void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& where) {
-    const int C = cfg.n_embd, Q = cfg.qkv_dim();
-    check_matrix(w, w.wte, w.wte16, cfg.vocab_size, C, where, "wte.weight");
-    check_tensor(w.wpe, cfg.n_ctx, C, where, "wpe.weight");
+    const int C = cfg.n_embd, Q = cfg.qkv_dim(), Qd = cfg.q_dim(), FC = cfg.fc_dim(), FF = cfg.ff_dim();
+    const bool llama = cfg.is_llama();
+    const int Cb = llama ? 0 : C;  // LayerNorm biases (none in RMSNorm)
+    // The matrices' names as weight_matrices gives them (GPT-2 or Hugging Face Llama names).
+    auto& mw = const_cast<Weights&>(w);  // weight_matrices hands out pointers; checking only reads
+    const std::vector<MatrixRef> mats = weight_matrices(mw, cfg);
+    check_matrix(w, w.wte, w.wte16, cfg.vocab_size, C, where, mats[0].name);
+    check_tensor(w.wpe, llama ? 0 : cfg.n_ctx, C, where, "wpe.weight");
     if (int(w.layers.size()) != cfg.n_layer)
         throw Error(where + ": has " + std::to_string(w.layers.size()) + " layers, config says " +
                     std::to_string(cfg.n_layer));
     for (int i = 0; i < cfg.n_layer; ++i) {
         const auto& l = w.layers[i];
-        const std::string h = "h." + std::to_string(i) + ".";
-        check_tensor(l.ln_1_w, 1, C, where, h + "ln_1.weight");
-        check_tensor(l.ln_1_b, 1, C, where, h + "ln_1.bias");
-        check_matrix(w, l.attn_w, l.attn_w16, C, Q, where, h + "attn.c_attn.weight");
-        check_tensor(l.attn_b, 1, Q, where, h + "attn.c_attn.bias");
-        check_matrix(w, l.attn_proj_w, l.attn_proj_w16, C, C, where, h + "attn.c_proj.weight");
-        check_tensor(l.attn_proj_b, 1, C, where, h + "attn.c_proj.bias");
-        check_tensor(l.ln_2_w, 1, C, where, h + "ln_2.weight");
-        check_tensor(l.ln_2_b, 1, C, where, h + "ln_2.bias");
-        check_matrix(w, l.fc_w, l.fc_w16, C, 4 * C, where, h + "mlp.c_fc.weight");
-        check_tensor(l.fc_b, 1, 4 * C, where, h + "mlp.c_fc.bias");
-        check_matrix(w, l.mlp_proj_w, l.mlp_proj_w16, 4 * C, C, where, h + "mlp.c_proj.weight");
+        const std::string h = (llama ? "model.layers." : "h.") + std::to_string(i) + ".";
+        auto name = [&](int k) { return mats[size_t(1 + 4 * i + k)].name; };  // k: attn, proj, fc, mlp proj
+        check_tensor(l.ln_1_w, 1, C, where, h + (llama ? "input_layernorm.weight" : "ln_1.weight"));
+        check_tensor(l.ln_1_b, 1, Cb, where, h + "ln_1.bias");
+        check_matrix(w, l.attn_w, l.attn_w16, C, Q, where, name(0));
+        check_tensor(l.attn_b, 1, Q, where, h + (llama ? "self_attn.{q,k,v}_proj.bias" : "attn.c_attn.bias"));
+        check_matrix(w, l.attn_proj_w, l.attn_proj_w16, Qd, C, where, name(1));
+        check_tensor(l.attn_proj_b, 1, C, where, h + (llama ? "self_attn.o_proj.bias" : "attn.c_proj.bias"));
+        check_tensor(l.ln_2_w, 1, C, where, h + (llama ? "post_attention_layernorm.weight" : "ln_2.weight"));
+        check_tensor(l.ln_2_b, 1, Cb, where, h + "ln_2.bias");
+        check_matrix(w, l.fc_w, l.fc_w16, C, FC, where, name(2));
+        check_tensor(l.fc_b, 1, FC, where, h + "mlp.c_fc.bias");
+        check_matrix(w, l.mlp_proj_w, l.mlp_proj_w16, FF, C, where, name(3));
         check_tensor(l.mlp_proj_b, 1, C, where, h + "mlp.c_proj.bias");
     }
-    check_tensor(w.ln_f_w, 1, C, where, "ln_f.weight");
-    check_tensor(w.ln_f_b, 1, C, where, "ln_f.bias");
+    check_tensor(w.ln_f_w, 1, C, where, llama ? "model.norm.weight" : "ln_f.weight");
+    check_tensor(w.ln_f_b, 1, Cb, where, "ln_f.bias");
     if (!cfg.tied_head) check_matrix(w, w.lm_head, w.lm_head16, cfg.vocab_size, C, where, "lm_head.weight");
 }
 

@@ -1,6 +1,15 @@
-// Weights of a GPT-2-family model, read-only after load. Linear layers keep the
-// Hugging Face Conv1D orientation (in, out), so y = x * W + b with x a row of
-// activations; this is also how they are stored in model.safetensors.
+// Weights of a model of either family, read-only after load. Linear layers are held
+// in (in, out) orientation, so y = x * W + b with x a row of activations: GPT-2's
+// Conv1D stores them so in model.safetensors; the Llama family's nn.Linear stores
+// (out, in), and loading transposes them (model_io.cpp, "Llama-family tensors").
+// The Llama family fills the same fields (one forward reads both):
+//   ln_1_w  input_layernorm          attn_w  [q_proj | k_proj | v_proj]^T (+ biases)
+//   ln_2_w  post_attention_layernorm attn_proj_w  o_proj^T
+//   fc_w    [gate_proj | up_proj]^T  mlp_proj_w   down_proj^T
+//   ln_f_w  model.norm               wte embed_tokens, lm_head lm_head
+// with no LayerNorm biases and no wpe (both empty), and the biases GPT-2 has and the
+// Llama family lacks (attn_b without q/k/v biases, attn_proj_b, fc_b, mlp_proj_b)
+// held as zeros, so a product's bias add is the same code for both.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -48,25 +57,27 @@ float round_to(WeightType t, float v);
 
 // When Weights::type is f16/bf16 each weight matrix lives in its *16 twin and the
 // f32 RowMat is empty (0 x 0): the memory is the 16-bit copy only.
+// Qd = q_dim (C for GPT-2), Q = qkv_dim = Qd + 2*kv_dim, FC = fc_dim (4C or 2F),
+// FF = ff_dim (4C or F); LayerNorm biases are (0) in the Llama family.
 struct LayerWeights {
     RowVec ln_1_w, ln_1_b;      // (C)
-    RowMat attn_w;              // (C, C + 2*kv_dim)  c_attn: [q | k | v] columns
-    RowVec attn_b;              // (C + 2*kv_dim)
-    RowMat attn_proj_w;         // (C, C)             c_proj
+    RowMat attn_w;              // (C, Q)    c_attn: [q | k | v] columns
+    RowVec attn_b;              // (Q)
+    RowMat attn_proj_w;         // (Qd, C)   c_proj
     RowVec attn_proj_b;         // (C)
     RowVec ln_2_w, ln_2_b;      // (C)
-    RowMat fc_w;                // (C, 4C)            mlp.c_fc
-    RowVec fc_b;                // (4C)
-    RowMat mlp_proj_w;          // (4C, C)            mlp.c_proj
+    RowMat fc_w;                // (C, FC)   mlp.c_fc
+    RowVec fc_b;                // (FC)
+    RowMat mlp_proj_w;          // (FF, C)   mlp.c_proj
     RowVec mlp_proj_b;          // (C)
     Mat16 attn_w16, attn_proj_w16, fc_w16, mlp_proj_w16;  // f16/bf16 weights
 };
 
 struct Weights {
     RowMat wte;                 // (V, C) token embeddings (and the head when tied)
-    RowMat wpe;                 // (T, C) position embeddings
+    RowMat wpe;                 // (T, C) position embeddings (GPT-2; (0, C) for the Llama family)
     std::vector<LayerWeights> layers;  // L
-    RowVec ln_f_w, ln_f_b;      // (C)
+    RowVec ln_f_w, ln_f_b;      // (C) (ln_f_b: (0) for the Llama family)
     RowMat lm_head;             // (V, C) only when !config.tied_head, else empty
     Mat16 wte16, lm_head16;     // f16/bf16 weights
     WeightType type = WeightType::f32;
@@ -92,7 +103,8 @@ void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t);
 Weights allocate_weights(const ModelConfig& cfg, WeightType held = WeightType::f32);
 
 // Every weight matrix (wte, the four of each layer, lm_head when untied) with its
-// 16-bit twin and its tensor name (GPT-2 names).
+// 16-bit twin and its tensor name (GPT-2 names; for the Llama family the Hugging Face
+// names of what it holds, e.g. "model.layers.0.mlp.{gate,up}_proj.weight").
 struct MatrixRef {
     RowMat* f32;
     Mat16* h16;
@@ -101,7 +113,9 @@ struct MatrixRef {
 std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg);
 
 // GPT-2 style init, deterministic for a seed: N(0, 0.02) matrices, projections into
-// the residual stream scaled by 1/sqrt(2L), LayerNorm weights 1, biases 0.
+// the residual stream scaled by 1/sqrt(2L), LayerNorm (RMSNorm) weights 1, GPT-2's
+// attention and c_fc biases N(0, 0.02), the Llama family's q/k/v (and o) biases
+// N(0, 0.02) when the config has them.
 // part_done (optional, for progress) is called with 0 once wte and wpe are made, then
 // with l + 1 once layer l is; it may throw to stop (the weights are freed).
 Weights random_weights(const ModelConfig& cfg, uint64_t seed, const std::function<void(int)>& part_done = {});
