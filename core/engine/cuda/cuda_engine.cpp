@@ -178,7 +178,6 @@ bool cuda_available(std::string* why_not) {
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Model& model, const CudaEngineOptions& opt) {
-    if (model.config.is_llama()) throw Error(std::string("cuda backend: ") + kCudaNoLlama);
     return std::make_unique<cuda::CudaEngine>(model, opt);
 }
 

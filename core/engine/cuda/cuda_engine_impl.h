@@ -57,11 +57,13 @@ struct GraphKey {
     const float* kv = nullptr;  // the cache's storage the graph writes and reads
     const float* rec_w = nullptr;  // the trace buffers, only when the plan records
     const float* rec_q = nullptr;  // (a prefill that grows them forces no recapture)
+    const float* rec_kpre = nullptr;  // (RoPE models: keys before rotation)
     bool operator==(const GraphKey&) const = default;
 };
 
 // The key of `plan` over this cache storage and these trace buffers (cuda_graphs.cpp).
-GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q);
+GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q,
+                   const float* rec_kpre);
 
 // The environment's choice for CudaEngineOptions::graphs: off when KVSCOPE_CUDA_GRAPHS=0.
 bool graphs_from_env();

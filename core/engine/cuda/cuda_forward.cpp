@@ -253,7 +253,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     bool replay = false;
     if (n == 1 && graphs_on_ && decode_warm_) {
         try {
-            const GraphKey key = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get());
+            const GraphKey key = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get(), rec_kpre_.get());
             if (!graph_ || !(key == graph_key_)) capture_decode(cache, key_pos_, plan);
             replay = true;
         } catch (const Error& e) {
@@ -306,7 +306,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     }
     const int nh = plan.n_heads(), ng = plan.n_kv(), rows = plan.rows;
     const size_t slots = plan.layers.size();
-    std::vector<float> rw, rq, rk, rv;
+    std::vector<float> rw, rq, rk, rv, rkp;
     if (plan.any()) {
         // Weights by key index j (key j at position key_pos_[j]).
         rw.resize(slots * nh * rows * size_t(n_keys));
@@ -318,6 +318,11 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
         const size_t kw = size_t(ng) * hd;
         rk.resize(slots * rows * kw);
         rv.resize(slots * rows * kw);
+        if (cfg_.is_llama()) {  // keys before rotation: every kv head of the recorded rows
+            rkp.resize(slots * rows * size_t(cfg_.kv_dim()));
+            KV_CUDA(cudaMemcpyAsync(rkp.data(), rec_kpre_.get(), sizeof(float) * rkp.size(), cudaMemcpyDeviceToHost,
+                                    stream_));
+        }
         for (size_t s = 0; s < slots; ++s) {
             const int l = plan.layers[s];
             copy_rows(rk.data() + s * rows * kw, cache.k(l), new_slots_, plan.r0, rows, plan.g0, ng);
@@ -340,6 +345,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
             ht.q.resize(rows, hd);
             ht.k.resize(rows, hd);
             ht.v.resize(rows, hd);
+            if (cfg_.is_llama()) ht.k_before_rope.resize(rows, hd);
             ht.attn = RowMat::Zero(rows, nk);
             for (int r = 0; r < rows; ++r) {
                 const size_t qrow = (s * rows + r) * size_t(nh) * hd + size_t(hi) * hd;
@@ -347,6 +353,9 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
                 std::copy_n(rq.data() + qrow, hd, ht.q.row(r).data());
                 std::copy_n(rk.data() + krow, hd, ht.k.row(r).data());
                 std::copy_n(rv.data() + krow, hd, ht.v.row(r).data());
+                if (cfg_.is_llama())
+                    std::copy_n(rkp.data() + (s * rows + r) * size_t(cfg_.kv_dim()) + size_t(g) * hd, hd,
+                                ht.k_before_rope.row(r).data());
                 const float* w = rw.data() + ((s * nh + hi) * rows + r) * size_t(n_keys);
                 for (int j = 0; j < n_keys; ++j) ht.attn(r, key_pos_[size_t(j)]) = w[j];
             }
