@@ -294,7 +294,8 @@ TEST_CASE("the Llama family on the command line: generate, compare, logits and b
     const Run bench = run_cli("bench --model random:llama-tiny --prompt-len 8 --new 8 --threads 1 --json");
     REQUIRE(bench.rc == 0);
     CHECK(json::parse(bench.out)["tokens_per_s"].get<double>() > 0);
+    // The CUDA backend runs the family where a device is present, else says why not.
     const Run cuda = run_cli("logits --model random:llama-tiny --ids 1,2 --backend cuda");
-    CHECK(cuda.rc == 1);
-    CHECK(cuda.err.find("Llama") != std::string::npos);
+    CHECK(cuda.rc == (kv::cuda_available(nullptr) ? 0 : 1));
+    if (cuda.rc != 0) CHECK(cuda.err.find("cuda") != std::string::npos);
 }

@@ -116,6 +116,8 @@ void check_traces(const kv::StepTrace& got, const kv::StepTrace& want) {
         CHECK(a.first_pos == b.first_pos);
         check_close(a.q, b.q, "q");
         check_close(a.k, b.k, "k");
+        REQUIRE(a.k_before_rope.rows() == b.k_before_rope.rows());  // RoPE models only
+        check_close(a.k_before_rope, b.k_before_rope, "k before rope");
         check_close(a.v, b.v, "v");
         check_close(a.attn, b.attn, "attn");
     }
@@ -218,6 +220,18 @@ TEST_CASE("cuda logits and counters match the cpu at every step" * doctest::skip
         for (bool cache : {true, false}) {
             CAPTURE(cache);
             run_lockstep(*m, 3, 22, cache, true, kv::TraceOptions{});  // fills n_ctx
+        }
+    }
+    SUBCASE("the Llama family: RMSNorm, RoPE, SwiGLU, grouped-query heads, q/k/v biases") {
+        for (const kv::ModelConfig& cfg : kvtest::llama_shapes()) {  // llama-tiny and a Qwen2-like shape
+            CAPTURE(cfg.qkv_bias);
+            auto m = kvtest::random_llama(cfg, 5);
+            for (bool cache : {true, false})
+                for (bool graphs : {true, false}) {
+                    CAPTURE(cache);
+                    CAPTURE(graphs);
+                    run_lockstep(*m, 5, 20, cache, graphs, kv::TraceOptions{});
+                }
         }
     }
     SUBCASE("long context: 1200 cached keys, more than a block's threads") {

@@ -87,13 +87,9 @@ bool cuda_available(std::string* why_not) {
 }
 #endif
 
-const char* const kCudaNoLlama =
-    "the CUDA backend does not run the Llama family yet (no RMSNorm, RoPE or SwiGLU kernels; use --backend cpu)";
-
 std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend) {
     if (backend == "cpu") return make_cpu_engine(model);
     if (backend == "cuda") {
-        if (model.config.is_llama()) throw Error(std::string("--backend cuda: ") + kCudaNoLlama);
         if (model.weights.type != WeightType::f32)
             throw Error(std::string("--backend cuda: the CUDA backend runs f32 weights only, not ") +
                         weight_type_name(model.weights.type) + " (use --weights f32 or --backend cpu)");

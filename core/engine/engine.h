@@ -109,8 +109,6 @@ void finish_trace(StepTrace& tr, const ForwardRequest& req, const KVCache& cache
 std::unique_ptr<Engine> make_cpu_engine(const Model& model);
 // Defined only in builds with the CUDA backend (KVSCOPE_HAVE_CUDA).
 std::unique_ptr<Engine> make_cuda_engine(const Model& model);
-// Why the CUDA engine refuses a Llama-family model (its kernels are GPT-2's only).
-extern const char* const kCudaNoLlama;
 // "cpu" or "cuda"; throws kv::Error with a clear line if the backend is not built
 // or no device is present.
 std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backend);

@@ -74,7 +74,9 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
     cfg_.validate("CUDA engine");
     const Weights& w = model.weights;
     const int T = cfg_.n_ctx, C = cfg_.n_embd, Q = cfg_.qkv_dim(), V = cfg_.vocab_size, L = cfg_.n_layer;
-    if (int(w.layers.size()) != L || w.wte.rows() != V || w.wte.cols() != C || w.wpe.rows() != T)
+    const int Qd = cfg_.q_dim(), FC = cfg_.fc_dim(), FF = cfg_.ff_dim();
+    const int wpe_rows = cfg_.is_llama() ? 0 : T;  // RoPE models have no position table
+    if (int(w.layers.size()) != L || w.wte.rows() != V || w.wte.cols() != C || w.wpe.rows() != wpe_rows)
         throw Error("CUDA engine: the weights do not match the model's config");
 
     device_ = choose_device(opt.device);
@@ -108,7 +110,8 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
         upload(d.fc_b, s.fc_b);
         upload(d.mlp_proj_w, s.mlp_proj_w);
         upload(d.mlp_proj_b, s.mlp_proj_b);
-        if (s.attn_w.rows() != C || s.attn_w.cols() != Q || s.fc_w.cols() != 4 * C)
+        if (s.attn_w.rows() != C || s.attn_w.cols() != Q || s.attn_proj_w.rows() != Qd || s.fc_w.cols() != FC ||
+            s.mlp_proj_w.rows() != FF)
             throw Error("CUDA engine: layer " + std::to_string(l) + " weights do not match the config");
     }
     upload(ln_f_w_, w.ln_f_w);
@@ -122,8 +125,13 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
     x_.alloc(size_t(T) * C);
     h_.alloc(size_t(T) * C);
     qkv_.alloc(size_t(T) * Q);
-    att_.alloc(size_t(T) * C);
-    fc_.alloc(size_t(T) * 4 * C);
+    att_.alloc(size_t(T) * Qd);
+    fc_.alloc(size_t(T) * FC);
+    if (cfg_.is_llama()) {
+        ff_.alloc(size_t(T) * FF);
+        const std::vector<float> inv_freq = rope_inv_freq(cfg_.head_dim(), cfg_.rope);
+        inv_freq_.upload(inv_freq.data(), inv_freq.size());
+    }
     logits_.alloc(size_t(V));
     step_.alloc(3 * size_t(T) + 1);
     step_host_.alloc(3 * size_t(T) + 1);
@@ -170,7 +178,6 @@ bool cuda_available(std::string* why_not) {
 }
 
 std::unique_ptr<Engine> make_cuda_engine(const Model& model, const CudaEngineOptions& opt) {
-    if (model.config.is_llama()) throw Error(std::string("cuda backend: ") + kCudaNoLlama);
     return std::make_unique<cuda::CudaEngine>(model, opt);
 }
 

@@ -3,8 +3,8 @@
 // cuda_forward.cpp (one forward pass: launches, counters, the trace copied back) and
 // cuda_graphs.cpp (the captured decode step). Not part of the interface: others use
 // make_cuda_engine() (cuda_engine.h, core/engine/engine.h).
-// Notation: n tokens this step, C n_embd, Q = C + 2*kv_dim (c_attn width), hd
-// head_dim, T n_ctx, V vocab.
+// Notation: n tokens this step, C n_embd, Qd q_dim (C for GPT-2), Q = Qd + 2*kv_dim
+// (c_attn width), hd head_dim, T n_ctx, V vocab.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -21,14 +21,16 @@
 
 namespace kv::cuda {
 
-// One layer's weights on the device, in the host's layout (Conv1D (in, out), row-major).
+// One layer's weights on the device, in the host's layout ((in, out), row-major; the
+// Llama family's in the same fields, core/model/weights.h). Qd q_dim, FC fc_dim (4C or
+// 2F: [gate | up]), FF ff_dim (4C or F); LayerNorm biases empty for the Llama family.
 struct DevLayer {
     DevArray<float> ln_1_w, ln_1_b;    // (C)
     DevArray<float> attn_w, attn_b;    // (C, Q), (Q)
-    DevArray<float> attn_proj_w, attn_proj_b;  // (C, C), (C)
+    DevArray<float> attn_proj_w, attn_proj_b;  // (Qd, C), (C)
     DevArray<float> ln_2_w, ln_2_b;    // (C)
-    DevArray<float> fc_w, fc_b;        // (C, 4C), (4C)
-    DevArray<float> mlp_proj_w, mlp_proj_b;  // (4C, C), (C)
+    DevArray<float> fc_w, fc_b;        // (C, FC), (FC)
+    DevArray<float> mlp_proj_w, mlp_proj_b;  // (FF, C), (C)
 };
 
 // Which heads and rows of a step the trace records (TraceOptions, as the CPU engine).
@@ -55,11 +57,13 @@ struct GraphKey {
     const float* kv = nullptr;  // the cache's storage the graph writes and reads
     const float* rec_w = nullptr;  // the trace buffers, only when the plan records
     const float* rec_q = nullptr;  // (a prefill that grows them forces no recapture)
+    const float* rec_kpre = nullptr;  // (RoPE models: keys before rotation)
     bool operator==(const GraphKey&) const = default;
 };
 
 // The key of `plan` over this cache storage and these trace buffers (cuda_graphs.cpp).
-GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q);
+GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q,
+                   const float* rec_kpre);
 
 // The environment's choice for CudaEngineOptions::graphs: off when KVSCOPE_CUDA_GRAPHS=0.
 bool graphs_from_env();
@@ -96,6 +100,14 @@ private:
     void gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta);
     // Y (n, V) = X (n, C) head^T: the logits.
     void head_gemm(float* Y, const float* X, int n);
+    // out = the family's norm of x (LayerNorm, or RMSNorm for the Llama family), after
+    // x += pending (the previous projection's bias, when not null).
+    void norm(float* out, float* x, const float* pending, const DevArray<float>& w, const DevArray<float>& b, int n);
+    // qkv += b; for a RoPE model q and k rotated for their positions (the keys before
+    // rotation copied to rec_kpre_ in a recorded layer); K, V rows to their cache slots.
+    void qkv_to_cache(DeviceKVCache& cache, const DevLayer& w, int l, int n, const RecordPlan& plan);
+    // x += act(h * fc_w (+ fc_b)) * mlp_proj_w: GELU, or SwiGLU's silu(gate) * up.
+    void mlp(const DevLayer& w, int n);
     // Issues the forward pass of n tokens at start_pos p0 against `cache` (when
     // `launch`), counting the work in the same loops. all_rows: logits for every row
     // into logits_all_. key_pos: the positions of the step's keys (KVCache::keys_for).
@@ -118,18 +130,20 @@ private:
 
     // Weights, in the host's layout (Conv1D (in, out), row-major).
     DevArray<float> wte_;      // (V, C)
-    DevArray<float> wpe_;      // (T, C)
+    DevArray<float> wpe_;      // (T, C); empty for the Llama family (RoPE)
     std::vector<DevLayer> layers_;  // L
     DevArray<float> ln_f_w_, ln_f_b_;  // (C)
     DevArray<float> lm_head_;  // (V, C), only when untied
+    DevArray<float> inv_freq_; // (hd/2) RoPE rates (rope_inv_freq), Llama family only
 
 
     // Activations, T rows; a step uses the top n.
     DevArray<float> x_;    // (T, C) residual stream
     DevArray<float> h_;    // (T, C) LayerNorm output
     DevArray<float> qkv_;  // (T, Q)
-    DevArray<float> att_;  // (T, C) attention output, heads side by side
-    DevArray<float> fc_;   // (T, 4C) MLP hidden
+    DevArray<float> att_;  // (T, Qd) attention output, heads side by side
+    DevArray<float> fc_;   // (T, FC) MLP hidden (GELU in place; [gate | up] for SwiGLU)
+    DevArray<float> ff_;   // (T, F) silu(gate) * up, Llama family only
     DevArray<float> logits_;      // (V) last row
     DevArray<float> logits_all_;  // (n, V) when every row's logits are asked for (grown)
     // (1 + 3T): start_pos | the step's ids (T) | their cache slots (T) | the key slots (T)
@@ -139,8 +153,9 @@ private:
     PinnedArray<float> logits_host_;   // (V)
 
     // Trace records of the recorded heads (grown): softmax weights (slots, heads,
-    // rows, T) and q rows (slots, rows, heads * hd).
-    DevArray<float> rec_w_, rec_q_;
+    // rows, T), q rows (slots, rows, heads * hd) and, for a RoPE model, every kv head's
+    // keys before rotation (slots, rows, kv_dim).
+    DevArray<float> rec_w_, rec_q_, rec_kpre_;
 
     // The captured one-token decode step.
     cudaGraphExec_t graph_ = nullptr;

@@ -5,8 +5,11 @@
 // rows and attention weights copied back into the StepTrace. encode() counts the
 // work on the host in the same loop that issues it, with the CPU engine's meaning; a
 // replayed step runs that loop without launching.
-// Notation: n tokens this step at positions p0.., nk = p0 + n keys, C n_embd,
-// Q = C + 2*kv_dim (c_attn width), hd head_dim, H heads, Hkv kv heads, T n_ctx, V vocab.
+// Notation: n tokens this step at positions p0.., nk = p0 + n keys, C n_embd, Qd
+// q_dim, Q = Qd + 2*kv_dim (c_attn width), FC fc_dim, FF ff_dim (core/model/config.h),
+// hd head_dim, H heads, Hkv kv heads, T n_ctx, V vocab. Both families run encode():
+// the Llama family's RMSNorm, RoPE and SwiGLU are the family's choice inside norm(),
+// qkv_to_cache() and mlp().
 //
 // Row-major products on column-major cuBLAS: the row-major (n, in) x (in, out)
 // product Y = X W is the column-major Y^T = W^T X^T, i.e.
@@ -14,7 +17,8 @@
 // The head (V, C) row-major is used transposed: Sgemm(T, N, V, n, C, E, C, X, C, Y, V).
 //
 // The bias of each projection into the residual stream (attn c_proj, mlp c_proj) is
-// added by the LayerNorm kernel that follows it, one launch fewer per projection.
+// added by the norm kernel that follows it, one launch fewer per projection (zeros
+// for the Llama family, which has none).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -57,6 +61,7 @@ void CudaEngine::reserve_records(const RecordPlan& p) {
     const size_t slots = p.layers.size();
     rec_w_.reserve(slots * p.n_heads() * p.rows * size_t(cfg_.n_ctx));
     rec_q_.reserve(slots * p.rows * size_t(p.n_heads()) * cfg_.head_dim());
+    if (cfg_.is_llama()) rec_kpre_.reserve(slots * p.rows * size_t(cfg_.kv_dim()));
 }
 
 void CudaEngine::gemm(float* Y, const float* X, const float* W, int n, int in, int out, float beta) {
@@ -77,32 +82,68 @@ void CudaEngine::head_gemm(float* Y, const float* X, int n) {
         KV_CUBLAS(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, V, n, C, &one, head_w(), C, X, C, &zero, Y, V));
 }
 
+void CudaEngine::norm(float* out, float* x, const float* pending, const DevArray<float>& w,
+                      const DevArray<float>& b, int n) {
+    const int C = cfg_.n_embd;
+    const float eps = cfg_.layer_norm_epsilon;
+    if (cfg_.is_llama())
+        cuda::bias_rmsnorm(out, x, pending, w.get(), n, C, eps, stream_);
+    else
+        cuda::bias_layernorm(out, x, pending, w.get(), b.get(), n, C, eps, stream_);
+}
+
+void CudaEngine::qkv_to_cache(DeviceKVCache& cache, const DevLayer& w, int l, int n, const RecordPlan& plan) {
+    const int* slots = step_.get() + 1 + cfg_.n_ctx;
+    if (!cfg_.is_llama()) {
+        cuda::qkv_bias_to_cache(qkv_.get(), w.attn_b.get(), cache.k(l), cache.v(l), slots, n, cfg_.n_embd,
+                                cfg_.kv_dim(), stream_);
+        return;
+    }
+    // Keys before rotation, for the trace: only in the recorded layers.
+    const int slot = plan.any() ? plan.slot(l) : -1;
+    float* k_pre = slot >= 0 ? rec_kpre_.get() + size_t(slot) * plan.rows * cfg_.kv_dim() : nullptr;
+    cuda::qkv_rope_to_cache(qkv_.get(), w.attn_b.get(), inv_freq_.get(), cache.k(l), cache.v(l), step_.get(), slots,
+                            k_pre, plan.r0, n, cfg_.q_dim(), cfg_.kv_dim(), cfg_.head_dim(), stream_);
+}
+
+void CudaEngine::mlp(const DevLayer& w, int n) {
+    const int C = cfg_.n_embd, FC = cfg_.fc_dim(), FF = cfg_.ff_dim();
+    gemm(fc_.get(), h_.get(), w.fc_w.get(), n, C, FC, 0.f);
+    if (cfg_.is_llama()) {  // [gate | up] side by side: silu(gate) * up
+        cuda::silu_mul(ff_.get(), fc_.get(), fc_.get() + FF, FC, n, FF, stream_);
+        gemm(x_.get(), ff_.get(), w.mlp_proj_w.get(), n, FF, C, 1.f);
+    } else {
+        cuda::bias_gelu(fc_.get(), w.fc_b.get(), n, FC, stream_);
+        gemm(x_.get(), fc_.get(), w.mlp_proj_w.get(), n, FF, C, 1.f);
+    }
+}
+
 void CudaEngine::encode(DeviceKVCache& cache, int n, int p0, int n_known, const std::vector<int>& key_pos,
                         bool all_rows, const RecordPlan& plan, Counters& cnt, bool launch) {
     const int C = cfg_.n_embd, H = cfg_.n_head, Hkv = cfg_.n_kv_head, hd = cfg_.head_dim();
-    const int kvd = cfg_.kv_dim(), Q = cfg_.qkv_dim(), V = cfg_.vocab_size, T = cfg_.n_ctx;
-    const float eps = cfg_.layer_norm_epsilon;
+    const int Qd = cfg_.q_dim(), Q = cfg_.qkv_dim(), V = cfg_.vocab_size, T = cfg_.n_ctx;
+    const int FC = cfg_.fc_dim(), FF = cfg_.ff_dim();
     const int* step = step_.get();
-    const int* new_slots = step + 1 + T;
     const int* key_slots = step + 1 + 2 * T;
     int keys_cached = 0;  // keys read from the cache, not computed this step
     for (int k : key_pos) keys_cached += k < p0;
     cudaStream_t st = stream_;
-    float *x = x_.get(), *h = h_.get(), *qkv = qkv_.get(), *att = att_.get(), *fc = fc_.get();
-    const cuda::AttnShape shape{n, T, C, H, Hkv, hd};
+    float *x = x_.get(), *h = h_.get(), *qkv = qkv_.get(), *att = att_.get();
+    const cuda::AttnShape shape{n, T, Qd, H, Hkv, hd};
 
-    if (launch) cuda::embed(x, step, wte_.get(), wpe_.get(), n, C, st);
+    if (launch) cuda::embed(x, step, wte_.get(), wpe_.get(), n, C, st);  // wpe: none for RoPE models
 
     for (int l = 0; l < cfg_.n_layer; ++l) {
         const DevLayer& w = layers_[l];
         // The previous layer's mlp c_proj bias is still to be added to x.
         const float* pending = l == 0 ? nullptr : layers_[l - 1].mlp_proj_b.get();
 
-        // Attention block: h = LN1(x); [q|k|v] = h * c_attn + b; K, V rows into the cache.
+        // Attention block: h = norm1(x); [q|k|v] = h * c_attn + b (q, k rotated for a
+        // RoPE model); K, V rows into the cache.
         if (launch) {
-            cuda::bias_layernorm(h, x, pending, w.ln_1_w.get(), w.ln_1_b.get(), n, C, eps, st);
+            norm(h, x, pending, w.ln_1_w, w.ln_1_b, n);
             gemm(qkv, h, w.attn_w.get(), n, C, Q, 0.f);
-            cuda::qkv_bias_to_cache(qkv, w.attn_b.get(), cache.k(l), cache.v(l), new_slots, n, C, kvd, st);
+            qkv_to_cache(cache, w, l, n, plan);
         }
         cnt.flops += 2LL * n * C * Q;
         for (int i = 0; i < n; ++i) {
@@ -128,7 +169,7 @@ void CudaEngine::encode(DeviceKVCache& cache, int n, int p0, int n_known, const 
             cuda::attention(att, qkv, cache.k(l), cache.v(l), step, key_slots, shape, rec, st);
         }
         for (int g = 0; g < Hkv; ++g) cnt.kv_rows_reused += keys_cached;  // read from the cache
-        for (int h = 0; h < H; ++h)
+        for (int hh = 0; hh < H; ++hh)
             for (int i = 0; i < n; ++i) {
                 // A full cache: the query at p0 + i reads every key up to itself.
                 const int64_t nkeys = std::upper_bound(key_pos.begin(), key_pos.end(), p0 + i) - key_pos.begin();
@@ -136,33 +177,31 @@ void CudaEngine::encode(DeviceKVCache& cache, int n, int p0, int n_known, const 
                 cnt.flops += 2LL * nkeys * hd * 2;  // q.k and weights.v
             }
 
-        // x += att * c_proj (its bias joins x in the next LayerNorm).
-        // MLP block: x += gelu(LN2(x) * c_fc + b) * c_proj (+ bias, pending).
+        // x += att * c_proj (its bias joins x in the next norm).
+        // MLP block: x += act(norm2(x) * c_fc) * c_proj (+ bias, pending).
         if (launch) {
-            gemm(x, att, w.attn_proj_w.get(), n, C, C, 1.f);
-            cuda::bias_layernorm(h, x, w.attn_proj_b.get(), w.ln_2_w.get(), w.ln_2_b.get(), n, C, eps, st);
-            gemm(fc, h, w.fc_w.get(), n, C, 4 * C, 0.f);
-            cuda::bias_gelu(fc, w.fc_b.get(), n, 4 * C, st);
-            gemm(x, fc, w.mlp_proj_w.get(), n, 4 * C, C, 1.f);
+            gemm(x, att, w.attn_proj_w.get(), n, Qd, C, 1.f);
+            norm(h, x, w.attn_proj_b.get(), w.ln_2_w, w.ln_2_b, n);
+            mlp(w, n);
         }
-        cnt.flops += 2LL * n * C * C;
-        cnt.flops += 2LL * n * C * 4 * C;
-        cnt.flops += 2LL * n * 4 * C * C;
+        cnt.flops += 2LL * n * Qd * C;
+        cnt.flops += 2LL * n * C * FC;
+        cnt.flops += 2LL * n * FF * C;
     }
 
-    // Head: final LayerNorm (adding the last pending bias) and logits of every row or the last.
+    // Head: final norm (adding the last pending bias) and logits of every row or the last.
     const float* pending = layers_.back().mlp_proj_b.get();
     if (all_rows) {
         if (launch) {
-            cuda::bias_layernorm(h, x, pending, ln_f_w_.get(), ln_f_b_.get(), n, C, eps, st);
+            norm(h, x, pending, ln_f_w_, ln_f_b_, n);
             head_gemm(logits_all_.get(), h, n);
         }
         cnt.flops += 2LL * n * C * V;
     } else {
         if (launch) {
-            float* hl = h + size_t(n - 1) * C;
-            cuda::bias_layernorm(hl, x + size_t(n - 1) * C, pending, ln_f_w_.get(), ln_f_b_.get(), 1, C, eps, st);
-            head_gemm(logits_.get(), hl, 1);
+            const size_t last = size_t(n - 1) * C;
+            norm(h + last, x + last, pending, ln_f_w_, ln_f_b_, 1);
+            head_gemm(logits_.get(), h + last, 1);
         }
         cnt.flops += 2LL * C * V;
     }
@@ -214,7 +253,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     bool replay = false;
     if (n == 1 && graphs_on_ && decode_warm_) {
         try {
-            const GraphKey key = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get());
+            const GraphKey key = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get(), rec_kpre_.get());
             if (!graph_ || !(key == graph_key_)) capture_decode(cache, key_pos_, plan);
             replay = true;
         } catch (const Error& e) {
@@ -267,7 +306,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
     }
     const int nh = plan.n_heads(), ng = plan.n_kv(), rows = plan.rows;
     const size_t slots = plan.layers.size();
-    std::vector<float> rw, rq, rk, rv;
+    std::vector<float> rw, rq, rk, rv, rkp;
     if (plan.any()) {
         // Weights by key index j (key j at position key_pos_[j]).
         rw.resize(slots * nh * rows * size_t(n_keys));
@@ -279,6 +318,11 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
         const size_t kw = size_t(ng) * hd;
         rk.resize(slots * rows * kw);
         rv.resize(slots * rows * kw);
+        if (cfg_.is_llama()) {  // keys before rotation: every kv head of the recorded rows
+            rkp.resize(slots * rows * size_t(cfg_.kv_dim()));
+            KV_CUDA(cudaMemcpyAsync(rkp.data(), rec_kpre_.get(), sizeof(float) * rkp.size(), cudaMemcpyDeviceToHost,
+                                    stream_));
+        }
         for (size_t s = 0; s < slots; ++s) {
             const int l = plan.layers[s];
             copy_rows(rk.data() + s * rows * kw, cache.k(l), new_slots_, plan.r0, rows, plan.g0, ng);
@@ -301,6 +345,7 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
             ht.q.resize(rows, hd);
             ht.k.resize(rows, hd);
             ht.v.resize(rows, hd);
+            if (cfg_.is_llama()) ht.k_before_rope.resize(rows, hd);
             ht.attn = RowMat::Zero(rows, nk);
             for (int r = 0; r < rows; ++r) {
                 const size_t qrow = (s * rows + r) * size_t(nh) * hd + size_t(hi) * hd;
@@ -308,6 +353,9 @@ void CudaEngine::forward(const ForwardRequest& req, KVCache& any_cache, StepTrac
                 std::copy_n(rq.data() + qrow, hd, ht.q.row(r).data());
                 std::copy_n(rk.data() + krow, hd, ht.k.row(r).data());
                 std::copy_n(rv.data() + krow, hd, ht.v.row(r).data());
+                if (cfg_.is_llama())
+                    std::copy_n(rkp.data() + (s * rows + r) * size_t(cfg_.kv_dim()) + size_t(g) * hd, hd,
+                                ht.k_before_rope.row(r).data());
                 const float* w = rw.data() + ((s * nh + hi) * rows + r) * size_t(n_keys);
                 for (int j = 0; j < n_keys; ++j) ht.attn(r, key_pos_[size_t(j)]) = w[j];
             }

@@ -17,8 +17,9 @@
 
 namespace kv::cuda {
 
-GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q) {
-    return plan.any() ? GraphKey{plan, kv, rec_w, rec_q} : GraphKey{plan, kv, nullptr, nullptr};
+GraphKey graph_key(const RecordPlan& plan, const float* kv, const float* rec_w, const float* rec_q,
+                   const float* rec_kpre) {
+    return plan.any() ? GraphKey{plan, kv, rec_w, rec_q, rec_kpre} : GraphKey{plan, kv, nullptr, nullptr, nullptr};
 }
 
 bool graphs_from_env() {
@@ -51,7 +52,7 @@ void CudaEngine::capture_decode(DeviceKVCache& cache, const std::vector<int>& ke
         graph_ = nullptr;
         KV_CUDA(e);
     }
-    graph_key_ = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get());
+    graph_key_ = graph_key(plan, cache.storage(), rec_w_.get(), rec_q_.get(), rec_kpre_.get());
 }
 
 }  // namespace kv::cuda

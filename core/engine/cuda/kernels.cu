@@ -51,9 +51,9 @@ __global__ void embed_kernel(float* x, const int* step, const float* wte, const 
     const int i = blockIdx.x;
     const int id = step[1 + i], pos = step[0] + i;
     const float* te = wte + size_t(id) * C;
-    const float* pe = wpe + size_t(pos) * C;
+    const float* pe = wpe ? wpe + size_t(pos) * C : nullptr;
     float* xi = x + size_t(i) * C;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) xi[c] = te[c] + pe[c];
+    for (int c = threadIdx.x; c < C; c += blockDim.x) xi[c] = pe ? te[c] + pe[c] : te[c];
 }
 
 __global__ void bias_layernorm_kernel(float* out, float* x, const float* bias, const float* gamma,
@@ -79,6 +79,77 @@ __global__ void bias_layernorm_kernel(float* out, float* x, const float* bias, c
     const float var = block_reduce<false>(sq, sh) / C;
     const float rstd = 1.0f / sqrtf(var + eps);
     for (int c = threadIdx.x; c < C; c += blockDim.x) oi[c] = (xi[c] - mean) * rstd * gamma[c] + beta[c];
+}
+
+__global__ void bias_rmsnorm_kernel(float* out, float* x, const float* bias, const float* w, int C, float eps) {
+    __shared__ float sh[33];
+    float* xi = x + size_t(blockIdx.x) * C;
+    float* oi = out + size_t(blockIdx.x) * C;
+    float sq = 0.f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float v = xi[c];
+        if (bias) {
+            v += bias[c];
+            xi[c] = v;  // each element is read and written by the same thread
+        }
+        sq += v * v;
+    }
+    const float rstd = 1.0f / sqrtf(block_reduce<false>(sq, sh) / C + eps);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) oi[c] = xi[c] * rstd * w[c];
+}
+
+// One block per row: bias, the rotation of every q and k head, then the cache write.
+// Each thread owns whole pairs (c, c + hd/2), so the rotation needs no barrier; the
+// copy of k before rotation and the cache write read only what the same thread wrote.
+__global__ void qkv_rope_to_cache_kernel(float* qkv, const float* b, const float* inv_freq, float* k_cache,
+                                         float* v_cache, const int* step, const int* slots, float* k_pre, int r0,
+                                         int q_dim, int kv_dim, int hd) {
+    const int i = blockIdx.x, half = hd / 2;
+    const int Q = q_dim + 2 * kv_dim;
+    const float pos = float(step[0] + i);
+    float* qi = qkv + size_t(i) * Q;
+    float* kpre = (k_pre && i >= r0) ? k_pre + size_t(i - r0) * kv_dim : nullptr;
+    const int n_pairs = (q_dim + kv_dim) / 2;  // q heads then k heads, hd/2 pairs each
+    for (int t = threadIdx.x; t < n_pairs; t += blockDim.x) {
+        const int head = t / half, c = t % half;
+        const int a = head * hd + c, z = a + half;  // a < q_dim + kv_dim: q or k
+        float x1 = qi[a], x2 = qi[z];
+        if (b) {
+            x1 += b[a];
+            x2 += b[z];
+        }
+        if (kpre && a >= q_dim) {
+            kpre[a - q_dim] = x1;
+            kpre[z - q_dim] = x2;
+        }
+        const float ang = pos * inv_freq[c];
+        const float cs = cosf(ang), sn = sinf(ang);
+        qi[a] = x1 * cs - x2 * sn;
+        qi[z] = x2 * cs + x1 * sn;
+    }
+    __syncthreads();  // the k part is rotated before it is copied to the cache
+    const size_t row = size_t(slots[i]) * kv_dim;
+    for (int c = threadIdx.x; c < 2 * kv_dim; c += blockDim.x) {
+        const int col = q_dim + c;
+        float v = qi[col];
+        if (c >= kv_dim) {
+            if (b) {
+                v += b[col];
+                qi[col] = v;
+            }
+            v_cache[row + (c - kv_dim)] = v;
+        } else {
+            k_cache[row + c] = v;
+        }
+    }
+}
+
+__global__ void silu_mul_kernel(float* out, const float* g, const float* u, int ld, size_t total, int F) {
+    for (size_t t = size_t(blockIdx.x) * blockDim.x + threadIdx.x; t < total; t += size_t(gridDim.x) * blockDim.x) {
+        const size_t i = t / F, c = t % F;
+        const float x = g[i * ld + c];
+        out[t] = x / (1.0f + expf(-x)) * u[i * ld + c];
+    }
 }
 
 __global__ void qkv_bias_to_cache_kernel(float* qkv, const float* b, float* k_cache, float* v_cache,
@@ -113,14 +184,14 @@ inline size_t attn_smem_bytes(int T, int hd) {
 }
 
 __global__ void attention_kernel(float* out, const float* qkv, const float* k_cache, const float* v_cache,
-                                 const int* step, const int* key_slots, int n, int T, int C, int H, int Hkv,
+                                 const int* step, const int* key_slots, int n, int T, int q_dim, int H, int Hkv,
                                  int hd, float scale,
                                  float* rec, int rec_h0, int rec_h1, int rec_r0) {
     extern __shared__ float sm[];
     __shared__ float red[33];
     const int i = blockIdx.x, h = blockIdx.y;
     const int g = h / (H / Hkv);  // kv head of this query head
-    const int kv_dim = Hkv * hd, Q = C + 2 * kv_dim;
+    const int kv_dim = Hkv * hd, Q = q_dim + 2 * kv_dim;
     const int p0 = step[0];
     const int nk = p0 + i + 1;  // causal: keys 0 .. pos
     float* s = sm;              // (T) scores, then weights
@@ -175,7 +246,7 @@ __global__ void attention_kernel(float* out, const float* qkv, const float* k_ca
     for (int d = tid; d < hd; d += nt) {
         float acc = 0.f;
         for (int grp = 0; grp < G; ++grp) acc += part[grp * hd + d];
-        out[size_t(i) * C + size_t(h) * hd + d] = acc;
+        out[size_t(i) * q_dim + size_t(h) * hd + d] = acc;
     }
 }
 
@@ -189,6 +260,27 @@ void embed(float* x, const int* step, const float* wte, const float* wpe, int n,
 void bias_layernorm(float* out, float* x, const float* bias, const float* gamma, const float* beta, int n,
                     int C, float eps, cudaStream_t stream) {
     bias_layernorm_kernel<<<n, kRowThreads, 0, stream>>>(out, x, bias, gamma, beta, C, eps);
+    KV_CUDA_LAUNCHED();
+}
+
+void bias_rmsnorm(float* out, float* x, const float* bias, const float* w, int n, int C, float eps,
+                  cudaStream_t stream) {
+    bias_rmsnorm_kernel<<<n, kRowThreads, 0, stream>>>(out, x, bias, w, C, eps);
+    KV_CUDA_LAUNCHED();
+}
+
+void qkv_rope_to_cache(float* qkv, const float* b, const float* inv_freq, float* k_cache, float* v_cache,
+                       const int* step, const int* slots, float* k_pre, int r0, int n, int q_dim, int kv_dim,
+                       int hd, cudaStream_t stream) {
+    qkv_rope_to_cache_kernel<<<n, kRowThreads, 0, stream>>>(qkv, b, inv_freq, k_cache, v_cache, step, slots, k_pre,
+                                                           r0, q_dim, kv_dim, hd);
+    KV_CUDA_LAUNCHED();
+}
+
+void silu_mul(float* out, const float* g, const float* u, int ld, int n, int F, cudaStream_t stream) {
+    const size_t total = size_t(n) * F;
+    const size_t blocks = (total + kRowThreads - 1) / kRowThreads;
+    silu_mul_kernel<<<unsigned(blocks < 65536 ? blocks : 65536), kRowThreads, 0, stream>>>(out, g, u, ld, total, F);
     KV_CUDA_LAUNCHED();
 }
 
@@ -210,7 +302,7 @@ void attention(float* out, const float* qkv, const float* k_cache, const float* 
     const dim3 grid(unsigned(s.n), unsigned(s.H));
     const float scale = 1.0f / std::sqrt(float(s.hd));
     attention_kernel<<<grid, kAttnThreads, attn_smem_bytes(s.T, s.hd), stream>>>(
-        out, qkv, k_cache, v_cache, step, key_slots, s.n, s.T, s.C, s.H, s.Hkv, s.hd, scale, rec.w, rec.h0, rec.h1,
+        out, qkv, k_cache, v_cache, step, key_slots, s.n, s.T, s.q_dim, s.H, s.Hkv, s.hd, scale, rec.w, rec.h0, rec.h1,
         rec.r0);
     KV_CUDA_LAUNCHED();
 }
