@@ -358,13 +358,103 @@ std::string text_spec(const AppState& app) {
            "alone: " + quoted(join_tokens(app, sp.tokens, p, 10)) + ".";
 }
 
+namespace {
+
+// The serving chapters wait for their run (it is set up with the chapter).
+const char* kNotRun = "The requests have not run yet: press Home.";
+
+std::string bytes(int64_t b) { return human_bytes(double(b)); }
+
+std::string pct0(double share) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%.0f%%", share * 100.0);
+    return b;
+}
+
+}  // namespace
+
+std::string text_paged(const AppState& app) {
+    const ServeView& v = app.serve;
+    if (!v.step()) return kNotRun;
+    const kv::ServeResult& r = v.run->result;
+    const ContiguousStrip c = contiguous_strip(v);
+    const ServeCounters k = serve_counters(v);
+    return "After step " + num(v.shown) + " of " + num(v.n_steps()) + ", " + num(c.running) +
+           " sequences share one pool of " + num(r.n_blocks) + " blocks of " + num(r.block_size) + " slots (" +
+           bytes(r.bytes_per_block) + " a block). A sequence's block table sends position p to block p / " +
+           num(r.block_size) + ", wherever a block was free, so nothing needs to be contiguous. They hold " +
+           num(v.step()->held_positions) + " positions in " + num(k.blocks.used) + " blocks (" + bytes(c.paged_bytes) +
+           "); only " + num(k.waste_slots) + " slots of those blocks are empty, at most " + num(r.block_size - 1) +
+           " per sequence. A contiguous cache reserves prompt + new tokens for each request up front: " +
+           bytes(c.reserved_bytes) + " for these " + num(c.running) + ", of which " + bytes(c.used_bytes) +
+           " hold positions now (" + pct0(c.waste_share()) + " waste), and this pool's " + bytes(c.pool_bytes) +
+           " hold the reservations of only " + num(c.fit) + " of them. Over the whole run the paged pool peaked at " +
+           bytes(r.peak_bytes) + "; contiguous reservations for all " + num(int64_t(v.run->setup.requests.size())) +
+           " requests take " + bytes(r.contiguous.reserved_bytes) + ".";
+}
+
+std::string text_prefix(const AppState& app) {
+    const ServeView& v = app.serve;
+    const kv::PoolSnapshot* s = v.pool();
+    if (!s) return kNotRun;
+    const kv::PresetRequest& q = v.run->setup.requests.front();
+    const int p = s->seqs.front().n_prompt, B = s->block_size;
+    std::string shared, copied;
+    int n_shared = 0, max_ref = 0;
+    for (size_t b = 0; b < s->blocks.size(); ++b)
+        if (s->blocks[b].ref_count > 1) {
+            shared += (n_shared++ ? ", #" : "#") + num(int64_t(b));
+            max_ref = std::max(max_ref, s->blocks[b].ref_count);
+        }
+    for (int b : s->copied) copied += (copied.empty() ? "#" : ", #") + num(b);
+    const ServeCounters k = serve_counters(v);
+    std::string t = "One prompt, " + quoted(q.prompt) + " (" + num(p) + " tokens), sampled " + num(q.fork) +
+                    " ways: " + num(q.fork) + " sequences. The prefill computed its " + num(p) +
+                    " positions once; the forks' block tables all point at the same blocks. After step " +
+                    num(v.shown) + ", " + num(n_shared) + " block" + (n_shared == 1 ? "" : "s") + " (" + shared +
+                    ") " + (n_shared == 1 ? "is" : "are") + " shared, by up to " + num(max_ref) +
+                    " tables: the prompt's positions are stored once, not " + num(q.fork) + " times. ";
+    if (!copied.empty())
+        t += "This step each fork wrote its first new token, into the last prompt block, which was partial (" +
+             num(p % B) + " of " + num(B) + " slots) and shared: a fork that writes into a shared block first gets " +
+             "a copy of its own (copy-on-write). " + num(k.copies) + " copies this step (" + copied +
+             "); the last fork to write kept the original. ";
+    t += "Blocks in use: " + num(k.blocks.used) + "; without sharing, " + num(q.fork) + " sequences of " +
+         num(s->seqs.front().n_pos) + " positions would need " +
+         num(int64_t(q.fork) * ((s->seqs.front().n_pos + B - 1) / B)) + ".";
+    return t;
+}
+
+std::string text_batching(const AppState& app) {
+    const ServeView& v = app.serve;
+    if (!v.step()) return kNotRun;
+    const ServeRun& r = *v.run;
+    const ServeCounters k = serve_counters(v);
+    char b[64];
+    std::snprintf(b, sizeof b, "%.0f", r.single.tokens_per_s);
+    const std::string one = b;
+    std::snprintf(b, sizeof b, "%.0f", r.batch.tokens_per_s);
+    const std::string many = b;
+    return "Step " + num(v.shown) + " fed " + num(k.tokens) + " tokens of " + num(k.batch) +
+           " sequences through the model in one forward: " + ms_text(k.ms) + " ms. Measured on this machine, " +
+           "decoding one sequence alone takes " + ms_text(r.single.ms_per_step) + " ms a step, " + one +
+           " tokens/s; a batch of " + num(r.batch.size) + " (the most this run had at once) takes " +
+           ms_text(r.batch.ms_per_step) + " ms a step, " + many + " tokens/s: " +
+           ratio(r.batch.tokens_per_s, r.single.tokens_per_s) + " the tokens per second. Why: a decode step reads " +
+           "every weight once (" + bytes(r.weight_bytes) + " for this model) to multiply it with one row per " +
+           "sequence; one row or " + num(r.batch.size) + " rows cost nearly the same reads, and decode is bound by " +
+           "reading memory, not by arithmetic. The cache itself is read per sequence: batching shares the weights, " +
+           "not the K and V rows.";
+}
+
 std::string text_next(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     const int64_t bpt = bytes_per_token(c);
     return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
            num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
-           "their bytes and measured error. Not in kvscope yet: paged caches (rows in blocks, a block table per request, "
-           "a shared prompt prefix stored once).";
+           "their bytes and measured error; chapters 13-15 served many requests from one pool of blocks: a shared "
+           "prompt prefix stored once, forks copying a block only when they write, and batches that read the weights "
+           "once for many tokens.";
 }
 
 }  // namespace kvui::lesson_text

@@ -107,6 +107,34 @@ void draw_stale_panel(AppState& app) {
     ImGui::EndTable();
 }
 
+// The paged cache's row: the class preset's contiguous reservation against the
+// paged peak, when it has run (chapter 13 or the serving view).
+std::string paged_row(const AppState& app) {
+    const ServeRun* r = app.serve.run.get();
+    if (!r || r->setup.name != "class") return "a shared prompt stored once (chapter 13 measures it)";
+    return "the class's 6 requests: contiguous reserves " + human_bytes(double(r->result.contiguous.reserved_bytes)) +
+           ", paged at most " + human_bytes(double(r->result.peak_bytes));
+}
+
+// The batching chapter's picture: measured decode speed of one sequence and of the
+// run's largest batch, as bars, with ms per step.
+void draw_serve_batch_bars(const ServeRun& r) {
+    const Palette& pal = palette();
+    const float f = ImGui::GetFontSize(), w = ImGui::GetContentRegionAvail().x;
+    const double top = std::max(r.single.tokens_per_s, r.batch.tokens_per_s);
+    const std::pair<std::string, const kv::BatchPoint*> bars[] = {
+        {"1 sequence", &r.single}, {std::to_string(r.batch.size) + " sequences", &r.batch}};
+    for (const auto& [name, p] : bars) {
+        text_wrapped("%s: %.0f tokens/s (%s ms a step)", name.c_str(), p->tokens_per_s, ms_text(p->ms_per_step).c_str());
+        const ImVec2 o = ImGui::GetCursorScreenPos();
+        const float bw = top > 0 ? float(p->tokens_per_s / top) * w : 0.f;
+        ImGui::GetWindowDrawList()->AddRectFilled(o, ImVec2(o.x + bw, o.y + f * 1.3f), p == &r.single ? pal.text_dim : pal.accent);
+        ImGui::Dummy(ImVec2(w, f * 1.5f));
+    }
+    text_wrapped("Every decode step reads the weights once: %s for this model, for 1 token or for %d.",
+                 human_bytes(double(r.weight_bytes)).c_str(), r.batch.size);
+}
+
 void draw_next_steps_panel(AppState& app) {
     if (!app.model) return;
     const Palette& pal = palette();
@@ -132,8 +160,9 @@ void draw_next_steps_panel(AppState& app) {
         {"12  Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
                                      "rejected rows roll back",
          "same cache, fewer passes of the big model"},
-        {"Paged cache (not in kvscope yet)", "rows in blocks; requests with one prefix share them",
-         "a shared prompt stored once"},
+        {"13-15  Paged cache, prefix sharing, batching", "rows in blocks of a shared pool; requests with one prefix "
+                                                         "share its blocks; one forward decodes many requests",
+         paged_row(app)},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
@@ -154,6 +183,14 @@ void draw_next_steps_panel(AppState& app) {
     ImGui::EndTable();
 }
 
+void draw_serve_batch(AppState& app) {
+    if (!app.serve.run) {
+        text_wrapped("Not measured yet: press Home.");
+        return;
+    }
+    draw_serve_batch_bars(*app.serve.run);
+}
+
 void draw_panel(AppState& app, LessonPanel p) {
     switch (p) {
     case LessonPanel::tokens: draw_tokens_panel(app); break;
@@ -170,6 +207,11 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::spec_tokens: draw_spec_tokens_panel(app); break;
     case LessonPanel::spec_cache: draw_spec_cache_panel(app); break;
     case LessonPanel::spec_work: draw_spec_work(app); break;
+    case LessonPanel::serve_pool: draw_serve_pool(app, true); break;
+    case LessonPanel::serve_strip: draw_serve_strip(app); break;
+    case LessonPanel::serve_counters: draw_serve_counters(app); break;
+    case LessonPanel::serve_table: draw_serve_table(app); break;
+    case LessonPanel::serve_batch: draw_serve_batch(app); break;
     }
 }
 
