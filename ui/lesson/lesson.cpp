@@ -127,6 +127,7 @@ std::vector<Chapter> make_chapters() {
         {P::serve_pool, P::serve_table, P::serve_counters}, LessonArrangement::rows, 0.56f, T::text_prefix);
     s.serve_preset = "class";
     s.serve_steps = 3;
+    s.serve_large = true;
     add("Batching: one read of the weights for many tokens",
         "measured tokens per second: one sequence alone vs the batch on screen", s,
         {P::serve_batch, P::serve_pool}, LessonArrangement::columns, 0.5f, T::text_batching);
@@ -263,7 +264,11 @@ std::vector<Command> chapter_commands(const Chapter& ch, const AppState& app) {
         cmds.push_back(c);
     }
     for (int i = 0; i < s.steps; ++i) cmds.push_back(Command{CommandKind::step});
-    if (!s.serve_preset.empty()) cmds.push_back(serve_command(kv::serve_preset(s.serve_preset), s.serve_steps));
+    if (!s.serve_preset.empty()) {
+        Command c = serve_command(kv::serve_preset(s.serve_preset), s.serve_steps);
+        c.flag = s.serve_large;
+        cmds.push_back(c);
+    }
     return cmds;
 }
 

@@ -51,6 +51,7 @@ struct ChapterSetup {
     // are shown ("" = none).
     std::string serve_preset;
     int serve_steps = 0;
+    bool serve_large = false;  // measure batched decode on a GPT-2-shaped model too
 };
 
 struct Chapter {

@@ -379,18 +379,14 @@ std::string text_paged(const AppState& app) {
     const kv::ServeResult& r = v.run->result;
     const ContiguousStrip c = contiguous_strip(v);
     const ServeCounters k = serve_counters(v);
-    return "After step " + num(v.shown) + " of " + num(v.n_steps()) + ", " + num(c.running) +
-           " sequences share one pool of " + num(r.n_blocks) + " blocks of " + num(r.block_size) + " slots (" +
-           bytes(r.bytes_per_block) + " a block). A sequence's block table sends position p to block p / " +
-           num(r.block_size) + ", wherever a block was free, so nothing needs to be contiguous. They hold " +
-           num(v.step()->held_positions) + " positions in " + num(k.blocks.used) + " blocks (" + bytes(c.paged_bytes) +
-           "); only " + num(k.waste_slots) + " slots of those blocks are empty, at most " + num(r.block_size - 1) +
-           " per sequence. A contiguous cache reserves prompt + new tokens for each request up front: " +
-           bytes(c.reserved_bytes) + " for these " + num(c.running) + ", of which " + bytes(c.used_bytes) +
-           " hold positions now (" + pct0(c.waste_share()) + " waste), and this pool's " + bytes(c.pool_bytes) +
-           " hold the reservations of only " + num(c.fit) + " of them. Over the whole run the paged pool peaked at " +
-           bytes(r.peak_bytes) + "; contiguous reservations for all " + num(int64_t(v.run->setup.requests.size())) +
-           " requests take " + bytes(r.contiguous.reserved_bytes) + ".";
+    return "After step " + num(v.shown) + " of " + num(v.n_steps()) + ": " + num(c.running) +
+           " sequences in one pool of " + num(r.n_blocks) + " blocks of " + num(r.block_size) + " slots. Their " +
+           num(v.step()->held_positions) + " positions take " + num(k.blocks.used) + " blocks (" + bytes(c.paged_bytes) +
+           "), " + num(k.waste_slots) + " slots empty, at most " + num(r.block_size - 1) +
+           " a sequence. Reserved contiguously (prompt + new tokens each, up front) they would take " +
+           bytes(c.reserved_bytes) + ", " + bytes(c.used_bytes) + " used now (" + pct0(c.waste_share()) +
+           " waste); the pool's " + bytes(c.pool_bytes) + " holds " + num(c.fit) + " of those reservations. Whole run: " +
+           "paged peak " + bytes(r.peak_bytes) + ", contiguous " + bytes(r.contiguous.reserved_bytes) + ".";
 }
 
 std::string text_prefix(const AppState& app) {
@@ -408,43 +404,48 @@ std::string text_prefix(const AppState& app) {
         }
     for (int b : s->copied) copied += (copied.empty() ? "#" : ", #") + num(b);
     const ServeCounters k = serve_counters(v);
-    std::string t = "One prompt, " + quoted(q.prompt) + " (" + num(p) + " tokens), sampled " + num(q.fork) +
-                    " ways: " + num(q.fork) + " sequences. The prefill computed its " + num(p) +
-                    " positions once; the forks' block tables all point at the same blocks. After step " +
+    std::string t = quoted(q.prompt) + " (" + num(p) + " tokens), sampled " + num(q.fork) + " ways. After step " +
                     num(v.shown) + ", " + num(n_shared) + " block" + (n_shared == 1 ? "" : "s") + " (" + shared +
-                    ") " + (n_shared == 1 ? "is" : "are") + " shared, by up to " + num(max_ref) +
-                    " tables: the prompt's positions are stored once, not " + num(q.fork) + " times. ";
+                    ") mapped by up to " + num(max_ref) + " tables: stored once. ";
     if (!copied.empty())
-        t += "This step each fork wrote its first new token, into the last prompt block, which was partial (" +
-             num(p % B) + " of " + num(B) + " slots) and shared: a fork that writes into a shared block first gets " +
-             "a copy of its own (copy-on-write). " + num(k.copies) + " copies this step (" + copied +
-             "); the last fork to write kept the original. ";
-    t += "Blocks in use: " + num(k.blocks.used) + "; without sharing, " + num(q.fork) + " sequences of " +
-         num(s->seqs.front().n_pos) + " positions would need " +
-         num(int64_t(q.fork) * ((s->seqs.front().n_pos + B - 1) / B)) + ".";
-    return t;
+        t += "Each fork then wrote its first token into the shared, partial last block (" + num(p % B) + " of " +
+             num(B) + " slots): " + num(k.copies) + " copies this step (" + copied +
+             "), copy-on-write; the last writer kept the original. ";
+    const int n_pos = s->seqs.front().n_pos;
+    return t + "Blocks in use: " + num(k.blocks.used) + "; unshared, " + num(q.fork) + " x " + num(n_pos) +
+           " positions would need " + num(int64_t(q.fork) * ((n_pos + B - 1) / B)) + ".";
 }
+
+namespace {
+
+std::string per_s(double tokens_per_s) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.0f tokens/s", tokens_per_s);
+    return b;
+}
+
+// "batch 1 27 tokens/s, batch 6 76 tokens/s: 2.8x"
+std::string batch_pair(const kv::BatchPoint& one, const kv::BatchPoint& many) {
+    return "batch 1 " + per_s(one.tokens_per_s) + ", batch " + num(many.size) + " " + per_s(many.tokens_per_s) + ": " +
+           ratio(many.tokens_per_s, one.tokens_per_s);
+}
+
+}  // namespace
 
 std::string text_batching(const AppState& app) {
     const ServeView& v = app.serve;
     if (!v.step()) return kNotRun;
     const ServeRun& r = *v.run;
     const ServeCounters k = serve_counters(v);
-    char b[64];
-    std::snprintf(b, sizeof b, "%.0f", r.single.tokens_per_s);
-    const std::string one = b;
-    std::snprintf(b, sizeof b, "%.0f", r.batch.tokens_per_s);
-    const std::string many = b;
-    return "Step " + num(v.shown) + " fed " + num(k.tokens) + " tokens of " + num(k.batch) +
-           " sequences through the model in one forward: " + ms_text(k.ms) + " ms. Measured on this machine, " +
-           "decoding one sequence alone takes " + ms_text(r.single.ms_per_step) + " ms a step, " + one +
-           " tokens/s; a batch of " + num(r.batch.size) + " (the most this run had at once) takes " +
-           ms_text(r.batch.ms_per_step) + " ms a step, " + many + " tokens/s: " +
-           ratio(r.batch.tokens_per_s, r.single.tokens_per_s) + " the tokens per second. Why: a decode step reads " +
-           "every weight once (" + bytes(r.weight_bytes) + " for this model) to multiply it with one row per " +
-           "sequence; one row or " + num(r.batch.size) + " rows cost nearly the same reads, and decode is bound by " +
-           "reading memory, not by arithmetic. The cache itself is read per sequence: batching shares the weights, " +
-           "not the K and V rows.";
+    std::string t = "Step " + num(v.shown) + " fed " + num(k.tokens) + " tokens of " + num(k.batch) +
+                    " sequences in one forward (" + ms_text(k.ms) + " ms). A decode step reads every weight once, " +
+                    "for 1 row or " + num(r.batch.size) + ". Measured, this model (" + bytes(r.weight_bytes) +
+                    " of weights, in the processor's caches): " + batch_pair(r.single, r.batch) + ".";
+    if (r.large_single.size > 0)
+        t += " GPT-2's shape (" + bytes(r.large_weight_bytes) + " read from memory a step): " +
+             batch_pair(r.large_single, r.large_batch) + ": decode there waits on memory, and the batch's rows " +
+             "share the reads.";
+    return t + " K and V are still read per sequence.";
 }
 
 std::string text_next(const AppState& app) {
@@ -452,7 +453,7 @@ std::string text_next(const AppState& app) {
     const int64_t bpt = bytes_per_token(c);
     return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
            num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
-           "their bytes and measured error; chapters 13-15 served many requests from one pool of blocks: a shared "
+           "their bytes and measured error; chapters 13-15 served many requests from one paged pool of blocks: a shared "
            "prompt prefix stored once, forks copying a block only when they write, and batches that read the weights "
            "once for many tokens.";
 }

@@ -111,28 +111,28 @@ void draw_stale_panel(AppState& app) {
 // paged peak, when it has run (chapter 13 or the serving view).
 std::string paged_row(const AppState& app) {
     const ServeRun* r = app.serve.run.get();
-    if (!r || r->setup.name != "class") return "a shared prompt stored once (chapter 13 measures it)";
-    return "the class's 6 requests: contiguous reserves " + human_bytes(double(r->result.contiguous.reserved_bytes)) +
-           ", paged at most " + human_bytes(double(r->result.peak_bytes));
+    if (!r || r->setup.name != "class") return "a shared prompt stored once (chapter 13)";
+    return "6 requests: contiguous " + human_bytes(double(r->result.contiguous.reserved_bytes)) + ", paged peak " +
+           human_bytes(double(r->result.peak_bytes));
 }
 
 // The batching chapter's picture: measured decode speed of one sequence and of the
-// run's largest batch, as bars, with ms per step.
-void draw_serve_batch_bars(const ServeRun& r) {
+// run's largest batch, as bars, for the lesson's model and (when measured) a model of
+// GPT-2's shape; each pair on its own scale.
+void draw_batch_pair(const char* model, const kv::BatchPoint& one, const kv::BatchPoint& many, int64_t weight_bytes) {
     const Palette& pal = palette();
     const float f = ImGui::GetFontSize(), w = ImGui::GetContentRegionAvail().x;
-    const double top = std::max(r.single.tokens_per_s, r.batch.tokens_per_s);
-    const std::pair<std::string, const kv::BatchPoint*> bars[] = {
-        {"1 sequence", &r.single}, {std::to_string(r.batch.size) + " sequences", &r.batch}};
-    for (const auto& [name, p] : bars) {
-        text_wrapped("%s: %.0f tokens/s (%s ms a step)", name.c_str(), p->tokens_per_s, ms_text(p->ms_per_step).c_str());
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
+    text_wrapped("%s: %s of weights a step", model, human_bytes(double(weight_bytes)).c_str());
+    ImGui::PopStyleColor();
+    const double top = std::max(one.tokens_per_s, many.tokens_per_s);
+    for (const kv::BatchPoint* p : {&one, &many}) {
+        text_wrapped("batch %d: %.0f tokens/s, %s ms a step", p->size, p->tokens_per_s, ms_text(p->ms_per_step).c_str());
         const ImVec2 o = ImGui::GetCursorScreenPos();
         const float bw = top > 0 ? float(p->tokens_per_s / top) * w : 0.f;
-        ImGui::GetWindowDrawList()->AddRectFilled(o, ImVec2(o.x + bw, o.y + f * 1.3f), p == &r.single ? pal.text_dim : pal.accent);
-        ImGui::Dummy(ImVec2(w, f * 1.5f));
+        ImGui::GetWindowDrawList()->AddRectFilled(o, ImVec2(o.x + bw, o.y + f * 0.6f), p == &one ? pal.text_dim : pal.accent);
+        ImGui::Dummy(ImVec2(w, f * 0.6f));
     }
-    text_wrapped("Every decode step reads the weights once: %s for this model, for 1 token or for %d.",
-                 human_bytes(double(r.weight_bytes)).c_str(), r.batch.size);
 }
 
 void draw_next_steps_panel(AppState& app) {
@@ -160,9 +160,7 @@ void draw_next_steps_panel(AppState& app) {
         {"12  Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
                                      "rejected rows roll back",
          "same cache, fewer passes of the big model"},
-        {"13-15  Paged cache, prefix sharing, batching", "rows in blocks of a shared pool; requests with one prefix "
-                                                         "share its blocks; one forward decodes many requests",
-         paged_row(app)},
+        {"13-15  Paged cache", "blocks of one pool; shared prefixes; batches", paged_row(app)},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
@@ -188,7 +186,10 @@ void draw_serve_batch(AppState& app) {
         text_wrapped("Not measured yet: press Home.");
         return;
     }
-    draw_serve_batch_bars(*app.serve.run);
+    const ServeRun& r = *app.serve.run;
+    draw_batch_pair("This model", r.single, r.batch, r.weight_bytes);
+    if (r.large_single.size > 0) draw_batch_pair("GPT-2's shape", r.large_single, r.large_batch,
+                                                 r.large_weight_bytes);
 }
 
 void draw_panel(AppState& app, LessonPanel p) {

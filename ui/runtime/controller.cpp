@@ -96,9 +96,12 @@ bool Controller::finish_load(AppState& app) {
 
 // Runs cmds inline or, for a heavy model, on the worker.
 void Controller::run_batch(AppState& app, std::vector<Command> cmds) {
-    for (const Command& c : cmds)
+    bool serve = false;  // a serving run measures decode speed too: off the UI thread unless told never
+    for (const Command& c : cmds) {
         if (c.kind == CommandKind::step) app.vs.step_time = -100.0;  // set on arrival
-    if (!heavy()) {
+        serve = serve || c.kind == CommandKind::serve_run;
+    }
+    if (!heavy() && !(serve && worker_mode_ != "never")) {
         Result r;
         run(cmds, r);
         publish(app, r);
@@ -315,7 +318,7 @@ void Controller::apply(const Command& c, Result& r) {
         break;
     case CommandKind::serve_run:
         if (!c.serve) throw kv::Error("serving view: no requests");
-        r.serve = run_serve_view(*model_, backend_, *c.serve);
+        r.serve = run_serve_view(*model_, backend_, *c.serve, c.flag);
         r.serve_shown = c.n;
         break;
     case CommandKind::set_sampling:

@@ -26,19 +26,19 @@ std::vector<kv::ServeRequest> requests_for(const kv::Model& model, const kv::Ser
 
 // Batched decode on this model: short prompts, a few timed steps (the tiny model's
 // 64 positions hold them).
-kv::BatchPoint measure(const kv::Model& model, const std::string& backend, int size) {
+kv::BatchPoint measure(const kv::Model& model, const std::string& backend, int size, int steps) {
     kv::BatchBenchOptions o;
     o.backend = backend;
     o.prompt_len = std::min(8, model.config.n_ctx / 4);
     o.warmup = 2;
-    o.steps = std::min(16, model.config.n_ctx - o.prompt_len - o.warmup);
+    o.steps = std::min(steps, model.config.n_ctx - o.prompt_len - o.warmup);
     return kv::measure_batch(model, o, size);
 }
 
 }  // namespace
 
 std::shared_ptr<const ServeRun> run_serve_view(const kv::Model& model, const std::string& backend,
-                                               const kv::ServePreset& setup) {
+                                               const kv::ServePreset& setup, bool measure_large) {
     const std::vector<kv::ServeRequest> reqs = requests_for(model, setup);
     auto run = std::make_shared<ServeRun>();
     run->setup = setup;
@@ -53,9 +53,15 @@ std::shared_ptr<const ServeRun> run_serve_view(const kv::Model& model, const std
     run->n_kv_head = c.n_kv_head;
     run->head_dim = c.head_dim();
     for (const kv::ServeStep& s : run->result.steps) run->peak_batch = std::max(run->peak_batch, int(s.running.size()));
-    run->single = measure(model, backend, 1);
-    run->batch = measure(model, backend, std::max(1, run->peak_batch));
+    run->single = measure(model, backend, 1, 32);
+    run->batch = measure(model, backend, std::max(1, run->peak_batch), 32);
     run->weight_bytes = kv::decode_weight_bytes(c, model.weights.type);
+    if (measure_large) {
+        const std::unique_ptr<kv::Model> big = kv::load_model(kLargeModel);
+        run->large_single = measure(*big, backend, 1, 6);
+        run->large_batch = measure(*big, backend, std::max(1, run->peak_batch), 6);
+        run->large_weight_bytes = kv::decode_weight_bytes(big->config);
+    }
     return run;
 }
 

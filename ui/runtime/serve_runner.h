@@ -12,9 +12,12 @@
 
 namespace kvui {
 
+// measure_large: also measure batched decode on kLargeModel (random weights of
+// GPT-2's shape), whose weights do not fit a processor's caches (the batching chapter).
 // Throws kv::Error naming the request ("requests:3: ...") when one does not suit the
 // model (an unknown word, too long), or when the model has no tokenizer.
+inline constexpr const char* kLargeModel = "random:gpt2-124m";
 std::shared_ptr<const ServeRun> run_serve_view(const kv::Model& model, const std::string& backend,
-                                               const kv::ServePreset& setup);
+                                               const kv::ServePreset& setup, bool measure_large = false);
 
 }  // namespace kvui

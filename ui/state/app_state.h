@@ -67,7 +67,7 @@ enum class CommandKind {
     set_speculative,  // flag: on/off; text: the draft SPEC ("" = default); n: k
     set_stale_demo,   // flag: on/off; text: the first prompt; n: its steps (lesson chapter 8)
     set_weights,      // n: -1 as stored, else int(kv::WeightType); reloads the model in that type
-    serve_run         // serve: the request set; n: steps to show (the serving view, ui/state/serve_view.h)
+    serve_run         // serve: the request set; n: steps to show; flag: measure the large model too (the serving view)
 };
 
 struct Command {

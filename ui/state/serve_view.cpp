@@ -152,7 +152,7 @@ GridGeometry grid_geometry(float w, float h, float font_px, int n_blocks, int bl
         // The widest cell that fits both ways, gaps a tenth of a cell (at least 1 px).
         const float by_w = (w - float(cols - 1) * g.block_gap) / (float(cols) * (B + 0.1f * (B - 1)));
         const float by_h = (h - float(g.rows - 1) * g.block_gap - float(g.rows) * g.label_h) / float(g.rows);
-        g.cell = std::floor(std::min({by_w, by_h, font_px * 3.f}));
+        g.cell = std::max(4.f, std::floor(std::min({by_w, by_h, font_px * 3.f})));
         g.gap = std::max(1.f, std::floor(g.cell * 0.1f));
         if (g.cell > best.cell) best = g;
     }

@@ -31,6 +31,10 @@ struct ServeRun {
     int peak_batch = 0;                    // most sequences in one step
     kv::BatchPoint single, batch;          // measured decode: 1 sequence, and peak_batch of them
     int64_t weight_bytes = 0;              // a decode step streams these (kv::decode_weight_bytes)
+    // The same two measurements on a model of GPT-2's shape (serve_runner.h kLargeModel),
+    // when asked: size 0 when not measured.
+    kv::BatchPoint large_single, large_batch;
+    int64_t large_weight_bytes = 0;
 };
 
 struct ServeView {
