@@ -49,16 +49,7 @@ void check_serve_args(const ServeArgs& a, const CLI::App& c) {
 }
 
 std::vector<kv::ServeRequest> read_serve_requests(const ServeArgs& a, const kv::Model& m) {
-    kv::RequestRules rules;
-    rules.vocab_size = m.config.vocab_size;
-    rules.n_ctx = m.config.n_ctx;
-    rules.fork = a.fork;
-    if (m.tokenizer)
-        rules.tokenize = [&m](const std::string& text) {
-            const kv::Encoding enc = m.tokenizer->encode(text);
-            if (!enc.unknown.empty()) throw kv::Error("'" + enc.unknown[0] + "' is not in the vocabulary");
-            return enc.ids;
-        };
+    const kv::RequestRules rules = kv::model_request_rules(m, a.fork);
     if (!a.requests.empty()) return kv::read_requests(a.requests, rules);
     if (!a.preset.empty()) {
         if (!m.tokenizer) throw UsageError("--preset: its prompts are text, and this model has no tokenizer");

@@ -444,15 +444,7 @@ void open_lesson(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
 // --requests FILE for the serving view: the file checked as `kvscope-cli serve` checks
 // it, its prompts kept as text for the request list. Throws kv::Error naming the file.
 kv::ServePreset serve_setup_from_file(const kv::Model& m, const std::string& path) {
-    if (!m.tokenizer) throw kv::Error("--requests: the serving view needs a model with a tokenizer");
-    kv::RequestRules rules;
-    rules.vocab_size = m.config.vocab_size;
-    rules.n_ctx = m.config.n_ctx;
-    rules.tokenize = [&m](const std::string& text) {
-        const kv::Encoding enc = m.tokenizer->encode(text);
-        if (!enc.unknown.empty()) throw kv::Error("'" + enc.unknown[0] + "' is not in the vocabulary");
-        return enc.ids;
-    };
+    const kv::RequestRules rules = kv::model_request_rules(m);
     kv::ServePreset s = kv::serve_preset("class");
     s.name = "custom";
     s.title = path;
@@ -466,17 +458,22 @@ kv::ServePreset serve_setup_from_file(const kv::Model& m, const std::string& pat
     return s;
 }
 
-// --serve: the serving view on, its run made before the first frame, --steps of it shown.
-// False (message printed) for a requests file that does not suit the model.
-bool open_serve(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
-    kv::ServePreset setup;
+// --serve's request set, read before the window opens. False (message printed) for a
+// requests file that cannot be read or does not suit the model.
+bool serve_setup(const kvui::AppState& app, const Options& o, kv::ServePreset& setup) {
     try {
+        if (!app.model->tokenizer) throw kv::Error("--serve: the requests are text, and this model has no tokenizer");
         setup = o.requests.empty() ? kv::serve_preset(o.preset.empty() ? "class" : o.preset)
                                    : serve_setup_from_file(*app.model, o.requests);
+        return true;
     } catch (const kv::Error& e) {
         std::fprintf(stderr, "kvscope: %s\n", e.what());
         return false;
     }
+}
+
+// --serve: the serving view on, its run made before the first frame, --steps of it shown.
+bool open_serve(kvui::Controller& ctl, kvui::AppState& app, const Options& o, const kv::ServePreset& setup) {
     app.serve.on = true;
     app.push(kvui::serve_command(setup, std::max(0, o.steps)));
     ctl.submit(app);
@@ -648,6 +645,8 @@ int main(int argc, char** argv) {
     if (!o.model_first() && !start_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
     if (o.speculative && !start_speculative(ctl, app, o)) return 1;
+    kv::ServePreset serve;
+    if (o.serve && !serve_setup(app, o, serve)) return 1;
 
     GLFWwindow* win = open_window(o);
     if (!win) return 1;
@@ -658,7 +657,7 @@ int main(int argc, char** argv) {
     if (o.batch()) app.vs.animate = false;
     if (o.scaling) open_scaling(ctl, app, o);
     if (o.lesson) open_lesson(ctl, app, o);
-    if (o.serve && !open_serve(ctl, app, o)) {
+    if (o.serve && !open_serve(ctl, app, o, serve)) {
         close_window(win);
         return 1;
     }

@@ -13,15 +13,7 @@ namespace {
 
 std::vector<kv::ServeRequest> requests_for(const kv::Model& model, const kv::ServePreset& setup) {
     if (!model.tokenizer) throw kv::Error("serving view: its prompts are text, and this model has no tokenizer");
-    kv::RequestRules rules;
-    rules.vocab_size = model.config.vocab_size;
-    rules.n_ctx = model.config.n_ctx;
-    rules.tokenize = [&model](const std::string& text) {
-        const kv::Encoding enc = model.tokenizer->encode(text);
-        if (!enc.unknown.empty()) throw kv::Error("'" + enc.unknown[0] + "' is not in the vocabulary");
-        return enc.ids;
-    };
-    return kv::parse_requests(kv::requests_jsonl(setup.requests), "requests", rules);
+    return kv::parse_requests(kv::requests_jsonl(setup.requests), "requests", kv::model_request_rules(model));
 }
 
 // Batched decode on this model: short prompts, a few timed steps (the tiny model's
