@@ -34,7 +34,7 @@ struct ServeArgs {
 };
 
 void check_serve_args(const ServeArgs& a, const CLI::App& c) {
-    if (c.count("--requests") + c.count("--prompts") + c.count("--preset") != 1)
+    if (int(c.count("--requests") > 0) + int(c.count("--prompts") > 0) + int(c.count("--preset") > 0) != 1)
         throw UsageError("serve: give the requests with exactly one of --requests FILE, --prompts TEXT... and --preset NAME");
     if (c.count("--prompts") && !c.count("--new")) throw UsageError("--prompts: needs --new N");
     if ((c.count("--requests") || c.count("--preset")) && c.count("--new"))

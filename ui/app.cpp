@@ -216,6 +216,14 @@ void handle_keyboard(AppState& app) {
 void play_timer(AppState& app) {
     ViewState& vs = app.vs;
     if (!vs.playing || app.busy) return;
+    if (serve_shown(app)) {  // through the recorded serving run, to its end
+        const double now = ImGui::GetTime();
+        if (now - vs.last_play_step < 1.0 / std::max(0.1f, vs.play_speed)) return;
+        vs.last_play_step = now;
+        if (!serve_step(app.serve)) vs.playing = false;
+        else vs.step_time = -1.0;
+        return;
+    }
     if (!app.main.can_step) {
         vs.playing = false;
         return;
@@ -527,7 +535,7 @@ void draw_help_overlay(AppState& app) {
         static const char* rows[][2] = {
             {"Space  or  Right", "step: prefill, then one token at a time"},
             {"Left  or  Backspace", "go back one step (the cache is truncated)"},
-            {"L", "lesson: PgDn / PgUp (or Right / Left) chapters, 1-9 and 0 (= 10), End the last; Esc leaves"},
+            {"L  /  V", "lesson: PgDn / PgUp chapters, 1-9 and 0 (= 10), End the last, Esc leaves / serving view: V leaves"},
             {"C", "KV cache on / off (applies from the next step)"},
             {"P", "play / pause"},
             {"G", "Scaling tab: measured ms per step vs position"},
@@ -537,7 +545,6 @@ void draw_help_overlay(AppState& app) {
             {"Tab", "the next tab, when panels share a place (small window or big font); Shift+Tab the previous"},
             {"F", "focus layout: tokens, one large panel, narration (again: back)"},
             {"M", "more controls: prompt, model, policy ... when they are folded"},
-            {"V", "serving view: many requests in one pool of blocks (Space / Left step through it; V leaves)"},
             {"S", "screenshot (PNG in the current folder)"},
             {"F1", "this help"},
         };

@@ -378,6 +378,11 @@ void leave_lesson(AppState& app) {
     lesson_tick(app);
 }
 
+bool serve_shown(const AppState& app) {
+    if (app.vs.lesson.on) return !lesson_chapter(app.vs.lesson.chapter).setup.serve_preset.empty();
+    return app.serve.on;
+}
+
 const char* lesson_keys_text() {
     return "Space step, Backspace back, 1-9 and 0 (=10), End: chapter";
 }

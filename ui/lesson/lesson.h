@@ -100,6 +100,10 @@ void lesson_tick(AppState& app);
 // step, C, R, P, G and the font keys work as usual. Returns true when the key was a
 // lesson key (handled here).
 bool lesson_key(AppState& app, int glfw_key, bool ctrl);
+// Whether Space / Left move through the serving run (ui/state/serve_view.h): the
+// serving view is on, or the lesson shows a serving chapter.
+bool serve_shown(const AppState& app);
+
 // The key line the lesson shows and Help repeats.
 const char* lesson_keys_text();
 

@@ -218,9 +218,6 @@ ImU32 request_color(int request, float alpha = 1.f);
 std::string ms_text(double ms);  // "0.412" below 1 ms, else "12.35" (no unit)
 // The serve_run Command for a request set, showing `shown` steps once it has run.
 Command serve_command(const kv::ServePreset& setup, int shown);
-// Whether Space / Left move through the serving run: the serving view is on, or the
-// lesson shows a serving chapter.
-bool serve_shown(const AppState& app);
 // V: on (running the preset, "class" by default, unless a run is there and none is
 // named) and off. serve_key_step: one recorded step forward or back.
 void enter_serve(AppState& app, const std::string& preset = "");

@@ -10,7 +10,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "ui/lesson/lesson.h"
 #include "ui/look/colormap.h"
 #include "ui/look/theme.h"
 #include "ui/panels/panels.h"
@@ -22,11 +21,6 @@ Command serve_command(const kv::ServePreset& setup, int shown) {
     c.serve = std::make_shared<const kv::ServePreset>(setup);
     c.n = shown;
     return c;
-}
-
-bool serve_shown(const AppState& app) {
-    if (app.vs.lesson.on) return !lesson_chapter(app.vs.lesson.chapter).setup.serve_preset.empty();
-    return app.serve.on;
 }
 
 void enter_serve(AppState& app, const std::string& preset) {
