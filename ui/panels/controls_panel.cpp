@@ -270,6 +270,17 @@ void draw_theme_and_help(ViewState& vs) {
     if (ImGui::Button("Help (F1)")) vs.show_help = !vs.show_help;
 }
 
+// The serving view (V), among the controls that fold away behind "More (M)": where it
+// fits on the row, else on the next line.
+void draw_serving_button(AppState& app) {
+    flow(text_w("Serving (V)"));
+    ImGui::BeginDisabled(app.busy || !app.model);
+    if (ImGui::Button("Serving (V)")) enter_serve(app);
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("Many requests in one paged pool of cache blocks, step by step (V)");
+}
+
 // Model name, notes and errors: always on a line of their own.
 void draw_status_line(const AppState& app) {
     const Palette& pal = palette();
@@ -346,7 +357,7 @@ void draw_controls_panel(AppState& app, bool folded) {
         if (ImGui::Button("More (M)")) app.vs.layout.controls_expanded = true;
         if (ImGui::IsItemHovered())
             ImGui::SetTooltip("More controls: prompt, model, cache policy, layer and head, play speed, sampling, "
-                              "theme (M shows and hides them)");
+                              "theme, the serving view (M shows and hides them)");
         if (!app.error.empty()) {
             flow(std::min(ImGui::CalcTextSize(app.error.c_str()).x, ImGui::GetFontSize() * 30));
             ImGui::TextColored(to_vec4(palette().bad), "Error: %s", app.error.c_str());
@@ -362,6 +373,7 @@ void draw_controls_panel(AppState& app, bool folded) {
     draw_selection(app);
     draw_sampling(app);
     draw_theme_and_help(app.vs);
+    draw_serving_button(app);
     draw_status_line(app);
 }
 
