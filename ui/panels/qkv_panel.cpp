@@ -1,17 +1,39 @@
 // Q/K/V: for the selected layer and head, the newest processed token's q, k and v as
 // rows of coloured cells (diverging map, value on hover), with where each goes:
-// q is used now and thrown away, k and v become a cache row.
+// q is used now and thrown away, k and v become a cache row. For a RoPE model (the
+// Llama family) k also before its rotation (k0), and the angles it was turned by.
 #include <imgui.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <vector>
 
+#include "core/model/model_io.h"
 #include "ui/look/colormap.h"
 #include "ui/look/heatmap.h"
 #include "ui/panels/panels.h"
 #include "ui/look/theme.h"
 
 namespace kvui {
+
+namespace {
+
+// What RoPE did to this token's q and k: each pair (i, i + hd/2) turned by
+// pos x inv_freq[i], the fastest pair and the slowest, and what the cache keeps.
+void draw_rope_note(const kv::ModelConfig& cfg, int pos, int hd) {
+    const std::vector<float> inv = kv::rope_inv_freq(hd, cfg.rope);
+    const double two_pi = 6.283185307179586;
+    auto deg = [&](float f) { return std::fmod(double(pos) * f, two_pi) * 360.0 / two_pi; };
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().text_dim));
+    text_wrapped("RoPE: k0 and q are turned by their position %d, pair (i, i+%d) by %d x theta^(-2i/%d): pair 0 by "
+                 "%.0f deg (mod 360), pair %d by %.2f deg. The cache keeps k rotated for position %d; the score "
+                 "q.k then depends only on how far apart the two positions are.",
+                 pos, hd / 2, pos, hd, deg(inv.front()), hd / 2 - 1, deg(inv.back()), pos);
+    ImGui::PopStyleColor();
+}
+
+}  // namespace
 
 void draw_qkv_panel(AppState& app) {
     const Palette& pal = palette();
@@ -50,7 +72,9 @@ void draw_qkv_panel(AppState& app) {
     char note_kv[64];
     std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
                   pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
-    const float note_w = std::max(ImGui::CalcTextSize("used now, then dropped").x, ImGui::CalcTextSize(note_kv).x) + fs * 0.6f;
+    const float note_w = std::max({ImGui::CalcTextSize("used now, then dropped").x, ImGui::CalcTextSize(note_kv).x,
+                                   h->k_before_rope.rows() ? ImGui::CalcTextSize("before RoPE: not kept").x : 0.f}) +
+                         fs * 0.6f;
     const float avail = ImGui::GetContentRegionAvail().x - label_w - note_w;
     const float cell_w = std::clamp(avail / hd, 2.f, fs * 1.6f);
     const float cell_h = fs * 1.15f;
@@ -60,9 +84,13 @@ void draw_qkv_panel(AppState& app) {
         const kv::RowMat* m;
         const char* note;
     };
-    const RowDef rows[3] = {{"q", &h->q, "used now, then dropped"},
-                            {"k", &h->k, nullptr},
-                            {"v", &h->v, nullptr}};
+    // A RoPE model's k is shown twice: as k_proj made it, and turned for its position
+    // (what the cache keeps); q is shown turned, as attention uses it.
+    const bool rope = h->k_before_rope.rows() > r;
+    std::vector<RowDef> rows = {{"q", &h->q, "used now, then dropped"}};
+    if (rope) rows.push_back({"k0", &h->k_before_rope, "before RoPE: not kept"});
+    rows.push_back({"k", &h->k, nullptr});
+    rows.push_back({"v", &h->v, nullptr});
     for (const RowDef& d : rows) {
         ImVec2 p = ImGui::GetCursorScreenPos();
         dl->AddText(big_font(), fs * 1.1f, ImVec2(p.x, p.y), pal.text, d.name);
@@ -74,6 +102,7 @@ void draw_qkv_panel(AppState& app) {
         if (hov >= 0) ImGui::SetTooltip("%s[%d] = %.4f\n(token '%s', position %d)", d.name, hov, (*d.m)(r, hov), tok.c_str(), pos);
     }
     draw_diverging_legend(scale, pal.dark, fs * 8);
+    if (rope && app.model) draw_rope_note(app.model->config, pos, hd);
     if (h->recompute_max_diff >= 0.f) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
         text_wrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
