@@ -13,6 +13,7 @@
 
 #include "app/cli_commands.h"
 #include "app/cli_common.h"
+#include "core/serve/presets.h"
 #include "core/serve/requests.h"
 #include "core/serve/serve.h"
 
@@ -23,7 +24,7 @@ namespace cli {
 namespace {
 
 struct ServeArgs {
-    std::string model, requests, backend = "cpu", weights;
+    std::string model, requests, preset, backend = "cpu", weights;
     std::vector<std::string> prompts;
     int n_new = 0, block_size = 16, pool_blocks = 0, max_batch = 64, fork = 1, threads = 0, top_k = 0;
     bool no_prefix_cache = false, trace_tables = false, as_json = false;
@@ -33,11 +34,11 @@ struct ServeArgs {
 };
 
 void check_serve_args(const ServeArgs& a, const CLI::App& c) {
-    if (c.count("--requests") == c.count("--prompts"))
-        throw UsageError("serve: give the requests with exactly one of --requests FILE and --prompts TEXT...");
+    if (c.count("--requests") + c.count("--prompts") + c.count("--preset") != 1)
+        throw UsageError("serve: give the requests with exactly one of --requests FILE, --prompts TEXT... and --preset NAME");
     if (c.count("--prompts") && !c.count("--new")) throw UsageError("--prompts: needs --new N");
-    if (c.count("--requests") && c.count("--new"))
-        throw UsageError("--new: only with --prompts (a requests file gives \"new\" per line)");
+    if ((c.count("--requests") || c.count("--preset")) && c.count("--new"))
+        throw UsageError("--new: only with --prompts (a requests file or a preset gives \"new\" per request)");
     if (a.block_size < 1) throw UsageError("--block-size: " + std::to_string(a.block_size) + " must be at least 1");
     if (c.count("--pool-blocks") && a.pool_blocks < 1)
         throw UsageError("--pool-blocks: " + std::to_string(a.pool_blocks) + " must be at least 1");
@@ -48,17 +49,12 @@ void check_serve_args(const ServeArgs& a, const CLI::App& c) {
 }
 
 std::vector<kv::ServeRequest> read_serve_requests(const ServeArgs& a, const kv::Model& m) {
-    kv::RequestRules rules;
-    rules.vocab_size = m.config.vocab_size;
-    rules.n_ctx = m.config.n_ctx;
-    rules.fork = a.fork;
-    if (m.tokenizer)
-        rules.tokenize = [&m](const std::string& text) {
-            const kv::Encoding enc = m.tokenizer->encode(text);
-            if (!enc.unknown.empty()) throw kv::Error("'" + enc.unknown[0] + "' is not in the vocabulary");
-            return enc.ids;
-        };
+    const kv::RequestRules rules = kv::model_request_rules(m, a.fork);
     if (!a.requests.empty()) return kv::read_requests(a.requests, rules);
+    if (!a.preset.empty()) {
+        if (!m.tokenizer) throw UsageError("--preset: its prompts are text, and this model has no tokenizer");
+        return kv::parse_requests(kv::requests_jsonl(kv::serve_preset(a.preset).requests), "--preset " + a.preset, rules);
+    }
     try {
         return kv::parse_prompts(a.prompts, a.n_new, rules);
     } catch (const kv::Error& e) {
@@ -144,14 +140,31 @@ void print_serve_text(const kv::Model& m, const kv::ServeResult& r) {
                  r.cow_copies, r.preemptions);
 }
 
+// --preset: its pool and sampling, where the command line does not give them.
+void apply_preset(ServeArgs& a, const CLI::App& c) {
+    if (a.preset.empty()) return;
+    const kv::ServePreset* p = nullptr;
+    try {
+        p = &kv::serve_preset(a.preset);
+    } catch (const kv::Error& e) {
+        throw UsageError(e.what());
+    }
+    if (!c.count("--block-size")) a.block_size = p->sched.block_size;
+    if (!c.count("--pool-blocks")) a.pool_blocks = p->sched.pool_blocks;
+    if (!c.count("--max-batch")) a.max_batch = p->sched.max_batch;
+    if (!c.count("--temperature")) a.temperature = p->sampling.temperature;
+    if (!c.count("--seed")) a.seed = p->sampling.seed;
+}
+
 int run_serve(ServeArgs a, const CLI::App& c) {
     check_serve_args(a, c);
+    apply_preset(a, c);
     const kv::CachePolicy policy = policy_of(a.policy, c);
     auto m = open_model(a.model, a.weights);
     const std::vector<kv::ServeRequest> reqs = read_serve_requests(a, *m);
     kv::ServeOptions opt;
     opt.sched.block_size = a.block_size;
-    opt.sched.pool_blocks = c.count("--pool-blocks") ? a.pool_blocks : default_pool_blocks(reqs, a.block_size);
+    opt.sched.pool_blocks = c.count("--pool-blocks") || !a.preset.empty() ? a.pool_blocks : default_pool_blocks(reqs, a.block_size);
     opt.sched.max_batch = a.max_batch;
     opt.sched.prefix_caching = !a.no_prefix_cache;
     opt.policy = policy;
@@ -175,6 +188,7 @@ std::function<int()> add_serve_command(CLI::App& app) {
     c->add_option("--model", a->model, "model folder or random:SPEC (default: bundled)");
     c->add_option("--requests", a->requests, "JSON Lines: {\"prompt\"|\"ids\", \"new\", \"arrive\", \"fork\"} a line");
     c->add_option("--prompts", a->prompts, "prompts, all arriving at step 0 (with --new)");
+    c->add_option("--preset", a->preset, "the window's request sets: " + kv::serve_preset_names());
     c->add_option("--new", a->n_new, "with --prompts: tokens each request generates");
     c->add_option("--block-size", a->block_size, "token slots per block (default 16)");
     c->add_option("--pool-blocks", a->pool_blocks, "blocks in the pool (default: every request at once)");

@@ -3,10 +3,13 @@
 //           [--font-scale F] [--screenshot FILE.png --steps N] [--frame-stats N]
 //           [--size WxH] [--compare] [--light] [--scaling] [--draft SPEC] [--draft-k K]
 //           [--window W --sinks S --kv-dtype T] [--weights f32|f16|bf16]
+//           [--serve [--preset class|forks|small-pool] [--requests FILE]]
 // --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
 // speculative mode: each step is one round of draft-and-verify.
 // --lesson [--chapter N] opens lesson mode (ui/lesson/lesson.h) at chapter N; chapters that
 // measure (the Scaling sweep) measure to the end before a --screenshot.
+// --serve opens the serving view (ui/state/serve_view.h) on a preset or a requests
+// file; --steps N then shows N of its steps.
 // --scaling opens the Scaling tab; with --screenshot the sweep runs to the end first.
 // Usage errors exit 2, other errors 1, each with one line naming the argument or
 // file. Once the window is up, model and prompt errors are shown in it instead.
@@ -34,6 +37,8 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
+#include "core/serve/presets.h"
+#include "core/serve/requests.h"
 #include "ui/state/app_state.h"
 #include "ui/runtime/controller.h"
 #include "ui/lesson/lesson.h"
@@ -77,12 +82,17 @@ struct Options {
     bool speculative = false;   // --draft or --draft-k given
     bool lesson = false;        // --lesson: start in lesson mode at `chapter`
     int chapter = 1;
+    bool serve = false;         // --serve: start in the serving view
+    std::string preset;         // its preset ("" = class), or
+    std::string requests;       // its requests file
     bool typed_prompt = false;  // --prompt given (else the default, which suits any model)
     int win_w = 1600, win_h = 1000;  // from --size
     bool batch() const { return !screenshot.empty() || frame_stats > 0; }  // no one watches
     // What needs the model before the first frame (steps, a screenshot, speculative
     // mode, the lesson, a selection to clamp); else the window opens while it loads.
-    bool model_first() const { return batch() || steps >= 0 || speculative || lesson || layer > 0 || head > 0; }
+    bool model_first() const {
+        return batch() || steps >= 0 || speculative || lesson || serve || layer > 0 || head > 0;
+    }
 };
 
 bool parse_size(const std::string& s, int& w, int& h) {
@@ -162,6 +172,11 @@ int parse_options(int argc, char** argv, Options& o) {
     cli.add_flag("--lesson", o.lesson, "start in lesson mode: chapters through the KV cache (L in the window)");
     CLI::Option* chapter_opt = cli.add_option("--chapter", o.chapter, "lesson chapter to start at")
                                    ->check(CLI::Range(1, kvui::lesson_chapter_count()));
+    cli.add_flag("--serve", o.serve, "start in the serving view: many requests in one paged pool (V in the window)");
+    CLI::Option* preset_opt =
+        cli.add_option("--preset", o.preset, "with --serve: the request set, " + kv::serve_preset_names());
+    CLI::Option* requests_opt = cli.add_option("--requests", o.requests,
+                                               "with --serve: a requests file (JSON Lines, as kvscope-cli serve takes)");
     try {
         cli.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
@@ -174,6 +189,26 @@ int parse_options(int argc, char** argv, Options& o) {
     if (o.scaling_weights && !o.scaling) {
         std::fprintf(stderr, "kvscope: --scaling-weights: needs --scaling\n");
         return 2;
+    }
+    if ((preset_opt->count() > 0 || requests_opt->count() > 0) && !o.serve) {
+        std::fprintf(stderr, "kvscope: %s: needs --serve\n", preset_opt->count() > 0 ? "--preset" : "--requests");
+        return 2;
+    }
+    if (preset_opt->count() > 0 && requests_opt->count() > 0) {
+        std::fprintf(stderr, "kvscope: --preset: give a preset or --requests FILE, not both\n");
+        return 2;
+    }
+    if (o.serve && o.lesson) {
+        std::fprintf(stderr, "kvscope: --serve: the lesson has its own serving chapters; drop --serve or --lesson\n");
+        return 2;
+    }
+    if (!o.preset.empty()) {
+        try {
+            kv::serve_preset(o.preset);
+        } catch (const kv::Error& e) {
+            std::fprintf(stderr, "kvscope: %s\n", e.what());
+            return 2;
+        }
     }
     if (chapter_opt->count() > 0 && !o.lesson) {
         std::fprintf(stderr, "kvscope: --chapter: needs --lesson\n");
@@ -364,6 +399,7 @@ void run_initial_steps(kvui::Controller& ctl, kvui::AppState& app, const Options
     ctl.submit(app);
     ctl.wait();
     ctl.poll(app);
+    if (o.serve) return;  // --steps are the serving run's (open_serve)
     for (int i = 0; i < steps && app.main.can_step; ++i) {
         app.push({kvui::CommandKind::step});
         ctl.submit(app);
@@ -403,6 +439,49 @@ void open_lesson(kvui::Controller& ctl, kvui::AppState& app, const Options& o) {
     if (o.screenshot.empty() || !ctl.sweep_running()) return;
     ctl.wait_sweep();
     ctl.poll(app);
+}
+
+// --requests FILE for the serving view: the file checked as `kvscope-cli serve` checks
+// it, its prompts kept as text for the request list. Throws kv::Error naming the file.
+kv::ServePreset serve_setup_from_file(const kv::Model& m, const std::string& path) {
+    const kv::RequestRules rules = kv::model_request_rules(m);
+    kv::ServePreset s = kv::serve_preset("class");
+    s.name = "custom";
+    s.title = path;
+    s.requests.clear();
+    int blocks = 0;
+    for (const kv::ServeRequest& q : kv::read_requests(path, rules)) {
+        s.requests.push_back({m.tokenizer->decode(q.prompt), q.new_tokens, q.arrive, q.fork});
+        blocks += q.fork * ((int(q.prompt.size()) + q.new_tokens - 1 + s.sched.block_size - 1) / s.sched.block_size);
+    }
+    s.sched.pool_blocks = std::max(1, blocks);  // every request at once, as serve's default
+    return s;
+}
+
+// --serve's request set, read before the window opens. False (message printed) for a
+// requests file that cannot be read or does not suit the model.
+bool serve_setup(const kvui::AppState& app, const Options& o, kv::ServePreset& setup) {
+    try {
+        if (!app.model->tokenizer) throw kv::Error("--serve: the requests are text, and this model has no tokenizer");
+        setup = o.requests.empty() ? kv::serve_preset(o.preset.empty() ? "class" : o.preset)
+                                   : serve_setup_from_file(*app.model, o.requests);
+        return true;
+    } catch (const kv::Error& e) {
+        std::fprintf(stderr, "kvscope: %s\n", e.what());
+        return false;
+    }
+}
+
+// --serve: the serving view on, its run made before the first frame, --steps of it shown.
+bool open_serve(kvui::Controller& ctl, kvui::AppState& app, const Options& o, const kv::ServePreset& setup) {
+    app.serve.on = true;
+    app.push(kvui::serve_command(setup, std::max(0, o.steps)));
+    ctl.submit(app);
+    ctl.wait();
+    ctl.poll(app);
+    if (app.serve.run) return true;
+    std::fprintf(stderr, "kvscope: --serve: %s\n", app.error.c_str());
+    return false;
 }
 
 // ---- the frame loop -------------------------------------------------------------
@@ -566,6 +645,8 @@ int main(int argc, char** argv) {
     if (!o.model_first() && !start_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
     if (o.speculative && !start_speculative(ctl, app, o)) return 1;
+    kv::ServePreset serve;
+    if (o.serve && !serve_setup(app, o, serve)) return 1;
 
     GLFWwindow* win = open_window(o);
     if (!win) return 1;
@@ -576,6 +657,10 @@ int main(int argc, char** argv) {
     if (o.batch()) app.vs.animate = false;
     if (o.scaling) open_scaling(ctl, app, o);
     if (o.lesson) open_lesson(ctl, app, o);
+    if (o.serve && !open_serve(ctl, app, o, serve)) {
+        close_window(win);
+        return 1;
+    }
 
     const int exit_code = run_frames(win, ctl, app, o);
     ctl.wait();

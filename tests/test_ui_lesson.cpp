@@ -151,7 +151,7 @@ void check_price(const AppState& app, const SessionView& v, const std::string& t
 }  // namespace
 
 TEST_CASE("lesson: the issue's chapters, the variants one each, each with a framed panel") {
-    REQUIRE(lesson_chapter_count() == 13);
+    REQUIRE(lesson_chapter_count() == 16);
     for (const Chapter& ch : lesson_chapters()) {
         CAPTURE(ch.number);
         CHECK(!ch.title.empty());
@@ -160,14 +160,17 @@ TEST_CASE("lesson: the issue's chapters, the variants one each, each with a fram
         CHECK(ch.panels.size() <= 3);
     }
     CHECK(lesson_chapter(0).number == 1);
-    CHECK(lesson_chapter(99).number == 13);
+    CHECK(lesson_chapter(99).number == 16);
+    CHECK(lesson_chapter(16).title == "Where caches go next");  // always the last
+    for (int n : {13, 14, 15}) CHECK(!lesson_chapter(n).setup.serve_preset.empty());
+    for (const Chapter& ch : lesson_chapters()) CHECK(static_cast<bool>(ch.text));
     CHECK(lesson_chapter(4).setup.mode.cache_on == false);
     CHECK(lesson_chapter(8).setup.stale_demo);
     CHECK(lesson_chapter(9).setup.mode.policy.windowed());
     CHECK(lesson_chapter(10).setup.mode.policy.dtype == kv::KvDtype::int8);
     CHECK(lesson_chapter(11).setup.mode.model_spec == "tiny-gqa");
     CHECK(lesson_chapter(12).setup.mode.speculative);
-    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13}) {  // the textbook cache, on the lesson's model
+    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16}) {  // the textbook cache, on the lesson's model
         CAPTURE(n);
         CHECK(lesson_chapter(n).setup.mode.policy.is_default());
         CHECK(lesson_chapter(n).setup.mode.model_spec.empty());
@@ -459,9 +462,9 @@ TEST_CASE("lesson: each chapter's text carries the engine's numbers for its stat
         CHECK(plain.tokens() == sp.tokens);
         CHECK(has(s, "target alone: '" + join_tokens(app, sp.tokens, sp.prompt_ids.size(), 10) + "'"));
     }
-    SUBCASE("13: where caches go next, with this model's bytes") {
-        go(ctl, app, 13);
-        const std::string s = text(13);
+    SUBCASE("16: where caches go next, with this model's bytes") {
+        go(ctl, app, 16);
+        const std::string s = text(16);
         CAPTURE(s);
         CHECK(app.main.policy.is_default());
         CHECK(app.model_name == "tiny-gpt");  // back from tiny-gqa (the lesson's model)

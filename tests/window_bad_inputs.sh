@@ -1,5 +1,5 @@
 #!/bin/bash
-# The window's speculative-mode and --weights options (docs/bad-inputs.md, "The window"): each bad
+# The window's speculative-mode, --weights and --serve options (docs/bad-inputs.md, "The window"): each bad
 # input gives its exit code and one line on stderr naming the option. All of them fail
 # before a window opens, so no display is needed.
 # usage: window_bad_inputs.sh path/to/kvscope
@@ -31,4 +31,11 @@ check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" 
 check 2 "kvscope: --weights: 'f8' is not a weight type (use f32, f16 or bf16)" --weights f8
 check 2 "--weights is not supported with it (drop --weights)" --draft-k 2 --weights f16
 check 2 "kvscope: --scaling-weights: needs --scaling" --scaling-weights
+check 2 "kvscope: --preset: needs --serve" --preset class
+check 2 "kvscope: --requests: needs --serve" --requests /nonexistent.jsonl
+check 2 "kvscope: --preset: 'nope' is not a preset (class, forks, small-pool)" --serve --preset nope
+check 2 "kvscope: --preset: give a preset or --requests FILE, not both" --serve --preset class --requests x.jsonl
+check 2 "kvscope: --serve: the lesson has its own serving chapters" --serve --lesson
+check 1 "/nonexistent.jsonl" --serve --requests /nonexistent.jsonl
+check 1 "kvscope: --serve: the requests are text, and this model has no tokenizer" --serve --model random:tiny
 exit $fail

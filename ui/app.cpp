@@ -24,7 +24,7 @@ namespace kvui {
 namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
 constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_1 = 49, KEY_6 = 54, KEY_EQUAL = 61, KEY_C = 67, KEY_F = 70,
-              KEY_G = 71, KEY_L = 76, KEY_M = 77, KEY_P = 80, KEY_R = 82, KEY_S = 83, KEY_ESCAPE = 256,
+              KEY_G = 71, KEY_L = 76, KEY_M = 77, KEY_P = 80, KEY_R = 82, KEY_S = 83, KEY_V = 86, KEY_ESCAPE = 256,
               KEY_TAB = 258, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
               KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_END = 269, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
               KEY_KP_ADD = 334;
@@ -54,6 +54,7 @@ KeyAction key_action(int key, bool ctrl, bool shift) {
     case KEY_TAB: return shift ? KeyAction::prev_panel : KeyAction::next_panel;
     case KEY_F: return KeyAction::focus_layout;
     case KEY_M: return KeyAction::more_controls;
+    case KEY_V: return KeyAction::serving;
     default: break;
     }
     if (key >= KEY_1 && key <= KEY_6)
@@ -66,7 +67,7 @@ const std::vector<int>& watched_keys() {
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
                                           KEY_ESCAPE, KEY_G,     KEY_L,     KEY_BACKSPACE, KEY_PAGE_UP,
                                           KEY_PAGE_DOWN, KEY_HOME, KEY_END, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
-                                          KEY_TAB,   KEY_F,     KEY_M};
+                                          KEY_TAB,   KEY_F,     KEY_M,     KEY_V};
     return keys;
 }
 
@@ -109,6 +110,10 @@ void apply_key_action(AppState& app, KeyAction a) {
         pick_panel(vs, panel_of_key(shown + 1));
         return;
     }
+    if (serve_shown(app) && (a == KeyAction::step || a == KeyAction::back)) {  // through the recorded run
+        if (!app.busy) serve_key_step(app, a == KeyAction::step);
+        return;
+    }
     switch (a) {
     case KeyAction::step:
         if (can_cmd) app.push({CommandKind::step});
@@ -116,6 +121,10 @@ void apply_key_action(AppState& app, KeyAction a) {
     case KeyAction::back:
         if (can_cmd) app.push({CommandKind::back});
         vs.playing = false;
+        break;
+    case KeyAction::serving:
+        if (app.serve.on) leave_serve(app);
+        else if (!vs.lesson.on) enter_serve(app);
         break;
     case KeyAction::toggle_cache:
         if (can_cmd) {
@@ -139,7 +148,10 @@ void apply_key_action(AppState& app, KeyAction a) {
         break;
     case KeyAction::help: vs.show_help = !vs.show_help; break;
     case KeyAction::screenshot: vs.screenshot_requested = true; break;
-    case KeyAction::close: vs.show_help = false; break;
+    case KeyAction::close:
+        vs.show_help = false;
+        if (app.serve.on) leave_serve(app);
+        break;
     case KeyAction::scaling:
         vs.show_scaling = !vs.show_scaling;
         vs.select_tab = true;
@@ -490,6 +502,12 @@ void draw_app(AppState& app) {
     }
     app.fits.clear();
     app.cache_drawn.clear();
+    if (app.serve.on) {
+        draw_serve_view(app);
+        if (app.vs.show_help) draw_help_overlay(app);
+        draw_toast(app);
+        return;
+    }
     draw_normal_layout(app);
     if (app.vs.show_help) draw_help_overlay(app);
     draw_toast(app);
@@ -519,6 +537,7 @@ void draw_help_overlay(AppState& app) {
             {"Tab", "the next tab, when panels share a place (small window or big font); Shift+Tab the previous"},
             {"F", "focus layout: tokens, one large panel, narration (again: back)"},
             {"M", "more controls: prompt, model, policy ... when they are folded"},
+            {"V", "serving view: many requests in one pool of blocks (Space / Left step through it; V leaves)"},
             {"S", "screenshot (PNG in the current folder)"},
             {"F1", "this help"},
         };

@@ -24,6 +24,10 @@ struct ContiguousBaseline {
 // Bytes one cached position takes in every layer (K and V, int8's scales included).
 int64_t bytes_per_slot(const ModelConfig& cfg, KvDtype t);
 
+// Of reservations of these many slots each, taken in order, how many fit in pool_bytes
+// at once (the first that does not fit ends the count).
+int contiguous_fit(const std::vector<int64_t>& reserve_slots, int64_t pool_bytes, int64_t slot_bytes);
+
 ContiguousBaseline contiguous_baseline(const std::vector<ServeRequest>& requests, int64_t pool_bytes,
                                        int64_t slot_bytes);
 

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/model/model_io.h"
 
 namespace kv {
 
@@ -210,6 +211,20 @@ std::vector<ServeRequest> parse_prompts(const std::vector<std::string>& prompts,
         out.push_back(std::move(q));
     }
     return out;
+}
+
+RequestRules model_request_rules(const Model& m, int fork) {
+    RequestRules rules;
+    rules.vocab_size = m.config.vocab_size;
+    rules.n_ctx = m.config.n_ctx;
+    rules.fork = fork;
+    if (m.tokenizer)
+        rules.tokenize = [&m](const std::string& text) {
+            const Encoding enc = m.tokenizer->encode(text);
+            if (!enc.unknown.empty()) throw Error("'" + enc.unknown[0] + "' is not in the vocabulary");
+            return enc.ids;
+        };
+    return rules;
 }
 
 }  // namespace kv

@@ -22,6 +22,8 @@
 
 namespace kv {
 
+struct Model;
+
 // Text -> token ids (the model's tokenizer); may throw kv::Error, which gets the line's
 // prefix. Takes no model so the parser needs none.
 using TokenizeFn = std::function<std::vector<int>(const std::string& text)>;
@@ -32,6 +34,10 @@ struct RequestRules {
     int fork = 1;         // F of a line without "fork" (and of --prompts)
     TokenizeFn tokenize;  // for "prompt"; empty: text prompts are refused (use "ids")
 };
+
+// The rules of a loaded model: its vocabulary and context, and its tokenizer (a word
+// it does not know is an error, "'zebra' is not in the vocabulary"); none without one.
+RequestRules model_request_rules(const Model& m, int fork = 1);
 
 // Parses the text of a requests file; `file` names it in the messages. Throws kv::Error
 // for the first bad line, or when the file holds no request.

@@ -30,6 +30,25 @@ struct StepRunner {
     ServeStep* rec = nullptr;
     std::vector<ServeSeqResult>* seqs = nullptr;
     bool trace_tables = false;
+    std::vector<SlotHolds> holds;            // (P * B) with snapshots: who wrote each slot
+    std::vector<int> copied;                 // this step's copy destinations
+
+    // The slots the step writes: copies first (a copy holds its source's positions),
+    // then every computed position through its table.
+    void note_writes(const StepPlan& plan) {
+        copied.clear();
+        if (holds.empty()) return;
+        const int B = pool.block_size();
+        for (const BlockCopy& c : plan.copies) {
+            copied.push_back(c.dst);
+            std::copy_n(holds.begin() + c.src * B, B, holds.begin() + c.dst * B);
+        }
+        for (const SeqWork& w : plan.work)
+            for (int i = 0; i < w.n; ++i) {
+                const int pos = w.first_pos + i;
+                holds[size_t(paged_slot(w.table, B, pos))] = {w.seq, pos, w.input_ids[size_t(i)]};
+            }
+    }
 
     void operator()(const StepPlan& plan) {
         const auto t0 = std::chrono::steady_clock::now();
@@ -59,8 +78,31 @@ struct StepRunner {
             }
         rec->copies = int(plan.copies.size());
         rec->ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        note_writes(plan);
     }
 };
+
+// The pool after the step (ServeOptions::snapshots), with every slot's layer-0 keys
+// when asked and small enough.
+std::shared_ptr<const PoolSnapshot> take_snapshot(const StepRunner& run, const ServeOptions& opt) {
+    auto s = std::make_shared<PoolSnapshot>(snapshot_pool(run.sched, run.holds, run.copied));
+    const ModelConfig& c = run.pool.config();
+    const int n = run.pool.n_blocks() * run.pool.block_size(), hd = c.head_dim(), kv_dim = c.n_kv_head * hd;
+    if (!opt.snapshot_keys || int64_t(n) * kv_dim > ServeOptions::kSnapshotKeyFloats) return s;
+    std::vector<int> slots(static_cast<size_t>(n));
+    for (int i = 0; i < n; ++i) slots[size_t(i)] = i;
+    RowMat k, v;
+    s->k0.resize(n, kv_dim);
+    for (int h = 0; h < c.n_kv_head; ++h) {
+        run.pool.read_rows(0, h, slots, k, v);
+        if (k.rows() != n || k.cols() != hd) {  // a pool whose rows are not plain keys (MLA's latent)
+            s->k0.resize(0, 0);
+            break;
+        }
+        s->k0.middleCols(h * hd, hd) = k;
+    }
+    return s;
+}
 
 ServeStep record_of(const StepPlan& plan, ServeStep rec) {
     rec.step = plan.step;
@@ -88,7 +130,8 @@ ServeResult run_serve(Engine& engine, const std::vector<ServeRequest>& requests,
         res.seqs.push_back({s.id, s.request, s.fork, s.tokens, {}, 0, 0, 0, 0, {}});
 
     StepRunner run{engine, *pool, sched, {}, {}, std::vector<size_t>(res.seqs.size(), 0),
-                   std::vector<int>(res.seqs.size(), 0), nullptr, &res.seqs, opt.trace_tables};
+                   std::vector<int>(res.seqs.size(), 0), nullptr, &res.seqs, opt.trace_tables, {}, {}};
+    if (opt.snapshots) run.holds.assign(size_t(res.n_blocks) * size_t(res.block_size), SlotHolds{});
     const int V = engine.config().vocab_size;
     auto sample = [&](const Sequence& s) {
         const size_t row = run.row_of[size_t(s.id)];
@@ -109,6 +152,7 @@ ServeResult run_serve(Engine& engine, const std::vector<ServeRequest>& requests,
                 rec.contiguous_slots += q.n_prompt + q.new_tokens;
             }
         res.total_ms += rec.ms;
+        if (opt.snapshots) rec.pool = take_snapshot(run, opt);
         if (on_step) on_step(sched, rec);
         res.steps.push_back(std::move(rec));
     }

@@ -9,11 +9,13 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "core/engine/engine.h"
 #include "core/serve/baseline.h"
+#include "core/serve/pool_snapshot.h"
 #include "core/serve/scheduler.h"
 #include "core/session/session.h"
 
@@ -24,6 +26,12 @@ struct ServeOptions {
     CachePolicy policy;          // the pool's dtype (and window, as a mask)
     SamplingOptions sampling;    // temperature, top_k, seed
     bool trace_tables = false;   // keep every step's block tables
+    // Keep the pool after every step (ServeStep::pool): the serving view's record. With
+    // snapshot_keys, also every slot's layer-0 keys, when the pool holds at most
+    // kSnapshotKeyFloats of them (a teaching pool; a large one keeps none).
+    bool snapshots = false;
+    bool snapshot_keys = false;
+    static constexpr int64_t kSnapshotKeyFloats = 1 << 18;
 };
 
 // One step as it happened. Ids are sequence ids (a request without forks: its index).
@@ -40,6 +48,7 @@ struct ServeStep {
     int held_positions = 0, contiguous_slots = 0;
     double ms = 0.0;         // the batched forward (and its copies)
     std::vector<std::pair<int, std::vector<int>>> tables;  // (sequence, table) when trace_tables
+    std::shared_ptr<const PoolSnapshot> pool;              // after the step, when snapshots
 };
 
 // One sequence at the end.

@@ -24,10 +24,14 @@ constexpr int KEY_SPACE = 32, KEY_0 = 48, KEY_9 = 57, KEY_L = 76, KEY_ESCAPE = 2
 
 std::vector<Chapter> make_chapters() {
     using P = LessonPanel;
+    namespace T = lesson_text;
     std::vector<Chapter> v;
+    // Chapters in order; each names the function that writes its text. A new chapter is
+    // one add() where it belongs: numbers, keys and pictures follow the order.
     auto add = [&](std::string title, std::string look, ChapterSetup s, std::vector<P> panels,
-                   LessonArrangement a, float share) {
+                   LessonArrangement a, float share, std::string (*text)(const AppState&)) {
         Chapter c;
+        c.text = text;
         c.number = static_cast<int>(v.size()) + 1;
         c.title = std::move(title);
         c.look_at = std::move(look);
@@ -41,37 +45,37 @@ std::vector<Chapter> make_chapters() {
     s.steps = 1;
     add("Text becomes tokens; the model predicts one token at a time",
         "the tokens: the prompt's pieces, then each generated token", s, {P::tokens, P::next_token},
-        LessonArrangement::rows, 0.42f);
+        LessonArrangement::rows, 0.42f, T::text_tokens);
     add("Prefill: the whole prompt in one pass fills the cache",
         "the cache: one K row and one V row per prompt token, all computed now", s, {P::cache, P::tokens, P::qkv},
-        LessonArrangement::columns, 0.6f);
+        LessonArrangement::columns, 0.6f, T::text_prefill);
     s.steps = 3;
     add("Decode with the cache: only the new token enters",
         "q, k, v of the newest token: q is used and dropped, k and v become a cache row", s,
-        {P::qkv, P::cache, P::tokens}, LessonArrangement::rows, 0.4f);
+        {P::qkv, P::cache, P::tokens}, LessonArrangement::rows, 0.4f, T::text_decode);
     s.mode.cache_on = false;
     s.steps = 6;
     add("Cache off: every earlier token goes through again",
         "the badges under the tokens: how many times each token's K and V were computed", s,
-        {P::tokens, P::cache, P::qkv}, LessonArrangement::rows, 0.34f);
+        {P::tokens, P::cache, P::qkv}, LessonArrangement::rows, 0.34f, T::text_cache_off);
     s.mode.cache_on = true;
     s.mode.compare = true;
     s.steps = 10;
     s.metric = WorkMetric::attn_scores;
     add("Work: linear with the cache, quadratic without",
         "the work chart: measured counts with (blue) and without (magenta) the cache", s, {P::work, P::tokens},
-        LessonArrangement::columns, 0.62f);
+        LessonArrangement::columns, 0.62f, T::text_work);
     s.steps = 16;
     s.sweep = true;
     s.metric = WorkMetric::flops;
     add("Time, measured: ms per step both ways",
         "the measured time per step at every position, with and without the cache", s, {P::scaling, P::work},
-        LessonArrangement::columns, 0.58f);
+        LessonArrangement::columns, 0.58f, T::text_time);
     s = ChapterSetup{};
     s.steps = 8;
     add("Memory: bytes per token, and the cache grows linearly",
         "the memory formula for this model, GPT-2 and a grouped-query Llama", s, {P::memory, P::cache},
-        LessonArrangement::columns, 0.55f);
+        LessonArrangement::columns, 0.55f, T::text_memory);
     s = ChapterSetup{};
     s.prompt_text = "The cat sat on the";
     s.prompt_ids = "11,2,8";
@@ -80,14 +84,14 @@ std::vector<Chapter> make_chapters() {
     s.first_steps = 6;
     add("Forgetting to reset the cache (a bug, shown on purpose)",
         "the same prompt twice: after a reset, and on top of the previous prompt's stale cache", s,
-        {P::stale, P::next_token}, LessonArrangement::rows, 0.62f);
+        {P::stale, P::next_token}, LessonArrangement::rows, 0.62f, T::text_stale);
     s = ChapterSetup{};
     s.steps = 10;
     s.mode.policy.window = 6;
     s.mode.policy.sinks = 2;
     add("Sliding window + attention sinks: a cache that stops growing",
         "the cache: 2 sink rows, the last rows of the window, the evicted rows between them", s,
-        {P::cache, P::memory}, LessonArrangement::columns, 0.6f);
+        {P::cache, P::memory}, LessonArrangement::columns, 0.6f, T::text_window);
     s = ChapterSetup{};
     s.steps = 8;
     s.mode.policy.dtype = kv::KvDtype::int8;
@@ -96,23 +100,41 @@ std::vector<Chapter> make_chapters() {
     s.mode.other_policy->dtype = kv::KvDtype::f16;
     add("Storing the cache in int8 or f16: fewer bytes, a measured error",
         "the same rows stored in int8 (left) and f16 (right); hover a cell for its f32 value", s,
-        {P::cache, P::memory}, LessonArrangement::rows, 0.64f);
+        {P::cache, P::memory}, LessonArrangement::rows, 0.64f, T::text_storage);
     s = ChapterSetup{};
     s.steps = 8;
     s.mode.model_spec = "tiny-gqa";
     add("Grouped-query attention: query heads share kv heads",
         "the memory formula with Hkv = 2 kv heads for 4 query heads", s, {P::memory, P::cache},
-        LessonArrangement::columns, 0.5f);
+        LessonArrangement::columns, 0.5f, T::text_gqa);
     s = ChapterSetup{};
     s.steps = 4;
     s.mode.speculative = true;
     add("Speculative decoding: a small model drafts, the big one checks",
         "each round's drafts: accepted (green), rejected (red, their rows rolled back)", s,
-        {P::spec_tokens, P::spec_cache, P::spec_work}, LessonArrangement::rows, 0.33f);
+        {P::spec_tokens, P::spec_cache, P::spec_work}, LessonArrangement::rows, 0.33f, T::text_spec);
+    s = ChapterSetup{};
+    s.steps = 8;
+    s.serve_preset = "class";
+    s.serve_steps = 3;
+    add("Paged cache: many requests in one pool of blocks",
+        "the pool: each request's positions in blocks of 4 slots, wherever a block was free", s,
+        {P::serve_pool, P::serve_strip, P::serve_counters}, LessonArrangement::rows, 0.56f, T::text_paged);
+    s.serve_preset = "forks";
+    s.serve_steps = 2;
+    add("Prefix sharing and copy-on-write: a block stored once, copied on the first write",
+        "the shared blocks (framed, xN tables) and the blocks just copied (green frames)", s,
+        {P::serve_pool, P::serve_table, P::serve_counters}, LessonArrangement::rows, 0.56f, T::text_prefix);
+    s.serve_preset = "class";
+    s.serve_steps = 3;
+    s.serve_large = true;
+    add("Batching: one read of the weights for many tokens",
+        "measured tokens per second: one sequence alone vs the batch on screen", s,
+        {P::serve_batch, P::serve_pool}, LessonArrangement::columns, 0.5f, T::text_batching);
     s = ChapterSetup{};
     s.steps = 8;
     add("Where caches go next", "the variants, the chapter that shows each, and what each saves for this model", s,
-        {P::next_steps, P::memory}, LessonArrangement::columns, 0.6f);
+        {P::next_steps, P::memory}, LessonArrangement::columns, 0.6f, T::text_next);
     return v;
 }
 
@@ -135,6 +157,11 @@ const char* lesson_panel_title(LessonPanel p) {
     case LessonPanel::spec_tokens: return "Tokens: drafted, accepted, rejected";
     case LessonPanel::spec_cache: return "KV caches of the target and the draft  (rows = positions)";
     case LessonPanel::spec_work: return "Target passes per token: plain vs speculative";
+    case LessonPanel::serve_pool: return "The pool: blocks of slots, coloured by request";
+    case LessonPanel::serve_strip: return "Contiguous reservation vs paged blocks";
+    case LessonPanel::serve_counters: return "Counters of this step";
+    case LessonPanel::serve_table: return "Block table of the selected sequence (logical -> physical)";
+    case LessonPanel::serve_batch: return "Decode speed, measured: one sequence vs a batch";
     }
     return "";
 }
@@ -237,6 +264,11 @@ std::vector<Command> chapter_commands(const Chapter& ch, const AppState& app) {
         cmds.push_back(c);
     }
     for (int i = 0; i < s.steps; ++i) cmds.push_back(Command{CommandKind::step});
+    if (!s.serve_preset.empty()) {
+        Command c = serve_command(kv::serve_preset(s.serve_preset), s.serve_steps);
+        c.flag = s.serve_large;
+        cmds.push_back(c);
+    }
     return cmds;
 }
 
@@ -381,22 +413,7 @@ bool lesson_key(AppState& app, int key, bool ctrl) {
 
 std::string chapter_text(const Chapter& ch, const AppState& app) {
     if (!app.model) return "No model is loaded.";
-    switch (ch.number) {
-    case 1: return lesson_text::text_tokens(app);
-    case 2: return lesson_text::text_prefill(app);
-    case 3: return lesson_text::text_decode(app);
-    case 4: return lesson_text::text_cache_off(app);
-    case 5: return lesson_text::text_work(app);
-    case 6: return lesson_text::text_time(app);
-    case 7: return lesson_text::text_memory(app);
-    case 8: return lesson_text::text_stale(app);
-    case 9: return lesson_text::text_window(app);
-    case 10: return lesson_text::text_storage(app);
-    case 11: return lesson_text::text_gqa(app);
-    case 12: return lesson_text::text_spec(app);
-    case 13: return lesson_text::text_next(app);
-    default: return "";
-    }
+    return ch.text ? ch.text(app) : "";
 }
 
 std::string join_tokens(const AppState& app, const std::vector<int>& ids, size_t from, size_t max_n, const char* sep) {

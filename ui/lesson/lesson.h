@@ -19,7 +19,8 @@ namespace kvui {
 // The panels a chapter can show. The first one listed is the one to look at (framed).
 enum class LessonPanel {
     tokens, qkv, cache, work, scaling, next_token, memory, narration, timeline, stale, next_steps,
-    spec_tokens, spec_cache, spec_work  // speculative mode's (ui/state/spec_view.h)
+    spec_tokens, spec_cache, spec_work,  // speculative mode's (ui/state/spec_view.h)
+    serve_pool, serve_strip, serve_counters, serve_table, serve_batch  // the serving view's (ui/state/serve_view.h)
 };
 const char* lesson_panel_title(LessonPanel p);
 
@@ -46,6 +47,11 @@ struct ChapterSetup {
     std::string first_text = "Python is a programming";
     std::string first_ids = "5,9,3,7";
     int first_steps = 0;
+    // The serving chapters: this preset (kv::serve_preset) runs, and serve_steps of it
+    // are shown ("" = none).
+    std::string serve_preset;
+    int serve_steps = 0;
+    bool serve_large = false;  // measure batched decode on a GPT-2-shaped model too
 };
 
 struct Chapter {
@@ -56,6 +62,7 @@ struct Chapter {
     std::vector<LessonPanel> panels;  // panels[0] is framed
     LessonArrangement arrangement = LessonArrangement::columns;
     float focus_share = 0.6f;         // of the width (columns) or height (rows)
+    std::string (*text)(const AppState&) = nullptr;  // its text from the state on screen (lesson_text.h)
 };
 
 const std::vector<Chapter>& lesson_chapters();

@@ -358,13 +358,104 @@ std::string text_spec(const AppState& app) {
            "alone: " + quoted(join_tokens(app, sp.tokens, p, 10)) + ".";
 }
 
+namespace {
+
+// The serving chapters wait for their run (it is set up with the chapter).
+const char* kNotRun = "The requests have not run yet: press Home.";
+
+std::string bytes(int64_t b) { return human_bytes(double(b)); }
+
+std::string pct0(double share) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%.0f%%", share * 100.0);
+    return b;
+}
+
+}  // namespace
+
+std::string text_paged(const AppState& app) {
+    const ServeView& v = app.serve;
+    if (!v.step()) return kNotRun;
+    const kv::ServeResult& r = v.run->result;
+    const ContiguousStrip c = contiguous_strip(v);
+    const ServeCounters k = serve_counters(v);
+    return "After step " + num(v.shown) + " of " + num(v.n_steps()) + ": " + num(c.running) +
+           " sequences in one pool of " + num(r.n_blocks) + " blocks of " + num(r.block_size) + " slots. Their " +
+           num(v.step()->held_positions) + " positions take " + num(k.blocks.used) + " blocks (" + bytes(c.paged_bytes) +
+           "), " + num(k.waste_slots) + " slots empty, at most " + num(r.block_size - 1) +
+           " a sequence. Reserved contiguously (prompt + new tokens each, up front) they would take " +
+           bytes(c.reserved_bytes) + ", " + bytes(c.used_bytes) + " used now (" + pct0(c.waste_share()) +
+           " waste); the pool's " + bytes(c.pool_bytes) + " holds " + num(c.fit) + " of those reservations. Whole run: " +
+           "paged peak " + bytes(r.peak_bytes) + ", contiguous " + bytes(r.contiguous.reserved_bytes) + ".";
+}
+
+std::string text_prefix(const AppState& app) {
+    const ServeView& v = app.serve;
+    const kv::PoolSnapshot* s = v.pool();
+    if (!s) return kNotRun;
+    const kv::PresetRequest& q = v.run->setup.requests.front();
+    const int p = s->seqs.front().n_prompt, B = s->block_size;
+    std::string shared, copied;
+    int n_shared = 0, max_ref = 0;
+    for (size_t b = 0; b < s->blocks.size(); ++b)
+        if (s->blocks[b].ref_count > 1) {
+            shared += (n_shared++ ? ", #" : "#") + num(int64_t(b));
+            max_ref = std::max(max_ref, s->blocks[b].ref_count);
+        }
+    for (int b : s->copied) copied += (copied.empty() ? "#" : ", #") + num(b);
+    const ServeCounters k = serve_counters(v);
+    std::string t = quoted(q.prompt) + " (" + num(p) + " tokens), sampled " + num(q.fork) + " ways. After step " +
+                    num(v.shown) + ", " + num(n_shared) + " block" + (n_shared == 1 ? "" : "s") + " (" + shared +
+                    ") mapped by up to " + num(max_ref) + " tables: stored once. ";
+    if (!copied.empty())
+        t += "Each fork then wrote its first token into the shared, partial last block (" + num(p % B) + " of " +
+             num(B) + " slots): " + num(k.copies) + " copies this step (" + copied +
+             "), copy-on-write; the last writer kept the original. ";
+    const int n_pos = s->seqs.front().n_pos;
+    return t + "Blocks in use: " + num(k.blocks.used) + "; unshared, " + num(q.fork) + " x " + num(n_pos) +
+           " positions would need " + num(int64_t(q.fork) * ((n_pos + B - 1) / B)) + ".";
+}
+
+namespace {
+
+std::string per_s(double tokens_per_s) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.0f tokens/s", tokens_per_s);
+    return b;
+}
+
+// "batch 1 27 tokens/s, batch 6 76 tokens/s: 2.8x"
+std::string batch_pair(const kv::BatchPoint& one, const kv::BatchPoint& many) {
+    return "batch 1 " + per_s(one.tokens_per_s) + ", batch " + num(many.size) + " " + per_s(many.tokens_per_s) + ": " +
+           ratio(many.tokens_per_s, one.tokens_per_s);
+}
+
+}  // namespace
+
+std::string text_batching(const AppState& app) {
+    const ServeView& v = app.serve;
+    if (!v.step()) return kNotRun;
+    const ServeRun& r = *v.run;
+    const ServeCounters k = serve_counters(v);
+    std::string t = "Step " + num(v.shown) + " fed " + num(k.tokens) + " tokens of " + num(k.batch) +
+                    " sequences in one forward (" + ms_text(k.ms) + " ms). A decode step reads every weight once, " +
+                    "for 1 row or " + num(r.batch.size) + ". Measured, this model (" + bytes(r.weight_bytes) +
+                    " of weights, in the processor's caches): " + batch_pair(r.single, r.batch) + ".";
+    if (r.large_single.size > 0)
+        t += " GPT-2's shape (" + bytes(r.large_weight_bytes) + " read from memory a step): " +
+             batch_pair(r.large_single, r.large_batch) + ": decode there waits on memory, and the batch's rows " +
+             "share the reads.";
+    return t + " K and V are still read per sequence.";
+}
+
 std::string text_next(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     const int64_t bpt = bytes_per_token(c);
     return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
            num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
-           "their bytes and measured error. Not in kvscope yet: paged caches (rows in blocks, a block table per request, "
-           "a shared prompt prefix stored once).";
+           "their bytes and measured error; chapters 13-15 served many requests from one paged pool of blocks: a shared "
+           "prompt prefix stored once, forks copying a block only when they write, and batches that read the weights "
+           "once for many tokens.";
 }
 
 }  // namespace kvui::lesson_text

@@ -21,6 +21,9 @@ std::string text_window(const AppState& app);
 std::string text_storage(const AppState& app);
 std::string text_gqa(const AppState& app);
 std::string text_spec(const AppState& app);
+std::string text_paged(const AppState& app);
+std::string text_prefix(const AppState& app);
+std::string text_batching(const AppState& app);
 std::string text_next(const AppState& app);
 
 }  // namespace kvui::lesson_text

@@ -107,6 +107,34 @@ void draw_stale_panel(AppState& app) {
     ImGui::EndTable();
 }
 
+// The paged cache's row: the class preset's contiguous reservation against the
+// paged peak, when it has run (chapter 13 or the serving view).
+std::string paged_row(const AppState& app) {
+    const ServeRun* r = app.serve.run.get();
+    if (!r || r->setup.name != "class") return "a shared prompt stored once (chapter 13)";
+    return "6 requests: contiguous " + human_bytes(double(r->result.contiguous.reserved_bytes)) + ", paged peak " +
+           human_bytes(double(r->result.peak_bytes));
+}
+
+// The batching chapter's picture: measured decode speed of one sequence and of the
+// run's largest batch, as bars, for the lesson's model and (when measured) a model of
+// GPT-2's shape; each pair on its own scale.
+void draw_batch_pair(const char* model, const kv::BatchPoint& one, const kv::BatchPoint& many, int64_t weight_bytes) {
+    const Palette& pal = palette();
+    const float f = ImGui::GetFontSize(), w = ImGui::GetContentRegionAvail().x;
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.accent));
+    text_wrapped("%s: %s of weights a step", model, human_bytes(double(weight_bytes)).c_str());
+    ImGui::PopStyleColor();
+    const double top = std::max(one.tokens_per_s, many.tokens_per_s);
+    for (const kv::BatchPoint* p : {&one, &many}) {
+        text_wrapped("batch %d: %.0f tokens/s, %s ms a step", p->size, p->tokens_per_s, ms_text(p->ms_per_step).c_str());
+        const ImVec2 o = ImGui::GetCursorScreenPos();
+        const float bw = top > 0 ? float(p->tokens_per_s / top) * w : 0.f;
+        ImGui::GetWindowDrawList()->AddRectFilled(o, ImVec2(o.x + bw, o.y + f * 0.6f), p == &one ? pal.text_dim : pal.accent);
+        ImGui::Dummy(ImVec2(w, f * 0.6f));
+    }
+}
+
 void draw_next_steps_panel(AppState& app) {
     if (!app.model) return;
     const Palette& pal = palette();
@@ -132,8 +160,7 @@ void draw_next_steps_panel(AppState& app) {
         {"12  Speculative decoding", "a small model drafts k tokens, the big one checks them in one pass, "
                                      "rejected rows roll back",
          "same cache, fewer passes of the big model"},
-        {"Paged cache (not in kvscope yet)", "rows in blocks; requests with one prefix share them",
-         "a shared prompt stored once"},
+        {"13-15  Paged cache", "blocks of one pool; shared prefixes; batches", paged_row(app)},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
@@ -154,6 +181,17 @@ void draw_next_steps_panel(AppState& app) {
     ImGui::EndTable();
 }
 
+void draw_serve_batch(AppState& app) {
+    if (!app.serve.run) {
+        text_wrapped("Not measured yet: press Home.");
+        return;
+    }
+    const ServeRun& r = *app.serve.run;
+    draw_batch_pair("This model", r.single, r.batch, r.weight_bytes);
+    if (r.large_single.size > 0) draw_batch_pair("GPT-2's shape", r.large_single, r.large_batch,
+                                                 r.large_weight_bytes);
+}
+
 void draw_panel(AppState& app, LessonPanel p) {
     switch (p) {
     case LessonPanel::tokens: draw_tokens_panel(app); break;
@@ -170,6 +208,11 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::spec_tokens: draw_spec_tokens_panel(app); break;
     case LessonPanel::spec_cache: draw_spec_cache_panel(app); break;
     case LessonPanel::spec_work: draw_spec_work(app); break;
+    case LessonPanel::serve_pool: draw_serve_pool(app, true); break;
+    case LessonPanel::serve_strip: draw_serve_strip(app); break;
+    case LessonPanel::serve_counters: draw_serve_counters(app); break;
+    case LessonPanel::serve_table: draw_serve_table(app); break;
+    case LessonPanel::serve_batch: draw_serve_batch(app); break;
     }
 }
 

@@ -59,6 +59,12 @@ void draw_step_buttons(AppState& app, bool no_model, bool folded) {
     ImGui::EndDisabled();
     ImGui::SameLine();
     if (ImGui::Button(vs.playing ? "Pause" : "Play")) vs.playing = !vs.playing;
+    ImGui::SameLine();
+    ImGui::BeginDisabled(app.busy || no_model);
+    if (ImGui::Button("Serving (V)")) enter_serve(app);
+    ImGui::EndDisabled();
+    if (ImGui::IsItemHovered(ImGuiHoveredFlags_AllowWhenDisabled))
+        ImGui::SetTooltip("Many requests in one paged pool of cache blocks, step by step (V)");
     if (folded) return;
     ImGui::SameLine();
     ImGui::SetNextItemWidth(ImGui::GetFontSize() * 6.5f);

@@ -15,6 +15,7 @@
 #include "ui/state/spec_view.h"
 
 struct ImFont;
+typedef unsigned int ImU32;  // as imgui.h has it
 struct ImGuiWindow;
 
 namespace kvui {
@@ -46,7 +47,8 @@ enum class KeyAction {
     show_panel_1,   // 1..6: bring that panel forward (show_panel_1 + n - 1)
     show_panel_6 = show_panel_1 + 5,
     focus_layout,   // F: the one-column focus layout on / off
-    more_controls   // M: all controls / the one-row controls
+    more_controls,  // M: all controls / the one-row controls
+    serving         // V: the serving view on / off
 };
 // GLFW key code (GLFW_KEY_*) + Ctrl/Shift -> action. Plain keys only act without
 // Ctrl; Shift only changes Tab.
@@ -209,6 +211,27 @@ struct AttnGeometry {
 };
 void draw_attention_beside(const AppState& app, const kv::StepTrace& t, int layer, int head, const AttnGeometry& g);
 const char* attention_caption(const kv::StepTrace& t);
+
+// ---- the serving view (ui/state/serve_view.h; serve_*.cpp) -----------------------------
+// A request's colour in the grid, the strip and the list (distinguishable, 8 then repeating).
+ImU32 request_color(int request, float alpha = 1.f);
+std::string ms_text(double ms);  // "0.412" below 1 ms, else "12.35" (no unit)
+// The serve_run Command for a request set, showing `shown` steps once it has run.
+Command serve_command(const kv::ServePreset& setup, int shown);
+// Whether Space / Left move through the serving run: the serving view is on, or the
+// lesson shows a serving chapter.
+bool serve_shown(const AppState& app);
+// V: on (running the preset, "class" by default, unless a run is there and none is
+// named) and off. serve_key_step: one recorded step forward or back.
+void enter_serve(AppState& app, const std::string& preset = "");
+void leave_serve(AppState& app);
+void serve_key_step(AppState& app, bool forward);
+void draw_serve_pool(AppState& app, bool legend);  // records app.serve_drawn
+void draw_serve_table(AppState& app);
+void draw_serve_strip(AppState& app);
+void draw_serve_counters(AppState& app);
+void draw_serve_requests(AppState& app, bool editable);
+void draw_serve_view(AppState& app);  // the whole window (draw_app calls it while app.serve.on)
 
 // The whole window for one frame: layout, windows, keyboard, play timer, overlays.
 void draw_app(AppState& app);

@@ -5,6 +5,7 @@
 #include <exception>
 
 #include "core/error.h"
+#include "ui/runtime/serve_runner.h"
 
 namespace kvui {
 
@@ -95,9 +96,12 @@ bool Controller::finish_load(AppState& app) {
 
 // Runs cmds inline or, for a heavy model, on the worker.
 void Controller::run_batch(AppState& app, std::vector<Command> cmds) {
-    for (const Command& c : cmds)
+    bool serve = false;  // a serving run measures decode speed too: off the UI thread unless told never
+    for (const Command& c : cmds) {
         if (c.kind == CommandKind::step) app.vs.step_time = -100.0;  // set on arrival
-    if (!heavy()) {
+        serve = serve || c.kind == CommandKind::serve_run;
+    }
+    if (!heavy() && !(serve && worker_mode_ != "never")) {
         Result r;
         run(cmds, r);
         publish(app, r);
@@ -312,6 +316,11 @@ void Controller::apply(const Command& c, Result& r) {
         sessions_.prompt_changed();
         if (spec_.on()) spec_.set_prompt_ids(sessions_.main().prompt_ids());
         break;
+    case CommandKind::serve_run:
+        if (!c.serve) throw kv::Error("serving view: no requests");
+        r.serve = run_serve_view(*model_, backend_, *c.serve, c.flag);
+        r.serve_shown = c.n;
+        break;
     case CommandKind::set_sampling:
         sessions_.set_sampling(c.sampling);
         if (spec_.on()) spec_.set_sampling(c.sampling);
@@ -358,6 +367,8 @@ void Controller::build_views(Result& r) {
 void Controller::publish_model(AppState& app, Loaded& l) {
     sweep_.stop();  // it reads the model about to be freed; its points belong to it
     app.scaling = ScalingView{};
+    app.serve.run.reset();  // its tokens are the old model's
+    app.serve.shown = 0;
     sessions_ = SessionPair{};
     spec_.stop();  // it reads the model about to be freed
     model_ = std::move(l.model);
@@ -393,6 +404,15 @@ void Controller::publish(AppState& app, Result& r) {
     if (r.prompt_changed) {
         app.unknown_words = r.prompt.unknown;
         app.prompt_pieces = r.prompt.pieces;
+    }
+    if (r.serve) {
+        ServeView& v = app.serve;
+        v.run = std::move(r.serve);
+        v.shown = std::clamp(r.serve_shown, 0, v.n_steps());
+        v.selected = 0;
+        v.edit = v.run->setup.requests;
+        v.edit_init = true;
+        v.error.clear();
     }
     app.error = r.error;
     app.busy = false;

@@ -104,6 +104,8 @@ private:
         PromptPieces prompt;
         std::unique_ptr<Loaded> loaded;  // a load_model command succeeded
         bool stepped = false;
+        std::shared_ptr<const ServeRun> serve;  // a serve_run command's run
+        int serve_shown = 0;                    // and the steps it shows
     };
     void run(const std::vector<Command>& cmds, Result& r);
     void apply(const Command& c, Result& r);

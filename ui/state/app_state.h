@@ -20,6 +20,7 @@
 #include "core/engine/trace.h"
 #include "ui/state/layout.h"
 #include "ui/state/load_view.h"
+#include "ui/state/serve_view.h"
 #include "ui/state/spec_view.h"
 
 namespace kv {
@@ -65,7 +66,8 @@ enum class CommandKind {
     set_sampling, set_selection, refresh_cache, set_policy, set_other_policy,
     set_speculative,  // flag: on/off; text: the draft SPEC ("" = default); n: k
     set_stale_demo,   // flag: on/off; text: the first prompt; n: its steps (lesson chapter 8)
-    set_weights       // n: -1 as stored, else int(kv::WeightType); reloads the model in that type
+    set_weights,      // n: -1 as stored, else int(kv::WeightType); reloads the model in that type
+    serve_run         // serve: the request set; n: steps to show; flag: measure the large model too (the serving view)
 };
 
 struct Command {
@@ -78,6 +80,7 @@ struct Command {
     std::string text;        // set_prompt, load_model, set_speculative (draft), set_stale_demo (first prompt)
     kv::SamplingOptions sampling;
     kv::CachePolicy policy;  // set_policy, set_other_policy
+    std::shared_ptr<const kv::ServePreset> serve;  // serve_run
 };
 
 enum class WorkMetric { kv_rows, attn_scores, flops };
@@ -271,6 +274,8 @@ struct AppState {
     ViewState vs;
     std::vector<Command> pending;    // issued by panels this frame
     ScalingView scaling;             // the latest sweep
+    ServeView serve;                 // the serving view (V): its run and the step shown
+    ServeDrawn serve_drawn;          // the pool grid this frame (tests)
     SweepRequest sweep_request = SweepRequest::none;
     bool quit = false;
     std::vector<PanelFit> fits;      // the framed lesson panel's, this frame
