@@ -6,14 +6,20 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "core/engine/engine.h"
 #include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "core/session/session.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 
@@ -139,4 +145,84 @@ TEST_CASE("bundled tiny model: an int8 cache keeps the greedy tokens at under a 
     // int8 is 1/4 of f32 plus one f32 scale per row and kv head: 1/4 + 1/head_dim.
     const double ratio = double(q8.cache().bytes()) / double(f32.cache().bytes());
     CHECK(ratio == doctest::Approx(0.25 + 1.0 / m.config.head_dim()));
+}
+
+// ---- assets/models/tiny-llama ------------------------------------------------------
+// The same trainer, corpus, steps and seed with the Llama block (scripts/train-llama),
+// written as a Hugging Face LlamaForCausalLM folder. Its words come out of the
+// trainer's own forward in tests/test_train.cpp; here: the folder as others read it.
+
+namespace {
+const std::string kLlama = KVSCOPE_SOURCE_DIR "/assets/models/tiny-llama";
+}
+
+TEST_CASE("bundled tiny-llama: config.json is a LlamaForCausalLM of tiny-gpt's width and depth") {
+    const kv::ModelConfig c = kv::read_config_json(kLlama + "/config.json");
+    CHECK(c.is_llama());
+    CHECK(c.vocab_size == tiny().config.vocab_size);
+    CHECK(c.n_ctx == 64);
+    CHECK(c.n_embd == 64);
+    CHECK(c.n_layer == 2);
+    CHECK(c.n_head == 4);
+    CHECK(c.n_kv_head == 2);
+    CHECK(c.head_dim() == 16);
+    CHECK(c.n_ff == 176);
+    CHECK(c.tied_head);
+    CHECK_FALSE(c.qkv_bias);
+    CHECK_FALSE(c.o_bias);
+    CHECK(c.rope.type == kv::RopeConfig::Type::standard);
+    CHECK(c.rope.theta == 10000.0);
+    CHECK(c.layer_norm_epsilon == 1e-5f);
+    const auto j = nlohmann::json::parse(std::ifstream(kLlama + "/config.json"));
+    CHECK(j.at("architectures") == nlohmann::json::array({"LlamaForCausalLM"}));
+    CHECK(j.at("model_type") == "llama");
+    CHECK(j.at("hidden_act") == "silu");
+    CHECK(j.at("torch_dtype") == "float32");
+    CHECK(j.at("eos_token_id") == 1);  // <eos> in vocab.txt
+    // The vocabulary is tiny-gpt's, word for word.
+    std::ifstream a(kLlama + "/vocab.txt"), b(kDir + "/vocab.txt");
+    CHECK(std::string(std::istreambuf_iterator<char>(a), {}) == std::string(std::istreambuf_iterator<char>(b), {}));
+}
+
+TEST_CASE("bundled tiny-llama: model.safetensors holds exactly LlamaForCausalLM's tensors, tied, F32") {
+    // Names and [out, in] shapes as modeling_llama.py's state_dict has them; no
+    // lm_head.weight (tie_word_embeddings: save_pretrained drops the tied copy).
+    std::map<std::string, std::vector<int64_t>> want = {{"model.embed_tokens.weight", {1058, 64}},
+                                                        {"model.norm.weight", {64}}};
+    for (int l = 0; l < 2; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        want[p + "input_layernorm.weight"] = {64};
+        want[p + "post_attention_layernorm.weight"] = {64};
+        want[p + "self_attn.q_proj.weight"] = {64, 64};  // 4 heads x 16
+        want[p + "self_attn.k_proj.weight"] = {32, 64};  // 2 kv heads x 16
+        want[p + "self_attn.v_proj.weight"] = {32, 64};
+        want[p + "self_attn.o_proj.weight"] = {64, 64};
+        want[p + "mlp.gate_proj.weight"] = {176, 64};
+        want[p + "mlp.up_proj.weight"] = {176, 64};
+        want[p + "mlp.down_proj.weight"] = {64, 176};
+    }
+    const auto header = kv::read_safetensors_header(kLlama + "/model.safetensors");
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& [name, info] : header) {
+        CAPTURE(name);
+        CHECK(info.dtype == "F32");
+        got[name] = info.shape;
+    }
+    CHECK(got == want);
+}
+
+TEST_CASE("bundled tiny-llama: kvscope-cli generate says \"language\" after \"Python is a programming\"") {
+    const kvtest::Run r =
+        kvtest::run_cli("generate --model '" + kLlama + "' --prompt 'Python is a programming' --new 1 --json");
+    if (r.rc != 0 && r.err.find("not built yet") != std::string::npos) {
+        // The engine's Llama forward is another branch's work; until it is merged the
+        // engine refuses the family and this check waits (the trainer's own forward
+        // says "language": tests/test_train.cpp).
+        MESSAGE("SKIPPED: the engine refuses the Llama family: " << r.err);
+        return;
+    }
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j.at("steps").at(0).at("next_token") == "language");
 }

@@ -1,6 +1,10 @@
 // Trainer tests: the hand-written backward pass against finite differences for
-// every parameter tensor, agreement of the trainer's forward with the CPU engine,
-// determinism for a seed, that loss falls, and the corpus/vocabulary plumbing.
+// every parameter tensor of both families and for each Llama kernel on its own
+// (RMSNorm, RoPE, SwiGLU, grouped-query attention, nn.Linear products), the kernels'
+// forward against the formulas of transformers' modeling_llama.py written out here,
+// agreement of the trainer's forward with the CPU engine, determinism for a seed,
+// that loss falls, the Llama folder it writes, the bundled tiny-llama read back, and
+// the corpus/vocabulary plumbing.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
@@ -10,7 +14,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <sstream>
 #include <random>
 #include <string>
 #include <vector>
@@ -18,21 +24,32 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/model_io.h"
+#include <nlohmann/json.hpp>
+
+#include "core/model/safetensors.h"
+#include "core/text/tokenizer.h"
 #include "core/train/train.h"
+#include "core/train/train_internal.h"
 #include "core/model/weights.h"
+#include "test_helpers.h"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-kv::ModelConfig micro_config(int n_kv_head) {
+kv::ModelConfig micro_config(int n_kv_head, kv::ModelFamily family = kv::ModelFamily::gpt2) {
     kv::ModelConfig c;
+    c.family = family;
     c.vocab_size = 11;
     c.n_ctx = 5;
     c.n_embd = 8;
     c.n_layer = 2;
     c.n_head = 2;
     c.n_kv_head = n_kv_head;
+    if (c.is_llama()) {
+        c.n_ff = 12;
+        c.rope.theta = 10.0;  // a small base, so that every pair turns a visible angle over 5 positions
+    }
     return c;
 }
 
@@ -49,6 +66,81 @@ fs::path temp_dir(const std::string& name) {
     return d;
 }
 
+std::vector<double> randn(size_t n, uint64_t seed, double scale = 1.0) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<double> nd(0.0, scale);
+    std::vector<double> v(n);
+    for (double& x : v) x = nd(rng);
+    return v;
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) {
+    double s = 0;
+    for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+    return s;
+}
+
+// One kernel's gradient check: `loss` computes sum(dout * f(...)) from the current
+// values of `p`; central differences over every value of p (h = 1e-5, double) against
+// `analytic`, |analytic - numeric| <= 1e-7 + 1e-5 |numeric| (the whole-model test's
+// tolerance), worst index reported. The gradient must not be trivially zero.
+void check_gradient(const std::string& what, std::vector<double>& p, const std::vector<double>& analytic,
+                    const std::function<double()>& loss) {
+    const double h = 1e-5, atol = 1e-7, rtol = 1e-5;
+    REQUIRE(p.size() == analytic.size());
+    double worst = 0, norm = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < p.size(); ++i) {
+        const double saved = p[i];
+        p[i] = saved + h;
+        const double lp = loss();
+        p[i] = saved - h;
+        const double lm = loss();
+        p[i] = saved;
+        const double numeric = (lp - lm) / (2 * h);
+        const double excess = std::abs(analytic[i] - numeric) - (atol + rtol * std::abs(numeric));
+        if (i == 0 || excess > worst) worst = excess, worst_i = i;
+        norm += numeric * numeric;
+    }
+    CAPTURE(what);
+    CAPTURE(worst_i);
+    CHECK(worst <= 0.0);
+    CHECK(norm > 1e-12);
+}
+
+// The RoPE tables a Trainer builds, (T, hd/2): cos and sin of pos * inv_freq[i].
+void rope_tables(int T, int hd, double theta, std::vector<double>& cos_t, std::vector<double>& sin_t) {
+    kv::RopeConfig rope;
+    rope.theta = theta;
+    const std::vector<float> inv = kv::rope_inv_freq(hd, rope);
+    cos_t.assign(size_t(T) * hd / 2, 0);
+    sin_t.assign(size_t(T) * hd / 2, 0);
+    for (int p = 0; p < T; ++p)
+        for (int i = 0; i < hd / 2; ++i) {
+            cos_t[size_t(p) * hd / 2 + i] = std::cos(double(float(p) * inv[size_t(i)]));
+            sin_t[size_t(p) * hd / 2 + i] = std::sin(double(float(p) * inv[size_t(i)]));
+        }
+}
+
+// The trainer's own forward (not the engine's) over a model folder it wrote: the
+// greedy continuation of `prompt`, n words, each step rerunning the whole sequence.
+std::vector<std::string> trainer_greedy(const fs::path& dir, const std::string& prompt, int n) {
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "config.json").string());
+    const auto tok = kv::WordTokenizer::load((dir / "vocab.txt").string());
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.read_safetensors((dir / "model.safetensors").string());
+    std::vector<int> ids = tok->encode(prompt).ids;
+    std::vector<std::string> out;
+    for (int i = 0; i < n; ++i) {
+        m.forward(ids, {}, 1, int(ids.size()));
+        const auto logits = m.logits();
+        const float* last = logits.data() + (ids.size() - 1) * size_t(cfg.vocab_size);
+        ids.push_back(int(std::max_element(last, last + cfg.vocab_size) - last));
+        out.push_back(tok->token_text(ids.back()));
+    }
+    return out;
+}
+
 const char* kTinyCorpus =
     "the cat sat on the mat .\n"
     "the dog sat on the rug .\n"
@@ -58,18 +150,20 @@ const char* kTinyCorpus =
 
 }  // namespace
 
-TEST_CASE("trainer gradients match central finite differences for every parameter tensor") {
+TEST_CASE("trainer gradients match central finite differences for every parameter tensor of both families") {
     // Double precision, every element of every tensor. Central differences with
     // h = 1e-5 have truncation error O(h^2) ~ 1e-10 and rounding ~ 1e-11, so the
     // stated tolerance is |analytic - numeric| <= 1e-7 + 1e-5 * |numeric|.
     const double h = 1e-5, atol = 1e-7, rtol = 1e-5;
-    for (int n_kv_head : {2, 1}) {
+    for (auto [family, n_kv_head] : {std::pair{kv::ModelFamily::gpt2, 2}, std::pair{kv::ModelFamily::gpt2, 1},
+                                     std::pair{kv::ModelFamily::llama, 2}, std::pair{kv::ModelFamily::llama, 1}}) {
+        const kv::ModelConfig cfg = micro_config(n_kv_head, family);
+        CAPTURE(cfg.is_llama());
         CAPTURE(n_kv_head);
-        const kv::ModelConfig cfg = micro_config(n_kv_head);
         const int B = 2, T = cfg.n_ctx;
-        kv::GptTrainer<double> m(cfg, B, T);
-        m.set_weights(kv::random_weights(cfg, 7));
-        // Move every parameter off its init (LayerNorm weights 1, biases 0) so no
+        kv::Trainer<double> m(cfg, B, T);
+        m.init_random(7);
+        // Move every parameter off its init (norm weights 1, biases 0) so no
         // gradient is trivially zero by symmetry.
         std::mt19937_64 rng(42);
         std::normal_distribution<double> nd(0.0, 0.3);
@@ -80,7 +174,7 @@ TEST_CASE("trainer gradients match central finite differences for every paramete
         m.backward();
         const kv::TrainBuf<double> analytic = m.grads();
 
-        REQUIRE(m.layout().size() == size_t(2 + 12 * cfg.n_layer + 2));
+        REQUIRE(m.layout().size() == (cfg.is_llama() ? size_t(1 + 9 * cfg.n_layer + 1) : size_t(2 + 12 * cfg.n_layer + 2)));
         for (const auto& pt : m.layout()) {
             CAPTURE(pt.name);
             double worst = 0, grad_norm = 0;
@@ -113,7 +207,7 @@ TEST_CASE("trainer forward gives the CPU engine's logits") {
     cfg.vocab_size = 13;
     cfg.n_ctx = 9;
     auto model = kv::make_random_model(cfg, 3, "random:micro");
-    kv::GptTrainer<float> tr(cfg, 1, cfg.n_ctx);
+    kv::Trainer<float> tr(cfg, 1, cfg.n_ctx);
     tr.set_weights(model->weights);
     const std::vector<int> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5};
     tr.forward(ids, {}, 1, int(ids.size()));
@@ -142,7 +236,7 @@ TEST_CASE("trainer forward gives the CPU engine's logits") {
 TEST_CASE("weights round-trip through the flat parameter buffer") {
     const kv::ModelConfig cfg = micro_config(2);
     const kv::Weights w = kv::random_weights(cfg, 5);
-    kv::GptTrainer<float> tr(cfg, 1, 2);
+    kv::Trainer<float> tr(cfg, 1, 2);
     tr.set_weights(w);
     const kv::Weights back = tr.weights();
     CHECK(back.wte == w.wte);
@@ -159,7 +253,7 @@ TEST_CASE("weights round-trip through the flat parameter buffer") {
 
 TEST_CASE("training lowers the loss on a tiny batch") {
     const kv::ModelConfig cfg = micro_config(2);
-    kv::GptTrainer<float> tr(cfg, 2, cfg.n_ctx);
+    kv::Trainer<float> tr(cfg, 2, cfg.n_ctx);
     tr.set_weights(kv::random_weights(cfg, 1));
     const std::vector<int> inputs = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
     const std::vector<int> targets = {2, 3, 4, 5, 6, 7, 8, 9, 10, 1};
@@ -246,5 +340,304 @@ TEST_CASE("train_model rejects bad input with a kv::Error naming it") {
         opt.steps = 0;
         CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("steps"), kv::Error);
     }
+    SUBCASE("an MLP width for GPT-2") {
+        std::ofstream(dir / "c.txt") << kTinyCorpus;
+        opt.corpus = (dir / "c.txt").string();
+        opt.n_ff = 100;
+        CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("--ff"), kv::Error);
+    }
+    SUBCASE("an odd head size for RoPE") {
+        std::ofstream(dir / "c.txt") << kTinyCorpus;
+        opt.corpus = (dir / "c.txt").string();
+        opt.family = kv::ModelFamily::llama;
+        opt.n_embd = 12;
+        opt.n_head = 4;
+        CHECK_THROWS_WITH_AS(kv::train_model(opt), doctest::Contains("even for RoPE"), kv::Error);
+    }
+    fs::remove_all(dir);
+}
+
+// ---- The Llama block's kernels, one at a time ------------------------------------
+
+TEST_CASE("RMSNorm kernel: forward is LlamaRMSNorm and backward matches finite differences") {
+    namespace td = kv::train_detail;
+    const int N = 3, C = 8;
+    const double eps = 1e-5;
+    std::vector<double> x = randn(N * C, 1), w = randn(C, 2), dout = randn(N * C, 3);
+    for (double& v : w) v += 1.0;
+    std::vector<double> out(N * C), rstd(N);
+    auto loss = [&] {
+        td::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, eps);
+        return dot(dout, out);
+    };
+    loss();
+    // transformers: hidden * rsqrt(mean(hidden^2) + eps), times weight.
+    for (int n = 0; n < N; ++n) {
+        double ms = 0;
+        for (int c = 0; c < C; ++c) ms += x[n * C + c] * x[n * C + c] / C;
+        for (int c = 0; c < C; ++c) {
+            CAPTURE(n);
+            CAPTURE(c);
+            CHECK(out[n * C + c] == doctest::Approx(w[c] * x[n * C + c] / std::sqrt(ms + eps)).epsilon(1e-12));
+        }
+    }
+    std::vector<double> dx(N * C, 0.0), dw(C, 0.0);
+    td::rmsnorm_backward(dx.data(), dw.data(), dout.data(), x.data(), w.data(), rstd.data(), N, C);
+    check_gradient("x", x, dx, loss);
+    check_gradient("weight", w, dw, loss);
+}
+
+TEST_CASE("RoPE kernel: forward is apply_rotary_pos_emb with rotate_half and backward matches finite differences") {
+    namespace td = kv::train_detail;
+    const int b = 2, t = 5, H = 2, Hkv = 1, hd = 8, half = hd / 2, Q = (H + 2 * Hkv) * hd;
+    std::vector<double> cos_t, sin_t;
+    rope_tables(t, hd, 10.0, cos_t, sin_t);
+    const std::vector<double> x0 = randn(size_t(b) * t * Q, 4);
+    std::vector<double> x = x0, y, dout = randn(x.size(), 5);
+    auto loss = [&] {
+        y = x;
+        td::rope_forward(y.data(), cos_t.data(), sin_t.data(), b, t, Q, H + Hkv, hd);
+        return dot(dout, y);
+    };
+    loss();
+    // transformers: emb = cat(freqs, freqs); x * cos(emb) + cat(-x2, x1) * sin(emb), on
+    // the q and k heads; v untouched.
+    for (int r = 0; r < b * t; ++r) {
+        const int pos = r % t;
+        for (int head = 0; head < H + 2 * Hkv; ++head) {
+            const double* in = &x0[size_t(r) * Q + size_t(head) * hd];
+            const double* got = &y[size_t(r) * Q + size_t(head) * hd];
+            for (int c = 0; c < hd; ++c) {
+                const double emb_cos = cos_t[size_t(pos) * half + c % half], emb_sin = sin_t[size_t(pos) * half + c % half];
+                const double rotated_half = c < half ? -in[c + half] : in[c - half];
+                const double want = head < H + Hkv ? in[c] * emb_cos + rotated_half * emb_sin : in[c];
+                CAPTURE(r);
+                CAPTURE(head);
+                CAPTURE(c);
+                CHECK(got[c] == doctest::Approx(want).epsilon(1e-12));
+            }
+        }
+    }
+    // The backward pass: the inverse rotation of the output's gradient.
+    std::vector<double> dx = dout;
+    td::rope_forward(dx.data(), cos_t.data(), sin_t.data(), b, t, Q, H + Hkv, hd, true);
+    check_gradient("qkv", x, dx, loss);
+}
+
+TEST_CASE("RoPE kernel: a rotated query and key score depends on their distance alone") {
+    namespace td = kv::train_detail;
+    // One row per position, a single head of 8: q.k after rotation at (m, n) equals
+    // q.k after rotation at (m + s, n + s) for every shift s (to the float rounding of
+    // the angles, pos * inv_freq in f32 as transformers computes them).
+    const int T = 12, hd = 8;
+    std::vector<double> cos_t, sin_t;
+    rope_tables(T, hd, 10000.0, cos_t, sin_t);
+    const std::vector<double> q = randn(hd, 6), k = randn(hd, 7);
+    auto rotated = [&](const std::vector<double>& v, int pos) {
+        std::vector<double> rows(size_t(T) * hd, 0.0);
+        std::copy(v.begin(), v.end(), rows.begin() + pos * hd);
+        td::rope_forward(rows.data(), cos_t.data(), sin_t.data(), 1, T, hd, 1, hd);
+        return std::vector<double>(rows.begin() + pos * hd, rows.begin() + (pos + 1) * hd);
+    };
+    const double base = dot(rotated(q, 5), rotated(k, 2));
+    CHECK(base != doctest::Approx(dot(q, k)).epsilon(1e-6));  // the rotation did change the score
+    for (int s = 1; s <= 6; ++s) {
+        CAPTURE(s);
+        CHECK(dot(rotated(q, 5 + s), rotated(k, 2 + s)) == doctest::Approx(base).epsilon(1e-5));
+    }
+}
+
+TEST_CASE("SwiGLU kernel: forward is silu(gate) * up and backward matches finite differences") {
+    namespace td = kv::train_detail;
+    const int N = 3, F = 5;
+    std::vector<double> fch = randn(size_t(N) * 2 * F, 8, 2.0), dout = randn(size_t(N) * F, 9), out(size_t(N) * F);
+    auto loss = [&] {
+        td::swiglu_forward(out.data(), fch.data(), N, F);
+        return dot(dout, out);
+    };
+    loss();
+    for (int n = 0; n < N; ++n)
+        for (int f = 0; f < F; ++f) {
+            const double g = fch[size_t(n) * 2 * F + f], u = fch[size_t(n) * 2 * F + F + f];
+            CHECK(out[size_t(n) * F + f] == doctest::Approx(g / (1 + std::exp(-g)) * u).epsilon(1e-12));
+        }
+    std::vector<double> dfch(fch.size(), 0.0);
+    td::swiglu_backward(dfch.data(), fch.data(), dout.data(), N, F);
+    check_gradient("[gate | up]", fch, dfch, loss);
+}
+
+TEST_CASE("grouped-query attention kernel: backward matches finite differences") {
+    namespace td = kv::train_detail;
+    // 4 query heads on 2 kv heads, head size 6 (so Dq = 24 need not be C).
+    const int b = 2, t = 4, H = 4, Hkv = 2, hd = 6, Q = (H + 2 * Hkv) * hd;
+    std::vector<double> qkv = randn(size_t(b) * t * Q, 10), dout = randn(size_t(b) * t * H * hd, 11);
+    std::vector<double> out(dout.size()), att(size_t(b) * H * t * t);
+    auto loss = [&] {
+        td::attention_forward(out.data(), att.data(), qkv.data(), b, t, hd, H, Hkv);
+        return dot(dout, out);
+    };
+    loss();
+    std::vector<double> dqkv(qkv.size(), 0.0), scratch(t);
+    td::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), b, t, hd, H, Hkv);
+    check_gradient("qkv", qkv, dqkv, loss);
+}
+
+TEST_CASE("nn.Linear product kernel: y = x W^T and backward matches finite differences") {
+    namespace td = kv::train_detail;
+    const int N = 3, IC = 5, OC = 4;
+    std::vector<double> x = randn(N * IC, 12), w = randn(OC * IC, 13), dout = randn(N * OC, 14), out(N * OC);
+    auto loss = [&] {
+        td::matmul_forward(out.data(), x.data(), w.data(), static_cast<const double*>(nullptr), N, IC, OC, true);
+        return dot(dout, out);
+    };
+    loss();
+    for (int n = 0; n < N; ++n)
+        for (int o = 0; o < OC; ++o) {
+            double want = 0;
+            for (int i = 0; i < IC; ++i) want += x[n * IC + i] * w[o * IC + i];  // w is (out, in)
+            CHECK(out[n * OC + o] == doctest::Approx(want).epsilon(1e-12));
+        }
+    std::vector<double> dx(x.size(), 0.0), dw(w.size(), 0.0);
+    td::matmul_backward(dx.data(), dw.data(), static_cast<double*>(nullptr), dout.data(), x.data(), w.data(), N, IC,
+                        OC, true);
+    check_gradient("x", x, dx, loss);
+    check_gradient("weight", w, dw, loss);
+}
+
+// ---- The Llama folder the trainer writes ------------------------------------------
+
+TEST_CASE("llama_config_json writes what parse_llama_config reads back to the same shape") {
+    kv::TrainOptions opt;
+    opt.family = kv::ModelFamily::llama;
+    opt.n_kv_head = 2;
+    const kv::ModelConfig cfg = kv::train_config(opt, 1058);
+    const std::string text = kv::llama_config_json(cfg, 1, 1);
+    CHECK(kv::parse_llama_config(text, "config.json") == cfg);
+    CHECK(text.find("\"architectures\": [\n    \"LlamaForCausalLM\"\n  ]") != std::string::npos);
+    CHECK(text.find("\"rms_norm_eps\": 1e-05") != std::string::npos);
+    CHECK(text.find("\"tie_word_embeddings\": true") != std::string::npos);
+    CHECK(cfg.n_ff == 176);
+    CHECK(cfg.head_dim() == 16);
+    kv::ModelConfig qwen = cfg;
+    qwen.qkv_bias = true;  // q/k/v biases without o_proj's: not a LlamaConfig
+    CHECK_THROWS_WITH_AS(kv::llama_config_json(qwen, 1, 1), doctest::Contains("Qwen2"), kv::Error);
+}
+
+TEST_CASE("train_model writes a Llama folder that reads back into the trainer, deterministically") {
+    const fs::path dir = temp_dir("llama");
+    std::ofstream(dir / "corpus.txt") << kTinyCorpus;
+    kv::TrainOptions opt;
+    opt.corpus = (dir / "corpus.txt").string();
+    opt.steps = 4;
+    opt.quiet = true;
+    opt.family = kv::ModelFamily::llama;
+    opt.n_kv_head = 2;
+    opt.out_dir = (dir / "a").string();
+    const kv::TrainReport ra = kv::train_model(opt);
+    opt.out_dir = (dir / "b").string();
+    kv::train_model(opt);
+    CHECK(read_bytes(dir / "a" / "model.safetensors") == read_bytes(dir / "b" / "model.safetensors"));
+
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "a" / "config.json").string());
+    CHECK(cfg.is_llama());
+    CHECK(cfg.n_kv_head == 2);
+    CHECK(cfg.n_params() == ra.n_params);
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.read_safetensors((dir / "a" / "model.safetensors").string());
+    kv::Trainer<float> again(cfg, 1, cfg.n_ctx);
+    again.read_safetensors((dir / "b" / "model.safetensors").string());
+    CHECK(std::equal(m.params().begin(), m.params().end(), again.params().begin()));
+    CHECK(kv::WordTokenizer::load((dir / "a" / "vocab.txt").string())->token_text(1) == "<eos>");
+    fs::remove_all(dir);
+}
+
+TEST_CASE("a Llama trainer refuses GPT-2 Weights and a safetensors file of another shape") {
+    const kv::ModelConfig cfg = micro_config(2, kv::ModelFamily::llama);
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    CHECK_THROWS_WITH_AS(m.set_weights(kv::random_weights(micro_config(2), 1)), doctest::Contains("GPT-2"), kv::Error);
+    const fs::path dir = temp_dir("llama_shape");
+    kv::ModelConfig wider = cfg;
+    wider.n_ff = 16;
+    kv::Trainer<float> other(wider, 1, 1);
+    other.init_random(1);
+    other.write_safetensors((dir / "w.safetensors").string());
+    CHECK_THROWS_WITH_AS(m.read_safetensors((dir / "w.safetensors").string()),
+                         doctest::Contains("model.layers.0.mlp.gate_proj.weight has shape [16, 8], expected [12, 8]"),
+                         kv::Error);
+    fs::remove_all(dir);
+}
+
+TEST_CASE("bundled tiny-llama: the trainer's own forward continues \"Python is a programming\" with \"language\"") {
+    const fs::path dir = fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-llama";
+    CHECK(trainer_greedy(dir, "Python is a programming", 1) == std::vector<std::string>{"language"});
+    std::string words;
+    for (const auto& w : trainer_greedy(dir, "Python", 4)) words += (words.empty() ? "" : " ") + w;
+    CHECK(words == "is a programming language");
+}
+
+// ---- The trainer's Llama forward against an independent one ----------------------
+
+namespace {
+
+// The worst |trainer - reference| - (1e-4 + 1e-4 |reference|) over every logit of every
+// position of ids, the reference being tests/reference/llama_pure.py (plain Python,
+// float64, written from modeling_llama.py) on the same folder.
+double worst_against_pure_python(const fs::path& dir, const std::vector<int>& ids) {
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "config.json").string());
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.read_safetensors((dir / "model.safetensors").string());
+    m.forward(ids, {}, 1, int(ids.size()));
+    std::string list;
+    for (int id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
+    const kvtest::Run r = kvtest::run_shell("python3 '" KVSCOPE_SOURCE_DIR "/tests/reference/llama_pure.py' '" +
+                                            dir.string() + "' " + list);
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    const auto ref = nlohmann::json::parse(r.out).at("logits");
+    REQUIRE(ref.size() == ids.size());
+    const auto ours = m.logits();
+    double worst = -1;
+    size_t worst_i = 0;
+    for (size_t p = 0; p < ids.size(); ++p) {
+        REQUIRE(ref[p].size() == size_t(cfg.vocab_size));
+        for (int v = 0; v < cfg.vocab_size; ++v) {
+            const double want = ref[p][size_t(v)].get<double>(), got = ours[p * size_t(cfg.vocab_size) + size_t(v)];
+            const double excess = std::abs(got - want) - (1e-4 + 1e-4 * std::abs(want));
+            if (excess > worst || worst < -0.5) worst = excess, worst_i = p * size_t(cfg.vocab_size) + size_t(v);
+        }
+    }
+    CAPTURE(worst_i);
+    return worst;
+}
+
+bool have_python3() { return std::system("python3 -c 'import json, struct' >/dev/null 2>&1") == 0; }
+
+}  // namespace
+
+TEST_CASE("trainer Llama forward equals an independent plain-Python forward on the bundled tiny-llama") {
+    KVTEST_SKIP_UNLESS(have_python3(), "python3 not found");
+    const fs::path dir = fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-llama";
+    const auto tok = kv::WordTokenizer::load((dir / "vocab.txt").string());
+    const std::vector<int> ids = tok->encode("Python is a programming language used for the web").ids;
+    CHECK(worst_against_pure_python(dir, ids) <= 0.0);
+}
+
+TEST_CASE("trainer Llama forward equals an independent plain-Python forward with head_dim apart from C/H and one kv head") {
+    KVTEST_SKIP_UNLESS(have_python3(), "python3 not found");
+    kv::ModelConfig cfg = micro_config(1, kv::ModelFamily::llama);
+    cfg.n_ctx = 9;
+    cfg.explicit_head_dim = 6;  // Dq = 12 beside C = 8
+    cfg.rope.theta = 10000.0;
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.init_random(5);
+    // Off the init (norm weights 1, small matrices), so that every part shows in the logits.
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.f, 0.5f);
+    for (float& p : m.params()) p += nd(rng);
+    std::vector<std::string> vocab = {"<unk>", "<eos>"};
+    while (int(vocab.size()) < cfg.vocab_size) vocab.push_back("w" + std::to_string(vocab.size()));
+    const fs::path dir = temp_dir("pure");
+    kv::write_llama_folder((dir / "m").string(), m, vocab);
+    CHECK(worst_against_pure_python(dir / "m", {3, 1, 4, 1, 5, 9, 2, 6, 5}) <= 0.0);
     fs::remove_all(dir);
 }

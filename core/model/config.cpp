@@ -1,6 +1,8 @@
 #include "core/model/config.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -317,6 +319,52 @@ ModelConfig parse_llama_config(const std::string& json_text, const std::string& 
     read_llama_extras(k, model_type, c);
     c.validate(path);
     return c;
+}
+
+std::string llama_config_json(const ModelConfig& cfg, int bos_token_id, int eos_token_id,
+                              const std::string& torch_dtype) {
+    if (!cfg.is_llama()) throw Error("llama_config_json: the config is not of the Llama family");
+    cfg.validate("llama_config_json");
+    if (cfg.qkv_bias != cfg.o_bias)
+        throw Error("llama_config_json: biases on q/k/v but not o_proj make a Qwen2, not a LlamaForCausalLM");
+    // The float's shortest decimal (1e-05, not 9.99999974738e-06), as Python prints it.
+    auto shortest = [](float x) {
+        char buf[32];
+        const auto r = std::to_chars(buf, buf + sizeof buf, x);
+        return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
+    };
+    json j;  // an std::map underneath: keys sorted, as save_pretrained writes them
+    j["architectures"] = {"LlamaForCausalLM"};
+    j["attention_bias"] = cfg.qkv_bias;
+    j["attention_dropout"] = 0.0;
+    j["bos_token_id"] = bos_token_id;
+    j["eos_token_id"] = eos_token_id;
+    j["head_dim"] = cfg.head_dim();
+    j["hidden_act"] = "silu";
+    j["hidden_size"] = cfg.n_embd;
+    j["initializer_range"] = 0.02;
+    j["intermediate_size"] = cfg.n_ff;
+    j["max_position_embeddings"] = cfg.n_ctx;
+    j["mlp_bias"] = false;
+    j["model_type"] = "llama";
+    j["num_attention_heads"] = cfg.n_head;
+    j["num_hidden_layers"] = cfg.n_layer;
+    j["num_key_value_heads"] = cfg.n_kv_head;
+    j["pretraining_tp"] = 1;
+    j["rms_norm_eps"] = shortest(cfg.layer_norm_epsilon);
+    j["rope_scaling"] = nullptr;
+    if (cfg.rope.type == RopeConfig::Type::llama3)
+        j["rope_scaling"] = {{"rope_type", "llama3"},
+                             {"factor", cfg.rope.factor},
+                             {"low_freq_factor", cfg.rope.low_freq_factor},
+                             {"high_freq_factor", cfg.rope.high_freq_factor},
+                             {"original_max_position_embeddings", cfg.rope.original_max_position_embeddings}};
+    j["rope_theta"] = cfg.rope.theta;
+    j["tie_word_embeddings"] = cfg.tied_head;
+    j["torch_dtype"] = torch_dtype;
+    j["use_cache"] = true;
+    j["vocab_size"] = cfg.vocab_size;
+    return j.dump(2) + "\n";
 }
 
 }  // namespace kv

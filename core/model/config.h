@@ -92,5 +92,14 @@ bool is_llama_model_type(const std::string& model_type);
 // Throws kv::Error naming `path` for a missing or bad key and, with one line, for
 // what kvscope does not support (another rope type, another activation, MLP biases).
 ModelConfig parse_llama_config(const std::string& json_text, const std::string& path);
+// The config.json text of a Llama-family cfg as transformers' LlamaConfig saves it
+// (save_pretrained: every LlamaConfig attribute, keys sorted, 2-space indent):
+// architectures ["LlamaForCausalLM"], model_type "llama", the shape, head_dim,
+// rms_norm_eps, rope_theta (rope_scaling null, or the "llama3" object),
+// tie_word_embeddings, hidden_act "silu", attention_bias, mlp_bias false, torch_dtype.
+// parse_llama_config reads it back to cfg. Throws kv::Error for what LlamaConfig
+// cannot say (biases on q/k/v alone: that is a Qwen2).
+std::string llama_config_json(const ModelConfig& cfg, int bos_token_id, int eos_token_id,
+                              const std::string& torch_dtype = "float32");
 
 }  // namespace kv

@@ -2,9 +2,10 @@
 // corpus split into training sentences and a held-out tenth, and train_model(), which
 // fills each batch row with randomly drawn training sentences (each closed by <eos>),
 // runs forward, backward and AdamW for the given steps, reports progress and the
-// held-out loss, and writes the model folder. The model itself is in
-// train_params.cpp, train_forward.cpp and train_backward.cpp, the optimiser in
-// train_optimizer.cpp. Single-threaded, buffers aligned: a seed gives bit-identical
+// held-out loss, and writes the model folder (GPT-2 through save_model_folder, a
+// Llama through write_llama_folder, here). The model's shape is train_config()'s;
+// the model itself is in train_params.cpp, train_forward.cpp and train_backward.cpp,
+// the optimiser in train_optimizer.cpp. Single-threaded, buffers aligned: a seed gives bit-identical
 // weights on every run.
 // Notation: B batch rows, T sequence length (n_ctx).
 #include "core/train/train.h"
@@ -56,7 +57,7 @@ std::vector<std::string> read_corpus(const std::string& path) {
 
 // Mean loss of predicting every token after the first of each sentence, and its
 // closing <eos>, each sentence run alone from position 0 (as a prompt would be).
-float sentence_loss(GptTrainer<float>& m, const std::vector<std::vector<int>>& sents, int eos) {
+float sentence_loss(Trainer<float>& m, const std::vector<std::vector<int>>& sents, int eos) {
     double sum = 0;
     int64_t count = 0;
     const int T = m.config().n_ctx;
@@ -73,16 +74,44 @@ float sentence_loss(GptTrainer<float>& m, const std::vector<std::vector<int>>& s
 
 }  // namespace
 
+ModelConfig train_config(const TrainOptions& opt, int vocab_size) {
+    if (opt.n_layer < 1 || opt.n_head < 1 || opt.n_embd < 1 || opt.n_embd % opt.n_head != 0)
+        throw Error("train: --layers, --heads and --embd must be positive, and --embd a multiple of --heads (got " +
+                    std::to_string(opt.n_layer) + ", " + std::to_string(opt.n_head) + ", " +
+                    std::to_string(opt.n_embd) + ")");
+    ModelConfig cfg;
+    cfg.family = opt.family;
+    cfg.vocab_size = vocab_size;
+    cfg.n_ctx = 64;
+    cfg.n_embd = opt.n_embd;
+    cfg.n_layer = opt.n_layer;
+    cfg.n_head = opt.n_head;
+    cfg.n_kv_head = opt.n_kv_head == 0 ? cfg.n_head : opt.n_kv_head;
+    cfg.tied_head = true;
+    if (cfg.n_kv_head < 0 || cfg.n_kv_head > cfg.n_head || cfg.n_head % cfg.n_kv_head != 0)
+        throw Error("train: --n-kv-head " + std::to_string(opt.n_kv_head) + " must divide the " +
+                    std::to_string(cfg.n_head) + " query heads");
+    if (cfg.is_llama()) {
+        // Llama's MLP is 8C/3 wide (three matrices instead of two) rounded up; 176 for C = 64.
+        cfg.n_ff = opt.n_ff > 0 ? opt.n_ff : (8 * cfg.n_embd / 3 + 15) / 16 * 16;
+        if (cfg.head_dim() % 2 != 0)
+            throw Error("train: --embd / --heads must be even for RoPE (got " + std::to_string(cfg.head_dim()) + ")");
+        cfg.explicit_head_dim = cfg.head_dim();  // config.json says head_dim, so the parsed config equals this one
+        cfg.rope.theta = 10000.0;
+        cfg.layer_norm_epsilon = 1e-5f;  // rms_norm_eps
+    } else if (opt.n_ff != 0) {
+        throw Error("train: --ff sets the Llama family's MLP width (GPT-2's is 4 * --embd)");
+    }
+    cfg.validate("train config");
+    return cfg;
+}
+
 TrainReport train_model(const TrainOptions& opt) {
     namespace fs = std::filesystem;
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     if (opt.steps <= 0) throw Error("train: --steps must be positive (got " + std::to_string(opt.steps) + ")");
     if (opt.out_dir.empty()) throw Error("train: --out must name a folder");
-    if (opt.n_layer < 1 || opt.n_head < 1 || opt.n_embd < 1 || opt.n_embd % opt.n_head != 0)
-        throw Error("train: --layers, --heads and --embd must be positive, and --embd a multiple of --heads (got " +
-                    std::to_string(opt.n_layer) + ", " + std::to_string(opt.n_head) + ", " +
-                    std::to_string(opt.n_embd) + ")");
 
     const auto lines = read_corpus(opt.corpus);
     const auto vocab = build_vocab(lines);
@@ -100,17 +129,7 @@ TrainReport train_model(const TrainOptions& opt) {
     }
     int n_train_tokens = 0;
     for (auto& s : train_sents) n_train_tokens += int(s.size()) + 1;
-    ModelConfig cfg;
-    cfg.vocab_size = int(vocab.size());
-    cfg.n_ctx = 64;
-    cfg.n_embd = opt.n_embd;
-    cfg.n_layer = opt.n_layer;
-    cfg.n_head = opt.n_head;
-    cfg.n_kv_head = opt.n_kv_head == 0 ? cfg.n_head : opt.n_kv_head;
-    cfg.tied_head = true;
-    if (cfg.n_kv_head < 0 || cfg.n_kv_head > cfg.n_head || cfg.n_head % cfg.n_kv_head != 0)
-        throw Error("train: --n-kv-head " + std::to_string(opt.n_kv_head) + " must divide the 4 query heads (1, 2 or 4)");
-    cfg.validate("train config");
+    const ModelConfig cfg = train_config(opt, int(vocab.size()));
 
     // Fail before training, not after, when the output folder cannot be written.
     std::error_code ec;
@@ -121,8 +140,8 @@ TrainReport train_model(const TrainOptions& opt) {
     const int B = 16, T = cfg.n_ctx;
     const float lr_max = 3e-3f, min_frac = 0.1f;
     const int warmup = std::max(1, std::min(100, opt.steps / 10));
-    GptTrainer<float> model(cfg, B, T);
-    model.set_weights(random_weights(cfg, opt.seed));
+    Trainer<float> model(cfg, B, T);
+    model.init_random(opt.seed);
     AdamW adam;
     SplitMix64 rng{opt.seed * 0x9E3779B97F4A7C15ULL + 0xB47C0FFEEULL};
 
@@ -172,10 +191,37 @@ TrainReport train_model(const TrainOptions& opt) {
         std::fprintf(stderr, "train: sentence loss train %.4f, held-out %.4f\n",
                      sentence_loss(model, train_sents, eos), rep.val_loss);
 
-    WordTokenizer tok(vocab);
-    save_model_folder(opt.out_dir, cfg, model.weights(), &tok);
+    if (cfg.is_llama()) {
+        write_llama_folder(opt.out_dir, model, vocab);
+    } else {
+        WordTokenizer tok(vocab);
+        save_model_folder(opt.out_dir, cfg, model.weights(), &tok);
+    }
     rep.seconds = std::chrono::duration<double>(clock::now() - t0).count();
     return rep;
+}
+
+void write_llama_folder(const std::string& dir, const Trainer<float>& model, const std::vector<std::string>& vocab) {
+    namespace fs = std::filesystem;
+    const ModelConfig& cfg = model.config();
+    if (!cfg.is_llama()) throw Error("write_llama_folder: " + dir + ": the model is not of the Llama family");
+    if (int(vocab.size()) != cfg.vocab_size)
+        throw Error("write_llama_folder: " + dir + ": " + std::to_string(vocab.size()) + " words for vocab_size " +
+                    std::to_string(cfg.vocab_size));
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw Error("write_llama_folder: cannot create " + dir + ": " + ec.message());
+    const fs::path d(dir);
+    const int eos = 1;  // build_vocab's <eos>: it closes each sentence and so also opens the next
+    {
+        const std::string path = (d / "config.json").string();
+        std::ofstream out(path, std::ios::trunc);
+        out << llama_config_json(cfg, eos, eos);
+        out.flush();
+        if (!out) throw Error(path + ": cannot write");
+    }
+    model.write_safetensors((d / "model.safetensors").string());
+    WordTokenizer(vocab).save((d / "vocab.txt").string());
 }
 
 }  // namespace kv

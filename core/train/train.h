@@ -1,7 +1,10 @@
-// Trainer for the GPT-2 family: forward with saved activations, a backward pass
-// written out by hand (llm.c style), AdamW with gradient clipping. Single-threaded,
-// so a seed gives bit-identical weights on every run. Used by `kvscope-cli train` to build the
-// bundled tiny model from assets/corpus.txt.
+// Trainer for both families kvscope runs (config.h): GPT-2 (learned positions,
+// LayerNorm, GELU) and Llama (RoPE, RMSNorm, SwiGLU, no biases): one forward with
+// saved activations whose blocks the config chooses, a backward pass written out by
+// hand (llm.c style), AdamW with gradient clipping. Single-threaded, so a seed gives
+// bit-identical weights on every run. Used by `kvscope-cli train` to build the
+// bundled tiny models from assets/corpus.txt (tiny-gpt, tiny-gqa, tiny-draft: GPT-2;
+// tiny-llama: Llama, written as a Hugging Face LlamaForCausalLM folder).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -27,6 +30,8 @@ struct TrainOptions {
     // The vocabulary always comes from the corpus (build_vocab), so two models
     // trained on one corpus share token ids.
     int n_layer = 2, n_head = 4, n_embd = 64;
+    ModelFamily family = ModelFamily::gpt2;
+    int n_ff = 0;            // Llama: the SwiGLU width (0: 8C/3 rounded up to a multiple of 16, 176 for C = 64)
     bool quiet = false;      // no progress on stderr
 };
 
@@ -44,14 +49,21 @@ TrainReport train_model(const TrainOptions& opt);
 
 // ---- Trainer internals, exposed for tests/test_train.cpp ------------------------
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
-// hd head size, Q = C + 2*kv_dim (c_attn width), N = B*T.
+// Hkv kv heads, hd head size, Dq = H*hd, kvd = Hkv*hd, Q = Dq + 2*kvd (the q|k|v
+// width), F n_ff, N = B*T.
 
-// One parameter tensor inside the flat parameter buffer, in GPT-2 names. The order
-// is wte, wpe, then per layer ln_1.{weight,bias}, attn.c_attn.{weight,bias},
-// attn.c_proj.{weight,bias}, ln_2.{weight,bias}, mlp.c_fc.{weight,bias},
-// mlp.c_proj.{weight,bias}, then ln_f.{weight,bias}. Only tied heads are trained.
+// One parameter tensor inside the flat parameter buffer, named and shaped as the
+// family's safetensors file stores it. Only tied heads are trained.
+//   GPT-2 (Conv1D matrices, (in, out)): wte, wpe, then per layer ln_1.{weight,bias},
+//     attn.c_attn.{weight,bias}, attn.c_proj.{weight,bias}, ln_2.{weight,bias},
+//     mlp.c_fc.{weight,bias}, mlp.c_proj.{weight,bias}, then ln_f.{weight,bias}.
+//   Llama (nn.Linear matrices, (out, in)): model.embed_tokens.weight, then per layer
+//     model.layers.N. input_layernorm, self_attn.{q,k,v,o}_proj,
+//     post_attention_layernorm, mlp.{gate,up,down}_proj (all .weight), then
+//     model.norm.weight. q, k, v lie back to back, so they are one (Q, C) matrix
+//     [q; k; v]; gate and up likewise one (2F, C) matrix [gate; up].
 struct ParamTensor {
-    std::string name;     // e.g. "h.1.attn.c_attn.weight"
+    std::string name;     // e.g. "h.1.attn.c_attn.weight", "model.layers.1.mlp.up_proj.weight"
     int64_t offset = 0;   // into the flat buffer
     int rows = 0, cols = 0;  // row-major; vectors are (1, n)
     bool decay = false;   // weight decay applies (matrices only)
@@ -59,6 +71,12 @@ struct ParamTensor {
 };
 std::vector<ParamTensor> param_layout(const ModelConfig& cfg);
 
+// The shape of a model train_model() makes: the corpus's vocabulary size, n_ctx 64,
+// the options' width, depth, heads and family (Llama: rope_theta 10000, rms_norm_eps
+// 1e-5, no biases, tied head). Throws kv::Error naming the option that is wrong.
+ModelConfig train_config(const TrainOptions& opt, int vocab_size);
+
+// A Hugging Face LlamaForCausalLM folder from a trained Llama-family model:
 // The word-level vocabulary the trainer builds from corpus lines: "<unk>", "<eos>",
 // then every word of WordTokenizer::split_words by descending count, ties
 // alphabetical.
@@ -69,19 +87,30 @@ std::vector<std::string> build_vocab(const std::vector<std::string>& lines);
 template <class R>
 using TrainBuf = std::vector<R, Eigen::aligned_allocator<R>>;
 
-// A GPT-2 model with its gradients and saved activations, for B x T batches.
-// R is float for training and double for the gradient check. forward() may run a
-// smaller (b <= B, t <= T) batch; backward() differentiates the last forward.
+// A model of either family with its gradients and saved activations, for B x T
+// batches. R is float for training and double for the gradient check. forward() may
+// run a smaller (b <= B, t <= T) batch; backward() differentiates the last forward.
 template <class R>
-class GptTrainer {
+class Trainer {
 public:
-    GptTrainer(const ModelConfig& cfg, int B, int T);  // throws kv::Error (untied head, T > n_ctx)
-    ~GptTrainer();
-    GptTrainer(GptTrainer&&) noexcept;
-    GptTrainer& operator=(GptTrainer&&) noexcept;
+    // Throws kv::Error (untied head, T > n_ctx, attention biases on a Llama).
+    Trainer(const ModelConfig& cfg, int B, int T);
+    ~Trainer();
+    Trainer(Trainer&&) noexcept;
+    Trainer& operator=(Trainer&&) noexcept;
 
+    // The initial weights for a seed. GPT-2: random_weights() (weights.h). Llama: the
+    // same N(0, 0.02) matrices with o_proj and down_proj scaled by 1/sqrt(2L), norm
+    // weights 1.
+    void init_random(uint64_t seed);
+    // GPT-2 family only (the engine's Weights hold GPT-2 tensors); throws kv::Error for a Llama.
     void set_weights(const Weights& w);   // shapes must match cfg
     Weights weights() const;              // a float copy in the engine's layout
+    // Every layout tensor from / to a safetensors file by its name (vectors stored as
+    // [n]); reading throws kv::Error naming the file and tensor when one is missing
+    // or shaped otherwise. Writing stores F32, in layout order.
+    void read_safetensors(const std::string& path);
+    void write_safetensors(const std::string& path) const;
 
     const ModelConfig& config() const { return cfg_; }
     const std::vector<ParamTensor>& layout() const { return layout_; }
@@ -106,8 +135,14 @@ private:
     std::unique_ptr<Acts> acts_;
 };
 
-extern template class GptTrainer<float>;
-extern template class GptTrainer<double>;
+extern template class Trainer<float>;
+extern template class Trainer<double>;
+
+// A Hugging Face LlamaForCausalLM folder from a trained Llama-family model:
+// config.json (llama_config_json, config.h; bos and eos are <eos>, id 1),
+// model.safetensors (Trainer::write_safetensors: no lm_head.weight, the head is tied,
+// as save_pretrained writes it) and vocab.txt. Throws kv::Error naming the file.
+void write_llama_folder(const std::string& dir, const Trainer<float>& model, const std::vector<std::string>& vocab);
 
 // The learning rate at `step` (0-based) of `steps`: linear warmup then cosine decay
 // to min_frac * lr_max.

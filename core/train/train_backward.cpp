@@ -1,10 +1,14 @@
 // The trainer's backward pass, by hand as in llm.c's train_gpt2.c: one backward
 // kernel per forward kernel of train_forward.cpp, each adding into its input's and
 // parameters' gradients (d-buffers are zeroed before use), then
-// GptTrainer::backward, which walks the forward's steps in reverse from the mean
-// cross-entropy down to the embeddings, reading the activations GptTrainer::Acts saved.
+// Trainer::backward, which walks the forward's steps in reverse from the mean
+// cross-entropy down to the embeddings, reading the activations Trainer::Acts saved.
+// RoPE's backward is its inverse rotation (a rotation's transpose), applied to the
+// gradients of the rotated q and k (rope_forward with inverse, train_forward.cpp's
+// kernel, declared below).
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
-// Hkv kv heads, hd head size, Q = C + 2*kv_dim, N = b*t rows of a batch.
+// Hkv kv heads, hd head size, Dq = H*hd, Q = Dq + 2*kv_dim, F n_ff, M the MLP's hidden
+// width, N = b*t rows of a batch.
 #include <algorithm>
 #include <cmath>
 
@@ -18,20 +22,57 @@ namespace kv {
 
 using namespace train_detail;  // the Mat maps and tensor indices
 
-namespace {
+namespace train_detail {
 
+// dwpe may be null (Llama: no learned positions).
 template <class R>
 void encoder_backward(R* dwte, R* dwpe, const R* dout, const int* inp, int b, int t, int C) {
     for (int i = 0; i < b; ++i)
         for (int j = 0; j < t; ++j) {
             const R* d = dout + (int64_t(i) * t + j) * C;
             R* de = dwte + int64_t(inp[i * t + j]) * C;
+            for (int c = 0; c < C; ++c) de[c] += d[c];
+            if (!dwpe) continue;
             R* dp = dwpe + int64_t(j) * C;
-            for (int c = 0; c < C; ++c) {
-                de[c] += d[c];
-                dp[c] += d[c];
-            }
+            for (int c = 0; c < C; ++c) dp[c] += d[c];
         }
+}
+
+// y = x * s * w with s = 1/sqrt(mean(x^2) + eps): dw += d * x*s;
+// dx = s * (w*d - x*s * mean(w*d * x*s)).
+template <class R>
+void rmsnorm_backward(R* dinp, R* dw, const R* dout, const R* inp, const R* w, const R* rstd, int N, int C) {
+    for (int n = 0; n < N; ++n) {
+        const R* d = dout + int64_t(n) * C;
+        const R* x = inp + int64_t(n) * C;
+        R* dx = dinp + int64_t(n) * C;
+        const R s = rstd[n];
+        R dot = 0;
+        for (int c = 0; c < C; ++c) dot += w[c] * d[c] * x[c] * s;
+        dot /= C;
+        for (int c = 0; c < C; ++c) {
+            const R norm = x[c] * s;
+            dw[c] += norm * d[c];
+            dx[c] += (w[c] * d[c] - norm * dot) * s;
+        }
+    }
+}
+
+// out = silu(g) * u: dg += d * u * sig(g) * (1 + g * (1 - sig(g))), du += d * silu(g).
+template <class R>
+void swiglu_backward(R* dfch, const R* fch, const R* dout, int N, int F) {
+    for (int n = 0; n < N; ++n) {
+        const R* g = fch + int64_t(n) * 2 * F;
+        const R* u = g + F;
+        const R* d = dout + int64_t(n) * F;
+        R* dg = dfch + int64_t(n) * 2 * F;
+        R* du = dg + F;
+        for (int f = 0; f < F; ++f) {
+            const R sig = R(1) / (R(1) + std::exp(-g[f]));
+            dg[f] += d[f] * u[f] * sig * (R(1) + g[f] * (R(1) - sig));
+            du[f] += d[f] * g[f] * sig;
+        }
+    }
 }
 
 template <class R>
@@ -61,18 +102,25 @@ void layernorm_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, cons
     }
 }
 
+// w (IC, OC) Conv1D, or (OC, IC) nn.Linear when `linear` (as matmul_forward).
 template <class R>
-void matmul_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R* w, int N, int IC, int OC) {
+void matmul_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R* w, int N, int IC, int OC,
+                     bool linear) {
     CMatMap<R> d(dout, N, OC);
-    MatMap<R>(dinp, N, IC).noalias() += d * CMatMap<R>(w, IC, OC).transpose();
-    MatMap<R>(dw, IC, OC).noalias() += CMatMap<R>(inp, N, IC).transpose() * d;
+    if (linear) {
+        MatMap<R>(dinp, N, IC).noalias() += d * CMatMap<R>(w, OC, IC);
+        MatMap<R>(dw, OC, IC).noalias() += d.transpose() * CMatMap<R>(inp, N, IC);
+    } else {
+        MatMap<R>(dinp, N, IC).noalias() += d * CMatMap<R>(w, IC, OC).transpose();
+        MatMap<R>(dw, IC, OC).noalias() += CMatMap<R>(inp, N, IC).transpose() * d;
+    }
     if (db) RowVecMap<R>(db, OC) += d.colwise().sum();
 }
 
 template <class R>
 void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* qkv, const R* att, int b, int t,
-                        int C, int H, int Hkv) {
-    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd;
+                        int hd, int H, int Hkv) {
+    const int C = H * hd, kvd = Hkv * hd, Q = C + 2 * kvd;  // C here is Dq
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
@@ -111,6 +159,18 @@ void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* q
         }
 }
 
+// The mean cross-entropy over N rows: dlogits = (probs - onehot(target)) / N (set, not added).
+template <class R>
+void crossentropy_backward(R* dlogits, const R* probs, const int* targets, int N, int V) {
+    const R inv_n = R(1) / N;
+    for (int n = 0; n < N; ++n) {
+        const R* p = probs + int64_t(n) * V;
+        R* d = dlogits + int64_t(n) * V;
+        for (int v = 0; v < V; ++v) d[v] = p[v] * inv_n;
+        d[targets[n]] -= inv_n;
+    }
+}
+
 template <class R>
 void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     const R s = std::sqrt(R(2) / R(M_PI));
@@ -123,67 +183,89 @@ void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     }
 }
 
-}  // namespace
+// The kernels for both precisions (declared in train_internal.h, for the per-kernel
+// gradient checks in tests/test_train.cpp).
+#define KV_BACKWARD_KERNELS(R)                                                                              \
+    template void encoder_backward<R>(R*, R*, const R*, const int*, int, int, int);                        \
+    template void rmsnorm_backward<R>(R*, R*, const R*, const R*, const R*, const R*, int, int);            \
+    template void swiglu_backward<R>(R*, const R*, const R*, int, int);                                     \
+    template void layernorm_backward<R>(R*, R*, R*, const R*, const R*, const R*, const R*, const R*, int, int); \
+    template void matmul_backward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, int, bool);        \
+    template void attention_backward<R>(R*, R*, const R*, const R*, const R*, int, int, int, int, int);     \
+    template void gelu_backward<R>(R*, const R*, const R*, int64_t);                                        \
+    template void crossentropy_backward<R>(R*, const R*, const int*, int, int);
+KV_BACKWARD_KERNELS(float)
+KV_BACKWARD_KERNELS(double)
+#undef KV_BACKWARD_KERNELS
+
+}  // namespace train_detail
 
 template <class R>
-void GptTrainer<R>::backward() {
+void Trainer<R>::backward() {
     Acts& a = *acts_;
     if (!a.has_targets || a.b == 0) throw Error("trainer backward: needs a forward pass with targets first");
     const int b = a.b, t = a.t, N = b * t, C = cfg_.n_embd, V = cfg_.vocab_size, Q = cfg_.qkv_dim(),
               H = cfg_.n_head, Hkv = cfg_.n_kv_head, L = cfg_.n_layer;
+    const bool llama = cfg_.is_llama();
+    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     std::fill(grads_.begin(), grads_.end(), R(0));
     auto P = [&](int idx) { return params_.data() + layout_[idx].offset; };
     auto G = [&](int idx) { return grads_.data() + layout_[idx].offset; };
     auto zero = [](TrainBuf<R>& v, int64_t n) { std::fill(v.begin(), v.begin() + n, R(0)); };
+    // The family's norm backward, adding into dinp, dw (and db for LayerNorm).
+    auto norm_back = [&](R* dinp, R* dw, R* db, const R* dout, const R* in, const R* w, const R* mean, const R* rstd) {
+        if (llama)
+            rmsnorm_backward(dinp, dw, dout, in, w, rstd, N, C);
+        else
+            layernorm_backward(dinp, dw, db, dout, in, w, mean, rstd, N, C);
+    };
 
-    // Cross-entropy of the mean loss: dlogits = (probs - onehot) / N.
-    const R inv_n = R(1) / N;
-    for (int n = 0; n < N; ++n) {
-        const R* p = a.probs.data() + int64_t(n) * V;
-        R* d = a.dlogits.data() + int64_t(n) * V;
-        for (int v = 0; v < V; ++v) d[v] = p[v] * inv_n;
-        d[a.targets[n]] -= inv_n;
-    }
+    crossentropy_backward(a.dlogits.data(), a.probs.data(), a.targets.data(), N, V);
     // Tied head: dlnf = dlogits * wte; dwte += dlogits^T * lnf.
     CMatMap<R> dlogits(a.dlogits.data(), N, V);
-    MatMap<R>(a.dln.data(), N, C).noalias() = dlogits * CMatMap<R>(P(kWte), V, C);
-    MatMap<R>(G(kWte), V, C).noalias() += dlogits.transpose() * CMatMap<R>(a.lnf.data(), N, C);
+    MatMap<R>(a.dln.data(), N, C).noalias() = dlogits * CMatMap<R>(P(0), V, C);
+    MatMap<R>(G(0), V, C).noalias() += dlogits.transpose() * CMatMap<R>(a.lnf.data(), N, C);
 
     const R* x_last = L > 0 ? a.layers[L - 1].res3.data() : a.encoded.data();
+    const int fn = final_norm_index(cfg_);
     zero(a.dres, int64_t(N) * C);
-    layernorm_backward(a.dres.data(), G(lnf_index(L)), G(lnf_index(L) + 1), a.dln.data(), x_last, P(lnf_index(L)),
-                       a.lnf_mean.data(), a.lnf_rstd.data(), N, C);
+    norm_back(a.dres.data(), G(fn), llama ? nullptr : G(fn + 1), a.dln.data(), x_last, P(fn), a.lnf_mean.data(),
+              a.lnf_rstd.data());
 
     // a.dres holds d(loss)/d(residual stream) and flows down through the layers.
     for (int l = L - 1; l >= 0; --l) {
         auto& s = a.layers[l];
-        auto W = [&](int which) { return P(layer_index(l, which)); };
-        auto DW = [&](int which) { return G(layer_index(l, which)); };
+        const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
+        const LayerParams<R> dw = layer_params(cfg_, layout_, grads_.data(), l);
         const R* x = l == 0 ? a.encoded.data() : a.layers[l - 1].res3.data();
-        // MLP: res3 = res2 + gelu(ln2 * fc_w + fc_b) * mlp_proj_w + mlp_proj_b.
-        zero(a.dgelu, int64_t(N) * 4 * C);
-        matmul_backward(a.dgelu.data(), DW(MPW), DW(MPB), a.dres.data(), s.fch_gelu.data(), W(MPW), N, 4 * C, C);
-        zero(a.dfch, int64_t(N) * 4 * C);
-        gelu_backward(a.dfch.data(), s.fch.data(), a.dgelu.data(), int64_t(N) * 4 * C);
+        // MLP: res3 = res2 + act(ln2 * fc) * out.
+        zero(a.dact, int64_t(N) * M);
+        matmul_backward(a.dact.data(), dw.out_w, dw.out_b, a.dres.data(), s.fch_act.data(), w.out_w, N, M, C, llama);
+        zero(a.dfch, int64_t(N) * Min);
+        if (llama)
+            swiglu_backward(a.dfch.data(), s.fch.data(), a.dact.data(), N, M);
+        else
+            gelu_backward(a.dfch.data(), s.fch.data(), a.dact.data(), int64_t(N) * M);
         zero(a.dln, int64_t(N) * C);
-        matmul_backward(a.dln.data(), DW(FCW), DW(FCB), a.dfch.data(), s.ln2.data(), W(FCW), N, C, 4 * C);
-        layernorm_backward(a.dres.data(), DW(LN2W), DW(LN2B), a.dln.data(), s.res2.data(), W(LN2W),
-                           s.ln2_mean.data(), s.ln2_rstd.data(), N, C);
-        // Attention: res2 = x + atty * attn_proj_w + attn_proj_b.
-        zero(a.datty, int64_t(N) * C);
-        matmul_backward(a.datty.data(), DW(APW), DW(APB), a.dres.data(), s.atty.data(), W(APW), N, C, C);
+        matmul_backward(a.dln.data(), dw.fc_w, dw.fc_b, a.dfch.data(), s.ln2.data(), w.fc_w, N, C, Min, llama);
+        norm_back(a.dres.data(), dw.norm2_w, dw.norm2_b, a.dln.data(), s.res2.data(), w.norm2_w, s.ln2_mean.data(),
+                  s.ln2_rstd.data());
+        // Attention: res2 = x + atty * proj.
+        zero(a.datty, int64_t(N) * Dq);
+        matmul_backward(a.datty.data(), dw.proj_w, dw.proj_b, a.dres.data(), s.atty.data(), w.proj_w, N, Dq, C, llama);
         zero(a.dqkv, int64_t(N) * Q);
-        attention_backward(a.dqkv.data(), a.datt_row.data(), a.datty.data(), s.qkv.data(), s.att.data(), b, t, C, H,
+        attention_backward(a.dqkv.data(), a.datt_row.data(), a.datty.data(), s.qkv.data(), s.att.data(), b, t, hd, H,
                            Hkv);
+        if (llama) rope_forward(a.dqkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd, true);
         zero(a.dln, int64_t(N) * C);
-        matmul_backward(a.dln.data(), DW(ATTW), DW(ATTB), a.dqkv.data(), s.ln1.data(), W(ATTW), N, C, Q);
-        layernorm_backward(a.dres.data(), DW(LN1W), DW(LN1B), a.dln.data(), x, W(LN1W), s.ln1_mean.data(),
-                           s.ln1_rstd.data(), N, C);
+        matmul_backward(a.dln.data(), dw.qkv_w, dw.qkv_b, a.dqkv.data(), s.ln1.data(), w.qkv_w, N, C, Q, llama);
+        norm_back(a.dres.data(), dw.norm1_w, dw.norm1_b, a.dln.data(), x, w.norm1_w, s.ln1_mean.data(),
+                  s.ln1_rstd.data());
     }
-    encoder_backward(G(kWte), G(kWpe), a.dres.data(), a.inputs.data(), b, t, C);
+    encoder_backward(G(0), llama ? nullptr : G(1), a.dres.data(), a.inputs.data(), b, t, C);
 }
 
-template void GptTrainer<float>::backward();
-template void GptTrainer<double>::backward();
+template void Trainer<float>::backward();
+template void Trainer<double>::backward();
 
 }  // namespace kv

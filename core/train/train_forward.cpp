@@ -1,13 +1,19 @@
 // The trainer's forward pass, written out by hand in the manner of llm.c's
 // train_gpt2.c: kernels over raw row-major buffers, output first, then
-// GptTrainer::forward, which runs them top to bottom and saves every activation the
-// backward pass (train_backward.cpp) needs in GptTrainer::Acts. The math is exactly
-// the inference engine's: x = wte[id] + wpe[pos]; per layer h = LN1(x),
-// qkv = h*attn_w + attn_b, causal softmax(q k^T / sqrt(hd)) v per head,
-// x += att*attn_proj_w + attn_proj_b, x += gelu(LN2(x)*fc_w + fc_b)*mlp_proj_w + mlp_proj_b;
-// LN_f; logits = x * wte^T; with targets, the mean cross-entropy.
+// Trainer::forward, which runs them top to bottom and saves every activation the
+// backward pass (train_backward.cpp) needs in Trainer::Acts. One forward for both
+// families; the config chooses the blocks:
+//   GPT-2 (the inference engine's math): x = wte[id] + wpe[pos]; per layer
+//     h = LN1(x), qkv = h*attn_w + attn_b, causal softmax(q k^T / sqrt(hd)) v per head,
+//     x += att*attn_proj_w + attn_proj_b, x += gelu(LN2(x)*fc_w + fc_b)*mlp_proj_w + mlp_proj_b;
+//     LN_f.
+//   Llama (transformers' modeling_llama.py): x = embed_tokens[id]; per layer
+//     h = RMSNorm1(x), [q|k|v] = h*[Wq;Wk;Wv]^T, q and k rotated by RoPE at their
+//     position, the same causal attention, x += att*Wo^T,
+//     x += (silu(h2*Wgate^T) * (h2*Wup^T))*Wdown^T with h2 = RMSNorm2(x); RMSNorm_f.
+//   Both: logits = x * wte^T (tied); with targets, the mean cross-entropy.
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
-// Hkv kv heads, hd head size, Q = C + 2*kv_dim, N = b*t rows of a batch.
+// Hkv kv heads, hd head size, Dq = H*hd, Q = Dq + 2*kv_dim, F n_ff, N = b*t rows of a batch.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -23,16 +29,19 @@ namespace kv {
 
 using namespace train_detail;  // the Mat maps and tensor indices
 
-namespace {
+namespace train_detail {
 
+// out = wte[id] (+ wpe[pos] when wpe is given: GPT-2).
 template <class R>
 void encoder_forward(R* out, const int* inp, const R* wte, const R* wpe, int b, int t, int C) {
     for (int i = 0; i < b; ++i)
         for (int j = 0; j < t; ++j) {
             R* o = out + (int64_t(i) * t + j) * C;
             const R* e = wte + int64_t(inp[i * t + j]) * C;
+            for (int c = 0; c < C; ++c) o[c] = e[c];
+            if (!wpe) continue;
             const R* p = wpe + int64_t(j) * C;
-            for (int c = 0; c < C; ++c) o[c] = e[c] + p[c];
+            for (int c = 0; c < C; ++c) o[c] += p[c];
         }
 }
 
@@ -56,20 +65,64 @@ void layernorm_forward(R* out, R* mean, R* rstd, const R* inp, const R* w, const
     }
 }
 
-// out (N, OC) = inp (N, IC) * w (IC, OC) + bias (OC): Conv1D orientation.
+// RMSNorm as transformers' LlamaRMSNorm: out = x / sqrt(mean(x^2) + eps) * w.
 template <class R>
-void matmul_forward(R* out, const R* inp, const R* w, const R* bias, int N, int IC, int OC) {
+void rmsnorm_forward(R* out, R* rstd, const R* inp, const R* w, int N, int C, R eps) {
+    for (int n = 0; n < N; ++n) {
+        const R* x = inp + int64_t(n) * C;
+        R ms = 0;
+        for (int c = 0; c < C; ++c) ms += x[c] * x[c];
+        ms /= C;
+        const R s = R(1) / std::sqrt(ms + eps);
+        R* o = out + int64_t(n) * C;
+        for (int c = 0; c < C; ++c) o[c] = x[c] * s * w[c];
+        rstd[n] = s;
+    }
+}
+
+// out (N, OC) = inp (N, IC) * w + bias (OC), w (IC, OC) in Conv1D orientation, or
+// w (OC, IC) in nn.Linear orientation when `linear` (then out = inp * w^T).
+template <class R>
+void matmul_forward(R* out, const R* inp, const R* w, const R* bias, int N, int IC, int OC, bool linear) {
     MatMap<R> o(out, N, OC);
-    o.noalias() = CMatMap<R>(inp, N, IC) * CMatMap<R>(w, IC, OC);
+    if (linear)
+        o.noalias() = CMatMap<R>(inp, N, IC) * CMatMap<R>(w, OC, IC).transpose();
+    else
+        o.noalias() = CMatMap<R>(inp, N, IC) * CMatMap<R>(w, IC, OC);
     if (bias) o.rowwise() += CRowVecMap<R>(bias, OC);
+}
+
+// RoPE in place on the q and k heads of qkv (b, t, Q), the row at position j rotated
+// by j * inv_freq: transformers' apply_rotary_pos_emb, x*cos + rotate_half(x)*sin,
+// which turns each pair (x[i], x[i + hd/2]) by the angle of pair i. With `inverse`
+// the rotation is by minus the angle (what the backward pass applies to gradients).
+template <class R>
+void rope_forward(R* qkv, const R* cos_t, const R* sin_t, int b, int t, int Q, int n_rot_heads, int hd,
+                  bool inverse) {
+    const int half = hd / 2;
+    for (int i = 0; i < b; ++i)
+        for (int j = 0; j < t; ++j) {
+            const R* cs = cos_t + int64_t(j) * half;
+            const R* sn = sin_t + int64_t(j) * half;
+            R* row = qkv + (int64_t(i) * t + j) * Q;
+            for (int h = 0; h < n_rot_heads; ++h) {  // the H q heads then the Hkv k heads
+                R* x = row + int64_t(h) * hd;
+                for (int k = 0; k < half; ++k) {
+                    const R s = inverse ? -sn[k] : sn[k];
+                    const R x1 = x[k], x2 = x[k + half];
+                    x[k] = x1 * cs[k] - x2 * s;
+                    x[k + half] = x2 * cs[k] + x1 * s;
+                }
+            }
+        }
 }
 
 // Causal multi-head attention. qkv (b, t, Q) holds [q | k | v]; query head h reads
 // kv head kv_head_of(h, H, Hkv). att (b, H, t, t) keeps the softmax weights (0 above the
-// diagonal); out (b, t, C).
+// diagonal); out (b, t, Dq).
 template <class R>
-void attention_forward(R* out, R* att, const R* qkv, int b, int t, int C, int H, int Hkv) {
-    const int hd = C / H, kvd = Hkv * hd, Q = C + 2 * kvd;
+void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H, int Hkv) {
+    const int C = H * hd, kvd = Hkv * hd, Q = C + 2 * kvd;  // C here is Dq
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
@@ -114,6 +167,18 @@ void gelu_forward(R* out, const R* inp, int64_t n) {
     }
 }
 
+// SwiGLU: out (N, F) = silu(gate) * up, fch (N, 2F) holding [gate | up] per row;
+// silu(g) = g * sigmoid(g).
+template <class R>
+void swiglu_forward(R* out, const R* fch, int N, int F) {
+    for (int n = 0; n < N; ++n) {
+        const R* g = fch + int64_t(n) * 2 * F;
+        const R* u = g + F;
+        R* o = out + int64_t(n) * F;
+        for (int f = 0; f < F; ++f) o[f] = g[f] / (R(1) + std::exp(-g[f])) * u[f];
+    }
+}
+
 // probs = softmax(logits) per row; losses[n] = -log probs[n][target[n]].
 template <class R>
 void crossentropy_forward(R* probs, R* losses, const R* logits, const int* targets, int N, int V) {
@@ -133,10 +198,26 @@ void crossentropy_forward(R* probs, R* losses, const R* logits, const int* targe
     }
 }
 
-}  // namespace
+// The kernels for both precisions (declared in train_internal.h, for the backward
+// pass's RoPE and the per-kernel gradient checks in tests/test_train.cpp).
+#define KV_FORWARD_KERNELS(R)                                                                               \
+    template void encoder_forward<R>(R*, const int*, const R*, const R*, int, int, int);                   \
+    template void layernorm_forward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, R);              \
+    template void rmsnorm_forward<R>(R*, R*, const R*, const R*, int, int, R);                              \
+    template void matmul_forward<R>(R*, const R*, const R*, const R*, int, int, int, bool);                 \
+    template void rope_forward<R>(R*, const R*, const R*, int, int, int, int, int, bool);                   \
+    template void attention_forward<R>(R*, R*, const R*, int, int, int, int, int);                          \
+    template void gelu_forward<R>(R*, const R*, int64_t);                                                   \
+    template void swiglu_forward<R>(R*, const R*, int, int);                                                \
+    template void crossentropy_forward<R>(R*, R*, const R*, const int*, int, int);
+KV_FORWARD_KERNELS(float)
+KV_FORWARD_KERNELS(double)
+#undef KV_FORWARD_KERNELS
+
+}  // namespace train_detail
 
 template <class R>
-R GptTrainer<R>::forward(std::span<const int> inputs, std::span<const int> targets, int b, int t) {
+R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets, int b, int t) {
     if (b <= 0 || t <= 0 || b > B_ || t > T_)
         throw Error("trainer forward: batch " + std::to_string(b) + " x " + std::to_string(t) +
                     " exceeds the allocated " + std::to_string(B_) + " x " + std::to_string(T_));
@@ -155,31 +236,43 @@ R GptTrainer<R>::forward(std::span<const int> inputs, std::span<const int> targe
     a.inputs.assign(inputs.begin(), inputs.end());
     a.targets.assign(targets.begin(), targets.end());
     const R eps = R(cfg_.layer_norm_epsilon);
+    const bool llama = cfg_.is_llama();
+    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     auto P = [&](int idx) { return params_.data() + layout_[idx].offset; };
+    // The family's norm: LayerNorm (w, b) or RMSNorm (w).
+    auto norm = [&](R* out, R* mean, R* rstd, const R* in, const R* w, const R* bias) {
+        if (llama)
+            rmsnorm_forward(out, rstd, in, w, N, C, eps);
+        else
+            layernorm_forward(out, mean, rstd, in, w, bias, N, C, eps);
+    };
 
-    encoder_forward(a.encoded.data(), a.inputs.data(), P(kWte), P(kWpe), b, t, C);
+    encoder_forward(a.encoded.data(), a.inputs.data(), P(0), llama ? nullptr : P(1), b, t, C);
     const R* x = a.encoded.data();
     for (int l = 0; l < L; ++l) {
         auto& s = a.layers[l];
-        auto W = [&](int which) { return P(layer_index(l, which)); };
-        layernorm_forward(s.ln1.data(), s.ln1_mean.data(), s.ln1_rstd.data(), x, W(LN1W), W(LN1B), N, C, eps);
-        matmul_forward(s.qkv.data(), s.ln1.data(), W(ATTW), W(ATTB), N, C, Q);
-        attention_forward(s.atty.data(), s.att.data(), s.qkv.data(), b, t, C, H, Hkv);
-        matmul_forward(s.res2.data(), s.atty.data(), W(APW), W(APB), N, C, C);
+        const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
+        norm(s.ln1.data(), s.ln1_mean.data(), s.ln1_rstd.data(), x, w.norm1_w, w.norm1_b);
+        matmul_forward(s.qkv.data(), s.ln1.data(), w.qkv_w, w.qkv_b, N, C, Q, llama);
+        if (llama) rope_forward(s.qkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd);
+        attention_forward(s.atty.data(), s.att.data(), s.qkv.data(), b, t, hd, H, Hkv);
+        matmul_forward(s.res2.data(), s.atty.data(), w.proj_w, w.proj_b, N, Dq, C, llama);
         for (int64_t i = 0; i < int64_t(N) * C; ++i) s.res2[i] += x[i];
-        layernorm_forward(s.ln2.data(), s.ln2_mean.data(), s.ln2_rstd.data(), s.res2.data(), W(LN2W), W(LN2B), N,
-                          C, eps);
-        matmul_forward(s.fch.data(), s.ln2.data(), W(FCW), W(FCB), N, C, 4 * C);
-        gelu_forward(s.fch_gelu.data(), s.fch.data(), int64_t(N) * 4 * C);
-        matmul_forward(s.res3.data(), s.fch_gelu.data(), W(MPW), W(MPB), N, 4 * C, C);
+        norm(s.ln2.data(), s.ln2_mean.data(), s.ln2_rstd.data(), s.res2.data(), w.norm2_w, w.norm2_b);
+        matmul_forward(s.fch.data(), s.ln2.data(), w.fc_w, w.fc_b, N, C, Min, llama);
+        if (llama)
+            swiglu_forward(s.fch_act.data(), s.fch.data(), N, M);
+        else
+            gelu_forward(s.fch_act.data(), s.fch.data(), int64_t(N) * M);
+        matmul_forward(s.res3.data(), s.fch_act.data(), w.out_w, w.out_b, N, M, C, llama);
         for (int64_t i = 0; i < int64_t(N) * C; ++i) s.res3[i] += s.res2[i];
         x = s.res3.data();
     }
-    layernorm_forward(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), x, P(lnf_index(L)), P(lnf_index(L) + 1),
-                      N, C, eps);
+    const int fn = final_norm_index(cfg_);
+    norm(a.lnf.data(), a.lnf_mean.data(), a.lnf_rstd.data(), x, P(fn), llama ? nullptr : P(fn + 1));
     // Tied head: logits (N, V) = lnf (N, C) * wte^T.
     MatMap<R>(a.logits.data(), N, V).noalias() =
-        CMatMap<R>(a.lnf.data(), N, C) * CMatMap<R>(P(kWte), V, C).transpose();
+        CMatMap<R>(a.lnf.data(), N, C) * CMatMap<R>(P(0), V, C).transpose();
     if (!a.has_targets) return R(0);
     crossentropy_forward(a.probs.data(), a.losses.data(), a.logits.data(), a.targets.data(), N, V);
     R sum = 0;
@@ -187,7 +280,7 @@ R GptTrainer<R>::forward(std::span<const int> inputs, std::span<const int> targe
     return sum / N;
 }
 
-template float GptTrainer<float>::forward(std::span<const int>, std::span<const int>, int, int);
-template double GptTrainer<double>::forward(std::span<const int>, std::span<const int>, int, int);
+template float Trainer<float>::forward(std::span<const int>, std::span<const int>, int, int);
+template double Trainer<double>::forward(std::span<const int>, std::span<const int>, int, int);
 
 }  // namespace kv

@@ -1,9 +1,10 @@
 // Internals shared by the trainer's files, not part of its interface (train.h): the
 // Eigen views the kernels put over the flat row-major buffers, where each tensor sits
-// in param_layout() (train_params.cpp), and GptTrainer::Acts, the activations a
+// in param_layout() (train_params.cpp), and Trainer::Acts, the activations a
 // forward pass (train_forward.cpp) saves for the backward pass (train_backward.cpp),
 // with the backward pass's scratch. Notation (train.h): B batch rows, T sequence
-// length, C n_embd, V vocab, L layers, H heads, Q = C + 2*kv_dim, N = B*T.
+// length, C n_embd, V vocab, L layers, H heads, hd head size, Dq = H*hd,
+// Q = Dq + 2*kv_dim, F n_ff, M the MLP's hidden width (GPT-2 4C, Llama F), N = B*T.
 #pragma once
 #include <vector>
 
@@ -26,27 +27,88 @@ using RowVecMap = Eigen::Map<Eigen::Matrix<R, 1, Eigen::Dynamic>>;
 template <class R>
 using CRowVecMap = Eigen::Map<const Eigen::Matrix<R, 1, Eigen::Dynamic>>;
 
-// Index of a tensor inside param_layout(): 2 + 12*layer + one of these.
-enum LayerTensor { LN1W, LN1B, ATTW, ATTB, APW, APB, LN2W, LN2B, FCW, FCB, MPW, MPB, kPerLayer };
-constexpr int kWte = 0, kWpe = 1;
-inline int layer_index(int l, int which) { return 2 + kPerLayer * l + which; }
-inline int lnf_index(int L) { return 2 + kPerLayer * L; }
+// One layer's tensors inside a flat buffer laid out by param_layout() (the
+// parameters, or their gradients). A bias or norm shift the family lacks is null.
+//   GPT-2: matrices (in, out), y = x*W + b.   Llama: matrices (out, in), y = x*W^T.
+template <class R>
+struct LayerParams {
+    R *norm1_w, *norm1_b;  // (C)        ln_1 | input_layernorm (no shift)
+    R *qkv_w, *qkv_b;      // (C, Q) | (Q, C)      c_attn | [q_proj; k_proj; v_proj]
+    R *proj_w, *proj_b;    // (C, C) | (C, Dq)     attn.c_proj | o_proj
+    R *norm2_w, *norm2_b;  // (C)        ln_2 | post_attention_layernorm
+    R *fc_w, *fc_b;        // (C, 4C) | (2F, C)    mlp.c_fc | [gate_proj; up_proj]
+    R *out_w, *out_b;      // (4C, C) | (C, F)     mlp.c_proj | down_proj
+};
+// Tensors per layer in param_layout(): 12 for GPT-2, 9 for Llama.
+inline int tensors_per_layer(const ModelConfig& cfg) { return cfg.is_llama() ? 9 : 12; }
+// The embedding (wte | embed_tokens) is tensor 0; GPT-2's wpe is tensor 1.
+inline int first_layer_index(const ModelConfig& cfg) { return cfg.is_llama() ? 1 : 2; }
+inline int final_norm_index(const ModelConfig& cfg) {
+    return first_layer_index(cfg) + tensors_per_layer(cfg) * cfg.n_layer;
+}
+template <class R>
+LayerParams<R> layer_params(const ModelConfig& cfg, const std::vector<ParamTensor>& layout, R* base, int l) {
+    const int i = first_layer_index(cfg) + tensors_per_layer(cfg) * l;
+    auto at = [&](int k) { return base + layout[size_t(i + k)].offset; };
+    if (cfg.is_llama())  // norm1, q, k, v, o, norm2, gate, up, down
+        return {at(0), nullptr, at(1), nullptr, at(4), nullptr, at(5), nullptr, at(6), nullptr, at(8), nullptr};
+    return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
+}
+// The MLP's hidden width M and its first product's width (GPT-2 4C and 4C, Llama F and 2F).
+inline int mlp_hidden(const ModelConfig& cfg) { return cfg.is_llama() ? cfg.n_ff : 4 * cfg.n_embd; }
+inline int mlp_in(const ModelConfig& cfg) { return cfg.is_llama() ? 2 * cfg.n_ff : 4 * cfg.n_embd; }
+
+// The kernels (train_forward.cpp, train_backward.cpp), instantiated for float and
+// double. Output first; buffers row-major; every backward kernel adds into its
+// d-buffers. Shapes as in the files that define them.
+template <class R> void encoder_forward(R* out, const int* inp, const R* wte, const R* wpe, int b, int t, int C);
+template <class R>
+void layernorm_forward(R* out, R* mean, R* rstd, const R* inp, const R* w, const R* bias, int N, int C, R eps);
+template <class R> void rmsnorm_forward(R* out, R* rstd, const R* inp, const R* w, int N, int C, R eps);
+template <class R>
+void matmul_forward(R* out, const R* inp, const R* w, const R* bias, int N, int IC, int OC, bool linear);
+template <class R>
+void rope_forward(R* qkv, const R* cos_t, const R* sin_t, int b, int t, int Q, int n_rot_heads, int hd,
+                  bool inverse = false);
+template <class R> void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H, int Hkv);
+template <class R> void gelu_forward(R* out, const R* inp, int64_t n);
+template <class R> void swiglu_forward(R* out, const R* fch, int N, int F);
+template <class R>
+void crossentropy_forward(R* probs, R* losses, const R* logits, const int* targets, int N, int V);
+
+template <class R> void encoder_backward(R* dwte, R* dwpe, const R* dout, const int* inp, int b, int t, int C);
+template <class R>
+void layernorm_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R* w, const R* mean,
+                        const R* rstd, int N, int C);
+template <class R>
+void rmsnorm_backward(R* dinp, R* dw, const R* dout, const R* inp, const R* w, const R* rstd, int N, int C);
+template <class R>
+void matmul_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R* w, int N, int IC, int OC,
+                     bool linear);
+template <class R>
+void attention_backward(R* dqkv, R* scratch, const R* dout, const R* qkv, const R* att, int b, int t, int hd, int H,
+                        int Hkv);
+template <class R> void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n);
+template <class R> void swiglu_backward(R* dfch, const R* fch, const R* dout, int N, int F);
+template <class R> void crossentropy_backward(R* dlogits, const R* probs, const int* targets, int N, int V);
 
 }  // namespace train_detail
 
 template <class R>
-struct GptTrainer<R>::Acts {
+struct Trainer<R>::Acts {
     struct Layer {
-        TrainBuf<R> ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N)
-        TrainBuf<R> qkv;                      // (N, Q)
+        TrainBuf<R> ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N); mean unused by RMSNorm
+        TrainBuf<R> qkv;                      // (N, Q) [q | k | v], q and k rotated (Llama)
         TrainBuf<R> att;                      // (B, H, T, T)
-        TrainBuf<R> atty;                     // (N, C)
+        TrainBuf<R> atty;                     // (N, Dq)
         TrainBuf<R> res2;                     // (N, C) residual after attention
         TrainBuf<R> ln2, ln2_mean, ln2_rstd;  // (N, C), (N), (N)
-        TrainBuf<R> fch, fch_gelu;            // (N, 4C)
+        TrainBuf<R> fch;                      // (N, 4C) | (N, 2F) [gate | up], before the activation
+        TrainBuf<R> fch_act;                  // (N, M)  gelu(fch) | silu(gate) * up
         TrainBuf<R> res3;                     // (N, C) residual after the MLP
     };
     TrainBuf<R> encoded;                  // (N, C)
+    TrainBuf<R> rope_cos, rope_sin;       // (T, hd/2) Llama: cos and sin of pos * inv_freq[i]
     std::vector<Layer> layers;               // L
     TrainBuf<R> lnf, lnf_mean, lnf_rstd;  // (N, C), (N), (N)
     TrainBuf<R> logits, probs;            // (N, V)
@@ -55,7 +117,7 @@ struct GptTrainer<R>::Acts {
     int b = 0, t = 0;
     bool has_targets = false;
     // Backward scratch.
-    TrainBuf<R> dres, dln, dqkv, datty, dgelu, dfch, dlogits, datt_row;
+    TrainBuf<R> dres, dln, dqkv, datty, dact, dfch, dlogits, datt_row;  // dact (N, M), dfch (N, 4C | 2F)
 };
 
 }  // namespace kv

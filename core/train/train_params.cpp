@@ -1,18 +1,24 @@
-// The trainer's parameters and buffers: param_layout() (where each GPT-2 tensor sits
-// in the one flat buffer), GptTrainer's constructor, which allocates that buffer, its
-// gradients and every saved activation for a B x T batch, and the copies between the
-// flat buffer and the engine's Weights. The forward and backward passes are in
-// train_forward.cpp and train_backward.cpp.
+// The trainer's parameters and buffers: param_layout() (where each tensor of either
+// family sits in the one flat buffer), Trainer's constructor, which allocates that
+// buffer, its gradients and every saved activation for a B x T batch (and the RoPE
+// table of a Llama), the initial weights, and the copies between the flat buffer and
+// the engine's Weights (GPT-2) or a safetensors file (either family). The forward
+// and backward passes are in train_forward.cpp and train_backward.cpp.
 // Notation (train.h): B batch rows, T sequence length, C n_embd, V vocab, H heads,
-// Q = C + 2*kv_dim (c_attn width), N = B*T.
+// hd head size, Dq = H*hd, kvd = kv_dim, Q = Dq + 2*kvd, F n_ff, N = B*T.
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "core/error.h"
+#include "core/rng.h"
+#include "core/model/safetensors.h"
 #include "core/train/train.h"
 #include "core/train/train_internal.h"
 
 namespace kv {
+
+using namespace train_detail;  // the layout helpers
 
 namespace {
 
@@ -30,9 +36,52 @@ std::vector<float*> weight_pointers(Weights& w) {
     return p;
 }
 
+// Llama names as LlamaForCausalLM's state_dict has them (modeling_llama.py).
+std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
+    const int V = cfg.vocab_size, C = cfg.n_embd, Dq = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
+    std::vector<ParamTensor> out;
+    int64_t off = 0;
+    auto add = [&](std::string name, int rows, int cols, bool decay) {
+        out.push_back({std::move(name), off, rows, cols, decay});
+        off += int64_t(rows) * cols;
+    };
+    add("model.embed_tokens.weight", V, C, true);
+    for (int l = 0; l < cfg.n_layer; ++l) {
+        const std::string h = "model.layers." + std::to_string(l) + ".";
+        add(h + "input_layernorm.weight", 1, C, false);
+        add(h + "self_attn.q_proj.weight", Dq, C, true);  // q, k, v back to back: one (Q, C) matrix
+        add(h + "self_attn.k_proj.weight", kvd, C, true);
+        add(h + "self_attn.v_proj.weight", kvd, C, true);
+        add(h + "self_attn.o_proj.weight", C, Dq, true);
+        add(h + "post_attention_layernorm.weight", 1, C, false);
+        add(h + "mlp.gate_proj.weight", F, C, true);  // gate, up back to back: one (2F, C) matrix
+        add(h + "mlp.up_proj.weight", F, C, true);
+        add(h + "mlp.down_proj.weight", C, F, true);
+    }
+    add("model.norm.weight", 1, C, false);
+    return out;
+}
+
+// RoPE's (T, hd/2) cos and sin tables. transformers: freqs = inv_freq (f32) * pos
+// (f32), then cos and sin of that f32 angle.
+template <class R>
+void rope_tables(TrainBuf<R>& cos_t, TrainBuf<R>& sin_t, const ModelConfig& cfg, int T) {
+    const std::vector<float> inv_freq = rope_inv_freq(cfg.head_dim(), cfg.rope);
+    const int half = cfg.head_dim() / 2;
+    cos_t.resize(int64_t(T) * half);
+    sin_t.resize(int64_t(T) * half);
+    for (int p = 0; p < T; ++p)
+        for (int i = 0; i < half; ++i) {
+            const R angle = R(float(p) * inv_freq[size_t(i)]);
+            cos_t[int64_t(p) * half + i] = std::cos(angle);
+            sin_t[int64_t(p) * half + i] = std::sin(angle);
+        }
+}
+
 }  // namespace
 
 std::vector<ParamTensor> param_layout(const ModelConfig& cfg) {
+    if (cfg.is_llama()) return llama_layout(cfg);
     const int V = cfg.vocab_size, C = cfg.n_embd, Q = cfg.qkv_dim();
     std::vector<ParamTensor> out;
     int64_t off = 0;
@@ -63,9 +112,11 @@ std::vector<ParamTensor> param_layout(const ModelConfig& cfg) {
 }
 
 template <class R>
-GptTrainer<R>::GptTrainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_(T) {
+Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_(T) {
     cfg_.validate("trainer config");
     if (!cfg_.tied_head) throw Error("trainer config: only tied heads (lm_head = wte) can be trained");
+    if (cfg_.is_llama() && (cfg_.qkv_bias || cfg_.o_bias))
+        throw Error("trainer config: a Llama with attention biases cannot be trained (the trainer's Llama has none)");
     if (B <= 0 || T <= 0 || T > cfg_.n_ctx)
         throw Error("trainer: batch " + std::to_string(B) + " x " + std::to_string(T) +
                     " must be positive with T <= n_ctx " + std::to_string(cfg_.n_ctx));
@@ -73,7 +124,8 @@ GptTrainer<R>::GptTrainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(
     const int64_t n = layout_.back().offset + layout_.back().size();
     params_.assign(n, R(0));
     grads_.assign(n, R(0));
-    const int64_t N = int64_t(B) * T, C = cfg_.n_embd, V = cfg_.vocab_size, Q = cfg_.qkv_dim(), H = cfg_.n_head;
+    const int64_t N = int64_t(B) * T, C = cfg_.n_embd, V = cfg_.vocab_size, Q = cfg_.qkv_dim(), H = cfg_.n_head,
+                  Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     acts_ = std::make_unique<Acts>();
     Acts& a = *acts_;
     a.encoded.resize(N * C);
@@ -84,15 +136,16 @@ GptTrainer<R>::GptTrainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(
         l.ln1_rstd.resize(N);
         l.qkv.resize(N * Q);
         l.att.resize(N * H * T);
-        l.atty.resize(N * C);
+        l.atty.resize(N * Dq);
         l.res2.resize(N * C);
         l.ln2.resize(N * C);
         l.ln2_mean.resize(N);
         l.ln2_rstd.resize(N);
-        l.fch.resize(N * 4 * C);
-        l.fch_gelu.resize(N * 4 * C);
+        l.fch.resize(N * Min);
+        l.fch_act.resize(N * M);
         l.res3.resize(N * C);
     }
+    if (cfg_.is_llama()) rope_tables(a.rope_cos, a.rope_sin, cfg_, T);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
     a.lnf_rstd.resize(N);
@@ -102,22 +155,24 @@ GptTrainer<R>::GptTrainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(
     a.dres.resize(N * C);
     a.dln.resize(N * C);
     a.dqkv.resize(N * Q);
-    a.datty.resize(N * C);
-    a.dgelu.resize(N * 4 * C);
-    a.dfch.resize(N * 4 * C);
+    a.datty.resize(N * Dq);
+    a.dact.resize(N * M);
+    a.dfch.resize(N * Min);
     a.dlogits.resize(N * V);
     a.datt_row.resize(T);
 }
 
 template <class R>
-GptTrainer<R>::~GptTrainer() = default;
+Trainer<R>::~Trainer() = default;
 template <class R>
-GptTrainer<R>::GptTrainer(GptTrainer&&) noexcept = default;
+Trainer<R>::Trainer(Trainer&&) noexcept = default;
 template <class R>
-GptTrainer<R>& GptTrainer<R>::operator=(GptTrainer&&) noexcept = default;
+Trainer<R>& Trainer<R>::operator=(Trainer&&) noexcept = default;
 
 template <class R>
-void GptTrainer<R>::set_weights(const Weights& w) {
+void Trainer<R>::set_weights(const Weights& w) {
+    if (cfg_.is_llama())
+        throw Error("trainer: Weights hold GPT-2 tensors; a Llama trainer starts from init_random or read_safetensors");
     check_weights(cfg_, w, "trainer weights");
     auto ptrs = weight_pointers(const_cast<Weights&>(w));
     for (size_t i = 0; i < layout_.size(); ++i)
@@ -125,7 +180,8 @@ void GptTrainer<R>::set_weights(const Weights& w) {
 }
 
 template <class R>
-Weights GptTrainer<R>::weights() const {
+Weights Trainer<R>::weights() const {
+    if (cfg_.is_llama()) throw Error("trainer: Weights hold GPT-2 tensors; a Llama trainer writes write_safetensors");
     Weights w = allocate_weights(cfg_);
     auto ptrs = weight_pointers(w);
     for (size_t i = 0; i < layout_.size(); ++i) {
@@ -136,12 +192,63 @@ Weights GptTrainer<R>::weights() const {
 }
 
 template <class R>
-std::span<const R> GptTrainer<R>::logits() const {
+void Trainer<R>::init_random(uint64_t seed) {
+    if (!cfg_.is_llama()) return set_weights(random_weights(cfg_, seed));
+    // N(0, 1) by Box-Muller from SplitMix64's top 53 bits; tensors in layout order.
+    SplitMix64 rng{seed * 0x2545F4914F6CDD1DULL + 12345};
+    auto uniform = [&] { return (double(rng.next() >> 11) + 0.5) * (1.0 / 9007199254740992.0); };  // (0, 1)
+    const double std = 0.02, proj_std = std / std::sqrt(2.0 * cfg_.n_layer);
+    for (const auto& pt : layout_) {
+        R* p = params_.data() + pt.offset;
+        if (pt.rows == 1) {  // norm weights
+            std::fill(p, p + pt.size(), R(1));
+            continue;
+        }
+        const bool into_residual = pt.name.ends_with("o_proj.weight") || pt.name.ends_with("down_proj.weight");
+        const double s = into_residual ? proj_std : std;
+        for (int64_t i = 0; i < pt.size(); ++i) {
+            const double r = std::sqrt(-2.0 * std::log(uniform())), th = 2.0 * M_PI * uniform();
+            p[i] = R(float(s * r * std::cos(th)));
+        }
+    }
+}
+
+template <class R>
+void Trainer<R>::read_safetensors(const std::string& path) {
+    SafetensorsFile f(path);
+    std::vector<float> buf;
+    for (const auto& pt : layout_) {
+        if (!f.has(pt.name)) throw Error(path + ": tensor " + pt.name + " is missing");
+        const std::vector<int64_t> want = pt.rows == 1 ? std::vector<int64_t>{pt.cols}
+                                                       : std::vector<int64_t>{pt.rows, pt.cols};
+        const auto& got = f.tensors().at(pt.name).shape;
+        if (got != want)
+            throw Error(path + ": tensor " + pt.name + " has shape " + shape_str(got) + ", expected " + shape_str(want));
+        buf.resize(size_t(pt.size()));
+        f.read_f32(pt.name, buf.data(), pt.size());
+        std::copy(buf.begin(), buf.end(), params_.begin() + pt.offset);
+    }
+}
+
+template <class R>
+void Trainer<R>::write_safetensors(const std::string& path) const {
+    std::vector<float> values(params_.begin(), params_.end());
+    std::vector<TensorOut> out;
+    for (const auto& pt : layout_) {
+        std::vector<int64_t> shape = pt.rows == 1 ? std::vector<int64_t>{pt.cols}
+                                                  : std::vector<int64_t>{pt.rows, pt.cols};
+        out.push_back({pt.name, std::move(shape), values.data() + pt.offset, "F32"});
+    }
+    write_safetensors_tensors(path, out);
+}
+
+template <class R>
+std::span<const R> Trainer<R>::logits() const {
     return {acts_->logits.data(), size_t(acts_->b) * acts_->t * cfg_.vocab_size};
 }
 
 // The forward and backward passes are instantiated in their own files.
-template class GptTrainer<float>;
-template class GptTrainer<double>;
+template class Trainer<float>;
+template class Trainer<double>;
 
 }  // namespace kv
