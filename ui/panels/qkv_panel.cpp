@@ -9,7 +9,6 @@
 #include <cstdio>
 #include <vector>
 
-#include "core/model/model_io.h"
 #include "ui/look/colormap.h"
 #include "ui/look/heatmap.h"
 #include "ui/panels/panels.h"
@@ -19,17 +18,11 @@ namespace kvui {
 
 namespace {
 
-// What RoPE did to this token's q and k: each pair (i, i + hd/2) turned by
-// pos x inv_freq[i], the fastest pair and the slowest, and what the cache keeps.
-void draw_rope_note(const kv::ModelConfig& cfg, int pos, int hd) {
-    const std::vector<float> inv = kv::rope_inv_freq(hd, cfg.rope);
-    const double two_pi = 6.283185307179586;
-    auto deg = [&](float f) { return std::fmod(double(pos) * f, two_pi) * 360.0 / two_pi; };
+// What RoPE did to this token's q and k, in one line: turned for its position, pair
+// (i, i + hd/2) by pos x inv_freq[i] (the lesson's RoPE chapter gives the angles).
+void draw_rope_note(int pos) {
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().text_dim));
-    text_wrapped("RoPE: k0 and q are turned by their position %d, pair (i, i+%d) by %d x theta^(-2i/%d): pair 0 by "
-                 "%.0f deg (mod 360), pair %d by %.2f deg. The cache keeps k rotated for position %d; the score "
-                 "q.k then depends only on how far apart the two positions are.",
-                 pos, hd / 2, pos, hd, deg(inv.front()), hd / 2 - 1, deg(inv.back()), pos);
+    text_wrapped("RoPE: q and k0 turned for position %d; the cache keeps the turned k.", pos);
     ImGui::PopStyleColor();
 }
 
@@ -102,7 +95,7 @@ void draw_qkv_panel(AppState& app) {
         if (hov >= 0) ImGui::SetTooltip("%s[%d] = %.4f\n(token '%s', position %d)", d.name, hov, (*d.m)(r, hov), tok.c_str(), pos);
     }
     draw_diverging_legend(scale, pal.dark, fs * 8);
-    if (rope && app.model) draw_rope_note(app.model->config, pos, hd);
+    if (rope) draw_rope_note(pos);
     if (h->recompute_max_diff >= 0.f) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
         text_wrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
