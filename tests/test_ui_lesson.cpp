@@ -18,6 +18,7 @@
 
 #include "core/model/model_io.h"
 #include "core/session/session.h"
+#include "tests/test_helpers.h"
 #include "tests/ui_headless.h"
 #include "ui/state/app_state.h"
 #include "ui/runtime/controller.h"
@@ -151,7 +152,7 @@ void check_price(const AppState& app, const SessionView& v, const std::string& t
 }  // namespace
 
 TEST_CASE("lesson: the issue's chapters, the variants one each, each with a framed panel") {
-    REQUIRE(lesson_chapter_count() == 16);
+    REQUIRE(lesson_chapter_count() == 17);
     for (const Chapter& ch : lesson_chapters()) {
         CAPTURE(ch.number);
         CHECK(!ch.title.empty());
@@ -160,8 +161,8 @@ TEST_CASE("lesson: the issue's chapters, the variants one each, each with a fram
         CHECK(ch.panels.size() <= 3);
     }
     CHECK(lesson_chapter(0).number == 1);
-    CHECK(lesson_chapter(99).number == 16);
-    CHECK(lesson_chapter(16).title == "Where caches go next");  // always the last
+    CHECK(lesson_chapter(99).number == 17);
+    CHECK(lesson_chapter(17).title == "Where caches go next");  // always the last
     for (int n : {13, 14, 15}) CHECK(!lesson_chapter(n).setup.serve_preset.empty());
     for (const Chapter& ch : lesson_chapters()) CHECK(static_cast<bool>(ch.text));
     CHECK(lesson_chapter(4).setup.mode.cache_on == false);
@@ -170,7 +171,9 @@ TEST_CASE("lesson: the issue's chapters, the variants one each, each with a fram
     CHECK(lesson_chapter(10).setup.mode.policy.dtype == kv::KvDtype::int8);
     CHECK(lesson_chapter(11).setup.mode.model_spec == "tiny-gqa");
     CHECK(lesson_chapter(12).setup.mode.speculative);
-    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 16}) {  // the textbook cache, on the lesson's model
+    CHECK(lesson_chapter(16).setup.mode.model_spec == "tiny-llama");
+    CHECK(lesson_chapter(16).setup.rope_shift);
+    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 17}) {  // the textbook cache, on the lesson's model
         CAPTURE(n);
         CHECK(lesson_chapter(n).setup.mode.policy.is_default());
         CHECK(lesson_chapter(n).setup.mode.model_spec.empty());
@@ -462,12 +465,43 @@ TEST_CASE("lesson: each chapter's text carries the engine's numbers for its stat
         CHECK(plain.tokens() == sp.tokens);
         CHECK(has(s, "target alone: '" + join_tokens(app, sp.tokens, sp.prompt_ids.size(), 10) + "'"));
     }
-    SUBCASE("16: where caches go next, with this model's bytes") {
+    SUBCASE("16: RoPE on tiny-llama, its angles and the stale-position measurement") {
         go(ctl, app, 16);
+        lesson_tick(app);  // the next frame measures the chapter's tokens
         const std::string s = text(16);
         CAPTURE(s);
+        REQUIRE(app.model_name == "tiny-llama");
+        const kv::ModelConfig& m = app.model->config;
+        REQUIRE(m.is_llama());
+        const kv::StepTrace& t = *app.main.last();
+        const int pos = t.start_pos + static_cast<int>(t.input_ids.size()) - 1, mhd = m.head_dim();
+        // The angles from the formula theta^(-2i/hd), in degrees mod 360.
+        auto deg = [&](int i) {
+            const double a = std::fmod(pos * std::pow(m.rope.theta, -2.0 * i / mhd), 2.0 * M_PI) * 180.0 / M_PI;
+            char b[32];
+            std::snprintf(b, sizeof b, "%.1f deg", a);
+            return std::string(b);
+        };
+        CHECK(has(s, "at position " + str(pos) + ": pair 0 turned " + deg(0) + ", pair " + str(mhd / 2 - 1) + " " +
+                         deg(mhd / 2 - 1)));
+        CHECK(has(s, "= " + str(2 * int64_t(m.n_layer) * m.n_kv_head * mhd * 4) + " bytes."));
+        // The measurement is of the state on screen: its correct logits are the step's own.
+        const RopeShiftView& rv = app.vs.lesson.rope;
+        REQUIRE(rv.valid());
+        CHECK(static_cast<int>(rv.ids.size()) == pos + 1);
+        CHECK(kvtest::max_abs_diff(rv.r.correct, t.logits) <= 1e-5f);
+        CHECK(rv.r.top_correct == t.next_id);
+        CHECK(app.token_text(t.next_id) == "language");
+        CHECK(rv.r.max_abs_diff > 0.01f);
+        CHECK(has(s, "move by up to " + g3(rv.r.max_abs_diff) + ", 'language' "));
+        CHECK(has(s, "these " + str(pos) + " cached keys reused one position late"));
+    }
+    SUBCASE("17: where caches go next, with this model's bytes") {
+        go(ctl, app, 17);
+        const std::string s = text(17);
+        CAPTURE(s);
         CHECK(app.main.policy.is_default());
-        CHECK(app.model_name == "tiny-gpt");  // back from tiny-gqa (the lesson's model)
+        CHECK(app.model_name == "tiny-gpt");  // back from tiny-llama (the lesson's model)
         CHECK(has(s, str(2 * L * Hkv * hd * 4) + " bytes per token"));
         CHECK(has(s, str(app.main.cache_bytes) + " for " + str(app.main.cache_rows) + " tokens"));
         CHECK(has(s, "paged"));

@@ -21,7 +21,10 @@ With --round f16|bf16 every weight matrix (embed_tokens, lm_head and each layer'
 q/k/v/o/gate/up/down projections) is first rounded to that type, round to nearest
 even, as kvscope holds them with --weights. The forward runs in float64.
 
-usage: llama_numpy.py MODEL_DIR 1,2,3 [--round f16|bf16]
+With --positions P0,P1,... token i sits at position Pi instead of i (causal order is
+still the order of the ids): a gap or a shift shows what RoPE's angles depend on.
+
+usage: llama_numpy.py MODEL_DIR 1,2,3 [--round f16|bf16] [--positions 0,1,2]
 """
 import json
 import os
@@ -121,7 +124,7 @@ def silu(x):
     return x / (1.0 + np.exp(-x))
 
 
-def forward(cfg, W, ids):
+def forward(cfg, W, ids, positions=None):
     C, H = cfg["hidden_size"], cfg["num_attention_heads"]
     Hkv = cfg.get("num_key_value_heads") or H
     hd = cfg.get("head_dim") or C // H
@@ -129,7 +132,8 @@ def forward(cfg, W, ids):
     T = len(ids)
     # Angles as transformers computes them: float32 inv_freq times float32 positions.
     inv = inv_freq_of(cfg, hd).astype(np.float32)
-    ang = (np.arange(T, dtype=np.float32)[:, None] * inv[None, :]).astype(np.float64)
+    pos = np.arange(T) if positions is None else np.asarray(positions)
+    ang = (pos.astype(np.float32)[:, None] * inv[None, :]).astype(np.float64)
     emb = np.concatenate([ang, ang], -1)
     cos, sin = np.cos(emb), np.sin(emb)
     x = W["model.embed_tokens.weight"][ids]
@@ -163,9 +167,15 @@ def main():
     with open(f"{model_dir}/config.json") as f:
         cfg = json.load(f)
     W = load_safetensors(f"{model_dir}/model.safetensors")
-    if len(sys.argv) > 4 and sys.argv[3] == "--round":
-        round_weights(W, sys.argv[4])
-    print(json.dumps({"logits": forward(cfg, W, ids).tolist()}))
+    args = sys.argv[3:]
+    if "--round" in args:
+        round_weights(W, args[args.index("--round") + 1])
+    positions = None
+    if "--positions" in args:
+        positions = [int(t) for t in args[args.index("--positions") + 1].split(",")]
+        if len(positions) != len(ids):
+            raise SystemExit("llama_numpy: --positions needs one position per id")
+    print(json.dumps({"logits": forward(cfg, W, ids, positions).tolist()}))
 
 
 if __name__ == "__main__":

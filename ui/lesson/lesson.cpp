@@ -132,9 +132,16 @@ std::vector<Chapter> make_chapters() {
         "measured tokens per second: one sequence alone vs the batch on screen", s,
         {P::serve_batch, P::serve_pool}, LessonArrangement::columns, 0.5f, T::text_batching);
     s = ChapterSetup{};
+    s.steps = 1;
+    s.mode.model_spec = "tiny-llama";
+    s.rope_shift = true;
+    add("RoPE: the cache keeps rotated keys",
+        "k as k_proj made it (k0) and turned for its position (k): the cache keeps the turned one", s,
+        {P::qkv, P::cache}, LessonArrangement::rows, 0.62f, T::text_rope);
+    s = ChapterSetup{};
     s.steps = 8;
     add("Where caches go next", "the variants, the chapter that shows each, and what each saves for this model", s,
-        {P::next_steps, P::memory}, LessonArrangement::columns, 0.6f, T::text_next);
+        {P::next_steps, P::memory}, LessonArrangement::columns, 0.68f, T::text_next);
     return v;
 }
 
@@ -300,7 +307,33 @@ void push_setup(AppState& app, int setup) {
 
 }  // namespace
 
+namespace {
+
+// The tokens the main session has fed the model so far (prompt and generated).
+std::vector<int> processed_ids(const SessionView& v) {
+    const kv::StepTrace* t = v.last();
+    if (!t) return {};
+    const size_t n = std::min(v.tokens.size(), static_cast<size_t>(t->start_pos) + t->input_ids.size());
+    return std::vector<int>(v.tokens.begin(), v.tokens.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
+// Refreshes the RoPE chapter's measurement when its tokens or model changed: two
+// short forwards of a small RoPE model on this thread (larger models are not measured).
+void update_rope_shift(AppState& app) {
+    LessonState& l = app.vs.lesson;
+    if (!l.on || !lesson_chapter(l.chapter).setup.rope_shift || app.busy || !app.model) return;
+    if (!app.model->config.is_llama() || app.model->config.n_params() > 50'000'000) return;
+    std::vector<int> ids = processed_ids(app.main);
+    if (ids.size() < 2 || (l.rope.model == app.model && l.rope.ids == ids)) return;
+    l.rope.r = kv::rope_shift_demo(*app.model, ids, 1);
+    l.rope.model = app.model;
+    l.rope.ids = std::move(ids);
+}
+
+}  // namespace
+
 void lesson_tick(AppState& app) {
+    update_rope_shift(app);
     LessonState& l = app.vs.lesson;
     if (l.setup == 0 || app.busy || !app.pending.empty()) return;
     if (!app.model) {  // nothing to set up (no model loaded)

@@ -52,6 +52,9 @@ struct ChapterSetup {
     std::string serve_preset;
     int serve_steps = 0;
     bool serve_large = false;  // measure batched decode on a GPT-2-shaped model too
+    // The RoPE chapter: measure the stale-position demonstration (kv::rope_shift_demo)
+    // on the main session's tokens whenever they change (LessonState::rope).
+    bool rope_shift = false;
 };
 
 struct Chapter {

@@ -448,14 +448,56 @@ std::string text_batching(const AppState& app) {
     return t + " K and V are still read per sequence.";
 }
 
+namespace {
+
+// The angle pair i of a RoPE head is turned by at position pos, in degrees mod 360
+// (the engine's float product pos x inv_freq[i]).
+std::string turn_degrees(int pos, float inv_freq) {
+    const double a = std::fmod(static_cast<double>(static_cast<float>(pos) * inv_freq), 2.0 * M_PI);
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f deg", a * 180.0 / M_PI);
+    return b;
+}
+
+// "logits move by up to 1.97, 'language' 87% -> 61%" (and the stale top token when it changed).
+std::string shift_effect(const AppState& app, const kv::RopeShiftResult& r) {
+    std::string t = "logits move by up to " + g3(r.max_abs_diff) + ", " + quoted(app.token_text(r.top_correct)) +
+                    " " + pct(r.p_correct_top) + " -> " + pct(r.p_stale_of_correct_top);
+    if (r.top_stale != r.top_correct) t += " and " + quoted(app.token_text(r.top_stale)) + " comes first";
+    return t;
+}
+
+}  // namespace
+
+std::string text_rope(const AppState& app) {
+    const kv::ModelConfig& c = app.model->config;
+    const kv::StepTrace* t = app.main.last();
+    if (!c.is_llama() || !t) return "This chapter needs a RoPE model (the Llama family): press Home to load tiny-llama.";
+    const int hd = c.head_dim(), half = hd / 2, pos = t->start_pos + static_cast<int>(t->input_ids.size()) - 1;
+    const std::vector<float> inv = kv::rope_inv_freq(hd, c.rope);
+    char theta[32];
+    std::snprintf(theta, sizeof theta, "%g", c.rope.theta);
+    std::string s = app.model_name + " has no position table: RoPE turns q and k by their position p, pair (i, i+" +
+                    num(half) + ") by p x " + theta + "^(-2i/" + num(hd) + ") rad; " +
+                    quoted(app.token_text(t->input_ids.back())) + " at position " + num(pos) + ": pair 0 turned " +
+                    turn_degrees(pos, inv.front()) + ", pair " + num(half - 1) + " " + turn_degrees(pos, inv.back()) +
+                    ". The cache keeps the turned k, so q.k depends only on how far apart two tokens are: a cached "
+                    "key belongs to its position. ";
+    const RopeShiftView& rv = app.vs.lesson.rope;
+    if (rv.valid() && rv.model == app.model && static_cast<int>(rv.ids.size()) == pos + 1)
+        s += "Measured: these " + num(pos) + " cached keys reused one position late, not turned again: " +
+             shift_effect(app, rv.r) + ". ";
+    return s + "Turned once more they are exact again (angles add). Per token: 2 x " + num(c.n_layer) + " x " +
+           num(c.n_kv_head) + " x " + num(hd) + " x 4 = " + num(bytes_per_token(c)) + " bytes.";
+}
+
 std::string text_next(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     const int64_t bpt = bytes_per_token(c);
     return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
-           num(app.main.cache_rows) + " tokens. Chapters 9-12 ran four ways to shrink it or use it better, live, with "
-           "their bytes and measured error; chapters 13-15 served many requests from one paged pool of blocks: a shared "
-           "prompt prefix stored once, forks copying a block only when they write, and batches that read the weights "
-           "once for many tokens.";
+           num(app.main.cache_rows) + " tokens. Chapters 9-12 shrank it or used it better, live, with bytes and "
+           "measured error; 13-15 served many requests from one paged pool (prefixes stored once, copy on write, "
+           "batches); 16 bound RoPE's keys to their positions.";
 }
 
 }  // namespace kvui::lesson_text

@@ -161,6 +161,7 @@ void draw_next_steps_panel(AppState& app) {
                                      "rejected rows roll back",
          "same cache, fewer passes of the big model"},
         {"13-15  Paged cache", "blocks of one pool; shared prefixes; batches", paged_row(app)},
+        {"16  RoPE", "keys kept turned for their position", c.is_llama() ? "yes" : "no (GPT-2)"},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);

@@ -146,7 +146,11 @@ void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
     const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.hd;
     if (in_k || in_v) {
         const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0, g.hd - 1);
-        ImGui::SetTooltip("%s", cell_hover_text(rp.v, row, c, in_k).c_str());
+        const bool rope = in_k && rp.app.model && rp.app.model->config.is_llama();
+        ImGui::SetTooltip("%s%s", rope ? ("RoPE: this key was rotated for position " + std::to_string(row.row) +
+                                          " when it was computed, and is kept rotated\n").c_str()
+                                       : "",
+                          cell_hover_text(rp.v, row, c, in_k).c_str());
     } else if (mouse.x >= g.x_tag && mouse.x < g.x_tag + g.tag_w) {
         ImGui::SetTooltip("row %d: %s%s", row.row, row.sink ? "sink (always read); " : "", row_state_name(row.state));
     }
@@ -281,7 +285,8 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption, b
     const float below = g.captions ? fs * 1.3f : 0.f;
     if (g.captions) {  // column captions under the matrix
         const float y_end = g.y0 + g.rows_h() + 4;
-        rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, "K");
+        const bool rope = app.model && app.model->config.is_llama();
+        rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, rope ? "K (rotated)" : "K");
         rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
     }
     draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head,

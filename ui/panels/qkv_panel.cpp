@@ -1,10 +1,13 @@
 // Q/K/V: for the selected layer and head, the newest processed token's q, k and v as
 // rows of coloured cells (diverging map, value on hover), with where each goes:
-// q is used now and thrown away, k and v become a cache row.
+// q is used now and thrown away, k and v become a cache row. For a RoPE model (the
+// Llama family) k also before its rotation (k0), and the angles it was turned by.
 #include <imgui.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "ui/look/colormap.h"
 #include "ui/look/heatmap.h"
@@ -12,6 +15,18 @@
 #include "ui/look/theme.h"
 
 namespace kvui {
+
+namespace {
+
+// What RoPE did to this token's q and k, in one line: turned for its position, pair
+// (i, i + hd/2) by pos x inv_freq[i] (the lesson's RoPE chapter gives the angles).
+void draw_rope_note(int pos) {
+    ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(palette().text_dim));
+    text_wrapped("RoPE: q and k0 turned for position %d; the cache keeps the turned k.", pos);
+    ImGui::PopStyleColor();
+}
+
+}  // namespace
 
 void draw_qkv_panel(AppState& app) {
     const Palette& pal = palette();
@@ -50,7 +65,9 @@ void draw_qkv_panel(AppState& app) {
     char note_kv[64];
     std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
                   pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
-    const float note_w = std::max(ImGui::CalcTextSize("used now, then dropped").x, ImGui::CalcTextSize(note_kv).x) + fs * 0.6f;
+    const float note_w = std::max({ImGui::CalcTextSize("used now, then dropped").x, ImGui::CalcTextSize(note_kv).x,
+                                   h->k_before_rope.rows() ? ImGui::CalcTextSize("before RoPE: not kept").x : 0.f}) +
+                         fs * 0.6f;
     const float avail = ImGui::GetContentRegionAvail().x - label_w - note_w;
     const float cell_w = std::clamp(avail / hd, 2.f, fs * 1.6f);
     const float cell_h = fs * 1.15f;
@@ -60,9 +77,13 @@ void draw_qkv_panel(AppState& app) {
         const kv::RowMat* m;
         const char* note;
     };
-    const RowDef rows[3] = {{"q", &h->q, "used now, then dropped"},
-                            {"k", &h->k, nullptr},
-                            {"v", &h->v, nullptr}};
+    // A RoPE model's k is shown twice: as k_proj made it, and turned for its position
+    // (what the cache keeps); q is shown turned, as attention uses it.
+    const bool rope = h->k_before_rope.rows() > r;
+    std::vector<RowDef> rows = {{"q", &h->q, "used now, then dropped"}};
+    if (rope) rows.push_back({"k0", &h->k_before_rope, "before RoPE: not kept"});
+    rows.push_back({"k", &h->k, nullptr});
+    rows.push_back({"v", &h->v, nullptr});
     for (const RowDef& d : rows) {
         ImVec2 p = ImGui::GetCursorScreenPos();
         dl->AddText(big_font(), fs * 1.1f, ImVec2(p.x, p.y), pal.text, d.name);
@@ -74,6 +95,7 @@ void draw_qkv_panel(AppState& app) {
         if (hov >= 0) ImGui::SetTooltip("%s[%d] = %.4f\n(token '%s', position %d)", d.name, hov, (*d.m)(r, hov), tok.c_str(), pos);
     }
     draw_diverging_legend(scale, pal.dark, fs * 8);
+    if (rope) draw_rope_note(pos);
     if (h->recompute_max_diff >= 0.f) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
         text_wrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);

@@ -16,6 +16,7 @@
 
 #include "core/session/bench.h"
 #include "core/model/config.h"
+#include "core/session/rope_shift.h"
 #include "core/session/session.h"
 #include "core/engine/trace.h"
 #include "ui/state/layout.h"
@@ -123,6 +124,15 @@ struct LessonMode {
     int draft_k = 4;
 };
 
+// The RoPE chapter's measurement: the main session's processed tokens, and what reusing
+// their cached keys one position late does to the next token (lesson_tick refreshes it).
+struct RopeShiftView {
+    const void* model = nullptr;  // the model it was measured on
+    std::vector<int> ids;         // the tokens it was measured on (prompt + fed tokens)
+    kv::RopeShiftResult r;        // shift 1
+    bool valid() const { return !r.correct.empty(); }
+};
+
 // Lesson mode (ui/lesson/lesson.h): which chapter, and what leaving restores.
 struct LessonState {
     bool on = false;
@@ -137,6 +147,7 @@ struct LessonState {
     static constexpr int kRestore = -1;
     int setup = 0;
     bool load_asked = false;         // the setup's load_model was pushed
+    RopeShiftView rope;              // the RoPE chapter's measurement
 };
 
 // What one cache picture drew this frame (the cache panel, each side in compare mode,
