@@ -215,6 +215,29 @@ TEST_CASE("speculative: greedy output equals the target's plain greedy output") 
         CHECK(accepted > 0);  // both outcomes happen with this pair
         CHECK(rejected > 0);
     }
+    SUBCASE("bundled Llama pair: tiny-llama and tiny-llama-draft, every tenth corpus sentence") {
+        const auto t = kv::load_model_folder(kAssets + "/models/tiny-llama");
+        const auto d = kv::load_model_folder(kAssets + "/models/tiny-llama-draft");
+        REQUIRE(t->config.is_llama());
+        REQUIRE(d->config.is_llama());
+        const auto lines = corpus_lines();
+        int64_t accepted = 0, rejected = 0;
+        for (size_t i = 0; i < lines.size(); i += 10) {
+            const std::vector<int> prompt = t->tokenizer->encode(lines[i]).ids;
+            const int n = std::min(12, t->config.n_ctx + 1 - int(prompt.size()));
+            const std::vector<int> want = plain_greedy(*t, prompt, n);
+            for (int k : {2, 4}) {
+                CAPTURE(lines[i]);
+                CAPTURE(k);
+                kv::SpecDecoder sd = make_pair(*t, *d, k);
+                CHECK(speculative(sd, prompt, n) == want);
+                accepted += sd.totals().accepted;
+                rejected += sd.totals().rejected;
+            }
+        }
+        CHECK(accepted > 0);
+        CHECK(rejected > 0);
+    }
     SUBCASE("random pair that never agrees") {
         RandomPair p = never_agree_pair();
         for (int salt = 0; salt < 5; ++salt) {

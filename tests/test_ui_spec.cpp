@@ -356,3 +356,13 @@ TEST_CASE("the default draft: tiny-draft next to the target, the next seed for r
     CHECK(default_draft_spec("random:tiny:3", "") == "random:tiny:4");
     CHECK(default_draft_spec("random:gpt2-124m", "") == "random:gpt2-124m:1");
 }
+
+TEST_CASE("the default draft is the bundled one of the target's family") {
+    namespace fs = std::filesystem;
+    // tiny-gpt and tiny-gqa (GPT-2): tiny-draft; tiny-llama: tiny-llama-draft (a Llama).
+    CHECK(fs::equivalent(default_draft_spec("", kModels + "/tiny-gpt"), kModels + "/tiny-draft"));
+    CHECK(fs::equivalent(default_draft_spec("", kModels + "/tiny-gqa"), kModels + "/tiny-draft"));
+    CHECK(fs::equivalent(default_draft_spec("", kModels + "/tiny-llama/"), kModels + "/tiny-llama-draft"));
+    CHECK(kv::load_model_folder(kModels + "/tiny-llama-draft")->config.is_llama());
+    CHECK(default_draft_spec("random:llama-tiny:3", "") == "random:llama-tiny:4");
+}

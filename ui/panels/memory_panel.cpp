@@ -53,14 +53,6 @@ void draw_live_memory(const AppState& app) {
     ImGui::BeginGroup();
     ImGui::PushTextWrapPos(ImGui::GetCursorPosX() + text_w);
     text_wrapped("Now: %d rows = %s", v.cache_rows, human_bytes(static_cast<double>(v.cache_bytes)).c_str());
-    // Bytes per token of the model on screen, in the policy's stored type (int8 adds its scales).
-    text_wrapped_colored(pal.text_dim, "per token: 2x%dx%dx%dx%d = %s", c.n_layer, c.n_kv_head, c.head_dim(),
-                         kv::dtype_bytes(v.policy.dtype),
-                         human_bytes(static_cast<double>(kv::cache_bytes_for(c, v.policy.dtype, 1))).c_str());
-    if (ImGui::IsItemHovered())
-        ImGui::SetTooltip("K and V (2) x %d layers x %d kv heads x head_dim %d x %d bytes a value%s", c.n_layer,
-                          c.n_kv_head, c.head_dim(), kv::dtype_bytes(v.policy.dtype),
-                          v.policy.dtype == kv::KvDtype::int8 ? ", plus one f32 scale per row and kv head" : "");
     // Beside the cache: the weights every decode step streams once, in their held type.
     text_wrapped_colored(pal.text_dim, "weights: %s (%s)", human_bytes(static_cast<double>(weight_bytes(app))).c_str(),
                        kv::weight_type_name(app.model->weights.type));
@@ -69,8 +61,13 @@ void draw_live_memory(const AppState& app) {
                           "A decode step reads all of them once; the cache grows with the tokens",
                           kv::weight_type_bytes(app.model->weights.type));
     text_wrapped_colored(pal.accent, "%s", policy_caption(v.policy).c_str());
-    if (v.policy.is_default())
-        text_wrapped_colored(pal.text_dim, "linear: 2x tokens = 2x bytes");
+    if (v.policy.is_default()) {  // linear: the bytes of a token of the model on screen, each step
+        text_wrapped_colored(pal.text_dim, "linear: %s a token",
+                             human_bytes(static_cast<double>(kv::cache_bytes_for(c, v.policy.dtype, 1))).c_str());
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("A token: K and V (2) x %d layers x %d kv heads x head_dim %d x %d bytes a value;\n"
+                              "2x tokens = 2x bytes", c.n_layer, c.n_kv_head, c.head_dim(), kv::dtype_bytes(v.policy.dtype));
+    }
     else
         text_wrapped_colored(pal.text_dim, "full f32: %d rows = %s; this is %.0f%%", v.cache_positions,
                            human_bytes(full).c_str(), full > 0 ? 100.0 * static_cast<double>(v.cache_bytes) / full : 100.0);

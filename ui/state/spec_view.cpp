@@ -92,13 +92,18 @@ SpecChart spec_chart(const SpecView& v) {
 std::string default_draft_spec(const std::string& target_spec, const std::string& target_path) {
     namespace fs = std::filesystem;
     std::error_code ec;
+    // NAME-draft beside a folder NAME (tiny-llama-draft for tiny-llama: the same
+    // family), else tiny-draft.
     auto sibling = [&](const std::string& dir) -> std::string {
         if (dir.empty()) return "";
-        const fs::path d = fs::path(dir).lexically_normal();
-        const fs::path cand = (d.has_filename() ? d : d.parent_path()).parent_path() / "tiny-draft";
-        if (!fs::is_regular_file(cand / "config.json", ec)) return "";
-        if (fs::equivalent(cand, d, ec)) return "";  // the target is the draft itself
-        return cand.lexically_normal().string();
+        const fs::path d0 = fs::path(dir).lexically_normal();
+        const fs::path d = d0.has_filename() ? d0 : d0.parent_path();
+        for (const fs::path& cand : {d.parent_path() / (d.filename().string() + "-draft"), d.parent_path() / "tiny-draft"}) {
+            if (!fs::is_regular_file(cand / "config.json", ec)) continue;
+            if (fs::equivalent(cand, d, ec)) continue;  // the target is the draft itself
+            return cand.lexically_normal().string();
+        }
+        return "";
     };
     if (const std::string s = sibling(target_path); !s.empty()) return s;
     if (target_spec.starts_with("random:")) {  // random:SHAPE[:SEED]: the same shape, the next seed

@@ -106,8 +106,9 @@ SpecChart spec_chart(const SpecView& v);
 // Leviathan et al.'s expected speed-up for acceptance rate a, k drafts, cost ratio c.
 double expected_speedup(double a, int k, double c);
 
-// The default draft for a target: the folder tiny-draft next to the target's folder
-// (the bundled pair), else next to the bundled model, else a random model of the
+// The default draft for a target: the folder NAME-draft next to the target's folder
+// NAME (tiny-llama-draft for tiny-llama), else tiny-draft next to it (the bundled
+// pairs), else tiny-draft next to the bundled model, else a random model of the
 // same shape with another seed for random targets; "" when there is none.
 std::string default_draft_spec(const std::string& target_spec, const std::string& target_path);
 
