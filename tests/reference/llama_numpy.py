@@ -28,48 +28,16 @@ usage: llama_numpy.py MODEL_DIR 1,2,3 [--round f16|bf16] [--positions 0,1,2]
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gpt2_numpy import load_safetensors, round_bf16  # noqa: E402  (the file reader, bf16 rounding)
 from rope_numpy import default_inv_freq, llama3_inv_freq  # noqa: E402
 
 
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        raw = f.read()
-    (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
-    data = raw[8 + n:]
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        b, e = info["data_offsets"]
-        buf = data[b:e]
-        dt = info["dtype"]
-        if dt == "F32":
-            a = np.frombuffer(buf, dtype="<f4")
-        elif dt == "F16":
-            a = np.frombuffer(buf, dtype="<f2").astype(np.float32)
-        elif dt == "BF16":
-            a = (np.frombuffer(buf, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit(f"unsupported dtype {dt}")
-        out[name] = a.reshape(info["shape"]).astype(np.float64)
-    return out
-
-
 MATRICES = ("embed_tokens.weight", "lm_head.weight", "_proj.weight")
-
-
-def round_bf16(a):
-    """float32 -> nearest bfloat16 (ties to even), returned as float32."""
-    u = a.astype(np.float32).view(np.uint32).astype(np.uint64)
-    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
-    return u.astype(np.uint32).view(np.float32)
 
 
 def round_weights(W, kind):
