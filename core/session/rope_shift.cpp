@@ -7,6 +7,7 @@
 #include "core/engine/engine.h"
 #include "core/error.h"
 #include "core/model/llama_math.h"
+#include "core/session/session.h"
 
 namespace kv {
 
@@ -34,15 +35,6 @@ void turn_cached_keys(KVCache& cache, const ModelConfig& cfg, int n_pos, int del
         }
     }
 }
-
-float softmax_prob(const std::vector<float>& logits, int id) {
-    const float mx = *std::max_element(logits.begin(), logits.end());
-    double sum = 0.0;
-    for (float x : logits) sum += std::exp(double(x - mx));
-    return float(std::exp(double(logits[size_t(id)] - mx)) / sum);
-}
-
-int argmax(const std::vector<float>& v) { return int(std::max_element(v.begin(), v.end()) - v.begin()); }
 
 }  // namespace
 
@@ -73,10 +65,11 @@ RopeShiftResult rope_shift_demo(const Model& model, std::span<const int> ids, in
     }
     for (size_t i = 0; i < r.correct.size(); ++i)
         r.max_abs_diff = std::max(r.max_abs_diff, std::abs(r.stale[i] - r.correct[i]));
-    r.top_correct = argmax(r.correct);
-    r.top_stale = argmax(r.stale);
-    r.p_correct_top = softmax_prob(r.correct, r.top_correct);
-    r.p_stale_of_correct_top = softmax_prob(r.stale, r.top_correct);
+    const SamplingOptions greedy, softmax{.temperature = 1.f};  // first maximum; plain softmax
+    r.top_correct = sample_token(r.correct, greedy, 0);
+    r.top_stale = sample_token(r.stale, greedy, 0);
+    r.p_correct_top = float(token_probs(r.correct, softmax)[size_t(r.top_correct)]);
+    r.p_stale_of_correct_top = float(token_probs(r.stale, softmax)[size_t(r.top_correct)]);
     return r;
 }
 

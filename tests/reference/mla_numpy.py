@@ -30,11 +30,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gpt2_numpy import load_safetensors  # noqa: E402  (the safetensors reader only)
-
-
-def rmsnorm(x, w, eps):
-    return x / np.sqrt((x * x).mean(-1, keepdims=True) + eps) * w
+from gpt2_numpy import load_safetensors  # noqa: E402  (the safetensors reader)
+from llama_numpy import linear, rms_norm as rmsnorm, silu  # noqa: E402  (the blocks MLA shares with Llama)
 
 
 def rope(x, pos, theta, interleave):
@@ -50,13 +47,6 @@ def rope(x, pos, theta, interleave):
     cos, sin = cos.reshape(shape), sin.reshape(shape)
     half = np.concatenate([-x[..., d // 2:], x[..., :d // 2]], -1)
     return x * cos + half * sin
-
-
-def linear(W, prefix, x):
-    y = x @ W[prefix + ".weight"].T
-    if prefix + ".bias" in W:
-        y = y + W[prefix + ".bias"]
-    return y
 
 
 def rope_theta(cfg):
@@ -110,7 +100,7 @@ def forward(cfg, W, ids, pos, absorbed):
         x = x + attention(cfg, W, p + "self_attn.", rmsnorm(x, W[p + "input_layernorm.weight"], eps), pos, absorbed)
         h = rmsnorm(x, W[p + "post_attention_layernorm.weight"], eps)
         g, u = linear(W, p + "mlp.gate_proj", h), linear(W, p + "mlp.up_proj", h)
-        x = x + linear(W, p + "mlp.down_proj", g / (1.0 + np.exp(-g)) * u)
+        x = x + linear(W, p + "mlp.down_proj", silu(g) * u)
     x = rmsnorm(x, W["model.norm.weight"], eps)
     head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
     return x @ head.T
