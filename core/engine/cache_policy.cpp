@@ -36,7 +36,15 @@ void check_policy(const CachePolicy& p, const std::string& where) {
 std::string policy_text(const CachePolicy& p) {
     std::string s = p.window > 0 ? "window " + std::to_string(p.window) : "full";
     if (p.window > 0 && p.sinks > 0) s += " + " + std::to_string(p.sinks) + " sinks";
-    return s + (p.window > 0 ? ", " : " ") + dtype_name(p.dtype);
+    return s + (p.window > 0 ? ", " : " ") + dtype_name(p.dtype) + (p.mla == MlaRead::absorbed ? ", absorbed" : "");
+}
+
+const char* mla_read_name(MlaRead m) { return m == MlaRead::absorbed ? "absorbed" : "expand"; }
+
+MlaRead parse_mla_read(const std::string& s, const std::string& where) {
+    if (s == "expand") return MlaRead::expand;
+    if (s == "absorbed") return MlaRead::absorbed;
+    throw Error(where + ": '" + s + "' is not an MLA mode (use expand or absorbed)");
 }
 
 namespace {

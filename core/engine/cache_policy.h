@@ -8,6 +8,11 @@
 //   f16   rounded to IEEE half, round to nearest even;
 //   int8  per (position, kv head) K row and V row: s = max|x| / 127 (s = 1 for an all-zero
 //         row), q = round-half-away-from-zero(x / s) clamped to [-127, 127], read as q * s.
+// mla is how an MLA model (ModelConfig::is_mla) reads its cached latent rows (docs/design.md, "MLA"):
+//   expand    every step projects each cached latent up to the heads' K and V (kv_b_proj),
+//             then attends as multi-head attention: that work grows with the sequence;
+//   absorbed  W_UK folded into the query and W_UV into the output, attention runs on the
+//             latent rows directly. Equal logits up to float rounding.
 // docs/cache.md explains how the cache applies them.
 #pragma once
 #include <algorithm>
@@ -17,6 +22,10 @@
 namespace kv {
 
 enum class KvDtype { f32, f16, int8 };
+enum class MlaRead { expand, absorbed };
+const char* mla_read_name(MlaRead m);  // "expand", "absorbed"
+// "expand" | "absorbed"; throws kv::Error "WHERE: 'x' is not an MLA mode (use expand or absorbed)".
+MlaRead parse_mla_read(const std::string& s, const std::string& where);
 
 const char* dtype_name(KvDtype t);        // "f32", "f16", "int8"
 int dtype_bytes(KvDtype t);               // bytes per stored value: 4, 2, 1
@@ -27,10 +36,11 @@ struct CachePolicy {
     int window = 0;  // W: keys within the last W positions (the query's own included); 0 = all
     int sinks = 0;   // S: the first S positions are always read (only with a window)
     KvDtype dtype = KvDtype::f32;
+    MlaRead mla = MlaRead::expand;  // MLA models only
 
     bool windowed() const { return window > 0; }
-    // Full attention over f32 rows: the textbook cache.
-    bool is_default() const { return window == 0 && dtype == KvDtype::f32; }
+    // Full attention over f32 rows (MLA: expanded): the textbook cache.
+    bool is_default() const { return window == 0 && dtype == KvDtype::f32 && mla == MlaRead::expand; }
     // Does the query at position q read the key at position k?
     bool reads(int q, int k) const { return k <= q && (window == 0 || k < sinks || k > q - window); }
     // Does some query at a position in [q0, q1] read the key at position k? (q =
@@ -44,7 +54,7 @@ struct CachePolicy {
 // Throws kv::Error naming `where` when the policy is impossible (negative W or S,
 // S > W with W > 0).
 void check_policy(const CachePolicy& p, const std::string& where);
-// "full f32", "window 6 + 2 sinks, int8", ...
+// "full f32", "window 6 + 2 sinks, int8", "full f32, absorbed", ...
 std::string policy_text(const CachePolicy& p);
 
 // ---- storage rounding (the exact definitions above) ------------------------------

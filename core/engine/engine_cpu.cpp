@@ -270,7 +270,7 @@ HostRows::Rows CpuEngine::key_rows(const HostRows& store, const Part& pt, int l)
         store.decode_rows(l, pt.key_slots, std::min(nk, i * nk / sp.parts), std::min(nk, (i + 1) * nk / sp.parts),
                           k_tmp_.data(), v_tmp_.data());
     });
-    return {k_tmp_.data(), v_tmp_.data(), cfg_.kv_dim()};
+    return {k_tmp_.data(), v_tmp_.data(), store.k_width(), store.v_width()};
 }
 
 namespace {
@@ -319,8 +319,8 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
         HeadTrace* ht = nullptr;
         for (auto& t : tr.heads)
             if (t.layer == l && t.head == h) ht = &t;
-        ConstBlockMap K(kv.k + g * hd, nk, hd, Stride(kv.row_stride));
-        ConstBlockMap V(kv.v + g * hd, nk, hd, Stride(kv.row_stride));
+        ConstBlockMap K(kv.k + g * hd, nk, hd, Stride(kv.k_stride));
+        ConstBlockMap V(kv.v + g * hd, nk, hd, Stride(kv.v_stride));
         for (int i0 = 0; i0 < n; i0 += kTile) {
             const int rows = std::min(kTile, n - i0);
             const KeyRange first = key_range(key_pos, pol, p0 + i0), last = key_range(key_pos, pol, p0 + i0 + rows - 1);

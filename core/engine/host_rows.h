@@ -1,7 +1,9 @@
 // HostRows: K/V rows in host memory, the storage half of a CPU cache (no bookkeeping).
-// Per layer, K and V rows of kv_dim values per slot, in one dtype (f32, f16 or int8 as
-// kv::CachePolicy defines them), written in exactly one function, write(). Rows are
-// (slot, kv_dim): a slot's keys for every kv head side by side. HostKVCache keeps one
+// Per layer, a K part and a V part per slot (ModelConfig::cache_k_width and
+// cache_v_width per kv head: hd and hd, or MLA's latent row [c_KV | k_R] and nothing),
+// in one dtype (f32, f16 or int8 as kv::CachePolicy defines them; int8 scales per part
+// and kv head), written in exactly one function, write(). Rows are (slot, Hkv * width):
+// a slot's keys for every kv head side by side. HostKVCache keeps one
 // sequence's rows here; the serving pool (HostPagedKV) keeps P blocks of B slots.
 #pragma once
 #include <cstdint>
@@ -24,9 +26,13 @@ public:
     // Grows (or shrinks) storage to n slots, keeping the rows of the first ones.
     void resize(int n);
 
-    // Writes one slot's K and V rows (kv_dim values each) of `layer`, rounded to the dtype.
+    // Widths of a slot's K and V parts (every kv head): Hkv * cache_k_width, Hkv * cache_v_width.
+    int k_width() const { return cfg_.n_kv_head * cfg_.cache_k_width(); }
+    int v_width() const { return cfg_.n_kv_head * cfg_.cache_v_width(); }
+    // Writes one slot's K and V parts (k_width and v_width values) of `layer`, rounded to the dtype.
     void write(int layer, int slot, const float* k_row, const float* v_row);
-    // Stored rows of one kv head as f32, one row per slot of `slots`: (n, hd). With
+    // Stored rows of one kv head as f32, one row per slot of `slots`: (n, cache_k_width)
+    // and (n, cache_v_width). With
     // unrounded, the f32 rows they were rounded from; false when those are not kept.
     bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v,
                    bool unrounded = false) const;
@@ -35,15 +41,15 @@ public:
 
     // K and V of `slots` in `layer` as f32 rows for the attention loop, without a
     // copy: true when the rows are f32 and the slots consecutive (then `rows` points
-    // into the storage, row_stride floats apart); false otherwise (decode_rows then).
+    // into the storage, k_stride and v_stride floats apart); false otherwise (decode_rows then).
     struct Rows {
         const float* k = nullptr;
         const float* v = nullptr;
-        int row_stride = 0;
+        int k_stride = 0, v_stride = 0;
     };
     bool direct_rows(int layer, std::span<const int> slots, Rows& rows) const;
     // Decodes the rows of slots[i0, i1) of `layer` into k_out and v_out (row i of the
-    // list at row i, kv_dim floats a row). Safe to call from several threads at once.
+    // list at row i, k_width and v_width floats a row). Safe to call from several threads at once.
     void decode_rows(int layer, std::span<const int> slots, int i0, int i1, float* k_out, float* v_out) const;
 
     // A slot's rows (every layer) as bytes, and back (the undo log's two ends).

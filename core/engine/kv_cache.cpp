@@ -8,9 +8,9 @@
 namespace kv {
 
 int64_t cache_bytes_for(const ModelConfig& cfg, KvDtype t, int64_t rows) {
-    const int64_t L = cfg.n_layer;
-    int64_t b = 2 * L * cfg.kv_dim() * rows * dtype_bytes(t);
-    if (t == KvDtype::int8) b += 2 * L * cfg.n_kv_head * rows * int64_t(sizeof(float));  // scales
+    const int64_t L = cfg.n_layer, parts = cfg.cache_v_width() > 0 ? 2 : 1;  // K and V, or MLA's latent
+    int64_t b = L * cfg.cache_row_values() * rows * dtype_bytes(t);
+    if (t == KvDtype::int8) b += parts * L * cfg.n_kv_head * rows * int64_t(sizeof(float));  // scales
     return b;
 }
 
@@ -116,7 +116,6 @@ void KVCache::truncate(int n) {
 }
 
 bool KVCache::read_positions(int layer, int kv_head, RowMat& k, RowMat& v, bool unrounded) const {
-    const int hd = cfg_.head_dim();
     std::vector<int> slots, at;
     for (int p = 0; p < n_pos_; ++p)
         if (slot_of_pos_[size_t(p)] >= 0) {
@@ -125,8 +124,8 @@ bool KVCache::read_positions(int layer, int kv_head, RowMat& k, RowMat& v, bool 
         }
     RowMat ks, vs;
     if (!read_rows(layer, kv_head, slots, ks, vs, unrounded)) return false;
-    k = RowMat::Zero(n_pos_, hd);
-    v = RowMat::Zero(n_pos_, hd);
+    k = RowMat::Zero(n_pos_, cfg_.cache_k_width());
+    v = RowMat::Zero(n_pos_, cfg_.cache_v_width());
     for (size_t i = 0; i < at.size(); ++i) {
         k.row(at[i]) = ks.row(Eigen::Index(i));
         v.row(at[i]) = vs.row(Eigen::Index(i));

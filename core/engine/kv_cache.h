@@ -30,9 +30,10 @@
 
 namespace kv {
 
-// cache_bytes of `rows` positions under dtype t: 2 * L * kv_dim * rows * bytes(t),
-// plus 2 * L * Hkv * rows * 4 for int8's scales. The one formula; tests, the UI and
-// the engines' counters all call it.
+// cache_bytes of `rows` positions under dtype t: L * cache_row_values * rows * bytes(t)
+// (2 * L * Hkv * hd, or MLA's L * (d_c + d_R), values a position), plus L * Hkv * rows * 4
+// per part (K and V, or the one latent) for int8's scales. The one formula; tests, the UI
+// and the engines' counters all call it.
 int64_t cache_bytes_for(const ModelConfig& cfg, KvDtype t, int64_t rows);
 
 struct KVCell {

@@ -13,10 +13,16 @@ int64_t ModelConfig::n_params_nonembedding() const {
     const int64_t C = n_embd, Q = qkv_dim();
     if (is_llama()) {
         const int64_t F = n_ff, Dq = q_dim();
+        int64_t attn = C * Q + (qkv_bias ? Q : 0) + Dq * C + (o_bias ? C : 0);  // q, k, v, o_proj
+        if (is_mla()) {
+            const int64_t dc = mla.kv_lora_rank, dq = mla.q_lora_rank;
+            attn = C * Q                                              // [q_proj or q_a_proj | kv_a_proj_with_mqa]
+                   + (dq > 0 ? dq + dq * Dq : 0)                      // q_a_layernorm, q_b_proj
+                   + dc + dc * n_head * (mla.qk_nope_head_dim + mla.v_head_dim)  // kv_a_layernorm, kv_b_proj
+                   + int64_t(o_dim()) * C;                            // o_proj
+        }
         const int64_t per_layer = 2 * C                         // input_layernorm, post_attention_layernorm
-                                  + C * Q + (qkv_bias ? Q : 0)  // q, k, v
-                                  + Dq * C + (o_bias ? C : 0)   // o_proj
-                                  + 3 * C * F;                  // gate, up, down
+                                  + attn + 3 * C * F;           // attention; gate, up, down
         return per_layer * n_layer + C;                         // + model.norm
     }
     const int64_t per_layer = 2 * C                 // ln_1
@@ -57,12 +63,29 @@ void ModelConfig::validate(const std::string& where) const {
     if (!(layer_norm_epsilon > 0.f && layer_norm_epsilon < 1.f))
         fail("layer_norm_epsilon must be in (0, 1)");
     if (is_llama()) validate_llama(where);
+    if (is_mla()) validate_mla(where);
+}
+
+void ModelConfig::validate_mla(const std::string& where) const {
+    auto fail = [&](const std::string& what) { throw Error(where + ": " + what); };
+    auto in_range = [&](const char* key, int v, int lo) {
+        if (v < lo || v > 65536) fail(std::string(key) + " must be in " + std::to_string(lo) + " .. 65536 (got " + std::to_string(v) + ")");
+    };
+    if (!is_llama()) fail("MLA needs the Llama family's blocks (RMSNorm, SwiGLU)");
+    in_range("kv_lora_rank", mla.kv_lora_rank, 1);
+    in_range("q_lora_rank", mla.q_lora_rank, 0);
+    in_range("qk_rope_head_dim", mla.qk_rope_head_dim, 2);
+    if (mla.qk_rope_head_dim > 1024) fail("qk_rope_head_dim " + std::to_string(mla.qk_rope_head_dim) + " is too large (at most 1024)");
+    in_range("qk_nope_head_dim", mla.qk_nope_head_dim, 1);
+    in_range("v_head_dim", mla.v_head_dim, 1);
+    if (mla.qk_rope_head_dim % 2 != 0) fail("qk_rope_head_dim " + std::to_string(mla.qk_rope_head_dim) + " must be even for RoPE");
+    if (n_kv_head != 1) fail("an MLA model caches one latent row per token (n_kv_head 1)");
 }
 
 void ModelConfig::validate_llama(const std::string& where) const {
     auto fail = [&](const std::string& what) { throw Error(where + ": " + what); };
     if (n_ff <= 0 || n_ff > 1'000'000) fail("intermediate_size must be in 1 .. 1000000 (got " + std::to_string(n_ff) + ")");
-    if (head_dim() % 2 != 0) fail("head_dim " + std::to_string(head_dim()) + " must be even for RoPE");
+    if (rope_dim() % 2 != 0) fail("head_dim " + std::to_string(rope_dim()) + " must be even for RoPE");
     if (!(rope.theta > 1.0 && std::isfinite(rope.theta))) fail("rope_theta must be a finite number above 1");
     if (sliding_window < 0) fail("sliding_window must not be negative");
     if (rope.type == RopeConfig::Type::llama3) {
@@ -146,6 +169,22 @@ ModelConfig ModelConfig::qwen25_05b() {
     c.layer_norm_epsilon = 1e-6f;
     c.qkv_bias = true;
     c.rope.theta = 1000000.0;
+    return c;
+}
+
+ModelConfig ModelConfig::mla_tiny() {
+    ModelConfig c = llama_tiny();
+    c.n_kv_head = 1;
+    c.mla.kv_lora_rank = 24;
+    c.mla.qk_rope_head_dim = 8;
+    c.mla.qk_nope_head_dim = 16;
+    c.mla.v_head_dim = 16;
+    return c;
+}
+
+ModelConfig ModelConfig::mla_tiny_q() {
+    ModelConfig c = mla_tiny();
+    c.mla.q_lora_rank = 32;
     return c;
 }
 
@@ -276,9 +315,31 @@ void read_llama_extras(const KeyReader& k, const std::string& model_type, ModelC
     if (windowed) k.get_int("sliding_window", c.sliding_window);
 }
 
+// DeepseekV3's attention: the latent ranks, dense MLPs only (a layer below
+// first_k_dense_replace is dense; transformers' default is 3), no yarn, no biases.
+void read_mla(const KeyReader& k, ModelConfig& c) {
+    c.n_kv_head = 1;  // one latent row per token, whatever num_key_value_heads says
+    c.mla.kv_lora_rank = k.need_int("kv_lora_rank");
+    k.get_int("q_lora_rank", c.mla.q_lora_rank);  // null: q_proj
+    c.mla.qk_rope_head_dim = k.need_int("qk_rope_head_dim");
+    c.mla.qk_nope_head_dim = k.need_int("qk_nope_head_dim");
+    c.mla.v_head_dim = k.need_int("v_head_dim");
+    c.mla.rope_interleave = k.get_bool("rope_interleave", true);
+    c.explicit_head_dim = 0;  // DeepseekV3 writes head_dim = qk_rope_head_dim (RoPE's width)
+    int dense = 3;
+    k.get_int("first_k_dense_replace", dense);
+    if (dense < c.n_layer)
+        throw Error(k.where + ": layers " + std::to_string(dense) + ".." + std::to_string(c.n_layer - 1) +
+                    " are a mixture of experts (first_k_dense_replace " + std::to_string(dense) +
+                    "); kvscope runs dense MLPs only (first_k_dense_replace >= num_hidden_layers)");
+    if (c.qkv_bias) throw Error(k.where + ": attention_bias true is not supported for MLA");
+}
+
 }  // namespace
 
-bool is_llama_model_type(const std::string& t) { return t == "llama" || t == "qwen2" || t == "mistral"; }
+bool is_llama_model_type(const std::string& t) {
+    return t == "llama" || t == "qwen2" || t == "mistral" || t == "deepseek_v3";
+}
 
 ModelConfig parse_llama_config(const std::string& json_text, const std::string& path) {
     json j;
@@ -291,12 +352,12 @@ ModelConfig parse_llama_config(const std::string& json_text, const std::string& 
     const KeyReader k{j, path};
     const std::string model_type = k.get_string("model_type");
     if (!is_llama_model_type(model_type))
-        throw Error(path + ": model_type \"" + model_type + "\" is not one of the Llama family (llama, qwen2, mistral)");
+        throw Error(path + ": model_type \"" + model_type + "\" is not one of the Llama family (llama, qwen2, mistral, deepseek_v3)");
     if (const json* a = k.find("architectures")) {
-        static const json known = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM"};
+        static const json known = {"LlamaForCausalLM", "Qwen2ForCausalLM", "MistralForCausalLM", "DeepseekV3ForCausalLM"};
         if (!a->is_array() || a->empty() || std::find(known.begin(), known.end(), (*a)[0]) == known.end())
             throw Error(path + ": architectures " + shown(*a) +
-                        " is not supported (kvscope reads LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM)");
+                        " is not supported (kvscope reads LlamaForCausalLM, Qwen2ForCausalLM, MistralForCausalLM, DeepseekV3ForCausalLM)");
     }
     ModelConfig c;
     c.family = ModelFamily::llama;
@@ -315,6 +376,7 @@ ModelConfig parse_llama_config(const std::string& json_text, const std::string& 
     c.tied_head = k.get_bool("tie_word_embeddings", false);  // transformers' default for all three
     read_llama_rope(k, c);
     read_llama_extras(k, model_type, c);
+    if (model_type == "deepseek_v3") read_mla(k, c);
     c.validate(path);
     return c;
 }

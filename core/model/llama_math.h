@@ -21,6 +21,14 @@ void rope_angles(int pos, const float* inv_freq, int half, float* cos_out, float
 //   x[i + half] <- x[i + half] cos_i + x[i] sin_i
 void rope_rotate(float* row, int hd, const float* cos, const float* sin);
 
+// DeepseekV3's rope_interleave (apply_rotary_pos_emb_interleave): the d values of a
+// RoPE part, pairs (2i, 2i + 1), are first reordered to [x0, x2, ..., x1, x3, ...] (in
+// place, d <= kMaxRopeDim), then turned by rope_rotate; the turned part stays in that order.
+constexpr int kMaxRopeDim = 1024;
+void deinterleave(float* row, int d);
+// And back: [x0, x2, ..., x1, x3, ...] to [x0, x1, x2, ...] (the trainer's backward).
+void interleave(float* row, int d);
+
 // SiLU (the Llama family's hidden_act "silu"): x * sigmoid(x).
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }
 

@@ -159,17 +159,35 @@ std::string llama_config_json(const std::string& path, const ModelConfig& cfg, W
     const bool qwen2 = cfg.qkv_bias && !cfg.o_bias, mistral = !cfg.qkv_bias && cfg.sliding_window > 0;
     if (cfg.qkv_bias && cfg.o_bias && cfg.sliding_window > 0)
         throw Error(path + ": a sliding window with attention biases has no transformers class kvscope writes");
+    const bool mla = cfg.is_mla();
+    if (mla && (cfg.qkv_bias || cfg.o_bias || cfg.sliding_window > 0))
+        throw Error(path + ": an MLA model with attention biases or a sliding window has no transformers class kvscope writes");
     ordered_json j;
-    j["model_type"] = qwen2 ? "qwen2" : mistral ? "mistral" : "llama";
-    j["architectures"] = {qwen2 ? "Qwen2ForCausalLM" : mistral ? "MistralForCausalLM" : "LlamaForCausalLM"};
+    j["model_type"] = mla ? "deepseek_v3" : qwen2 ? "qwen2" : mistral ? "mistral" : "llama";
+    j["architectures"] = {mla     ? "DeepseekV3ForCausalLM"
+                          : qwen2 ? "Qwen2ForCausalLM"
+                          : mistral ? "MistralForCausalLM"
+                                    : "LlamaForCausalLM"};
     j["vocab_size"] = cfg.vocab_size;
     j["max_position_embeddings"] = cfg.n_ctx;
     j["hidden_size"] = cfg.n_embd;
     j["intermediate_size"] = cfg.n_ff;
     j["num_hidden_layers"] = cfg.n_layer;
     j["num_attention_heads"] = cfg.n_head;
-    j["num_key_value_heads"] = cfg.n_kv_head;
+    // DeepseekV3 expands kv_b_proj to every head and repeats them H / num_key_value_heads
+    // times: H there, whatever the one latent row kvscope counts.
+    j["num_key_value_heads"] = mla ? cfg.n_head : cfg.n_kv_head;
     if (cfg.explicit_head_dim > 0) j["head_dim"] = cfg.explicit_head_dim;
+    if (mla) {
+        j["kv_lora_rank"] = cfg.mla.kv_lora_rank;
+        j["q_lora_rank"] = cfg.mla.q_lora_rank > 0 ? json(cfg.mla.q_lora_rank) : json(nullptr);
+        j["qk_rope_head_dim"] = cfg.mla.qk_rope_head_dim;
+        j["qk_nope_head_dim"] = cfg.mla.qk_nope_head_dim;
+        j["v_head_dim"] = cfg.mla.v_head_dim;
+        j["head_dim"] = cfg.mla.qk_rope_head_dim;  // as DeepseekV3Config sets it (RoPE's width)
+        j["rope_interleave"] = cfg.mla.rope_interleave;
+        j["first_k_dense_replace"] = cfg.n_layer;   // every layer's MLP dense
+    }
     j["hidden_act"] = "silu";
     j["rms_norm_eps"] = shortest_decimal(cfg.layer_norm_epsilon);
     j["rope_theta"] = cfg.rope.theta;
@@ -182,7 +200,7 @@ std::string llama_config_json(const std::string& path, const ModelConfig& cfg, W
     else
         j["rope_scaling"] = nullptr;
     if (!qwen2) j["attention_bias"] = cfg.qkv_bias;
-    if (!qwen2) j["mlp_bias"] = false;
+    if (!qwen2 && !mla) j["mlp_bias"] = false;
     if (qwen2) j["use_sliding_window"] = false;
     if (mistral) j["sliding_window"] = cfg.sliding_window;
     j["tie_word_embeddings"] = cfg.tied_head;

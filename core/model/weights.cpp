@@ -80,7 +80,10 @@ std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg) {
         auto& l = w.layers[i];
         if (llama) {
             const std::string h = "model.layers." + std::to_string(i) + ".";
-            v.push_back({&l.attn_w, &l.attn_w16, h + "self_attn.{q,k,v}_proj.weight"});
+            const char* first = !cfg.is_mla()               ? "self_attn.{q,k,v}_proj.weight"
+                                : cfg.mla.q_lora_rank > 0 ? "self_attn.{q_a_proj,kv_a_proj_with_mqa}.weight"
+                                                          : "self_attn.{q_proj,kv_a_proj_with_mqa}.weight";
+            v.push_back({&l.attn_w, &l.attn_w16, h + first});
             v.push_back({&l.attn_proj_w, &l.attn_proj_w16, h + "self_attn.o_proj.weight"});
             v.push_back({&l.fc_w, &l.fc_w16, h + "mlp.{gate,up}_proj.weight"});
             v.push_back({&l.mlp_proj_w, &l.mlp_proj_w16, h + "mlp.down_proj.weight"});
@@ -93,6 +96,13 @@ std::vector<MatrixRef> weight_matrices(Weights& w, const ModelConfig& cfg) {
         v.push_back({&l.mlp_proj_w, &l.mlp_proj_w16, h + "mlp.c_proj.weight"});
     }
     if (!cfg.tied_head) v.push_back({&w.lm_head, &w.lm_head16, "lm_head.weight"});
+    if (cfg.is_mla())
+        for (size_t i = 0; i < w.layers.size(); ++i) {
+            auto& l = w.layers[i];
+            const std::string h = "model.layers." + std::to_string(i) + ".self_attn.";
+            if (cfg.mla.q_lora_rank > 0) v.push_back({&l.q_b_w, &l.q_b_w16, h + "q_b_proj.weight"});
+            v.push_back({&l.kv_b_w, &l.kv_b_w16, h + "kv_b_proj.weight"});
+        }
     return v;
 }
 
@@ -105,6 +115,7 @@ int64_t Weights::bytes() const {
         f(l.ln_1_w), f(l.ln_1_b), f(l.attn_w), f(l.attn_b), f(l.attn_proj_w), f(l.attn_proj_b);
         f(l.ln_2_w), f(l.ln_2_b), f(l.fc_w), f(l.fc_b), f(l.mlp_proj_w), f(l.mlp_proj_b);
         h(l.attn_w16), h(l.attn_proj_w16), h(l.fc_w16), h(l.mlp_proj_w16);
+        f(l.q_a_norm_w), f(l.q_b_w), f(l.kv_norm_w), f(l.kv_b_w), h(l.q_b_w16), h(l.kv_b_w16);
     }
     return n;
 }
@@ -126,7 +137,9 @@ void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t) {
 
 Weights allocate_weights(const ModelConfig& cfg, WeightType held) {
     const int C = cfg.n_embd, Q = cfg.qkv_dim(), Qd = cfg.q_dim(), FC = cfg.fc_dim(), FF = cfg.ff_dim();
-    const int Cb = cfg.is_llama() ? 0 : C;  // LayerNorm biases (none in RMSNorm)
+    const int O = cfg.o_dim(), Cb = cfg.is_llama() ? 0 : C;  // LayerNorm biases (none in RMSNorm)
+    const int dq = cfg.is_mla() ? cfg.mla.q_lora_rank : 0, dc = cfg.is_mla() ? cfg.mla.kv_lora_rank : 0;
+    const int kvb = cfg.is_mla() ? cfg.n_head * (cfg.mla.qk_nope_head_dim + cfg.mla.v_head_dim) : 0;
     const bool mats = held == WeightType::f32;
     auto mat = [&](int64_t r, int64_t c) { return mats ? RowMat(RowMat::Zero(r, c)) : RowMat(); };
     Weights w;
@@ -139,7 +152,7 @@ Weights allocate_weights(const ModelConfig& cfg, WeightType held) {
         l.ln_1_b = RowVec::Zero(Cb);
         l.attn_w = mat(C, Q);
         l.attn_b = RowVec::Zero(Q);
-        l.attn_proj_w = mat(Qd, C);
+        l.attn_proj_w = mat(O, C);
         l.attn_proj_b = RowVec::Zero(C);
         l.ln_2_w = RowVec::Zero(C);
         l.ln_2_b = RowVec::Zero(Cb);
@@ -147,6 +160,10 @@ Weights allocate_weights(const ModelConfig& cfg, WeightType held) {
         l.fc_b = RowVec::Zero(FC);
         l.mlp_proj_w = mat(FF, C);
         l.mlp_proj_b = RowVec::Zero(C);
+        l.q_a_norm_w = RowVec::Zero(dq);
+        l.q_b_w = dq > 0 ? mat(dq, Qd) : RowMat();
+        l.kv_norm_w = RowVec::Zero(dc);
+        l.kv_b_w = dc > 0 ? mat(dc, kvb) : RowMat();
     }
     w.ln_f_w = RowVec::Zero(C);
     w.ln_f_b = RowVec::Zero(Cb);
@@ -191,6 +208,10 @@ Weights random_weights(const ModelConfig& cfg, uint64_t seed, const std::functio
         fill_normal(l.fc_w.data(), l.fc_w.size(), std, rng);
         if (gpt2) fill_normal(l.fc_b.data(), l.fc_b.size(), std, rng);
         fill_normal(l.mlp_proj_w.data(), l.mlp_proj_w.size(), proj_std, rng);
+        l.q_a_norm_w.setOnes();
+        l.kv_norm_w.setOnes();
+        fill_normal(l.q_b_w.data(), l.q_b_w.size(), std, rng);
+        fill_normal(l.kv_b_w.data(), l.kv_b_w.size(), std, rng);
         if (part_done) part_done(++part);
     }
     w.ln_f_w.setOnes();
@@ -248,10 +269,26 @@ void check_matrix(const Weights& w, const M& f, const Mat16& h, int64_t rows, in
     check_tensor16(h, rows, cols, where, name);
 }
 
+// MLA's own tensors: the norms, then q_b_proj and kv_b_proj (weight_matrices' tail).
+void check_mla_weights(const ModelConfig& cfg, const Weights& w, const std::vector<MatrixRef>& mats,
+                       const std::string& where) {
+    const int dq = cfg.mla.q_lora_rank, dc = cfg.mla.kv_lora_rank;
+    const int kvb = cfg.n_head * (cfg.mla.qk_nope_head_dim + cfg.mla.v_head_dim);
+    size_t m = mats.size() - size_t(cfg.n_layer) * (dq > 0 ? 2 : 1);
+    for (int i = 0; i < cfg.n_layer; ++i) {
+        const auto& l = w.layers[size_t(i)];
+        const std::string h = "model.layers." + std::to_string(i) + ".self_attn.";
+        check_tensor(l.q_a_norm_w, 1, dq, where, h + "q_a_layernorm.weight");
+        check_tensor(l.kv_norm_w, 1, dc, where, h + "kv_a_layernorm.weight");
+        if (dq > 0) check_matrix(w, l.q_b_w, l.q_b_w16, dq, cfg.q_dim(), where, mats[m++].name);
+        check_matrix(w, l.kv_b_w, l.kv_b_w16, dc, kvb, where, mats[m++].name);
+    }
+}
+
 }  // namespace
 
 void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& where) {
-    const int C = cfg.n_embd, Q = cfg.qkv_dim(), Qd = cfg.q_dim(), FC = cfg.fc_dim(), FF = cfg.ff_dim();
+    const int C = cfg.n_embd, Q = cfg.qkv_dim(), O = cfg.o_dim(), FC = cfg.fc_dim(), FF = cfg.ff_dim();
     const bool llama = cfg.is_llama();
     const int Cb = llama ? 0 : C;  // LayerNorm biases (none in RMSNorm)
     // The matrices' names as weight_matrices gives them (GPT-2 or Hugging Face Llama names).
@@ -270,7 +307,7 @@ void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& 
         check_tensor(l.ln_1_b, 1, Cb, where, h + "ln_1.bias");
         check_matrix(w, l.attn_w, l.attn_w16, C, Q, where, name(0));
         check_tensor(l.attn_b, 1, Q, where, h + (llama ? "self_attn.{q,k,v}_proj.bias" : "attn.c_attn.bias"));
-        check_matrix(w, l.attn_proj_w, l.attn_proj_w16, Qd, C, where, name(1));
+        check_matrix(w, l.attn_proj_w, l.attn_proj_w16, O, C, where, name(1));
         check_tensor(l.attn_proj_b, 1, C, where, h + (llama ? "self_attn.o_proj.bias" : "attn.c_proj.bias"));
         check_tensor(l.ln_2_w, 1, C, where, h + (llama ? "post_attention_layernorm.weight" : "ln_2.weight"));
         check_tensor(l.ln_2_b, 1, Cb, where, h + "ln_2.bias");
@@ -282,6 +319,7 @@ void check_weights(const ModelConfig& cfg, const Weights& w, const std::string& 
     check_tensor(w.ln_f_w, 1, C, where, llama ? "model.norm.weight" : "ln_f.weight");
     check_tensor(w.ln_f_b, 1, Cb, where, "ln_f.bias");
     if (!cfg.tied_head) check_matrix(w, w.lm_head, w.lm_head16, cfg.vocab_size, C, where, "lm_head.weight");
+    if (cfg.is_mla()) check_mla_weights(cfg, w, mats, where);
 }
 
 }  // namespace kv

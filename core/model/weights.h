@@ -7,6 +7,11 @@
 //   ln_2_w  post_attention_layernorm attn_proj_w  o_proj^T
 //   fc_w    [gate_proj | up_proj]^T  mlp_proj_w   down_proj^T
 //   ln_f_w  model.norm               wte embed_tokens, lm_head lm_head
+// An MLA model (DeepseekV3) fills them as
+//   attn_w  [q_proj | kv_a_proj_with_mqa]^T, or [q_a_proj | kv_a_proj_with_mqa]^T
+//           (C, qkv_dim): h's one product into [q or q's latent | c_KV | k_R]
+//   attn_proj_w  o_proj^T (H*d_v, C)
+// and its own fields below (q_a_layernorm, q_b_proj, kv_a_layernorm, kv_b_proj).
 // with no LayerNorm biases and no wpe (both empty), and the biases GPT-2 has and the
 // Llama family lacks (attn_b without q/k/v biases, attn_proj_b, fc_b, mlp_proj_b)
 // held as zeros, so a product's bias add is the same code for both.
@@ -58,12 +63,13 @@ float round_to(WeightType t, float v);
 // When Weights::type is f16/bf16 each weight matrix lives in its *16 twin and the
 // f32 RowMat is empty (0 x 0): the memory is the 16-bit copy only.
 // Qd = q_dim (C for GPT-2), Q = qkv_dim = Qd + 2*kv_dim, FC = fc_dim (4C or 2F),
-// FF = ff_dim (4C or F); LayerNorm biases are (0) in the Llama family.
+// FF = ff_dim (4C or F), O = o_dim (Qd; H*d_v for MLA); LayerNorm biases are (0) in the
+// Llama family.
 struct LayerWeights {
     RowVec ln_1_w, ln_1_b;      // (C)
     RowMat attn_w;              // (C, Q)    c_attn: [q | k | v] columns
     RowVec attn_b;              // (Q)
-    RowMat attn_proj_w;         // (Qd, C)   c_proj
+    RowMat attn_proj_w;         // (O, C)    c_proj
     RowVec attn_proj_b;         // (C)
     RowVec ln_2_w, ln_2_b;      // (C)
     RowMat fc_w;                // (C, FC)   mlp.c_fc
@@ -71,6 +77,12 @@ struct LayerWeights {
     RowMat mlp_proj_w;          // (FF, C)   mlp.c_proj
     RowVec mlp_proj_b;          // (C)
     Mat16 attn_w16, attn_proj_w16, fc_w16, mlp_proj_w16;  // f16/bf16 weights
+    // MLA only ((0) / 0 x 0 otherwise):
+    RowVec q_a_norm_w;          // (d_q)     q_a_layernorm (when q_lora_rank > 0)
+    RowMat q_b_w;               // (d_q, Qd) q_b_proj^T (when q_lora_rank > 0)
+    RowVec kv_norm_w;           // (d_c)     kv_a_layernorm
+    RowMat kv_b_w;              // (d_c, H*(d_n + d_v)) kv_b_proj^T: head h's columns [W_UK | W_UV]
+    Mat16 q_b_w16, kv_b_w16;
 };
 
 struct Weights {
@@ -102,9 +114,10 @@ void set_weight_type(Weights& w, const ModelConfig& cfg, WeightType t);
 // the matrices are left empty (to be filled as Mat16) and type is set to `held`.
 Weights allocate_weights(const ModelConfig& cfg, WeightType held = WeightType::f32);
 
-// Every weight matrix (wte, the four of each layer, lm_head when untied) with its
-// 16-bit twin and its tensor name (GPT-2 names; for the Llama family the Hugging Face
-// names of what it holds, e.g. "model.layers.0.mlp.{gate,up}_proj.weight").
+// Every weight matrix (wte, the four of each layer, lm_head when untied, then MLA's
+// q_b_proj and kv_b_proj of each layer) with its 16-bit twin and its tensor name
+// (GPT-2 names; for the Llama family the Hugging Face names of what it holds, e.g.
+// "model.layers.0.mlp.{gate,up}_proj.weight").
 struct MatrixRef {
     RowMat* f32;
     Mat16* h16;
