@@ -334,7 +334,7 @@ int cli::main(int argc, char** argv, bool parse_only) {
 
     kv::TrainOptions topt;
     std::string tr_family = "gpt2";
-    auto* c_tr = app.add_subcommand("train", "train a tiny word-level GPT-2 or Llama on a corpus");
+    auto* c_tr = app.add_subcommand("train", "train a tiny word-level GPT-2, Llama or MLA model on a corpus");
     c_tr->add_option("--corpus", topt.corpus, "text file, one sentence per line")->required();
     c_tr->add_option("--out", topt.out_dir, "model folder to write")->required();
     c_tr->add_option("--steps", topt.steps, "optimizer steps");
@@ -343,8 +343,10 @@ int cli::main(int argc, char** argv, bool parse_only) {
     c_tr->add_option("--layers", topt.n_layer, "transformer blocks (default 2)");
     c_tr->add_option("--heads", topt.n_head, "attention heads (default 4)");
     c_tr->add_option("--embd", topt.n_embd, "embedding width, a multiple of --heads (default 64)");
-    c_tr->add_option("--family", tr_family, "gpt2 (GPT2LMHeadModel folder) or llama (LlamaForCausalLM folder)")
-        ->check(CLI::IsMember({"gpt2", "llama"}));
+    c_tr->add_option("--family", tr_family,
+                     "gpt2 (GPT2LMHeadModel folder), llama (LlamaForCausalLM folder) or mla (Llama's blocks with "
+                     "DeepSeek's latent attention: a DeepseekV3ForCausalLM folder)")
+        ->check(CLI::IsMember({"gpt2", "llama", "mla"}));
     c_tr->add_option("--ff", topt.n_ff, "llama: the SwiGLU MLP's width (default 8 * --embd / 3, rounded up to 16)");
 
     std::string names;
@@ -386,7 +388,8 @@ int cli::main(int argc, char** argv, bool parse_only) {
         if (int rc = run_bench(); rc >= 0) return rc;
         if (int rc = run_serve(); rc >= 0) return rc;
         if (*c_tr) {
-            topt.family = tr_family == "llama" ? kv::ModelFamily::llama : kv::ModelFamily::gpt2;
+            topt.family = tr_family == "gpt2" ? kv::ModelFamily::gpt2 : kv::ModelFamily::llama;
+            topt.mla = tr_family == "mla";
             const kv::TrainReport r = kv::train_model(topt);
             std::fprintf(stderr, "trained %d steps in %.1f s: train loss %.4f, held-out loss %.4f, %lld parameters, "
                                  "vocabulary %d; wrote %s\n",

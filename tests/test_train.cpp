@@ -150,55 +150,85 @@ const char* kTinyCorpus =
 
 }  // namespace
 
-TEST_CASE("trainer gradients match central finite differences for every parameter tensor of both families") {
-    // Double precision, every element of every tensor. Central differences with
-    // h = 1e-5 have truncation error O(h^2) ~ 1e-10 and rounding ~ 1e-11, so the
-    // stated tolerance is |analytic - numeric| <= 1e-7 + 1e-5 * |numeric|.
+namespace {
+
+// Every element of every parameter tensor: the backward pass against central
+// differences in double. h = 1e-5 has truncation error O(h^2) ~ 1e-10 and rounding
+// ~ 1e-11, so the stated tolerance is |analytic - numeric| <= 1e-7 + 1e-5 * |numeric|.
+void check_model_gradients(const kv::ModelConfig& cfg, size_t n_tensors) {
     const double h = 1e-5, atol = 1e-7, rtol = 1e-5;
+    const int B = 2, T = cfg.n_ctx;
+    kv::Trainer<double> m(cfg, B, T);
+    m.init_random(7);
+    // Move every parameter off its init (norm weights 1, biases 0) so no
+    // gradient is trivially zero by symmetry.
+    std::mt19937_64 rng(42);
+    std::normal_distribution<double> nd(0.0, 0.3);
+    for (double& p : m.params()) p += nd(rng);
+    const std::vector<int> inputs = {1, 4, 4, 9, 0, 10, 2, 7, 3, 1};
+    const std::vector<int> targets = {4, 4, 9, 0, 5, 2, 7, 3, 1, 6};
+    m.forward(inputs, targets, B, T);
+    m.backward();
+    const kv::TrainBuf<double> analytic = m.grads();
+
+    REQUIRE(m.layout().size() == n_tensors);
+    for (const auto& pt : m.layout()) {
+        CAPTURE(pt.name);
+        double worst = 0, grad_norm = 0;
+        int64_t worst_i = -1;
+        for (int64_t i = pt.offset; i < pt.offset + pt.size(); ++i) {
+            const double saved = m.params()[i];
+            m.params()[i] = saved + h;
+            const double lp = m.forward(inputs, targets, B, T);
+            m.params()[i] = saved - h;
+            const double lm = m.forward(inputs, targets, B, T);
+            m.params()[i] = saved;
+            const double numeric = (lp - lm) / (2 * h);
+            const double excess = std::abs(analytic[i] - numeric) - (atol + rtol * std::abs(numeric));
+            if (worst_i < 0 || excess > worst) {
+                worst = excess;
+                worst_i = i - pt.offset;
+            }
+            grad_norm += numeric * numeric;
+        }
+        CAPTURE(worst_i);
+        CHECK(worst <= 0.0);
+        // Every tensor takes part in the loss (wte twice: embedding and head).
+        CHECK(grad_norm > 1e-12);
+    }
+}
+
+// A micro MLA (DeepseekV3 attention on the Llama micro model), every width distinct so
+// that a mixed-up index shows: d_c 6, d_R 4, d_n 3, d_v 5, 2 heads, C 8.
+kv::ModelConfig micro_mla_config(bool rope_interleave) {
+    kv::ModelConfig c = micro_config(1, kv::ModelFamily::llama);
+    c.mla.kv_lora_rank = 6;
+    c.mla.qk_rope_head_dim = 4;
+    c.mla.qk_nope_head_dim = 3;
+    c.mla.v_head_dim = 5;
+    c.mla.rope_interleave = rope_interleave;
+    return c;
+}
+
+}  // namespace
+
+TEST_CASE("trainer gradients match central finite differences for every parameter tensor of both families") {
     for (auto [family, n_kv_head] : {std::pair{kv::ModelFamily::gpt2, 2}, std::pair{kv::ModelFamily::gpt2, 1},
                                      std::pair{kv::ModelFamily::llama, 2}, std::pair{kv::ModelFamily::llama, 1}}) {
         const kv::ModelConfig cfg = micro_config(n_kv_head, family);
         CAPTURE(cfg.is_llama());
         CAPTURE(n_kv_head);
-        const int B = 2, T = cfg.n_ctx;
-        kv::Trainer<double> m(cfg, B, T);
-        m.init_random(7);
-        // Move every parameter off its init (norm weights 1, biases 0) so no
-        // gradient is trivially zero by symmetry.
-        std::mt19937_64 rng(42);
-        std::normal_distribution<double> nd(0.0, 0.3);
-        for (double& p : m.params()) p += nd(rng);
-        const std::vector<int> inputs = {1, 4, 4, 9, 0, 10, 2, 7, 3, 1};
-        const std::vector<int> targets = {4, 4, 9, 0, 5, 2, 7, 3, 1, 6};
-        m.forward(inputs, targets, B, T);
-        m.backward();
-        const kv::TrainBuf<double> analytic = m.grads();
+        check_model_gradients(cfg, cfg.is_llama() ? size_t(1 + 9 * cfg.n_layer + 1) : size_t(2 + 12 * cfg.n_layer + 2));
+    }
+}
 
-        REQUIRE(m.layout().size() == (cfg.is_llama() ? size_t(1 + 9 * cfg.n_layer + 1) : size_t(2 + 12 * cfg.n_layer + 2)));
-        for (const auto& pt : m.layout()) {
-            CAPTURE(pt.name);
-            double worst = 0, grad_norm = 0;
-            int64_t worst_i = -1;
-            for (int64_t i = pt.offset; i < pt.offset + pt.size(); ++i) {
-                const double saved = m.params()[i];
-                m.params()[i] = saved + h;
-                const double lp = m.forward(inputs, targets, B, T);
-                m.params()[i] = saved - h;
-                const double lm = m.forward(inputs, targets, B, T);
-                m.params()[i] = saved;
-                const double numeric = (lp - lm) / (2 * h);
-                const double excess = std::abs(analytic[i] - numeric) - (atol + rtol * std::abs(numeric));
-                if (worst_i < 0 || excess > worst) {
-                    worst = excess;
-                    worst_i = i - pt.offset;
-                }
-                grad_norm += numeric * numeric;
-            }
-            CAPTURE(worst_i);
-            CHECK(worst <= 0.0);
-            // Every tensor takes part in the loss (wte twice: embedding and head).
-            CHECK(grad_norm > 1e-12);
-        }
+TEST_CASE("trainer MLA gradients match central finite differences for every parameter tensor") {
+    // 10 tensors a layer: input_layernorm, q_proj, kv_a_proj_with_mqa,
+    // kv_a_layernorm, kv_b_proj, o_proj, post_attention_layernorm, gate, up, down.
+    for (bool interleave : {true, false}) {
+        CAPTURE(interleave);
+        const kv::ModelConfig cfg = micro_mla_config(interleave);
+        check_model_gradients(cfg, size_t(1 + 10 * cfg.n_layer + 1));
     }
 }
 
@@ -468,18 +498,58 @@ TEST_CASE("SwiGLU kernel: forward is silu(gate) * up and backward matches finite
 
 TEST_CASE("grouped-query attention kernel: backward matches finite differences") {
     namespace td = kv::train_detail;
-    // 4 query heads on 2 kv heads, head size 6 (so Dq = 24 need not be C).
-    const int b = 2, t = 4, H = 4, Hkv = 2, hd = 6, Q = (H + 2 * Hkv) * hd;
-    std::vector<double> qkv = randn(size_t(b) * t * Q, 10), dout = randn(size_t(b) * t * H * hd, 11);
-    std::vector<double> out(dout.size()), att(size_t(b) * H * t * t);
-    auto loss = [&] {
-        td::attention_forward(out.data(), att.data(), qkv.data(), b, t, hd, H, Hkv);
-        return dot(dout, out);
-    };
-    loss();
-    std::vector<double> dqkv(qkv.size(), 0.0), scratch(t);
-    td::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), b, t, hd, H, Hkv);
-    check_gradient("qkv", qkv, dqkv, loss);
+    // 4 query heads on 2 kv heads, head size 6 (so Dq = 24 need not be C); values 6
+    // wide, or 4 (MLA's d_v apart from the q.k width).
+    for (const int hdv : {6, 4}) {
+        CAPTURE(hdv);
+        const int b = 2, t = 4, H = 4, Hkv = 2, hd = 6, Q = (H + Hkv) * hd + Hkv * hdv;
+        std::vector<double> qkv = randn(size_t(b) * t * Q, 10), dout = randn(size_t(b) * t * H * hdv, 11);
+        std::vector<double> out(dout.size()), att(size_t(b) * H * t * t);
+        auto loss = [&] {
+            td::attention_forward(out.data(), att.data(), qkv.data(), b, t, hd, H, Hkv, hdv);
+            return dot(dout, out);
+        };
+        loss();
+        std::vector<double> dqkv(qkv.size(), 0.0), scratch(t);
+        td::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), b, t, hd, H, Hkv,
+                               hdv);
+        check_gradient("qkv", qkv, dqkv, loss);
+    }
+}
+
+TEST_CASE("MLA RoPE kernel: forward is apply_rotary_pos_emb_interleave and backward matches finite differences") {
+    namespace td = kv::train_detail;
+    const int T = 5, d = 8, half = d / 2;
+    std::vector<double> cos_t, sin_t;
+    rope_tables(T, d, 10.0, cos_t, sin_t);
+    for (bool interleaved : {true, false}) {
+        CAPTURE(interleaved);
+        for (int pos = 0; pos < T; ++pos) {
+            CAPTURE(pos);
+            const double* cs = &cos_t[size_t(pos) * half];
+            const double* sn = &sin_t[size_t(pos) * half];
+            std::vector<double> x = randn(d, 20 + uint64_t(pos)), y;
+            const std::vector<double> dout = randn(d, 30 + uint64_t(pos));
+            auto loss = [&] {
+                y = x;
+                td::rope_part(y.data(), cs, sn, d, interleaved, false);
+                return dot(dout, y);
+            };
+            loss();
+            // transformers (modeling_deepseek_v3.py): x.view(d/2, 2).transpose(-1, -2).reshape(d),
+            // then x * cos(emb) + cat(-x2, x1) * sin(emb) with emb = cat(freqs, freqs).
+            std::vector<double> xin(d);
+            for (int c = 0; c < d; ++c) xin[size_t(c)] = interleaved ? x[size_t(c % half * 2 + c / half)] : x[size_t(c)];
+            for (int c = 0; c < d; ++c) {
+                const double rotated_half = c < half ? -xin[size_t(c + half)] : xin[size_t(c - half)];
+                CAPTURE(c);
+                CHECK(y[size_t(c)] == doctest::Approx(xin[size_t(c)] * cs[c % half] + rotated_half * sn[c % half]).epsilon(1e-12));
+            }
+            std::vector<double> dx = dout;
+            td::rope_part(dx.data(), cs, sn, d, interleaved, true);
+            check_gradient("x", x, dx, loss);
+        }
+    }
 }
 
 TEST_CASE("nn.Linear product kernel: y = x W^T and backward matches finite differences") {
@@ -584,17 +654,18 @@ TEST_CASE("bundled tiny-llama: the trainer's own forward continues \"Python is a
 namespace {
 
 // The worst |trainer - reference| - (1e-4 + 1e-4 |reference|) over every logit of every
-// position of ids, the reference being tests/reference/llama_pure.py (plain Python,
-// float64, written from modeling_llama.py) on the same folder.
-double worst_against_pure_python(const fs::path& dir, const std::vector<int>& ids) {
+// position of ids, the reference being `script` run on the same folder: `python3
+// llama_pure.py` (plain Python, float64, written from modeling_llama.py) or NumPy's
+// python with mla_numpy.py (written from DeepSeek-V2's equations and
+// modeling_deepseek_v3.py); either prints {"logits": [...]}.
+double worst_against_reference(const fs::path& dir, const std::vector<int>& ids, const std::string& script) {
     const kv::ModelConfig cfg = kv::read_config_json((dir / "config.json").string());
     kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
     m.read_safetensors((dir / "model.safetensors").string());
     m.forward(ids, {}, 1, int(ids.size()));
     std::string list;
     for (int id : ids) list += (list.empty() ? "" : ",") + std::to_string(id);
-    const kvtest::Run r = kvtest::run_shell("python3 '" KVSCOPE_SOURCE_DIR "/tests/reference/llama_pure.py' '" +
-                                            dir.string() + "' " + list);
+    const kvtest::Run r = kvtest::run_shell(script + " '" + dir.string() + "' " + list);
     CAPTURE(r.err);
     REQUIRE(r.rc == 0);
     const auto ref = nlohmann::json::parse(r.out).at("logits");
@@ -614,7 +685,26 @@ double worst_against_pure_python(const fs::path& dir, const std::vector<int>& id
     return worst;
 }
 
+double worst_against_pure_python(const fs::path& dir, const std::vector<int>& ids) {
+    return worst_against_reference(dir, ids, "python3 '" KVSCOPE_SOURCE_DIR "/tests/reference/llama_pure.py'");
+}
+
 bool have_python3() { return std::system("python3 -c 'import json, struct' >/dev/null 2>&1") == 0; }
+
+// A trainer of cfg with its parameters moved off the init (norm weights 1, small
+// matrices), so that every part shows in the logits, written as a Hugging Face folder
+// dir/m with a made-up vocabulary.
+fs::path write_random_folder(const kv::ModelConfig& cfg, const fs::path& dir, uint64_t seed) {
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.init_random(seed);
+    std::mt19937 rng(unsigned(seed) + 4);
+    std::normal_distribution<float> nd(0.f, 0.5f);
+    for (float& p : m.params()) p += nd(rng);
+    std::vector<std::string> vocab = {"<unk>", "<eos>"};
+    while (int(vocab.size()) < cfg.vocab_size) vocab.push_back("w" + std::to_string(vocab.size()));
+    kv::write_llama_folder((dir / "m").string(), m, vocab);
+    return dir / "m";
+}
 
 }  // namespace
 
@@ -632,16 +722,77 @@ TEST_CASE("trainer Llama forward equals an independent plain-Python forward with
     cfg.n_ctx = 9;
     cfg.explicit_head_dim = 6;  // Dq = 12 beside C = 8
     cfg.rope.theta = 10000.0;
-    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
-    m.init_random(5);
-    // Off the init (norm weights 1, small matrices), so that every part shows in the logits.
-    std::mt19937 rng(9);
-    std::normal_distribution<float> nd(0.f, 0.5f);
-    for (float& p : m.params()) p += nd(rng);
-    std::vector<std::string> vocab = {"<unk>", "<eos>"};
-    while (int(vocab.size()) < cfg.vocab_size) vocab.push_back("w" + std::to_string(vocab.size()));
     const fs::path dir = temp_dir("pure");
-    kv::write_llama_folder((dir / "m").string(), m, vocab);
-    CHECK(worst_against_pure_python(dir / "m", {3, 1, 4, 1, 5, 9, 2, 6, 5}) <= 0.0);
+    CHECK(worst_against_pure_python(write_random_folder(cfg, dir, 5), {3, 1, 4, 1, 5, 9, 2, 6, 5}) <= 0.0);
+    fs::remove_all(dir);
+}
+
+// ---- MLA: the DeepseekV3 folder and the forward against an independent one ---------
+
+TEST_CASE("train_config with mla gives ModelConfig::mla_tiny's shape and its config.json reads back the same") {
+    kv::TrainOptions opt;
+    opt.family = kv::ModelFamily::llama;
+    opt.mla = true;
+    const kv::ModelConfig cfg = kv::train_config(opt, 1058);
+    kv::ModelConfig want = kv::ModelConfig::mla_tiny();
+    want.vocab_size = 1058;  // the corpus's
+    CHECK(cfg == want);
+    CHECK(cfg.head_dim() == 24);
+    const std::string text = kv::llama_config_json("config.json", cfg, kv::WeightType::f32, 1, 1);
+    CHECK(kv::parse_llama_config(text, "config.json") == cfg);
+    CHECK(text.find("\"model_type\": \"deepseek_v3\"") != std::string::npos);
+}
+
+TEST_CASE("train_config refuses MLA with GPT-2 blocks or several kv heads, and the trainer q_lora_rank") {
+    kv::TrainOptions opt;
+    opt.mla = true;
+    CHECK_THROWS_WITH_AS(kv::train_config(opt, 100), doctest::Contains("--family mla"), kv::Error);
+    opt.family = kv::ModelFamily::llama;
+    opt.n_kv_head = 2;
+    CHECK_THROWS_WITH_AS(kv::train_config(opt, 100), doctest::Contains("--n-kv-head 2"), kv::Error);
+    kv::ModelConfig q = kv::ModelConfig::mla_tiny_q();
+    CHECK_THROWS_WITH_AS(kv::Trainer<float>(q, 1, 4), doctest::Contains("q_lora_rank 32"), kv::Error);
+}
+
+TEST_CASE("trainer MLA forward equals mla_numpy.py on a DeepseekV3 folder it writes") {
+    std::string why;
+    const std::string py = kvtest::numpy_python(&why);
+    KVTEST_SKIP_UNLESS(!py.empty(), why);
+    for (bool interleave : {true, false}) {
+        CAPTURE(interleave);
+        kv::ModelConfig cfg = micro_mla_config(interleave);
+        cfg.n_ctx = 9;
+        cfg.rope.theta = 10000.0;
+        const fs::path dir = temp_dir("mla_numpy");
+        const fs::path m = write_random_folder(cfg, dir, 6);
+        CHECK(kv::read_config_json((m / "config.json").string()) == cfg);
+        CHECK(worst_against_reference(m, {3, 1, 4, 1, 5, 9, 2, 6, 5},
+                                      py + " '" KVSCOPE_SOURCE_DIR "/tests/reference/mla_numpy.py'") <= 0.0);
+        fs::remove_all(dir);
+    }
+}
+
+TEST_CASE("train_model writes an MLA folder that reads back into the trainer, deterministically") {
+    const fs::path dir = temp_dir("mla");
+    std::ofstream(dir / "corpus.txt") << kTinyCorpus;
+    kv::TrainOptions opt;
+    opt.corpus = (dir / "corpus.txt").string();
+    opt.steps = 4;
+    opt.quiet = true;
+    opt.family = kv::ModelFamily::llama;
+    opt.mla = true;
+    opt.out_dir = (dir / "a").string();
+    const kv::TrainReport ra = kv::train_model(opt);
+    opt.out_dir = (dir / "b").string();
+    kv::train_model(opt);
+    CHECK(read_bytes(dir / "a" / "model.safetensors") == read_bytes(dir / "b" / "model.safetensors"));
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "a" / "config.json").string());
+    CHECK(cfg.is_mla());
+    CHECK(cfg.n_params() == ra.n_params);
+    kv::Trainer<float> m(cfg, 1, cfg.n_ctx);
+    m.read_safetensors((dir / "a" / "model.safetensors").string());
+    const auto header = kv::read_safetensors_header((dir / "a" / "model.safetensors").string());
+    CHECK(header.at("model.layers.1.self_attn.kv_b_proj.weight").shape == std::vector<int64_t>{4 * (16 + 16), 24});
+    CHECK(header.at("model.layers.1.self_attn.kv_a_proj_with_mqa.weight").shape == std::vector<int64_t>{24 + 8, 64});
     fs::remove_all(dir);
 }

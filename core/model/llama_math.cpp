@@ -26,18 +26,4 @@ void rope_rotate(float* row, int hd, const float* cos, const float* sin) {
     }
 }
 
-void deinterleave(float* row, int d) {
-    float tmp[kMaxRopeDim];
-    const int half = d / 2;
-    for (int i = 0; i < half; ++i) tmp[i] = row[2 * i], tmp[half + i] = row[2 * i + 1];
-    for (int i = 0; i < d; ++i) row[i] = tmp[i];
-}
-
-void interleave(float* row, int d) {
-    float tmp[kMaxRopeDim];
-    const int half = d / 2;
-    for (int i = 0; i < half; ++i) tmp[2 * i] = row[i], tmp[2 * i + 1] = row[half + i];
-    for (int i = 0; i < d; ++i) row[i] = tmp[i];
-}
-
 }  // namespace kv

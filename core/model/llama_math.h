@@ -24,10 +24,23 @@ void rope_rotate(float* row, int hd, const float* cos, const float* sin);
 // DeepseekV3's rope_interleave (apply_rotary_pos_emb_interleave): the d values of a
 // RoPE part, pairs (2i, 2i + 1), are first reordered to [x0, x2, ..., x1, x3, ...] (in
 // place, d <= kMaxRopeDim), then turned by rope_rotate; the turned part stays in that order.
+// Templates so that the trainer's float and double passes call the same definition.
 constexpr int kMaxRopeDim = 1024;
-void deinterleave(float* row, int d);
+template <class T>
+void deinterleave(T* row, int d) {
+    T tmp[kMaxRopeDim];
+    const int half = d / 2;
+    for (int i = 0; i < half; ++i) tmp[i] = row[2 * i], tmp[half + i] = row[2 * i + 1];
+    for (int i = 0; i < d; ++i) row[i] = tmp[i];
+}
 // And back: [x0, x2, ..., x1, x3, ...] to [x0, x1, x2, ...] (the trainer's backward).
-void interleave(float* row, int d);
+template <class T>
+void interleave(T* row, int d) {
+    T tmp[kMaxRopeDim];
+    const int half = d / 2;
+    for (int i = 0; i < half; ++i) tmp[2 * i] = row[i], tmp[2 * i + 1] = row[half + i];
+    for (int i = 0; i < d; ++i) row[i] = tmp[i];
+}
 
 // SiLU (the Llama family's hidden_act "silu"): x * sigmoid(x).
 inline float silu(float x) { return x / (1.0f + std::exp(-x)); }

@@ -72,6 +72,19 @@ float sentence_loss(Trainer<float>& m, const std::vector<std::vector<int>>& sent
     return count ? float(sum / count) : 0.f;
 }
 
+
+// MLA on a Llama-family shape: ModelConfig::mla_tiny()'s ranks, one latent kv head,
+// head_dim left to the ranks (d_n + d_R), as parse_llama_config reads a DeepseekV3 config.
+void set_mla(ModelConfig& cfg, const TrainOptions& opt) {
+    if (!cfg.is_llama()) throw Error("train: MLA needs the Llama family's blocks (--family mla)");
+    if (opt.n_kv_head > 1)
+        throw Error("train: --n-kv-head " + std::to_string(opt.n_kv_head) +
+                    " with MLA: its one latent row per token serves every head (leave it out)");
+    cfg.mla = ModelConfig::mla_tiny().mla;
+    cfg.n_kv_head = 1;
+    cfg.explicit_head_dim = 0;
+}
+
 }  // namespace
 
 ModelConfig train_config(const TrainOptions& opt, int vocab_size) {
@@ -102,6 +115,7 @@ ModelConfig train_config(const TrainOptions& opt, int vocab_size) {
     } else if (opt.n_ff != 0) {
         throw Error("train: --ff sets the Llama family's MLP width (GPT-2's is 4 * --embd)");
     }
+    if (opt.mla) set_mla(cfg, opt);
     cfg.validate("train config");
     return cfg;
 }

@@ -1,10 +1,12 @@
 // Trainer for both families kvscope runs (config.h): GPT-2 (learned positions,
-// LayerNorm, GELU) and Llama (RoPE, RMSNorm, SwiGLU, no biases): one forward with
-// saved activations whose blocks the config chooses, a backward pass written out by
-// hand (llm.c style), AdamW with gradient clipping. Single-threaded, so a seed gives
+// LayerNorm, GELU) and Llama (RoPE, RMSNorm, SwiGLU, no biases), the latter also with
+// DeepSeek's multi-head latent attention (MLA, q_proj form): one forward with saved
+// activations whose blocks the config chooses, a backward pass written out by hand
+// (llm.c style), AdamW with gradient clipping. Single-threaded, so a seed gives
 // bit-identical weights on every run. Used by `kvscope-cli train` to build the
 // bundled tiny models from assets/corpus.txt (tiny-gpt, tiny-gqa, tiny-draft: GPT-2;
-// tiny-llama: Llama, written as a Hugging Face LlamaForCausalLM folder).
+// tiny-llama: Llama, written as a Hugging Face LlamaForCausalLM folder; tiny-mla:
+// MLA, a DeepseekV3ForCausalLM folder with dense MLPs).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -32,6 +34,7 @@ struct TrainOptions {
     int n_layer = 2, n_head = 4, n_embd = 64;
     ModelFamily family = ModelFamily::gpt2;
     int n_ff = 0;            // Llama: the SwiGLU width (0: 8C/3 rounded up to a multiple of 16, 176 for C = 64)
+    bool mla = false;        // Llama family with MLA attention, ModelConfig::mla_tiny()'s ranks (one latent kv head)
     bool quiet = false;      // no progress on stderr
 };
 
@@ -50,7 +53,8 @@ TrainReport train_model(const TrainOptions& opt);
 // ---- Trainer internals, exposed for tests/test_train.cpp ------------------------
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
 // Hkv kv heads, hd head size, Dq = H*hd, kvd = Hkv*hd, Q = Dq + 2*kvd (the q|k|v
-// width), F n_ff, N = B*T.
+// width), F n_ff, N = B*T. MLA: d_c kv_lora_rank, d_R qk_rope_head_dim, d_n
+// qk_nope_head_dim, d_v v_head_dim, hd = d_n + d_R, Q = Dq + d_c + d_R.
 
 // One parameter tensor inside the flat parameter buffer, named and shaped as the
 // family's safetensors file stores it. Only tied heads are trained.
@@ -62,6 +66,10 @@ TrainReport train_model(const TrainOptions& opt);
 //     post_attention_layernorm, mlp.{gate,up,down}_proj (all .weight), then
 //     model.norm.weight. q, k, v lie back to back, so they are one (Q, C) matrix
 //     [q; k; v]; gate and up likewise one (2F, C) matrix [gate; up].
+//   MLA (DeepseekV3ForCausalLM's names): as Llama, with the attention's tensors
+//     self_attn.q_proj (Dq, C), self_attn.kv_a_proj_with_mqa (d_c + d_R, C) back to
+//     back as one (Q, C) matrix, self_attn.kv_a_layernorm (d_c),
+//     self_attn.kv_b_proj (H*(d_n + d_v), d_c), self_attn.o_proj (C, H*d_v).
 struct ParamTensor {
     std::string name;     // e.g. "h.1.attn.c_attn.weight", "model.layers.1.mlp.up_proj.weight"
     int64_t offset = 0;   // into the flat buffer
@@ -73,10 +81,10 @@ std::vector<ParamTensor> param_layout(const ModelConfig& cfg);
 
 // The shape of a model train_model() makes: the corpus's vocabulary size, n_ctx 64,
 // the options' width, depth, heads and family (Llama: rope_theta 10000, rms_norm_eps
-// 1e-5, no biases, tied head). Throws kv::Error naming the option that is wrong.
+// 1e-5, no biases, tied head; with opt.mla, ModelConfig::mla_tiny()'s MLA ranks).
+// Throws kv::Error naming the option that is wrong.
 ModelConfig train_config(const TrainOptions& opt, int vocab_size);
 
-// A Hugging Face LlamaForCausalLM folder from a trained Llama-family model:
 // The word-level vocabulary the trainer builds from corpus lines: "<unk>", "<eos>",
 // then every word of WordTokenizer::split_words by descending count, ties
 // alphabetical.
@@ -99,9 +107,9 @@ public:
     Trainer(Trainer&&) noexcept;
     Trainer& operator=(Trainer&&) noexcept;
 
-    // The initial weights for a seed. GPT-2: random_weights() (weights.h). Llama: the
-    // same N(0, 0.02) matrices with o_proj and down_proj scaled by 1/sqrt(2L), norm
-    // weights 1.
+    // The initial weights for a seed. GPT-2: random_weights() (weights.h). Llama and
+    // MLA: the same N(0, 0.02) matrices with o_proj and down_proj scaled by
+    // 1/sqrt(2L), norm weights 1.
     void init_random(uint64_t seed);
     // GPT-2 family only (the engine's Weights hold GPT-2 tensors); throws kv::Error for a Llama.
     void set_weights(const Weights& w);   // shapes must match cfg
@@ -128,6 +136,7 @@ public:
 
 private:
     struct Acts;
+    void allocate_mla(Acts& a, int64_t N);
     ModelConfig cfg_;
     int B_ = 0, T_ = 0;
     std::vector<ParamTensor> layout_;
@@ -138,7 +147,8 @@ private:
 extern template class Trainer<float>;
 extern template class Trainer<double>;
 
-// A Hugging Face LlamaForCausalLM folder from a trained Llama-family model:
+// A Hugging Face LlamaForCausalLM folder from a trained Llama-family model (a
+// DeepseekV3ForCausalLM folder for MLA):
 // config.json (llama_config_json, model_io.h; bos and eos are <eos>, id 1),
 // model.safetensors (Trainer::write_safetensors: no lm_head.weight, the head is tied,
 // as save_pretrained writes it) and vocab.txt. Throws kv::Error naming the file.

@@ -5,16 +5,21 @@
 // cross-entropy down to the embeddings, reading the activations Trainer::Acts saved.
 // RoPE's backward is its inverse rotation (a rotation's transpose), applied to the
 // gradients of the rotated q and k (rope_forward with inverse, train_forward.cpp's
-// kernel, declared below).
+// kernel, declared below). MLA's heads (mla_expand_forward) go back the same way:
+// the expanded q, k and v gradients are gathered into q, k_R (summed over the heads
+// that share it, then turned back and re-interleaved: rope_part with inverse) and
+// kv_b_proj's [k_nope | v], then through kv_b_proj and kv_a_layernorm into kv_a.
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
 // Hkv kv heads, hd head size, Dq = H*hd, Q = Dq + 2*kv_dim, F n_ff, M the MLP's hidden
-// width, N = b*t rows of a batch.
+// width, N = b*t rows of a batch; MLA's d_c, d_R, d_n, d_v, Do, Dkv, E as in
+// train_internal.h.
 #include <algorithm>
 #include <cmath>
 
 #include <Eigen/Core>
 
 #include "core/error.h"
+#include "core/model/llama_math.h"
 #include "core/train/train.h"
 #include "core/train/train_internal.h"
 
@@ -117,10 +122,11 @@ void matmul_backward(R* dinp, R* dw, R* db, const R* dout, const R* inp, const R
     if (db) RowVecMap<R>(db, OC) += d.colwise().sum();
 }
 
+// Shapes as attention_forward's (values hdv wide).
 template <class R>
 void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* qkv, const R* att, int b, int t,
-                        int hd, int H, int Hkv) {
-    const int C = H * hd, kvd = Hkv * hd, Q = C + 2 * kvd;  // C here is Dq
+                        int hd, int H, int Hkv, int hdv) {
+    const int C = H * hd, kvd = Hkv * hd, Q = C + kvd + Hkv * hdv, Do = H * hdv;  // C here is Dq
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
@@ -128,15 +134,15 @@ void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* q
             for (int j = 0; j < t; ++j) {
                 const int64_t row = int64_t(i) * t + j;
                 const R* a = att + ((int64_t(i) * H + h) * t + j) * t;
-                const R* d = dout + row * C + h * hd;
+                const R* d = dout + row * Do + h * hdv;
                 R* datt = scratch;
                 R dot_sum = 0;
                 for (int j2 = 0; j2 <= j; ++j2) {
                     const int64_t r2 = int64_t(i) * t + j2;
-                    const R* v = qkv + r2 * Q + C + kvd + g * hd;
-                    R* dv = dqkv + r2 * Q + C + kvd + g * hd;
+                    const R* v = qkv + r2 * Q + C + kvd + g * hdv;
+                    R* dv = dqkv + r2 * Q + C + kvd + g * hdv;
                     R s = 0;
-                    for (int c = 0; c < hd; ++c) {
+                    for (int c = 0; c < hdv; ++c) {
                         s += v[c] * d[c];
                         dv[c] += a[j2] * d[c];
                     }
@@ -157,6 +163,49 @@ void attention_backward(R* dqkv, R* scratch /* (t) */, const R* dout, const R* q
                 }
             }
         }
+}
+
+// out (N, stride) columns [offset, offset + width) += in (N, width): take_cols' backward.
+template <class R>
+void add_cols(R* out, const R* in, int N, int stride, int offset, int width) {
+    for (int n = 0; n < N; ++n) {
+        R* o = out + int64_t(n) * stride + offset;
+        const R* x = in + int64_t(n) * width;
+        for (int c = 0; c < width; ++c) o[c] += x[c];
+    }
+}
+
+// mla_expand_forward's backward: from dqkve (b, t, E), adds into dqkv (b, t, Q) the
+// gradients of q (q_rope turned back) and of k_R (the sum over the H keys that share
+// it, turned back), and into dkv (b, t, Dkv) those of each head's [k_nope | v].
+template <class R>
+void mla_expand_backward(R* dqkv, R* dkv, const R* dqkve, const R* cos_t, const R* sin_t, int b, int t,
+                         const ModelConfig& cfg) {
+    const int H = cfg.n_head, dn = cfg.mla.qk_nope_head_dim, dR = cfg.mla.qk_rope_head_dim, dv = cfg.mla.v_head_dim;
+    const int hd = dn + dR, Dq = cfg.q_dim(), Q = cfg.qkv_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
+    const bool il = cfg.mla.rope_interleave;
+    R part[kMaxRopeDim], dk_rope[kMaxRopeDim];
+    for (int64_t r = 0; r < int64_t(b) * t; ++r) {
+        const R* cs = cos_t + (r % t) * (dR / 2);
+        const R* sn = sin_t + (r % t) * (dR / 2);
+        const R* dq = dqkve + r * E;
+        const R* dk = dq + Dq;
+        const R* dvv = dk + Dq;
+        R* out = dqkv + r * Q;
+        R* dkvr = dkv + r * Dkv;
+        std::fill_n(dk_rope, dR, R(0));
+        for (int h = 0; h < H; ++h) {
+            for (int c = 0; c < dn; ++c) out[h * hd + c] += dq[h * hd + c];
+            std::copy_n(dq + h * hd + dn, dR, part);
+            rope_part(part, cs, sn, dR, il, true);
+            for (int c = 0; c < dR; ++c) out[h * hd + dn + c] += part[c];
+            for (int c = 0; c < dR; ++c) dk_rope[c] += dk[h * hd + dn + c];
+            for (int c = 0; c < dn; ++c) dkvr[h * (dn + dv) + c] += dk[h * hd + c];
+            for (int c = 0; c < dv; ++c) dkvr[h * (dn + dv) + dn + c] += dvv[h * dv + c];
+        }
+        rope_part(dk_rope, cs, sn, dR, il, true);
+        for (int c = 0; c < dR; ++c) out[Dq + cfg.mla.kv_lora_rank + c] += dk_rope[c];
+    }
 }
 
 // The mean cross-entropy over N rows: dlogits = (probs - onehot(target)) / N (set, not added).
@@ -191,7 +240,9 @@ void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     template void swiglu_backward<R>(R*, const R*, const R*, int, int);                                     \
     template void layernorm_backward<R>(R*, R*, R*, const R*, const R*, const R*, const R*, const R*, int, int); \
     template void matmul_backward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, int, bool);        \
-    template void attention_backward<R>(R*, R*, const R*, const R*, const R*, int, int, int, int, int);     \
+    template void attention_backward<R>(R*, R*, const R*, const R*, const R*, int, int, int, int, int, int); \
+    template void add_cols<R>(R*, const R*, int, int, int, int);                                           \
+    template void mla_expand_backward<R>(R*, R*, const R*, const R*, const R*, int, int, const ModelConfig&); \
     template void gelu_backward<R>(R*, const R*, const R*, int64_t);                                        \
     template void crossentropy_backward<R>(R*, const R*, const int*, int, int);
 KV_BACKWARD_KERNELS(float)
@@ -206,8 +257,8 @@ void Trainer<R>::backward() {
     if (!a.has_targets || a.b == 0) throw Error("trainer backward: needs a forward pass with targets first");
     const int b = a.b, t = a.t, N = b * t, C = cfg_.n_embd, V = cfg_.vocab_size, Q = cfg_.qkv_dim(),
               H = cfg_.n_head, Hkv = cfg_.n_kv_head, L = cfg_.n_layer;
-    const bool llama = cfg_.is_llama();
-    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
+    const bool llama = cfg_.is_llama(), mla = cfg_.is_mla();
+    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), Do = cfg_.o_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     std::fill(grads_.begin(), grads_.end(), R(0));
     auto P = [&](int idx) { return params_.data() + layout_[idx].offset; };
     auto G = [&](int idx) { return grads_.data() + layout_[idx].offset; };
@@ -218,6 +269,24 @@ void Trainer<R>::backward() {
             rmsnorm_backward(dinp, dw, dout, in, w, rstd, N, C);
         else
             layernorm_backward(dinp, dw, db, dout, in, w, mean, rstd, N, C);
+    };
+    // MLA: from datty back to dqkv (zeroed) through the expanded heads, kv_b_proj and
+    // kv_a_layernorm (mla_heads in Trainer::forward, reversed).
+    auto mla_heads_back = [&](const typename Acts::Layer& s, const LayerParams<R>& w, const LayerParams<R>& dw) {
+        const int dc = cfg_.mla.kv_lora_rank, Dkv = mla_kv_dim(cfg_);
+        zero(a.dqkve, int64_t(N) * mla_expanded_dim(cfg_));
+        attention_backward(a.dqkve.data(), a.datt_row.data(), a.datty.data(), s.qkve.data(), s.att.data(), b, t, hd,
+                           H, H, cfg_.v_head_dim());
+        zero(a.dkv, int64_t(N) * Dkv);
+        mla_expand_backward(a.dqkv.data(), a.dkv.data(), a.dqkve.data(), a.rope_cos.data(), a.rope_sin.data(), b, t,
+                            cfg_);
+        zero(a.dkv_c, int64_t(N) * dc);
+        matmul_backward(a.dkv_c.data(), dw.kv_b_w, static_cast<R*>(nullptr), a.dkv.data(), s.kv_c.data(), w.kv_b_w, N,
+                        dc, Dkv, true);
+        zero(a.dkv_lat, int64_t(N) * dc);
+        rmsnorm_backward(a.dkv_lat.data(), dw.kv_norm_w, a.dkv_c.data(), s.kv_lat.data(), w.kv_norm_w,
+                         s.kv_rstd.data(), N, dc);
+        add_cols(a.dqkv.data(), a.dkv_lat.data(), N, Q, Dq, dc);
     };
 
     crossentropy_backward(a.dlogits.data(), a.probs.data(), a.targets.data(), N, V);
@@ -251,12 +320,16 @@ void Trainer<R>::backward() {
         norm_back(a.dres.data(), dw.norm2_w, dw.norm2_b, a.dln.data(), s.res2.data(), w.norm2_w, s.ln2_mean.data(),
                   s.ln2_rstd.data());
         // Attention: res2 = x + atty * proj.
-        zero(a.datty, int64_t(N) * Dq);
-        matmul_backward(a.datty.data(), dw.proj_w, dw.proj_b, a.dres.data(), s.atty.data(), w.proj_w, N, Dq, C, llama);
+        zero(a.datty, int64_t(N) * Do);
+        matmul_backward(a.datty.data(), dw.proj_w, dw.proj_b, a.dres.data(), s.atty.data(), w.proj_w, N, Do, C, llama);
         zero(a.dqkv, int64_t(N) * Q);
-        attention_backward(a.dqkv.data(), a.datt_row.data(), a.datty.data(), s.qkv.data(), s.att.data(), b, t, hd, H,
-                           Hkv);
-        if (llama) rope_forward(a.dqkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd, true);
+        if (mla) {
+            mla_heads_back(s, w, dw);
+        } else {
+            attention_backward(a.dqkv.data(), a.datt_row.data(), a.datty.data(), s.qkv.data(), s.att.data(), b, t, hd,
+                               H, Hkv, hd);
+            if (llama) rope_forward(a.dqkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd, true);
+        }
         zero(a.dln, int64_t(N) * C);
         matmul_backward(a.dln.data(), dw.qkv_w, dw.qkv_b, a.dqkv.data(), s.ln1.data(), w.qkv_w, N, C, Q, llama);
         norm_back(a.dres.data(), dw.norm1_w, dw.norm1_b, a.dln.data(), x, w.norm1_w, s.ln1_mean.data(),

@@ -11,9 +11,17 @@
 //     h = RMSNorm1(x), [q|k|v] = h*[Wq;Wk;Wv]^T, q and k rotated by RoPE at their
 //     position, the same causal attention, x += att*Wo^T,
 //     x += (silu(h2*Wgate^T) * (h2*Wup^T))*Wdown^T with h2 = RMSNorm2(x); RMSNorm_f.
-//   Both: logits = x * wte^T (tied); with targets, the mean cross-entropy.
+//   MLA (transformers' modeling_deepseek_v3.py, q_proj form): Llama's blocks, with the
+//     attention: [q | kv_a] = h*[Wq; Wkv_a]^T; c_KV = RMSNorm_kv(kv_a[:d_c]); one
+//     k_R = kv_a[d_c:] per token; [k_nope_h | v_h] = c_KV*Wkv_b^T per head; RoPE on q's
+//     last d_R values of each head and on k_R (de-interleaved first, rope_interleave);
+//     head h attends with query [q_nope_h | q_rope_h] and key [k_nope_h | k_R] over
+//     1/sqrt(d_n + d_R) to v_h (d_v); x += att*Wo^T. The heads are expanded into one
+//     [q | k | v] buffer (H kv heads), so the attention kernel is the shared one.
+//   All: logits = x * wte^T (tied); with targets, the mean cross-entropy.
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
-// Hkv kv heads, hd head size, Dq = H*hd, Q = Dq + 2*kv_dim, F n_ff, N = b*t rows of a batch.
+// Hkv kv heads, hd head size, Dq = H*hd, Q = Dq + 2*kv_dim, F n_ff, N = b*t rows of a
+// batch; MLA's d_c, d_R, d_n, d_v, Do, Dkv, E as in train_internal.h.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,6 +30,7 @@
 #include <Eigen/Core>
 
 #include "core/error.h"
+#include "core/model/llama_math.h"
 #include "core/train/train.h"
 #include "core/train/train_internal.h"
 
@@ -92,37 +101,89 @@ void matmul_forward(R* out, const R* inp, const R* w, const R* bias, int N, int 
     if (bias) o.rowwise() += CRowVecMap<R>(bias, OC);
 }
 
+// RoPE on d values in place: transformers' apply_rotary_pos_emb, x*cos + rotate_half(x)*sin,
+// which turns each pair (x[i], x[i + d/2]) by the angle of pair i (cos, sin: d/2 values).
+// With `inverse` the rotation is by minus the angle (what the backward pass applies
+// to gradients).
+template <class R>
+void rope_row(R* x, const R* cos, const R* sin, int d, bool inverse) {
+    const int half = d / 2;
+    for (int k = 0; k < half; ++k) {
+        const R s = inverse ? -sin[k] : sin[k];
+        const R x1 = x[k], x2 = x[k + half];
+        x[k] = x1 * cos[k] - x2 * s;
+        x[k + half] = x2 * cos[k] + x1 * s;
+    }
+}
+
 // RoPE in place on the q and k heads of qkv (b, t, Q), the row at position j rotated
-// by j * inv_freq: transformers' apply_rotary_pos_emb, x*cos + rotate_half(x)*sin,
-// which turns each pair (x[i], x[i + hd/2]) by the angle of pair i. With `inverse`
-// the rotation is by minus the angle (what the backward pass applies to gradients).
+// by j * inv_freq (rope_row on each head).
 template <class R>
 void rope_forward(R* qkv, const R* cos_t, const R* sin_t, int b, int t, int Q, int n_rot_heads, int hd,
                   bool inverse) {
     const int half = hd / 2;
     for (int i = 0; i < b; ++i)
         for (int j = 0; j < t; ++j) {
-            const R* cs = cos_t + int64_t(j) * half;
-            const R* sn = sin_t + int64_t(j) * half;
             R* row = qkv + (int64_t(i) * t + j) * Q;
-            for (int h = 0; h < n_rot_heads; ++h) {  // the H q heads then the Hkv k heads
-                R* x = row + int64_t(h) * hd;
-                for (int k = 0; k < half; ++k) {
-                    const R s = inverse ? -sn[k] : sn[k];
-                    const R x1 = x[k], x2 = x[k + half];
-                    x[k] = x1 * cs[k] - x2 * s;
-                    x[k + half] = x2 * cs[k] + x1 * s;
-                }
-            }
+            for (int h = 0; h < n_rot_heads; ++h)  // the H q heads then the Hkv k heads
+                rope_row(row + int64_t(h) * hd, cos_t + int64_t(j) * half, sin_t + int64_t(j) * half, hd, inverse);
         }
 }
 
-// Causal multi-head attention. qkv (b, t, Q) holds [q | k | v]; query head h reads
-// kv head kv_head_of(h, H, Hkv). att (b, H, t, t) keeps the softmax weights (0 above the
-// diagonal); out (b, t, Dq).
+// MLA's RoPE on one d-wide part (q_rope of a head, or k_R), in place: DeepseekV3's
+// apply_rotary_pos_emb_interleave de-interleaves the pairs (2i, 2i+1) first when
+// `interleaved` (deinterleave, llama_math.h), then turns as rope_row. The inverse
+// (the backward pass's) undoes both, in the opposite order.
 template <class R>
-void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H, int Hkv) {
-    const int C = H * hd, kvd = Hkv * hd, Q = C + 2 * kvd;  // C here is Dq
+void rope_part(R* x, const R* cos, const R* sin, int d, bool interleaved, bool inverse) {
+    if (interleaved && !inverse) deinterleave(x, d);
+    rope_row(x, cos, sin, d, inverse);
+    if (interleaved && inverse) interleave(x, d);
+}
+
+// out (N, width) = columns [offset, offset + width) of in (N, stride).
+template <class R>
+void take_cols(R* out, const R* in, int N, int stride, int offset, int width) {
+    for (int n = 0; n < N; ++n) std::copy_n(in + int64_t(n) * stride + offset, width, out + int64_t(n) * width);
+}
+
+// MLA's heads as the shared attention kernel reads them: qkve (b, t, E) = [q | k | v]
+// with H kv heads. From qkv (b, t, Q) = [q (Dq) | c_KV's input (d_c) | k_R (d_R)] and
+// kv (b, t, Dkv) = per head [k_nope | v]: query h = [q_nope_h | RoPE(q_rope_h)], key
+// h = [k_nope_h | RoPE(k_R)] (k_R shared by every head), value h = v_h.
+template <class R>
+void mla_expand_forward(R* qkve, const R* qkv, const R* kv, const R* cos_t, const R* sin_t, int b, int t,
+                        const ModelConfig& cfg) {
+    const int H = cfg.n_head, dn = cfg.mla.qk_nope_head_dim, dR = cfg.mla.qk_rope_head_dim, dv = cfg.mla.v_head_dim;
+    const int hd = dn + dR, Dq = cfg.q_dim(), Q = cfg.qkv_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
+    const bool il = cfg.mla.rope_interleave;
+    for (int64_t r = 0; r < int64_t(b) * t; ++r) {
+        const R* cs = cos_t + (r % t) * (dR / 2);
+        const R* sn = sin_t + (r % t) * (dR / 2);
+        const R* in = qkv + r * Q;
+        const R* kvr = kv + r * Dkv;
+        R* q = qkve + r * E;
+        R* k = q + Dq;
+        R* v = k + Dq;
+        std::copy_n(in + Dq + cfg.mla.kv_lora_rank, dR, k + dn);  // k_R, turned once in head 0's key
+        rope_part(k + dn, cs, sn, dR, il, false);
+        for (int h = 0; h < H; ++h) {
+            std::copy_n(in + h * hd, hd, q + h * hd);
+            rope_part(q + h * hd + dn, cs, sn, dR, il, false);
+            std::copy_n(kvr + h * (dn + dv), dn, k + h * hd);
+            if (h > 0) std::copy_n(k + dn, dR, k + h * hd + dn);
+            std::copy_n(kvr + h * (dn + dv) + dn, dv, v + h * dv);
+        }
+    }
+}
+
+// Causal multi-head attention. qkv (b, t, Q) holds [q (H*hd) | k (Hkv*hd) | v (Hkv*hdv)];
+// query head h reads kv head kv_head_of(h, H, Hkv); scores over 1/sqrt(hd). att
+// (b, H, t, t) keeps the softmax weights (0 above the diagonal); out (b, t, H*hdv).
+// hdv = hd but for MLA (d_v).
+template <class R>
+void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H, int Hkv, int hdv) {
+    const int C = H * hd, kvd = Hkv * hd, Q = C + kvd + Hkv * hdv, Do = H * hdv;  // C here is Dq
     const R scale = R(1) / std::sqrt(R(hd));
     for (int i = 0; i < b; ++i)
         for (int h = 0; h < H; ++h) {
@@ -147,11 +208,11 @@ void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H
                 const R inv = R(1) / sum;
                 for (int j2 = 0; j2 <= j; ++j2) a[j2] *= inv;
                 for (int j2 = j + 1; j2 < t; ++j2) a[j2] = 0;
-                R* o = out + (int64_t(i) * t + j) * C + h * hd;
-                for (int c = 0; c < hd; ++c) o[c] = 0;
+                R* o = out + (int64_t(i) * t + j) * Do + h * hdv;
+                for (int c = 0; c < hdv; ++c) o[c] = 0;
                 for (int j2 = 0; j2 <= j; ++j2) {
-                    const R* v = qkv + (int64_t(i) * t + j2) * Q + C + kvd + g * hd;
-                    for (int c = 0; c < hd; ++c) o[c] += a[j2] * v[c];
+                    const R* v = qkv + (int64_t(i) * t + j2) * Q + C + kvd + g * hdv;
+                    for (int c = 0; c < hdv; ++c) o[c] += a[j2] * v[c];
                 }
             }
         }
@@ -205,8 +266,12 @@ void crossentropy_forward(R* probs, R* losses, const R* logits, const int* targe
     template void layernorm_forward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, R);              \
     template void rmsnorm_forward<R>(R*, R*, const R*, const R*, int, int, R);                              \
     template void matmul_forward<R>(R*, const R*, const R*, const R*, int, int, int, bool);                 \
+    template void rope_row<R>(R*, const R*, const R*, int, bool);                                           \
     template void rope_forward<R>(R*, const R*, const R*, int, int, int, int, int, bool);                   \
-    template void attention_forward<R>(R*, R*, const R*, int, int, int, int, int);                          \
+    template void rope_part<R>(R*, const R*, const R*, int, bool, bool);                                    \
+    template void take_cols<R>(R*, const R*, int, int, int, int);                                           \
+    template void mla_expand_forward<R>(R*, const R*, const R*, const R*, const R*, int, int, const ModelConfig&); \
+    template void attention_forward<R>(R*, R*, const R*, int, int, int, int, int, int);                     \
     template void gelu_forward<R>(R*, const R*, int64_t);                                                   \
     template void swiglu_forward<R>(R*, const R*, int, int);                                                \
     template void crossentropy_forward<R>(R*, R*, const R*, const int*, int, int);
@@ -236,8 +301,8 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
     a.inputs.assign(inputs.begin(), inputs.end());
     a.targets.assign(targets.begin(), targets.end());
     const R eps = R(cfg_.layer_norm_epsilon);
-    const bool llama = cfg_.is_llama();
-    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
+    const bool llama = cfg_.is_llama(), mla = cfg_.is_mla();
+    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), Do = cfg_.o_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     auto P = [&](int idx) { return params_.data() + layout_[idx].offset; };
     // The family's norm: LayerNorm (w, b) or RMSNorm (w).
     auto norm = [&](R* out, R* mean, R* rstd, const R* in, const R* w, const R* bias) {
@@ -245,6 +310,16 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
             rmsnorm_forward(out, rstd, in, w, N, C, eps);
         else
             layernorm_forward(out, mean, rstd, in, w, bias, N, C, eps);
+    };
+    // MLA: c_KV = RMSNorm_kv(kv_a[:d_c]), [k_nope | v] per head = kv_b(c_KV), then the
+    // heads expanded for the attention kernel, q_rope and k_R turned.
+    auto mla_heads = [&](typename Acts::Layer& s, const LayerParams<R>& w) {
+        const int dc = cfg_.mla.kv_lora_rank;
+        take_cols(s.kv_lat.data(), s.qkv.data(), N, Q, Dq, dc);
+        rmsnorm_forward(s.kv_c.data(), s.kv_rstd.data(), s.kv_lat.data(), w.kv_norm_w, N, dc, eps);
+        matmul_forward(s.kv.data(), s.kv_c.data(), w.kv_b_w, static_cast<const R*>(nullptr), N, dc, mla_kv_dim(cfg_),
+                       true);
+        mla_expand_forward(s.qkve.data(), s.qkv.data(), s.kv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, cfg_);
     };
 
     encoder_forward(a.encoded.data(), a.inputs.data(), P(0), llama ? nullptr : P(1), b, t, C);
@@ -254,9 +329,14 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
         const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
         norm(s.ln1.data(), s.ln1_mean.data(), s.ln1_rstd.data(), x, w.norm1_w, w.norm1_b);
         matmul_forward(s.qkv.data(), s.ln1.data(), w.qkv_w, w.qkv_b, N, C, Q, llama);
-        if (llama) rope_forward(s.qkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd);
-        attention_forward(s.atty.data(), s.att.data(), s.qkv.data(), b, t, hd, H, Hkv);
-        matmul_forward(s.res2.data(), s.atty.data(), w.proj_w, w.proj_b, N, Dq, C, llama);
+        if (mla)
+            mla_heads(s, w);
+        else if (llama)
+            rope_forward(s.qkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd);
+        // MLA's expanded heads: H kv heads, values d_v wide.
+        attention_forward(s.atty.data(), s.att.data(), mla ? s.qkve.data() : s.qkv.data(), b, t, hd, H,
+                          mla ? H : Hkv, cfg_.v_head_dim());
+        matmul_forward(s.res2.data(), s.atty.data(), w.proj_w, w.proj_b, N, Do, C, llama);
         for (int64_t i = 0; i < int64_t(N) * C; ++i) s.res2[i] += x[i];
         norm(s.ln2.data(), s.ln2_mean.data(), s.ln2_rstd.data(), s.res2.data(), w.norm2_w, w.norm2_b);
         matmul_forward(s.fch.data(), s.ln2.data(), w.fc_w, w.fc_b, N, C, Min, llama);

@@ -5,7 +5,8 @@
 // the engine's Weights (GPT-2) or a safetensors file (either family). The forward
 // and backward passes are in train_forward.cpp and train_backward.cpp.
 // Notation (train.h): B batch rows, T sequence length, C n_embd, V vocab, H heads,
-// hd head size, Dq = H*hd, kvd = kv_dim, Q = Dq + 2*kvd, F n_ff, N = B*T.
+// hd head size, Dq = H*hd, kvd = kv_dim, Q = Dq + 2*kvd, F n_ff, N = B*T; MLA's
+// d_c, d_R, Do, Dkv, E as in train_internal.h.
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -36,9 +37,11 @@ std::vector<float*> weight_pointers(Weights& w) {
     return p;
 }
 
-// Llama names as LlamaForCausalLM's state_dict has them (modeling_llama.py).
+// Llama names as LlamaForCausalLM's state_dict has them (modeling_llama.py); MLA's
+// attention as DeepseekV3ForCausalLM's (modeling_deepseek_v3.py, q_proj form).
 std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     const int V = cfg.vocab_size, C = cfg.n_embd, Dq = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
+    const int dc = cfg.mla.kv_lora_rank, dR = cfg.mla.qk_rope_head_dim;
     std::vector<ParamTensor> out;
     int64_t off = 0;
     auto add = [&](std::string name, int rows, int cols, bool decay) {
@@ -49,10 +52,17 @@ std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     for (int l = 0; l < cfg.n_layer; ++l) {
         const std::string h = "model.layers." + std::to_string(l) + ".";
         add(h + "input_layernorm.weight", 1, C, false);
-        add(h + "self_attn.q_proj.weight", Dq, C, true);  // q, k, v back to back: one (Q, C) matrix
-        add(h + "self_attn.k_proj.weight", kvd, C, true);
-        add(h + "self_attn.v_proj.weight", kvd, C, true);
-        add(h + "self_attn.o_proj.weight", C, Dq, true);
+        if (cfg.is_mla()) {
+            add(h + "self_attn.q_proj.weight", Dq, C, true);  // q_proj, kv_a_proj_with_mqa: one (Q, C) matrix
+            add(h + "self_attn.kv_a_proj_with_mqa.weight", dc + dR, C, true);
+            add(h + "self_attn.kv_a_layernorm.weight", 1, dc, false);
+            add(h + "self_attn.kv_b_proj.weight", mla_kv_dim(cfg), dc, true);
+        } else {
+            add(h + "self_attn.q_proj.weight", Dq, C, true);  // q, k, v back to back: one (Q, C) matrix
+            add(h + "self_attn.k_proj.weight", kvd, C, true);
+            add(h + "self_attn.v_proj.weight", kvd, C, true);
+        }
+        add(h + "self_attn.o_proj.weight", C, cfg.o_dim(), true);
         add(h + "post_attention_layernorm.weight", 1, C, false);
         add(h + "mlp.gate_proj.weight", F, C, true);  // gate, up back to back: one (2F, C) matrix
         add(h + "mlp.up_proj.weight", F, C, true);
@@ -62,12 +72,12 @@ std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     return out;
 }
 
-// RoPE's (T, hd/2) cos and sin tables. transformers: freqs = inv_freq (f32) * pos
-// (f32), then cos and sin of that f32 angle.
+// RoPE's (T, rd/2) cos and sin tables, rd = rope_dim() (hd, or MLA's d_R).
+// transformers: freqs = inv_freq (f32) * pos (f32), then cos and sin of that f32 angle.
 template <class R>
 void rope_tables(TrainBuf<R>& cos_t, TrainBuf<R>& sin_t, const ModelConfig& cfg, int T) {
-    const std::vector<float> inv_freq = rope_inv_freq(cfg.head_dim(), cfg.rope);
-    const int half = cfg.head_dim() / 2;
+    const std::vector<float> inv_freq = rope_inv_freq(cfg.rope_dim(), cfg.rope);
+    const int half = cfg.rope_dim() / 2;
     cos_t.resize(int64_t(T) * half);
     sin_t.resize(int64_t(T) * half);
     for (int p = 0; p < T; ++p)
@@ -117,6 +127,9 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
     if (!cfg_.tied_head) throw Error("trainer config: only tied heads (lm_head = wte) can be trained");
     if (cfg_.is_llama() && (cfg_.qkv_bias || cfg_.o_bias))
         throw Error("trainer config: a Llama with attention biases cannot be trained (the trainer's Llama has none)");
+    if (cfg_.mla.q_lora_rank > 0)
+        throw Error("trainer config: q_lora_rank " + std::to_string(cfg_.mla.q_lora_rank) +
+                    " cannot be trained (the trainer's MLA queries come from q_proj; set it to 0)");
     if (B <= 0 || T <= 0 || T > cfg_.n_ctx)
         throw Error("trainer: batch " + std::to_string(B) + " x " + std::to_string(T) +
                     " must be positive with T <= n_ctx " + std::to_string(cfg_.n_ctx));
@@ -125,7 +138,7 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
     params_.assign(n, R(0));
     grads_.assign(n, R(0));
     const int64_t N = int64_t(B) * T, C = cfg_.n_embd, V = cfg_.vocab_size, Q = cfg_.qkv_dim(), H = cfg_.n_head,
-                  Dq = cfg_.q_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
+                  Do = cfg_.o_dim(), M = mlp_hidden(cfg_), Min = mlp_in(cfg_);
     acts_ = std::make_unique<Acts>();
     Acts& a = *acts_;
     a.encoded.resize(N * C);
@@ -136,7 +149,7 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
         l.ln1_rstd.resize(N);
         l.qkv.resize(N * Q);
         l.att.resize(N * H * T);
-        l.atty.resize(N * Dq);
+        l.atty.resize(N * Do);
         l.res2.resize(N * C);
         l.ln2.resize(N * C);
         l.ln2_mean.resize(N);
@@ -145,6 +158,7 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
         l.fch_act.resize(N * M);
         l.res3.resize(N * C);
     }
+    if (cfg_.is_mla()) allocate_mla(a, N);
     if (cfg_.is_llama()) rope_tables(a.rope_cos, a.rope_sin, cfg_, T);
     a.lnf.resize(N * C);
     a.lnf_mean.resize(N);
@@ -155,11 +169,28 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
     a.dres.resize(N * C);
     a.dln.resize(N * C);
     a.dqkv.resize(N * Q);
-    a.datty.resize(N * Dq);
+    a.datty.resize(N * Do);
     a.dact.resize(N * M);
     a.dfch.resize(N * Min);
     a.dlogits.resize(N * V);
     a.datt_row.resize(T);
+}
+
+// MLA's saved activations and their gradients' scratch, for N rows.
+template <class R>
+void Trainer<R>::allocate_mla(Acts& a, int64_t N) {
+    const int64_t dc = cfg_.mla.kv_lora_rank, Dkv = mla_kv_dim(cfg_), E = mla_expanded_dim(cfg_);
+    for (auto& l : a.layers) {
+        l.kv_lat.resize(N * dc);
+        l.kv_rstd.resize(N);
+        l.kv_c.resize(N * dc);
+        l.kv.resize(N * Dkv);
+        l.qkve.resize(N * E);
+    }
+    a.dqkve.resize(N * E);
+    a.dkv.resize(N * Dkv);
+    a.dkv_c.resize(N * dc);
+    a.dkv_lat.resize(N * dc);
 }
 
 template <class R>
