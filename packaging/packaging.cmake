@@ -24,7 +24,7 @@ set(CPACK_PACKAGE_DESCRIPTION
     "kvscope runs a small GPT-2-style model and draws every prefill and decode step: the \
 query, key and value vectors, the cache growing row by row, the attention weights and the \
 work recomputed with and without the cache. kvscope-cli runs the same steps headless. \
-The bundled models (tiny-gpt, tiny-gqa, tiny-draft, tiny-llama, tiny-llama-draft) are in /usr/share/kvscope/models.")
+The bundled models (tiny-gpt, tiny-gqa, tiny-draft, tiny-llama, tiny-llama-draft, tiny-mla) are in /usr/share/kvscope/models.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)

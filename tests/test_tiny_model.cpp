@@ -221,3 +221,70 @@ TEST_CASE("bundled tiny-llama: kvscope-cli generate says \"language\" after \"Py
     const auto j = nlohmann::json::parse(r.out);
     CHECK(j.at("steps").at(0).at("next_token") == "language");
 }
+
+// ---- assets/models/tiny-mla --------------------------------------------------------
+// tiny-llama's trainer, corpus, steps and seed with DeepSeek's multi-head latent
+// attention (scripts/train-mla), written as a Hugging Face DeepseekV3ForCausalLM folder
+// with dense MLPs. The trainer's own forward on it: tests/test_train.cpp.
+
+namespace {
+const std::string kMla = KVSCOPE_SOURCE_DIR "/assets/models/tiny-mla";
+}
+
+TEST_CASE("bundled tiny-mla: config.json is a DeepseekV3ForCausalLM of tiny-llama's width and depth") {
+    const kv::ModelConfig c = kv::read_config_json(kMla + "/config.json");
+    CHECK(c.is_llama());
+    CHECK(c.is_mla());
+    CHECK(c.vocab_size == tiny().config.vocab_size);
+    CHECK(c.n_ctx == 64);
+    CHECK(c.n_embd == 64);
+    CHECK(c.n_layer == 2);
+    CHECK(c.n_head == 4);
+    CHECK(c.n_kv_head == 1);  // one latent row per token
+    CHECK(c.n_ff == 176);
+    CHECK(c.mla.kv_lora_rank == 24);
+    CHECK(c.mla.q_lora_rank == 0);
+    CHECK(c.mla.qk_rope_head_dim == 8);
+    CHECK(c.mla.qk_nope_head_dim == 16);
+    CHECK(c.mla.v_head_dim == 16);
+    CHECK(c.mla.rope_interleave);
+    CHECK(c.tied_head);
+    CHECK(c.rope.theta == 10000.0);
+    CHECK(c.layer_norm_epsilon == 1e-5f);
+    const auto j = nlohmann::json::parse(std::ifstream(kMla + "/config.json"));
+    CHECK(j.at("architectures") == nlohmann::json::array({"DeepseekV3ForCausalLM"}));
+    CHECK(j.at("model_type") == "deepseek_v3");
+    CHECK(j.at("first_k_dense_replace") == 2);  // every MLP dense
+    CHECK(j.at("q_lora_rank").is_null());
+    CHECK(j.at("eos_token_id") == 1);
+    std::ifstream a(kMla + "/vocab.txt"), b(kDir + "/vocab.txt");
+    CHECK(std::string(std::istreambuf_iterator<char>(a), {}) == std::string(std::istreambuf_iterator<char>(b), {}));
+}
+
+TEST_CASE("bundled tiny-mla: model.safetensors holds exactly DeepseekV3ForCausalLM's tensors, tied, F32") {
+    // Names and [out, in] shapes as modeling_deepseek_v3.py's state_dict has them with
+    // q_lora_rank null (q_proj) and dense MLPs; no lm_head.weight (tied).
+    std::map<std::string, std::vector<int64_t>> want = {{"model.embed_tokens.weight", {1058, 64}},
+                                                        {"model.norm.weight", {64}}};
+    for (int l = 0; l < 2; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        want[p + "input_layernorm.weight"] = {64};
+        want[p + "post_attention_layernorm.weight"] = {64};
+        want[p + "self_attn.q_proj.weight"] = {4 * (16 + 8), 64};          // H x (qk_nope + qk_rope)
+        want[p + "self_attn.kv_a_proj_with_mqa.weight"] = {24 + 8, 64};    // kv_lora_rank + qk_rope
+        want[p + "self_attn.kv_a_layernorm.weight"] = {24};
+        want[p + "self_attn.kv_b_proj.weight"] = {4 * (16 + 16), 24};      // H x (qk_nope + v_head)
+        want[p + "self_attn.o_proj.weight"] = {64, 4 * 16};                // H x v_head
+        want[p + "mlp.gate_proj.weight"] = {176, 64};
+        want[p + "mlp.up_proj.weight"] = {176, 64};
+        want[p + "mlp.down_proj.weight"] = {64, 176};
+    }
+    const auto header = kv::read_safetensors_header(kMla + "/model.safetensors");
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& [name, info] : header) {
+        CAPTURE(name);
+        CHECK(info.dtype == "F32");
+        got[name] = info.shape;
+    }
+    CHECK(got == want);
+}

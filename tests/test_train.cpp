@@ -796,3 +796,14 @@ TEST_CASE("train_model writes an MLA folder that reads back into the trainer, de
     CHECK(header.at("model.layers.1.self_attn.kv_a_proj_with_mqa.weight").shape == std::vector<int64_t>{24 + 8, 64});
     fs::remove_all(dir);
 }
+
+TEST_CASE("bundled tiny-mla: the trainer's own forward says \"language\" and equals mla_numpy.py") {
+    const fs::path dir = fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-mla";
+    CHECK(trainer_greedy(dir, "Python is a programming", 1) == std::vector<std::string>{"language"});
+    std::string why;
+    const std::string py = kvtest::numpy_python(&why);
+    KVTEST_SKIP_UNLESS(!py.empty(), why);
+    const auto tok = kv::WordTokenizer::load((dir / "vocab.txt").string());
+    const std::vector<int> ids = tok->encode("Python is a programming language used for the web").ids;
+    CHECK(worst_against_reference(dir, ids, py + " '" KVSCOPE_SOURCE_DIR "/tests/reference/mla_numpy.py'") <= 0.0);
+}
