@@ -743,10 +743,12 @@ RandomSpec parse_random_spec(const std::string& spec) {
     else if (shape == "llama-tiny") r.cfg = ModelConfig::llama_tiny();
     else if (shape == "smollm2-135m") r.cfg = ModelConfig::smollm2_135m();
     else if (shape == "qwen2.5-0.5b") r.cfg = ModelConfig::qwen25_05b();
+    else if (shape == "mla-tiny") r.cfg = ModelConfig::mla_tiny();
+    else if (shape == "mla-tiny-q") r.cfg = ModelConfig::mla_tiny_q();
     else
         throw Error("model '" + spec + "': unknown random shape '" + shape +
                     "' (expected random:tiny, random:gpt2-124m, random:gpt2-355m, random:llama-tiny, "
-                    "random:smollm2-135m or random:qwen2.5-0.5b, optionally followed by :SEED)");
+                    "random:smollm2-135m, random:qwen2.5-0.5b, random:mla-tiny or random:mla-tiny-q, optionally followed by :SEED)");
     r.name = "random:" + shape + ":" + std::to_string(r.seed);
     return r;
 }
