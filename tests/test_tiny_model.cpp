@@ -288,3 +288,17 @@ TEST_CASE("bundled tiny-mla: model.safetensors holds exactly DeepseekV3ForCausal
     }
     CHECK(got == want);
 }
+
+TEST_CASE("bundled tiny-mla: kvscope-cli generate says \"language\" after \"Python is a programming\"") {
+    // The engine's MLA forward (its latent cache read by expanding it, the default) and
+    // the trainer's were written apart: both say "language" (the trainer's:
+    // tests/test_train.cpp). The next two words as tiny-gpt's (the README's table).
+    const kvtest::Run r =
+        kvtest::run_cli("generate --model '" + kMla + "' --prompt 'Python is a programming' --new 3 --json");
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j.at("steps").at(0).at("next_token") == "language");
+    CHECK(j.at("steps").at(1).at("next_token") == "used");
+    CHECK(j.at("steps").at(2).at("next_token") == "for");
+}

@@ -232,6 +232,36 @@ TEST_CASE("trainer MLA gradients match central finite differences for every para
     }
 }
 
+namespace {
+
+// The worst |trainer - engine| over every logit of a prefill of ids from position 0,
+// the CPU engine run on `model` with a cache of `policy`, the trainer's logits from
+// its last forward over the same ids.
+float worst_against_engine(const kv::Trainer<float>& tr, const kv::Model& model, const std::vector<int>& ids,
+                           const kv::CachePolicy& policy = {}) {
+    auto engine = kv::make_cpu_engine(model);
+    kv::ForwardRequest req;
+    req.ids = ids;
+    req.start_pos = 0;
+    req.all_logits = true;
+    req.trace_opts.record = false;
+    kv::StepTrace trace;
+    std::vector<float> theirs;
+    engine->forward(req, *engine->make_cache(policy), trace, &theirs);
+    const auto ours = tr.logits();
+    REQUIRE(theirs.size() == ours.size());
+    float worst = 0;
+    size_t worst_i = 0;
+    for (size_t i = 0; i < ours.size(); ++i) {
+        const float d = std::abs(ours[i] - theirs[i]);
+        if (d > worst) worst = d, worst_i = i;
+    }
+    CAPTURE(worst_i);
+    return worst;
+}
+
+}  // namespace
+
 TEST_CASE("trainer forward gives the CPU engine's logits") {
     kv::ModelConfig cfg = micro_config(2);
     cfg.vocab_size = 13;
@@ -241,26 +271,7 @@ TEST_CASE("trainer forward gives the CPU engine's logits") {
     tr.set_weights(model->weights);
     const std::vector<int> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5};
     tr.forward(ids, {}, 1, int(ids.size()));
-    const auto ours = tr.logits();
-
-    auto engine = kv::make_cpu_engine(*model);
-    kv::ForwardRequest req;
-    req.ids = ids;
-    req.start_pos = 0;
-    req.all_logits = true;
-    req.trace_opts.record = false;
-    kv::StepTrace trace;
-    std::vector<float> theirs;
-    engine->forward(req, *engine->make_cache({}), trace, &theirs);
-    REQUIRE(theirs.size() == ours.size());
-    float worst = 0;
-    size_t worst_i = 0;
-    for (size_t i = 0; i < ours.size(); ++i) {
-        const float d = std::abs(ours[i] - theirs[i]);
-        if (d > worst) worst = d, worst_i = i;
-    }
-    CAPTURE(worst_i);
-    CHECK(worst <= 1e-4f);
+    CHECK(worst_against_engine(tr, *model, ids) <= 1e-4f);
 }
 
 TEST_CASE("weights round-trip through the flat parameter buffer") {
@@ -806,4 +817,31 @@ TEST_CASE("bundled tiny-mla: the trainer's own forward says \"language\" and equ
     const auto tok = kv::WordTokenizer::load((dir / "vocab.txt").string());
     const std::vector<int> ids = tok->encode("Python is a programming language used for the web").ids;
     CHECK(worst_against_reference(dir, ids, py + " '" KVSCOPE_SOURCE_DIR "/tests/reference/mla_numpy.py'") <= 0.0);
+}
+
+TEST_CASE("trainer MLA forward gives the CPU engine's logits on the folder it writes, expanded and absorbed") {
+    // The engine (written apart, core/engine/engine_cpu.cpp) reads the folder the
+    // trainer wrote; its latent cache read both ways.
+    const fs::path root = temp_dir("mla_engine");
+    kv::ModelConfig micro = micro_mla_config(false);
+    micro.n_ctx = 9;
+    const std::pair<std::string, fs::path> cases[] = {
+        {"micro, no rope_interleave", write_random_folder(micro, root / "micro", 8)},
+        {"bundled tiny-mla", fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-mla"}};
+    for (const auto& [what, dir] : cases) {
+        CAPTURE(what);
+        auto model = kv::load_model_folder(dir.string());
+        REQUIRE(model->config.is_mla());
+        kv::Trainer<float> tr(model->config, 1, model->config.n_ctx);
+        tr.read_safetensors((dir / "model.safetensors").string());
+        const std::vector<int> ids = {3, 1, 4, 1, 5, 9, 2, 6, 5};
+        tr.forward(ids, {}, 1, int(ids.size()));
+        for (auto mode : {kv::MlaRead::expand, kv::MlaRead::absorbed}) {
+            CAPTURE(kv::mla_read_name(mode));
+            kv::CachePolicy policy;
+            policy.mla = mode;
+            CHECK(worst_against_engine(tr, *model, ids, policy) <= 1e-4f);
+        }
+    }
+    fs::remove_all(root);
 }
