@@ -783,6 +783,19 @@ TEST_CASE("trainer MLA forward equals mla_numpy.py on a DeepseekV3 folder it wri
     }
 }
 
+TEST_CASE("kvscope-cli train --family mla writes a DeepseekV3 folder") {
+    const fs::path dir = temp_dir("mla_cli");
+    std::ofstream(dir / "corpus.txt") << kTinyCorpus;
+    const kvtest::Run r = kvtest::run_cli("train --corpus '" + (dir / "corpus.txt").string() + "' --out '" +
+                                          (dir / "m").string() + "' --steps 2 --family mla");
+    CAPTURE(r.err);
+    REQUIRE(r.rc == 0);
+    const kv::ModelConfig cfg = kv::read_config_json((dir / "m" / "config.json").string());
+    CHECK(cfg.is_mla());
+    CHECK(cfg.mla == kv::ModelConfig::mla_tiny().mla);
+    fs::remove_all(dir);
+}
+
 TEST_CASE("train_model writes an MLA folder that reads back into the trainer, deterministically") {
     const fs::path dir = temp_dir("mla");
     std::ofstream(dir / "corpus.txt") << kTinyCorpus;

@@ -137,6 +137,11 @@ public:
 private:
     struct Acts;
     void allocate_mla(Acts& a, int64_t N);
+    // MLA, layer l of the last forward: from the [q | kv_a] product to the heads the
+    // attention kernel reads (train_forward.cpp), and their gradients back into
+    // d[q | kv_a] (train_backward.cpp).
+    void mla_heads_forward(int l);
+    void mla_heads_backward(int l);
     ModelConfig cfg_;
     int B_ = 0, T_ = 0;
     std::vector<ParamTensor> layout_;

@@ -270,24 +270,6 @@ void Trainer<R>::backward() {
         else
             layernorm_backward(dinp, dw, db, dout, in, w, mean, rstd, N, C);
     };
-    // MLA: from datty back to dqkv (zeroed) through the expanded heads, kv_b_proj and
-    // kv_a_layernorm (mla_heads in Trainer::forward, reversed).
-    auto mla_heads_back = [&](const typename Acts::Layer& s, const LayerParams<R>& w, const LayerParams<R>& dw) {
-        const int dc = cfg_.mla.kv_lora_rank, Dkv = mla_kv_dim(cfg_);
-        zero(a.dqkve, int64_t(N) * mla_expanded_dim(cfg_));
-        attention_backward(a.dqkve.data(), a.datt_row.data(), a.datty.data(), s.qkve.data(), s.att.data(), b, t, hd,
-                           H, H, cfg_.v_head_dim());
-        zero(a.dkv, int64_t(N) * Dkv);
-        mla_expand_backward(a.dqkv.data(), a.dkv.data(), a.dqkve.data(), a.rope_cos.data(), a.rope_sin.data(), b, t,
-                            cfg_);
-        zero(a.dkv_c, int64_t(N) * dc);
-        matmul_backward(a.dkv_c.data(), dw.kv_b_w, static_cast<R*>(nullptr), a.dkv.data(), s.kv_c.data(), w.kv_b_w, N,
-                        dc, Dkv, true);
-        zero(a.dkv_lat, int64_t(N) * dc);
-        rmsnorm_backward(a.dkv_lat.data(), dw.kv_norm_w, a.dkv_c.data(), s.kv_lat.data(), w.kv_norm_w,
-                         s.kv_rstd.data(), N, dc);
-        add_cols(a.dqkv.data(), a.dkv_lat.data(), N, Q, Dq, dc);
-    };
 
     crossentropy_backward(a.dlogits.data(), a.probs.data(), a.targets.data(), N, V);
     // Tied head: dlnf = dlogits * wte; dwte += dlogits^T * lnf.
@@ -324,7 +306,7 @@ void Trainer<R>::backward() {
         matmul_backward(a.datty.data(), dw.proj_w, dw.proj_b, a.dres.data(), s.atty.data(), w.proj_w, N, Do, C, llama);
         zero(a.dqkv, int64_t(N) * Q);
         if (mla) {
-            mla_heads_back(s, w, dw);
+            mla_heads_backward(l);
         } else {
             attention_backward(a.dqkv.data(), a.datt_row.data(), a.datty.data(), s.qkv.data(), s.att.data(), b, t, hd,
                                H, Hkv, hd);
@@ -338,6 +320,32 @@ void Trainer<R>::backward() {
     encoder_backward(G(0), llama ? nullptr : G(1), a.dres.data(), a.inputs.data(), b, t, C);
 }
 
+// From datty (set) back to dqkv (zeroed) through the attention over the expanded heads,
+// the expansion, kv_b_proj and kv_a_layernorm: mla_heads_forward and the attention, reversed.
+template <class R>
+void Trainer<R>::mla_heads_backward(int l) {
+    Acts& a = *acts_;
+    const auto& s = a.layers[size_t(l)];
+    const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
+    const LayerParams<R> dw = layer_params(cfg_, layout_, grads_.data(), l);
+    const int b = a.b, t = a.t, N = b * t, H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, Dkv = mla_kv_dim(cfg_);
+    auto zero = [](TrainBuf<R>& v, int64_t n) { std::fill(v.begin(), v.begin() + n, R(0)); };
+    zero(a.dqkve, int64_t(N) * mla_expanded_dim(cfg_));
+    attention_backward(a.dqkve.data(), a.datt_row.data(), a.datty.data(), s.qkve.data(), s.att.data(), b, t,
+                       cfg_.head_dim(), H, H, cfg_.v_head_dim());
+    zero(a.dkv, int64_t(N) * Dkv);
+    mla_expand_backward(a.dqkv.data(), a.dkv.data(), a.dqkve.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, cfg_);
+    zero(a.dkv_c, int64_t(N) * dc);
+    matmul_backward(a.dkv_c.data(), dw.kv_b_w, static_cast<R*>(nullptr), a.dkv.data(), s.kv_c.data(), w.kv_b_w, N, dc,
+                    Dkv, true);
+    zero(a.dkv_lat, int64_t(N) * dc);
+    rmsnorm_backward(a.dkv_lat.data(), dw.kv_norm_w, a.dkv_c.data(), s.kv_lat.data(), w.kv_norm_w, s.kv_rstd.data(),
+                     N, dc);
+    add_cols(a.dqkv.data(), a.dkv_lat.data(), N, cfg_.qkv_dim(), cfg_.q_dim(), dc);
+}
+
+template void Trainer<float>::mla_heads_backward(int);
+template void Trainer<double>::mla_heads_backward(int);
 template void Trainer<float>::backward();
 template void Trainer<double>::backward();
 

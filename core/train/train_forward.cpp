@@ -311,16 +311,6 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
         else
             layernorm_forward(out, mean, rstd, in, w, bias, N, C, eps);
     };
-    // MLA: c_KV = RMSNorm_kv(kv_a[:d_c]), [k_nope | v] per head = kv_b(c_KV), then the
-    // heads expanded for the attention kernel, q_rope and k_R turned.
-    auto mla_heads = [&](typename Acts::Layer& s, const LayerParams<R>& w) {
-        const int dc = cfg_.mla.kv_lora_rank;
-        take_cols(s.kv_lat.data(), s.qkv.data(), N, Q, Dq, dc);
-        rmsnorm_forward(s.kv_c.data(), s.kv_rstd.data(), s.kv_lat.data(), w.kv_norm_w, N, dc, eps);
-        matmul_forward(s.kv.data(), s.kv_c.data(), w.kv_b_w, static_cast<const R*>(nullptr), N, dc, mla_kv_dim(cfg_),
-                       true);
-        mla_expand_forward(s.qkve.data(), s.qkv.data(), s.kv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, cfg_);
-    };
 
     encoder_forward(a.encoded.data(), a.inputs.data(), P(0), llama ? nullptr : P(1), b, t, C);
     const R* x = a.encoded.data();
@@ -330,7 +320,7 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
         norm(s.ln1.data(), s.ln1_mean.data(), s.ln1_rstd.data(), x, w.norm1_w, w.norm1_b);
         matmul_forward(s.qkv.data(), s.ln1.data(), w.qkv_w, w.qkv_b, N, C, Q, llama);
         if (mla)
-            mla_heads(s, w);
+            mla_heads_forward(l);
         else if (llama)
             rope_forward(s.qkv.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, Q, H + Hkv, hd);
         // MLA's expanded heads: H kv heads, values d_v wide.
@@ -360,6 +350,22 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
     return sum / N;
 }
 
+// c_KV = RMSNorm_kv(kv_a[:d_c]), [k_nope | v] per head = kv_b(c_KV), then the heads
+// expanded for the attention kernel, q_rope and k_R turned.
+template <class R>
+void Trainer<R>::mla_heads_forward(int l) {
+    Acts& a = *acts_;
+    auto& s = a.layers[size_t(l)];
+    const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
+    const int N = a.b * a.t, dc = cfg_.mla.kv_lora_rank;
+    take_cols(s.kv_lat.data(), s.qkv.data(), N, cfg_.qkv_dim(), cfg_.q_dim(), dc);
+    rmsnorm_forward(s.kv_c.data(), s.kv_rstd.data(), s.kv_lat.data(), w.kv_norm_w, N, dc, R(cfg_.layer_norm_epsilon));
+    matmul_forward(s.kv.data(), s.kv_c.data(), w.kv_b_w, static_cast<const R*>(nullptr), N, dc, mla_kv_dim(cfg_), true);
+    mla_expand_forward(s.qkve.data(), s.qkv.data(), s.kv.data(), a.rope_cos.data(), a.rope_sin.data(), a.b, a.t, cfg_);
+}
+
+template void Trainer<float>::mla_heads_forward(int);
+template void Trainer<double>::mla_heads_forward(int);
 template float Trainer<float>::forward(std::span<const int>, std::span<const int>, int, int);
 template double Trainer<double>::forward(std::span<const int>, std::span<const int>, int, int);
 
