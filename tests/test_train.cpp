@@ -199,9 +199,11 @@ void check_model_gradients(const kv::ModelConfig& cfg, size_t n_tensors) {
 }
 
 // A micro MLA (DeepseekV3 attention on the Llama micro model), every width distinct so
-// that a mixed-up index shows: d_c 6, d_R 4, d_n 3, d_v 5, 2 heads, C 8.
-kv::ModelConfig micro_mla_config(bool rope_interleave) {
+// that a mixed-up index shows: d_c 6, d_R 4, d_n 3, d_v 5, 2 heads, C 8; queries
+// through a latent of d_q (q_a_proj, q_a_layernorm, q_b_proj) when it is not 0.
+kv::ModelConfig micro_mla_config(bool rope_interleave, int q_lora_rank = 0) {
     kv::ModelConfig c = micro_config(1, kv::ModelFamily::llama);
+    c.mla.q_lora_rank = q_lora_rank;
     c.mla.kv_lora_rank = 6;
     c.mla.qk_rope_head_dim = 4;
     c.mla.qk_nope_head_dim = 3;
@@ -224,11 +226,13 @@ TEST_CASE("trainer gradients match central finite differences for every paramete
 
 TEST_CASE("trainer MLA gradients match central finite differences for every parameter tensor") {
     // 10 tensors a layer: input_layernorm, q_proj, kv_a_proj_with_mqa,
-    // kv_a_layernorm, kv_b_proj, o_proj, post_attention_layernorm, gate, up, down.
-    for (bool interleave : {true, false}) {
+    // kv_a_layernorm, kv_b_proj, o_proj, post_attention_layernorm, gate, up, down; 12
+    // with a query latent (q_a_proj for q_proj, q_a_layernorm, q_b_proj).
+    for (auto [interleave, dq] : {std::pair{true, 0}, std::pair{false, 0}, std::pair{true, 7}}) {
         CAPTURE(interleave);
-        const kv::ModelConfig cfg = micro_mla_config(interleave);
-        check_model_gradients(cfg, size_t(1 + 10 * cfg.n_layer + 1));
+        CAPTURE(dq);
+        const kv::ModelConfig cfg = micro_mla_config(interleave, dq);
+        check_model_gradients(cfg, size_t(1 + (dq > 0 ? 12 : 10) * cfg.n_layer + 1));
     }
 }
 
@@ -754,24 +758,23 @@ TEST_CASE("train_config with mla gives ModelConfig::mla_tiny's shape and its con
     CHECK(text.find("\"model_type\": \"deepseek_v3\"") != std::string::npos);
 }
 
-TEST_CASE("train_config refuses MLA with GPT-2 blocks or several kv heads, and the trainer q_lora_rank") {
+TEST_CASE("train_config refuses MLA with GPT-2 blocks or several kv heads") {
     kv::TrainOptions opt;
     opt.mla = true;
     CHECK_THROWS_WITH_AS(kv::train_config(opt, 100), doctest::Contains("--family mla"), kv::Error);
     opt.family = kv::ModelFamily::llama;
     opt.n_kv_head = 2;
     CHECK_THROWS_WITH_AS(kv::train_config(opt, 100), doctest::Contains("--n-kv-head 2"), kv::Error);
-    kv::ModelConfig q = kv::ModelConfig::mla_tiny_q();
-    CHECK_THROWS_WITH_AS(kv::Trainer<float>(q, 1, 4), doctest::Contains("q_lora_rank 32"), kv::Error);
 }
 
 TEST_CASE("trainer MLA forward equals mla_numpy.py on a DeepseekV3 folder it writes") {
     std::string why;
     const std::string py = kvtest::numpy_python(&why);
     KVTEST_SKIP_UNLESS(!py.empty(), why);
-    for (bool interleave : {true, false}) {
+    for (auto [interleave, dq] : {std::pair{true, 0}, std::pair{false, 0}, std::pair{true, 7}}) {
         CAPTURE(interleave);
-        kv::ModelConfig cfg = micro_mla_config(interleave);
+        CAPTURE(dq);
+        kv::ModelConfig cfg = micro_mla_config(interleave, dq);
         cfg.n_ctx = 9;
         cfg.rope.theta = 10000.0;
         const fs::path dir = temp_dir("mla_numpy");
@@ -836,10 +839,11 @@ TEST_CASE("trainer MLA forward gives the CPU engine's logits on the folder it wr
     // The engine (written apart, core/engine/engine_cpu.cpp) reads the folder the
     // trainer wrote; its latent cache read both ways.
     const fs::path root = temp_dir("mla_engine");
-    kv::ModelConfig micro = micro_mla_config(false);
-    micro.n_ctx = 9;
+    kv::ModelConfig micro = micro_mla_config(false), micro_q = micro_mla_config(true, 7);
+    micro.n_ctx = micro_q.n_ctx = 9;
     const std::pair<std::string, fs::path> cases[] = {
         {"micro, no rope_interleave", write_random_folder(micro, root / "micro", 8)},
+        {"micro, a query latent", write_random_folder(micro_q, root / "micro_q", 9)},
         {"bundled tiny-mla", fs::path(KVSCOPE_SOURCE_DIR) / "assets/models/tiny-mla"}};
     for (const auto& [what, dir] : cases) {
         CAPTURE(what);

@@ -1,6 +1,6 @@
 // Trainer for both families kvscope runs (config.h): GPT-2 (learned positions,
 // LayerNorm, GELU) and Llama (RoPE, RMSNorm, SwiGLU, no biases), the latter also with
-// DeepSeek's multi-head latent attention (MLA, q_proj form): one forward with saved
+// DeepSeek's multi-head latent attention (MLA): one forward with saved
 // activations whose blocks the config chooses, a backward pass written out by hand
 // (llm.c style), AdamW with gradient clipping. Single-threaded, so a seed gives
 // bit-identical weights on every run. Used by `kvscope-cli train` to build the
@@ -54,7 +54,8 @@ TrainReport train_model(const TrainOptions& opt);
 // Notation: B batch rows, T sequence length, C n_embd, V vocab, L layers, H heads,
 // Hkv kv heads, hd head size, Dq = H*hd, kvd = Hkv*hd, Q = Dq + 2*kvd (the q|k|v
 // width), F n_ff, N = B*T. MLA: d_c kv_lora_rank, d_R qk_rope_head_dim, d_n
-// qk_nope_head_dim, d_v v_head_dim, hd = d_n + d_R, Q = Dq + d_c + d_R.
+// qk_nope_head_dim, d_v v_head_dim, d_q q_lora_rank (0: q_proj), hd = d_n + d_R,
+// Q = (Dq, or d_q) + d_c + d_R.
 
 // One parameter tensor inside the flat parameter buffer, named and shaped as the
 // family's safetensors file stores it. Only tied heads are trained.
@@ -67,9 +68,10 @@ TrainReport train_model(const TrainOptions& opt);
 //     model.norm.weight. q, k, v lie back to back, so they are one (Q, C) matrix
 //     [q; k; v]; gate and up likewise one (2F, C) matrix [gate; up].
 //   MLA (DeepseekV3ForCausalLM's names): as Llama, with the attention's tensors
-//     self_attn.q_proj (Dq, C), self_attn.kv_a_proj_with_mqa (d_c + d_R, C) back to
-//     back as one (Q, C) matrix, self_attn.kv_a_layernorm (d_c),
-//     self_attn.kv_b_proj (H*(d_n + d_v), d_c), self_attn.o_proj (C, H*d_v).
+//     self_attn.q_proj (Dq, C) or, with d_q, q_a_proj (d_q, C), then
+//     self_attn.kv_a_proj_with_mqa (d_c + d_R, C) back to back with it as one (Q, C)
+//     matrix, [q_a_layernorm (d_q), q_b_proj (Dq, d_q),] self_attn.kv_a_layernorm
+//     (d_c), self_attn.kv_b_proj (H*(d_n + d_v), d_c), self_attn.o_proj (C, H*d_v).
 struct ParamTensor {
     std::string name;     // e.g. "h.1.attn.c_attn.weight", "model.layers.1.mlp.up_proj.weight"
     int64_t offset = 0;   // into the flat buffer
@@ -137,9 +139,9 @@ public:
 private:
     struct Acts;
     void allocate_mla(Acts& a, int64_t N);
-    // MLA, layer l of the last forward: from the [q | kv_a] product to the heads the
-    // attention kernel reads (train_forward.cpp), and their gradients back into
-    // d[q | kv_a] (train_backward.cpp).
+    // MLA, layer l of the last forward: from the [q | kv_a] (or [q_a | kv_a]) product to
+    // the heads the attention kernel reads (train_forward.cpp), and their gradients
+    // back into that product's (train_backward.cpp).
     void mla_heads_forward(int l);
     void mla_heads_backward(int l);
     ModelConfig cfg_;

@@ -175,14 +175,15 @@ void add_cols(R* out, const R* in, int N, int stride, int offset, int width) {
     }
 }
 
-// mla_expand_forward's backward: from dqkve (b, t, E), adds into dqkv (b, t, Q) the
-// gradients of q (q_rope turned back) and of k_R (the sum over the H keys that share
-// it, turned back), and into dkv (b, t, Dkv) those of each head's [k_nope | v].
+// mla_expand_forward's backward: from dqkve (b, t, E), adds into dq (rows q_stride
+// apart) the gradient of q (q_rope turned back), into dk_rope (rows kr_stride apart)
+// that of k_R (the sum over the H keys that share it, turned back), and into dkv
+// (b, t, Dkv) those of each head's [k_nope | v].
 template <class R>
-void mla_expand_backward(R* dqkv, R* dkv, const R* dqkve, const R* cos_t, const R* sin_t, int b, int t,
-                         const ModelConfig& cfg) {
+void mla_expand_backward(R* dq_out, int q_stride, R* dk_rope_out, int kr_stride, R* dkv, const R* dqkve,
+                         const R* cos_t, const R* sin_t, int b, int t, const ModelConfig& cfg) {
     const int H = cfg.n_head, dn = cfg.mla.qk_nope_head_dim, dR = cfg.mla.qk_rope_head_dim, dv = cfg.mla.v_head_dim;
-    const int hd = dn + dR, Dq = cfg.q_dim(), Q = cfg.qkv_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
+    const int hd = dn + dR, Dq = cfg.q_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
     const bool il = cfg.mla.rope_interleave;
     R part[kMaxRopeDim], dk_rope[kMaxRopeDim];
     for (int64_t r = 0; r < int64_t(b) * t; ++r) {
@@ -191,7 +192,7 @@ void mla_expand_backward(R* dqkv, R* dkv, const R* dqkve, const R* cos_t, const 
         const R* dq = dqkve + r * E;
         const R* dk = dq + Dq;
         const R* dvv = dk + Dq;
-        R* out = dqkv + r * Q;
+        R* out = dq_out + r * q_stride;
         R* dkvr = dkv + r * Dkv;
         std::fill_n(dk_rope, dR, R(0));
         for (int h = 0; h < H; ++h) {
@@ -204,7 +205,7 @@ void mla_expand_backward(R* dqkv, R* dkv, const R* dqkve, const R* cos_t, const 
             for (int c = 0; c < dv; ++c) dkvr[h * (dn + dv) + dn + c] += dvv[h * dv + c];
         }
         rope_part(dk_rope, cs, sn, dR, il, true);
-        for (int c = 0; c < dR; ++c) out[Dq + cfg.mla.kv_lora_rank + c] += dk_rope[c];
+        for (int c = 0; c < dR; ++c) dk_rope_out[r * kr_stride + c] += dk_rope[c];
     }
 }
 
@@ -242,7 +243,8 @@ void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n) {
     template void matmul_backward<R>(R*, R*, R*, const R*, const R*, const R*, int, int, int, bool);        \
     template void attention_backward<R>(R*, R*, const R*, const R*, const R*, int, int, int, int, int, int); \
     template void add_cols<R>(R*, const R*, int, int, int, int);                                           \
-    template void mla_expand_backward<R>(R*, R*, const R*, const R*, const R*, int, int, const ModelConfig&); \
+    template void mla_expand_backward<R>(R*, int, R*, int, R*, const R*, const R*, const R*, int, int,      \
+                                         const ModelConfig&);                                               \
     template void gelu_backward<R>(R*, const R*, const R*, int64_t);                                        \
     template void crossentropy_backward<R>(R*, const R*, const int*, int, int);
 KV_BACKWARD_KERNELS(float)
@@ -321,27 +323,39 @@ void Trainer<R>::backward() {
 }
 
 // From datty (set) back to dqkv (zeroed) through the attention over the expanded heads,
-// the expansion, kv_b_proj and kv_a_layernorm: mla_heads_forward and the attention, reversed.
+// the expansion, kv_b_proj and kv_a_layernorm (and q_b_proj and q_a_layernorm with
+// d_q): mla_heads_forward and the attention, reversed.
 template <class R>
 void Trainer<R>::mla_heads_backward(int l) {
     Acts& a = *acts_;
     const auto& s = a.layers[size_t(l)];
     const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
     const LayerParams<R> dw = layer_params(cfg_, layout_, grads_.data(), l);
-    const int b = a.b, t = a.t, N = b * t, H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, Dkv = mla_kv_dim(cfg_);
+    const int b = a.b, t = a.t, N = b * t, H = cfg_.n_head, Q = cfg_.qkv_dim(), Dq = cfg_.q_dim(),
+              dq = cfg_.mla.q_lora_rank, dc = cfg_.mla.kv_lora_rank, dR = cfg_.rope_dim(), Dkv = mla_kv_dim(cfg_);
     auto zero = [](TrainBuf<R>& v, int64_t n) { std::fill(v.begin(), v.begin() + n, R(0)); };
+    R* none = nullptr;
     zero(a.dqkve, int64_t(N) * mla_expanded_dim(cfg_));
     attention_backward(a.dqkve.data(), a.datt_row.data(), a.datty.data(), s.qkve.data(), s.att.data(), b, t,
                        cfg_.head_dim(), H, H, cfg_.v_head_dim());
     zero(a.dkv, int64_t(N) * Dkv);
-    mla_expand_backward(a.dqkv.data(), a.dkv.data(), a.dqkve.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, cfg_);
+    if (dq > 0) zero(a.dq, int64_t(N) * Dq);
+    mla_expand_backward(dq > 0 ? a.dq.data() : a.dqkv.data(), dq > 0 ? Dq : Q, a.dqkv.data() + Q - dR, Q,
+                        a.dkv.data(), a.dqkve.data(), a.rope_cos.data(), a.rope_sin.data(), b, t, cfg_);
+    if (dq > 0) {
+        zero(a.dq_c, int64_t(N) * dq);
+        matmul_backward(a.dq_c.data(), dw.q_b_w, none, a.dq.data(), s.q_c.data(), w.q_b_w, N, dq, Dq, true);
+        zero(a.dq_lat, int64_t(N) * dq);
+        rmsnorm_backward(a.dq_lat.data(), dw.q_norm_w, a.dq_c.data(), s.q_lat.data(), w.q_norm_w, s.q_rstd.data(), N,
+                         dq);
+        add_cols(a.dqkv.data(), a.dq_lat.data(), N, Q, 0, dq);
+    }
     zero(a.dkv_c, int64_t(N) * dc);
-    matmul_backward(a.dkv_c.data(), dw.kv_b_w, static_cast<R*>(nullptr), a.dkv.data(), s.kv_c.data(), w.kv_b_w, N, dc,
-                    Dkv, true);
+    matmul_backward(a.dkv_c.data(), dw.kv_b_w, none, a.dkv.data(), s.kv_c.data(), w.kv_b_w, N, dc, Dkv, true);
     zero(a.dkv_lat, int64_t(N) * dc);
     rmsnorm_backward(a.dkv_lat.data(), dw.kv_norm_w, a.dkv_c.data(), s.kv_lat.data(), w.kv_norm_w, s.kv_rstd.data(),
                      N, dc);
-    add_cols(a.dqkv.data(), a.dkv_lat.data(), N, cfg_.qkv_dim(), cfg_.q_dim(), dc);
+    add_cols(a.dqkv.data(), a.dkv_lat.data(), N, Q, Q - dR - dc, dc);
 }
 
 template void Trainer<float>::mla_heads_backward(int);

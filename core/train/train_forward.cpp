@@ -11,8 +11,9 @@
 //     h = RMSNorm1(x), [q|k|v] = h*[Wq;Wk;Wv]^T, q and k rotated by RoPE at their
 //     position, the same causal attention, x += att*Wo^T,
 //     x += (silu(h2*Wgate^T) * (h2*Wup^T))*Wdown^T with h2 = RMSNorm2(x); RMSNorm_f.
-//   MLA (transformers' modeling_deepseek_v3.py, q_proj form): Llama's blocks, with the
-//     attention: [q | kv_a] = h*[Wq; Wkv_a]^T; c_KV = RMSNorm_kv(kv_a[:d_c]); one
+//   MLA (transformers' modeling_deepseek_v3.py): Llama's blocks, with the attention:
+//     [q | kv_a] = h*[Wq; Wkv_a]^T (with d_q: [q_a | kv_a] = h*[Wq_a; Wkv_a]^T and
+//     q = RMSNorm_q(q_a)*Wq_b^T); c_KV = RMSNorm_kv(kv_a[:d_c]); one
 //     k_R = kv_a[d_c:] per token; [k_nope_h | v_h] = c_KV*Wkv_b^T per head; RoPE on q's
 //     last d_R values of each head and on k_R (de-interleaved first, rope_interleave);
 //     head h attends with query [q_nope_h | q_rope_h] and key [k_nope_h | k_R] over
@@ -148,24 +149,24 @@ void take_cols(R* out, const R* in, int N, int stride, int offset, int width) {
 }
 
 // MLA's heads as the shared attention kernel reads them: qkve (b, t, E) = [q | k | v]
-// with H kv heads. From qkv (b, t, Q) = [q (Dq) | c_KV's input (d_c) | k_R (d_R)] and
-// kv (b, t, Dkv) = per head [k_nope | v]: query h = [q_nope_h | RoPE(q_rope_h)], key
-// h = [k_nope_h | RoPE(k_R)] (k_R shared by every head), value h = v_h.
+// with H kv heads. From q_in (b, t, Dq; rows q_stride apart), k_rope (b, t, d_R; rows
+// kr_stride apart) and kv (b, t, Dkv) = per head [k_nope | v]: query h = [q_nope_h |
+// RoPE(q_rope_h)], key h = [k_nope_h | RoPE(k_R)] (k_R shared by every head), value h = v_h.
 template <class R>
-void mla_expand_forward(R* qkve, const R* qkv, const R* kv, const R* cos_t, const R* sin_t, int b, int t,
-                        const ModelConfig& cfg) {
+void mla_expand_forward(R* qkve, const R* q_in, int q_stride, const R* k_rope, int kr_stride, const R* kv,
+                        const R* cos_t, const R* sin_t, int b, int t, const ModelConfig& cfg) {
     const int H = cfg.n_head, dn = cfg.mla.qk_nope_head_dim, dR = cfg.mla.qk_rope_head_dim, dv = cfg.mla.v_head_dim;
-    const int hd = dn + dR, Dq = cfg.q_dim(), Q = cfg.qkv_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
+    const int hd = dn + dR, Dq = cfg.q_dim(), Dkv = mla_kv_dim(cfg), E = mla_expanded_dim(cfg);
     const bool il = cfg.mla.rope_interleave;
     for (int64_t r = 0; r < int64_t(b) * t; ++r) {
         const R* cs = cos_t + (r % t) * (dR / 2);
         const R* sn = sin_t + (r % t) * (dR / 2);
-        const R* in = qkv + r * Q;
+        const R* in = q_in + r * q_stride;
         const R* kvr = kv + r * Dkv;
         R* q = qkve + r * E;
         R* k = q + Dq;
         R* v = k + Dq;
-        std::copy_n(in + Dq + cfg.mla.kv_lora_rank, dR, k + dn);  // k_R, turned once in head 0's key
+        std::copy_n(k_rope + r * kr_stride, dR, k + dn);  // k_R, turned once in head 0's key
         rope_part(k + dn, cs, sn, dR, il, false);
         for (int h = 0; h < H; ++h) {
             std::copy_n(in + h * hd, hd, q + h * hd);
@@ -270,7 +271,8 @@ void crossentropy_forward(R* probs, R* losses, const R* logits, const int* targe
     template void rope_forward<R>(R*, const R*, const R*, int, int, int, int, int, bool);                   \
     template void rope_part<R>(R*, const R*, const R*, int, bool, bool);                                    \
     template void take_cols<R>(R*, const R*, int, int, int, int);                                           \
-    template void mla_expand_forward<R>(R*, const R*, const R*, const R*, const R*, int, int, const ModelConfig&); \
+    template void mla_expand_forward<R>(R*, const R*, int, const R*, int, const R*, const R*, const R*, int, int,  \
+                                        const ModelConfig&);                                                \
     template void attention_forward<R>(R*, R*, const R*, int, int, int, int, int, int);                     \
     template void gelu_forward<R>(R*, const R*, int64_t);                                                   \
     template void swiglu_forward<R>(R*, const R*, int, int);                                                \
@@ -350,18 +352,30 @@ R Trainer<R>::forward(std::span<const int> inputs, std::span<const int> targets,
     return sum / N;
 }
 
-// c_KV = RMSNorm_kv(kv_a[:d_c]), [k_nope | v] per head = kv_b(c_KV), then the heads
-// expanded for the attention kernel, q_rope and k_R turned.
+// With d_q, q = q_b(RMSNorm_q(q_a)); c_KV = RMSNorm_kv(kv_a[:d_c]), [k_nope | v] per
+// head = kv_b(c_KV), then the heads expanded for the attention kernel, q_rope and k_R
+// turned.
 template <class R>
 void Trainer<R>::mla_heads_forward(int l) {
     Acts& a = *acts_;
     auto& s = a.layers[size_t(l)];
     const LayerParams<R> w = layer_params(cfg_, layout_, params_.data(), l);
-    const int N = a.b * a.t, dc = cfg_.mla.kv_lora_rank;
-    take_cols(s.kv_lat.data(), s.qkv.data(), N, cfg_.qkv_dim(), cfg_.q_dim(), dc);
-    rmsnorm_forward(s.kv_c.data(), s.kv_rstd.data(), s.kv_lat.data(), w.kv_norm_w, N, dc, R(cfg_.layer_norm_epsilon));
-    matmul_forward(s.kv.data(), s.kv_c.data(), w.kv_b_w, static_cast<const R*>(nullptr), N, dc, mla_kv_dim(cfg_), true);
-    mla_expand_forward(s.qkve.data(), s.qkv.data(), s.kv.data(), a.rope_cos.data(), a.rope_sin.data(), a.b, a.t, cfg_);
+    const R eps = R(cfg_.layer_norm_epsilon), *none = nullptr;
+    const int N = a.b * a.t, Q = cfg_.qkv_dim(), Dq = cfg_.q_dim(), dq = cfg_.mla.q_lora_rank,
+              dc = cfg_.mla.kv_lora_rank;
+    const R* q = s.qkv.data();  // [q | kv_a] rows, or q_b's output
+    int q_stride = Q;
+    if (dq > 0) {
+        take_cols(s.q_lat.data(), s.qkv.data(), N, Q, 0, dq);
+        rmsnorm_forward(s.q_c.data(), s.q_rstd.data(), s.q_lat.data(), w.q_norm_w, N, dq, eps);
+        matmul_forward(s.q.data(), s.q_c.data(), w.q_b_w, none, N, dq, Dq, true);
+        q = s.q.data(), q_stride = Dq;
+    }
+    take_cols(s.kv_lat.data(), s.qkv.data(), N, Q, Q - cfg_.rope_dim() - dc, dc);
+    rmsnorm_forward(s.kv_c.data(), s.kv_rstd.data(), s.kv_lat.data(), w.kv_norm_w, N, dc, eps);
+    matmul_forward(s.kv.data(), s.kv_c.data(), w.kv_b_w, none, N, dc, mla_kv_dim(cfg_), true);
+    mla_expand_forward(s.qkve.data(), q, q_stride, s.qkv.data() + Q - cfg_.rope_dim(), Q, s.kv.data(),
+                       a.rope_cos.data(), a.rope_sin.data(), a.b, a.t, cfg_);
 }
 
 template void Trainer<float>::mla_heads_forward(int);

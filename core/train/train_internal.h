@@ -4,10 +4,11 @@
 // forward pass (train_forward.cpp) saves for the backward pass (train_backward.cpp),
 // with the backward pass's scratch. Notation (train.h): B batch rows, T sequence
 // length, C n_embd, V vocab, L layers, H heads, hd head size, Dq = H*hd,
-// Q = Dq + 2*kv_dim (MLA: Dq + d_c + d_R), F n_ff, M the MLP's hidden width (GPT-2
+// Q = Dq + 2*kv_dim (MLA: Dq or d_q, + d_c + d_R), F n_ff, M the MLP's hidden width (GPT-2
 // 4C, Llama F), N = B*T. MLA (DeepseekV3): d_c kv_lora_rank, d_R qk_rope_head_dim,
-// d_n qk_nope_head_dim, d_v v_head_dim, hd = d_n + d_R, Do = H*d_v (o_proj's input),
-// Dkv = H*(d_n + d_v) (kv_b_proj's output), E = 2*Dq + Do (the expanded [q | k | v]).
+// d_n qk_nope_head_dim, d_v v_head_dim, d_q q_lora_rank (0: q_proj), hd = d_n + d_R,
+// Do = H*d_v (o_proj's input), Dkv = H*(d_n + d_v) (kv_b_proj's output), E = 2*Dq + Do
+// (the expanded [q | k | v]).
 #pragma once
 #include <vector>
 
@@ -44,9 +45,15 @@ struct LayerParams {
     R *out_w, *out_b;      // (4C, C) | (C, F)     mlp.c_proj | down_proj
     R *kv_norm_w = nullptr;  // MLA: (d_c)         kv_a_layernorm
     R *kv_b_w = nullptr;     // MLA: (Dkv, d_c)    kv_b_proj: per head [k_nope (d_n) | v (d_v)]
+    R *q_norm_w = nullptr;   // MLA with d_q: (d_q)      q_a_layernorm
+    R *q_b_w = nullptr;      // MLA with d_q: (Dq, d_q)  q_b_proj
 };
-// Tensors per layer in param_layout(): 12 for GPT-2, 9 for Llama, 10 for MLA.
-inline int tensors_per_layer(const ModelConfig& cfg) { return cfg.is_mla() ? 10 : cfg.is_llama() ? 9 : 12; }
+// MLA's queries through a latent (q_a_proj, q_a_layernorm, q_b_proj): d_q > 0.
+inline bool mla_q_lora(const ModelConfig& cfg) { return cfg.is_mla() && cfg.mla.q_lora_rank > 0; }
+// Tensors per layer in param_layout(): 12 for GPT-2, 9 for Llama, 10 for MLA (12 with d_q).
+inline int tensors_per_layer(const ModelConfig& cfg) {
+    return cfg.is_mla() ? (mla_q_lora(cfg) ? 12 : 10) : cfg.is_llama() ? 9 : 12;
+}
 // The embedding (wte | embed_tokens) is tensor 0; GPT-2's wpe is tensor 1.
 inline int first_layer_index(const ModelConfig& cfg) { return cfg.is_llama() ? 1 : 2; }
 inline int final_norm_index(const ModelConfig& cfg) {
@@ -56,9 +63,15 @@ template <class R>
 LayerParams<R> layer_params(const ModelConfig& cfg, const std::vector<ParamTensor>& layout, R* base, int l) {
     const int i = first_layer_index(cfg) + tensors_per_layer(cfg) * l;
     auto at = [&](int k) { return base + layout[size_t(i + k)].offset; };
-    if (cfg.is_mla())  // norm1, q, kv_a, kv_a_layernorm, kv_b, o, norm2, gate, up, down
-        return {at(0), nullptr, at(1), nullptr, at(5), nullptr, at(6), nullptr, at(7), nullptr, at(9), nullptr,
-                at(3), at(4)};
+    if (cfg.is_mla()) {  // norm1, q | q_a, kv_a, (q_a_layernorm, q_b,) kv_a_layernorm, kv_b, o, norm2, gate, up, down
+        const int k = mla_q_lora(cfg) ? 2 : 0;
+        LayerParams<R> p{at(0), nullptr, at(1), nullptr, at(5 + k), nullptr,
+                         at(6 + k), nullptr, at(7 + k), nullptr, at(9 + k), nullptr};
+        p.kv_norm_w = at(3 + k);
+        p.kv_b_w = at(4 + k);
+        if (k) p.q_norm_w = at(3), p.q_b_w = at(4);
+        return p;
+    }
     if (cfg.is_llama())  // norm1, q, k, v, o, norm2, gate, up, down
         return {at(0), nullptr, at(1), nullptr, at(4), nullptr, at(5), nullptr, at(6), nullptr, at(8), nullptr};
     return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
@@ -90,8 +103,8 @@ template <class R> void rope_part(R* x, const R* cos, const R* sin, int d, bool 
 template <class R> void take_cols(R* out, const R* in, int N, int stride, int offset, int width);
 template <class R> void add_cols(R* out, const R* in, int N, int stride, int offset, int width);
 template <class R>
-void mla_expand_forward(R* qkve, const R* qkv, const R* kv, const R* cos_t, const R* sin_t, int b, int t,
-                        const ModelConfig& cfg);
+void mla_expand_forward(R* qkve, const R* q, int q_stride, const R* k_rope, int kr_stride, const R* kv,
+                        const R* cos_t, const R* sin_t, int b, int t, const ModelConfig& cfg);
 template <class R>
 void attention_forward(R* out, R* att, const R* qkv, int b, int t, int hd, int H, int Hkv, int hdv);
 template <class R> void gelu_forward(R* out, const R* inp, int64_t n);
@@ -112,8 +125,8 @@ template <class R>
 void attention_backward(R* dqkv, R* scratch, const R* dout, const R* qkv, const R* att, int b, int t, int hd, int H,
                         int Hkv, int hdv);
 template <class R>
-void mla_expand_backward(R* dqkv, R* dkv, const R* dqkve, const R* cos_t, const R* sin_t, int b, int t,
-                         const ModelConfig& cfg);
+void mla_expand_backward(R* dq, int q_stride, R* dk_rope, int kr_stride, R* dkv, const R* dqkve, const R* cos_t,
+                         const R* sin_t, int b, int t, const ModelConfig& cfg);
 template <class R> void gelu_backward(R* dinp, const R* inp, const R* dout, int64_t n);
 template <class R> void swiglu_backward(R* dfch, const R* fch, const R* dout, int N, int F);
 template <class R> void crossentropy_backward(R* dlogits, const R* probs, const int* targets, int N, int V);
@@ -125,6 +138,7 @@ struct Trainer<R>::Acts {
     struct Layer {
         TrainBuf<R> ln1, ln1_mean, ln1_rstd;  // (N, C), (N), (N); mean unused by RMSNorm
         TrainBuf<R> qkv;                      // (N, Q) [q | k | v], q and k rotated (Llama); MLA unrotated
+        TrainBuf<R> q_lat, q_rstd, q_c, q;    // MLA with d_q: (N, d_q) before q_a_layernorm, (N), after, (N, Dq) q_b_proj
         TrainBuf<R> kv_lat, kv_rstd, kv_c;    // MLA: (N, d_c) the latent before its norm, (N), c_KV after it
         TrainBuf<R> kv;                       // MLA: (N, Dkv) kv_b_proj(c_KV), per head [k_nope | v]
         TrainBuf<R> qkve;                     // MLA: (N, E) the heads attention reads, q and k rotated
@@ -148,6 +162,7 @@ struct Trainer<R>::Acts {
     // Backward scratch.
     TrainBuf<R> dres, dln, dqkv, datty, dact, dfch, dlogits, datt_row;  // dact (N, M), dfch (N, 4C | 2F)
     TrainBuf<R> dqkve, dkv, dkv_c, dkv_lat;  // MLA: (N, E), (N, Dkv), (N, d_c), (N, d_c)
+    TrainBuf<R> dq, dq_c, dq_lat;            // MLA with d_q: (N, Dq), (N, d_q), (N, d_q)
 };
 
 }  // namespace kv

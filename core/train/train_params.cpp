@@ -38,10 +38,10 @@ std::vector<float*> weight_pointers(Weights& w) {
 }
 
 // Llama names as LlamaForCausalLM's state_dict has them (modeling_llama.py); MLA's
-// attention as DeepseekV3ForCausalLM's (modeling_deepseek_v3.py, q_proj form).
+// attention as DeepseekV3ForCausalLM's (modeling_deepseek_v3.py).
 std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     const int V = cfg.vocab_size, C = cfg.n_embd, Dq = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
-    const int dc = cfg.mla.kv_lora_rank, dR = cfg.mla.qk_rope_head_dim;
+    const int dc = cfg.mla.kv_lora_rank, dR = cfg.mla.qk_rope_head_dim, dq = cfg.mla.q_lora_rank;
     std::vector<ParamTensor> out;
     int64_t off = 0;
     auto add = [&](std::string name, int rows, int cols, bool decay) {
@@ -52,9 +52,16 @@ std::vector<ParamTensor> llama_layout(const ModelConfig& cfg) {
     for (int l = 0; l < cfg.n_layer; ++l) {
         const std::string h = "model.layers." + std::to_string(l) + ".";
         add(h + "input_layernorm.weight", 1, C, false);
-        if (cfg.is_mla()) {
-            add(h + "self_attn.q_proj.weight", Dq, C, true);  // q_proj, kv_a_proj_with_mqa: one (Q, C) matrix
+        if (cfg.is_mla()) {  // q_proj (or q_a_proj), kv_a_proj_with_mqa: one (Q, C) matrix
+            if (dq > 0)
+                add(h + "self_attn.q_a_proj.weight", dq, C, true);
+            else
+                add(h + "self_attn.q_proj.weight", Dq, C, true);
             add(h + "self_attn.kv_a_proj_with_mqa.weight", dc + dR, C, true);
+            if (dq > 0) {
+                add(h + "self_attn.q_a_layernorm.weight", 1, dq, false);
+                add(h + "self_attn.q_b_proj.weight", Dq, dq, true);
+            }
             add(h + "self_attn.kv_a_layernorm.weight", 1, dc, false);
             add(h + "self_attn.kv_b_proj.weight", mla_kv_dim(cfg), dc, true);
         } else {
@@ -127,9 +134,6 @@ Trainer<R>::Trainer(const ModelConfig& cfg, int B, int T) : cfg_(cfg), B_(B), T_
     if (!cfg_.tied_head) throw Error("trainer config: only tied heads (lm_head = wte) can be trained");
     if (cfg_.is_llama() && (cfg_.qkv_bias || cfg_.o_bias))
         throw Error("trainer config: a Llama with attention biases cannot be trained (the trainer's Llama has none)");
-    if (cfg_.mla.q_lora_rank > 0)
-        throw Error("trainer config: q_lora_rank " + std::to_string(cfg_.mla.q_lora_rank) +
-                    " cannot be trained (the trainer's MLA queries come from q_proj; set it to 0)");
     if (B <= 0 || T <= 0 || T > cfg_.n_ctx)
         throw Error("trainer: batch " + std::to_string(B) + " x " + std::to_string(T) +
                     " must be positive with T <= n_ctx " + std::to_string(cfg_.n_ctx));
@@ -191,6 +195,17 @@ void Trainer<R>::allocate_mla(Acts& a, int64_t N) {
     a.dkv.resize(N * Dkv);
     a.dkv_c.resize(N * dc);
     a.dkv_lat.resize(N * dc);
+    if (!mla_q_lora(cfg_)) return;
+    const int64_t dq = cfg_.mla.q_lora_rank, Dq = cfg_.q_dim();
+    for (auto& l : a.layers) {
+        l.q_lat.resize(N * dq);
+        l.q_rstd.resize(N);
+        l.q_c.resize(N * dq);
+        l.q.resize(N * Dq);
+    }
+    a.dq.resize(N * Dq);
+    a.dq_c.resize(N * dq);
+    a.dq_lat.resize(N * dq);
 }
 
 template <class R>
