@@ -469,6 +469,7 @@ void CpuEngine::record_qkv(int l, const Part& pt, int r0, StepTrace& tr) const {
                 continue;
             }
             ht.q.row(row) = Eigen::Map<const RowVec>(mla_q(i) + ht.head * hd, hd);
+            ht.latent.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + mla_latent_col(), ht.latent.cols());
             mla_expand_head(cfg_, w_.layers[size_t(l)], w_.type, qkv_.row(i).data() + mla_latent_col(), ht.head,
                             ht.k.row(row).data(), ht.v.row(row).data());
             // k before RoPE: the same k_nope, the k_R part saved by mla_project.
@@ -599,6 +600,7 @@ void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, Step
             ht.q.resize(n - r0, hd);
             ht.k.resize(n - r0, hd);
             if (cfg_.is_llama()) ht.k_before_rope.resize(n - r0, hd);
+            if (cfg_.is_mla()) ht.latent.resize(n - r0, cfg_.cache_k_width());
             ht.v.resize(n - r0, cfg_.v_head_dim());
             ht.attn = RowMat::Zero(n - r0, nk);
             tr.heads.push_back(std::move(ht));
