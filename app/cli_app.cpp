@@ -76,7 +76,7 @@ int run_generate(const GenerateArgs& a, CLI::App& cmd) {
         totals["ms"] = ms_total;
         json out = {{"model", model_json(*m)}, {"prompt_ids", ids}, {"cache", !a.no_cache},
                     {"steps", steps},          {"totals", totals}};
-        if (pa.given) out["cache_policy"] = policy_json(policy);
+        if (pa.given) out["cache_policy"] = policy_json(policy, m->config);
         std::vector<int> gen(s.tokens().begin() + ids.size(), s.tokens().end());
         out["new_ids"] = gen;
         if (m->tokenizer) out["text"] = m->tokenizer->decode(s.tokens());
@@ -172,7 +172,7 @@ int run_compare(const GenerateArgs& a, CLI::App& cmd) {
                     {"same_tokens", same_tokens},
                     {"totals", {{"cached", tc}, {"uncached", tu}}}};
         if (pa.given) {
-            out["cache"] = policy_json(policy);
+            out["cache"] = policy_json(policy, m->config);
             out["vs_full"] = totals_json(full);
         }
         if (f32ref) out["vs_f32"] = totals_json(*f32ref);

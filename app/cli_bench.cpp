@@ -186,7 +186,7 @@ int run_bench(const BenchArgs& a) {
                 {"rss_bytes_after_first_token", p.loaded.rss},
                 {"peak_rss_bytes_after_first_token", p.loaded.peak},
                 {"runs", runs_json(runs, a.ceiling, p.weight_gb)}};
-    if (a.policy_args.given) out["cache"] = policy_json(a.policy);
+    if (a.policy_args.given) out["cache"] = policy_json(a.policy, m.config);
     if (!a.no_cache) out["weight_gb_per_s"] = p.weight_gb / (ms_per_token / 1000.0);
     print_runs(runs, a.ceiling, p.weight_gb, threads, "");
     const std::string mode = std::string(a.no_cache ? "uncached" : "cached") +
@@ -250,7 +250,7 @@ int run_batch(const BenchArgs& a) {
         json out = {{"model", model_json(*m)}, {"weights", kv::weight_type_name(m->weights.type)},
                     {"backend", a.backend}, {"threads", effective_threads(a.threads)}, {"prompt_len", a.prompt_len},
                     {"new_tokens", a.n_new}, {"batch", points}};
-        if (a.policy_args.given) out["cache"] = policy_json(a.policy);
+        if (a.policy_args.given) out["cache"] = policy_json(a.policy, m->config);
         print_json(out, 1);
     }
     return 0;
@@ -328,7 +328,7 @@ int run_sweep(const BenchArgs& a) {
         }
         json out = {{"model", model_json(*m)},   {"backend", a.backend}, {"threads", effective_threads(a.threads)},
                     {"stride", a.stride},        {"repeats", a.repeats}, {"points", jp}};
-        if (a.policy_args.given) out["cache"] = policy_json(a.policy);
+        if (a.policy_args.given) out["cache"] = policy_json(a.policy, m->config);
         print_json(out, 1);
     }
     return 0;

@@ -136,8 +136,10 @@ kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd) {
     return p;
 }
 
-json policy_json(const kv::CachePolicy& p) {
-    return {{"window", p.window}, {"sinks", p.sinks}, {"kv_dtype", kv::dtype_name(p.dtype)}, {"mla", kv::mla_read_name(p.mla)}};
+json policy_json(const kv::CachePolicy& p, const kv::ModelConfig& c) {
+    json j = {{"window", p.window}, {"sinks", p.sinks}, {"kv_dtype", kv::dtype_name(p.dtype)}};
+    if (c.is_mla()) j["mla"] = kv::mla_read_name(p.mla);
+    return j;
 }
 
 std::string token_text(const kv::Model& m, int id) {

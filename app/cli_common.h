@@ -76,7 +76,7 @@ void add_policy_options(CLI::App* c, PolicyArgs& a);
 kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd);
 // A UsageError naming --mla when the policy reads absorbed but the model is not MLA.
 void check_mla_flag(const kv::Model& m, const kv::CachePolicy& policy);
-// {"window","sinks","kv_dtype","mla"}
-nlohmann::json policy_json(const kv::CachePolicy& p);
+// {"window","sinks","kv_dtype"}, and "mla" (expand | absorbed) for an MLA model.
+nlohmann::json policy_json(const kv::CachePolicy& p, const kv::ModelConfig& c);
 
 }  // namespace cli

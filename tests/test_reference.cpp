@@ -340,3 +340,32 @@ TEST_CASE("MLA logits match an independent NumPy forward at every position, expa
     }
     fs::remove_all(root);
 }
+
+// A DeepseekV3 folder written by tests/reference/deepseek_folder.py (NumPy, laid out as
+// a Hugging Face checkpoint, not by kvscope's writer) loads as written and matches.
+TEST_CASE("a DeepseekV3 folder written outside kvscope loads and matches NumPy at every position") {
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
+    const fs::path root = fs::temp_directory_path() / ("kvscope_dsv3_" + std::to_string(::getpid()));
+    for (int q_lora : {0, 12}) {
+        CAPTURE(q_lora);
+        const std::string dir = (root / std::to_string(q_lora)).string();
+        run(python() + " '" KVSCOPE_SOURCE_DIR "/tests/reference/deepseek_folder.py' '" + dir + "' --q-lora-rank " +
+            std::to_string(q_lora) + " --seed 5");
+        auto m = kv::load_model_folder(dir);
+        REQUIRE(m->config.is_mla());
+        CHECK(m->config.mla.q_lora_rank == q_lora);
+        CHECK(!m->config.tied_head);
+        const auto ids = kvtest::seq_ids(30, m->config.vocab_size, 2);
+        for (auto mode : {kv::MlaRead::expand, kv::MlaRead::absorbed}) {
+            kv::CachePolicy pol;
+            pol.mla = mode;
+            const RefDiff d = against_numpy(*m, dir, ids, kv::WeightType::f32, pol);
+            MESSAGE("deepseek_folder.py q_lora " << q_lora << ", " << kv::mla_read_name(mode) << ": worst " << d.worst
+                                                 << " (largest |logit| " << d.largest << ")");
+            CHECK(d.largest > 1.0);
+            CHECK(d.worst <= 1e-4);
+        }
+    }
+    fs::remove_all(root);
+}

@@ -7,9 +7,10 @@
 // evicted (evict). Engines never assume slot == position.
 //
 // Storage (a subclass per backend: HostKVCache here, the CUDA engine's own): per
-// layer, K and V rows of kv_dim values per slot, in the policy's dtype, written in
-// exactly one function, write(). Rows are (slot, kv_dim): a slot's keys for every
-// kv head side by side.
+// layer, a K and a V part per slot (Hkv * ModelConfig::cache_k_width and
+// cache_v_width values: K and V rows of hd per kv head, or MLA's one latent row
+// [c_KV | k_R] and no V part), in the policy's dtype, written in exactly one function,
+// write(). A slot's keys for every kv head lie side by side.
 //
 // Going back (truncate) across an eviction is exact: evict() first copies the rows it
 // drops into an undo log (host memory, not read by attention, not in cache_bytes), and
@@ -77,10 +78,11 @@ public:
     int n_logged() const { return int(log_.size()); }
 
     // ---- storage --------------------------------------------------------------
-    // Writes one slot's K and V rows (kv_dim values each) of `layer`, rounded to the
-    // policy's dtype. The only write.
+    // Writes one slot's K and V parts (see Storage above; v_row unread when the V part
+    // is empty) of `layer`, rounded to the policy's dtype. The only write.
     virtual void write(int layer, int slot, const float* k_row, const float* v_row) = 0;
-    // Stored rows of one kv head as f32, one row per slot of `slots`: (n, hd). With
+    // Stored rows of one kv head as f32, one row per slot of `slots`: (n, cache_k_width)
+    // and (n, cache_v_width). With
     // unrounded, the f32 rows they were rounded from; false when the cache does not
     // keep those (keep_unrounded off, or a backend that never does).
     virtual bool read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v,
@@ -90,7 +92,7 @@ public:
     virtual void set_keep_unrounded(bool on) { (void)on; }
 
     // Rows of positions [0, n_pos) of one kv head in position order, zero for a
-    // position not held: (n_pos, hd). False as read_rows.
+    // position not held: (n_pos, width). False as read_rows.
     bool read_positions(int layer, int kv_head, RowMat& k, RowMat& v, bool unrounded = false) const;
 
 protected:

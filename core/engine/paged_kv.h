@@ -46,7 +46,7 @@ public:
 
     // Block src's rows (every layer, every slot) into block dst: copy-on-write.
     virtual void copy_block(int src, int dst) = 0;
-    // Stored rows of one kv head as f32, one row per slot: (n, hd).
+    // Stored rows of one kv head as f32, one row per slot: (n, cache_k_width) and (n, cache_v_width).
     virtual void read_rows(int layer, int kv_head, std::span<const int> slots, RowMat& k, RowMat& v) const = 0;
 
 private:

@@ -67,7 +67,10 @@ BatchPoint measure_batch(const Model& model, const BatchBenchOptions& opt, int s
 
 int64_t decode_weight_bytes(const ModelConfig& cfg, WeightType t) {
     const int64_t C = cfg.n_embd, Q = cfg.qkv_dim();
-    const int64_t per_layer = C * Q + int64_t(cfg.q_dim()) * C + C * cfg.fc_dim() + int64_t(cfg.ff_dim()) * C;
+    int64_t per_layer = C * Q + int64_t(cfg.o_dim()) * C + C * cfg.fc_dim() + int64_t(cfg.ff_dim()) * C;
+    if (cfg.is_mla())  // q_b_proj and kv_b_proj
+        per_layer += int64_t(cfg.mla.q_lora_rank) * cfg.q_dim() +
+                     int64_t(cfg.mla.kv_lora_rank) * cfg.n_head * (cfg.mla.qk_nope_head_dim + cfg.mla.v_head_dim);
     const int64_t matrices = cfg.n_layer * per_layer + int64_t(cfg.vocab_size) * C;
     const int64_t all = cfg.n_params_nonembedding() + int64_t(cfg.vocab_size) * C;
     return (all - matrices) * 4 + matrices * weight_type_bytes(t);

@@ -43,6 +43,9 @@ RopeShiftResult rope_shift_demo(const Model& model, std::span<const int> ids, in
     if (!cfg.is_llama())
         throw Error("the RoPE demonstration needs a RoPE model (the Llama family); " + model.name +
                     " adds learned positions to its input instead");
+    if (cfg.is_mla())
+        throw Error("the RoPE demonstration turns cached K rows; " + model.name +
+                    " caches MLA latent rows (its k_R part alone is turned)");
     if (ids.size() < 2) throw Error("the RoPE demonstration needs a prompt of at least two tokens");
     const int n = int(ids.size());
     auto engine = make_cpu_engine(model);
