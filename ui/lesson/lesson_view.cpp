@@ -13,6 +13,7 @@
 #include <string>
 
 #include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/look/colormap.h"
 #include "ui/lesson/lesson.h"
@@ -139,9 +140,11 @@ void draw_next_steps_panel(AppState& app) {
     if (!app.model) return;
     const Palette& pal = palette();
     const kv::ModelConfig& c = app.model->config;
-    const int64_t bpt = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4);
-    const int64_t scales = 2LL * c.n_layer * c.n_kv_head * 4;  // one f32 scale per K and V row
-    const int64_t grouped = cache_bytes_formula(c.n_layer, std::max(1, c.n_kv_head / 2), c.head_dim(), 1, 4);
+    const int64_t bpt = kv::cache_bytes_for(c, kv::KvDtype::f32, 1);
+    const int64_t f16 = kv::cache_bytes_for(c, kv::KvDtype::f16, 1), int8 = kv::cache_bytes_for(c, kv::KvDtype::int8, 1);
+    kv::ModelConfig halved = c;  // half the kv heads (grouped-query attention)
+    halved.n_kv_head = std::max(1, c.n_kv_head / 2);
+    const int64_t grouped = kv::cache_bytes_for(halved, kv::KvDtype::f32, 1);
     const kv::CachePolicy& win = lesson_chapter(9).setup.mode.policy;  // the policy chapter 9 runs
     const int kept = static_cast<int>(kv::rows_kept(win, c.n_ctx));
     struct Row {
@@ -153,7 +156,7 @@ void draw_next_steps_panel(AppState& app) {
              " rows, " + human_bytes(static_cast<double>(bpt) * kept) + " instead of " +
              human_bytes(static_cast<double>(bpt) * c.n_ctx) + " at n_ctx"},
         {"10  f16 / int8 storage", "store each value in 2 bytes, or 1 byte plus a scale per row",
-         std::to_string(bpt / 2) + " / " + std::to_string(bpt / 4 + scales) + " bytes per token (f32: " +
+         std::to_string(f16) + " / " + std::to_string(int8) + " bytes per token (f32: " +
              std::to_string(bpt) + ")"},
         {"11  Grouped-query attention", "several query heads share one kv head",
          "half the kv heads: " + std::to_string(grouped) + " bytes per token"},

@@ -49,7 +49,9 @@ struct SessionView {
     std::vector<int> slot_pos;                            // the cache's cells: slot -> position (-1 free)
     std::vector<bool> held;                               // (cache_positions) position held by the cache
     int cache_layer = 0, cache_kv_head = 0;               // what cache_k/v hold
-    kv::RowMat cache_k, cache_v;                          // (cache_positions, hd) stored, as f32; 0 if not held
+    // (cache_positions, cache_k_width / cache_v_width) stored, as f32; 0 if not held. For
+    // MLA, cache_k holds the latent rows [c_KV | k_R] (d_c + d_R) and cache_v is (n, 0).
+    kv::RowMat cache_k, cache_v;
     kv::RowMat cache_k_f32, cache_v_f32;                  // same, the f32 rows f16/int8 rounded (empty: f32)
 
     const kv::StepTrace* last() const { return history.empty() ? nullptr : history.back().get(); }
