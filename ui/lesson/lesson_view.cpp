@@ -16,6 +16,7 @@
 #include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/look/colormap.h"
+#include "ui/look/heatmap.h"
 #include "ui/lesson/lesson.h"
 #include "ui/panels/panels.h"
 #include "ui/state/spec_view.h"
@@ -165,6 +166,11 @@ void draw_next_steps_panel(AppState& app) {
          "same cache, fewer passes of the big model"},
         {"13-15  Paged cache", "blocks of one pool; shared prefixes; batches", paged_row(app)},
         {"16  RoPE", "keys kept turned for their position", c.is_llama() ? "yes" : "no (GPT-2)"},
+        {"17  MLA", "one latent row per token for all heads; K and V expanded from it",
+         c.is_mla() ? std::to_string(bpt) + " bytes per token"
+                    : "no; DeepSeek-V3: " +
+                          human_bytes(double(kv::cache_bytes_for(kv::ModelConfig::deepseek_v3(), kv::KvDtype::f16, 1))) +
+                          " a token at 2 bytes"},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
@@ -183,6 +189,69 @@ void draw_next_steps_panel(AppState& app) {
         text_wrapped("%s", r.here.c_str());
     }
     ImGui::EndTable();
+}
+
+// The MLA chapter's table: each cache's kind and bytes per token, f32 and 16-bit.
+void draw_cache_shapes(const AppState& app) {
+    const Palette& pal = palette();
+    const std::vector<CacheShape> rows = cache_shapes(app);
+    if (!ImGui::BeginTable("##shapes", 4, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
+    ImGui::TableSetupColumn("model", ImGuiTableColumnFlags_WidthStretch, 1.6f);
+    ImGui::TableSetupColumn("cache", ImGuiTableColumnFlags_WidthStretch, 0.9f);
+    ImGui::TableSetupColumn("f32 / token", ImGuiTableColumnFlags_WidthStretch, 1.2f);
+    ImGui::TableSetupColumn("16-bit", ImGuiTableColumnFlags_WidthStretch, 1.f);
+    ImGui::TableHeadersRow();
+    for (const CacheShape& r : rows) {
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(r.config.is_mla() ? pal.accent : pal.text));
+        text_wrapped("%s", r.name.c_str());
+        ImGui::PopStyleColor();
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("%s a token: %s", r.name.c_str(), cache_formula_text(r.config, 1, kv::KvDtype::f16).c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", r.kind.c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", human_bytes(double(r.bytes_f32)).c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", human_bytes(double(r.bytes_16)).c_str());
+    }
+    ImGui::EndTable();
+}
+
+// Measured FLOPs of each decode step, expanded and absorbed side by side, on one scale.
+void draw_read_flops(const MlaReads& m, float h) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize(), W = ImGui::GetContentRegionAvail().x;
+    const size_t n = std::min(m.expand.size(), m.absorbed.size());
+    double top = 1;
+    for (size_t s = 1; s < n; ++s) top = std::max({top, double(m.expand[s]), double(m.absorbed[s])});
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const float slot = n > 1 ? W / float(n - 1) : W, bw = std::max(1.f, slot * 0.36f);
+    for (size_t s = 1; s < n; ++s) {
+        const float x = o.x + float(s - 1) * slot + slot * 0.1f;
+        const float he = float(double(m.expand[s]) / top) * h, ha = float(double(m.absorbed[s]) / top) * h;
+        dl->AddRectFilled(ImVec2(x, o.y + h - he), ImVec2(x + bw, o.y + h), pal.uncached_line);
+        dl->AddRectFilled(ImVec2(x + bw, o.y + h - ha), ImVec2(x + 2 * bw, o.y + h), pal.cached_line);
+    }
+    dl->AddText(ImVec2(o.x, o.y), pal.text_dim, (human_count(top) + " FLOPs").c_str());
+    ImGui::Dummy(ImVec2(W, h + fs * 0.2f));
+    color_key(pal.uncached_line, "expand");
+    ImGui::SameLine();
+    color_key(pal.cached_line, "absorbed");
+    ImGui::SameLine();
+    ImGui::TextColored(to_vec4(pal.text_dim), "decode steps 1-%d", int(n) - 1);
+}
+
+void draw_mla_panel(AppState& app) {
+    if (!app.model) return;
+    draw_cache_shapes(app);
+    MlaReads m;
+    if (!mla_reads(app, m) || std::min(m.expand.size(), m.absorbed.size()) < 2) return;
+    ImGui::TextUnformatted("Measured FLOPs per step, the same cache read two ways:");
+    const float key_h = ImGui::GetFrameHeightWithSpacing();
+    draw_read_flops(m, std::max(ImGui::GetFontSize() * 2.5f, ImGui::GetContentRegionAvail().y - key_h - 4.f));
 }
 
 void draw_serve_batch(AppState& app) {
@@ -217,6 +286,7 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::serve_counters: draw_serve_counters(app); break;
     case LessonPanel::serve_table: draw_serve_table(app); break;
     case LessonPanel::serve_batch: draw_serve_batch(app); break;
+    case LessonPanel::mla: draw_mla_panel(app); break;
     }
 }
 

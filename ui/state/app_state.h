@@ -150,6 +150,9 @@ struct LessonState {
     int setup = 0;
     bool load_asked = false;         // the setup's load_model was pushed
     RopeShiftView rope;              // the RoPE chapter's measurement
+    // The MLA chapter's table: the bundled models it compares (tiny-gpt, tiny-llama,
+    // tiny-mla) by name, their config.json read once when the chapter opens (lesson_tick).
+    std::vector<std::pair<std::string, kv::ModelConfig>> bundled_shapes;
 };
 
 // What one cache picture drew this frame (the cache panel, each side in compare mode,
