@@ -86,10 +86,15 @@ void check_new(const kv::Model& m, int p, int n_new) {
 
 json model_json(const kv::Model& m) {
     const auto& c = m.config;
-    return {{"name", m.name},         {"path", m.path},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
+    json j = {{"name", m.name},         {"path", m.path},         {"n_layer", c.n_layer}, {"n_head", c.n_head},
             {"n_kv_head", c.n_kv_head}, {"n_embd", c.n_embd},  {"n_ctx", c.n_ctx},
             {"vocab_size", c.vocab_size}, {"weights", kv::weight_type_name(m.weights.type)},
             {"weight_bytes", m.weights.bytes()}};
+    if (c.is_mla())
+        j["mla"] = {{"kv_lora_rank", c.mla.kv_lora_rank}, {"q_lora_rank", c.mla.q_lora_rank},
+                    {"qk_rope_head_dim", c.mla.qk_rope_head_dim}, {"qk_nope_head_dim", c.mla.qk_nope_head_dim},
+                    {"v_head_dim", c.mla.v_head_dim}};
+    return j;
 }
 
 json counters_json(const kv::Counters& c, bool with_evicted) {
@@ -109,10 +114,12 @@ void add_policy_options(CLI::App* c, PolicyArgs& a) {
     c->add_option("--window", a.window, "attend to the last W positions only (0 = unlimited)");
     c->add_option("--sinks", a.sinks, "with --window: the first S positions are always attended to");
     c->add_option("--kv-dtype", a.dtype, "how the cache stores K/V: f32, f16 or int8");
+    c->add_option("--mla", a.mla, "MLA models: read the cached latents by expanding them to K and V (expand) "
+                                  "or with the up-projections absorbed (absorbed)");
 }
 
 kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd) {
-    a.given = cmd.count("--window") + cmd.count("--sinks") + cmd.count("--kv-dtype") > 0;
+    a.given = cmd.count("--window") + cmd.count("--sinks") + cmd.count("--kv-dtype") + cmd.count("--mla") > 0;
     if (a.window < 0) throw UsageError("--window: " + std::to_string(a.window) + " is negative (0 = unlimited)");
     if (a.sinks < 0) throw UsageError("--sinks: " + std::to_string(a.sinks) + " is negative");
     if (a.window > 0 && a.sinks > a.window)
@@ -122,6 +129,7 @@ kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd) {
     p.sinks = a.sinks;
     try {
         p.dtype = kv::parse_dtype(a.dtype, "--kv-dtype");
+        p.mla = kv::parse_mla_read(a.mla, "--mla");
     } catch (const kv::Error& e) {
         throw UsageError(e.what());
     }
@@ -129,7 +137,7 @@ kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd) {
 }
 
 json policy_json(const kv::CachePolicy& p) {
-    return {{"window", p.window}, {"sinks", p.sinks}, {"kv_dtype", kv::dtype_name(p.dtype)}};
+    return {{"window", p.window}, {"sinks", p.sinks}, {"kv_dtype", kv::dtype_name(p.dtype)}, {"mla", kv::mla_read_name(p.mla)}};
 }
 
 std::string token_text(const kv::Model& m, int id) {
@@ -189,7 +197,14 @@ kv::Session make_session(const kv::Model& m, const std::string& backend, const k
     return make_session(m, std::shared_ptr<kv::Engine>(kv::make_engine(m, backend)), policy);
 }
 
+void check_mla_flag(const kv::Model& m, const kv::CachePolicy& policy) {
+    if (policy.mla == kv::MlaRead::absorbed && !m.config.is_mla())
+        throw UsageError("--mla: model '" + m.name + "' caches K and V, not a latent (only an MLA model, e.g. "
+                         "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)");
+}
+
 kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy) {
+    check_mla_flag(m, policy);
     kv::Session s(m, std::move(engine), policy);
     kv::TraceOptions t = s.trace_options();
     t.record = false;  // the CLI prints counters and tokens, not per-head detail

@@ -63,16 +63,20 @@ void print_json(const nlohmann::json& j, int indent = -1);
 kv::Session make_session(const kv::Model& m, const std::string& backend, const kv::CachePolicy& policy = {});
 kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy = {});
 
-// --window W --sinks S --kv-dtype f32|f16|int8 (docs/design.md, "The command line and JSON").
+// --window W --sinks S --kv-dtype f32|f16|int8 --mla expand|absorbed (docs/design.md,
+// "The command line and JSON").
 struct PolicyArgs {
     int window = 0, sinks = 0;
     std::string dtype = "f32";
-    bool given = false;  // any of the three flags was on the command line
+    std::string mla = "expand";
+    bool given = false;  // any of the four flags was on the command line
 };
 void add_policy_options(CLI::App* c, PolicyArgs& a);
 // The policy, or a UsageError naming the flag; sets a.given from the parsed command.
 kv::CachePolicy policy_of(PolicyArgs& a, const CLI::App& cmd);
-// {"window","sinks","kv_dtype"}
+// A UsageError naming --mla when the policy reads absorbed but the model is not MLA.
+void check_mla_flag(const kv::Model& m, const kv::CachePolicy& policy);
+// {"window","sinks","kv_dtype","mla"}
 nlohmann::json policy_json(const kv::CachePolicy& p);
 
 }  // namespace cli

@@ -72,12 +72,19 @@ TEST_CASE("a cached decode step allocates nothing") {
     // GPT-2, and the Llama family (RoPE, RMSNorm and SwiGLU on their own scratch).
     auto gpt2 = kvtest::random_model(500, 64, 64, 3, 4, 2, 3);
     auto llama = kvtest::random_llama(kv::ModelConfig::llama_tiny(), 3);
-    for (const kv::Model* m : {gpt2.get(), llama.get()})
+    auto mla = kvtest::random_llama(kvtest::mla_shapes()[1], 3);  // MLA with a query latent
+    kv::CachePolicy absorbed;
+    absorbed.mla = kv::MlaRead::absorbed;
+    const std::pair<const kv::Model*, kv::CachePolicy> runs[] = {
+        {gpt2.get(), {}}, {llama.get(), {}}, {mla.get(), {}}, {mla.get(), absorbed}};
+    for (const auto& [m, pol] : runs)
     for (int threads : {1, 2, 4}) {
         CAPTURE(m->config.is_llama());
+        CAPTURE(m->config.is_mla());
+        CAPTURE(kv::policy_text(pol));
         CAPTURE(threads);
         auto e = kv::make_cpu_engine(*m);
-        auto cache = e->make_cache({});
+        auto cache = e->make_cache(pol);
         e->set_threads(threads);
         const auto ids = kv::bench_ids(m->config, 40, 1);
         kv::ForwardRequest req;

@@ -131,9 +131,16 @@ std::vector<double> masked_forward(const kv::Model& m, const std::vector<int>& i
 namespace {
 
 // Cached == uncached at every step under every policy, counters == the formulas.
+// An MLA model runs every policy twice: its latent rows read expanded and absorbed.
 void check_every_policy(const kv::Model& m) {
     const int V = m.config.vocab_size;
-    for (const CachePolicy& pol : kPolicies) {
+    std::vector<CachePolicy> pols(std::begin(kPolicies), std::end(kPolicies));
+    if (m.config.is_mla())
+        for (CachePolicy p : kPolicies) {
+            p.mla = kv::MlaRead::absorbed;
+            pols.push_back(p);
+        }
+    for (const CachePolicy& pol : pols) {
         CAPTURE(m.config.n_kv_head);
         CAPTURE(kv::policy_text(pol));
         auto engine = std::shared_ptr<kv::Engine>(kv::make_cpu_engine(m));
@@ -169,6 +176,16 @@ TEST_CASE("Llama family, every policy: cached == uncached at every step, and the
     uint64_t seed = 40;
     for (const kv::ModelConfig& cfg : kvtest::llama_shapes()) {
         CAPTURE(cfg.qkv_bias);
+        check_every_policy(*kvtest::random_llama(cfg, seed++));
+    }
+}
+
+// MLA: the cache holds latent rows [c_KV | k_R]; a window evicts them, f16 and int8
+// round them (int8: one scale per latent row), and both reads agree with the cache off.
+TEST_CASE("MLA, every policy, expanded and absorbed: cached == uncached at every step, and the counters equal the formulas") {
+    uint64_t seed = 80;
+    for (const kv::ModelConfig& cfg : kvtest::mla_shapes()) {
+        CAPTURE(cfg.mla.q_lora_rank);
         check_every_policy(*kvtest::random_llama(cfg, seed++));
     }
 }

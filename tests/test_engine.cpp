@@ -400,3 +400,45 @@ TEST_CASE("Llama family: the trace keeps k before and after RoPE, and the cache 
     sg.set_prompt_ids(kvtest::seq_ids(3, 40));
     CHECK(sg.step().heads.at(0).k_before_rope.size() == 0);
 }
+
+// MLA: the cache holds one latent row per position and layer; the trace's k and v
+// are a head's expansion of it, recomputed here from kv_b_proj's columns directly.
+TEST_CASE("MLA: the cache holds the latent row, and the trace's k and v expand it for each head") {
+    for (const kv::ModelConfig& cfg : kvtest::mla_shapes()) {
+        CAPTURE(cfg.mla.q_lora_rank);
+        auto m = kvtest::random_llama(cfg, 21);
+        const kv::ModelConfig& c = m->config;
+        const int p = 5, dc = c.mla.kv_lora_rank, dr = c.mla.qk_rope_head_dim, dn = c.mla.qk_nope_head_dim;
+        const int dv = c.mla.v_head_dim;
+        kv::Session s(*m, kv::make_cpu_engine(*m));
+        s.set_prompt_ids(kvtest::seq_ids(p, c.vocab_size));
+        s.step();
+        const auto& t = s.step();  // decode: one row at position p
+        REQUIRE(t.heads.size() == size_t(c.n_layer * c.n_head));
+        CHECK(t.counters.kv_rows_computed == c.n_layer);  // one latent row a layer
+        CHECK(t.counters.cache_bytes == int64_t(c.n_layer) * (dc + dr) * (p + 1) * 4);
+        for (const auto& h : t.heads) {
+            CAPTURE(h.layer);
+            CAPTURE(h.head);
+            CHECK(h.kv_head == 0);
+            kv::RowMat L, none;
+            REQUIRE(s.cache().read_positions(h.layer, 0, L, none));
+            REQUIRE(L.cols() == dc + dr);
+            CHECK(none.cols() == 0);
+            REQUIRE(h.latent.rows() == 1);
+            CHECK((L.row(p) - h.latent.row(0)).cwiseAbs().maxCoeff() == 0.0f);
+            const kv::RowMat& B = m->weights.layers[size_t(h.layer)].kv_b_w;
+            const kv::RowVec cl = L.row(p).head(dc);
+            const kv::RowVec k_nope = cl * B.middleCols(h.head * (dn + dv), dn);
+            const kv::RowVec v = cl * B.middleCols(h.head * (dn + dv) + dn, dv);
+            CHECK((h.k.row(0).head(dn) - k_nope).cwiseAbs().maxCoeff() <= 1e-5f);
+            CHECK((h.k.row(0).tail(dr) - L.row(p).tail(dr)).cwiseAbs().maxCoeff() == 0.0f);
+            CHECK((h.v.row(0) - v).cwiseAbs().maxCoeff() <= 1e-5f);
+            CHECK(h.v.cols() == dv);
+            // k_R was turned: its norm kept, its values moved.
+            const kv::RowVec k0 = h.k_before_rope.row(0).tail(dr), k1 = h.k.row(0).tail(dr);
+            CHECK(std::abs(k0.norm() - k1.norm()) <= 1e-4f * k0.norm());
+            CHECK((k0 - k1).cwiseAbs().maxCoeff() > 1e-3f);
+        }
+    }
+}

@@ -162,11 +162,23 @@ inline std::unique_ptr<kv::Model> random_llama(const kv::ModelConfig& cfg, uint6
         l.attn_w *= 8.0f;
         jitter(l.ln_1_w, 0.2f, 1.0f), jitter(l.ln_2_w, 0.2f, 1.0f);
         if (cfg.qkv_bias) jitter(l.attn_b, 0.2f, 0.0f);
+        jitter(l.q_a_norm_w, 0.2f, 1.0f), jitter(l.kv_norm_w, 0.2f, 1.0f);  // MLA's norms (else empty)
+        l.kv_b_w *= 4.0f;
     }
     jitter(m->weights.ln_f_w, 0.2f, 1.0f);
     m->weights.wte *= 25.0f;
     if (!cfg.tied_head) m->weights.lm_head *= 25.0f;
     return m;
+}
+
+// MLA shapes the policy, serving and engine tests run: random:mla-tiny (q_proj,
+// rope_interleave) and a query latent with d_v != d_n, an untied head, no interleave.
+inline std::vector<kv::ModelConfig> mla_shapes() {
+    kv::ModelConfig q = kv::ModelConfig::mla_tiny_q();
+    q.mla.v_head_dim = 12;
+    q.mla.rope_interleave = false;
+    q.tied_head = false;
+    return {kv::ModelConfig::mla_tiny(), q};
 }
 
 // Llama-family shapes the policy, serving and speculative tests run: random:llama-tiny,

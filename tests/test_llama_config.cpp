@@ -232,3 +232,78 @@ TEST_CASE("rope_inv_freq equals transformers' formulas written in NumPy") {
         CHECK(worst < 2e-6);
     }
 }
+
+namespace {
+
+// DeepSeek-V3's published config.json (deepseek-ai/DeepSeek-V3, trimmed of keys kvscope
+// ignores): a mixture of experts from layer 3 on, and yarn RoPE.
+const char* kDeepseekV3 = R"({"architectures": ["DeepseekV3ForCausalLM"], "attention_bias": false,
+  "first_k_dense_replace": 3, "hidden_act": "silu", "hidden_size": 7168, "intermediate_size": 18432,
+  "kv_lora_rank": 512, "max_position_embeddings": 163840, "model_type": "deepseek_v3",
+  "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1, "num_attention_heads": 128,
+  "num_experts_per_tok": 8, "num_hidden_layers": 61, "num_key_value_heads": 128, "q_lora_rank": 1536,
+  "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "rms_norm_eps": 1e-06, "rope_scaling": {"beta_fast": 32,
+  "beta_slow": 1, "factor": 40, "mscale": 1.0, "mscale_all_dim": 1.0, "original_max_position_embeddings": 4096,
+  "type": "yarn"}, "rope_theta": 10000, "tie_word_embeddings": false, "v_head_dim": 128, "vocab_size": 129280})";
+
+}  // namespace
+
+TEST_CASE("DeepSeek-V3's config.json: yarn and experts refused in one line, its dense form read as MLA") {
+    nlohmann::json j = j_of(kDeepseekV3);
+    std::string e = error_of([&] { parse(j); });
+    CHECK(e.find("rope_type \"yarn\" is not supported") != std::string::npos);
+    j["rope_scaling"] = nullptr;
+    e = error_of([&] { parse(j); });
+    CHECK(e.starts_with("config.json"));
+    CHECK(e.find("mixture of experts") != std::string::npos);
+    CHECK(e.find('\n') == std::string::npos);
+    j["first_k_dense_replace"] = 61;  // every layer dense
+    const ModelConfig c = parse(j);
+    CHECK(c.is_llama());
+    REQUIRE(c.is_mla());
+    CHECK(c.n_kv_head == 1);  // one latent row, whatever num_key_value_heads says
+    CHECK(c.mla.kv_lora_rank == 512);
+    CHECK(c.mla.q_lora_rank == 1536);
+    CHECK(c.mla.qk_rope_head_dim == 64);
+    CHECK(c.mla.qk_nope_head_dim == 128);
+    CHECK(c.mla.v_head_dim == 128);
+    CHECK(c.mla.rope_interleave);
+    CHECK(c.head_dim() == 192);
+    CHECK(c.cache_row_values() == 576);  // d_c + d_R per layer and token
+    CHECK(kv::cache_bytes_for(c, kv::KvDtype::f16, 1) == 61 * 576 * 2);
+    CHECK(!c.tied_head);
+    // q_lora_rank null: queries through q_proj; rope_interleave false is kept.
+    j["q_lora_rank"] = nullptr;
+    j["rope_interleave"] = false;
+    const ModelConfig d = parse(j);
+    CHECK(d.mla.q_lora_rank == 0);
+    CHECK(!d.mla.rope_interleave);
+    CHECK(d.qkv_dim() == 128 * 192 + 512 + 64);
+    const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> bad = {
+        {[](auto& j) { j["attention_bias"] = true; }, "attention_bias true is not supported for MLA"},
+        {[](auto& j) { j.erase("kv_lora_rank"); }, "missing key \"kv_lora_rank\""},
+        {[](auto& j) { j["qk_rope_head_dim"] = 63; }, "must be even"},
+        {[](auto& j) { j["v_head_dim"] = 0; }, "v_head_dim must be in 1 .. 65536"},
+        {[](auto& j) { j["hidden_act"] = "gelu"; }, "hidden_act \"gelu\""},
+    };
+    for (const auto& [change, says] : bad) {
+        CAPTURE(says);
+        nlohmann::json k = j;
+        change(k);
+        const std::string err = error_of([&] { parse(k); });
+        CHECK(err.starts_with("config.json"));
+        CHECK(err.find(says) != std::string::npos);
+    }
+}
+
+TEST_CASE("an MLA config.json written by kvscope reads back the same, as transformers' DeepseekV3 names it") {
+    for (ModelConfig c : {ModelConfig::mla_tiny(), ModelConfig::mla_tiny_q()}) {
+        CAPTURE(c.mla.q_lora_rank);
+        const auto j = nlohmann::json::parse(kv::llama_config_json("config.json", c));
+        CHECK(j["model_type"] == "deepseek_v3");
+        CHECK(j["architectures"][0] == "DeepseekV3ForCausalLM");
+        CHECK(j["num_key_value_heads"] == c.n_head);  // DeepseekV3 repeats kv heads H / num_key_value_heads times
+        CHECK(j["first_k_dense_replace"] == c.n_layer);
+        CHECK(kv::parse_llama_config(j.dump(), "config.json") == c);
+    }
+}

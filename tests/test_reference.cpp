@@ -1,6 +1,7 @@
-// The engine against independent NumPy forwards (tests/reference/gpt2_numpy.py and
-// llama_numpy.py) on random small folders in Hugging Face layout (GPT-2; Llama, Qwen2
-// with biases and an untied head, Llama 3 rope scaling): every position, atol 1e-4.
+// The engine against independent NumPy forwards (tests/reference/gpt2_numpy.py,
+// llama_numpy.py and mla_numpy.py) on random small folders in Hugging Face layout
+// (GPT-2; Llama, Qwen2 with biases and an untied head, Llama 3 rope scaling; DeepseekV3
+// MLA): every position, atol 1e-4.
 // Skipped where python3 has no NumPy, failed under CI (scripts/deps.sh installs it).
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -45,8 +46,9 @@ struct RefDiff {
 };
 
 RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vector<int>& ids,
-                      kv::WeightType weights = kv::WeightType::f32) {
-    const std::string script = m.config.is_llama() ? "llama_numpy.py" : "gpt2_numpy.py";
+                      kv::WeightType weights = kv::WeightType::f32, const kv::CachePolicy& pol = {},
+                      const std::string& ref_args = "") {
+    const std::string script = m.config.is_mla() ? "mla_numpy.py" : m.config.is_llama() ? "llama_numpy.py" : "gpt2_numpy.py";
     auto engine = kv::make_cpu_engine(m);
     kv::ForwardRequest req;
     req.ids = ids;
@@ -54,10 +56,10 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
     req.trace_opts.record = false;
     kv::StepTrace tr;
     std::vector<float> mine;
-    engine->forward(req, *engine->make_cache({}), tr, &mine);
+    engine->forward(req, *engine->make_cache(pol), tr, &mine);
     auto stepper = kv::make_cpu_engine(m);
     std::vector<float> decoded;
-    auto step_cache = stepper->make_cache({});
+    auto step_cache = stepper->make_cache(pol);
     for (size_t i = 0; i < ids.size(); ++i) {
         req = {};
         req.ids = std::span<const int>(ids.data() + i, 1);
@@ -71,7 +73,7 @@ RefDiff against_numpy(const kv::Model& m, const std::string& dir, const std::vec
     const std::string round =
         weights == kv::WeightType::f32 ? "" : std::string(" --round ") + kv::weight_type_name(weights);
     const auto ref = nlohmann::json::parse(run(python() + " '" KVSCOPE_SOURCE_DIR "/tests/reference/" + script +
-                                               "' '" + dir + "' " + id_list + round))["logits"];
+                                               "' '" + dir + "' " + id_list + round + ref_args))["logits"];
     const int V = m.config.vocab_size;
     REQUIRE(ref.size() == ids.size());
     RefDiff d;
@@ -285,4 +287,56 @@ TEST_CASE("a Llama folder stored in bf16 loads as stored and matches NumPy") {
     CHECK(d.largest > 1.0);
     CHECK(d.worst <= 1e-4);
     fs::remove_all(dir);
+}
+
+// MLA (DeepseekV3 folders): the engine reading its latent cache both ways (expand,
+// absorbed) against mla_numpy.py, itself run both ways; with a query latent, without
+// rope_interleave, with an untied head, and with 16-bit weights rounded alike.
+TEST_CASE("MLA logits match an independent NumPy forward at every position, expanded and absorbed") {
+    std::string why;
+    KVTEST_SKIP_UNLESS(!kvtest::numpy_python(&why).empty(), why);
+    const fs::path root = fs::temp_directory_path() / ("kvscope_mla_ref_" + std::to_string(::getpid()));
+    kv::ModelConfig plain = kv::ModelConfig::mla_tiny();
+    plain.mla.rope_interleave = false;
+    plain.tied_head = false;
+    kv::ModelConfig wide = kv::ModelConfig::mla_tiny_q();
+    wide.n_layer = 3;
+    wide.mla.v_head_dim = 12;  // d_v != d_n
+    const std::pair<const char*, kv::ModelConfig> cases[] = {
+        {"random:mla-tiny", kv::ModelConfig::mla_tiny()}, {"q latent, 3 layers, d_v 12", wide},
+        {"no rope_interleave, untied", plain}};
+    int k = 0;
+    for (const auto& [what_c, cfg] : cases) {
+        const std::string what = what_c;
+        CAPTURE(what);
+        const fs::path dir = root / std::to_string(k++);
+        auto m = llama_folder(cfg, 700 + k, dir);
+        for (auto& l : m->weights.layers) l.kv_b_w *= 4.0f;
+        kv::save_model_folder(dir.string(), m->config, m->weights, nullptr);
+        auto loaded = kv::load_model_folder(dir.string());
+        REQUIRE(loaded->config == m->config);
+        const auto ids = kvtest::seq_ids(40, cfg.vocab_size, k);
+        for (auto mode : {kv::MlaRead::expand, kv::MlaRead::absorbed})
+            for (const char* ref : {"", " --absorbed"}) {
+                kv::CachePolicy pol;
+                pol.mla = mode;
+                const RefDiff d = against_numpy(*loaded, dir.string(), ids, kv::WeightType::f32, pol, ref);
+                const std::string how = std::string("engine ") + kv::mla_read_name(mode) + " vs numpy" + ref;
+                CAPTURE(how);
+                MESSAGE(what << " " << how << ": worst " << d.worst
+                             << " at position " << d.pos << " (largest |logit| " << d.largest << ")");
+                CHECK(d.largest > 1.0);
+                CHECK(d.worst <= 1e-4);
+            }
+        for (auto t : {kv::WeightType::f16, kv::WeightType::bf16}) {
+            auto m16 = kv::load_model_folder(dir.string(), t);
+            kv::CachePolicy pol;
+            pol.mla = kv::MlaRead::absorbed;
+            const std::string tname = kv::weight_type_name(t);
+            CAPTURE(tname);
+            CHECK(against_numpy(*m16, dir.string(), ids, t, pol).worst <= 1e-4);
+            CHECK(against_numpy(*m16, dir.string(), ids).worst > 1e-3);  // the rounding is visible
+        }
+    }
+    fs::remove_all(root);
 }

@@ -92,7 +92,8 @@ namespace {
 
 void check_batched_equals_alone(const kv::Model& m) {
     auto e = kv::make_cpu_engine(m);
-    const std::vector<kv::CachePolicy> pols = {{}, {6, 2, kv::KvDtype::f32}, {0, 0, kv::KvDtype::int8}};
+    std::vector<kv::CachePolicy> pols = {{}, {6, 2, kv::KvDtype::f32}, {0, 0, kv::KvDtype::int8}};
+    if (m.config.is_mla()) pols.push_back({6, 2, kv::KvDtype::int8, kv::MlaRead::absorbed});
     for (const kv::CachePolicy& pol : pols) {
         CAPTURE(kv::policy_text(pol));
         Captured cap;
@@ -119,6 +120,15 @@ TEST_CASE("serve: Llama family, every sequence's batched logits equal it run alo
     uint64_t seed = 60;
     for (const kv::ModelConfig& cfg : kvtest::llama_shapes()) {
         CAPTURE(cfg.qkv_bias);
+        check_batched_equals_alone(*kvtest::random_llama(cfg, seed++));
+    }
+}
+
+// MLA in a batch: the pool's slots hold latent rows, read expanded or absorbed.
+TEST_CASE("serve: MLA, every sequence's batched logits equal it run alone") {
+    uint64_t seed = 90;
+    for (const kv::ModelConfig& cfg : kvtest::mla_shapes()) {
+        CAPTURE(cfg.mla.q_lora_rank);
         check_batched_equals_alone(*kvtest::random_llama(cfg, seed++));
     }
 }

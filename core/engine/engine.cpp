@@ -93,6 +93,8 @@ std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backe
         if (model.weights.type != WeightType::f32)
             throw Error(std::string("--backend cuda: the CUDA backend runs f32 weights only, not ") +
                         weight_type_name(model.weights.type) + " (use --weights f32 or --backend cpu)");
+        if (model.config.is_mla())
+            throw Error("--backend cuda: the CUDA backend has no MLA kernels; an MLA (DeepseekV3) model runs on --backend cpu");
         std::string why;
         if (!cuda_available(&why)) throw Error("--backend cuda: " + why);
 #ifdef KVSCOPE_HAVE_CUDA

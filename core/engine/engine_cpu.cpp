@@ -24,6 +24,7 @@
 #include "core/engine/kv_cache.h"
 #include "core/engine/matmul.h"
 #include "core/model/llama_math.h"
+#include "core/model/mla_math.h"
 #include "core/model/model_io.h"
 #include "core/engine/threadpool.h"
 
@@ -89,11 +90,12 @@ class CpuEngine final : public Engine {
 public:
     explicit CpuEngine(const Model& model) : cfg_(model.config), w_(model.weights) {
         const int T = cfg_.n_ctx;
-        if (cfg_.is_llama()) inv_freq_ = rope_inv_freq(cfg_.head_dim(), cfg_.rope);
+        if (cfg_.is_llama()) inv_freq_ = rope_inv_freq(cfg_.rope_dim(), cfg_.rope);
+        if (cfg_.is_mla()) init_mla();
         ensure_rows(T);
         scores_ = RowMat::Zero(int64_t(cfg_.n_head) * kTile, T);
-        k_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
-        v_tmp_ = RowMat::Zero(T, cfg_.kv_dim());
+        k_tmp_ = RowMat::Zero(T, cfg_.n_kv_head * cfg_.cache_k_width());
+        v_tmp_ = RowMat::Zero(T, cfg_.n_kv_head * cfg_.cache_v_width());
         single_.reserve(T);
         logits_ = RowVec::Zero(cfg_.vocab_size);
         head_cnt_.assign(cfg_.n_head, Counters{});
@@ -116,13 +118,29 @@ public:
         pool_.reset();
         pool_ = std::make_unique<ThreadPool>(want);
         if (cfg_.is_llama()) rope_cs_.assign(size_t(want) * size_t(cfg_.head_dim()), 0.0f);
-        parts_.assign(size_t(n_parts()) * kFewRows * std::max({cfg_.qkv_dim(), cfg_.fc_dim(), cfg_.n_embd}), 0.0f);
+        parts_.assign(size_t(n_parts()) * kFewRows * std::max({cfg_.qkv_dim(), cfg_.fc_dim(), cfg_.n_embd, cfg_.q_dim(), int(zero_kvb_.size())}), 0.0f);
     }
 
     void forward(const ForwardRequest& req, KVCache& cache, StepTrace& tr, std::vector<float>* logits_all) override;
     void forward_batch(std::span<const BatchSeq> seqs, PagedKV& pool, BatchResult& out) override;
 
 private:
+    // MLA's buffers that do not grow with a batch, and kv_b_proj widened for 16-bit weights.
+    void init_mla() {
+        const int T = cfg_.n_ctx, H = cfg_.n_head, dv = cfg_.v_head_dim();
+        const int kvb = H * (cfg_.mla.qk_nope_head_dim + dv);
+        lat_ = RowMat::Zero(T, cfg_.mla.kv_lora_rank);
+        e_ = RowMat::Zero(T, kvb);
+        kx_ = RowMat::Zero(T, cfg_.q_dim());
+        vx_ = RowMat::Zero(T, H * dv);
+        zero_q_ = RowVec::Zero(cfg_.q_dim());
+        zero_kvb_ = RowVec::Zero(kvb);
+        if (w_.type == WeightType::f32) return;
+        for (const LayerWeights& lw : w_.layers) {
+            kv_b32_.emplace_back(lw.kv_b_w16.rows, lw.kv_b_w16.cols);
+            lw.kv_b_w16.widen(kv_b32_.back().data());
+        }
+    }
     static constexpr int kTile = 32;  // query rows per attention tile
 
     // Activations for at least n rows (a batched step may exceed n_ctx rows).
@@ -145,9 +163,37 @@ private:
                 StepTrace& tr, Counters& cnt);
     // The key rows of a part in layer l as f32 (a view of the store, or decoded into k_tmp_/v_tmp_).
     HostRows::Rows key_rows(const HostRows& store, const Part& pt, int l);
-    // Attention of a part's rows of qkv_ over its keys, under the policy's mask, one
-    // task per query head; fills its rows of att_ and the trace of recorded heads.
-    void attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol, StepTrace& tr);
+    // Where one attention call reads and writes, from a part's first row: query head h
+    // reads its query at q + h*dk, keys at k + (h / group)*k_step and values at
+    // v + (h / group)*v_step (key j a stride further each), and writes out + h*dv.
+    struct AttnIO {
+        const float* q; int q_stride;
+        const float* k; int k_stride, k_step;
+        const float* v; int v_stride, v_step;
+        float* out; int out_stride;
+        int dk, dv, group;
+        float scale;
+    };
+    // Attention of a part's rows over its keys, under the policy's mask, one task per
+    // query head; fills the part's output rows and the attention of recorded heads.
+    void attention(int l, Part& pt, int r0, const AttnIO& io, const CachePolicy& pol, StepTrace& tr);
+    // GPT-2 and the Llama family: qkv_'s q against the store's K and V, into att_.
+    AttnIO mha_io(const Part& pt, const HostRows::Rows& kv);
+    // The recorded heads' q, k and v of the part's rows from r0 (MLA: k and v expanded).
+    void record_qkv(int l, const Part& pt, int r0, StepTrace& tr) const;
+    // MLA (docs/design.md, "MLA"): q (through the query latent), c_KV's norm and RoPE
+    // on q_R and k_R, for every row; then attention over the latent rows `kv` read by
+    // expanding them (mla_expand) or with W_UK and W_UV absorbed (mla_absorb, then
+    // mla_unabsorb), as the policy says. All products counted.
+    void mla_project(int l, std::span<Part> parts, int n_rows, int r0, StepTrace& tr, Counters& cnt);
+    void mla_attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol, StepTrace& tr);
+    AttnIO mla_expand(int l, Part& pt, const HostRows::Rows& kv);
+    AttnIO mla_absorb(int l, Part& pt, const HostRows::Rows& kv);
+    void mla_unabsorb(int l, Part& pt);
+    const float* mla_q(int i) const;  // row i's q (H heads of d_n + d_R)
+    int mla_q_stride() const;
+    int mla_latent_col() const;       // where c_KV starts in a qkv_ row
+    const RowMat& kv_b(int l) const;  // kv_b_proj^T in f32 (widened once for 16-bit weights)
     // Y = X * W + b (or Y += X * W + b), then GELU when asked; X (n, in), W (in, out)
     // held in f32 (W) or f16/bf16 (W16, when w_.type says so).
     void linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
@@ -173,6 +219,13 @@ private:
     RowMat att_;     // (rows, Qd) attention output, heads side by side
     RowMat fc_;      // (rows, FC) MLP hidden: gelu(c_fc), or [gate | up] before SwiGLU
     RowMat ff_;      // (rows, F) silu(gate) * up (Llama family; else empty)
+    // MLA only (else empty): dq q_lora_rank, dc, dr, dn, dv as config.h.
+    RowMat qn_, q_;          // (rows, dq) q's latent after q_a_layernorm; (rows, Qd) q_b_proj's output
+    RowMat qabs_, olat_;     // (rows, H*(dc+dr)) absorbed queries; (rows, H*dc) their outputs
+    RowMat lat_, e_;         // (T, dc) the keys' c_KV; (T, H*(dn+dv)) their kv_b_proj
+    RowMat kx_, vx_;         // (T, H*hd), (T, H*dv) expanded keys and values
+    RowVec zero_q_, zero_kvb_;   // biases q_b_proj and kv_b_proj lack
+    std::vector<RowMat> kv_b32_;  // (L) kv_b_proj^T widened, when the weights are 16-bit
     std::vector<float> inv_freq_;  // (hd/2) RoPE's rate per pair (Llama family; else empty)
     std::vector<float> rope_cs_;   // (threads, hd) each task's cos and sin of one position
     RowMat scores_;  // (H * kTile, T) each head's scores for one tile of query rows
@@ -197,9 +250,15 @@ void CpuEngine::ensure_rows(int n) {
     x_ = RowMat::Zero(n, C);
     h_ = RowMat::Zero(n, C);
     qkv_ = RowMat::Zero(n, cfg_.qkv_dim());
-    att_ = RowMat::Zero(n, cfg_.q_dim());
+    att_ = RowMat::Zero(n, cfg_.o_dim());
     fc_ = RowMat::Zero(n, cfg_.fc_dim());
     if (cfg_.is_llama()) ff_ = RowMat::Zero(n, cfg_.ff_dim());
+    if (!cfg_.is_mla()) return;
+    const int H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, dq = cfg_.mla.q_lora_rank;
+    qn_ = RowMat::Zero(dq > 0 ? n : 0, dq);
+    q_ = RowMat::Zero(dq > 0 ? n : 0, cfg_.q_dim());
+    qabs_ = RowMat::Zero(n, H * (dc + cfg_.rope_dim()));
+    olat_ = RowMat::Zero(n, H * dc);
 }
 
 void CpuEngine::linear(RowMat& Y, const RowMat& X, int n, const RowMat& W, const Mat16& W16, const RowVec& b,
@@ -303,24 +362,19 @@ KeyRange key_range(const std::vector<int>& key_pos, const CachePolicy& pol, int 
 // all keys so far without a window) and [c0, c1) (the window all rows share); each
 // row then adds its own keys one dot product at a time. Without a window this is
 // "shared keys as one product, then the tile's triangle".
-void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol,
-                          StepTrace& tr) {
-    // Qw: a qkv_ row's width; Dq: q's width (= C for GPT-2), where k starts in the row.
-    const int H = cfg_.n_head, hd = cfg_.head_dim(), Qw = cfg_.qkv_dim(), Dq = cfg_.q_dim(), T = cfg_.n_ctx;
-    const int kvd = cfg_.kv_dim(), nk = int(pt.key_pos.size()), p0 = pt.p0, n = pt.n;
+void CpuEngine::attention(int l, Part& pt, int r0, const AttnIO& io, const CachePolicy& pol, StepTrace& tr) {
+    const int H = cfg_.n_head, dk = io.dk, dv = io.dv, T = cfg_.n_ctx;
+    const int nk = int(pt.key_pos.size()), p0 = pt.p0, n = pt.n;
     const std::vector<int>& key_pos = pt.key_pos;
-    const float* qkv = qkv_.data() + int64_t(pt.row0) * Qw;  // the part's rows
-    float* att = att_.data() + int64_t(pt.row0) * Dq;
-    const float scale = 1.0f / std::sqrt(float(hd));
     for (auto& hc : head_cnt_) hc = Counters{};
     pool_->parallel_for(H, [&](int h) {
-        const int g = cfg_.kv_head_of(h);
+        const int g = h / io.group;
         Counters& hc = head_cnt_[h];
         HeadTrace* ht = nullptr;
         for (auto& t : tr.heads)
             if (t.layer == l && t.head == h) ht = &t;
-        ConstBlockMap K(kv.k + g * hd, nk, hd, Stride(kv.k_stride));
-        ConstBlockMap V(kv.v + g * hd, nk, hd, Stride(kv.v_stride));
+        ConstBlockMap K(io.k + g * io.k_step, nk, dk, Stride(io.k_stride));
+        ConstBlockMap V(io.v + g * io.v_step, nk, dv, Stride(io.v_stride));
         for (int i0 = 0; i0 < n; i0 += kTile) {
             const int rows = std::min(kTile, n - i0);
             const KeyRange first = key_range(key_pos, pol, p0 + i0), last = key_range(key_pos, pol, p0 + i0 + rows - 1);
@@ -330,9 +384,9 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
             // row's smaller s is the bound once the window slides inside the tile).
             const int own0 = first.hi - 1;
             const int a = std::min({first.s, last.s, own0}), c0 = last.lo, c1 = std::max(c0, std::min(first.hi, own0));
-            ConstBlockMap Qt(qkv + int64_t(i0) * Qw + h * hd, rows, hd, Stride(Qw));
+            ConstBlockMap Qt(io.q + int64_t(i0) * io.q_stride + h * dk, rows, dk, Stride(io.q_stride));
             BlockMap S(scores_.data() + int64_t(h) * kTile * T, rows, T, Stride(T));
-            BlockMap O(att + int64_t(i0) * Dq + h * hd, rows, hd, Stride(Dq));
+            BlockMap O(io.out + int64_t(i0) * io.out_stride + h * dv, rows, dv, Stride(io.out_stride));
             // The row's own keys: [a, s) and [lo, hi) without the shared [c0, c1).
             // (A row whose window has not slid reads one run [0, hi) as its "sinks",
             // which can cover [c0, c1) too: both ranges skip it.)
@@ -353,8 +407,8 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
                 // Softmax over the keys read: [0, s) and [lo, hi).
                 auto s1 = S.row(r).head(kr.s);
                 auto s2 = S.row(r).segment(kr.lo, kr.hi - kr.lo);
-                s1 *= scale;
-                s2 *= scale;
+                s1 *= io.scale;
+                s2 *= io.scale;
                 float mx = -INFINITY;
                 if (kr.s > 0) mx = s1.maxCoeff();
                 if (kr.hi > kr.lo) mx = std::max(mx, s2.maxCoeff());
@@ -373,15 +427,12 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
             for (int r = 0; r < rows; ++r) {
                 const KeyRange kr = key_range(key_pos, pol, p0 + i0 + r);
                 for_own(kr, [&](int j) { O.row(r) += S(r, j) * V.row(j); });
-                hc.flops += 2LL * kr.count() * hd * 2;  // q.k and weights.v
+                hc.flops += 2LL * kr.count() * (dk + dv);  // q.k and weights.v
             }
             if (ht) {
                 for (int r = std::max(0, r0 - i0); r < rows; ++r) {
-                    const int i = i0 + r, row = i - r0;
-                    const KeyRange kr = key_range(key_pos, pol, p0 + i);
-                    ht->q.row(row) = Qt.row(r);
-                    ht->k.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qw + Dq + g * hd, hd);
-                    ht->v.row(row) = Eigen::Map<const RowVec>(qkv + int64_t(i) * Qw + Dq + kvd + g * hd, hd);
+                    const int row = i0 + r - r0;
+                    const KeyRange kr = key_range(key_pos, pol, p0 + i0 + r);
                     for (int j = 0; j < kr.s; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
                     for (int j = kr.lo; j < kr.hi; ++j) ht->attn(row, key_pos[size_t(j)]) = S(r, j);
                 }
@@ -392,6 +443,145 @@ void CpuEngine::attention(int l, Part& pt, int r0, const HostRows::Rows& kv, con
         pt.cnt.attn_scores += hc.attn_scores;
         pt.cnt.flops += hc.flops;
     }
+}
+
+// GPT-2 and the Llama family: q from qkv_'s rows, K and V of kv head g = h / (H / Hkv).
+CpuEngine::AttnIO CpuEngine::mha_io(const Part& pt, const HostRows::Rows& kv) {
+    const int hd = cfg_.head_dim(), Qw = cfg_.qkv_dim(), Dq = cfg_.q_dim();
+    return {qkv_.data() + int64_t(pt.row0) * Qw, Qw,
+            kv.k, kv.k_stride, hd,
+            kv.v, kv.v_stride, hd,
+            att_.data() + int64_t(pt.row0) * Dq, Dq,
+            hd, hd, cfg_.n_head / cfg_.n_kv_head, 1.0f / std::sqrt(float(hd))};
+}
+
+void CpuEngine::record_qkv(int l, const Part& pt, int r0, StepTrace& tr) const {
+    const int hd = cfg_.head_dim(), Dq = cfg_.q_dim(), kvd = cfg_.kv_dim();
+    for (auto& ht : tr.heads) {
+        if (ht.layer != l) continue;
+        for (int row = 0; row < int(ht.q.rows()); ++row) {
+            const int i = pt.row0 + r0 + row;
+            if (!cfg_.is_mla()) {
+                const float* r = qkv_.row(i).data();
+                ht.q.row(row) = Eigen::Map<const RowVec>(r + ht.head * hd, hd);
+                ht.k.row(row) = Eigen::Map<const RowVec>(r + Dq + ht.kv_head * hd, hd);
+                ht.v.row(row) = Eigen::Map<const RowVec>(r + Dq + kvd + ht.kv_head * hd, hd);
+                continue;
+            }
+            ht.q.row(row) = Eigen::Map<const RowVec>(mla_q(i) + ht.head * hd, hd);
+            ht.latent.row(row) = Eigen::Map<const RowVec>(qkv_.row(i).data() + mla_latent_col(), ht.latent.cols());
+            mla_expand_head(cfg_, w_.layers[size_t(l)], w_.type, qkv_.row(i).data() + mla_latent_col(), ht.head,
+                            ht.k.row(row).data(), ht.v.row(row).data());
+            // k before RoPE: the same k_nope, the k_R part saved by mla_project.
+            ht.k_before_rope.row(row).head(hd - cfg_.rope_dim()) = ht.k.row(row).head(hd - cfg_.rope_dim());
+        }
+    }
+}
+
+// ---- MLA (docs/design.md, "MLA") ----------------------------------------------------
+// qkv_'s row: [q (q_proj) or q's latent (q_a_proj) | c_KV | k_R]; the latent row
+// [c_KV | k_R] (normed and turned by mla_project) is what the cache stores.
+
+// q of row i: qkv_'s first Dq columns, or q_ (q_b_proj's output) with a query latent.
+const float* CpuEngine::mla_q(int i) const {
+    return cfg_.mla.q_lora_rank > 0 ? q_.row(i).data() : qkv_.row(i).data();
+}
+int CpuEngine::mla_q_stride() const { return cfg_.mla.q_lora_rank > 0 ? int(q_.cols()) : cfg_.qkv_dim(); }
+int CpuEngine::mla_latent_col() const { return cfg_.mla.q_lora_rank > 0 ? cfg_.mla.q_lora_rank : cfg_.q_dim(); }
+
+void CpuEngine::mla_project(int l, std::span<Part> parts, int n_rows, int r0, StepTrace& tr, Counters& cnt) {
+    const LayerWeights& lw = w_.layers[size_t(l)];
+    const int dq = cfg_.mla.q_lora_rank, dc = cfg_.mla.kv_lora_rank, dr = cfg_.rope_dim(), hd = cfg_.head_dim();
+    const int lat = mla_latent_col(), H = cfg_.n_head, half = dr / 2;
+    const float eps = cfg_.layer_norm_epsilon;
+    // q = q_b_proj(q_a_layernorm(q_a_proj(h))) (q_a_proj's output is in qkv_).
+    if (dq > 0) {
+        for (int r = 0; r < n_rows; ++r) rms_norm(qn_.row(r).data(), qkv_.row(r).data(), lw.q_a_norm_w.data(), dq, eps);
+        linear(q_, qn_, n_rows, lw.q_b_w, lw.q_b_w16, zero_q_, false, false, cnt);
+    }
+    // c_KV = kv_a_layernorm(c_KV), in place.
+    for (int r = 0; r < n_rows; ++r) rms_norm(qkv_.row(r).data() + lat, qkv_.row(r).data() + lat, lw.kv_norm_w.data(), dc, eps);
+    for (auto& ht : tr.heads)  // the single path: recorded rows from r0 keep k_R before its turn
+        if (ht.layer == l)
+            for (int r = 0; r < ht.k_before_rope.rows(); ++r)
+                ht.k_before_rope.row(r).tail(dr) = qkv_.row(r0 + r).segment(lat + dc, dr);
+    // RoPE on every head's q_R and on the shared k_R (de-interleaved first with rope_interleave).
+    const int qs = mla_q_stride();
+    float* q0 = const_cast<float*>(mla_q(0));
+    auto turn = [&](float* x, const float* cs) {
+        if (cfg_.mla.rope_interleave) deinterleave(x, dr);
+        rope_rotate(x, dr, cs, cs + half);
+    };
+    for (const Part& pt : parts) {
+        const int tasks = std::min(pt.n, pool_->size());
+        pool_->parallel_for(tasks, [&](int t) {
+            float* cs = rope_cs_.data() + int64_t(t) * hd;
+            for (int i = int(int64_t(pt.n) * t / tasks); i < int(int64_t(pt.n) * (t + 1) / tasks); ++i) {
+                rope_angles(pt.p0 + i, inv_freq_.data(), half, cs, cs + half);
+                float* q = q0 + int64_t(pt.row0 + i) * qs;
+                for (int h = 0; h < H; ++h) turn(q + h * hd + (hd - dr), cs);
+                turn(qkv_.row(pt.row0 + i).data() + lat + dc, cs);
+            }
+        });
+    }
+}
+
+const RowMat& CpuEngine::kv_b(int l) const {
+    return w_.type == WeightType::f32 ? w_.layers[size_t(l)].kv_b_w : kv_b32_[size_t(l)];
+}
+
+// expand: kv_b_proj on every key's latent, then multi-head attention in the heads' widths.
+CpuEngine::AttnIO CpuEngine::mla_expand(int l, Part& pt, const HostRows::Rows& kv) {
+    const LayerWeights& lw = w_.layers[size_t(l)];
+    const int H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, dr = cfg_.rope_dim(), dn = cfg_.mla.qk_nope_head_dim;
+    const int dv = cfg_.v_head_dim(), hd = cfg_.head_dim(), nk = int(pt.key_pos.size()), O = cfg_.o_dim();
+    for (int j = 0; j < nk; ++j) lat_.row(j) = Eigen::Map<const RowVec>(kv.k + int64_t(j) * kv.k_stride, dc);
+    linear(e_, lat_, nk, lw.kv_b_w, lw.kv_b_w16, zero_kvb_, false, false, pt.cnt);
+    for (int j = 0; j < nk; ++j)
+        for (int h = 0; h < H; ++h) {
+            kx_.row(j).segment(h * hd, dn) = e_.row(j).segment(h * (dn + dv), dn);
+            kx_.row(j).segment(h * hd + dn, dr) = Eigen::Map<const RowVec>(kv.k + int64_t(j) * kv.k_stride + dc, dr);
+            vx_.row(j).segment(h * dv, dv) = e_.row(j).segment(h * (dn + dv) + dn, dv);
+        }
+    return {mla_q(pt.row0), mla_q_stride(), kx_.data(), int(kx_.cols()), hd, vx_.data(), int(vx_.cols()), dv,
+            att_.data() + int64_t(pt.row0) * O, O, hd, dv, 1, 1.0f / std::sqrt(float(hd))};
+}
+
+// absorbed: each head's query [q_nope W_UK_h^T | q_R] against the latent rows themselves.
+CpuEngine::AttnIO CpuEngine::mla_absorb(int l, Part& pt, const HostRows::Rows& kv) {
+    const int H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, dr = cfg_.rope_dim(), dn = cfg_.mla.qk_nope_head_dim;
+    const int dv = cfg_.v_head_dim(), hd = cfg_.head_dim(), n = pt.n, W = int(kv_b(l).cols()), qs = mla_q_stride();
+    const RowMat& B = kv_b(l);
+    pool_->parallel_for(H, [&](int h) {
+        ConstBlockMap Qn(mla_q(pt.row0) + h * hd, n, dn, Stride(qs));
+        ConstBlockMap Wuk(B.data() + h * (dn + dv), dc, dn, Stride(W));
+        BlockMap Qa(qabs_.data() + int64_t(pt.row0) * qabs_.cols() + h * (dc + dr), n, dc, Stride(qabs_.cols()));
+        Qa.noalias() = Qn * Wuk.transpose();
+        BlockMap(Qa.data() + dc, n, dr, Stride(qabs_.cols())) = ConstBlockMap(mla_q(pt.row0) + h * hd + dn, n, dr, Stride(qs));
+    });
+    pt.cnt.flops += 2LL * n * H * dn * dc;
+    return {qabs_.data() + int64_t(pt.row0) * qabs_.cols(), int(qabs_.cols()), kv.k, kv.k_stride, 0, kv.k, kv.k_stride, 0,
+            olat_.data() + int64_t(pt.row0) * olat_.cols(), int(olat_.cols()), dc + dr, dc, H,
+            1.0f / std::sqrt(float(hd))};
+}
+
+// The output of absorbed attention, per head: o_h = (weights . c_KV) W_UV_h.
+void CpuEngine::mla_unabsorb(int l, Part& pt) {
+    const int H = cfg_.n_head, dc = cfg_.mla.kv_lora_rank, dn = cfg_.mla.qk_nope_head_dim, dv = cfg_.v_head_dim();
+    const int n = pt.n, W = int(kv_b(l).cols()), O = cfg_.o_dim();
+    const RowMat& B = kv_b(l);
+    pool_->parallel_for(H, [&](int h) {
+        ConstBlockMap Ol(olat_.data() + int64_t(pt.row0) * olat_.cols() + h * dc, n, dc, Stride(olat_.cols()));
+        ConstBlockMap Wuv(B.data() + h * (dn + dv) + dn, dc, dv, Stride(W));
+        BlockMap(att_.data() + int64_t(pt.row0) * O + h * dv, n, dv, Stride(O)).noalias() = Ol * Wuv;
+    });
+    pt.cnt.flops += 2LL * n * H * dc * dv;
+}
+
+void CpuEngine::mla_attention(int l, Part& pt, int r0, const HostRows::Rows& kv, const CachePolicy& pol, StepTrace& tr) {
+    if (pol.mla == MlaRead::expand) return attention(l, pt, r0, mla_expand(l, pt, kv), pol, tr);
+    attention(l, pt, r0, mla_absorb(l, pt, kv), pol, tr);
+    mla_unabsorb(l, pt);
 }
 
 void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, StepTrace& tr) const {
@@ -410,7 +600,8 @@ void CpuEngine::begin_head_traces(const ForwardRequest& req, int n, int r0, Step
             ht.q.resize(n - r0, hd);
             ht.k.resize(n - r0, hd);
             if (cfg_.is_llama()) ht.k_before_rope.resize(n - r0, hd);
-            ht.v.resize(n - r0, hd);
+            if (cfg_.is_mla()) ht.latent.resize(n - r0, cfg_.cache_k_width());
+            ht.v.resize(n - r0, cfg_.v_head_dim());
             ht.attn = RowMat::Zero(n - r0, nk);
             tr.heads.push_back(std::move(ht));
         }
@@ -466,7 +657,7 @@ void CpuEngine::swiglu(int n_rows) {
 void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const CachePolicy& pol, int r0,
                        StepTrace& tr, Counters& cnt) {
     const int Dq = cfg_.q_dim(), Hkv = cfg_.n_kv_head, kvd = cfg_.kv_dim();
-    const bool llama = cfg_.is_llama();
+    const bool llama = cfg_.is_llama(), mla = cfg_.is_mla();
     auto X = x_.topRows(n_rows);
     auto Hs = h_.topRows(n_rows);
     for (int l = 0; l < cfg_.n_layer; ++l) {
@@ -475,21 +666,31 @@ void CpuEngine::layers(int n_rows, std::span<Part> parts, HostRows& store, const
         // Attention block: h = norm1(x); [q|k|v] = h * c_attn + b; RoPE turns q and k.
         norm(Hs, X, lw.ln_1_w, lw.ln_1_b);
         linear(qkv_, h_, n_rows, lw.attn_w, lw.attn_w16, lw.attn_b, false, false, cnt);
-        if (llama) rope(l, parts, r0, tr);
+        if (mla)
+            mla_project(l, parts, n_rows, r0, tr, cnt);
+        else if (llama)
+            rope(l, parts, r0, tr);
 
         for (Part& pt : parts) {
             // K and V of the new positions enter the store, in the slots placed for them
-            // (RoPE models: the rotated K).
+            // (RoPE models: the rotated K; MLA: the latent row [c_KV | k_R]).
             for (int i = 0; i < pt.n; ++i) {
                 const float* row = qkv_.row(pt.row0 + i).data();
-                store.write(l, pt.new_slots[size_t(i)], row + Dq, row + Dq + kvd);
+                if (mla)
+                    store.write(l, pt.new_slots[size_t(i)], row + mla_latent_col(), nullptr);
+                else
+                    store.write(l, pt.new_slots[size_t(i)], row + Dq, row + Dq + kvd);
                 pt.cnt.kv_rows_computed += Hkv;
                 if (pt.p0 + i < pt.n_known) pt.cnt.kv_rows_recomputed += Hkv;
             }
             // The keys read from the cache, of every kv head.
             const int reused = pt.keys_cached();
             for (int g = 0; g < Hkv; ++g) pt.cnt.kv_rows_reused += reused;
-            attention(l, pt, r0, key_rows(store, pt, l), pol, tr);
+            if (mla)
+                mla_attention(l, pt, r0, key_rows(store, pt, l), pol, tr);
+            else
+                attention(l, pt, r0, mha_io(pt, key_rows(store, pt, l)), pol, tr);
+            record_qkv(l, pt, r0, tr);
         }
 
         // x += att * c_proj + b

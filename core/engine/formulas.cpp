@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/engine/kv_cache.h"
+#include "core/model/mla_math.h"
 
 namespace kv {
 
@@ -40,8 +41,16 @@ Counters formula_step(const ModelConfig& c, const CachePolicy& pol, int p, int s
     // FLOPs: projections for n rows in every layer (qkv, attention out, the MLP's two
     // (GPT-2) or three (gate, up, down) products), q.k and weights.v for every score,
     // the head for the last row.
-    const int64_t per_row = C * c.qkv_dim() + int64_t(c.q_dim()) * C + C * c.fc_dim() + int64_t(c.ff_dim()) * C;
-    e.flops = L * 2 * n * per_row + 4 * hd * e.attn_scores + 2 * C * c.vocab_size;
+    // MLA: q_b_proj too, and reading the latents (mla_read_flops) in place of q.k and weights.v.
+    int64_t per_row = C * c.qkv_dim() + int64_t(c.o_dim()) * C + C * c.fc_dim() + int64_t(c.ff_dim()) * C;
+    int64_t attn = 4 * hd * e.attn_scores;
+    if (c.is_mla()) {
+        per_row += int64_t(c.mla.q_lora_rank) * c.q_dim();
+        int64_t nk = 0;  // keys some query of the step reads: the latents expand projects
+        for (int64_t k = 0; k < m; ++k) nk += pol.read_by_some(int(q0), int(m - 1), int(k)) ? 1 : 0;
+        attn = L * mla_read_flops(c, pol.mla == MlaRead::absorbed, n, nk, H * keys);
+    }
+    e.flops = L * 2 * n * per_row + attn + 2 * C * c.vocab_size;
     return e;
 }
 

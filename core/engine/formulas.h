@@ -3,7 +3,8 @@
 // the engines' counters with it, the window's "formula" lines draw it, and README's
 // table states it. Engines never call it; they count where the work happens.
 // Notation: L layers, H heads, Hkv kv heads, p prompt tokens, step s (0 = prefill),
-// m = p + s positions after the step; window W with S sinks (W = 0: every key).
+// m = p + s positions after the step; window W with S sinks (W = 0: every key). An MLA
+// model's cache row is one latent (Hkv = 1) and its attention FLOPs are mla_read_flops.
 #pragma once
 #include <cstdint>
 

@@ -43,7 +43,13 @@ struct HeadTrace {
     // RoPE models (the Llama family) only, else empty: the same keys before their
     // rotation by position (k_proj's output, + bias); k is this turned by first_pos + row.
     RowMat k_before_rope;  // (r, hd)
-    RowMat v;     // (r, hd)  values computed this step
+    RowMat v;     // (r, hd)  values computed this step (MLA: d_v wide, expanded like k)
+    // MLA only, else empty: the latent rows [c_KV | k_R] computed this step, as the
+    // cache stores them (shared by every head of the layer); q is (r, d_n + d_R) and
+    // k, v the head's key and value expanded from them (kv::mla_expand_head), which no
+    // cache holds. k_before_rope's k_R part keeps config.json's pair order (not
+    // de-interleaved).
+    RowMat latent;  // (r, d_c + d_R)
     RowMat attn;  // (r, nk)  softmax weights, 0 above the causal diagonal
     // Max |difference| between keys/values recomputed this step and the rows the
     // cache held for the same positions before the step (-1 if nothing to compare).

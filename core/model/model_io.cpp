@@ -428,6 +428,31 @@ struct HfTensor {
     float* vec = nullptr;        // null when no Weights are given
 };
 
+// DeepseekV3Attention's tensors of layer i (MLA), in its state-dict order: the query
+// path (q_proj, or q_a_proj, q_a_layernorm, q_b_proj), kv_a_proj_with_mqa (beside q in
+// attn_w), kv_a_layernorm, kv_b_proj. q_b_proj and kv_b_proj are weight_matrices'
+// tail, after the head.
+void mla_tensors(const ModelConfig& cfg, int i, const std::string& p, LayerWeights* l, std::vector<HfTensor>& s) {
+    const int64_t C = cfg.n_embd, Qd = cfg.q_dim(), dq = cfg.mla.q_lora_rank, dc = cfg.mla.kv_lora_rank;
+    const int64_t kvb = int64_t(cfg.n_head) * (cfg.mla.qk_nope_head_dim + cfg.mla.v_head_dim);
+    const int m = 1 + 4 * i, per = dq > 0 ? 2 : 1;
+    const int tail = 1 + 4 * cfg.n_layer + (cfg.tied_head ? 0 : 1) + per * i;
+    auto vec = [&](std::string n, int64_t len, RowVec* v) { s.push_back({std::move(n), {len}, -1, 0, false, v ? v->data() : nullptr}); };
+    auto lin = [&](std::string n, int64_t out, int64_t in, int mat, int64_t col0) {
+        s.push_back({std::move(n), {out, in}, mat, col0, true, nullptr});
+    };
+    if (dq > 0) {
+        lin(p + "q_a_proj.weight", dq, C, m, 0);
+        vec(p + "q_a_layernorm.weight", dq, l ? &l->q_a_norm_w : nullptr);
+        lin(p + "q_b_proj.weight", Qd, dq, tail, 0);
+    } else {
+        lin(p + "q_proj.weight", Qd, C, m, 0);
+    }
+    lin(p + "kv_a_proj_with_mqa.weight", dc + cfg.mla.qk_rope_head_dim, C, m, dq > 0 ? dq : Qd);
+    vec(p + "kv_a_layernorm.weight", dc, l ? &l->kv_norm_w : nullptr);
+    lin(p + "kv_b_proj.weight", kvb, dc, tail + per - 1, 0);
+}
+
 std::vector<HfTensor> hf_tensors(const ModelConfig& cfg, Weights* w) {
     const int64_t V = cfg.vocab_size, C = cfg.n_embd, Qd = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
     std::vector<HfTensor> s;
@@ -444,14 +469,18 @@ std::vector<HfTensor> hf_tensors(const ModelConfig& cfg, Weights* w) {
         const std::string h = "model.layers." + std::to_string(i) + ".";
         const int m = 1 + 4 * i;  // weight_matrices: attn, proj, fc, mlp proj
         vec(h + "input_layernorm.weight", C, at(&LayerWeights::ln_1_w), 0);
-        const char* qkv[] = {"q", "k", "v"};
-        const int64_t off[] = {0, Qd, Qd + kvd}, width[] = {Qd, kvd, kvd};
-        for (int k = 0; k < 3; ++k) {
-            const std::string p = h + "self_attn." + qkv[k] + "_proj.";
-            lin(p + "weight", width[k], C, m, off[k]);
-            if (cfg.qkv_bias) vec(p + "bias", width[k], at(&LayerWeights::attn_b), off[k]);
+        if (cfg.is_mla()) {
+            mla_tensors(cfg, i, h + "self_attn.", l, s);
+        } else {
+            const char* qkv[] = {"q", "k", "v"};
+            const int64_t off[] = {0, Qd, Qd + kvd}, width[] = {Qd, kvd, kvd};
+            for (int k = 0; k < 3; ++k) {
+                const std::string p = h + "self_attn." + qkv[k] + "_proj.";
+                lin(p + "weight", width[k], C, m, off[k]);
+                if (cfg.qkv_bias) vec(p + "bias", width[k], at(&LayerWeights::attn_b), off[k]);
+            }
         }
-        lin(h + "self_attn.o_proj.weight", C, Qd, m + 1, 0);
+        lin(h + "self_attn.o_proj.weight", C, cfg.o_dim(), m + 1, 0);
         if (cfg.o_bias) vec(h + "self_attn.o_proj.bias", C, at(&LayerWeights::attn_proj_b), 0);
         vec(h + "post_attention_layernorm.weight", C, at(&LayerWeights::ln_2_w), 0);
         lin(h + "mlp.gate_proj.weight", F, C, m + 2, 0);
@@ -493,8 +522,8 @@ void check_hf_tensors(const SafetensorsFile& f, const std::string& path, ModelCo
                         " but config.json says num_hidden_layers " + std::to_string(cfg.n_layer));
         throw Error(path + ": tensor " + name + " is not part of this model" +
                     (name.ends_with(".bias") ? " (config.json asks for no such bias: see attention_bias / model_type)"
-                                             : " (kvscope reads LlamaForCausalLM, Qwen2ForCausalLM and "
-                                               "MistralForCausalLM names)"));
+                                             : " (kvscope reads LlamaForCausalLM, Qwen2ForCausalLM, "
+                                               "MistralForCausalLM and dense DeepseekV3ForCausalLM names)"));
     }
     for (const auto& t : list) {
         if (!f.has(t.name)) throw Error(path + ": tensor " + t.name + " is missing");

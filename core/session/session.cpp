@@ -290,6 +290,10 @@ void Session::compare_recomputed(const RowsBefore& before, StepTrace& tr) const 
                 const int pos = ht.first_pos + r;
                 if (pos >= upto) break;
                 if (!before.held[size_t(pos)]) continue;
+                if (ht.latent.size() > 0) {  // MLA: the cache holds the latent row
+                    d = std::max(d, (ht.latent.row(r) - k0.row(pos)).cwiseAbs().maxCoeff());
+                    continue;
+                }
                 d = std::max(d, (ht.k.row(r) - k0.row(pos)).cwiseAbs().maxCoeff());
                 d = std::max(d, (ht.v.row(r) - v0.row(pos)).cwiseAbs().maxCoeff());
             }

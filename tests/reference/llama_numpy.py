@@ -37,7 +37,7 @@ from gpt2_numpy import load_safetensors, round_bf16  # noqa: E402  (the file rea
 from rope_numpy import default_inv_freq, llama3_inv_freq  # noqa: E402
 
 
-MATRICES = ("embed_tokens.weight", "lm_head.weight", "_proj.weight")
+MATRICES = ("embed_tokens.weight", "lm_head.weight", "_proj.weight", "_proj_with_mqa.weight")  # the last: MLA
 
 
 def round_weights(W, kind):

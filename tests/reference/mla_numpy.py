@@ -20,7 +20,10 @@ The blocks are Llama's otherwise: RMSNorm before attention and MLP, SwiGLU MLP.
 (q_C W_UK) so scores read the latent c_KV directly, and attention's weighted sum taken
 over latents, projected by W_UV afterwards. The two must agree to rounding.
 
-usage: mla_numpy.py MODEL_DIR 1,2,3 [--absorbed] [--positions 0,1,2]
+With --round f16|bf16 every weight matrix is first rounded to that type as kvscope
+holds it (llama_numpy.round_weights).
+
+usage: mla_numpy.py MODEL_DIR 1,2,3 [--absorbed] [--positions 0,1,2] [--round f16|bf16]
 prints {"logits": [[...] per position]}. The forward runs in float64.
 """
 import json
@@ -31,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gpt2_numpy import load_safetensors  # noqa: E402  (the safetensors reader)
-from llama_numpy import linear, rms_norm as rmsnorm, silu  # noqa: E402  (the blocks MLA shares with Llama)
+from llama_numpy import linear, rms_norm as rmsnorm, round_weights, silu  # noqa: E402  (shared with Llama)
 
 
 def rope(x, pos, theta, interleave):
@@ -116,6 +119,8 @@ def main():
     with open(os.path.join(folder, "config.json")) as f:
         cfg = json.load(f)
     W = load_safetensors(os.path.join(folder, "model.safetensors"))
+    if "--round" in args:
+        round_weights(W, args[args.index("--round") + 1])
     logits = forward(cfg, W, np.array(ids), pos, absorbed)
     print(json.dumps({"logits": logits.tolist()}))
 

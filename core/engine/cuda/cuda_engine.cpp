@@ -72,6 +72,7 @@ CudaEngine::CudaEngine(const Model& model, const CudaEngineOptions& opt)
     std::string why;
     if (!cuda_available(&why)) throw Error("CUDA engine: " + why);
     cfg_.validate("CUDA engine");
+    if (cfg_.is_mla()) throw Error("CUDA engine: no MLA kernels; an MLA (DeepseekV3) model runs on the CPU backend");
     const Weights& w = model.weights;
     const int T = cfg_.n_ctx, C = cfg_.n_embd, Q = cfg_.qkv_dim(), V = cfg_.vocab_size, L = cfg_.n_layer;
     const int Qd = cfg_.q_dim(), FC = cfg_.fc_dim(), FF = cfg_.ff_dim();
