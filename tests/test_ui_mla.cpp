@@ -87,6 +87,13 @@ TEST_CASE("MLA: the cache view holds latent rows, and each expands to the K and 
     CHECK(v.cache_k.rows() == v.cache_positions);
     CHECK(shows_latent_rows(c, static_cast<int>(v.cache_k.cols())));
     CHECK(v.cache_bytes == kv::cache_bytes_for(c, kv::KvDtype::f32, v.cache_rows));
+    // The narration names what the cache holds: one latent row per layer, for every head.
+    const std::string n = narrate(app);
+    CAPTURE(n);
+    CHECK(n.find("Its latent row becomes row " + std::to_string(v.cache_positions - 1) + " (" +
+                 std::to_string(c.n_layer) + " latent rows: " + std::to_string(c.n_layer) + " layers x 1, read by all " +
+                 std::to_string(c.n_head) + " heads).") != std::string::npos);
+    CHECK(n.find(std::to_string(c.n_layer * (v.cache_positions - 1)) + " latent rows not recomputed") != std::string::npos);
     // The newest token's k and v of every recorded head of the selected layer are its
     // cached latent row expanded for that head (the trace keeps k with k_R turned).
     const kv::StepTrace& t = *v.last();

@@ -2,7 +2,7 @@
 // rows of coloured cells (diverging map, value on hover), with where each goes:
 // q is used now and thrown away, k and v become a cache row. For a RoPE model (the
 // Llama family) k also before its rotation (k0), and the angles it was turned by. For an
-// MLA model the cache row is the latent [c_KV | k_R] (shown from the cache), and k and v
+// MLA model the cache row is the latent [c_KV | k_R] (HeadTrace::latent), and k and v
 // are the head's expansion of it, not cached.
 #include <imgui.h>
 
@@ -13,7 +13,6 @@
 
 #include "ui/look/colormap.h"
 #include "ui/look/heatmap.h"
-#include "ui/panels/mla_view.h"
 #include "ui/panels/panels.h"
 #include "ui/look/theme.h"
 
@@ -74,13 +73,11 @@ void draw_qkv_panel(AppState& app) {
                            n_in);
         ImGui::PopStyleColor();
     }
-    // An MLA model's k and v are not cached: the latent row is (the selected layer's cache
-    // row, when the view holds it), and each step expands it again for every head.
+    // An MLA model's k and v are not cached: the latent row is (HeadTrace::latent), and
+    // each step expands it again for every head.
     const kv::ModelConfig* cfg = app.model ? &app.model->config : nullptr;
     const bool mla = cfg && cfg->is_mla();
-    const SessionView& mv = app.main;
-    const bool latent = mla && mv.cache_layer == h->layer && pos < mv.cache_k.rows() &&
-                        shows_latent_rows(*cfg, static_cast<int>(mv.cache_k.cols()));
+    const bool latent = mla && h->latent.rows() > r;
     const float fs = ImGui::GetFontSize();
     const float label_w = fs * (latent ? 3.2f : 2.2f);
     char note_kv[64], note_latent[64];
@@ -100,7 +97,7 @@ void draw_qkv_panel(AppState& app) {
     const bool rope = h->k_before_rope.rows() > r;
     auto row_of = [&](const kv::RowMat& m) { return m.row(r).data(); };
     std::vector<RowDef> rows = {{"q", row_of(h->q), static_cast<int>(h->q.cols()), "used now, then dropped", false}};
-    if (latent) rows.push_back({"c|kR", mv.cache_k.row(pos).data(), static_cast<int>(mv.cache_k.cols()), note_latent, true});
+    if (latent) rows.push_back({"c|kR", row_of(h->latent), static_cast<int>(h->latent.cols()), note_latent, true});
     if (rope && !mla) rows.push_back({"k0", row_of(h->k_before_rope), static_cast<int>(h->k_before_rope.cols()),
                                       "before RoPE: not kept", false});
     rows.push_back({"k", row_of(h->k), static_cast<int>(h->k.cols()), mla ? note_expanded : note_kv, !mla});
