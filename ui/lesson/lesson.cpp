@@ -180,7 +180,7 @@ const char* lesson_panel_title(LessonPanel p) {
     case LessonPanel::serve_counters: return "Counters of this step";
     case LessonPanel::serve_table: return "Block table of the selected sequence (logical -> physical)";
     case LessonPanel::serve_batch: return "Decode speed, measured: one sequence vs a batch";
-    case LessonPanel::mla: return "Bytes per cached token: MHA, GQA, MLA  +  FLOPs of the two reads";
+    case LessonPanel::mla: return "Bytes per token; FLOPs of the two reads";
     }
     return "";
 }

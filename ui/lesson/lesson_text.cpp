@@ -494,25 +494,16 @@ std::string text_rope(const AppState& app) {
 
 namespace {
 
-// "tiny-gpt 1024 (MHA), tiny-llama 512 (GQA)": the rows' bytes per token, f32 or 16-bit.
-std::string shape_bytes(const std::vector<CacheShape>& rows, bool bundled, bool f32) {
-    std::string s;
-    for (const CacheShape& r : rows)
-        if (r.bundled == bundled)
-            s += (s.empty() ? "" : ", ") + r.name + " " + num(f32 ? r.bytes_f32 : r.bytes_16) + " (" + r.kind + ")";
-    return s;
-}
-
-// "tiny-llama caches 2 kv heads x (K 16 + V 16) = 64 values: 0.50x" against the first
-// bundled grouped-query model of the table.
+// "tiny-llama caches 2 kv heads x (K 16 + V 16) = 64: 0.50x" against the first bundled
+// grouped-query model of the table.
 std::string latent_ratio(const kv::ModelConfig& c, const std::vector<CacheShape>& rows) {
     for (const CacheShape& r : rows) {
         if (!r.bundled || r.config.is_mla() || r.config.n_kv_head == r.config.n_head) continue;
         const kv::ModelConfig& g = r.config;
         char b[32];
         std::snprintf(b, sizeof b, "%.2fx", double(c.cache_row_values()) / g.cache_row_values());
-        return "; " + r.name + " caches " + num(g.n_kv_head) + " kv heads x (K " + num(g.head_dim()) + " + V " +
-               num(g.head_dim()) + ") = " + num(g.cache_row_values()) + " values: " + b;
+        return "; " + r.name + " " + num(g.n_kv_head) + " kv heads x (K " + num(g.head_dim()) + " + V " +
+               num(g.head_dim()) + ") = " + num(g.cache_row_values()) + ": " + b;
     }
     return "";
 }
@@ -521,11 +512,11 @@ std::string latent_ratio(const kv::ModelConfig& c, const std::vector<CacheShape>
 // cached row adds to a step (the difference of the last two steps).
 std::string reads_text(const AppState& app, const MlaReads& m) {
     const size_t n = std::min(m.expand.size(), m.absorbed.size()) - 1;
-    std::string s = " Both read the same cache (left expanded, right absorbed). Step " + num(int64_t(n)) + ": " +
+    std::string s = " The same cache, read expanded (left) and absorbed (right). Step " + num(int64_t(n)) + ": " +
                     num(m.expand[n]) + " FLOPs expanded, " + num(m.absorbed[n]) + " absorbed";
     if (n >= 2)
-        s += "; one more cached row adds " + num(m.expand[n] - m.expand[n - 1]) + " FLOPs a step expanded (every row " +
-             "projected to " + num(app.model->config.n_head) + " heads' K and V again, in every layer) and " +
+        s += "; one more cached row adds " + num(m.expand[n] - m.expand[n - 1]) + " a step expanded (each row " +
+             "turned into " + num(app.model->config.n_head) + " heads' K and V again) and " +
              num(m.absorbed[n] - m.absorbed[n - 1]) + " absorbed";
     return s + ".";
 }
@@ -536,17 +527,15 @@ std::string text_mla(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     if (!c.is_mla()) return "This chapter needs an MLA model: press Home to load tiny-mla.";
     const std::vector<CacheShape> rows = cache_shapes(app);
-    std::string s = app.model_name + " caches one latent row per token and layer, read by all " + num(c.n_head) +
-                    " heads: c_KV (" + num(c.mla.kv_lora_rank) + ") and the rotated key k_R (" +
-                    num(c.mla.qk_rope_head_dim) + "), " + num(c.cache_row_values()) + " values" + latent_ratio(c, rows) +
-                    ". Bytes per token in f32: " + shape_bytes(rows, true, true) + "; at 2 bytes: " +
-                    shape_bytes(rows, false, false) + ".";
+    std::string s = app.model_name + " caches one latent row per token and layer for all " + num(c.n_head) +
+                    " heads: c_KV (" + num(c.mla.kv_lora_rank) + ") + rotated k_R (" + num(c.mla.qk_rope_head_dim) +
+                    ") = " + num(c.cache_row_values()) + " values" + latent_ratio(c, rows) + " (the table: bytes per token).";
     MlaReads m;
     if (!mla_reads(app, m) || m.expand.empty() || m.absorbed.empty())
         return s + " Press Home: the chapter reads the cache both ways and steps.";
     s += reads_text(app, m);
     const SessionView& absorbed = app.main.policy.mla == kv::MlaRead::absorbed ? app.main : app.other;
-    return s + " Absorbed against expanded, on the same tokens: " + price_text(app, absorbed) + ".";
+    return s + " Absorbed vs expanded: " + price_text(app, absorbed) + ".";
 }
 
 std::string text_next(const AppState& app) {
@@ -555,7 +544,7 @@ std::string text_next(const AppState& app) {
     return "This model's cache: " + num(bpt) + " bytes per token, " + num(app.main.cache_bytes) + " for " +
            num(app.main.cache_rows) + " tokens. Chapters 9-12 shrank it or used it better, live, with bytes and "
            "measured error; 13-15 served many requests from one paged pool (prefixes stored once, copy on write, "
-           "batches); 16 bound RoPE's keys to their positions; 17 cached one latent row per token for all heads.";
+           "batches); 16 bound RoPE's keys to their positions.";
 }
 
 }  // namespace kvui::lesson_text

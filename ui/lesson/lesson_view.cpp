@@ -166,11 +166,6 @@ void draw_next_steps_panel(AppState& app) {
          "same cache, fewer passes of the big model"},
         {"13-15  Paged cache", "blocks of one pool; shared prefixes; batches", paged_row(app)},
         {"16  RoPE", "keys kept turned for their position", c.is_llama() ? "yes" : "no (GPT-2)"},
-        {"17  MLA", "one latent row per token for all heads; K and V expanded from it",
-         c.is_mla() ? std::to_string(bpt) + " bytes per token"
-                    : "no; DeepSeek-V3: " +
-                          human_bytes(double(kv::cache_bytes_for(kv::ModelConfig::deepseek_v3(), kv::KvDtype::f16, 1))) +
-                          " a token at 2 bytes"},
     };
     if (!ImGui::BeginTable("##next", 3, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
     ImGui::TableSetupColumn("chapter  idea", ImGuiTableColumnFlags_WidthStretch, 1.f);
@@ -244,14 +239,32 @@ void draw_read_flops(const MlaReads& m, float h) {
     ImGui::TextColored(to_vec4(pal.text_dim), "decode steps 1-%d", int(n) - 1);
 }
 
-void draw_mla_panel(AppState& app) {
-    if (!app.model) return;
-    draw_cache_shapes(app);
-    MlaReads m;
-    if (!mla_reads(app, m) || std::min(m.expand.size(), m.absorbed.size()) < 2) return;
-    ImGui::TextUnformatted("Measured FLOPs per step, the same cache read two ways:");
+// The bars' caption, the bars in the height left, their key.
+void draw_reads_block(const MlaReads& m) {
+    text_wrapped("Measured FLOPs per step, the same cache read two ways:");
     const float key_h = ImGui::GetFrameHeightWithSpacing();
     draw_read_flops(m, std::max(ImGui::GetFontSize() * 2.5f, ImGui::GetContentRegionAvail().y - key_h - 4.f));
+}
+
+// The table, then the bars under it; side by side when the panel is 40 fonts wide (a
+// projector's font, where the lesson shows this panel alone).
+void draw_mla_panel(AppState& app) {
+    if (!app.model) return;
+    MlaReads m;
+    const bool reads = mla_reads(app, m) && std::min(m.expand.size(), m.absorbed.size()) >= 2;
+    const float fs = ImGui::GetFontSize(), W = ImGui::GetContentRegionAvail().x;
+    if (reads && W >= fs * 40) {
+        ImGui::BeginChild("shapes", ImVec2(std::floor(W * 0.55f), 0), false);
+        draw_cache_shapes(app);
+        ImGui::EndChild();
+        ImGui::SameLine();
+        ImGui::BeginChild("reads", ImVec2(0, 0), false);
+        draw_reads_block(m);
+        ImGui::EndChild();
+        return;
+    }
+    draw_cache_shapes(app);
+    if (reads) draw_reads_block(m);
 }
 
 void draw_serve_batch(AppState& app) {
