@@ -92,7 +92,7 @@ struct Options {
     // What needs the model before the first frame (steps, a screenshot, speculative
     // mode, the lesson, a selection to clamp); else the window opens while it loads.
     bool model_first() const {
-        return batch() || steps >= 0 || speculative || lesson || serve || layer > 0 || head > 0 || !mla.empty();
+        return batch() || steps >= 0 || speculative || lesson || serve || layer > 0 || head > 0 || mla == "absorbed";
     }
 };
 
@@ -646,8 +646,10 @@ int main(int argc, char** argv) {
     ctl.set_policy(o.policy);
     ctl.set_weights(o.weight_type);
     if (o.model_first() && !open_model(ctl, app, o)) return 1;
-    if (!o.mla.empty() && !app.model->config.is_mla()) {
-        std::fprintf(stderr, "kvscope: --mla: %s is not an MLA model (its cache holds K and V rows); drop --mla\n",
+    // As kvscope-cli's check_mla_flag (app/cli_common.cpp): expand is every model's read.
+    if (o.policy.mla == kv::MlaRead::absorbed && !app.model->config.is_mla()) {
+        std::fprintf(stderr, "kvscope: --mla: model '%s' caches K and V, not a latent (only an MLA model, e.g. "
+                             "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)\n",
                      app.model_name.c_str());
         return 2;
     }
