@@ -6,6 +6,7 @@
 // steps; the memory panel's rows and formula text; a model that is not MLA ignores A.
 #include <doctest/doctest.h>
 #include <imgui.h>
+#include <imgui_internal.h>
 
 #include <cmath>
 #include <string>
@@ -225,4 +226,30 @@ TEST_CASE("MLA: cache geometry with no V part puts the attention column right af
     CHECK(lat.cells_end() == lat.x_v);
     CHECK(lat.x_attn > lat.cells_end());
     CHECK(lat.x_attn + lat.attn_w <= 910.f);
+}
+
+TEST_CASE("MLA: hovering the latent rows draws their tooltips (the cell's part and the head's expanded K and V)") {
+    Headless h(1280, 720, window_font_px(720, 1.5f));
+    Controller ctl("never");
+    AppState app;
+    open_model(ctl, app, "random:mla-tiny");
+    for (int s = 0; s < 4; ++s) run(ctl, app, Command{CommandKind::step});
+    pick_panel(app.vs, PanelId::cache);
+    for (int f = 0; f < 3; ++f) h.frame(app);
+    // Sweep the pointer over the cache's rows: the latent cells' tooltips (BeginTooltip,
+    // the cell's line, then the head's k and v as strips: five lines or more) draw with
+    // ImGui's stacks balanced (Headless::frame checks them).
+    REQUIRE(app.cache_drawn.size() == 1);
+    const ImGuiWindow* rows = ImGui::FindWindowByName(app.cache_drawn.front().name.c_str());
+    REQUIRE(rows != nullptr);
+    const ImRect r = rows->InnerRect;
+    int tall = 0;
+    for (float y = r.Min.y + 2; y < r.Max.y; y += 9)
+        for (float x = r.Min.x; x < r.Max.x; x += 7) {
+            ImGui::GetIO().MousePos = ImVec2(x, y);
+            h.frame(app);
+            const ImGuiWindow* tip = ImGui::FindWindowByName("##Tooltip_00");
+            tall += tip && tip->Active && tip->Size.y >= 5 * ImGui::GetFontSize();
+        }
+    CHECK(tall > 0);
 }
