@@ -7,8 +7,10 @@
 #include <imgui.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstdio>
+#include <string>
 #include <vector>
 
 #include "ui/look/colormap.h"
@@ -35,6 +37,65 @@ void draw_mla_note(const kv::ModelConfig& c, int pos) {
                  "the %d heads (kv_b_proj) when a query reads it.", pos, c.mla.kv_lora_rank, c.mla.qk_rope_head_dim,
                  c.n_head);
     ImGui::PopStyleColor();
+}
+
+// One row of the panel: a vector of the newest token and where it goes.
+struct QkvRow {
+    const char* name;
+    const float* x;
+    int n;
+    std::string note;
+    bool cached;  // the note says which cache row it becomes ("computed" colour)
+};
+
+// q; an MLA model's latent row (HeadTrace::latent: what the cache keeps; its k and v are
+// expanded from it again at every step, not cached); a RoPE model's k before its turn
+// (k0); k and v. Row r of h is the token at pos.
+std::vector<QkvRow> qkv_rows(const AppState& app, const kv::HeadTrace& h, int r, int pos) {
+    const bool mla = app.model && app.model->config.is_mla();
+    const std::string to_cache = "-> cache row " + std::to_string(pos) +
+                                 (pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back
+                                      ? " (rolled back)" : "");
+    const char* expanded = "from the latent, not cached";
+    auto row = [&](const char* name, const kv::RowMat& m, std::string note, bool cached) {
+        return QkvRow{name, m.row(r).data(), static_cast<int>(m.cols()), std::move(note), cached};
+    };
+    std::vector<QkvRow> rows = {row("q", h.q, "used now, then dropped", false)};
+    if (mla && h.latent.rows() > r) rows.push_back(row("c|kR", h.latent, to_cache + " (latent)", true));
+    if (!mla && h.k_before_rope.rows() > r) rows.push_back(row("k0", h.k_before_rope, "before RoPE: not kept", false));
+    rows.push_back(row("k", h.k, mla ? expanded : to_cache, !mla));
+    rows.push_back(row("v", h.v, mla ? expanded : to_cache, !mla));
+    return rows;
+}
+
+// The rows as strips on one colour scale (returned), a label before and the note after
+// each; hovering a cell shows its value.
+float draw_qkv_rows(const std::vector<QkvRow>& rows, const std::string& tok, int pos) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize();
+    const float name_px = fs * 1.1f;  // the labels, in the big font
+    float scale = 1e-6f, note_w = 0.f, label_w = fs * 2.2f;
+    int widest = 1;
+    for (const QkvRow& d : rows) {
+        scale = std::max(scale, abs_max(d.x, d.n));
+        widest = std::max(widest, d.n);
+        note_w = std::max(note_w, ImGui::CalcTextSize(d.note.c_str()).x);
+        label_w = std::max(label_w, big_font()->CalcTextSizeA(name_px, FLT_MAX, 0.f, d.name).x + fs * 0.4f);
+    }
+    note_w += fs * 0.6f;
+    const float cell_w = std::clamp((ImGui::GetContentRegionAvail().x - label_w - note_w) / widest, 2.f, fs * 1.6f);
+    const float cell_h = fs * 1.15f;
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    for (const QkvRow& d : rows) {
+        const ImVec2 p = ImGui::GetCursorScreenPos();
+        dl->AddText(big_font(), name_px, ImVec2(p.x, p.y), pal.text, d.name);
+        const int hov = draw_value_strip(dl, ImVec2(p.x + label_w, p.y), d.x, d.n, cell_w, cell_h, scale, pal.dark);
+        const ImU32 nc = d.cached ? state_color(RowState::computed, pal.dark) : pal.text_dim;
+        dl->AddText(ImVec2(p.x + label_w + cell_w * widest + fs * 0.5f, p.y), nc, d.note.c_str());
+        ImGui::Dummy(ImVec2(label_w + cell_w * widest + note_w, cell_h + 2));
+        if (hov >= 0) ImGui::SetTooltip("%s[%d] = %.4f\n(token '%s', position %d)", d.name, hov, d.x[hov], tok.c_str(), pos);
+    }
+    return scale;
 }
 
 }  // namespace
@@ -73,57 +134,11 @@ void draw_qkv_panel(AppState& app) {
                            n_in);
         ImGui::PopStyleColor();
     }
-    // An MLA model's k and v are not cached: the latent row is (HeadTrace::latent), and
-    // each step expands it again for every head.
-    const kv::ModelConfig* cfg = app.model ? &app.model->config : nullptr;
-    const bool mla = cfg && cfg->is_mla();
-    const bool latent = mla && h->latent.rows() > r;
-    const float fs = ImGui::GetFontSize();
-    const float label_w = fs * (latent ? 3.2f : 2.2f);
-    char note_kv[64], note_latent[64];
-    std::snprintf(note_kv, sizeof note_kv, "-> cache row %d%s", pos,
-                  pos >= app.main.cache_positions && spec_phase(app) == SpecPhase::rolled_back ? " (rolled back)" : "");
-    std::snprintf(note_latent, sizeof note_latent, "-> cache row %d (latent)", pos);
-    const char* note_expanded = "from the latent, not cached";
-    struct RowDef {
-        const char* name;
-        const float* x;
-        int n;
-        const char* note;
-        bool cached;  // the note says which cache row it becomes ("computed" colour)
-    };
-    // A RoPE model's k is shown twice: as k_proj made it, and turned for its position
-    // (what the cache keeps); q is shown turned, as attention uses it.
-    const bool rope = h->k_before_rope.rows() > r;
-    auto row_of = [&](const kv::RowMat& m) { return m.row(r).data(); };
-    std::vector<RowDef> rows = {{"q", row_of(h->q), static_cast<int>(h->q.cols()), "used now, then dropped", false}};
-    if (latent) rows.push_back({"c|kR", row_of(h->latent), static_cast<int>(h->latent.cols()), note_latent, true});
-    if (rope && !mla) rows.push_back({"k0", row_of(h->k_before_rope), static_cast<int>(h->k_before_rope.cols()),
-                                      "before RoPE: not kept", false});
-    rows.push_back({"k", row_of(h->k), static_cast<int>(h->k.cols()), mla ? note_expanded : note_kv, !mla});
-    rows.push_back({"v", row_of(h->v), static_cast<int>(h->v.cols()), mla ? note_expanded : note_kv, !mla});
-    float scale = 1e-6f;
-    int widest = 1;
-    for (const RowDef& d : rows) scale = std::max(scale, abs_max(d.x, d.n)), widest = std::max(widest, d.n);
-    float note_w = 0.f;
-    for (const RowDef& d : rows) note_w = std::max(note_w, ImGui::CalcTextSize(d.note).x);
-    note_w += fs * 0.6f;
-    const float avail = ImGui::GetContentRegionAvail().x - label_w - note_w;
-    const float cell_w = std::clamp(avail / widest, 2.f, fs * 1.6f);
-    const float cell_h = fs * 1.15f;
-    ImDrawList* dl = ImGui::GetWindowDrawList();
-    for (const RowDef& d : rows) {
-        ImVec2 p = ImGui::GetCursorScreenPos();
-        dl->AddText(big_font(), fs * 1.1f * (latent ? 0.8f : 1.f), ImVec2(p.x, p.y), pal.text, d.name);
-        int hov = draw_value_strip(dl, ImVec2(p.x + label_w, p.y), d.x, d.n, cell_w, cell_h, scale, pal.dark);
-        const ImU32 nc = d.cached ? state_color(RowState::computed, pal.dark) : pal.text_dim;
-        dl->AddText(ImVec2(p.x + label_w + cell_w * widest + fs * 0.5f, p.y), nc, d.note);
-        ImGui::Dummy(ImVec2(label_w + cell_w * widest + note_w, cell_h + 2));
-        if (hov >= 0) ImGui::SetTooltip("%s[%d] = %.4f\n(token '%s', position %d)", d.name, hov, d.x[hov], tok.c_str(), pos);
-    }
-    draw_diverging_legend(scale, pal.dark, fs * 8);
-    if (mla) draw_mla_note(*cfg, pos);
-    else if (rope) draw_rope_note(pos);
+    const std::vector<QkvRow> rows = qkv_rows(app, *h, r, pos);
+    const float scale = draw_qkv_rows(rows, tok, pos);
+    draw_diverging_legend(scale, pal.dark, ImGui::GetFontSize() * 8);
+    if (app.model && app.model->config.is_mla()) draw_mla_note(app.model->config, pos);
+    else if (h->k_before_rope.rows() > r) draw_rope_note(pos);
     if (h->recompute_max_diff >= 0.f) {
         ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(state_color(RowState::recomputed, pal.dark)));
         text_wrapped("recomputed K/V equal the cached ones: max |diff| = %.1e", h->recompute_max_diff);
