@@ -2,7 +2,7 @@
 //   kvscope [--model SPEC] [--prompt TEXT] [--no-cache] [--backend cpu|cuda]
 //           [--font-scale F] [--screenshot FILE.png --steps N] [--frame-stats N]
 //           [--size WxH] [--compare] [--light] [--scaling] [--draft SPEC] [--draft-k K]
-//           [--window W --sinks S --kv-dtype T] [--weights f32|f16|bf16]
+//           [--window W --sinks S --kv-dtype T] [--mla expand|absorbed] [--weights f32|f16|bf16]
 //           [--serve [--preset class|forks|small-pool] [--requests FILE]]
 // --draft (or --draft-k alone, with the tiny-draft next to the model) starts in
 // speculative mode: each step is one round of draft-and-verify.
@@ -74,7 +74,8 @@ struct Options {
     int layer = 0, head = 0;
     int window = 0, sinks = 0;  // the cache policy (docs/design.md, "The command line and JSON")
     std::string kv_dtype = "f32";
-    kv::CachePolicy policy;     // from the three above
+    std::string mla;            // --mla expand|absorbed ("" = expand): an MLA model's read
+    kv::CachePolicy policy;     // from the four above
     std::string weights;        // --weights f32|f16|bf16 ("" = as stored)
     std::optional<kv::WeightType> weight_type;  // from it
     std::string draft;          // speculative mode's draft ("" with --draft-k: the default)
@@ -91,7 +92,7 @@ struct Options {
     // What needs the model before the first frame (steps, a screenshot, speculative
     // mode, the lesson, a selection to clamp); else the window opens while it loads.
     bool model_first() const {
-        return batch() || steps >= 0 || speculative || lesson || serve || layer > 0 || head > 0;
+        return batch() || steps >= 0 || speculative || lesson || serve || layer > 0 || head > 0 || mla == "absorbed";
     }
 };
 
@@ -163,6 +164,7 @@ int parse_options(int argc, char** argv, Options& o) {
     cli.add_option("--window", o.window, "attend to the last W positions only (0 = unlimited)");
     cli.add_option("--sinks", o.sinks, "with --window: the first S positions are always attended to");
     cli.add_option("--kv-dtype", o.kv_dtype, "how the cache stores K/V: f32, f16 or int8");
+    cli.add_option("--mla", o.mla, "an MLA model's read of its latent cache: expand or absorbed (key A)");
     cli.add_option("--weights", o.weights, "hold the weight matrices in f32, f16 or bf16 (default: as stored)");
     CLI::Option* draft_opt =
         cli.add_option("--draft", o.draft, "start in speculative mode with this draft model (SPEC as --model)");
@@ -221,6 +223,7 @@ int parse_options(int argc, char** argv, Options& o) {
     o.speculative = draft_opt->count() > 0 || draft_k_opt->count() > 0;
     // Speculative rounds run full f32 caches and one target: name the first option that does not fit.
     const char* clash = o.window != 0 ? "--window" : o.sinks != 0 ? "--sinks" : o.kv_dtype != "f32" ? "--kv-dtype"
+                        : o.mla == "absorbed" ? "--mla"
                         : o.compare ? "--compare" : o.no_cache ? "--no-cache" : !o.weights.empty() ? "--weights"
                         : nullptr;
     if (o.speculative && clash) {
@@ -243,6 +246,7 @@ int parse_options(int argc, char** argv, Options& o) {
         o.policy.window = o.window;
         o.policy.sinks = o.sinks;
         o.policy.dtype = kv::parse_dtype(o.kv_dtype, "--kv-dtype");
+        if (!o.mla.empty()) o.policy.mla = kv::parse_mla_read(o.mla, "--mla");
         kv::check_policy(o.policy, o.window < 0 ? "--window" : "--sinks");
     } catch (const kv::Error& e) {
         std::fprintf(stderr, "kvscope: %s\n", e.what());
@@ -642,6 +646,13 @@ int main(int argc, char** argv) {
     ctl.set_policy(o.policy);
     ctl.set_weights(o.weight_type);
     if (o.model_first() && !open_model(ctl, app, o)) return 1;
+    // As kvscope-cli's check_mla_flag (app/cli_common.cpp): expand is every model's read.
+    if (o.policy.mla == kv::MlaRead::absorbed && !app.model->config.is_mla()) {
+        std::fprintf(stderr, "kvscope: --mla: model '%s' caches K and V, not a latent (only an MLA model, e.g. "
+                             "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)\n",
+                     app.model_name.c_str());
+        return 2;
+    }
     if (!o.model_first() && !start_model(ctl, app, o)) return 1;
     const std::string load_error = app.error;  // e.g. the prompt did not suit the model
     if (o.speculative && !start_speculative(ctl, app, o)) return 1;

@@ -152,7 +152,7 @@ void check_price(const AppState& app, const SessionView& v, const std::string& t
 }  // namespace
 
 TEST_CASE("lesson: the issue's chapters, the variants one each, each with a framed panel") {
-    REQUIRE(lesson_chapter_count() == 17);
+    REQUIRE(lesson_chapter_count() == 18);
     for (const Chapter& ch : lesson_chapters()) {
         CAPTURE(ch.number);
         CHECK(!ch.title.empty());
@@ -161,8 +161,8 @@ TEST_CASE("lesson: the issue's chapters, the variants one each, each with a fram
         CHECK(ch.panels.size() <= 3);
     }
     CHECK(lesson_chapter(0).number == 1);
-    CHECK(lesson_chapter(99).number == 17);
-    CHECK(lesson_chapter(17).title == "Where caches go next");  // always the last
+    CHECK(lesson_chapter(99).number == 18);
+    CHECK(lesson_chapter(18).title == "Where caches go next");  // always the last
     for (int n : {13, 14, 15}) CHECK(!lesson_chapter(n).setup.serve_preset.empty());
     for (const Chapter& ch : lesson_chapters()) CHECK(static_cast<bool>(ch.text));
     CHECK(lesson_chapter(4).setup.mode.cache_on == false);
@@ -173,7 +173,12 @@ TEST_CASE("lesson: the issue's chapters, the variants one each, each with a fram
     CHECK(lesson_chapter(12).setup.mode.speculative);
     CHECK(lesson_chapter(16).setup.mode.model_spec == "tiny-llama");
     CHECK(lesson_chapter(16).setup.rope_shift);
-    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 17}) {  // the textbook cache, on the lesson's model
+    CHECK(lesson_chapter(17).title == "MLA: cache a latent");
+    CHECK(lesson_chapter(17).setup.mode.model_spec == "tiny-mla");
+    CHECK(lesson_chapter(17).setup.mode.policy.mla == kv::MlaRead::expand);
+    REQUIRE(lesson_chapter(17).setup.mode.other_policy.has_value());
+    CHECK(lesson_chapter(17).setup.mode.other_policy->mla == kv::MlaRead::absorbed);
+    for (int n : {1, 2, 3, 4, 5, 6, 7, 8, 13, 14, 15, 18}) {  // the textbook cache, on the lesson's model
         CAPTURE(n);
         CHECK(lesson_chapter(n).setup.mode.policy.is_default());
         CHECK(lesson_chapter(n).setup.mode.model_spec.empty());
@@ -240,6 +245,93 @@ TEST_CASE("lesson: every chapter's framed panel fits at 1280x720 and 1920x1080, 
             }
         }
 }
+
+// Chapter 17 on tiny-mla, recomputed here: bytes per token from each model's own
+// config.json (2 x L x Hkv x hd x bytes, or L x (d_c + d_R) x bytes) and the published
+// shapes; the two reads' FLOPs from the sessions' counters, and what one more cached
+// row adds from the shapes (expanded: kv_b_proj on the row for every head, then its
+// scores; absorbed: its scores in the latent's width); the logit difference from a
+// fresh expanded forward.
+namespace {
+
+void check_mla_chapter(Controller& ctl, AppState& app) {
+    go(ctl, app, 17);
+    const std::string s = chapter_text(lesson_chapter(17), app);
+    CAPTURE(s);
+    REQUIRE(app.model_name == "tiny-mla");
+    const kv::ModelConfig& m = app.model->config;
+    REQUIRE(m.is_mla());
+    auto config_of = [](const std::string& name) {
+        return kv::read_config_json(KVSCOPE_SOURCE_DIR "/assets/models/" + name + "/config.json");
+    };
+    const kv::ModelConfig gpt = config_of("tiny-gpt"), llama = config_of("tiny-llama");
+    const int64_t gpt_f32 = 2LL * gpt.n_layer * gpt.n_kv_head * gpt.head_dim() * 4;
+    const int64_t llama_f32 = 2LL * llama.n_layer * llama.n_kv_head * llama.head_dim() * 4;
+    const int64_t mla_f32 = int64_t(m.n_layer) * (m.mla.kv_lora_rank + m.mla.qk_rope_head_dim) * 4;
+    // The table (what the framed panel draws): name, attention, bytes per token in f32 and 16-bit.
+    struct Want {
+        std::string name, kind;
+        int64_t f32, b16;
+    };
+    const std::vector<Want> want = {
+        {"tiny-gpt", "MHA", gpt_f32, gpt_f32 / 2},
+        {"tiny-llama", "GQA", llama_f32, llama_f32 / 2},
+        {"tiny-mla", "MLA", mla_f32, mla_f32 / 2},
+        {"GPT-2 124M", "MHA", 2 * 12 * 12 * 64 * 4, 2 * 12 * 12 * 64 * 2},      // published shapes, 2 x L x Hkv x hd
+        {"Llama-3-8B", "GQA", 2 * 32 * 8 * 128 * 4, 2 * 32 * 8 * 128 * 2},
+        {"DeepSeek-V3", "MLA", 61 * (512 + 64) * 4, 61 * (512 + 64) * 2},      // L x (d_c + d_R)
+    };
+    const std::vector<CacheShape> table = cache_shapes(app);
+    REQUIRE(table.size() == want.size());
+    for (size_t i = 0; i < want.size(); ++i) {
+        CAPTURE(i);
+        CHECK(table[i].name == want[i].name);
+        CHECK(table[i].kind == want[i].kind);
+        CHECK(table[i].bytes_f32 == want[i].f32);
+        CHECK(table[i].bytes_16 == want[i].b16);
+        CHECK(table[i].bundled == (i < 3));
+    }
+    // The latent row against tiny-llama's K and V rows: (d_c + d_R) / (2 x Hkv x hd).
+    const int lat = m.mla.kv_lora_rank + m.mla.qk_rope_head_dim, kv_vals = 2 * llama.n_kv_head * llama.head_dim();
+    char r[16];
+    std::snprintf(r, sizeof r, "%.2fx", double(lat) / kv_vals);
+    CHECK(has(s, "= " + str(lat) + " values; tiny-llama " + str(llama.n_kv_head) + " kv heads x (K " +
+                     str(llama.head_dim()) + " + V " + str(llama.head_dim()) + ") = " + str(kv_vals) + ": " + r));
+    // The two reads, counted by the engine on the same tokens.
+    REQUIRE(app.compare);
+    const SessionView& e = app.main;
+    const SessionView& a = app.other;
+    REQUIRE(e.policy.mla == kv::MlaRead::expand);
+    REQUIRE(a.policy.mla == kv::MlaRead::absorbed);
+    const int n = lesson_chapter(17).setup.steps;
+    REQUIRE(e.n_steps() == n);
+    REQUIRE(a.n_steps() == n);
+    CHECK(a.tokens == e.tokens);
+    CHECK(a.cache_bytes == e.cache_bytes);  // the same cache
+    const int64_t fe = e.history[size_t(n - 1)]->counters.flops, fa = a.history[size_t(n - 1)]->counters.flops;
+    CHECK(has(s, "Step " + str(n - 1) + ": " + str(fe) + " FLOPs expanded, " + str(fa) + " absorbed"));
+    const int64_t L = m.n_layer, H = m.n_head, dc = m.mla.kv_lora_rank, dr = m.mla.qk_rope_head_dim;
+    const int64_t dn = m.mla.qk_nope_head_dim, dv = m.mla.v_head_dim;
+    const int64_t row_e = L * (2 * dc * H * (dn + dv) + 2 * H * (dn + dr + dv)), row_a = L * 2 * H * ((dc + dr) + dc);
+    CHECK(fe - e.history[size_t(n - 2)]->counters.flops == row_e);
+    CHECK(fa - a.history[size_t(n - 2)]->counters.flops == row_a);
+    CHECK(has(s, "one more cached row adds " + str(row_e) + " a step expanded"));
+    CHECK(has(s, ") and " + str(row_a) + " absorbed."));
+    // Absorbed against a fresh expanded forward of the same tokens.
+    const kv::StepTrace& t = *a.last();
+    const std::vector<int> ids(a.tokens.begin(), a.tokens.begin() + t.start_pos + static_cast<long>(t.input_ids.size()));
+    const std::vector<float> ref = full_f32_logits(*app.model, ids);
+    REQUIRE(ref.size() == t.logits.size());
+    float d = 0.f;
+    for (size_t i = 0; i < ref.size(); ++i) d = std::max(d, std::fabs(ref[i] - t.logits[i]));
+    REQUIRE(t.vs_full.measured());
+    CHECK(std::fabs(d - t.vs_full.max_abs_logit_diff) <= 1e-5f);
+    CHECK(d < 1e-3f);  // the same arithmetic in another order
+    CHECK(has(s, "Absorbed vs expanded: max logit difference " +
+                     g3(t.vs_full.max_abs_logit_diff) + " this step, same top token"));
+}
+
+}  // namespace
 
 TEST_CASE("lesson: each chapter's text carries the engine's numbers for its state") {
     Controller ctl("never");
@@ -496,9 +588,12 @@ TEST_CASE("lesson: each chapter's text carries the engine's numbers for its stat
         CHECK(has(s, "move by up to " + g3(rv.r.max_abs_diff) + ", 'language' "));
         CHECK(has(s, "these " + str(pos) + " cached keys reused one position late"));
     }
-    SUBCASE("17: where caches go next, with this model's bytes") {
-        go(ctl, app, 17);
-        const std::string s = text(17);
+    SUBCASE("17: MLA on tiny-mla, the bytes of three caches, the FLOPs of two reads and their logit difference") {
+        check_mla_chapter(ctl, app);
+    }
+    SUBCASE("18: where caches go next, with this model's bytes") {
+        go(ctl, app, 18);
+        const std::string s = text(18);
         CAPTURE(s);
         CHECK(app.main.policy.is_default());
         CHECK(app.model_name == "tiny-gpt");  // back from tiny-llama (the lesson's model)

@@ -96,7 +96,8 @@ TEST_CASE("keyboard: keys map to the classroom commands") {
     CHECK(key_action(KEY_MINUS, true) == KeyAction::font_down);
     CHECK(key_action(KEY_C, true) == KeyAction::none);  // Ctrl+C is not "cache"
     CHECK(key_action(71, false) == KeyAction::scaling);  // G
-    CHECK(key_action(65, false) == KeyAction::none);
+    CHECK(key_action(65, false) == KeyAction::mla_read);  // A
+    CHECK(key_action(81, false) == KeyAction::none);  // Q: not a key of the window
     CHECK(key_action(258, false) == KeyAction::next_panel);         // Tab
     CHECK(key_action(258, false, true) == KeyAction::prev_panel);   // Shift+Tab
     CHECK(key_action(KEY_C, false, true) == KeyAction::toggle_cache);  // Shift changes only Tab
@@ -405,7 +406,7 @@ TEST_CASE("cache panel geometry: rows never under 0.8 font heights, all fit when
             CAPTURE(fs);
             CAPTURE(rows);
             const float w = 900.f, h = 420.f;
-            const CacheGeometry g = cache_geometry(fs, 10.f, 20.f, w, h, rows, 16, 120.f);
+            const CacheGeometry g = cache_geometry(fs, 10.f, 20.f, w, h, rows, 16, 16, 120.f);
             CHECK(g.n_rows == rows);
             CHECK(g.row_h >= 0.8f * fs);
             CHECK(g.row_h >= 14.f);
@@ -418,18 +419,18 @@ TEST_CASE("cache panel geometry: rows never under 0.8 font heights, all fit when
             if (g.captions) CHECK(g.rows_h() + fs * 1.4f <= h + 0.5f);       // with the K/V line under them
             CHECK(g.x0 < g.x_tag);
             CHECK(g.x_tag + g.tag_w < g.x_k);
-            CHECK(g.x_k + g.cw * g.hd < g.x_v);
-            CHECK(g.x_v + g.cw * g.hd < g.x_attn);
+            CHECK(g.x_k + g.cw * g.k_cols < g.x_v);
+            CHECK(g.cells_end() < g.x_attn);
             CHECK(g.x_attn + g.attn_w <= g.x0 + w);
             // Without the attention column (the speculative caches): the label whole
             // when the cells keep 2 px each, the cells inside the panel.
             const float sw = std::max(300.f, fs * 12.f);  // a half panel, at least 12 fonts wide
-            const CacheGeometry s = cache_geometry(fs, 10.f, 20.f, sw, h, rows, 16, 120.f, false);
+            const CacheGeometry s = cache_geometry(fs, 10.f, 20.f, sw, h, rows, 16, 16, 120.f, false);
             CHECK(s.row_h == g.row_h);
             if (sw - s.tag_w - fs * 1.5f - 64.f >= 120.f * s.label_scale + fs * 0.5f)
                 CHECK(s.label_w >= 120.f * s.label_scale + fs * 0.5f);
             CHECK(s.x_tag + s.tag_w < s.x_k);
-            CHECK(s.x_v + s.cw * s.hd <= s.x0 + sw);
+            CHECK(s.cells_end() <= s.x0 + sw);
         }
     }
 }
@@ -511,7 +512,7 @@ TEST_CASE("work formulas agree with the engine's counters") {
     const int p = 4, N = 6;
     CHECK(formula_total(c, p, N, true).kv_rows == c.n_layer * c.n_kv_head * (p + N - 1));
     CHECK(formula_total(c, p, N, false).kv_rows == c.n_layer * c.n_kv_head * (N * p + N * (N - 1) / 2));
-    CHECK(cache_bytes_formula(32, 8, 128, 8192, 2) == 1073741824LL);  // Llama-3-8B at 8k: 1 GiB
+    CHECK(kv::cache_bytes_for(kv::ModelConfig::llama3_8b(), kv::KvDtype::f16, 8192) == 1073741824LL);  // Llama-3-8B at 8k: 1 GiB
     CHECK(human_bytes(1073741824.0) == "1.00 GiB");
 }
 

@@ -1,5 +1,5 @@
 #!/bin/bash
-# The window's speculative-mode, --weights and --serve options (docs/bad-inputs.md, "The window"): each bad
+# The window's speculative-mode, --weights, --mla and --serve options (docs/bad-inputs.md, "The window"): each bad
 # input gives its exit code and one line on stderr naming the option. All of them fail
 # before a window opens, so no display is needed.
 # usage: window_bad_inputs.sh path/to/kvscope
@@ -29,6 +29,9 @@ check 2 "--compare is not supported with it (drop --compare)" --draft-k 2 --comp
 check 1 "kvscope: --draft: model '/nonexistent/draft': no such folder" --draft /nonexistent/draft
 check 1 "kvscope: --draft: vocabularies differ: draft random:tiny:0 and target" --draft random:tiny
 check 2 "kvscope: --weights: 'f8' is not a weight type (use f32, f16 or bf16)" --weights f8
+check 2 "kvscope: --mla: 'squash' is not an MLA mode (use expand or absorbed)" --mla squash
+check 2 "kvscope: --mla: model 'random:tiny:0' caches K and V, not a latent" --model random:tiny --mla absorbed
+check 2 "--mla is not supported with it (drop --mla)" --draft-k 2 --mla absorbed
 check 2 "--weights is not supported with it (drop --weights)" --draft-k 2 --weights f16
 check 2 "kvscope: --scaling-weights: needs --scaling" --scaling-weights
 check 2 "kvscope: --preset: needs --serve" --preset class

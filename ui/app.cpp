@@ -23,7 +23,7 @@ namespace kvui {
 
 namespace {
 // GLFW key codes (GLFW/glfw3.h), kept here so kvui needs no GLFW headers.
-constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_1 = 49, KEY_6 = 54, KEY_EQUAL = 61, KEY_C = 67, KEY_F = 70,
+constexpr int KEY_SPACE = 32, KEY_MINUS = 45, KEY_A = 65, KEY_1 = 49, KEY_6 = 54, KEY_EQUAL = 61, KEY_C = 67, KEY_F = 70,
               KEY_G = 71, KEY_L = 76, KEY_M = 77, KEY_P = 80, KEY_R = 82, KEY_S = 83, KEY_V = 86, KEY_ESCAPE = 256,
               KEY_TAB = 258, KEY_BACKSPACE = 259, KEY_RIGHT = 262, KEY_LEFT = 263,
               KEY_PAGE_UP = 266, KEY_PAGE_DOWN = 267, KEY_HOME = 268, KEY_END = 269, KEY_F1 = 290, KEY_KP_SUBTRACT = 333,
@@ -55,6 +55,7 @@ KeyAction key_action(int key, bool ctrl, bool shift) {
     case KEY_F: return KeyAction::focus_layout;
     case KEY_M: return KeyAction::more_controls;
     case KEY_V: return KeyAction::serving;
+    case KEY_A: return KeyAction::mla_read;
     default: break;
     }
     if (key >= KEY_1 && key <= KEY_6)
@@ -67,7 +68,7 @@ const std::vector<int>& watched_keys() {
                                           KEY_S,     KEY_F1,    KEY_EQUAL, KEY_MINUS, KEY_KP_SUBTRACT, KEY_KP_ADD,
                                           KEY_ESCAPE, KEY_G,     KEY_L,     KEY_BACKSPACE, KEY_PAGE_UP,
                                           KEY_PAGE_DOWN, KEY_HOME, KEY_END, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57,
-                                          KEY_TAB,   KEY_F,     KEY_M,     KEY_V};
+                                          KEY_TAB,   KEY_F,     KEY_M,     KEY_V,     KEY_A};
     return keys;
 }
 
@@ -161,6 +162,10 @@ void apply_key_action(AppState& app, KeyAction a) {
     case KeyAction::prev_panel: next_panel(vs, -1); break;
     case KeyAction::focus_layout: vs.layout.force_focus = !vs.layout.force_focus; break;
     case KeyAction::more_controls: vs.layout.controls_expanded = !vs.layout.controls_expanded; break;
+    case KeyAction::mla_read:
+        if (can_cmd && app.model->config.is_mla())
+            set_mla_read(app, app.main.policy.mla == kv::MlaRead::expand ? kv::MlaRead::absorbed : kv::MlaRead::expand);
+        break;
     case KeyAction::lesson:
         if (vs.lesson.on) leave_lesson(app);
         else enter_lesson(app, vs.lesson.chapter);
@@ -280,12 +285,16 @@ const char* panel_title(const AppState& app, PanelId p) {
     case PanelId::tokens: return "Tokens  (position, text, how many times its K/V were computed)###tokens";
     case PanelId::qkv: return "Q, K, V of the newest token###qkv";
     case PanelId::cache:
-        return app.spec.on ? "KV caches of the target and the draft  (rows = positions)###cache"
-                           : "KV cache  (rows = positions)  +  attention weights###cache";
+        if (app.spec.on) return "KV caches of the target and the draft  (rows = positions)###cache";
+        return app.model && app.model->config.is_mla() ? "KV cache: latent rows [c_KV | k_R]  +  attention weights###cache"
+                                                       : "KV cache  (rows = positions)  +  attention weights###cache";
     case PanelId::work:
         return app.vs.show_scaling ? "Scaling: measured ms per step vs position###work" : "Work: with vs without cache###work";
     case PanelId::next_token: return "Next token###next";
-    case PanelId::memory: return "Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory";
+    case PanelId::memory:
+        return app.model && app.model->config.is_mla()
+                   ? "Cache memory = layers x (latent c_KV + k_R) x tokens x bytes###memory"
+                   : "Cache memory = 2 x layers x kv_heads x head_dim x tokens x bytes###memory";
     case PanelId::timeline: return "Timeline  (click a step to go back to it)###timeline";
     case PanelId::narration: return "What just happened###narration";
     }
@@ -536,7 +545,7 @@ void draw_help_overlay(AppState& app) {
             {"Space  or  Right", "step: prefill, then one token at a time"},
             {"Left  or  Backspace", "go back one step (the cache is truncated)"},
             {"L  /  V", "lesson: PgDn / PgUp chapters, 1-9 and 0 (= 10), End the last, Esc leaves / serving view: V leaves"},
-            {"C", "KV cache on / off (applies from the next step)"},
+            {"C  /  A", "cache on / off (from the next step) / MLA: expand or absorbed"},
             {"P", "play / pause"},
             {"G", "Scaling tab: measured ms per step vs position"},
             {"R", "reset to before the prefill"},

@@ -188,6 +188,39 @@ ModelConfig ModelConfig::mla_tiny_q() {
     return c;
 }
 
+ModelConfig ModelConfig::llama3_8b() {
+    ModelConfig c = llama_tiny();
+    c.vocab_size = 128256;
+    c.n_ctx = 8192;
+    c.n_embd = 4096;
+    c.n_layer = 32;
+    c.n_head = 32;
+    c.n_kv_head = 8;
+    c.n_ff = 14336;
+    c.tied_head = false;
+    c.rope.theta = 500000.0;
+    return c;
+}
+
+ModelConfig ModelConfig::deepseek_v3() {
+    ModelConfig c = llama_tiny();
+    c.vocab_size = 129280;
+    c.n_ctx = 163840;
+    c.n_embd = 7168;
+    c.n_layer = 61;
+    c.n_head = 128;
+    c.n_kv_head = 1;
+    c.n_ff = 18432;
+    c.layer_norm_epsilon = 1e-6f;
+    c.tied_head = false;
+    c.mla.kv_lora_rank = 512;
+    c.mla.q_lora_rank = 1536;
+    c.mla.qk_rope_head_dim = 64;
+    c.mla.qk_nope_head_dim = 128;
+    c.mla.v_head_dim = 128;
+    return c;
+}
+
 std::vector<float> rope_inv_freq(int head_dim, const RopeConfig& rope) {
     std::vector<float> out(static_cast<std::size_t>(head_dim / 2));
     const double two_pi = 2.0 * 3.14159265358979323846;

@@ -126,6 +126,10 @@ struct ModelConfig {
     static ModelConfig qwen25_05b();    // Qwen/Qwen2.5-0.5B: 896 wide, 24 layers, 14/2 heads, q/k/v biases
     static ModelConfig mla_tiny();      // random:mla-tiny: llama_tiny's size with MLA, d_c 24, d_R 8, d_n 16, d_v 16
     static ModelConfig mla_tiny_q();    // random:mla-tiny-q: mla_tiny with queries through a latent (d_q 32)
+    static ModelConfig llama3_8b();     // meta-llama/Meta-Llama-3-8B: 4096 wide, 32 layers, 32/8 heads, hd 128
+    // deepseek-ai/DeepSeek-V3's attention and cache: 7168 wide, 61 layers, 128 heads, d_c 512, d_R 64,
+    // d_n 128, d_v 128, d_q 1536; every layer's MLP as the dense one of its first layers (no experts).
+    static ModelConfig deepseek_v3();
 };
 
 // True for the config.json model_type values of the Llama family: "llama", "qwen2",

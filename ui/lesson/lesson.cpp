@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/panels/cache_policy_view.h"
 #include "ui/lesson/lesson_text.h"
@@ -140,6 +141,16 @@ std::vector<Chapter> make_chapters() {
         {P::qkv, P::cache}, LessonArrangement::rows, 0.62f, T::text_rope);
     s = ChapterSetup{};
     s.steps = 8;
+    s.mode.model_spec = "tiny-mla";
+    s.mode.compare = true;  // the same cache read two ways: expanded (left) and absorbed (right)
+    s.mode.other_policy = kv::CachePolicy{};
+    s.mode.other_policy->mla = kv::MlaRead::absorbed;
+    s.cache_shapes = true;
+    add("MLA: cache a latent",
+        "bytes per token of MHA, GQA and MLA caches, and the measured FLOPs of the two ways to read a latent", s,
+        {P::mla, P::cache, P::qkv}, LessonArrangement::columns, 0.55f, T::text_mla);
+    s = ChapterSetup{};
+    s.steps = 8;
     add("Where caches go next", "the variants, the chapter that shows each, and what each saves for this model", s,
         {P::next_steps, P::memory}, LessonArrangement::columns, 0.68f, T::text_next);
     return v;
@@ -169,6 +180,7 @@ const char* lesson_panel_title(LessonPanel p) {
     case LessonPanel::serve_counters: return "Counters of this step";
     case LessonPanel::serve_table: return "Block table of the selected sequence (logical -> physical)";
     case LessonPanel::serve_batch: return "Decode speed, measured: one sequence vs a batch";
+    case LessonPanel::mla: return "Bytes per token; FLOPs of the two reads";
     }
     return "";
 }
@@ -330,10 +342,64 @@ void update_rope_shift(AppState& app) {
     l.rope.ids = std::move(ids);
 }
 
+// Reads the shapes of the bundled models the MLA chapter compares, once (their config.json).
+void update_bundled_shapes(AppState& app) {
+    LessonState& l = app.vs.lesson;
+    if (!l.on || !lesson_chapter(l.chapter).setup.cache_shapes || !l.bundled_shapes.empty()) return;
+    const std::vector<BundledModel> bundled = bundled_models();
+    for (const std::string& name : compared_models())
+        for (const BundledModel& b : bundled)
+            if (b.name == name) {
+                try {
+                    l.bundled_shapes.emplace_back(name, kv::read_config_json(b.dir + "/config.json"));
+                } catch (const std::exception&) {  // a broken folder: not in the table (its load says why)
+                }
+            }
+}
+
 }  // namespace
+
+const std::vector<std::string>& compared_models() {
+    static const std::vector<std::string> names = {"tiny-gpt", "tiny-llama", "tiny-mla"};
+    return names;
+}
+
+const char* attention_kind(const kv::ModelConfig& c) {
+    return c.is_mla() ? "MLA" : c.n_kv_head == c.n_head ? "MHA" : "GQA";
+}
+
+std::vector<CacheShape> cache_shapes(const AppState& app) {
+    std::vector<CacheShape> out;
+    auto add = [&](const std::string& name, const kv::ModelConfig& c, bool bundled) {
+        out.push_back({name, attention_kind(c), c, bundled, kv::cache_bytes_for(c, kv::KvDtype::f32, 1),
+                       kv::cache_bytes_for(c, kv::KvDtype::f16, 1)});
+    };
+    bool loaded_listed = !app.model;
+    for (const auto& [name, c] : app.vs.lesson.bundled_shapes) {
+        add(name, c, true);
+        loaded_listed = loaded_listed || name == app.model_name;
+    }
+    if (!loaded_listed) add(app.model_name, app.model->config, false);
+    add("GPT-2 124M", kv::ModelConfig::gpt2_124m(), false);
+    add("Llama-3-8B", kv::ModelConfig::llama3_8b(), false);
+    add("DeepSeek-V3", kv::ModelConfig::deepseek_v3(), false);
+    return out;
+}
+
+bool mla_reads(const AppState& app, MlaReads& out) {
+    out = {};
+    if (!app.model || !app.model->config.is_mla() || !app.compare || !app.other.valid) return false;
+    const SessionView& e = app.main.policy.mla == kv::MlaRead::expand ? app.main : app.other;
+    const SessionView& a = app.main.policy.mla == kv::MlaRead::expand ? app.other : app.main;
+    if (e.policy.mla == a.policy.mla || !e.cache_on || !a.cache_on) return false;
+    for (const auto& t : e.history) out.expand.push_back(t->counters.flops);
+    for (const auto& t : a.history) out.absorbed.push_back(t->counters.flops);
+    return true;
+}
 
 void lesson_tick(AppState& app) {
     update_rope_shift(app);
+    update_bundled_shapes(app);
     LessonState& l = app.vs.lesson;
     if (l.setup == 0 || app.busy || !app.pending.empty()) return;
     if (!app.model) {  // nothing to set up (no model loaded)

@@ -20,7 +20,8 @@ namespace kvui {
 enum class LessonPanel {
     tokens, qkv, cache, work, scaling, next_token, memory, narration, timeline, stale, next_steps,
     spec_tokens, spec_cache, spec_work,  // speculative mode's (ui/state/spec_view.h)
-    serve_pool, serve_strip, serve_counters, serve_table, serve_batch  // the serving view's (ui/state/serve_view.h)
+    serve_pool, serve_strip, serve_counters, serve_table, serve_batch,  // the serving view's (ui/state/serve_view.h)
+    mla  // the MLA chapter's: bytes per token of MHA, GQA and MLA caches, FLOPs of the two reads
 };
 const char* lesson_panel_title(LessonPanel p);
 
@@ -55,6 +56,9 @@ struct ChapterSetup {
     // The RoPE chapter: measure the stale-position demonstration (kv::rope_shift_demo)
     // on the main session's tokens whenever they change (LessonState::rope).
     bool rope_shift = false;
+    // The MLA chapter: compare the cache shapes of the bundled models (tiny-gpt, tiny-llama,
+    // tiny-mla, read once into LessonState::bundled_shapes) and published ones.
+    bool cache_shapes = false;
 };
 
 struct Chapter {
@@ -112,6 +116,29 @@ const char* lesson_keys_text();
 
 // The chapter's text for the state on screen, with the engine's numbers.
 std::string chapter_text(const Chapter& ch, const AppState& app);
+
+// The MLA chapter's table: one cache per row, its attention ("MHA": a kv head per query
+// head, "GQA": fewer, "MLA": one latent row), and its bytes per cached token in f32 and at
+// 2 bytes a value (kv::cache_bytes_for on the row's ModelConfig, the one formula). Rows:
+// the bundled models the chapter compares (those found), the loaded model when it is
+// not one of them, then GPT-2 124M, Llama-3-8B and DeepSeek-V3 (ModelConfig's presets).
+struct CacheShape {
+    std::string name, kind;
+    kv::ModelConfig config;
+    bool bundled = false;        // a model that comes with kvscope (else a published shape)
+    int64_t bytes_f32 = 0, bytes_16 = 0;
+};
+const char* attention_kind(const kv::ModelConfig& c);  // "MHA", "GQA" or "MLA"
+std::vector<CacheShape> cache_shapes(const AppState& app);
+// The bundled models the MLA chapter compares, by name: tiny-gpt, tiny-llama, tiny-mla.
+const std::vector<std::string>& compared_models();
+// The measured FLOPs of the MLA chapter's two reads (main: expand, other: absorbed, fed
+// the same tokens), per step of each history; false when compare mode does not run
+// the two reads of one MLA model.
+struct MlaReads {
+    std::vector<int64_t> expand, absorbed;  // counters.flops of step s
+};
+bool mla_reads(const AppState& app, MlaReads& out);
 
 // Small helpers the text and the stale panel share.
 // ids[from..] as text, at most max_n of them then " ..."; sep "] [" brackets each.

@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/lesson/lesson.h"
 #include "ui/panels/cache_policy_view.h"
@@ -44,9 +45,8 @@ std::string prob_of(const kv::StepTrace& t, int id) {
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-// Bytes per cached token: 2 x L x Hkv x hd x 4 (f32).
-
-int64_t bytes_per_token(const kv::ModelConfig& c) { return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4); }
+// Bytes per cached token in f32: 2 x L x Hkv x hd x 4 (MLA: L x (d_c + d_R) x 4).
+int64_t bytes_per_token(const kv::ModelConfig& c) { return kv::cache_bytes_for(c, kv::KvDtype::f32, 1); }
 
 }  // namespace
 
@@ -200,7 +200,8 @@ std::string text_memory(const AppState& app) {
                     num(v.cache_rows) + " rows: " + num(v.cache_bytes) + " bytes. After each step: ";
     for (size_t i = 0; i < v.history.size() && i < 10; ++i) s += (i ? ", " : "") + num(v.history[i]->counters.cache_bytes);
     if (v.history.size() > 10) s += ", ...";
-    const int64_t gpt2 = cache_bytes_formula(12, 12, 64, 1, 4), llama = cache_bytes_formula(32, 8, 128, 1, 2);
+    const int64_t gpt2 = kv::cache_bytes_for(kv::ModelConfig::gpt2_124m(), kv::KvDtype::f32, 1);
+    const int64_t llama = kv::cache_bytes_for(kv::ModelConfig::llama3_8b(), kv::KvDtype::f16, 1);
     return s + " (linear). GPT-2 124M: " + num(gpt2) + " bytes per token; Llama-3-8B: " + num(llama) +
            " in fp16 with 8 kv heads shared by 32 query heads (grouped-query), 4x less than 32 kv heads.";
 }
@@ -236,9 +237,7 @@ std::string g3(double x) {
 
 // Bytes of a full f32 cache (the textbook one) holding `rows` positions.
 
-int64_t full_f32_bytes(const kv::ModelConfig& c, int64_t rows) {
-    return cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), rows, 4);
-}
+int64_t full_f32_bytes(const kv::ModelConfig& c, int64_t rows) { return kv::cache_bytes_for(c, kv::KvDtype::f32, rows); }
 
 // "saves 6144 bytes (46.2%)" of `full`, or "costs ..." when the policy holds more.
 
@@ -323,7 +322,9 @@ std::string text_gqa(const AppState& app) {
     if (c.n_kv_head == c.n_head || !t)
         return "This model has one kv head per query head. Press Home: the chapter loads tiny-gqa.";
     const int H = c.n_head, Hkv = c.n_kv_head, g = H / Hkv;
-    const int64_t bpt = bytes_per_token(c), mha = cache_bytes_formula(c.n_layer, H, c.head_dim(), 1, 4);
+    kv::ModelConfig one_per_head = c;  // the same model with a kv head per query head
+    one_per_head.n_kv_head = H;
+    const int64_t bpt = bytes_per_token(c), mha = bytes_per_token(one_per_head);
     std::string heads;
     for (int k = 0; k < Hkv && k < 3; ++k)
         heads += (k ? ", " : "") + std::string("heads ") + num(k * g) + "-" + num(k * g + g - 1) + " read kv head " + num(k);
@@ -489,6 +490,52 @@ std::string text_rope(const AppState& app) {
              shift_effect(app, rv.r) + ". ";
     return s + "Turned once more they are exact again (angles add). Per token: 2 x " + num(c.n_layer) + " x " +
            num(c.n_kv_head) + " x " + num(hd) + " x 4 = " + num(bytes_per_token(c)) + " bytes.";
+}
+
+namespace {
+
+// "tiny-llama caches 2 kv heads x (K 16 + V 16) = 64: 0.50x" against the first bundled
+// grouped-query model of the table.
+std::string latent_ratio(const kv::ModelConfig& c, const std::vector<CacheShape>& rows) {
+    for (const CacheShape& r : rows) {
+        if (!r.bundled || r.config.is_mla() || r.config.n_kv_head == r.config.n_head) continue;
+        const kv::ModelConfig& g = r.config;
+        char b[32];
+        std::snprintf(b, sizeof b, "%.2fx", double(c.cache_row_values()) / g.cache_row_values());
+        return "; " + r.name + " " + num(g.n_kv_head) + " kv heads x (K " + num(g.head_dim()) + " + V " +
+               num(g.head_dim()) + ") = " + num(g.cache_row_values()) + ": " + b;
+    }
+    return "";
+}
+
+// The measured FLOPs of the two reads at the latest step both ran, and what one more
+// cached row adds to a step (the difference of the last two steps).
+std::string reads_text(const AppState& app, const MlaReads& m) {
+    const size_t n = std::min(m.expand.size(), m.absorbed.size()) - 1;
+    std::string s = " The same cache, read expanded (left) and absorbed (right). Step " + num(int64_t(n)) + ": " +
+                    num(m.expand[n]) + " FLOPs expanded, " + num(m.absorbed[n]) + " absorbed";
+    if (n >= 2)
+        s += "; one more cached row adds " + num(m.expand[n] - m.expand[n - 1]) + " a step expanded (each row " +
+             "turned into " + num(app.model->config.n_head) + " heads' K and V again) and " +
+             num(m.absorbed[n] - m.absorbed[n - 1]) + " absorbed";
+    return s + ".";
+}
+
+}  // namespace
+
+std::string text_mla(const AppState& app) {
+    const kv::ModelConfig& c = app.model->config;
+    if (!c.is_mla()) return "This chapter needs an MLA model: press Home to load tiny-mla.";
+    const std::vector<CacheShape> rows = cache_shapes(app);
+    std::string s = app.model_name + " caches one latent row per token and layer for all " + num(c.n_head) +
+                    " heads: c_KV (" + num(c.mla.kv_lora_rank) + ") + rotated k_R (" + num(c.mla.qk_rope_head_dim) +
+                    ") = " + num(c.cache_row_values()) + " values" + latent_ratio(c, rows) + " (the table: bytes per token).";
+    MlaReads m;
+    if (!mla_reads(app, m) || m.expand.empty() || m.absorbed.empty())
+        return s + " Press Home: the chapter reads the cache both ways and steps.";
+    s += reads_text(app, m);
+    const SessionView& absorbed = app.main.policy.mla == kv::MlaRead::absorbed ? app.main : app.other;
+    return s + " Absorbed vs expanded: " + price_text(app, absorbed) + ".";
 }
 
 std::string text_next(const AppState& app) {

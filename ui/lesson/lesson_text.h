@@ -25,6 +25,7 @@ std::string text_paged(const AppState& app);
 std::string text_prefix(const AppState& app);
 std::string text_batching(const AppState& app);
 std::string text_rope(const AppState& app);
+std::string text_mla(const AppState& app);
 std::string text_next(const AppState& app);
 
 }  // namespace kvui::lesson_text

@@ -13,8 +13,10 @@
 #include <string>
 
 #include "core/engine/formulas.h"
+#include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/look/colormap.h"
+#include "ui/look/heatmap.h"
 #include "ui/lesson/lesson.h"
 #include "ui/panels/panels.h"
 #include "ui/state/spec_view.h"
@@ -139,9 +141,11 @@ void draw_next_steps_panel(AppState& app) {
     if (!app.model) return;
     const Palette& pal = palette();
     const kv::ModelConfig& c = app.model->config;
-    const int64_t bpt = cache_bytes_formula(c.n_layer, c.n_kv_head, c.head_dim(), 1, 4);
-    const int64_t scales = 2LL * c.n_layer * c.n_kv_head * 4;  // one f32 scale per K and V row
-    const int64_t grouped = cache_bytes_formula(c.n_layer, std::max(1, c.n_kv_head / 2), c.head_dim(), 1, 4);
+    const int64_t bpt = kv::cache_bytes_for(c, kv::KvDtype::f32, 1);
+    const int64_t f16 = kv::cache_bytes_for(c, kv::KvDtype::f16, 1), int8 = kv::cache_bytes_for(c, kv::KvDtype::int8, 1);
+    kv::ModelConfig halved = c;  // half the kv heads (grouped-query attention)
+    halved.n_kv_head = std::max(1, c.n_kv_head / 2);
+    const int64_t grouped = kv::cache_bytes_for(halved, kv::KvDtype::f32, 1);
     const kv::CachePolicy& win = lesson_chapter(9).setup.mode.policy;  // the policy chapter 9 runs
     const int kept = static_cast<int>(kv::rows_kept(win, c.n_ctx));
     struct Row {
@@ -153,7 +157,7 @@ void draw_next_steps_panel(AppState& app) {
              " rows, " + human_bytes(static_cast<double>(bpt) * kept) + " instead of " +
              human_bytes(static_cast<double>(bpt) * c.n_ctx) + " at n_ctx"},
         {"10  f16 / int8 storage", "store each value in 2 bytes, or 1 byte plus a scale per row",
-         std::to_string(bpt / 2) + " / " + std::to_string(bpt / 4 + scales) + " bytes per token (f32: " +
+         std::to_string(f16) + " / " + std::to_string(int8) + " bytes per token (f32: " +
              std::to_string(bpt) + ")"},
         {"11  Grouped-query attention", "several query heads share one kv head",
          "half the kv heads: " + std::to_string(grouped) + " bytes per token"},
@@ -180,6 +184,87 @@ void draw_next_steps_panel(AppState& app) {
         text_wrapped("%s", r.here.c_str());
     }
     ImGui::EndTable();
+}
+
+// The MLA chapter's table: each cache's kind and bytes per token, f32 and 16-bit.
+void draw_cache_shapes(const AppState& app) {
+    const Palette& pal = palette();
+    const std::vector<CacheShape> rows = cache_shapes(app);
+    if (!ImGui::BeginTable("##shapes", 4, ImGuiTableFlags_BordersInnerH | ImGuiTableFlags_RowBg)) return;
+    ImGui::TableSetupColumn("model", ImGuiTableColumnFlags_WidthStretch, 1.6f);
+    ImGui::TableSetupColumn("cache", ImGuiTableColumnFlags_WidthStretch, 0.9f);
+    ImGui::TableSetupColumn("f32 / token", ImGuiTableColumnFlags_WidthStretch, 1.2f);
+    ImGui::TableSetupColumn("16-bit", ImGuiTableColumnFlags_WidthStretch, 1.f);
+    ImGui::TableHeadersRow();
+    for (const CacheShape& r : rows) {
+        ImGui::TableNextRow();
+        ImGui::TableNextColumn();
+        ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(r.config.is_mla() ? pal.accent : pal.text));
+        text_wrapped("%s", r.name.c_str());
+        ImGui::PopStyleColor();
+        if (ImGui::IsItemHovered())
+            ImGui::SetTooltip("%s a token: %s", r.name.c_str(), cache_formula_text(r.config, 1, kv::KvDtype::f16).c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", r.kind.c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", human_bytes(double(r.bytes_f32)).c_str());
+        ImGui::TableNextColumn();
+        text_wrapped("%s", human_bytes(double(r.bytes_16)).c_str());
+    }
+    ImGui::EndTable();
+}
+
+// Measured FLOPs of each decode step, expanded and absorbed side by side, on one scale.
+void draw_read_flops(const MlaReads& m, float h) {
+    const Palette& pal = palette();
+    const float fs = ImGui::GetFontSize(), W = ImGui::GetContentRegionAvail().x;
+    const size_t n = std::min(m.expand.size(), m.absorbed.size());
+    double top = 1;
+    for (size_t s = 1; s < n; ++s) top = std::max({top, double(m.expand[s]), double(m.absorbed[s])});
+    const ImVec2 o = ImGui::GetCursorScreenPos();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    const float slot = n > 1 ? W / float(n - 1) : W, bw = std::max(1.f, slot * 0.36f);
+    for (size_t s = 1; s < n; ++s) {
+        const float x = o.x + float(s - 1) * slot + slot * 0.1f;
+        const float he = float(double(m.expand[s]) / top) * h, ha = float(double(m.absorbed[s]) / top) * h;
+        dl->AddRectFilled(ImVec2(x, o.y + h - he), ImVec2(x + bw, o.y + h), pal.uncached_line);
+        dl->AddRectFilled(ImVec2(x + bw, o.y + h - ha), ImVec2(x + 2 * bw, o.y + h), pal.cached_line);
+    }
+    dl->AddText(ImVec2(o.x, o.y), pal.text_dim, (human_count(top) + " FLOPs").c_str());
+    ImGui::Dummy(ImVec2(W, h + fs * 0.2f));
+    color_key(pal.uncached_line, "expand");
+    ImGui::SameLine();
+    color_key(pal.cached_line, "absorbed");
+    ImGui::SameLine();
+    ImGui::TextColored(to_vec4(pal.text_dim), "decode steps 1-%d", int(n) - 1);
+}
+
+// The bars' caption, the bars in the height left, their key.
+void draw_reads_block(const MlaReads& m) {
+    text_wrapped("Measured FLOPs per step, the same cache read two ways:");
+    const float key_h = ImGui::GetFrameHeightWithSpacing();
+    draw_read_flops(m, std::max(ImGui::GetFontSize() * 2.5f, ImGui::GetContentRegionAvail().y - key_h - 4.f));
+}
+
+// The table, then the bars under it; side by side when the panel is 40 fonts wide (a
+// projector's font, where the lesson shows this panel alone).
+void draw_mla_panel(AppState& app) {
+    if (!app.model) return;
+    MlaReads m;
+    const bool reads = mla_reads(app, m) && std::min(m.expand.size(), m.absorbed.size()) >= 2;
+    const float fs = ImGui::GetFontSize(), W = ImGui::GetContentRegionAvail().x;
+    if (reads && W >= fs * 40) {
+        ImGui::BeginChild("shapes", ImVec2(std::floor(W * 0.55f), 0), false);
+        draw_cache_shapes(app);
+        ImGui::EndChild();
+        ImGui::SameLine();
+        ImGui::BeginChild("reads", ImVec2(0, 0), false);
+        draw_reads_block(m);
+        ImGui::EndChild();
+        return;
+    }
+    draw_cache_shapes(app);
+    if (reads) draw_reads_block(m);
 }
 
 void draw_serve_batch(AppState& app) {
@@ -214,6 +299,7 @@ void draw_panel(AppState& app, LessonPanel p) {
     case LessonPanel::serve_counters: draw_serve_counters(app); break;
     case LessonPanel::serve_table: draw_serve_table(app); break;
     case LessonPanel::serve_batch: draw_serve_batch(app); break;
+    case LessonPanel::mla: draw_mla_panel(app); break;
     }
 }
 

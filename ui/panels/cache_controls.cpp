@@ -41,10 +41,11 @@ std::string policy_problem(const kv::CachePolicy& p) {
 }
 
 std::string policy_caption(const kv::CachePolicy& p) {
-    if (!p.windowed()) return std::string("full ") + kv::dtype_name(p.dtype);
+    const std::string read = p.mla == kv::MlaRead::absorbed ? ", absorbed" : "";
+    if (!p.windowed()) return std::string("full ") + kv::dtype_name(p.dtype) + read;
     std::string s = "W " + std::to_string(p.window);
     if (p.sinks > 0) s += " + " + std::to_string(p.sinks) + " sinks";
-    return s + ", " + kv::dtype_name(p.dtype);
+    return s + ", " + kv::dtype_name(p.dtype) + read;
 }
 
 namespace {
@@ -67,18 +68,48 @@ void push_policy(AppState& app, const kv::CachePolicy& p, bool second) {
     app.vs.playing = false;
 }
 
+// "Read [expand v]" for an MLA model: applies at once (set_mla_read), steps kept.
+void draw_mla_read_control(AppState& app) {
+    const float fs = ImGui::GetFontSize();
+    ImGui::SameLine();
+    ImGui::AlignTextToFramePadding();
+    ImGui::TextUnformatted("Read");
+    ImGui::SameLine(0, 3);
+    ImGui::SetNextItemWidth(fs * 5.6f);
+    int m = static_cast<int>(app.main.policy.mla);
+    if (ImGui::Combo("##mlaread", &m, "expand\0absorbed\0")) set_mla_read(app, static_cast<kv::MlaRead>(m));
+    if (ImGui::IsItemHovered())
+        ImGui::SetTooltip("MLA (A): how queries read the cached latent rows [c_KV | k_R].\nexpand: every step projects "
+                          "each cached row up to every head's K and V (work grows with the rows);\nabsorbed: W_UK folded "
+                          "into the query and W_UV into the output, attention on the latent rows.\nThe same cache; the "
+                          "steps are run again.");
+}
+
 }  // namespace
+
+void set_mla_read(AppState& app, kv::MlaRead m) {
+    if (!app.model || !app.model->config.is_mla() || app.busy || app.main.policy.mla == m) return;
+    Command c{CommandKind::set_policy};
+    c.policy = app.main.policy;
+    c.policy.mla = m;
+    app.push(c);
+    for (int i = 0; i < app.main.n_steps(); ++i) app.push(Command{CommandKind::step});
+    app.vs.policy_edit.mla = m;
+    app.vs.playing = false;
+}
 
 // "Window [6] Sinks [2] [int8 v] [Apply]": the edit buffer starts as the sessions' policy.
 void draw_policy_controls(AppState& app) {
     ViewState& vs = app.vs;
     const float fs = ImGui::GetFontSize();
+    const bool mla = app.model && app.model->config.is_mla();
     if (!vs.policy_edit_init && app.main.valid) {
         vs.policy_edit = app.main.policy;
         vs.policy_edit_init = true;
     }
     kv::CachePolicy& e = vs.policy_edit;
-    flow(fs * 21);
+    if (!mla) e.mla = kv::MlaRead::expand;  // the read of a model loaded before
+    flow(fs * (mla ? 29 : 21));
     ImGui::BeginGroup();
     ImGui::BeginDisabled(app.busy || !app.model || app.spec.on);  // speculative rounds: full f32 caches
     small_int("Window", "##window", &e.window,
@@ -92,6 +123,7 @@ void draw_policy_controls(AppState& app) {
     if (ImGui::Combo("##kvdtype", &dt, "f32\0f16\0int8\0")) e.dtype = static_cast<kv::KvDtype>(dt);
     if (ImGui::IsItemHovered())
         ImGui::SetTooltip("How the cache stores K and V: f32 as computed, f16 rounded to half, int8 with one scale per row");
+    if (mla) draw_mla_read_control(app);
     ImGui::SameLine();
     const std::string problem = policy_problem(e);
     const bool same = e == app.main.policy;

@@ -16,6 +16,7 @@
 #include "core/engine/kv_cache.h"
 #include "core/model/model_io.h"
 #include "ui/panels/cache_policy_view.h"
+#include "ui/panels/mla_view.h"
 #include "ui/look/colormap.h"
 #include "ui/look/heatmap.h"
 #include "ui/panels/panels.h"
@@ -35,6 +36,7 @@ struct RowPaint {
     float k_scale, v_scale;  // |max| of the K and V blocks, for the colour map
     float a_new, a_flash;    // step_anim phases: slide-in (0.45 s), flash (1 s)
     int* labelled;           // rows whose label was drawn (CacheDrawn)
+    bool latent;             // MLA: the rows are latent rows [c_KV | k_R] (app.model's)
 };
 
 // "3 programming" in the label column; cut with "..." when too long (hover shows it whole).
@@ -80,12 +82,12 @@ void draw_row_cells(const RowPaint& rp, int r, float y, float dx, float alpha) {
     const CacheGeometry& g = rp.g;
     const bool dark = palette().dark;
     const float cw = g.cw, inner = cw > 5 ? 1.f : 0.f;
-    for (int c = 0; c < g.hd; ++c) {
+    for (int c = 0; c < g.k_cols; ++c)
         rp.dl->AddRectFilled(ImVec2(g.x_k + dx + c * cw, y), ImVec2(g.x_k + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
                              with_alpha(diverging(rp.v.cache_k(r, c) / rp.k_scale, dark), alpha));
+    for (int c = 0; c < g.v_cols; ++c)
         rp.dl->AddRectFilled(ImVec2(g.x_v + dx + c * cw, y), ImVec2(g.x_v + dx + (c + 1) * cw - inner, y + g.row_h - g.gap),
                              with_alpha(diverging(rp.v.cache_v(r, c) / rp.v_scale, dark), alpha));
-    }
 }
 
 // One drawer per row state. Read rows light up briefly after a step.
@@ -94,7 +96,7 @@ void draw_read_row(const RowPaint& rp, const CacheRow& row, float y) {
     draw_row_cells(rp, row.row, y, 0.f, 1.f);
     if (rp.a_flash >= 1.f) return;
     const CacheGeometry& g = rp.g;
-    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.cells_end() + 2, y + g.row_h),
                          with_alpha(state_color(row.state, palette().dark), 0.35f * (1 - rp.a_flash)));
 }
 
@@ -111,7 +113,7 @@ void draw_recomputed_row(const RowPaint& rp, const CacheRow& row, float y) {
     if (rp.a_flash >= 1.f) return;
     const CacheGeometry& g = rp.g;
     const float f = 0.5f + 0.5f * std::sin(rp.a_flash * 18.f);
-    rp.dl->AddRect(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+    rp.dl->AddRect(ImVec2(g.x_k - 2, y), ImVec2(g.cells_end() + 2, y + g.row_h),
                    with_alpha(state_color(row.state, palette().dark), f * (1 - rp.a_flash)), 0.f, 0, 3.f);
 }
 
@@ -122,12 +124,13 @@ void draw_evicted_row(const RowPaint& rp, const CacheRow& row, float y) {
     draw_row_tag(rp, row, y, 0.8f);
     const ImU32 grey = with_alpha(state_color(RowState::evicted, palette().dark), 0.55f);
     const float y1 = y + g.row_h - g.gap;
-    for (const float x : {g.x_k, g.x_v}) {
-        rp.dl->AddRect(ImVec2(x, y), ImVec2(x + g.cw * g.hd, y1), grey);
-        if (g.row_h >= 5) rp.dl->AddLine(ImVec2(x, (y + y1) * 0.5f), ImVec2(x + g.cw * g.hd, (y + y1) * 0.5f), grey);
+    for (const auto& [x, cols] : {std::pair{g.x_k, g.k_cols}, std::pair{g.x_v, g.v_cols}}) {
+        if (cols == 0) continue;
+        rp.dl->AddRect(ImVec2(x, y), ImVec2(x + g.cw * cols, y1), grey);
+        if (g.row_h >= 5) rp.dl->AddLine(ImVec2(x, (y + y1) * 0.5f), ImVec2(x + g.cw * cols, (y + y1) * 0.5f), grey);
     }
     if (!row.evicted_now || rp.a_flash >= 1.f) return;
-    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.x_v + g.cw * g.hd + 2, y + g.row_h),
+    rp.dl->AddRectFilled(ImVec2(g.x_k - 2, y), ImVec2(g.cells_end() + 2, y + g.row_h),
                          with_alpha(state_color(RowState::evicted, palette().dark), 0.6f * (1 - rp.a_flash)));
 }
 
@@ -136,16 +139,53 @@ void draw_resting_row(const RowPaint& rp, const CacheRow& row, float y) {
     draw_row_cells(rp, row.row, y, 0.f, 1.f);
 }
 
-// Hovering a cell shows its value (stored, and for f16/int8 the f32 value it replaced);
-// hovering the tag, the row's state.
+// One labelled strip of values in a tooltip: "k [cells]".
+void tooltip_strip(const char* name, const std::vector<float>& x, float scale) {
+    const float fs = ImGui::GetFontSize(), label_w = fs * 1.5f, cw = fs * 0.55f;
+    const ImVec2 p = ImGui::GetCursorScreenPos();
+    ImDrawList* dl = ImGui::GetWindowDrawList();
+    dl->AddText(ImVec2(p.x, p.y), palette().text, name);
+    draw_value_strip(dl, ImVec2(p.x + label_w, p.y), x.data(), static_cast<int>(x.size()), cw, fs, scale, palette().dark);
+    ImGui::Dummy(ImVec2(label_w + cw * static_cast<float>(x.size()), fs + 2));
+}
+
+// Hovering a latent cell (MLA): its value and part, then the K and V the row expands to
+// for the selected head (what the expand read computes from it at every step).
+void latent_tooltip(const RowPaint& rp, const CacheRow& row, int col) {
+    const kv::ModelConfig& c = rp.app.model->config;
+    const CellValue cell = cache_cell(rp.v, row.row, col, true);
+    if (!cell.held) {
+        ImGui::SetTooltip("%s", cell_hover_text(rp.v, row, col, true).c_str());
+        return;
+    }
+    const int dc = c.mla.kv_lora_rank, head = std::clamp(rp.app.vs.head, 0, c.n_head - 1);
+    const bool rope = col >= dc;
+    ImGui::BeginTooltip();
+    ImGui::Text("latent row %d, %s[%d] = %.4f%s", row.row, mla_part_name(c, col), rope ? col - dc : col, cell.stored,
+                rope ? " (RoPE: turned for its position)" : "");
+    if (cell.rounded) ImGui::Text("stored %s; the f32 value it replaced: %.6f", kv::dtype_name(rp.v.policy.dtype), cell.f32);
+    const MlaExpanded e = mla_expand_row(*rp.app.model, rp.v.cache_layer, head, rp.v.cache_k.row(row.row).data());
+    ImGui::Text("Head %d reads this row as (expanded, not cached):", head);
+    const float scale = std::max(abs_max(e.k.data(), static_cast<int>(e.k.size())), abs_max(e.v.data(), static_cast<int>(e.v.size())));
+    tooltip_strip("k", e.k, scale);
+    tooltip_strip("v", e.v, scale);
+    ImGui::TextColored(to_vec4(palette().text_dim), "k = [c_KV W_UK (%d) | k_R (%d)], v = c_KV W_UV (%d)",
+                       c.mla.qk_nope_head_dim, c.mla.qk_rope_head_dim, c.mla.v_head_dim);
+    ImGui::EndTooltip();
+}
+
+// Hovering a cell shows its value (stored, and for f16/int8 the f32 value it replaced;
+// a latent cell also what its row expands to); hovering the tag, the row's state.
 void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
     const CacheGeometry& g = rp.g;
     const ImVec2 mouse = ImGui::GetIO().MousePos;
     if (!ImGui::IsWindowHovered() || mouse.y < y || mouse.y >= y + g.row_h) return;
-    const bool in_k = mouse.x >= g.x_k && mouse.x < g.x_k + g.cw * g.hd;
-    const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.hd;
+    const bool in_k = mouse.x >= g.x_k && mouse.x < g.x_k + g.cw * g.k_cols;
+    const bool in_v = mouse.x >= g.x_v && mouse.x < g.x_v + g.cw * g.v_cols;
     if (in_k || in_v) {
-        const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0, g.hd - 1);
+        const int c = std::clamp(static_cast<int>((mouse.x - (in_k ? g.x_k : g.x_v)) / g.cw), 0,
+                                 (in_k ? g.k_cols : g.v_cols) - 1);
+        if (in_k && rp.latent) return latent_tooltip(rp, row, c);
         const bool rope = in_k && rp.app.model && rp.app.model->config.is_llama();
         ImGui::SetTooltip("%s%s", rope ? ("RoPE: this key was rotated for position " + std::to_string(row.row) +
                                           " when it was computed, and is kept rotated\n").c_str()
@@ -154,6 +194,30 @@ void row_tooltip(const RowPaint& rp, const CacheRow& row, float y) {
     } else if (mouse.x >= g.x_tag && mouse.x < g.x_tag + g.tag_w) {
         ImGui::SetTooltip("row %d: %s%s", row.row, row.sink ? "sink (always read); " : "", row_state_name(row.state));
     }
+}
+
+// MLA: a line between a latent row's c_KV and k_R columns, down the whole block.
+void draw_latent_split(const RowPaint& rp) {
+    const CacheGeometry& g = rp.g;
+    const float x = g.x_k + g.cw * rp.app.model->config.mla.kv_lora_rank - 0.5f;
+    rp.dl->AddLine(ImVec2(x, g.y0), ImVec2(x, g.y0 + g.rows_h()), palette().text, std::max(1.5f, rp.fs * 0.1f));
+}
+
+// The line under the rows: "K (rotated)" and "V", or "latent c_KV (24) | k_R (8, rotated)"
+// over an MLA model's one block (cut to "c_KV | k_R" when the block is narrow).
+void draw_column_captions(const RowPaint& rp) {
+    const CacheGeometry& g = rp.g;
+    const float y_end = g.y0 + g.rows_h() + 4;
+    const ImU32 dim = palette().text_dim;
+    if (rp.latent) {
+        const std::string full = mla_columns_caption(rp.app.model->config);
+        const float room = g.x_attn + g.attn_w - g.x_k;
+        rp.dl->AddText(ImVec2(g.x_k, y_end), dim, ImGui::CalcTextSize(full.c_str()).x <= room ? full.c_str() : "c_KV | k_R");
+        return;
+    }
+    const bool rope = rp.app.model && rp.app.model->config.is_llama();
+    rp.dl->AddText(ImVec2(g.x_k, y_end), dim, rope ? "K (rotated)" : "K");
+    rp.dl->AddText(ImVec2(g.x_v, y_end), dim, "V");
 }
 
 void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
@@ -174,15 +238,25 @@ void draw_cache_row(const RowPaint& rp, const CacheRow& row) {
     row_tooltip(rp, row, y);
 }
 
+// What one row holds: "K 16 + V 16", or an MLA model's "latent c_KV 24 + k_R 8".
+std::string row_parts(const AppState& app, const SessionView& v) {
+    const int kc = static_cast<int>(v.cache_k.cols()), vc = static_cast<int>(v.cache_v.cols());
+    if (app.model && shows_latent_rows(app.model->config, kc))
+        return "latent c_KV " + std::to_string(app.model->config.mla.kv_lora_rank) + " + k_R " +
+               std::to_string(app.model->config.mla.qk_rope_head_dim);
+    return "K " + std::to_string(kc) + " + V " + std::to_string(vc);
+}
+
 // "12 rows, K 16 + V 16 | attention: 1 query", with the policy when it is not the full f32 cache.
-std::string cache_details(const SessionView& v, const kv::StepTrace& t) {
-    const int rows = static_cast<int>(v.cache_k.rows()), hd = static_cast<int>(v.cache_k.cols());
+std::string cache_details(const AppState& app, const SessionView& v, const kv::StepTrace& t) {
+    const int rows = static_cast<int>(v.cache_k.rows());
+    const std::string parts = row_parts(app, v);
     char b[256];
     if (v.policy.is_default())
-        std::snprintf(b, sizeof b, "%d rows, K %d + V %d | %s", rows, hd, hd, attention_caption(t));
+        std::snprintf(b, sizeof b, "%d rows, %s | %s", rows, parts.c_str(), attention_caption(t));
     else
-        std::snprintf(b, sizeof b, "%s: %d rows held of %d, K %d + V %d | %s", policy_caption(v.policy).c_str(),
-                      v.cache_rows, rows, hd, hd, attention_caption(t));
+        std::snprintf(b, sizeof b, "%s: %d rows held of %d, %s | %s", policy_caption(v.policy).c_str(), v.cache_rows,
+                      rows, parts.c_str(), attention_caption(t));
     return b;
 }
 
@@ -196,18 +270,22 @@ bool draw_cache_caption(const AppState& app, const SessionView& v, const char* c
     const kv::StepTrace* t = v.last();
     const bool empty = !t || v.cache_k.rows() == 0;
     if (presenter) {
+        // MLA: the rows are latent rows; that is said even where the count and bytes do not fit.
+        const bool latent = app.model && shows_latent_rows(app.model->config, static_cast<int>(v.cache_k.cols()));
         char b[96];
-        std::snprintf(b, sizeof b, "  %d rows, %s", static_cast<int>(v.cache_k.rows()),
+        std::snprintf(b, sizeof b, "  %d %srows, %s", static_cast<int>(v.cache_k.rows()), latent ? "latent " : "",
                       human_bytes(static_cast<double>(v.cache_bytes)).c_str());
         const float room = ImGui::GetContentRegionAvail().x, cw = ImGui::CalcTextSize(caption).x;
         ImGui::TextColored(to_vec4(col), "%s", caption);
         const bool hovered = ImGui::IsItemHovered();
-        if (!empty && cw + ImGui::CalcTextSize(b).x <= room) {
+        for (const std::string& part : {std::string(b), std::string(latent ? "  latent rows" : "")}) {
+            if (empty || part.empty() || cw + ImGui::CalcTextSize(part.c_str()).x > room) continue;
             ImGui::SameLine(0, 0);
-            ImGui::TextColored(to_vec4(pal.text_dim), "%s", b);
+            ImGui::TextColored(to_vec4(pal.text_dim), "%s", part.c_str());
+            break;
         }
         if (!empty && (hovered || ImGui::IsItemHovered()))
-            ImGui::SetTooltip("%s\n%s", cache_details(v, *t).c_str(), cache_tooltip(app).c_str());
+            ImGui::SetTooltip("%s\n%s", cache_details(app, v, *t).c_str(), cache_tooltip(app).c_str());
         if (empty) ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
         return !empty;
     }
@@ -219,7 +297,7 @@ bool draw_cache_caption(const AppState& app, const SessionView& v, const char* c
         ImGui::TextColored(to_vec4(pal.text_dim), "The cache is empty: nothing has entered the model yet.");
         return false;
     }
-    const std::string b = " " + cache_details(v, *t);
+    const std::string b = " " + cache_details(app, v, *t);
     // Beside the caption when it fits, else wrapped on the lines below (large fonts).
     if (ImGui::GetContentRegionAvail().x < ImGui::CalcTextSize(b.c_str()).x) ImGui::NewLine();
     ImGui::PushStyleColor(ImGuiCol_Text, to_vec4(pal.text_dim));
@@ -275,20 +353,17 @@ void draw_cache_view(AppState& app, const SessionView& v, const char* caption, b
     const float readable = static_cast<float>(rows.size()) * cache_row_min_h(fs);
     app.vs.layout.short_h = std::max(app.vs.layout.short_h, readable - avail.y);
     const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, static_cast<int>(rows.size()),
-                                           static_cast<int>(v.cache_k.cols()), longest);
+                                           static_cast<int>(v.cache_k.cols()), static_cast<int>(v.cache_v.cols()), longest);
     int labelled = 0;
+    const bool latent = app.model && shows_latent_rows(app.model->config, g.k_cols);
     const RowPaint rp{app, v, g, ImGui::GetWindowDrawList(), fs,
                       abs_max(v.cache_k.data(), static_cast<int>(v.cache_k.size())),
                       abs_max(v.cache_v.data(), static_cast<int>(v.cache_v.size())),
-                      step_anim(app, 0.45f), step_anim(app, 1.0f), &labelled};
+                      step_anim(app, 0.45f), step_anim(app, 1.0f), &labelled, latent};
     for (const CacheRow& row : rows) draw_cache_row(rp, row);
+    if (latent) draw_latent_split(rp);
     const float below = g.captions ? fs * 1.3f : 0.f;
-    if (g.captions) {  // column captions under the matrix
-        const float y_end = g.y0 + g.rows_h() + 4;
-        const bool rope = app.model && app.model->config.is_llama();
-        rp.dl->AddText(ImVec2(g.x_k, y_end), palette().text_dim, rope ? "K (rotated)" : "K");
-        rp.dl->AddText(ImVec2(g.x_v, y_end), palette().text_dim, "V");
-    }
+    if (g.captions) draw_column_captions(rp);
     draw_attention_beside(app, *v.last(), app.vs.layer, app.vs.head,
                           AttnGeometry{g.x_attn, g.y0, g.row_h, g.attn_w, v.policy});
     ImGui::Dummy(ImVec2(g.x_attn - g.x0 + g.attn_w, g.rows_h() + below));
@@ -326,11 +401,14 @@ float row_label_y(const CacheGeometry& g, float y, float text_h) {
 
 float cache_row_min_h(float fs) { return std::max(std::ceil(fs * 0.8f), 14.f); }
 
-CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
-                             float longest_label, bool attention) {
+CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float avail_h, int rows, int k_cols,
+                             int v_cols, float longest_label, bool attention) {
     CacheGeometry g;
     g.n_rows = rows;
-    g.hd = hd;
+    g.k_cols = k_cols;
+    g.v_cols = v_cols;
+    const int cols = std::max(k_cols + v_cols, 1);
+    const float kv_gap = v_cols > 0 ? fs * 0.4f : 0.f;
     g.x0 = x0;
     g.y0 = y0;
     const float min_h = cache_row_min_h(fs), caption_h = fs * 1.4f;
@@ -350,20 +428,20 @@ CacheGeometry cache_geometry(float fs, float x0, float y0, float avail_w, float 
     g.label_w = std::max(fs * 2.f, std::min(g.label_w, avail_w - g.tag_w - fs * 9.5f));
     // Without an attention column: whole labels ("3 programming") before wide cells,
     // the cells keeping 2 px each at least.
-    if (!attention) g.label_w = std::max(g.label_w, std::min(whole_label, avail_w - g.tag_w - fs * 1.5f - 4.f * hd));
+    if (!attention) g.label_w = std::max(g.label_w, std::min(whole_label, avail_w - g.tag_w - fs * 1.5f - 2.f * cols));
     g.x_tag = x0 + g.label_w;
     g.x_k = g.x_tag + g.tag_w + fs * 0.3f;
     if (!attention) {
-        g.cw = std::clamp((avail_w - (g.x_k - x0) - fs * 0.6f) / (2 * hd), 1.f, fs * 1.2f);
-        g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
-        g.x_attn = g.x_v + g.cw * hd;
+        g.cw = std::clamp((avail_w - (g.x_k - x0) - fs * 0.6f) / cols, 1.f, fs * 1.2f);
+        g.x_v = g.x_k + g.cw * k_cols + kv_gap;
+        g.x_attn = g.cells_end();
         return g;
     }
     const float rest = std::max(avail_w - g.label_w - g.tag_w - fs * 1.5f, fs * 8);
     const float attn_share = rest * 0.3f;
-    g.cw = std::clamp((rest - attn_share - fs) / (2 * hd), 1.f, fs * 1.2f);
-    g.x_v = g.x_k + g.cw * hd + fs * 0.4f;
-    g.x_attn = g.x_v + g.cw * hd + fs * 0.6f;
+    g.cw = std::clamp((rest - attn_share - fs) / cols, 1.f, fs * 1.2f);
+    g.x_v = g.x_k + g.cw * k_cols + kv_gap;
+    g.x_attn = g.cells_end() + fs * 0.6f;
     g.attn_w = std::max(avail_w - (g.x_attn - x0) - fs * 0.5f, fs * 3);
     return g;
 }
@@ -376,11 +454,16 @@ std::string cache_layer_line(const AppState& app) {
     if (!app.model) return "";
     const kv::ModelConfig& c = app.model->config;
     const int64_t at_ctx = kv::cache_bytes_for(c, v.policy.dtype, kv::rows_kept(v.policy, c.n_ctx));
-    char b[256];
-    std::snprintf(b, sizeof b, "Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
-                  v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
-                  human_bytes(static_cast<double>(v.cache_bytes)).c_str(), human_bytes(static_cast<double>(at_ctx)).c_str(),
-                  c.n_ctx);
+    char b[320];
+    if (c.is_mla())
+        std::snprintf(b, sizeof b, "Layer %d, %s.  Cache (all %d layers): %s now, %s at n_ctx = %d", v.cache_layer,
+                      mla_row_summary(c).c_str(), c.n_layer, human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
+                      human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
+    else
+        std::snprintf(b, sizeof b, "Layer %d, kv head %d.  Cache (all %d layers x %d kv heads): %s now, %s at n_ctx = %d",
+                      v.cache_layer, v.cache_kv_head, c.n_layer, c.n_kv_head,
+                      human_bytes(static_cast<double>(v.cache_bytes)).c_str(),
+                      human_bytes(static_cast<double>(at_ctx)).c_str(), c.n_ctx);
     return b;
 }
 

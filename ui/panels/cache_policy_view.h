@@ -23,7 +23,7 @@ std::vector<BundledModel> bundled_models();
 // ---- policy control ---------------------------------------------------------------
 // The edit buffer's policy as typed, or the reason it cannot be applied (kv::check_policy).
 std::string policy_problem(const kv::CachePolicy& p);
-// Short form for captions: "full f32", "W 6 + 2 sinks, int8".
+// Short form for captions: "full f32", "W 6 + 2 sinks, int8", "full f32, absorbed" (MLA).
 std::string policy_caption(const kv::CachePolicy& p);
 
 // ---- cache cells ----------------------------------------------------------------

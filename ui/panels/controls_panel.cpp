@@ -312,9 +312,15 @@ std::string model_line(const AppState& app) {
     const kv::ModelConfig& c = app.model->config;
     const kv::WeightType t = app.model->weights.type;
     char b[256];
-    std::snprintf(b, sizeof b, "%s: %d layers, %d heads (%d kv), hd %d, ctx %d, weights %s (held %d bytes each)",
-                  app.model_name.c_str(), c.n_layer, c.n_head, c.n_kv_head, c.head_dim(), c.n_ctx,
-                  kv::weight_type_name(t), kv::weight_type_bytes(t));
+    if (c.is_mla())  // one latent row per token and layer instead of kv heads
+        std::snprintf(b, sizeof b, "%s: %d layers, %d heads, MLA latent %d + rope %d (k %d, v %d), ctx %d, weights %s "
+                      "(held %d bytes each)", app.model_name.c_str(), c.n_layer, c.n_head, c.mla.kv_lora_rank,
+                      c.mla.qk_rope_head_dim, c.head_dim(), c.v_head_dim(), c.n_ctx, kv::weight_type_name(t),
+                      kv::weight_type_bytes(t));
+    else
+        std::snprintf(b, sizeof b, "%s: %d layers, %d heads (%d kv), hd %d, ctx %d, weights %s (held %d bytes each)",
+                      app.model_name.c_str(), c.n_layer, c.n_head, c.n_kv_head, c.head_dim(), c.n_ctx,
+                      kv::weight_type_name(t), kv::weight_type_bytes(t));
     return b;
 }
 

@@ -1,7 +1,8 @@
 // Memory: the session's live cache bytes (and the weights' bytes beside them) and the curve of its policy against tokens
 // (ui/panels/memory_curve.cpp), then the cache formula 2 x layers x kv_heads x head_dim x
-// tokens x bytes, for this model, GPT-2 124M and a grouped-query 8B model (Llama-3-8B) at a context
-// length the teacher picks; bars are scaled to the largest.
+// tokens x bytes (MLA: layers x (d_c + d_R) x tokens x bytes), for this model, GPT-2 124M
+// and a grouped-query 8B model (Llama-3-8B) at a context length the teacher picks; bars
+// are scaled to the largest. (The MLA chapter's table adds DeepSeek-V3.)
 #include <imgui.h>
 
 #include <algorithm>
@@ -16,13 +17,13 @@
 
 namespace kvui {
 
-int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes) {
-    kv::ModelConfig shape;  // only the cache's dimensions matter
-    shape.n_layer = static_cast<int>(layers);
-    shape.n_head = shape.n_kv_head = static_cast<int>(kv_heads);
-    shape.n_embd = static_cast<int>(kv_heads * head_dim);
-    const kv::KvDtype t = bytes == 1 ? kv::KvDtype::int8 : bytes == 2 ? kv::KvDtype::f16 : kv::KvDtype::f32;
-    return kv::cache_bytes_for(shape, t, tokens);
+std::string cache_formula_text(const kv::ModelConfig& c, int64_t tokens, kv::KvDtype t) {
+    const std::string n = std::to_string(tokens), b = std::to_string(kv::dtype_bytes(t));
+    if (c.is_mla())
+        return std::to_string(c.n_layer) + "x(" + std::to_string(c.mla.kv_lora_rank) + "+" +
+               std::to_string(c.mla.qk_rope_head_dim) + ")x" + n + "x" + b;
+    return "2x" + std::to_string(c.n_layer) + "x" + std::to_string(c.n_kv_head) + "x" + std::to_string(c.head_dim()) + "x" +
+           n + "x" + b;
 }
 
 std::string human_bytes(double b) {
@@ -61,10 +62,14 @@ void draw_live_memory(const AppState& app) {
                           "A decode step reads all of them once; the cache grows with the tokens",
                           kv::weight_type_bytes(app.model->weights.type));
     text_wrapped_colored(pal.accent, "%s", policy_caption(v.policy).c_str());
-    if (v.policy.is_default()) {  // linear: the bytes of a token of the model on screen, each step
+    if (!v.policy.windowed() && v.policy.dtype == kv::KvDtype::f32) {  // linear: a token's bytes (an MLA read mode stores the same)
         text_wrapped_colored(pal.text_dim, "linear: %s a token",
                              human_bytes(static_cast<double>(kv::cache_bytes_for(c, v.policy.dtype, 1))).c_str());
-        if (ImGui::IsItemHovered())
+        if (ImGui::IsItemHovered() && c.is_mla())
+            ImGui::SetTooltip("A token: one latent row (c_KV %d + k_R %d) x %d layers x %d bytes a value, shared by all "
+                              "%d heads;\n2x tokens = 2x bytes", c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, c.n_layer,
+                              kv::dtype_bytes(v.policy.dtype), c.n_head);
+        else if (ImGui::IsItemHovered())
             ImGui::SetTooltip("A token: K and V (2) x %d layers x %d kv heads x head_dim %d x %d bytes a value;\n"
                               "2x tokens = 2x bytes", c.n_layer, c.n_kv_head, c.head_dim(), kv::dtype_bytes(v.policy.dtype));
     }
@@ -79,6 +84,14 @@ void draw_live_memory(const AppState& app) {
 
 }  // namespace
 
+std::vector<MemoryRow> memory_rows(const AppState& app) {
+    std::vector<MemoryRow> rows;
+    if (app.model) rows.push_back({"this model (f32)", app.model->config, kv::KvDtype::f32});
+    rows.push_back({"GPT-2 124M", kv::ModelConfig::gpt2_124m(), kv::KvDtype::f32});
+    rows.push_back({"Llama-3-8B (GQA, fp16)", kv::ModelConfig::llama3_8b(), kv::KvDtype::f16});
+    return rows;
+}
+
 void draw_memory_panel(AppState& app) {
     const Palette& pal = palette();
     ViewState& vs = app.vs;
@@ -91,40 +104,32 @@ void draw_memory_panel(AppState& app) {
     ImGui::SetNextItemWidth(std::max(fs * 6, ImGui::GetContentRegionAvail().x));
     ImGui::SliderInt("##ctx", &vs.memory_ctx, 1, 131072, "%d", ImGuiSliderFlags_Logarithmic);
     if (ImGui::IsItemHovered()) ImGui::SetTooltip("context length: Ctrl+click to type a number");
-    struct Row {
-        std::string name;
-        int64_t L, Hkv, hd, bytes;
-    };
-    std::vector<Row> rows;
-    if (app.model) {
-        const kv::ModelConfig& c = app.model->config;
-        rows.push_back({"this model (f32)", c.n_layer, c.n_kv_head, c.head_dim(), 4});
-    }
-    rows.push_back({"GPT-2 124M", 12, 12, 64, 4});
-    rows.push_back({"Llama-3-8B (GQA, fp16)", 32, 8, 128, 2});
+    const std::vector<MemoryRow> rows = memory_rows(app);
     double maxb = 1;
-    for (const Row& r : rows)
-        maxb = std::max(maxb, static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes)));
+    for (const MemoryRow& r : rows) maxb = std::max(maxb, static_cast<double>(kv::cache_bytes_for(r.config, r.dtype, vs.memory_ctx)));
     const float W = ImGui::GetContentRegionAvail().x;
     ImDrawList* dl = ImGui::GetWindowDrawList();
-    for (const Row& r : rows) {
-        const double b = static_cast<double>(cache_bytes_formula(r.L, r.Hkv, r.hd, vs.memory_ctx, r.bytes));
+    for (const MemoryRow& r : rows) {
+        const double b = static_cast<double>(kv::cache_bytes_for(r.config, r.dtype, vs.memory_ctx));
         // The bar sits behind the (wrapped) text, scaled to the largest: drawn after
         // the text on a lower channel, once the text's height is known.
         dl->ChannelsSplit(2);
         dl->ChannelsSetCurrent(1);
         const ImVec2 o = ImGui::GetCursorScreenPos();
-        text_wrapped("%s: 2x%lldx%lldx%lldx%dx%lld = %s", r.name.c_str(), static_cast<long long>(r.L),
-                           static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), vs.memory_ctx,
-                           static_cast<long long>(r.bytes), human_bytes(b).c_str());
+        text_wrapped("%s: %s = %s", r.name.c_str(), cache_formula_text(r.config, vs.memory_ctx, r.dtype).c_str(),
+                     human_bytes(b).c_str());
         const bool hovered = ImGui::IsItemHovered();
         dl->ChannelsSetCurrent(0);
         dl->AddRectFilled(o, ImVec2(o.x + std::max(3.f, static_cast<float>(W * b / maxb)), ImGui::GetItemRectMax().y),
                           with_alpha(pal.accent, 0.28f), 3.f);
         dl->ChannelsMerge();
-        if (hovered)
-            ImGui::SetTooltip("%lld layers, %lld kv heads, head_dim %lld, %lld bytes per value", static_cast<long long>(r.L),
-                              static_cast<long long>(r.Hkv), static_cast<long long>(r.hd), static_cast<long long>(r.bytes));
+        const kv::ModelConfig& c = r.config;
+        if (hovered && c.is_mla())
+            ImGui::SetTooltip("%d layers, one latent row of c_KV %d + k_R %d per token, %d bytes per value", c.n_layer,
+                              c.mla.kv_lora_rank, c.mla.qk_rope_head_dim, kv::dtype_bytes(r.dtype));
+        else if (hovered)
+            ImGui::SetTooltip("%d layers, %d kv heads, head_dim %d, %d bytes per value", c.n_layer, c.n_kv_head,
+                              c.head_dim(), kv::dtype_bytes(r.dtype));
     }
     ImGui::EndChild();
 }

@@ -50,28 +50,31 @@ std::string narrate(const AppState& app) {
     const std::string L = std::to_string(c.n_layer), Hkv = std::to_string(c.n_kv_head);
     std::string s = "Step " + std::to_string(t->step) + ", " + kv::phase_name(t->phase);
     s += t->cache_on ? " (cache on): " : " (cache OFF): ";
-    const std::string lh = " (" + std::to_string(k.kv_rows_computed) + " K/V rows: " + L + " layers x " + Hkv +
-                           " kv heads)";
+    // An MLA model caches one latent row [c_KV | k_R] per token and layer, for every head.
+    const bool mla = c.is_mla();
+    const std::string rows_word = mla ? " latent rows" : " K/V rows";
+    const std::string lh = " (" + std::to_string(k.kv_rows_computed) + rows_word + ": " + L + " layers x " +
+                           (mla ? "1, read by all " + std::to_string(c.n_head) + " heads)" : Hkv + " kv heads)");
     if (t->phase == kv::Phase::prefill) {
         s += "all " + std::to_string(n) + " prompt tokens " + quoted_run(app, t->input_ids) +
-             " enter the model together. Their K and V become cache " + rows_range(t->start_pos, t->start_pos + n - 1) +
+             " enter the model together. " + (mla ? "Their latent rows [c_KV | k_R]" : "Their K and V") + " become cache " + rows_range(t->start_pos, t->start_pos + n - 1) +
              lh + ".";
     } else if (t->cache_on) {
         const int pos = t->start_pos;
-        s += "only " + quoted_run(app, t->input_ids) + " enters the model. Its K and V become row " +
+        s += "only " + quoted_run(app, t->input_ids) + " enters the model. " + (mla ? "Its latent row becomes" : "Its K and V become") + " row " +
              std::to_string(pos) + lh + ". ";
         if (pos > 0 && v.policy.windowed())  // only the rows the window reads
             s += "It reads " + std::to_string(t->cache_rows_read) + " of the cache's rows (" +
-                 window_ranges(v.policy, pos, true) + "): " + std::to_string(k.kv_rows_reused) +
-                 " K/V rows not recomputed.";
+                 window_ranges(v.policy, pos, true) + "): " + std::to_string(k.kv_rows_reused) + rows_word +
+                 " not recomputed.";
         else if (pos > 0)
             s += cap(rows_range(0, pos - 1)) + " are read from the cache: " + std::to_string(k.kv_rows_reused) +
-                 " K/V rows not recomputed.";
+                 rows_word + " not recomputed.";
     } else {
         s += "all " + std::to_string(n) + " tokens enter the model again" + lh + ". ";
         if (k.kv_rows_recomputed > 0) {
             s += cap(rows_range(0, t->n_known - 1)) + " are recomputed (" + std::to_string(k.kv_rows_recomputed) +
-                 " K/V rows computed before";
+                 rows_word + " computed before";
             const kv::HeadTrace* h = t->find_head(app.vs.layer, app.vs.head);
             if (h && h->recompute_max_diff >= 0.f) {
                 char d[48];

@@ -18,7 +18,8 @@ float rounding_error(const SessionView& v) {
     for (int r = 0; r < rows; ++r) {
         if (r >= static_cast<int>(v.held.size()) || !v.held[static_cast<size_t>(r)]) continue;
         d = std::max(d, (v.cache_k.row(r) - v.cache_k_f32.row(r)).cwiseAbs().maxCoeff());
-        d = std::max(d, (v.cache_v.row(r) - v.cache_v_f32.row(r)).cwiseAbs().maxCoeff());
+        if (v.cache_v.cols() > 0 && r < v.cache_v_f32.rows())  // MLA: no V part
+            d = std::max(d, (v.cache_v.row(r) - v.cache_v_f32.row(r)).cwiseAbs().maxCoeff());
     }
     return d;
 }
@@ -69,14 +70,21 @@ std::string rounding_sentence(const SessionView& v) {
     return b;
 }
 
-// "Cost vs full attention in f32: max logit difference 0.031, same top token."
-std::string cost_sentence(const AppState& app, const kv::StepTrace& t) {
+// "Cost vs full attention in f32: max logit difference 0.031, same top token." An MLA
+// model's reference reads its latent rows expanded (kv::CachePolicy::is_default), so
+// the absorbed read alone is measured against the expanded one.
+std::string cost_sentence(const AppState& app, const kv::CachePolicy& pol, const kv::StepTrace& t) {
     if (!t.vs_full.measured()) return "";
-    char b[96];
-    std::snprintf(b, sizeof b, "Cost vs full attention in f32: max logit difference %.3g, ", t.vs_full.max_abs_logit_diff);
+    const bool absorbed_only = pol.mla == kv::MlaRead::absorbed && !pol.windowed() && pol.dtype == kv::KvDtype::f32;
+    const char* what = absorbed_only                        ? "Absorbed vs expanded read of the same latent rows"
+                       : pol.mla == kv::MlaRead::absorbed   ? "Cost vs full attention in f32, read expanded"
+                                                            : "Cost vs full attention in f32";
+    char b[160];
+    std::snprintf(b, sizeof b, "%s: max logit difference %.3g, ", what, t.vs_full.max_abs_logit_diff);
     std::string s = b;
     if (t.vs_full.same_top1) return s + "same top token.";
-    return s + "top token changed (full f32 would pick '" + app.token_text(t.vs_full.ref_top1) + "').";
+    return s + "top token changed (" + (absorbed_only ? "expanded" : "full f32") + " would pick '" +
+           app.token_text(t.vs_full.ref_top1) + "').";
 }
 
 }  // namespace
@@ -108,7 +116,7 @@ std::string narrate_policy(const AppState& app, const SessionView& v) {
     if (!t || v.policy.is_default()) return "";
     std::string s;
     for (const std::string& part : {evicted_sentence(app, v, *t), window_sentence(v, *t), rounding_sentence(v),
-                                    cost_sentence(app, *t)})
+                                    cost_sentence(app, v.policy, *t)})
         if (!part.empty()) s += (s.empty() ? "" : " ") + part;
     return s;
 }

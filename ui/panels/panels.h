@@ -48,7 +48,8 @@ enum class KeyAction {
     show_panel_6 = show_panel_1 + 5,
     focus_layout,   // F: the one-column focus layout on / off
     more_controls,  // M: all controls / the one-row controls
-    serving         // V: the serving view on / off
+    serving,        // V: the serving view on / off
+    mla_read        // A: an MLA model's read, expand <-> absorbed (set_mla_read)
 };
 // GLFW key code (GLFW_KEY_*) + Ctrl/Shift -> action. Plain keys only act without
 // Ctrl; Shift only changes Tab.
@@ -57,6 +58,10 @@ KeyAction key_action(int glfw_key, bool ctrl, bool shift = false);
 const std::vector<int>& watched_keys();
 // Applies one action to the app (pushes Commands, flips view flags).
 void apply_key_action(AppState& app, KeyAction a);
+// An MLA model's read of its latent rows (kv::MlaRead; key A, the policy control): the
+// sessions get fresh caches of the main policy with that read, then run again the steps
+// they had (the prompt is kept). Nothing when the model is not MLA or the read is the same.
+void set_mla_read(AppState& app, kv::MlaRead m);
 // Brings a panel forward: a tab group shows the member picked last (its first when none).
 void pick_panel(ViewState& vs, PanelId p);
 PanelId shown_panel(const ViewState& vs, const std::vector<PanelId>& group);
@@ -90,9 +95,17 @@ struct Work {
 Work formula_step(const kv::ModelConfig& c, int p, int s, bool cache, const kv::CachePolicy& pol = {});
 // Sum over steps 0..n_steps-1.
 Work formula_total(const kv::ModelConfig& c, int p, int n_steps, bool cache, const kv::CachePolicy& pol = {});
-// 2 x layers x kv_heads x head_dim x tokens x bytes (core's kv::cache_bytes_for; bytes
-// 4, 2 or 1 picks f32, f16 or int8, whose scales it adds).
-int64_t cache_bytes_formula(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t tokens, int64_t bytes);
+// The cache's bytes are core's kv::cache_bytes_for (the one formula). Its factors as the
+// memory panel and the lesson write them: "2x12x12x64x1024x4" (K and V x L x Hkv x hd x
+// tokens x bytes), or for MLA "61x(512+64)x1024x2" (L x (d_c + d_R) x tokens x bytes).
+std::string cache_formula_text(const kv::ModelConfig& c, int64_t tokens, kv::KvDtype t);
+// The memory panel's rows: this model in f32, GPT-2 124M (f32) and Llama-3-8B (fp16).
+struct MemoryRow {
+    std::string name;
+    kv::ModelConfig config;
+    kv::KvDtype dtype = kv::KvDtype::f32;
+};
+std::vector<MemoryRow> memory_rows(const AppState& app);
 std::string human_bytes(double b);
 // What the Work chart draws: cumulative formula lines for both modes over `horizon`
 // steps (at least 8, at most to n_ctx), and the measured cumulative series of each
@@ -129,13 +142,15 @@ std::vector<CacheRow> cache_rows(const AppState& app, const SessionView& v);
 // bytes now and at n_ctx, the tags' key.
 std::string cache_tooltip(const AppState& app);
 // Where the cache view draws: columns left to right are label, tag, K block, V block,
-// attention weights. The presenter rule (docs/design.md, "The presenter rule"): every
+// attention weights. An MLA model's rows have one block, the latent [c_KV | k_R]
+// (k_cols = d_c + d_R, v_cols = 0; ModelConfig::cache_k_width, cache_v_width). The presenter rule (docs/design.md, "The presenter rule"): every
 // row is at least cache_row_min_h tall and carries its label (position and token) and
 // its tag's word; rows share the height they get up to 1.3 font heights, and when
 // even the minimum does not fit they scroll (the newest kept in view). The K/V
 // captions under the rows take a line only when every row fits with it.
 struct CacheGeometry {
-    int n_rows = 0, hd = 0;
+    int n_rows = 0;
+    int k_cols = 0, v_cols = 0;         // values of a row's K and V parts (hd and hd, or d_c + d_R and 0)
     float x0 = 0, y0 = 0;               // top left of the rows
     float row_h = 0, gap = 0;           // row height, gap under each row
     float label_scale = 1.f;            // row text height / font height
@@ -144,13 +159,14 @@ struct CacheGeometry {
     float label_w = 0, tag_w = 0, cw = 0;  // column widths (cw: one K or V cell)
     float x_tag = 0, x_k = 0, x_v = 0, x_attn = 0, attn_w = 0;
     float rows_h() const { return n_rows * row_h; }
+    float cells_end() const { return x_v + cw * v_cols; }  // right edge of the cells (the K block's without V)
 };
 // The least height of a cache row: 0.8 of the font, and never under 14 px (12 px text).
 float cache_row_min_h(float font_px);
 // attention: the attention column beside the rows (the speculative caches have none:
 // their labels are whole and their cells take the rest).
-CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int hd,
-                             float longest_label, bool attention = true);
+CacheGeometry cache_geometry(float font_px, float x0, float y0, float avail_w, float avail_h, int rows, int k_cols,
+                             int v_cols, float longest_label, bool attention = true);
 // Where a row's label of height text_h goes: centred on the row at top y, kept inside
 // the rows' block (labels taller than short rows would stick out above the first row
 // and below the last, where a child window cuts them).

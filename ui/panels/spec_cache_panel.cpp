@@ -41,17 +41,18 @@ void draw_cells(ImDrawList* dl, const CacheGeometry& g, float y, const kv::RowMa
                 float ks, float vs, float alpha) {
     const bool dark = palette().dark;
     const float h = g.row_h - g.gap;
-    if (!k || i < 0 || i >= k->rows() || k->cols() != g.hd) {
-        for (float x0 : {g.x_k, g.x_v})
-            dl->AddRectFilled(ImVec2(x0, y), ImVec2(x0 + g.cw * g.hd, y + h), with_alpha(palette().text_dim, 0.2f * alpha));
+    if (!k || !v || i < 0 || i >= k->rows() || k->cols() != g.k_cols || v->cols() != g.v_cols) {
+        dl->AddRectFilled(ImVec2(g.x_k, y), ImVec2(g.x_k + g.cw * g.k_cols, y + h), with_alpha(palette().text_dim, 0.2f * alpha));
+        if (g.v_cols > 0)
+            dl->AddRectFilled(ImVec2(g.x_v, y), ImVec2(g.cells_end(), y + h), with_alpha(palette().text_dim, 0.2f * alpha));
         return;
     }
-    for (int c = 0; c < g.hd; ++c) {
+    for (int c = 0; c < g.k_cols; ++c)
         dl->AddRectFilled(ImVec2(g.x_k + c * g.cw, y), ImVec2(g.x_k + (c + 1) * g.cw, y + h),
                           with_alpha(diverging((*k)(i, c) / ks, dark), alpha));
+    for (int c = 0; c < g.v_cols; ++c)
         dl->AddRectFilled(ImVec2(g.x_v + c * g.cw, y), ImVec2(g.x_v + (c + 1) * g.cw, y + h),
                           with_alpha(diverging((*v)(i, c) / vs, dark), alpha));
-    }
 }
 
 // One row: label, tag and cells in the row's state for this phase.
@@ -75,7 +76,7 @@ void draw_spec_row(const AppState& app, const CacheSide& side, const CacheGeomet
     dl->AddText(big_font(), ts, ImVec2(g.x_tag + 4, y + (g.row_h - ts) * 0.5f), IM_COL32(0, 0, 0, 255), tag);
     if (gone) draw_cells(dl, g, y, side.gone_k, side.gone_v, row - side.gone_first, ks, vs, struck ? 0.3f : 1.f);
     else draw_cells(dl, g, y, side.k, side.v, row, ks, vs, 1.f);
-    const float x1 = g.x_v + g.cw * g.hd;
+    const float x1 = g.cells_end();
     if (gone && !struck) dashed_rect(dl, ImVec2(g.x_k - 2, y), ImVec2(x1 + 2, y + h), state_color(RowState::computed, pal.dark), 2.f);
     if (struck) dl->AddLine(ImVec2(g.x0, y + h * 0.5f), ImVec2(x1 + 2, y + h * 0.5f), pal.bad, 2.f);
 }
@@ -111,13 +112,13 @@ void draw_spec_cache_side(AppState& app, const CacheSide& side, SpecPhase ph) {
         const int id = row_token(app.spec, r);
         longest = std::max(longest, ImGui::CalcTextSize((std::to_string(r) + " " + (id >= 0 ? app.token_text(id) : "")).c_str()).x);
     }
-    const int hd = static_cast<int>(side.k->cols());
-    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, n_rows, hd, longest, false);
+    const CacheGeometry g = cache_geometry(fs, o.x, o.y, avail.x, avail.y, n_rows, static_cast<int>(side.k->cols()),
+                                           static_cast<int>(side.v->cols()), longest, false);
     const float ks = abs_max(side.k->data(), static_cast<int>(side.k->size()));
     const float vs = abs_max(side.v->data(), static_cast<int>(side.v->size()));
     for (int r = 0; r < n_rows; ++r) draw_spec_row(app, side, g, r, ph, ks, vs);
     record_cache_drawn(app, g, fs, n_rows);  // every row carries its label
-    ImGui::Dummy(ImVec2(g.x_v + g.cw * hd - g.x0, n_rows * g.row_h + fs * 0.3f));
+    ImGui::Dummy(ImVec2(g.cells_end() - g.x0, n_rows * g.row_h + fs * 0.3f));
     if (newest_changed(g) || !app.vs.animate || ImGui::GetTime() - app.vs.step_time < 0.3) ImGui::SetScrollHereY(1.f);
     ImGui::EndChild();
 }

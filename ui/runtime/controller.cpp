@@ -205,6 +205,10 @@ std::unique_ptr<Controller::Loaded> Controller::load(const std::string& spec, Re
     l->model = ready_ ? std::move(ready_) : kv::load_model(spec, weights_);
     l->model32 = std::move(ready32_);
     const kv::Model& m = *l->model;
+    if (!m.config.is_mla()) {  // an MLA read chosen for a model loaded before means nothing here
+        policy_.mla = kv::MlaRead::expand;
+        if (other_policy_) other_policy_->mla = kv::MlaRead::expand;
+    }
     auto main = std::make_unique<kv::Session>(m, kv::make_engine(m, backend_), policy_);
     main->set_measure_vs_full(true);  // the narration's cost vs full attention
     if (l->model32) main->set_measure_vs_f32(kv::make_engine(*l->model32, backend_));  // the narration's cost vs f32 weights

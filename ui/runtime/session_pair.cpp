@@ -162,8 +162,8 @@ void fill_cache_view(const kv::KVCache& cache, const kv::ModelConfig& c, int lay
     v.cache_kv_head = std::clamp(kv_head, 0, c.n_kv_head - 1);
     cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k, v.cache_v);
     if (!cache.read_positions(v.cache_layer, v.cache_kv_head, v.cache_k_f32, v.cache_v_f32, true)) {
-        v.cache_k_f32.resize(0, c.head_dim());
-        v.cache_v_f32.resize(0, c.head_dim());
+        v.cache_k_f32.resize(0, c.cache_k_width());
+        v.cache_v_f32.resize(0, c.cache_v_width());
     }
 }
 

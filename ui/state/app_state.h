@@ -49,7 +49,9 @@ struct SessionView {
     std::vector<int> slot_pos;                            // the cache's cells: slot -> position (-1 free)
     std::vector<bool> held;                               // (cache_positions) position held by the cache
     int cache_layer = 0, cache_kv_head = 0;               // what cache_k/v hold
-    kv::RowMat cache_k, cache_v;                          // (cache_positions, hd) stored, as f32; 0 if not held
+    // (cache_positions, cache_k_width / cache_v_width) stored, as f32; 0 if not held. For
+    // MLA, cache_k holds the latent rows [c_KV | k_R] (d_c + d_R) and cache_v is (n, 0).
+    kv::RowMat cache_k, cache_v;
     kv::RowMat cache_k_f32, cache_v_f32;                  // same, the f32 rows f16/int8 rounded (empty: f32)
 
     const kv::StepTrace* last() const { return history.empty() ? nullptr : history.back().get(); }
@@ -148,6 +150,9 @@ struct LessonState {
     int setup = 0;
     bool load_asked = false;         // the setup's load_model was pushed
     RopeShiftView rope;              // the RoPE chapter's measurement
+    // The MLA chapter's table: the bundled models it compares (tiny-gpt, tiny-llama,
+    // tiny-mla) by name, their config.json read once when the chapter opens (lesson_tick).
+    std::vector<std::pair<std::string, kv::ModelConfig>> bundled_shapes;
 };
 
 // What one cache picture drew this frame (the cache panel, each side in compare mode,
