@@ -200,9 +200,11 @@ kv::Session make_session(const kv::Model& m, const std::string& backend, const k
 }
 
 void check_mla_flag(const kv::Model& m, const kv::CachePolicy& policy) {
-    if (policy.mla == kv::MlaRead::absorbed && !m.config.is_mla())
-        throw UsageError("--mla: model '" + m.name + "' caches K and V, not a latent (only an MLA model, e.g. "
-                         "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)");
+    try {
+        kv::check_mla_read(m.config, policy, m.name);
+    } catch (const kv::Error& e) {
+        throw UsageError(e.what());
+    }
 }
 
 kv::Session make_session(const kv::Model& m, std::shared_ptr<kv::Engine> engine, const kv::CachePolicy& policy) {

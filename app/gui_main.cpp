@@ -646,11 +646,10 @@ int main(int argc, char** argv) {
     ctl.set_policy(o.policy);
     ctl.set_weights(o.weight_type);
     if (o.model_first() && !open_model(ctl, app, o)) return 1;
-    // As kvscope-cli's check_mla_flag (app/cli_common.cpp): expand is every model's read.
-    if (o.policy.mla == kv::MlaRead::absorbed && !app.model->config.is_mla()) {
-        std::fprintf(stderr, "kvscope: --mla: model '%s' caches K and V, not a latent (only an MLA model, e.g. "
-                             "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)\n",
-                     app.model_name.c_str());
+    try {  // the rule and its words are core's, as kvscope-cli's
+        kv::check_mla_read(app.model->config, o.policy, app.model_name);
+    } catch (const kv::Error& e) {
+        std::fprintf(stderr, "kvscope: %s\n", e.what());
         return 2;
     }
     if (!o.model_first() && !start_model(ctl, app, o)) return 1;

@@ -104,6 +104,12 @@ std::unique_ptr<Engine> make_engine(const Model& model, const std::string& backe
     throw Error("--backend '" + backend + "': unknown backend (use cpu or cuda)");
 }
 
+void check_mla_read(const ModelConfig& cfg, const CachePolicy& pol, const std::string& model_name) {
+    if (pol.mla == MlaRead::absorbed && !cfg.is_mla())
+        throw Error("--mla: model '" + model_name + "' caches K and V, not a latent (only an MLA model, e.g. "
+                    "assets/models/tiny-mla or random:mla-tiny, reads its cache absorbed)");
+}
+
 bool records_all_heads(const ModelConfig& c) {
     return int64_t(c.n_layer) * c.n_head * c.n_ctx <= 2LL * 16 * 1024;
 }

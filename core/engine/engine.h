@@ -99,6 +99,10 @@ void check_forward_request(const ModelConfig& cfg, const ForwardRequest& req, co
 // with tokens, within the context, ids in range, tables covering its positions with
 // blocks of the pool, and no two sequences writing the same slot.
 void check_batch(const ModelConfig& cfg, std::span<const BatchSeq> seqs, const PagedKV& pool);
+// Throws kv::Error "--mla: model 'NAME' caches K and V, not a latent (...)" when the
+// policy reads absorbed but the model caches K and V (expand is every model's read).
+// The command line and the window both ask here.
+void check_mla_read(const ModelConfig& cfg, const CachePolicy& pol, const std::string& model_name);
 // Checks a (layer, kv head) pair for reading a cache (throws kv::Error).
 void check_cache_head(const ModelConfig& cfg, int layer, int kv_head);
 // Fills the fields every backend sets the same way once the work is done: the
