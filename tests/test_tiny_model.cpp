@@ -25,6 +25,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Every tensor's stored shape in a safetensors file, checking each is F32.
+std::map<std::string, std::vector<int64_t>> f32_shapes(const std::string& file) {
+    std::map<std::string, std::vector<int64_t>> got;
+    for (const auto& [name, info] : kv::read_safetensors_header(file)) {
+        CAPTURE(name);
+        CHECK(info.dtype == "F32");
+        got[name] = info.shape;
+    }
+    return got;
+}
+
 const std::string kDir = KVSCOPE_SOURCE_DIR "/assets/models/tiny-gpt";
 
 const kv::Model& tiny() {
@@ -201,14 +212,7 @@ TEST_CASE("bundled tiny-llama: model.safetensors holds exactly LlamaForCausalLM'
         want[p + "mlp.up_proj.weight"] = {176, 64};
         want[p + "mlp.down_proj.weight"] = {64, 176};
     }
-    const auto header = kv::read_safetensors_header(kLlama + "/model.safetensors");
-    std::map<std::string, std::vector<int64_t>> got;
-    for (const auto& [name, info] : header) {
-        CAPTURE(name);
-        CHECK(info.dtype == "F32");
-        got[name] = info.shape;
-    }
-    CHECK(got == want);
+    CHECK(f32_shapes(kLlama + "/model.safetensors") == want);
 }
 
 TEST_CASE("bundled tiny-llama: kvscope-cli generate says \"language\" after \"Python is a programming\"") {
@@ -279,14 +283,7 @@ TEST_CASE("bundled tiny-mla: model.safetensors holds exactly DeepseekV3ForCausal
         want[p + "mlp.up_proj.weight"] = {176, 64};
         want[p + "mlp.down_proj.weight"] = {64, 176};
     }
-    const auto header = kv::read_safetensors_header(kMla + "/model.safetensors");
-    std::map<std::string, std::vector<int64_t>> got;
-    for (const auto& [name, info] : header) {
-        CAPTURE(name);
-        CHECK(info.dtype == "F32");
-        got[name] = info.shape;
-    }
-    CHECK(got == want);
+    CHECK(f32_shapes(kMla + "/model.safetensors") == want);
 }
 
 TEST_CASE("bundled tiny-mla: kvscope-cli generate says \"language\" after \"Python is a programming\"") {
@@ -301,4 +298,26 @@ TEST_CASE("bundled tiny-mla: kvscope-cli generate says \"language\" after \"Pyth
     CHECK(j.at("steps").at(0).at("next_token") == "language");
     CHECK(j.at("steps").at(1).at("next_token") == "used");
     CHECK(j.at("steps").at(2).at("next_token") == "for");
+}
+
+// The issue's measure of an MLA cache: per token, (d_c + d_R) / (2 x Hkv x hd) of
+// tiny-llama's at the same dtype, read from generate --json's counters.
+TEST_CASE("bundled tiny-mla: generate --json's cache_bytes per token is (d_c + d_R) / (2 Hkv hd) of tiny-llama's") {
+    auto bytes_per_token = [](const std::string& dir, const std::string& dtype) {
+        const kvtest::Run r = kvtest::run_cli("generate --model '" + dir +
+                                              "' --prompt 'Python is a programming' --new 4 --json --kv-dtype " + dtype);
+        CAPTURE(r.err);
+        REQUIRE(r.rc == 0);
+        const auto j = nlohmann::json::parse(r.out);
+        const auto& last = j.at("steps").back().at("counters");
+        return last.at("cache_bytes").get<double>() / last.at("cache_rows").get<double>();
+    };
+    const kv::ModelConfig mla = kv::load_model_folder(kMla)->config, llama = kv::load_model_folder(kLlama)->config;
+    const double want = double(mla.mla.kv_lora_rank + mla.mla.qk_rope_head_dim) /
+                        (2.0 * llama.n_kv_head * llama.head_dim());
+    CHECK(want == doctest::Approx(0.5));  // (24 + 8) / (2 x 2 x 16)
+    for (const char* dtype : {"f32", "f16"}) {
+        CAPTURE(dtype);
+        CHECK(bytes_per_token(kMla, dtype) / bytes_per_token(kLlama, dtype) == doctest::Approx(want));
+    }
 }
