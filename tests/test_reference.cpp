@@ -361,7 +361,7 @@ TEST_CASE("a DeepseekV3 folder written outside kvscope loads and matches NumPy a
             kv::CachePolicy pol;
             pol.mla = mode;
             const RefDiff d = against_numpy(*m, dir, ids, kv::WeightType::f32, pol);
-            MESSAGE("deepseek_folder.py q_lora " << q_lora << ", " << kv::mla_read_name(mode) << ": worst " << d.worst
+            MESSAGE("deepseek_folder.py q_lora " << q_lora << ", " << std::string(kv::mla_read_name(mode)) << ": worst " << d.worst
                                                  << " (largest |logit| " << d.largest << ")");
             CHECK(d.largest > 1.0);
             CHECK(d.worst <= 1e-4);
