@@ -170,7 +170,10 @@ size_t HostRows::slot_bytes() const {
 }
 
 template <class L, class F>
-void HostRows::for_slot_spans(L& st, int slot, F&& f) const {
+void HostRows::for_slot_spans(L& st, int slot, F&& f_any) const {
+    auto f = [&](auto* p, size_t n) {  // an empty part (MLA's V) has no storage, not even a pointer
+        if (n > 0) f_any(p, n);
+    };
     const size_t kw = size_t(k_width()), vw = size_t(v_width()), Hkv = size_t(cfg_.n_kv_head);
     const size_t ko = size_t(slot) * kw, vo = size_t(slot) * vw;
     switch (dtype_) {
