@@ -154,6 +154,11 @@ private:
     // RoPE (Llama family): q and k of every part's rows in qkv_ turned by their absolute
     // positions; the recorded heads of layer l keep k before the turn.
     void rope(int l, std::span<Part> parts, int r0, StepTrace& tr);
+    // Calls turn(row, cs) for every row of the parts, with cs the cos (half values) and
+    // sin (half values) of RoPE's angles at the row's absolute position; each thread
+    // takes a share of each part's rows. RoPE and MLA's RoPE both turn through it.
+    template <class F>
+    void each_position(std::span<const Part> parts, int half, F&& turn);
     // SwiGLU (Llama family): ff_ = silu(gate) * up from fc_'s [gate | up] rows.
     void swiglu(int n_rows);
     // Every layer over rows [0, n_rows): the weight products once, each part's K/V
@@ -478,6 +483,20 @@ void CpuEngine::record_qkv(int l, const Part& pt, int r0, StepTrace& tr) const {
     }
 }
 
+template <class F>
+void CpuEngine::each_position(std::span<const Part> parts, int half, F&& turn) {
+    for (const Part& pt : parts) {
+        const int tasks = std::min(pt.n, pool_->size());
+        pool_->parallel_for(tasks, [&](int t) {
+            float* cs = rope_cs_.data() + int64_t(t) * 2 * half;  // cos (half), sin (half)
+            for (int i = int(int64_t(pt.n) * t / tasks); i < int(int64_t(pt.n) * (t + 1) / tasks); ++i) {
+                rope_angles(pt.p0 + i, inv_freq_.data(), half, cs, cs + half);
+                turn(pt.row0 + i, cs);
+            }
+        });
+    }
+}
+
 // ---- MLA (docs/design.md, "MLA") ----------------------------------------------------
 // qkv_'s row: [q (q_proj) or q's latent (q_a_proj) | c_KV | k_R]; the latent row
 // [c_KV | k_R] (normed and turned by mla_project) is what the cache stores.
@@ -512,18 +531,11 @@ void CpuEngine::mla_project(int l, std::span<Part> parts, int n_rows, int r0, St
         if (cfg_.mla.rope_interleave) deinterleave(x, dr);
         rope_rotate(x, dr, cs, cs + half);
     };
-    for (const Part& pt : parts) {
-        const int tasks = std::min(pt.n, pool_->size());
-        pool_->parallel_for(tasks, [&](int t) {
-            float* cs = rope_cs_.data() + int64_t(t) * hd;
-            for (int i = int(int64_t(pt.n) * t / tasks); i < int(int64_t(pt.n) * (t + 1) / tasks); ++i) {
-                rope_angles(pt.p0 + i, inv_freq_.data(), half, cs, cs + half);
-                float* q = q0 + int64_t(pt.row0 + i) * qs;
-                for (int h = 0; h < H; ++h) turn(q + h * hd + (hd - dr), cs);
-                turn(qkv_.row(pt.row0 + i).data() + lat + dc, cs);
-            }
-        });
-    }
+    each_position(parts, half, [&](int r, const float* cs) {
+        float* q = q0 + int64_t(r) * qs;
+        for (int h = 0; h < H; ++h) turn(q + h * hd + (hd - dr), cs);
+        turn(qkv_.row(r).data() + lat + dc, cs);
+    });
 }
 
 const RowMat& CpuEngine::kv_b(int l) const {
@@ -626,19 +638,13 @@ void CpuEngine::rope(int l, std::span<Part> parts, int r0, StepTrace& tr) {
         if (ht.layer == l)
             for (int r = 0; r < ht.k_before_rope.rows(); ++r)
                 ht.k_before_rope.row(r) = qkv_.row(r0 + r).segment(Dq + ht.kv_head * hd, hd);
-    for (const Part& pt : parts) {
-        const int tasks = std::min(pt.n, pool_->size());
-        pool_->parallel_for(tasks, [&](int t) {
-            float* cs = rope_cs_.data() + int64_t(t) * hd;  // cos (half), sin (half)
-            for (int i = int(int64_t(pt.n) * t / tasks); i < int(int64_t(pt.n) * (t + 1) / tasks); ++i) {
-                rope_angles(pt.p0 + i, inv_freq_.data(), half, cs, cs + half);
-                float* row = qkv_.row(pt.row0 + i).data();
-                for (int h = 0; h < H; ++h) rope_rotate(row + h * hd, hd, cs, cs + half);
-                for (int g = 0; g < Hkv; ++g) rope_rotate(row + Dq + g * hd, hd, cs, cs + half);
-            }
-        });
-    }
+    each_position(parts, half, [&](int r, const float* cs) {
+        float* row = qkv_.row(r).data();
+        for (int h = 0; h < H; ++h) rope_rotate(row + h * hd, hd, cs, cs + half);
+        for (int g = 0; g < Hkv; ++g) rope_rotate(row + Dq + g * hd, hd, cs, cs + half);
+    });
 }
+
 
 void CpuEngine::swiglu(int n_rows) {
     const int F = cfg_.n_ff;
