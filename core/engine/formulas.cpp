@@ -46,9 +46,9 @@ Counters formula_step(const ModelConfig& c, const CachePolicy& pol, int p, int s
     int64_t attn = 4 * hd * e.attn_scores;
     if (c.is_mla()) {
         per_row += int64_t(c.mla.q_lora_rank) * c.q_dim();
-        int64_t nk = 0;  // keys some query of the step reads: the latents expand projects
-        for (int64_t k = 0; k < m; ++k) nk += pol.read_by_some(int(q0), int(m - 1), int(k)) ? 1 : 0;
-        attn = L * mla_read_flops(c, pol.mla == MlaRead::absorbed, n, nk, H * keys);
+        // The latents expand projects: every key some query of the step reads, i.e. the
+        // rows held before it (all read by its first query) and its own n.
+        attn = L * mla_read_flops(c, pol.mla == MlaRead::absorbed, n, held, H * keys);
     }
     e.flops = L * 2 * n * per_row + attn + 2 * C * c.vocab_size;
     return e;
