@@ -432,35 +432,41 @@ struct HfTensor {
 // path (q_proj, or q_a_proj, q_a_layernorm, q_b_proj), kv_a_proj_with_mqa (beside q in
 // attn_w), kv_a_layernorm, kv_b_proj. q_b_proj and kv_b_proj are weight_matrices'
 // tail, after the head.
+// A vector (a norm weight or a bias: len floats at data, null without Weights), and an
+// nn.Linear weight stored (out, in), held transposed in columns [col0, col0 + out) of
+// weight_matrices' matrix m.
+void add_vec(std::vector<HfTensor>& s, std::string n, int64_t len, float* data) {
+    s.push_back({std::move(n), {len}, -1, 0, false, data});
+}
+void add_linear(std::vector<HfTensor>& s, std::string n, int64_t out, int64_t in, int m, int64_t col0) {
+    s.push_back({std::move(n), {out, in}, m, col0, true, nullptr});
+}
+
 void mla_tensors(const ModelConfig& cfg, int i, const std::string& p, LayerWeights* l, std::vector<HfTensor>& s) {
     const int64_t C = cfg.n_embd, Qd = cfg.q_dim(), dq = cfg.mla.q_lora_rank, dc = cfg.mla.kv_lora_rank;
     const int64_t kvb = int64_t(cfg.n_head) * (cfg.mla.qk_nope_head_dim + cfg.mla.v_head_dim);
     const int m = 1 + 4 * i, per = dq > 0 ? 2 : 1;
     const int tail = 1 + 4 * cfg.n_layer + (cfg.tied_head ? 0 : 1) + per * i;
-    auto vec = [&](std::string n, int64_t len, RowVec* v) { s.push_back({std::move(n), {len}, -1, 0, false, v ? v->data() : nullptr}); };
-    auto lin = [&](std::string n, int64_t out, int64_t in, int mat, int64_t col0) {
-        s.push_back({std::move(n), {out, in}, mat, col0, true, nullptr});
-    };
     if (dq > 0) {
-        lin(p + "q_a_proj.weight", dq, C, m, 0);
-        vec(p + "q_a_layernorm.weight", dq, l ? &l->q_a_norm_w : nullptr);
-        lin(p + "q_b_proj.weight", Qd, dq, tail, 0);
+        add_linear(s, p + "q_a_proj.weight", dq, C, m, 0);
+        add_vec(s, p + "q_a_layernorm.weight", dq, l ? l->q_a_norm_w.data() : nullptr);
+        add_linear(s, p + "q_b_proj.weight", Qd, dq, tail, 0);
     } else {
-        lin(p + "q_proj.weight", Qd, C, m, 0);
+        add_linear(s, p + "q_proj.weight", Qd, C, m, 0);
     }
-    lin(p + "kv_a_proj_with_mqa.weight", dc + cfg.mla.qk_rope_head_dim, C, m, dq > 0 ? dq : Qd);
-    vec(p + "kv_a_layernorm.weight", dc, l ? &l->kv_norm_w : nullptr);
-    lin(p + "kv_b_proj.weight", kvb, dc, tail + per - 1, 0);
+    add_linear(s, p + "kv_a_proj_with_mqa.weight", dc + cfg.mla.qk_rope_head_dim, C, m, dq > 0 ? dq : Qd);
+    add_vec(s, p + "kv_a_layernorm.weight", dc, l ? l->kv_norm_w.data() : nullptr);
+    add_linear(s, p + "kv_b_proj.weight", kvb, dc, tail + per - 1, 0);
 }
 
 std::vector<HfTensor> hf_tensors(const ModelConfig& cfg, Weights* w) {
     const int64_t V = cfg.vocab_size, C = cfg.n_embd, Qd = cfg.q_dim(), kvd = cfg.kv_dim(), F = cfg.n_ff;
     std::vector<HfTensor> s;
     auto vec = [&](std::string n, int64_t len, RowVec* v, int64_t off) {
-        s.push_back({std::move(n), {len}, -1, 0, false, w ? v->data() + off : nullptr});
+        add_vec(s, std::move(n), len, w ? v->data() + off : nullptr);
     };
     auto lin = [&](std::string n, int64_t out, int64_t in, int m, int64_t col0) {
-        s.push_back({std::move(n), {out, in}, m, col0, true, nullptr});
+        add_linear(s, std::move(n), out, in, m, col0);
     };
     s.push_back({"model.embed_tokens.weight", {V, C}, 0, 0, false, nullptr});
     for (int i = 0; i < cfg.n_layer; ++i) {
