@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/model/llama_math.h"
 
 namespace kv {
 
@@ -68,14 +69,15 @@ void ModelConfig::validate(const std::string& where) const {
 
 void ModelConfig::validate_mla(const std::string& where) const {
     auto fail = [&](const std::string& what) { throw Error(where + ": " + what); };
-    auto in_range = [&](const char* key, int v, int lo) {
-        if (v < lo || v > 65536) fail(std::string(key) + " must be in " + std::to_string(lo) + " .. 65536 (got " + std::to_string(v) + ")");
+    auto in_range = [&](const char* key, int v, int lo, int hi = 65536) {
+        if (v < lo || v > hi)
+            fail(std::string(key) + " must be in " + std::to_string(lo) + " .. " + std::to_string(hi) + " (got " +
+                 std::to_string(v) + ")");
     };
     if (!is_llama()) fail("MLA needs the Llama family's blocks (RMSNorm, SwiGLU)");
     in_range("kv_lora_rank", mla.kv_lora_rank, 1);
     in_range("q_lora_rank", mla.q_lora_rank, 0);
-    in_range("qk_rope_head_dim", mla.qk_rope_head_dim, 2);
-    if (mla.qk_rope_head_dim > 1024) fail("qk_rope_head_dim " + std::to_string(mla.qk_rope_head_dim) + " is too large (at most 1024)");
+    in_range("qk_rope_head_dim", mla.qk_rope_head_dim, 2, kMaxRopeDim);  // deinterleave's buffer
     in_range("qk_nope_head_dim", mla.qk_nope_head_dim, 1);
     in_range("v_head_dim", mla.v_head_dim, 1);
     if (mla.qk_rope_head_dim % 2 != 0) fail("qk_rope_head_dim " + std::to_string(mla.qk_rope_head_dim) + " must be even for RoPE");
